@@ -1,0 +1,67 @@
+//! `chat-client`: talk with a chat server by typing lines.
+
+use std::process;
+use std::time::Duration;
+
+use chat::client::{self, Config};
+use chat::frame::DEFAULT_MAX_MESSAGE_SIZE;
+use clap::Parser;
+
+/// Chat with a chat-server by typing lines.
+///
+/// Messages received print on stdout, one per line; status goes to stderr.
+/// Type `q` alone on a line to quit. At the end of piped input the client
+/// keeps printing what the server sends until the server closes.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    after_help = "Example:\n  chat-server --bind 127.0.0.1:9527   (in one terminal)\n  chat-client --connect 127.0.0.1:9527"
+)]
+struct Args {
+    /// Server to connect to (host:port; IPv6 as [::1]:9527)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9527")]
+    connect: String,
+
+    /// Seconds to wait for the connection to be made
+    #[arg(long, value_name = "SECS", default_value_t = 5.0,
+          value_parser = parse_seconds)]
+    connect_timeout: f64,
+
+    /// Largest message accepted or sent, in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_MESSAGE_SIZE as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_message_size: u32,
+
+    /// End the conversation after this many seconds with no traffic either way [default: off]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: Option<u64>,
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs.is_finite() && secs <= 3600.0 => Ok(secs),
+        _ => Err("expected a number of seconds above 0 and at most 3600".to_string()),
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    let stream = match client::connect(&args.connect, Duration::from_secs_f64(args.connect_timeout)) {
+        Ok(stream) => stream,
+        Err(e) => {
+            eprintln!("chat-client: {e}");
+            process::exit(1);
+        }
+    };
+    let config = Config {
+        max_message_size: args.max_message_size as usize,
+        idle_timeout: args.idle_timeout.map(Duration::from_secs),
+    };
+    match client::run(stream, config) {
+        Ok(exit) => process::exit(exit.code()),
+        Err(e) => {
+            eprintln!("chat-client: {}", chat::conversation::lowercase_os_error(&e));
+            process::exit(1);
+        }
+    }
+}

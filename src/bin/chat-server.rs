@@ -1,0 +1,67 @@
+//! `chat-server`: talk with one client at a time; others wait in line.
+
+use std::net::TcpListener;
+use std::process;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use chat::conversation::lowercase_os_error;
+use chat::frame::DEFAULT_MAX_MESSAGE_SIZE;
+use chat::server::{self, Config};
+use clap::Parser;
+
+/// Chat with TCP clients, one conversation at a time, by typing lines.
+///
+/// Messages received print on stdout, one per line; status goes to stderr.
+/// Type `q` alone on a line to end the current conversation; Ctrl-C stops the
+/// server.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    after_help = "Example:\n  chat-server --bind 127.0.0.1:9527\n  chat-client --connect 127.0.0.1:9527   (in another terminal)"
+)]
+struct Args {
+    /// Address to listen on (host:port; IPv6 as [::1]:9527; port 0 picks a free port)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9527")]
+    bind: String,
+
+    /// Largest message accepted or sent, in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_MESSAGE_SIZE as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_message_size: u32,
+
+    /// How many clients may wait while another is served; one more is turned away
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    max_waiting: usize,
+
+    /// Serve one conversation, then exit
+    #[arg(long)]
+    once: bool,
+
+    /// End a conversation after this many seconds with no traffic either way [default: off]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: Option<u64>,
+}
+
+fn main() {
+    let args = Args::parse();
+    match serve(args) {
+        Ok(code) => process::exit(code),
+        Err(e) => {
+            eprintln!("chat-server: {e:#}");
+            process::exit(1);
+        }
+    }
+}
+
+fn serve(args: Args) -> anyhow::Result<i32> {
+    let listener = TcpListener::bind(&args.bind)
+        .map_err(|e| anyhow!("cannot listen on {}: {}", args.bind, lowercase_os_error(&e)))?;
+    let config = Config {
+        max_message_size: args.max_message_size as usize,
+        max_waiting: args.max_waiting,
+        once: args.once,
+        idle_timeout: args.idle_timeout.map(Duration::from_secs),
+    };
+    Ok(server::run(listener, config)?.code())
+}

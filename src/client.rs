@@ -1,0 +1,99 @@
+//! `chat-client`: connect, then one conversation with the server's operator.
+
+use std::fmt;
+use std::io::{self, ErrorKind};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::conversation::{lowercase_os_error, Conversation, Ending, Rules};
+use crate::input::AfterQuit;
+use crate::terminal::Console;
+use crate::Exit;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub max_message_size: usize,
+    pub idle_timeout: Option<Duration>,
+}
+
+/// Why a connection could not be made, worded for the user.
+#[derive(Debug)]
+pub struct ConnectError {
+    address: String,
+    reason: String,
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot connect to {}: {}", self.address, self.reason)
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// Connects to `address` (`host:port`, IPv6 as `[::1]:port`), trying each
+/// address it resolves to for at most `timeout`.
+pub fn connect(address: &str, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    let fail = |reason: String| ConnectError {
+        address: address.to_string(),
+        reason,
+    };
+    let candidates: Vec<SocketAddr> = address
+        .to_socket_addrs()
+        .map_err(|e| fail(format!("cannot resolve it: {}", lowercase_os_error(&e))))?
+        .collect();
+    let mut last = None;
+    for candidate in &candidates {
+        match TcpStream::connect_timeout(candidate, timeout) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    let reason = match last {
+        None => "the name resolved to no address".to_string(),
+        Some(e) if e.kind() == ErrorKind::ConnectionRefused => {
+            "connection refused (is chat-server running there?)".to_string()
+        }
+        Some(e) if e.kind() == ErrorKind::TimedOut || e.kind() == ErrorKind::WouldBlock => {
+            format!("no answer within {} s", timeout.as_secs_f64())
+        }
+        Some(e) => lowercase_os_error(&e),
+    };
+    Err(fail(reason))
+}
+
+/// Talks with the server over `stream` until either side ends it.
+pub fn run(stream: TcpStream, config: Config) -> io::Result<Exit> {
+    let (events, inbox) = mpsc::channel();
+    let console = Console::open(config.max_message_size, &events, AfterQuit::Stop)?;
+    let screen = console.screen;
+    let conversation = Conversation::start(0, stream, config.max_message_size, &*screen, "server", &events)?;
+    let peer = conversation.peer();
+    console.recipient.set(Some(conversation.outbox()));
+    screen.status(&format!("connected to {peer}; type a line and press Enter to send it, q to quit"));
+    let rules = Rules {
+        input_end_closes: true,
+        idle_timeout: config.idle_timeout,
+    };
+    let ending = conversation.run(&inbox, rules, &*screen, |_| {});
+    console.recipient.set(None);
+    let exit = match ending {
+        Ending::PeerLeft => {
+            screen.status("the server ended the conversation");
+            Exit::Success
+        }
+        Ending::Quit | Ending::OutputClosed => Exit::Success,
+        Ending::Idle(after) => {
+            screen.status(&format!("no traffic for {} s; conversation ended", after.as_secs()));
+            Exit::Success
+        }
+        Ending::Interrupted => Exit::Interrupted,
+        Ending::Failed(why) => {
+            screen.error(&why);
+            Exit::Failure
+        }
+    };
+    screen.settle();
+    Ok(exit)
+}

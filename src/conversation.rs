@@ -1,0 +1,391 @@
+//! One conversation with one peer, and the rules for ending it without losing
+//! a message.
+//!
+//! A conversation owns two threads: one receives frames and shows them, the
+//! other writes what the user typed (taken from the [`Outbox`]). Both report to
+//! the program's single event channel, where [`Conversation::run`] decides what
+//! happens next. Whoever ends a conversation first sends everything already
+//! accepted, shuts down its sending half and keeps reading until the peer closes
+//! too, so no socket is closed with unread data (which would reset the
+//! connection and could destroy data in flight). A peer that makes no progress
+//! for [`STALL_TIMEOUT`] while we wait on it is cut off.
+
+use std::io::{self, ErrorKind, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::frame::{FrameReader, TooLong};
+use crate::outbox::Outbox;
+use crate::screen::Screen;
+
+/// How long a closing conversation waits on a peer that makes no progress.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long Ctrl-C waits on the peer before it gives up.
+const INTERRUPT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Everything the main thread of either program reacts to.
+#[derive(Debug)]
+pub enum Event {
+    /// From the user's input.
+    Input(Input),
+    /// SIGINT.
+    Interrupt,
+    /// Conversation `id` stopped receiving.
+    Received { id: u64, end: ReceiveEnd },
+    /// Conversation `id` stopped sending; `Ok` once its sending half is shut down.
+    Sent { id: u64, result: io::Result<()> },
+    /// Conversation `id` can no longer show messages (stdout closed).
+    OutputClosed { id: u64 },
+    /// The server's line has a client for an idle server.
+    ClientArrived,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// `q`, or Ctrl-D in the line editor: end the conversation.
+    Quit,
+    /// Standard input ended: the user has nothing more to say.
+    Closed,
+    /// Ctrl-C in the line editor.
+    Interrupted,
+}
+
+#[derive(Debug)]
+pub enum ReceiveEnd {
+    /// End of stream at a frame boundary.
+    Closed,
+    Failed(io::Error),
+}
+
+/// How a conversation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The peer closed its side first.
+    PeerLeft,
+    /// Our user ended it.
+    Quit,
+    /// Ctrl-C.
+    Interrupted,
+    /// No traffic either way for the idle timeout.
+    Idle(Duration),
+    /// Our stdout went away; the program should exit quietly.
+    OutputClosed,
+    /// The connection failed or the peer broke the protocol; the text says how.
+    Failed(String),
+}
+
+/// What differs between the two programs' conversations.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// Whether the end of standard input ends our sending half (the client), or
+    /// only means the user will say nothing more (the server's operator).
+    pub input_end_closes: bool,
+    pub idle_timeout: Option<Duration>,
+}
+
+pub struct Conversation {
+    id: u64,
+    peer: SocketAddr,
+    stream: TcpStream,
+    outbox: Arc<Outbox>,
+    activity: Arc<Activity>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Conversation {
+    /// Starts receiving from and sending to `stream`. `label` names the peer on
+    /// screen.
+    pub fn start(
+        id: u64,
+        stream: TcpStream,
+        max_message_size: usize,
+        screen: &dyn Screen,
+        label: &str,
+        events: &Sender<Event>,
+    ) -> io::Result<Self> {
+        stream.set_nodelay(true)?;
+        let peer = stream.peer_addr()?;
+        let reading = stream.try_clone()?;
+        let writing = stream.try_clone()?;
+        let outbox = Arc::new(Outbox::new());
+        let activity = Arc::new(Activity::new());
+        let mut sink = screen.messages(label);
+
+        let receiver = {
+            let events = events.clone();
+            let activity = Arc::clone(&activity);
+            thread::Builder::new()
+                .name("receive".into())
+                .spawn(move || {
+                    let mut frames = FrameReader::new(reading, max_message_size);
+                    let mut output_open = true;
+                    let end = loop {
+                        match frames.read_frame_and_more() {
+                            Ok(Some((payload, more))) => {
+                                activity.touch();
+                                // Once our output is gone the socket is still
+                                // drained, so that closing it resets nothing.
+                                if output_open {
+                                    if sink.show(payload, more).is_err() {
+                                        output_open = false;
+                                        let _ = events.send(Event::OutputClosed { id });
+                                    }
+                                }
+                            }
+                            Ok(None) => break ReceiveEnd::Closed,
+                            Err(e) => break ReceiveEnd::Failed(e),
+                        }
+                    };
+                    let _ = events.send(Event::Received { id, end });
+                })?
+        };
+        let sender = {
+            let events = events.clone();
+            let outbox = Arc::clone(&outbox);
+            let activity = Arc::clone(&activity);
+            thread::Builder::new().name("send".into()).spawn(move || {
+                let result = send_all(writing, &outbox, &activity);
+                let _ = events.send(Event::Sent { id, result });
+            })
+        };
+        let sender = match sender {
+            Ok(sender) => sender,
+            Err(e) => {
+                let _ = stream.shutdown(Shutdown::Both);
+                let _ = receiver.join();
+                return Err(e);
+            }
+        };
+        Ok(Self {
+            id,
+            peer,
+            stream,
+            outbox,
+            activity,
+            threads: vec![receiver, sender],
+        })
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Where the user's lines go while this conversation lasts.
+    pub fn outbox(&self) -> Arc<Outbox> {
+        Arc::clone(&self.outbox)
+    }
+
+    /// Runs the conversation to its end, handling the events that concern it;
+    /// every other event goes to `other`. Returns once both threads are done,
+    /// which leaves the socket with nothing unread and nothing unsent.
+    pub fn run(
+        mut self,
+        events: &Receiver<Event>,
+        rules: Rules,
+        screen: &dyn Screen,
+        mut other: impl FnMut(Event),
+    ) -> Ending {
+        let mut ending: Option<Ending> = None;
+        let mut receiving = true;
+        let mut sending = true;
+        // While set, a peer that makes no progress for this long is cut off.
+        let mut patience: Option<Duration> = None;
+        let mut cut_off = false;
+
+        while receiving || sending {
+            let wait = match (patience, rules.idle_timeout) {
+                _ if cut_off => None,
+                (Some(limit), _) => Some(limit.saturating_sub(self.activity.quiet_for())),
+                (None, Some(idle)) if ending.is_none() => {
+                    Some(idle.saturating_sub(self.activity.quiet_for()))
+                }
+                _ => None,
+            };
+            let event = match wait {
+                Some(wait) => match events.recv_timeout(wait) {
+                    Ok(event) => Some(event),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => unreachable!("main holds a sender"),
+                },
+                None => Some(events.recv().expect("main holds a sender")),
+            };
+            let Some(event) = event else {
+                let quiet = self.activity.quiet_for();
+                if let Some(limit) = patience {
+                    if quiet >= limit {
+                        screen.error(&format!(
+                            "{}: no progress for {} s; closing the connection",
+                            self.peer,
+                            limit.as_secs()
+                        ));
+                        cut_off = true;
+                        self.abort();
+                    }
+                } else if let Some(idle) = rules.idle_timeout {
+                    if quiet >= idle && ending.is_none() {
+                        ending = Some(Ending::Idle(idle));
+                        patience = Some(STALL_TIMEOUT);
+                        self.outbox.close();
+                    }
+                }
+                continue;
+            };
+            match event {
+                Event::Input(Input::Quit) if ending.is_none() => {
+                    ending = Some(Ending::Quit);
+                    patience = Some(STALL_TIMEOUT);
+                    self.outbox.close();
+                }
+                Event::Input(Input::Closed) if rules.input_end_closes => {
+                    // Our side is done; keep showing what the peer sends until
+                    // it closes too.
+                    self.outbox.close();
+                }
+                Event::Input(Input::Interrupted) | Event::Interrupt => {
+                    if ending == Some(Ending::Interrupted) {
+                        cut_off = true;
+                        self.abort();
+                    } else {
+                        ending = Some(Ending::Interrupted);
+                        patience = Some(INTERRUPT_TIMEOUT);
+                        self.outbox.close();
+                    }
+                }
+                Event::OutputClosed { id } if id == self.id => {
+                    if ending.is_none() {
+                        ending = Some(Ending::OutputClosed);
+                    }
+                    patience = Some(INTERRUPT_TIMEOUT);
+                    self.outbox.close();
+                }
+                Event::Received { id, end } if id == self.id => {
+                    receiving = false;
+                    match end {
+                        ReceiveEnd::Closed => {
+                            if ending.is_none() {
+                                ending = Some(Ending::PeerLeft);
+                            }
+                            // Deliver what is still queued, then close our half.
+                            patience.get_or_insert(STALL_TIMEOUT);
+                            self.outbox.close();
+                        }
+                        ReceiveEnd::Failed(e) => {
+                            if !cut_off && !matches!(ending, Some(Ending::Failed(_))) {
+                                ending = Some(Ending::Failed(describe_receive_error(&e)));
+                            }
+                            self.abort();
+                        }
+                    }
+                }
+                Event::Sent { id, result } if id == self.id => {
+                    sending = false;
+                    if let Err(e) = result {
+                        if !cut_off && ending.is_none() {
+                            ending = Some(Ending::Failed(describe_send_error(&e)));
+                        }
+                        self.abort();
+                    }
+                }
+                Event::Received { .. } | Event::Sent { .. } | Event::OutputClosed { .. } => {
+                    // Left over from an earlier conversation.
+                }
+                other_event => other(other_event),
+            }
+        }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        ending.unwrap_or(Ending::PeerLeft)
+    }
+
+    /// Stops both threads now: pending frames are dropped and the socket is shut
+    /// down both ways, which wakes a thread blocked on it.
+    fn abort(&self) {
+        self.outbox.abort();
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+/// Writes what the outbox hands over until it closes, then shuts down our
+/// sending half so the peer sees a clean end.
+fn send_all(mut stream: TcpStream, outbox: &Outbox, activity: &Activity) -> io::Result<()> {
+    let mut buf = Vec::new();
+    while outbox.take(&mut buf) {
+        stream.write_all(&buf)?;
+        activity.touch();
+        buf.clear();
+    }
+    if outbox.is_aborted() {
+        return Ok(());
+    }
+    match stream.shutdown(Shutdown::Write) {
+        // The peer may already be gone entirely; that is its end, not our error.
+        Err(e) if e.kind() == ErrorKind::NotConnected => Ok(()),
+        other => other,
+    }
+}
+
+/// One line describing why receiving failed.
+pub fn describe_receive_error(e: &io::Error) -> String {
+    if let Some(too_long) = e.get_ref().and_then(|inner| inner.downcast_ref::<TooLong>()) {
+        return format!("protocol error: {too_long}");
+    }
+    match e.kind() {
+        ErrorKind::UnexpectedEof => "connection closed mid-message".to_string(),
+        ErrorKind::ConnectionReset => "connection reset by peer".to_string(),
+        _ => format!("receive failed: {}", lowercase_os_error(e)),
+    }
+}
+
+fn describe_send_error(e: &io::Error) -> String {
+    match e.kind() {
+        ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => {
+            "connection reset by peer while sending".to_string()
+        }
+        _ => format!("send failed: {}", lowercase_os_error(e)),
+    }
+}
+
+/// `io::Error`'s text without the "(os error N)" tail, starting lowercase.
+pub fn lowercase_os_error(e: &io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.find(" (os error") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// When anything last moved either way.
+struct Activity {
+    start: Instant,
+    last_millis: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last_millis: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.start.elapsed().as_millis() as u64;
+        self.last_millis.store(now, Ordering::Relaxed);
+    }
+
+    fn quiet_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_millis.load(Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
+}

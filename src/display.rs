@@ -1,0 +1,87 @@
+//! How a peer's text is shown: exactly as sent, except what could drive the
+//! terminal or forge extra lines.
+//!
+//! Invalid UTF-8 becomes U+FFFD. C0 controls (tab excepted), DEL, C1 controls
+//! and the Unicode line and paragraph separators are written as visible escapes
+//! (`\n`, `\r`, `\x1b`, `\u{9b}`), so one message is always one line of plain
+//! text. Everything else, Chinese, emoji and accents included, passes unchanged.
+
+use std::fmt::Write as _;
+
+/// Appends `payload` to `out` in its displayable form, without a line end.
+pub fn push_visible(out: &mut Vec<u8>, payload: &[u8]) {
+    if !may_need_escaping(payload) {
+        if let Ok(text) = std::str::from_utf8(payload) {
+            out.extend_from_slice(text.as_bytes());
+            return;
+        }
+    }
+    let mut text = String::with_capacity(payload.len());
+    for chunk in payload.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            push_char(&mut text, c);
+        }
+        if !chunk.invalid().is_empty() {
+            text.push(char::REPLACEMENT_CHARACTER);
+        }
+    }
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// The displayable form of `payload` as a `String`.
+pub fn visible(payload: &[u8]) -> String {
+    let mut out = Vec::with_capacity(payload.len());
+    push_visible(&mut out, payload);
+    String::from_utf8(out).expect("push_visible writes UTF-8")
+}
+
+/// A cheap byte scan that rules out escaping for most text: every character
+/// that needs it contains a control byte, or starts with 0xC2 (C1 controls) or
+/// 0xE2 (U+2028, U+2029).
+fn may_need_escaping(payload: &[u8]) -> bool {
+    payload
+        .iter()
+        .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f || b == 0xc2 || b == 0xe2)
+}
+
+fn push_char(out: &mut String, c: char) {
+    match c {
+        '\t' => out.push(c),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\0'..='\x1f' | '\x7f' => {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        }
+        '\u{80}'..='\u{9f}' | '\u{2028}' | '\u{2029}' => {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        }
+        _ => out.push(c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::visible;
+
+    #[test]
+    fn ordinary_text_is_unchanged() {
+        for text in ["hello", "你好，世界", "café ñ", "🎉 party", "a\tb", "“quoted” €5", r"C:\path"] {
+            assert_eq!(visible(text.as_bytes()), text);
+        }
+    }
+
+    #[test]
+    fn controls_are_escaped() {
+        assert_eq!(visible(b"\x1b[2Jgone"), "\\x1b[2Jgone");
+        assert_eq!(visible(b"one\ntwo\r\n"), "one\\ntwo\\r\\n");
+        assert_eq!(visible(b"bell\x07del\x7f"), "bell\\x07del\\x7f");
+        assert_eq!(visible("c1\u{9b}31m".as_bytes()), "c1\\u{9b}31m");
+        assert_eq!(visible("ls\u{2028}ps\u{2029}".as_bytes()), "ls\\u{2028}ps\\u{2029}");
+    }
+
+    #[test]
+    fn invalid_utf8_becomes_replacement_characters() {
+        assert_eq!(visible(b"ok \xff\xfe end"), "ok \u{fffd}\u{fffd} end");
+        assert_eq!(visible(b"cut \xe4\xbd"), "cut \u{fffd}");
+    }
+}

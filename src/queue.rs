@@ -1,0 +1,211 @@
+//! The server's line of waiting clients.
+//!
+//! The server talks with one client at a time. Clients that connect meanwhile
+//! are accepted into a line of at most `max_waiting`, told by an ordinary text
+//! message that the server is busy and their place in it, and told again when
+//! the line moves. Nothing is read from a waiting client, so what it sends stays
+//! in the kernel's buffers and is delivered when its turn comes. A client that
+//! leaves while waiting is dropped from the line; one more than the line holds is
+//! told the server is full and turned away.
+
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::conversation::Event;
+use crate::frame::encode_frame;
+use crate::screen::Screen;
+
+/// How often the line looks for clients that left.
+pub const TIDY_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How long a turned-away client has to close before it is dropped.
+const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Turned-away clients still being drained; past this they are dropped at once.
+const MAX_FAREWELLS: usize = 64;
+
+/// A notice must reach a waiting client's buffers within this.
+const NOTICE_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub struct Client {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    /// Whether it waited in line (and so was told the server was busy).
+    pub waited: bool,
+}
+
+pub struct WaitingLine {
+    state: Mutex<State>,
+    max_waiting: usize,
+    events: Sender<Event>,
+    screen: Arc<dyn Screen>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The server has a client, or one handed over and not yet taken.
+    serving: bool,
+    /// A client for an idle server, waiting for the main thread to take it.
+    handed_over: Option<Client>,
+    waiting: VecDeque<Client>,
+    /// Turned-away clients: our side is shut down, theirs is read until it closes.
+    farewells: Vec<(TcpStream, Instant)>,
+}
+
+impl WaitingLine {
+    pub fn new(max_waiting: usize, events: Sender<Event>, screen: Arc<dyn Screen>) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            max_waiting,
+            events,
+            screen,
+        }
+    }
+
+    /// Takes in a client that just connected.
+    pub fn admit(&self, stream: TcpStream, peer: SocketAddr) {
+        let mut state = self.lock();
+        if !state.serving {
+            state.serving = true;
+            state.handed_over = Some(Client {
+                stream,
+                peer,
+                waited: false,
+            });
+            drop(state);
+            let _ = self.events.send(Event::ClientArrived);
+            return;
+        }
+        if state.waiting.len() >= self.max_waiting {
+            let waiting = state.waiting.len();
+            let notice = format!("server is full ({waiting} already waiting); try again later");
+            let told = tell(&stream, &notice);
+            if told && stream.shutdown(Shutdown::Write).is_ok() && state.farewells.len() < MAX_FAREWELLS {
+                let _ = stream.set_nonblocking(true);
+                state.farewells.push((stream, Instant::now()));
+            }
+            drop(state);
+            self.screen
+                .status(&format!("{peer} turned away: the line is full ({waiting} waiting)"));
+            return;
+        }
+        let place = state.waiting.len() + 1;
+        let _ = stream.set_write_timeout(Some(NOTICE_TIMEOUT));
+        let notice = format!(
+            "server is busy; you are number {place} in line. What you type now is delivered when your turn comes."
+        );
+        if tell(&stream, &notice) {
+            state.waiting.push_back(Client {
+                stream,
+                peer,
+                waited: true,
+            });
+            drop(state);
+            self.screen
+                .status(&format!("{peer} is waiting (number {place} in line)"));
+        }
+    }
+
+    /// The next client to serve, or `None` (and the server counts as idle, so
+    /// the next arrival is handed over at once).
+    pub fn next(&self) -> Option<Client> {
+        let mut state = self.lock();
+        if let Some(client) = state.handed_over.take() {
+            return Some(client);
+        }
+        let Some(client) = state.waiting.pop_front() else {
+            state.serving = false;
+            return None;
+        };
+        let _ = client.stream.set_write_timeout(None);
+        self.tell_places(&mut state);
+        Some(client)
+    }
+
+    /// How many clients are waiting.
+    pub fn len(&self) -> usize {
+        self.lock().waiting.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops waiting clients that left and finishes turning clients away. Call
+    /// every [`TIDY_INTERVAL`].
+    pub fn tidy(&self) {
+        let mut state = self.lock();
+        let before = state.waiting.len();
+        let mut left = Vec::new();
+        state.waiting.retain(|client| {
+            let present = still_there(&client.stream);
+            if !present {
+                left.push(client.peer);
+            }
+            present
+        });
+        if state.waiting.len() != before {
+            self.tell_places(&mut state);
+        }
+        state.farewells.retain_mut(|(stream, since)| {
+            let mut scratch = [0; 4096];
+            loop {
+                match stream.read(&mut scratch) {
+                    Ok(0) => return false,
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        return since.elapsed() < FAREWELL_TIMEOUT;
+                    }
+                    Err(_) => return false,
+                }
+            }
+        });
+        drop(state);
+        for peer in left {
+            self.screen.status(&format!("{peer} left the line"));
+        }
+    }
+
+    /// Tells every waiting client its place after the line moved.
+    fn tell_places(&self, state: &mut State) {
+        let mut place = 0;
+        state.waiting.retain(|client| {
+            let told = tell(
+                &client.stream,
+                &format!("you are now number {} in line", place + 1),
+            );
+            if told {
+                place += 1;
+            }
+            told
+        });
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Sends one server notice as an ordinary text frame.
+fn tell(mut stream: &TcpStream, notice: &str) -> bool {
+    let mut frame = Vec::with_capacity(notice.len() + 4);
+    encode_frame(&mut frame, notice.as_bytes(), usize::MAX).expect("notices are short");
+    stream.write_all(&frame).is_ok()
+}
+
+/// Whether a waiting client is still connected, without consuming what it sent.
+fn still_there(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let present = match stream.peek(&mut [0]) {
+        // Data waiting: whatever follows, it is delivered when the turn comes.
+        Ok(n) => n > 0,
+        Err(e) => e.kind() == ErrorKind::WouldBlock,
+    };
+    stream.set_nonblocking(false).is_ok() && present
+}

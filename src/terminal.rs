@@ -1,0 +1,44 @@
+//! The user's side of a program: the screen it shows things on and the thread
+//! that reads what the user types.
+//!
+//! [`Console::open`] picks the form: plain lines when standard input or output
+//! is a pipe or file.
+
+use std::io;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::thread;
+
+use crate::conversation::Event;
+use crate::input::{read_plain, AfterQuit, Composer, Recipient};
+use crate::screen::{PlainScreen, Screen};
+
+pub struct Console {
+    pub screen: Arc<dyn Screen>,
+    /// Where the user's lines go; the program points it at the current
+    /// conversation.
+    pub recipient: Arc<Recipient>,
+}
+
+impl Console {
+    /// Starts reading the user's input on its own thread and forwards Ctrl-C
+    /// (SIGINT) to `events`.
+    pub fn open(max_message_size: usize, events: &Sender<Event>, after_quit: AfterQuit) -> io::Result<Self> {
+        let screen: Arc<dyn Screen> = Arc::new(PlainScreen);
+        let recipient = Arc::new(Recipient::default());
+        forward_interrupts(events.clone())?;
+        let composer = Composer::new(max_message_size, Arc::clone(&recipient), Arc::clone(&screen));
+        let events = events.clone();
+        thread::Builder::new()
+            .name("input".into())
+            .spawn(move || read_plain(io::stdin(), composer, events, after_quit))?;
+        Ok(Self { screen, recipient })
+    }
+}
+
+fn forward_interrupts(events: Sender<Event>) -> io::Result<()> {
+    ctrlc::set_handler(move || {
+        let _ = events.send(Event::Interrupt);
+    })
+    .map_err(io::Error::other)
+}
