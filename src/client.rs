@@ -3,13 +3,13 @@
 use std::fmt;
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use crate::conversation::{lowercase_os_error, Conversation, Ending, Rules};
+use crate::Exit;
+use crate::conversation::{Conversation, Ending, Rules, lowercase_os_error};
 use crate::input::AfterQuit;
 use crate::terminal::Console;
-use crate::Exit;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -66,12 +66,22 @@ pub fn connect(address: &str, timeout: Duration) -> Result<TcpStream, ConnectErr
 /// Talks with the server over `stream` until either side ends it.
 pub fn run(stream: TcpStream, config: Config) -> io::Result<Exit> {
     let (events, inbox) = mpsc::channel();
-    let console = Console::open(config.max_message_size, &events, AfterQuit::Stop)?;
-    let screen = console.screen;
-    let conversation = Conversation::start(0, stream, config.max_message_size, &*screen, "server", &events)?;
+    let console = Console::open(config.max_message_size, &events)?;
+    let screen = Arc::clone(&console.screen);
+    let conversation = Conversation::start(
+        0,
+        stream,
+        config.max_message_size,
+        &*screen,
+        "server",
+        &events,
+    )?;
     let peer = conversation.peer();
     console.recipient.set(Some(conversation.outbox()));
-    screen.status(&format!("connected to {peer}; type a line and press Enter to send it, q to quit"));
+    console.start_input(&events, AfterQuit::Stop)?;
+    screen.status(&format!(
+        "connected to {peer}; type a line and press Enter to send it, q to quit"
+    ));
     let rules = Rules {
         input_end_closes: true,
         idle_timeout: config.idle_timeout,
@@ -85,7 +95,10 @@ pub fn run(stream: TcpStream, config: Config) -> io::Result<Exit> {
         }
         Ending::Quit | Ending::OutputClosed => Exit::Success,
         Ending::Idle(after) => {
-            screen.status(&format!("no traffic for {} s; conversation ended", after.as_secs()));
+            screen.status(&format!(
+                "no traffic for {} s; conversation ended",
+                after.as_secs()
+            ));
             Exit::Success
         }
         Ending::Interrupted => Exit::Interrupted,

@@ -12,9 +12,9 @@
 
 use std::io::{self, ErrorKind, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -130,11 +130,9 @@ impl Conversation {
                                 activity.touch();
                                 // Once our output is gone the socket is still
                                 // drained, so that closing it resets nothing.
-                                if output_open {
-                                    if sink.show(payload, more).is_err() {
-                                        output_open = false;
-                                        let _ = events.send(Event::OutputClosed { id });
-                                    }
+                                if output_open && sink.show(payload, more).is_err() {
+                                    output_open = false;
+                                    let _ = events.send(Event::OutputClosed { id });
                                 }
                             }
                             Ok(None) => break ReceiveEnd::Closed,
@@ -226,12 +224,13 @@ impl Conversation {
                         cut_off = true;
                         self.abort();
                     }
-                } else if let Some(idle) = rules.idle_timeout {
-                    if quiet >= idle && ending.is_none() {
-                        ending = Some(Ending::Idle(idle));
-                        patience = Some(STALL_TIMEOUT);
-                        self.outbox.close();
-                    }
+                } else if let Some(idle) = rules.idle_timeout
+                    && quiet >= idle
+                    && ending.is_none()
+                {
+                    ending = Some(Ending::Idle(idle));
+                    patience = Some(STALL_TIMEOUT);
+                    self.outbox.close();
                 }
                 continue;
             };
@@ -332,7 +331,10 @@ fn send_all(mut stream: TcpStream, outbox: &Outbox, activity: &Activity) -> io::
 
 /// One line describing why receiving failed.
 pub fn describe_receive_error(e: &io::Error) -> String {
-    if let Some(too_long) = e.get_ref().and_then(|inner| inner.downcast_ref::<TooLong>()) {
+    if let Some(too_long) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<TooLong>())
+    {
         return format!("protocol error: {too_long}");
     }
     match e.kind() {

@@ -10,11 +10,11 @@ use std::fmt::Write as _;
 
 /// Appends `payload` to `out` in its displayable form, without a line end.
 pub fn push_visible(out: &mut Vec<u8>, payload: &[u8]) {
-    if !may_need_escaping(payload) {
-        if let Ok(text) = std::str::from_utf8(payload) {
-            out.extend_from_slice(text.as_bytes());
-            return;
-        }
+    if !may_need_escaping(payload)
+        && let Ok(text) = std::str::from_utf8(payload)
+    {
+        out.extend_from_slice(text.as_bytes());
+        return;
     }
     let mut text = String::with_capacity(payload.len());
     for chunk in payload.utf8_chunks() {
@@ -65,7 +65,15 @@ mod tests {
 
     #[test]
     fn ordinary_text_is_unchanged() {
-        for text in ["hello", "你好，世界", "café ñ", "🎉 party", "a\tb", "“quoted” €5", r"C:\path"] {
+        for text in [
+            "hello",
+            "你好，世界",
+            "café ñ",
+            "🎉 party",
+            "a\tb",
+            "“quoted” €5",
+            r"C:\path",
+        ] {
             assert_eq!(visible(text.as_bytes()), text);
         }
     }
@@ -76,7 +84,10 @@ mod tests {
         assert_eq!(visible(b"one\ntwo\r\n"), "one\\ntwo\\r\\n");
         assert_eq!(visible(b"bell\x07del\x7f"), "bell\\x07del\\x7f");
         assert_eq!(visible("c1\u{9b}31m".as_bytes()), "c1\\u{9b}31m");
-        assert_eq!(visible("ls\u{2028}ps\u{2029}".as_bytes()), "ls\\u{2028}ps\\u{2029}");
+        assert_eq!(
+            visible("ls\u{2028}ps\u{2029}".as_bytes()),
+            "ls\\u{2028}ps\\u{2029}"
+        );
     }
 
     #[test]

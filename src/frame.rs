@@ -125,8 +125,7 @@ impl<R: Read> FrameReader<R> {
     /// [`read_frame`](Self::read_frame) will not touch the stream.
     pub fn has_buffered_frame(&self) -> bool {
         let avail = &self.buf[self.start..self.end];
-        avail.len() >= HEADER_LEN
-            && avail.len() - HEADER_LEN >= BigEndian::read_u32(avail) as usize
+        avail.len() >= HEADER_LEN && avail.len() - HEADER_LEN >= BigEndian::read_u32(avail) as usize
     }
 
     /// Bytes received and not yet handed out.

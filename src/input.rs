@@ -12,8 +12,8 @@ use std::io::{BufRead, BufReader, Read};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
-use crate::conversation::{lowercase_os_error, Event, Input};
-use crate::frame::{encode_frame, TooLong};
+use crate::conversation::{Event, Input, lowercase_os_error};
+use crate::frame::{TooLong, encode_frame};
 use crate::outbox::{Outbox, Pushed};
 use crate::screen::Screen;
 
@@ -58,7 +58,11 @@ pub struct Composer {
 }
 
 impl Composer {
-    pub fn new(max_message_size: usize, recipient: Arc<Recipient>, screen: Arc<dyn Screen>) -> Self {
+    pub fn new(
+        max_message_size: usize,
+        recipient: Arc<Recipient>,
+        screen: Arc<dyn Screen>,
+    ) -> Self {
         Self {
             max_message_size,
             batch: Vec::new(),
@@ -138,7 +142,12 @@ pub enum AfterQuit {
 /// Reads lines from a pipe or file until it ends, reporting `q` and the end of
 /// input as events. Lines already buffered are handed over together; a line is
 /// never held back waiting for more input.
-pub fn read_plain(input: impl Read, mut composer: Composer, events: Sender<Event>, after_quit: AfterQuit) {
+pub fn read_plain(
+    input: impl Read,
+    mut composer: Composer,
+    events: Sender<Event>,
+    after_quit: AfterQuit,
+) {
     let mut reader = BufReader::with_capacity(READ_BUFFER, input);
     let mut line = Vec::new();
     // Room for a maximal line and its "\r\n": anything longer is refused.
@@ -150,9 +159,10 @@ pub fn read_plain(input: impl Read, mut composer: Composer, events: Sender<Event
             Ok(_) => {}
             Err(e) => {
                 composer.flush();
-                composer
-                    .screen
-                    .error(&format!("cannot read standard input: {}", lowercase_os_error(&e)));
+                composer.screen.error(&format!(
+                    "cannot read standard input: {}",
+                    lowercase_os_error(&e)
+                ));
                 break;
             }
         }
@@ -235,7 +245,10 @@ mod tests {
 
     #[test]
     fn lines_become_frames_by_the_rules() {
-        let (sent, events) = sent_for(b"hi\r\n\n\r\n\xe4\xbd\xa0\xe5\xa5\xbd\nbad \xff\nq\nafter\nlast", 16);
+        let (sent, events) = sent_for(
+            b"hi\r\n\n\r\n\xe4\xbd\xa0\xe5\xa5\xbd\nbad \xff\nq\nafter\nlast",
+            16,
+        );
         assert_eq!(sent, ["hi", "你好", "bad \u{fffd}", "after", "last"]);
         assert_eq!(events, ["Input(Quit)", "Input(Closed)"]);
     }

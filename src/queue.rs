@@ -84,13 +84,17 @@ impl WaitingLine {
             let waiting = state.waiting.len();
             let notice = format!("server is full ({waiting} already waiting); try again later");
             let told = tell(&stream, &notice);
-            if told && stream.shutdown(Shutdown::Write).is_ok() && state.farewells.len() < MAX_FAREWELLS {
+            if told
+                && stream.shutdown(Shutdown::Write).is_ok()
+                && state.farewells.len() < MAX_FAREWELLS
+            {
                 let _ = stream.set_nonblocking(true);
                 state.farewells.push((stream, Instant::now()));
             }
             drop(state);
-            self.screen
-                .status(&format!("{peer} turned away: the line is full ({waiting} waiting)"));
+            self.screen.status(&format!(
+                "{peer} turned away: the line is full ({waiting} waiting)"
+            ));
             return;
         }
         let place = state.waiting.len() + 1;

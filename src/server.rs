@@ -3,18 +3,18 @@
 
 use std::io;
 use std::net::TcpListener;
-use std::sync::mpsc;
 use std::sync::Arc;
+use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use crate::conversation::{lowercase_os_error, Conversation, Ending, Event, Input, Rules};
+use crate::Exit;
+use crate::conversation::{Conversation, Ending, Event, Input, Rules, lowercase_os_error};
 use crate::frame::encode_frame;
 use crate::input::AfterQuit;
-use crate::queue::{WaitingLine, TIDY_INTERVAL};
+use crate::queue::{TIDY_INTERVAL, WaitingLine};
 use crate::screen::Screen;
 use crate::terminal::Console;
-use crate::Exit;
 
 /// After a failed `accept` (out of file descriptors, say), wait this long
 /// before trying again rather than spin.
@@ -33,16 +33,23 @@ pub struct Config {
 /// after one conversation with `once`).
 pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
     let (events, inbox) = mpsc::channel();
-    let console = Console::open(config.max_message_size, &events, AfterQuit::Continue)?;
+    let console = Console::open(config.max_message_size, &events)?;
+    console.start_input(&events, AfterQuit::Continue)?;
     let screen = Arc::clone(&console.screen);
     let address = listener.local_addr()?;
-    let line = Arc::new(WaitingLine::new(config.max_waiting, events.clone(), Arc::clone(&screen)));
+    let line = Arc::new(WaitingLine::new(
+        config.max_waiting,
+        events.clone(),
+        Arc::clone(&screen),
+    ));
     spawn_acceptor(listener, Arc::clone(&line), Arc::clone(&screen))?;
     {
         let line = Arc::clone(&line);
-        thread::Builder::new().name("tidy".into()).spawn(move || loop {
-            thread::sleep(TIDY_INTERVAL);
-            line.tidy();
+        thread::Builder::new().name("tidy".into()).spawn(move || {
+            loop {
+                thread::sleep(TIDY_INTERVAL);
+                line.tidy();
+            }
         })?;
     }
     screen.status(&format!("listening on {address}"));
@@ -56,7 +63,9 @@ pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
     loop {
         let Some(client) = line.next() else {
             match inbox.recv().expect("main holds a sender") {
-                Event::Interrupt | Event::Input(Input::Interrupted) => return Ok(Exit::Interrupted),
+                Event::Interrupt | Event::Input(Input::Interrupted) => {
+                    return Ok(Exit::Interrupted);
+                }
                 Event::Input(Input::Closed) => operator_gone = true,
                 Event::Input(Input::Quit) => screen.error("nobody is connected; nothing to end"),
                 _ => {}
@@ -92,7 +101,11 @@ pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
             0 => String::new(),
             n => format!(" ({n} waiting)"),
         };
-        let quiet = if operator_gone { "; standard input has ended, so only receiving" } else { "" };
+        let quiet = if operator_gone {
+            "; standard input has ended, so only receiving"
+        } else {
+            ""
+        };
         screen.status(&format!("{peer} connected{waiting}{quiet}"));
 
         let ending = conversation.run(&inbox, rules, &*screen, |event| {
@@ -120,7 +133,9 @@ fn report(screen: &dyn Screen, peer: &str, ending: &Ending) -> bool {
             "{peer}: no traffic for {} s; conversation ended",
             after.as_secs()
         )),
-        Ending::Interrupted => screen.status(&format!("interrupted; closed the conversation with {peer}")),
+        Ending::Interrupted => {
+            screen.status(&format!("interrupted; closed the conversation with {peer}"))
+        }
         Ending::OutputClosed => {}
         Ending::Failed(why) => {
             screen.error(&format!("{peer}: {why}"));
@@ -130,17 +145,28 @@ fn report(screen: &dyn Screen, peer: &str, ending: &Ending) -> bool {
     false
 }
 
-fn spawn_acceptor(listener: TcpListener, line: Arc<WaitingLine>, screen: Arc<dyn Screen>) -> io::Result<()> {
-    thread::Builder::new().name("accept".into()).spawn(move || loop {
-        match listener.accept() {
-            Ok((stream, peer)) => line.admit(stream, peer),
-            // A client that gave up before we accepted it.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-            Err(e) => {
-                screen.error(&format!("cannot accept a connection: {}", lowercase_os_error(&e)));
-                thread::sleep(ACCEPT_BACKOFF);
+fn spawn_acceptor(
+    listener: TcpListener,
+    line: Arc<WaitingLine>,
+    screen: Arc<dyn Screen>,
+) -> io::Result<()> {
+    thread::Builder::new()
+        .name("accept".into())
+        .spawn(move || {
+            loop {
+                match listener.accept() {
+                    Ok((stream, peer)) => line.admit(stream, peer),
+                    // A client that gave up before we accepted it.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                    Err(e) => {
+                        screen.error(&format!(
+                            "cannot accept a connection: {}",
+                            lowercase_os_error(&e)
+                        ));
+                        thread::sleep(ACCEPT_BACKOFF);
+                    }
+                }
             }
-        }
-    })?;
+        })?;
     Ok(())
 }

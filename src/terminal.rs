@@ -5,12 +5,12 @@
 //! is a pipe or file.
 
 use std::io;
-use std::sync::mpsc::Sender;
 use std::sync::Arc;
+use std::sync::mpsc::Sender;
 use std::thread;
 
 use crate::conversation::Event;
-use crate::input::{read_plain, AfterQuit, Composer, Recipient};
+use crate::input::{AfterQuit, Composer, Recipient, read_plain};
 use crate::screen::{PlainScreen, Screen};
 
 pub struct Console {
@@ -18,21 +18,34 @@ pub struct Console {
     /// Where the user's lines go; the program points it at the current
     /// conversation.
     pub recipient: Arc<Recipient>,
+    max_message_size: usize,
 }
 
 impl Console {
-    /// Starts reading the user's input on its own thread and forwards Ctrl-C
-    /// (SIGINT) to `events`.
-    pub fn open(max_message_size: usize, events: &Sender<Event>, after_quit: AfterQuit) -> io::Result<Self> {
+    /// Sets up the screen and forwards Ctrl-C (SIGINT) to `events`.
+    pub fn open(max_message_size: usize, events: &Sender<Event>) -> io::Result<Self> {
         let screen: Arc<dyn Screen> = Arc::new(PlainScreen);
-        let recipient = Arc::new(Recipient::default());
         forward_interrupts(events.clone())?;
-        let composer = Composer::new(max_message_size, Arc::clone(&recipient), Arc::clone(&screen));
+        Ok(Self {
+            screen,
+            recipient: Arc::new(Recipient::default()),
+            max_message_size,
+        })
+    }
+
+    /// Starts reading the user's input on its own thread; point
+    /// [`recipient`](Self::recipient) where the first lines should go first.
+    pub fn start_input(&self, events: &Sender<Event>, after_quit: AfterQuit) -> io::Result<()> {
+        let composer = Composer::new(
+            self.max_message_size,
+            Arc::clone(&self.recipient),
+            Arc::clone(&self.screen),
+        );
         let events = events.clone();
         thread::Builder::new()
             .name("input".into())
             .spawn(move || read_plain(io::stdin(), composer, events, after_quit))?;
-        Ok(Self { screen, recipient })
+        Ok(())
     }
 }
 

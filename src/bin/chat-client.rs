@@ -46,7 +46,8 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
 
 fn main() {
     let args = Args::parse();
-    let stream = match client::connect(&args.connect, Duration::from_secs_f64(args.connect_timeout)) {
+    let stream = match client::connect(&args.connect, Duration::from_secs_f64(args.connect_timeout))
+    {
         Ok(stream) => stream,
         Err(e) => {
             eprintln!("chat-client: {e}");
@@ -60,7 +61,10 @@ fn main() {
     match client::run(stream, config) {
         Ok(exit) => process::exit(exit.code()),
         Err(e) => {
-            eprintln!("chat-client: {}", chat::conversation::lowercase_os_error(&e));
+            eprintln!(
+                "chat-client: {}",
+                chat::conversation::lowercase_os_error(&e)
+            );
             process::exit(1);
         }
     }

@@ -1,0 +1,353 @@
+//! The two real binaries talking over loopback, as people and scripts use them.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener};
+use std::process::{Command, Stdio};
+
+use support::{CLIENT, Program, SERVER, Server, frame, read_frame, read_text};
+
+#[test]
+fn exact_text_both_ways() {
+    let mut server = Server::start(&["--once"]);
+    let mut client = server.connect_client(&[]);
+    server.expect_status("connected");
+    client.expect_status("connected to");
+
+    for text in [
+        "hello",
+        "你好，世界",
+        "emoji 🎉👋🏽",
+        "tabs\tand accents: café",
+        "   spaced  ",
+    ] {
+        client.say(text);
+        server.expect_message(text);
+        server.say(text);
+        client.expect_message(text);
+    }
+    client.say("q");
+    assert_eq!(client.wait().code(), Some(0));
+    server.expect_status("left");
+    assert_eq!(server.wait().code(), Some(0));
+}
+
+#[test]
+fn a_burst_of_10000_lines_arrives_in_order_both_ways() {
+    let mut server = Server::start(&["--once"]);
+    let mut client = server.connect_client(&[]);
+    server.expect_status("connected");
+
+    let burst =
+        |who: &str| -> String { (0..10_000).map(|i| format!("{who} line {i}\n")).collect() };
+    client.type_raw(burst("client").as_bytes());
+    server.type_raw(burst("server").as_bytes());
+    for i in 0..10_000 {
+        server.expect_message(&format!("client line {i}"));
+    }
+    for i in 0..10_000 {
+        client.expect_message(&format!("server line {i}"));
+    }
+    client.say("q");
+    assert_eq!(client.wait().code(), Some(0));
+    assert_eq!(server.wait().code(), Some(0));
+}
+
+#[test]
+fn a_message_of_exactly_the_maximum_passes_and_one_more_byte_is_refused() {
+    let mut server = Server::start(&["--once"]);
+    let mut client = server.connect_client(&[]);
+    server.expect_status("connected");
+
+    let max = "x".repeat(1 << 20);
+    client.say(&max);
+    assert_eq!(server.next_message().len(), 1 << 20);
+
+    client.say(&format!("{max}y"));
+    client.expect_status("message of 1048577 bytes is over the maximum of 1048576 bytes; not sent");
+    client.say("still talking");
+    server.expect_message("still talking");
+
+    server.say(&max);
+    assert_eq!(client.next_message(), max);
+    client.say("q");
+    assert_eq!(client.wait().code(), Some(0));
+}
+
+#[test]
+fn q_from_the_client_quits_it_and_the_server_serves_the_next() {
+    let mut server = Server::start(&[]);
+    let mut first = server.connect_client(&[]);
+    server.expect_status("connected");
+    first.say("one");
+    first.say("q");
+    assert_eq!(first.wait().code(), Some(0));
+    server.expect_message("one");
+    server.expect_status("left");
+
+    let mut second = server.connect_client(&[]);
+    server.expect_status("connected");
+    second.say("two");
+    server.expect_message("two");
+}
+
+#[test]
+fn q_from_the_server_ends_the_conversation_for_the_client() {
+    let mut server = Server::start(&[]);
+    let mut client = server.connect_client(&[]);
+    server.expect_status("connected");
+    server.say("last words");
+    server.say("q");
+    client.expect_message("last words");
+    client.expect_status("the server ended the conversation");
+    assert_eq!(client.wait().code(), Some(0));
+    server.expect_status("ended the conversation with");
+
+    // The server is free again.
+    let mut next = server.connect_client(&[]);
+    server.expect_status("connected");
+    next.say("hello again");
+    server.expect_message("hello again");
+}
+
+#[test]
+fn end_of_client_input_keeps_it_listening_until_the_server_closes() {
+    let mut server = Server::start(&["--once"]);
+    let mut client = server.connect_client(&[]);
+    server.expect_status("connected");
+    client.say("bye for now");
+    client.close_stdin();
+    server.expect_message("bye for now");
+    // The client has closed its sending half, yet still shows replies.
+    server.expect_status("left");
+    assert_eq!(server.wait().code(), Some(0));
+    assert_eq!(client.wait().code(), Some(0));
+
+    let mut server = Server::start(&[]);
+    let mut client = server.connect_client(&[]);
+    server.expect_status("connected");
+    client.close_stdin();
+    // This server's operator is still typing when the client's input ends.
+    server.say("reply after your input ended");
+    client.expect_message("reply after your input ended");
+}
+
+#[test]
+fn end_of_server_input_leaves_conversations_receive_only() {
+    let mut server = Server::start(&[]);
+    server.close_stdin();
+    let mut client = server.connect_client(&[]);
+    server.expect_status("only receiving");
+    client.say("are you there?");
+    server.expect_message("are you there?");
+    client.say("q");
+    assert_eq!(client.wait().code(), Some(0));
+    server.expect_status("left");
+    let mut next = server.connect_client(&[]);
+    next.say("next one");
+    server.expect_message("next one");
+}
+
+#[test]
+fn a_line_typed_with_nobody_connected_is_not_sent_and_stderr_says_so() {
+    let mut server = Server::start(&[]);
+    server.say("anyone?");
+    server.expect_status("nobody is connected; 1 line not sent");
+    let mut client = server.connect_client(&[]);
+    server.expect_status("connected");
+    server.say("now you");
+    client.expect_message("now you");
+}
+
+#[test]
+fn a_waiting_client_is_told_its_place_then_served_with_what_it_sent() {
+    let mut server = Server::start(&[]);
+    let mut first = server.connect_client(&[]);
+    server.expect_status("connected");
+
+    let mut waiting = server.raw();
+    let notice = read_text(&mut waiting);
+    assert!(
+        notice.contains("busy") && notice.contains("number 1 in line"),
+        "{notice}"
+    );
+    server.expect_status("is waiting (number 1 in line)");
+    waiting.write_all(&frame(b"sent while waiting")).unwrap();
+
+    let mut second = server.raw();
+    assert!(read_text(&mut second).contains("number 2 in line"));
+
+    first.say("q");
+    assert_eq!(first.wait().code(), Some(0));
+    server.expect_message("sent while waiting");
+    assert!(read_text(&mut waiting).contains("your turn"));
+    assert!(read_text(&mut second).contains("now number 1 in line"));
+
+    server.say("hello, patient one");
+    assert_eq!(read_text(&mut waiting), "hello, patient one");
+}
+
+#[test]
+fn one_more_than_the_line_holds_is_turned_away() {
+    let mut server = Server::start(&["--max-waiting", "1"]);
+    let _first = server.connect_client(&[]);
+    server.expect_status("connected");
+    let mut second = server.raw();
+    assert!(read_text(&mut second).contains("number 1 in line"));
+    let mut third = server.raw();
+    let notice = read_text(&mut third);
+    assert!(notice.contains("server is full"), "{notice}");
+    assert_eq!(read_frame(&mut third), None, "then the server closes");
+    server.expect_status("turned away");
+}
+
+#[test]
+fn a_client_that_leaves_the_line_is_dropped_from_it() {
+    let mut server = Server::start(&[]);
+    let _first = server.connect_client(&[]);
+    server.expect_status("connected");
+    let mut leaver = server.raw();
+    read_text(&mut leaver);
+    let mut stayer = server.raw();
+    assert!(read_text(&mut stayer).contains("number 2 in line"));
+    drop(leaver);
+    server.expect_status("left the line");
+    assert!(read_text(&mut stayer).contains("now number 1 in line"));
+}
+
+#[test]
+fn hostile_clients_do_not_stop_the_server() {
+    let mut server = Server::start(&[]);
+
+    let mut oversize = server.raw();
+    oversize.write_all(&[0xff, 0xff, 0xff, 0xff]).unwrap();
+    server.expect_status("protocol error: message of 4294967295 bytes is over the maximum");
+
+    let mut garbage = server.raw();
+    garbage
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    server.expect_status("protocol error");
+
+    let mut cut = server.raw();
+    cut.write_all(&[0, 0, 0, 10, b'a', b'b']).unwrap();
+    cut.shutdown(Shutdown::Write).unwrap();
+    server.expect_status("connection closed mid-message");
+
+    let mut client = server.connect_client(&[]);
+    server.expect_status("connected");
+    client.say("normal service");
+    server.expect_message("normal service");
+}
+
+#[test]
+fn control_characters_from_a_peer_are_shown_escaped() {
+    let mut server = Server::start(&["--once"]);
+    let mut raw = server.raw();
+    raw.write_all(&frame(b"\x1b[2J\x1b[31mred\nforged line\r\x07"))
+        .unwrap();
+    raw.write_all(&frame(b"bad utf8 \xff\xfe")).unwrap();
+    raw.write_all(&frame("tab\tand 中文 ok".as_bytes()))
+        .unwrap();
+    server.expect_message(r"\x1b[2J\x1b[31mred\nforged line\r\x07");
+    server.expect_message("bad utf8 \u{fffd}\u{fffd}");
+    server.expect_message("tab\tand 中文 ok");
+    raw.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    raw.read_to_end(&mut rest).unwrap();
+    assert_eq!(server.wait().code(), Some(0));
+}
+
+#[test]
+fn connection_refused_is_one_line_and_status_1() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(CLIENT)
+        .args(["--connect", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot connect to 127.0.0.1:{port}: connection refused"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_bind_failure_is_one_line_and_status_1() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(SERVER)
+        .args(["--bind", &addr])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        stderr.trim(),
+        format!("chat-server: cannot listen on {addr}: address already in use")
+    );
+}
+
+#[test]
+fn ipv6_loopback_works_when_available() {
+    if TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here; skipped");
+        return;
+    }
+    let mut server = Program::spawn(SERVER, &["--bind", "[::1]:0", "--once"]);
+    let line = server.expect_status("listening on ");
+    let addr = line.trim_start_matches("listening on ").to_string();
+    assert!(addr.starts_with("[::1]:"), "{addr}");
+    let mut client = Program::spawn(CLIENT, &["--connect", &addr]);
+    client.say("over six");
+    server.expect_message("over six");
+    client.say("q");
+    assert_eq!(client.wait().code(), Some(0));
+}
+
+#[test]
+fn stdout_closed_early_is_a_quiet_exit() {
+    // Stop reading the server's stdout after the first line, as `| head -1` does.
+    let mut child = Command::new(SERVER)
+        .args(["--bind", "127.0.0.1:0", "--once"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+    let addr = first.trim().trim_start_matches("listening on ").to_string();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut raw = std::net::TcpStream::connect(&addr).unwrap();
+    raw.write_all(&frame(b"first")).unwrap();
+    let mut got = [0; 6];
+    stdout.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"first\n");
+    drop(stdout);
+    for i in 0..1000 {
+        if raw
+            .write_all(&frame(format!("more {i}").as_bytes()))
+            .is_err()
+        {
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert_eq!(status.code(), Some(0), "{rest}");
+    assert!(!rest.contains("panick"), "{rest}");
+}

@@ -1,0 +1,258 @@
+//! Helpers shared by the integration tests: the real binaries run as child
+//! processes on loopback port 0, raw protocol peers, and bounded waits.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Upper bound for anything a test waits on; generous for a loaded CI machine.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub const SERVER: &str = env!("CARGO_BIN_EXE_chat-server");
+pub const CLIENT: &str = env!("CARGO_BIN_EXE_chat-client");
+
+/// A running binary with its standard streams in our hands.
+pub struct Program {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    pub stdout: Receiver<String>,
+    pub stderr: Receiver<String>,
+    /// Everything read from stderr so far, for failure messages.
+    stderr_seen: Vec<String>,
+}
+
+impl Program {
+    pub fn spawn(path: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(path)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {path}: {e}"));
+        let stdout = lines_of(child.stdout.take().unwrap());
+        let stderr = lines_of(child.stderr.take().unwrap());
+        Self {
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            stderr,
+            stderr_seen: Vec::new(),
+        }
+    }
+
+    /// Writes `text` to the program's stdin as it is.
+    pub fn type_raw(&mut self, text: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(text).expect("write to stdin");
+        stdin.flush().unwrap();
+    }
+
+    /// Types one line.
+    pub fn say(&mut self, line: &str) {
+        self.type_raw(format!("{line}\n").as_bytes());
+    }
+
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for the next stdout line and returns it.
+    pub fn next_message(&mut self) -> String {
+        match self.stdout.recv_timeout(PATIENCE) {
+            Ok(line) => line,
+            Err(e) => panic!(
+                "no message on stdout ({e:?}); stderr so far: {:?}",
+                self.drain_stderr()
+            ),
+        }
+    }
+
+    /// Waits for a stdout line and checks it.
+    pub fn expect_message(&mut self, expected: &str) {
+        let got = self.next_message();
+        assert_eq!(got, expected, "stderr so far: {:?}", self.drain_stderr());
+    }
+
+    /// Waits for a stderr line containing `part` and returns it.
+    pub fn expect_status(&mut self, part: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    self.stderr_seen.push(line.clone());
+                    if line.contains(part) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "no stderr line containing {part:?}; saw {:?}",
+                        self.stderr_seen
+                    )
+                }
+            }
+        }
+    }
+
+    /// Stderr lines already printed, without waiting.
+    pub fn drain_stderr(&mut self) -> Vec<String> {
+        self.stderr_seen.extend(self.stderr.try_iter());
+        self.stderr_seen.clone()
+    }
+
+    /// Waits for the program to exit.
+    pub fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("program did not exit; stderr: {:?}", self.drain_stderr());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// All remaining stdout lines, up to the program closing stdout.
+    pub fn rest_of_stdout(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            match self.stdout.recv_timeout(PATIENCE) {
+                Ok(line) => lines.push(line),
+                Err(RecvTimeoutError::Disconnected) => return lines,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("stdout still open after {} lines", lines.len())
+                }
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn interrupt(&self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lines_of(stream: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut line = Vec::new();
+        while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            if tx
+                .send(String::from_utf8_lossy(&line).into_owned())
+                .is_err()
+            {
+                return;
+            }
+            line.clear();
+        }
+    });
+    rx
+}
+
+/// A chat-server on a free loopback port.
+pub struct Server {
+    pub program: Program,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    pub fn start(extra: &[&str]) -> Self {
+        let mut args = vec!["--bind", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut program = Program::spawn(SERVER, &args);
+        let line = program.expect_status("listening on ");
+        let addr = line["listening on ".len()..]
+            .parse()
+            .expect("listening address");
+        Self { program, addr }
+    }
+
+    pub fn connect_client(&self, extra: &[&str]) -> Program {
+        let addr = self.addr.to_string();
+        let mut args = vec!["--connect", addr.as_str()];
+        args.extend_from_slice(extra);
+        Program::spawn(CLIENT, &args)
+    }
+
+    /// A raw protocol peer, for sending exactly the bytes a test wants.
+    pub fn raw(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).expect("connect to server");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream
+    }
+}
+
+impl std::ops::Deref for Server {
+    type Target = Program;
+    fn deref(&self) -> &Program {
+        &self.program
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Program {
+        &mut self.program
+    }
+}
+
+/// One frame as the protocol writes it.
+pub fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut bytes = (payload.len() as u32).to_be_bytes().to_vec();
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+/// Reads one frame; `None` at a clean end of stream.
+pub fn read_frame(stream: &mut impl Read) -> Option<Vec<u8>> {
+    let mut header = [0; 4];
+    match stream.read_exact(&mut header) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
+        Err(e) => panic!("reading a frame header: {e}"),
+    }
+    let mut payload = vec![0; u32::from_be_bytes(header) as usize];
+    stream.read_exact(&mut payload).expect("reading a payload");
+    Some(payload)
+}
+
+/// Reads one frame as text.
+pub fn read_text(stream: &mut impl Read) -> String {
+    String::from_utf8(read_frame(stream).expect("a frame, not the end")).expect("UTF-8")
+}
+
+/// Waits until `check` holds, polling; panics with `what` after [`PATIENCE`].
+pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
