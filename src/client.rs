@@ -68,6 +68,7 @@ pub fn run(stream: TcpStream, config: Config) -> io::Result<Exit> {
     let (events, inbox) = mpsc::channel();
     let console = Console::open(config.max_message_size, &events)?;
     let screen = Arc::clone(&console.screen);
+    let peer = stream.peer_addr()?;
     let conversation = Conversation::start(
         0,
         stream,
@@ -76,7 +77,6 @@ pub fn run(stream: TcpStream, config: Config) -> io::Result<Exit> {
         "server",
         &events,
     )?;
-    let peer = conversation.peer();
     console.recipient.set(Some(conversation.outbox()));
     console.start_input(&events, AfterQuit::Stop)?;
     screen.status(&format!(
@@ -86,7 +86,7 @@ pub fn run(stream: TcpStream, config: Config) -> io::Result<Exit> {
         input_end_closes: true,
         idle_timeout: config.idle_timeout,
     };
-    let ending = conversation.run(&inbox, rules, &*screen, |_| {});
+    let ending = conversation.run(&inbox, rules, |_| {});
     console.recipient.set(None);
     let exit = match ending {
         Ending::PeerLeft => {

@@ -11,7 +11,7 @@
 //! for [`STALL_TIMEOUT`] while we wait on it is cut off.
 
 use std::io::{self, ErrorKind, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -90,7 +90,6 @@ pub struct Rules {
 
 pub struct Conversation {
     id: u64,
-    peer: SocketAddr,
     stream: TcpStream,
     outbox: Arc<Outbox>,
     activity: Arc<Activity>,
@@ -109,7 +108,6 @@ impl Conversation {
         events: &Sender<Event>,
     ) -> io::Result<Self> {
         stream.set_nodelay(true)?;
-        let peer = stream.peer_addr()?;
         let reading = stream.try_clone()?;
         let writing = stream.try_clone()?;
         let outbox = Arc::new(Outbox::new());
@@ -161,16 +159,11 @@ impl Conversation {
         };
         Ok(Self {
             id,
-            peer,
             stream,
             outbox,
             activity,
             threads: vec![receiver, sender],
         })
-    }
-
-    pub fn peer(&self) -> SocketAddr {
-        self.peer
     }
 
     /// Where the user's lines go while this conversation lasts.
@@ -185,7 +178,6 @@ impl Conversation {
         mut self,
         events: &Receiver<Event>,
         rules: Rules,
-        screen: &dyn Screen,
         mut other: impl FnMut(Event),
     ) -> Ending {
         let mut ending: Option<Ending> = None;
@@ -194,6 +186,7 @@ impl Conversation {
         // While set, a peer that makes no progress for this long is cut off.
         let mut patience: Option<Duration> = None;
         let mut cut_off = false;
+        let mut stalled: Option<Duration> = None;
 
         while receiving || sending {
             let wait = match (patience, rules.idle_timeout) {
@@ -216,11 +209,7 @@ impl Conversation {
                 let quiet = self.activity.quiet_for();
                 if let Some(limit) = patience {
                     if quiet >= limit {
-                        screen.error(&format!(
-                            "{}: no progress for {} s; closing the connection",
-                            self.peer,
-                            limit.as_secs()
-                        ));
+                        stalled = Some(limit);
                         cut_off = true;
                         self.abort();
                     }
@@ -299,7 +288,15 @@ impl Conversation {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
-        ending.unwrap_or(Ending::PeerLeft)
+        match (ending, stalled) {
+            (Some(Ending::Interrupted), _) => Ending::Interrupted,
+            (Some(Ending::OutputClosed), _) => Ending::OutputClosed,
+            (_, Some(limit)) => Ending::Failed(format!(
+                "stopped responding; closed the connection after {} s",
+                limit.as_secs()
+            )),
+            (ending, None) => ending.unwrap_or(Ending::PeerLeft),
+        }
     }
 
     /// Stops both threads now: pending frames are dropped and the socket is shut

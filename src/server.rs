@@ -60,8 +60,9 @@ pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
     };
     let mut operator_gone = false;
     let mut next_id = 0;
+    let mut next = None;
     loop {
-        let Some(client) = line.next() else {
+        let Some(client) = next.take().or_else(|| line.next()) else {
             match inbox.recv().expect("main holds a sender") {
                 Event::Interrupt | Event::Input(Input::Interrupted) => {
                     return Ok(Exit::Interrupted);
@@ -108,12 +109,15 @@ pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
         };
         screen.status(&format!("{peer} connected{waiting}{quiet}"));
 
-        let ending = conversation.run(&inbox, rules, &*screen, |event| {
+        let ending = conversation.run(&inbox, rules, |event| {
             if let Event::Input(Input::Closed) = event {
                 operator_gone = true;
             }
         });
         console.recipient.set(None);
+        // Free the server (or take the next in line) before saying so, so that a
+        // client that connects after reading the report is served at once.
+        next = line.next();
         let failed = report(&*screen, &label, &ending);
         match ending {
             Ending::Interrupted => return Ok(Exit::Interrupted),

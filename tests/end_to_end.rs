@@ -124,13 +124,25 @@ fn end_of_client_input_keeps_it_listening_until_the_server_closes() {
     assert_eq!(server.wait().code(), Some(0));
     assert_eq!(client.wait().code(), Some(0));
 
-    let mut server = Server::start(&[]);
-    let mut client = server.connect_client(&[]);
-    server.expect_status("connected");
+    // A raw server that answers only after the client's input has ended.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut client = Program::spawn(CLIENT, &["--connect", &addr]);
+    let (mut raw, _) = listener.accept().unwrap();
+    client.say("my last line");
     client.close_stdin();
-    // This server's operator is still typing when the client's input ends.
-    server.say("reply after your input ended");
+    assert_eq!(read_text(&mut raw), "my last line");
+    assert_eq!(
+        read_frame(&mut raw),
+        None,
+        "the client ended its sending half"
+    );
+    raw.write_all(&frame("reply after your input ended".as_bytes()))
+        .unwrap();
+    raw.shutdown(Shutdown::Write).unwrap();
     client.expect_message("reply after your input ended");
+    client.expect_status("the server ended the conversation");
+    assert_eq!(client.wait().code(), Some(0));
 }
 
 #[test]

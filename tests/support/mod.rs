@@ -256,3 +256,41 @@ pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
         thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Open file descriptors and threads of a running process, from `/proc`.
+pub fn fds_and_threads(pid: u32) -> (usize, usize) {
+    let count = |what: &str| {
+        std::fs::read_dir(format!("/proc/{pid}/{what}"))
+            .unwrap()
+            .count()
+    };
+    (count("fd"), count("task"))
+}
+
+/// A `kB` field of `/proc/PID/status`, such as `VmHWM` (peak resident memory).
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Behaves as a well-mannered client: sends `messages`, ends its sending half
+/// and reads until the server closes. Returns what the server sent.
+pub fn polite_exchange(server: SocketAddr, messages: &[&str]) -> Vec<String> {
+    let mut stream = TcpStream::connect(server).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut bytes = Vec::new();
+    for message in messages {
+        bytes.extend_from_slice(&frame(message.as_bytes()));
+    }
+    stream.write_all(&bytes).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut received = Vec::new();
+    while let Some(payload) = read_frame(&mut stream) {
+        received.push(String::from_utf8(payload).unwrap());
+    }
+    received
+}

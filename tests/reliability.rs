@@ -1,0 +1,244 @@
+//! The server survives anything a peer does, and nothing is lost when a
+//! conversation ends.
+
+mod support;
+
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, SockRef, Socket, Type};
+use support::{
+    Server, fds_and_threads, frame, polite_exchange, read_frame, status_kib, wait_until,
+};
+
+/// Each hostile peer, what the server's one stderr line about it says, and
+/// what it prints on stdout meanwhile.
+#[test]
+fn hostile_peers_each_get_one_line_and_the_next_client_is_served() {
+    let mut server = Server::start(&[]);
+    let pid = server.pid();
+    let max = 1 << 20;
+    let many_frames: Vec<u8> = (0..10_000)
+        .flat_map(|i| frame(format!("m{i}").as_bytes()))
+        .collect();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "header 0xFFFFFFFF",
+            vec![0xff; 4],
+            "protocol error: message of 4294967295 bytes",
+        ),
+        (
+            "one byte over",
+            ((max + 1) as u32).to_be_bytes().to_vec(),
+            "protocol error: message of 1048577 bytes",
+        ),
+        (
+            "three bytes and close",
+            vec![0, 0, 1],
+            "connection closed mid-message",
+        ),
+        (
+            "valid frame then garbage",
+            [frame(b"fine"), b"GARBAGE!".to_vec()].concat(),
+            "protocol error",
+        ),
+        ("invalid UTF-8", frame(b"caf\xe9 \xff"), " left"),
+        ("10,000 empty frames", frame(b"").repeat(10_000), " left"),
+        ("10,000 frames in one write", many_frames, " left"),
+        ("connect and close", Vec::new(), " left"),
+    ];
+    for (what, bytes, said) in cases {
+        let mut peer = server.raw();
+        peer.write_all(&bytes).unwrap();
+        peer.shutdown(Shutdown::Write).unwrap();
+        let line = server.expect_status(said);
+        assert!(
+            line.contains(&peer.local_addr().unwrap().to_string()),
+            "{what}: {line}"
+        );
+        match what {
+            "valid frame then garbage" => server.expect_message("fine"),
+            "invalid UTF-8" => server.expect_message("caf\u{fffd} \u{fffd}"),
+            "10,000 frames in one write" => {
+                for i in 0..10_000 {
+                    server.expect_message(&format!("m{i}"));
+                }
+            }
+            _ => {}
+        }
+        let stray = server.drain_stderr();
+        assert!(
+            !stray.iter().any(|l| l.contains("panick")),
+            "{what}: {stray:?}"
+        );
+        assert_eq!(
+            polite_exchange(server.addr, &[what]),
+            Vec::<String>::new(),
+            "{what}"
+        );
+        server.expect_message(what);
+        server.expect_status(" left");
+    }
+
+    // A reset in the middle of a message.
+    let peer = server.raw();
+    (&peer).write_all(&[0, 0, 0, 100, b'h', b'a']).unwrap();
+    SockRef::from(&peer)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(peer);
+    server.expect_status("connection reset by peer");
+    polite_exchange(server.addr, &["after the reset"]);
+    server.expect_message("after the reset");
+
+    // None of it made the server allocate what the headers declared.
+    let peak = status_kib(pid, "VmHWM");
+    assert!(peak < 48 * 1024, "server peak RSS {peak} KiB");
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "server still running"
+    );
+}
+
+#[test]
+fn a_burst_then_quit_at_once_loses_nothing() {
+    let lines: String = (0..10_000)
+        .map(|i| format!("line {i} {}\n", "x".repeat(i % 200)))
+        .collect();
+    let expect_all = |program: &mut support::Program| {
+        for i in 0..10_000 {
+            program.expect_message(&format!("line {i} {}", "x".repeat(i % 200)));
+        }
+    };
+
+    // The client sends a burst and `q` in one write.
+    let mut server = Server::start(&["--once"]);
+    let mut client = server.connect_client(&[]);
+    client.type_raw(format!("{lines}q\n").as_bytes());
+    expect_all(&mut server);
+    assert_eq!(client.wait().code(), Some(0));
+    assert_eq!(server.wait().code(), Some(0));
+    assert!(!server.drain_stderr().iter().any(|l| l.contains("error")));
+
+    // The client's input ends right after a burst.
+    let mut server = Server::start(&["--once"]);
+    let mut client = server.connect_client(&[]);
+    client.type_raw(lines.as_bytes());
+    client.close_stdin();
+    expect_all(&mut server);
+    assert_eq!(server.wait().code(), Some(0));
+    assert_eq!(client.wait().code(), Some(0));
+
+    // The server's operator sends a burst and `q`.
+    let mut server = Server::start(&["--once"]);
+    let mut client = server.connect_client(&[]);
+    server.expect_status("connected");
+    server.type_raw(format!("{lines}q\n").as_bytes());
+    expect_all(&mut client);
+    client.expect_status("the server ended the conversation");
+    assert_eq!(client.wait().code(), Some(0));
+    assert_eq!(server.wait().code(), Some(0));
+}
+
+#[test]
+fn a_thousand_conversations_leave_no_descriptor_or_thread_behind() {
+    let mut server = Server::start(&[]);
+    let pid = server.pid();
+    // One conversation first, so that lazily started machinery is counted.
+    polite_exchange(server.addr, &["warm-up"]);
+    server.expect_message("warm-up");
+    server.expect_status(" left");
+    let before = fds_and_threads(pid);
+
+    for i in 0..1000 {
+        let text = format!("churn {i}");
+        polite_exchange(server.addr, &[&text]);
+        server.expect_message(&text);
+    }
+    wait_until("descriptors and threads are back", || {
+        fds_and_threads(pid) == before
+    });
+}
+
+#[test]
+fn a_client_that_stops_reading_never_freezes_the_operator() {
+    let mut server = Server::start(&[]);
+    // A tiny receive buffer, and never a read.
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let stalled: TcpStream = socket.into();
+    server.expect_status("connected");
+
+    let line = "y".repeat(200);
+    let flood: String = (0..2000).map(|_| format!("{line}\n")).collect();
+    server.type_raw(flood.as_bytes());
+    let asked = Instant::now();
+    server.say("q");
+    let said = server.expect_status("stopped responding");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        asked.elapsed()
+    );
+    assert!(
+        said.contains(&stalled.local_addr().unwrap().to_string()),
+        "{said}"
+    );
+
+    polite_exchange(server.addr, &["next client"]);
+    server.expect_message("next client");
+}
+
+#[test]
+fn half_a_frame_then_silence_can_be_ended_by_the_operator() {
+    let mut server = Server::start(&[]);
+    let mut silent = server.raw();
+    silent.write_all(&[0, 0, 0, 50, b'h']).unwrap();
+    server.expect_status("connected");
+    server.say("q");
+    // Our side closes at once; the peer gets the end of stream.
+    assert_eq!(read_frame(&mut silent), None);
+    server.expect_status("stopped responding");
+    polite_exchange(server.addr, &["served after the silent one"]);
+    server.expect_message("served after the silent one");
+}
+
+#[test]
+fn idle_timeout_ends_a_silent_conversation_and_says_so() {
+    let mut server = Server::start(&["--idle-timeout", "1"]);
+    let mut idle = server.raw();
+    let started = Instant::now();
+    assert_eq!(read_frame(&mut idle), None, "the server closes");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    idle.shutdown(Shutdown::Write).unwrap();
+    server.expect_status("no traffic for 1 s; conversation ended");
+    polite_exchange(server.addr, &["still here"]);
+    server.expect_message("still here");
+}
+
+#[test]
+fn sigint_ends_each_program_promptly_and_cleanly() {
+    // Interrupting the server: its client is told and exits normally.
+    let mut server = Server::start(&[]);
+    let mut client = server.connect_client(&[]);
+    server.expect_status("connected");
+    client.say("before the signal");
+    server.expect_message("before the signal");
+    server.interrupt();
+    assert_eq!(server.wait().code(), Some(130));
+    client.expect_status("the server ended the conversation");
+    assert_eq!(client.wait().code(), Some(0));
+
+    // Interrupting the client: the server sees a clean leave, not a reset.
+    let mut server = Server::start(&[]);
+    let mut client = server.connect_client(&[]);
+    server.expect_status("connected");
+    client.say("about to be interrupted");
+    server.expect_message("about to be interrupted");
+    client.interrupt();
+    assert_eq!(client.wait().code(), Some(130));
+    let line = server.expect_status(" left");
+    assert!(!line.contains("reset"), "{line}");
+}
