@@ -125,7 +125,11 @@ impl Conversation {
                     let end = loop {
                         match frames.read_frame_and_more() {
                             Ok(Some((payload, more))) => {
-                                activity.touch();
+                                if !more {
+                                    // Once per batch: reading the clock per
+                                    // message would cost more than the message.
+                                    activity.touch();
+                                }
                                 // Once our output is gone the socket is still
                                 // drained, so that closing it resets nothing.
                                 if output_open && sink.show(payload, more).is_err() {

@@ -10,10 +10,9 @@ use std::fmt::Write as _;
 
 /// Appends `payload` to `out` in its displayable form, without a line end.
 pub fn push_visible(out: &mut Vec<u8>, payload: &[u8]) {
-    if !may_need_escaping(payload)
-        && let Ok(text) = std::str::from_utf8(payload)
-    {
-        out.extend_from_slice(text.as_bytes());
+    let (suspicious, ascii) = scan(payload);
+    if !suspicious && (ascii || std::str::from_utf8(payload).is_ok()) {
+        out.extend_from_slice(payload);
         return;
     }
     let mut text = String::with_capacity(payload.len());
@@ -35,13 +34,18 @@ pub fn visible(payload: &[u8]) -> String {
     String::from_utf8(out).expect("push_visible writes UTF-8")
 }
 
-/// A cheap byte scan that rules out escaping for most text: every character
-/// that needs it contains a control byte, or starts with 0xC2 (C1 controls) or
-/// 0xE2 (U+2028, U+2029).
-fn may_need_escaping(payload: &[u8]) -> bool {
-    payload
-        .iter()
-        .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f || b == 0xc2 || b == 0xe2)
+/// One pass over the bytes: whether any might need escaping, and whether all
+/// are ASCII (then they are valid UTF-8 too). Every character that needs
+/// escaping contains a control byte, or starts with 0xC2 (C1 controls) or 0xE2
+/// (U+2028, U+2029). Written as folds without early exits so that the compiler
+/// vectorizes them: this runs on every message received.
+fn scan(payload: &[u8]) -> (bool, bool) {
+    let (suspicious, high) = payload.iter().fold((false, 0u8), |(suspicious, high), &b| {
+        let control = (b < 0x20) & (b != b'\t');
+        let flagged = control | (b == 0x7f) | (b == 0xc2) | (b == 0xe2);
+        (suspicious | flagged, high | b)
+    });
+    (suspicious, high < 0x80)
 }
 
 fn push_char(out: &mut String, c: char) {

@@ -7,8 +7,8 @@
 //! already at hand into one hand-over; the line editor feeds it one line at a
 //! time (see [`crate::terminal`]).
 
-use std::borrow::Cow;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, ErrorKind, Read};
+use std::ops::ControlFlow;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
@@ -83,10 +83,13 @@ impl Composer {
             return Entered::Quit;
         }
         // The protocol carries UTF-8; anything else is sent with U+FFFD in place.
-        let text = String::from_utf8_lossy(line);
-        let text: &[u8] = match &text {
-            Cow::Borrowed(s) => s.as_bytes(),
-            Cow::Owned(s) => s.as_bytes(),
+        let repaired;
+        let text = match std::str::from_utf8(line) {
+            Ok(_) => line,
+            Err(_) => {
+                repaired = String::from_utf8_lossy(line).into_owned();
+                repaired.as_bytes()
+            }
         };
         match encode_frame(&mut self.batch, text, self.max_message_size) {
             Ok(()) => self.lines_in_batch += 1,
@@ -140,7 +143,7 @@ pub enum AfterQuit {
 }
 
 /// Reads lines from a pipe or file until it ends, reporting `q` and the end of
-/// input as events. Lines already buffered are handed over together; a line is
+/// input as events. Every line in one read is handed over together; a line is
 /// never held back waiting for more input.
 pub fn read_plain(
     input: impl Read,
@@ -149,60 +152,148 @@ pub fn read_plain(
     after_quit: AfterQuit,
 ) {
     let mut reader = BufReader::with_capacity(READ_BUFFER, input);
-    let mut line = Vec::new();
-    // Room for a maximal line and its "\r\n": anything longer is refused.
-    let limit = composer.max_message_size as u64 + 2;
+    // Room for a maximal line and its '\r': anything longer is refused.
+    let mut lines = LineSplitter::new(composer.max_message_size + 1);
     loop {
-        line.clear();
-        match (&mut reader).take(limit).read_until(b'\n', &mut line) {
-            Ok(0) => break,
-            Ok(_) => {}
+        let chunk = match reader.fill_buf() {
+            Ok([]) => break,
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => {
+                let e = lowercase_os_error(&e);
                 composer.flush();
-                composer.screen.error(&format!(
-                    "cannot read standard input: {}",
-                    lowercase_os_error(&e)
-                ));
+                composer
+                    .screen
+                    .error(&format!("cannot read standard input: {e}"));
                 break;
             }
+        };
+        let used = chunk.len();
+        let flow = lines.split(chunk, |line| {
+            let entered = match line {
+                Line::Complete(line) => composer.enter(line),
+                Line::TooLong(len) => {
+                    composer.refuse(len);
+                    Entered::Accepted
+                }
+            };
+            if entered == Entered::Quit {
+                let _ = events.send(Event::Input(Input::Quit));
+                if after_quit == AfterQuit::Stop {
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        if flow.is_break() {
+            return;
         }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-        } else if line.len() as u64 == limit {
-            let rest = skip_line(&mut reader);
-            composer.refuse(line.len() + rest);
-            continue;
-        }
-        if composer.enter(&line) == Entered::Quit {
+        reader.consume(used);
+        composer.flush();
+    }
+    match lines.finish() {
+        Some(Line::Complete(line)) if composer.enter(line) == Entered::Quit => {
             let _ = events.send(Event::Input(Input::Quit));
             if after_quit == AfterQuit::Stop {
                 return;
             }
         }
-        if reader.buffer().is_empty() {
-            composer.flush();
-        }
+        Some(Line::TooLong(len)) => composer.refuse(len),
+        _ => {}
     }
     composer.flush();
     let _ = events.send(Event::Input(Input::Closed));
 }
 
-/// Discards the rest of an over-long line, returning how many bytes it had.
-fn skip_line(reader: &mut impl BufRead) -> usize {
-    let mut skipped = 0;
-    loop {
-        let (used, done) = match reader.fill_buf() {
-            Ok([]) | Err(_) => return skipped,
-            Ok(buf) => match buf.iter().position(|&b| b == b'\n') {
-                Some(at) => (at + 1, true),
-                None => (buf.len(), false),
-            },
-        };
-        reader.consume(used);
-        if done {
-            return skipped + used - 1;
+/// One line of input, without its `\n`.
+enum Line<'a> {
+    Complete(&'a [u8]),
+    /// Over the limit: only its length was kept.
+    TooLong(usize),
+}
+
+/// Cuts chunks of input into lines. A line inside one chunk is handed out
+/// where it lies; only a line that spans chunks is copied, and only up to the
+/// limit, so an endless line costs no memory.
+struct LineSplitter {
+    limit: usize,
+    /// The start of a line that spans chunks (at most `limit` bytes of it).
+    partial: Vec<u8>,
+    /// Its length so far, counting what did not fit in `partial`.
+    partial_len: usize,
+    /// The last line handed out that had to be assembled.
+    assembled: Vec<u8>,
+}
+
+impl LineSplitter {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            partial: Vec::new(),
+            partial_len: 0,
+            assembled: Vec::new(),
         }
-        skipped += used;
+    }
+
+    /// Hands each complete line in `chunk` to `each` until it breaks; the
+    /// unterminated rest is kept for later.
+    fn split(
+        &mut self,
+        chunk: &[u8],
+        mut each: impl FnMut(Line<'_>) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', chunk) {
+            let piece = &chunk[start..end];
+            start = end + 1;
+            if self.partial_len == 0 {
+                each(self.check(piece))?;
+            } else {
+                self.extend(piece);
+                self.assembled.clear();
+                std::mem::swap(&mut self.assembled, &mut self.partial);
+                let len = std::mem::take(&mut self.partial_len);
+                each(self.check_assembled(len))?;
+            }
+        }
+        if start < chunk.len() {
+            self.extend(&chunk[start..]);
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// The last line, if the input ended without a line end.
+    fn finish(&mut self) -> Option<Line<'_>> {
+        if self.partial_len == 0 {
+            return None;
+        }
+        self.assembled.clear();
+        std::mem::swap(&mut self.assembled, &mut self.partial);
+        let len = std::mem::take(&mut self.partial_len);
+        Some(self.check_assembled(len))
+    }
+
+    fn extend(&mut self, piece: &[u8]) {
+        let room = self.limit.saturating_sub(self.partial.len());
+        self.partial
+            .extend_from_slice(&piece[..piece.len().min(room)]);
+        self.partial_len += piece.len();
+    }
+
+    fn check<'a>(&self, line: &'a [u8]) -> Line<'a> {
+        if line.len() > self.limit {
+            Line::TooLong(line.len() - usize::from(line.ends_with(b"\r")))
+        } else {
+            Line::Complete(line)
+        }
+    }
+
+    fn check_assembled(&self, len: usize) -> Line<'_> {
+        if len > self.limit {
+            Line::TooLong(len)
+        } else {
+            Line::Complete(&self.assembled)
+        }
     }
 }
 
@@ -221,13 +312,32 @@ mod tests {
         }
     }
 
+    /// Hands out at most `size` bytes per read, so lines span reads.
+    struct Trickle<'a>(&'a [u8], usize);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.1.min(self.0.len()).min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
     fn sent_for(input: &[u8], max: usize) -> (Vec<String>, Vec<String>) {
+        let whole = sent_in_reads_of(input, max, usize::MAX);
+        for size in [1, 2, 3, 7] {
+            assert_eq!(sent_in_reads_of(input, max, size), whole, "reads of {size}");
+        }
+        whole
+    }
+
+    fn sent_in_reads_of(input: &[u8], max: usize, size: usize) -> (Vec<String>, Vec<String>) {
         let recipient = Arc::new(Recipient::default());
         let outbox = Arc::new(Outbox::new());
         recipient.set(Some(Arc::clone(&outbox)));
         let (tx, rx) = mpsc::channel();
         let composer = Composer::new(max, recipient, Arc::new(Quiet));
-        read_plain(input, composer, tx, AfterQuit::Continue);
+        read_plain(Trickle(input, size), composer, tx, AfterQuit::Continue);
         outbox.close();
         let mut bytes = Vec::new();
         let mut buf = Vec::new();
@@ -255,8 +365,10 @@ mod tests {
 
     #[test]
     fn lines_over_the_maximum_are_refused_and_the_rest_go_on() {
-        let input = b"12345\n123456\n1234567890\n12345\r\nok";
+        let input = b"12345\n123456\n1234567890\n12345\r\n123456\r\nok";
         let (sent, _) = sent_for(input, 5);
         assert_eq!(sent, ["12345", "12345", "ok"]);
+        let (sent, _) = sent_for(b"12\n1234567\rxyz", 5);
+        assert_eq!(sent, ["12"]);
     }
 }
