@@ -88,6 +88,7 @@ pub fn run(stream: TcpStream, config: Config) -> io::Result<Exit> {
     };
     let ending = conversation.run(&inbox, rules, |_| {});
     console.recipient.set(None);
+    console.close();
     let exit = match ending {
         Ending::PeerLeft => {
             screen.status("the server ended the conversation");
@@ -107,6 +108,5 @@ pub fn run(stream: TcpStream, config: Config) -> io::Result<Exit> {
             Exit::Failure
         }
     };
-    screen.settle();
     Ok(exit)
 }

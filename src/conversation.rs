@@ -43,6 +43,8 @@ pub enum Event {
     OutputClosed { id: u64 },
     /// The server's line has a client for an idle server.
     ClientArrived,
+    /// Clients joined or left the server's line.
+    LineChanged,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -123,6 +123,10 @@ impl Composer {
         }
     }
 
+    pub fn screen(&self) -> &dyn Screen {
+        &*self.screen
+    }
+
     /// Reports a line over the maximum, which is not sent.
     pub fn refuse(&self, len: usize) {
         let too_long = TooLong {

@@ -111,6 +111,7 @@ impl WaitingLine {
             drop(state);
             self.screen
                 .status(&format!("{peer} is waiting (number {place} in line)"));
+            let _ = self.events.send(Event::LineChanged);
         }
     }
 
@@ -169,6 +170,9 @@ impl WaitingLine {
             }
         });
         drop(state);
+        if !left.is_empty() {
+            let _ = self.events.send(Event::LineChanged);
+        }
         for peer in left {
             self.screen.status(&format!("{peer} left the line"));
         }

@@ -23,8 +23,6 @@ pub trait Screen: Send + Sync {
     /// A sink for one peer's messages, used from that conversation's receiving
     /// thread. `from` names the peer.
     fn messages(&self, from: &str) -> Box<dyn MessageSink>;
-    /// Shows everything handed to the screen so far before the program exits.
-    fn settle(&self) {}
 }
 
 /// Shows one peer's messages in the order they arrive.

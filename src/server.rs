@@ -4,7 +4,7 @@
 use std::io;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::mpsc;
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
 use std::time::Duration;
 
@@ -20,6 +20,9 @@ use crate::terminal::Console;
 /// before trying again rather than spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// The operator's prompt while no client is connected.
+const WAITING_PROMPT: &str = "[waiting for a client] > ";
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub max_message_size: usize,
@@ -34,6 +37,7 @@ pub struct Config {
 pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
     let (events, inbox) = mpsc::channel();
     let console = Console::open(config.max_message_size, &events)?;
+    console.set_prompt(WAITING_PROMPT);
     console.start_input(&events, AfterQuit::Continue)?;
     let screen = Arc::clone(&console.screen);
     let address = listener.local_addr()?;
@@ -53,7 +57,21 @@ pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
         })?;
     }
     screen.status(&format!("listening on {address}"));
+    let exit = serve(&console, &line, &config, &events, &inbox);
+    console.close();
+    Ok(exit)
+}
 
+/// Serves the clients in line, one conversation at a time, until the server
+/// should exit.
+fn serve(
+    console: &Console,
+    line: &WaitingLine,
+    config: &Config,
+    events: &Sender<Event>,
+    inbox: &Receiver<Event>,
+) -> Exit {
+    let screen = &console.screen;
     let rules = Rules {
         input_end_closes: false,
         idle_timeout: config.idle_timeout,
@@ -63,10 +81,9 @@ pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
     let mut next = None;
     loop {
         let Some(client) = next.take().or_else(|| line.next()) else {
+            console.set_prompt(WAITING_PROMPT);
             match inbox.recv().expect("main holds a sender") {
-                Event::Interrupt | Event::Input(Input::Interrupted) => {
-                    return Ok(Exit::Interrupted);
-                }
+                Event::Interrupt | Event::Input(Input::Interrupted) => return Exit::Interrupted,
                 Event::Input(Input::Closed) => operator_gone = true,
                 Event::Input(Input::Quit) => screen.error("nobody is connected; nothing to end"),
                 _ => {}
@@ -80,9 +97,9 @@ pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
             next_id,
             client.stream,
             config.max_message_size,
-            &*screen,
+            &**screen,
             &label,
-            &events,
+            events,
         ) {
             Ok(conversation) => conversation,
             Err(e) => {
@@ -102,6 +119,11 @@ pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
             0 => String::new(),
             n => format!(" ({n} waiting)"),
         };
+        let prompt = || match line.len() {
+            0 => format!("[{peer}] > "),
+            n => format!("[{peer}, {n} waiting] > "),
+        };
+        console.set_prompt(&prompt());
         let quiet = if operator_gone {
             "; standard input has ended, so only receiving"
         } else {
@@ -109,20 +131,21 @@ pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
         };
         screen.status(&format!("{peer} connected{waiting}{quiet}"));
 
-        let ending = conversation.run(&inbox, rules, |event| {
-            if let Event::Input(Input::Closed) = event {
-                operator_gone = true;
-            }
+        let ending = conversation.run(inbox, rules, |event| match event {
+            Event::Input(Input::Closed) => operator_gone = true,
+            Event::LineChanged => console.set_prompt(&prompt()),
+            _ => {}
         });
         console.recipient.set(None);
         // Free the server (or take the next in line) before saying so, so that a
         // client that connects after reading the report is served at once.
         next = line.next();
-        let failed = report(&*screen, &label, &ending);
+        let failed = report(&**screen, &label, &ending);
         match ending {
-            Ending::Interrupted => return Ok(Exit::Interrupted),
-            Ending::OutputClosed => return Ok(Exit::Success),
-            _ if config.once => return Ok(if failed { Exit::Failure } else { Exit::Success }),
+            Ending::Interrupted => return Exit::Interrupted,
+            Ending::OutputClosed => return Exit::Success,
+            _ if config.once && failed => return Exit::Failure,
+            _ if config.once => return Exit::Success,
             _ => {}
         }
     }

@@ -1,0 +1,220 @@
+//! The line-editor form, driven in a real pseudo-terminal as a person would:
+//! typing, receiving mid-line, quitting, and the terminal left as it was.
+
+mod support;
+
+use std::io::Write;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::Command;
+use std::time::Instant;
+
+use expectrl::{Eof, Expect, Regex, Session};
+use support::{CLIENT, PATIENCE, SERVER, frame, read_frame, read_text};
+
+type Pty = expectrl::session::OsSession;
+
+/// Shell that prints the program's exit status and the terminal's line-mode
+/// and echo flags once the program has exited.
+const REPORT: &str = "echo EXIT=$?; echo MODES $(stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo) END; sleep 1";
+
+/// Runs `script` under `sh -c` in a new pseudo-terminal, with a known terminal
+/// type and colour as the test asks.
+fn in_terminal(script: &str, color: bool) -> Pty {
+    // The pseudo-terminal starts without echo; a user's terminal has it.
+    let script = format!("stty icanon echo; {script}");
+    let mut command = Command::new("sh");
+    command.args(["-c", &script]).env("TERM", "xterm");
+    if color {
+        command.env_remove("NO_COLOR");
+    } else {
+        command.env("NO_COLOR", "1");
+    }
+    let mut session = Session::spawn(command).expect("spawn in a pseudo-terminal");
+    session.set_expect_timeout(Some(PATIENCE));
+    session
+}
+
+/// Ends a raw server's side as chat-server does: read until the client has
+/// closed, then close.
+fn finish(mut server: TcpStream) {
+    while read_frame(&mut server).is_some() {}
+    server.shutdown(Shutdown::Write).unwrap();
+}
+
+/// A client in a terminal, talking to a raw server held by the test. After
+/// the client exits, the shell prints its status and the terminal's modes.
+fn client_in_terminal(color: bool) -> (Pty, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let script = format!("{CLIENT} --connect {addr}; {REPORT}");
+    let mut session = in_terminal(&script, color);
+    let (server, _) = listener.accept().unwrap();
+    server.set_read_timeout(Some(PATIENCE)).unwrap();
+    session.expect("> ").unwrap();
+    (session, server)
+}
+
+/// Waits for the shell's report after the program and checks the status and
+/// that the terminal is back in line mode with echo.
+fn expect_exit_and_sane_terminal(session: &mut Pty, code: i32) {
+    let rest = session.expect(Eof).unwrap();
+    // At the end of output everything unread is the match.
+    let rest: Vec<u8> = rest
+        .before()
+        .iter()
+        .chain(rest.matches().flatten())
+        .copied()
+        .collect();
+    let rest = String::from_utf8_lossy(&rest).to_string();
+    assert!(rest.contains(&format!("EXIT={code}")), "{rest:?}");
+    let modes = rest
+        .split("MODES ")
+        .nth(1)
+        .and_then(|m| m.split(" END").next());
+    let text = modes.unwrap_or_else(|| panic!("no modes in {rest:?}"));
+    let words: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(words, ["icanon", "echo"], "terminal left in raw mode");
+}
+
+#[test]
+fn a_message_arriving_mid_line_leaves_the_half_line_intact() {
+    let (mut session, mut server) = client_in_terminal(false);
+    session.send("hello wor").unwrap();
+    session.expect("hello wor").unwrap();
+
+    server
+        .write_all(&frame("incoming! 你好".as_bytes()))
+        .unwrap();
+    session.expect("server: incoming! 你好").unwrap();
+    // Repainted below the message, exactly as it was.
+    session.expect("> hello wor").unwrap();
+
+    session.send("ld\r").unwrap();
+    assert_eq!(read_text(&mut server), "hello world");
+
+    // Up arrow brings the line back from history.
+    session.send("\x1b[A").unwrap();
+    session.expect("hello world").unwrap();
+    session.send("!\r").unwrap();
+    assert_eq!(read_text(&mut server), "hello world!");
+
+    session.send("q\r").unwrap();
+    assert_eq!(read_frame(&mut server), None);
+    finish(server);
+    expect_exit_and_sane_terminal(&mut session, 0);
+}
+
+#[test]
+fn ctrl_d_on_an_empty_line_quits_like_q() {
+    let (mut session, mut server) = client_in_terminal(false);
+    session.send("sent first\r").unwrap();
+    assert_eq!(read_text(&mut server), "sent first");
+    session.send("\x04").unwrap();
+    assert_eq!(read_frame(&mut server), None);
+    finish(server);
+    expect_exit_and_sane_terminal(&mut session, 0);
+}
+
+#[test]
+fn ctrl_c_quits_and_restores_the_terminal() {
+    let (mut session, mut server) = client_in_terminal(false);
+    session.send("half").unwrap();
+    session.expect("half").unwrap();
+    session.send("\x03").unwrap();
+    assert_eq!(read_frame(&mut server), None, "a clean end, not a reset");
+    finish(server);
+    expect_exit_and_sane_terminal(&mut session, 130);
+}
+
+#[test]
+fn when_the_server_leaves_the_client_exits_without_a_key_press() {
+    let (mut session, mut server) = client_in_terminal(false);
+    session.send("typed but not sent").unwrap();
+    session.expect("typed but not sent").unwrap();
+    server.write_all(&frame(b"goodbye")).unwrap();
+    server.shutdown(Shutdown::Write).unwrap();
+    let left = Instant::now();
+    session.expect("server: goodbye").unwrap();
+    session.expect("the server ended the conversation").unwrap();
+    expect_exit_and_sane_terminal(&mut session, 0);
+    assert!(left.elapsed() < PATIENCE);
+    assert_eq!(read_frame(&mut server), None);
+}
+
+#[test]
+fn messages_show_their_sender_in_colour_unless_no_color() {
+    let (mut session, mut server) = client_in_terminal(true);
+    server.write_all(&frame(b"coloured")).unwrap();
+    // Bold cyan around the sender's name.
+    session
+        .expect(Regex(r"\x1b\[[0-9;]*m+server:\x1b\[0m coloured"))
+        .unwrap();
+    session.send("q\r").unwrap();
+    finish(server);
+    expect_exit_and_sane_terminal(&mut session, 0);
+
+    let (mut session, mut server) = client_in_terminal(false);
+    server.write_all(&frame(b"plain")).unwrap();
+    let seen = session.expect("plain").unwrap();
+    let before = String::from_utf8_lossy(seen.before()).to_string();
+    assert!(before.ends_with("server: "), "{before:?}");
+    session.send("q\r").unwrap();
+    finish(server);
+    expect_exit_and_sane_terminal(&mut session, 0);
+}
+
+#[test]
+fn control_characters_never_reach_the_terminal_raw() {
+    let (mut session, mut server) = client_in_terminal(false);
+    server
+        .write_all(&frame(b"\x1b]0;owned\x07\x1b[2Jstill here"))
+        .unwrap();
+    session
+        .expect(r"server: \x1b]0;owned\x07\x1b[2Jstill here")
+        .unwrap();
+    session.send("q\r").unwrap();
+    finish(server);
+    expect_exit_and_sane_terminal(&mut session, 0);
+}
+
+#[test]
+fn the_server_prompt_shows_its_state_and_ctrl_c_stops_it() {
+    let script = format!("{SERVER} --bind 127.0.0.1:0; {REPORT}");
+    let mut session = in_terminal(&script, false);
+    let listening = session
+        .expect(Regex(r"listening on (127\.0\.0\.1:\d+)"))
+        .unwrap();
+    let addr = String::from_utf8_lossy(&listening[1]).to_string();
+    session.expect("[waiting for a client] > ").unwrap();
+    // A draft typed while waiting survives the prompt's change.
+    session.send("draft").unwrap();
+    session.expect("draft").unwrap();
+
+    let mut client = TcpStream::connect(&addr).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    let me = client.local_addr().unwrap().to_string();
+    session.expect(format!("{me} connected").as_str()).unwrap();
+    session.expect(format!("[{me}] > draft").as_str()).unwrap();
+    session.send(" sent\r").unwrap();
+    assert_eq!(read_text(&mut client), "draft sent");
+
+    client.write_all(&frame(b"hi operator")).unwrap();
+    session
+        .expect(format!("{me}: hi operator").as_str())
+        .unwrap();
+    session.send("hi client\r").unwrap();
+    assert_eq!(read_text(&mut client), "hi client");
+
+    // A second client waits; the prompt says so.
+    let mut second = TcpStream::connect(&addr).unwrap();
+    second.set_read_timeout(Some(PATIENCE)).unwrap();
+    assert!(read_text(&mut second).contains("number 1 in line"));
+    session
+        .expect(format!("[{me}, 1 waiting] > ").as_str())
+        .unwrap();
+
+    session.send("\x03").unwrap();
+    assert_eq!(read_frame(&mut client), None, "the client is told");
+    expect_exit_and_sane_terminal(&mut session, 130);
+    session.expect(Eof).ok();
+}
