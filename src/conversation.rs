@@ -10,7 +10,7 @@
 //! connection and could destroy data in flight). A peer that makes no progress
 //! for [`STALL_TIMEOUT`] while we wait on it is cut off.
 
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, ErrorKind, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -316,11 +316,10 @@ impl Conversation {
 /// Writes what the outbox hands over until it closes, then shuts down our
 /// sending half so the peer sees a clean end.
 fn send_all(mut stream: TcpStream, outbox: &Outbox, activity: &Activity) -> io::Result<()> {
-    let mut buf = Vec::new();
-    while outbox.take(&mut buf) {
-        stream.write_all(&buf)?;
+    let mut batches = Vec::new();
+    while outbox.take(&mut batches) {
+        write_all_vectored(&mut stream, &batches)?;
         activity.touch();
-        buf.clear();
     }
     if outbox.is_aborted() {
         return Ok(());
@@ -330,6 +329,21 @@ fn send_all(mut stream: TcpStream, outbox: &Outbox, activity: &Activity) -> io::
         Err(e) if e.kind() == ErrorKind::NotConnected => Ok(()),
         other => other,
     }
+}
+
+/// Writes every batch, as few system calls as the kernel allows.
+fn write_all_vectored(stream: &mut TcpStream, batches: &[Vec<u8>]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = batches.iter().map(|b| IoSlice::new(b)).collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        match stream.write_vectored(slices) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// One line describing why receiving failed.

@@ -18,10 +18,10 @@ use crate::outbox::{Outbox, Pushed};
 use crate::screen::Screen;
 
 /// Read buffer for piped input.
-const READ_BUFFER: usize = 256 * 1024;
+const READ_BUFFER: usize = 131072;
 
 /// A batch is handed over at this size even if more lines are at hand.
-const BATCH_LIMIT: usize = 256 * 1024;
+const BATCH_LIMIT: usize = 131072;
 
 /// Where typed lines go: the current conversation's outbox, if there is one.
 #[derive(Default)]
@@ -74,6 +74,12 @@ impl Composer {
 
     /// Takes one line without its `\n`.
     pub fn enter(&mut self, line: &[u8]) -> Entered {
+        self.enter_text(line, false)
+    }
+
+    /// Takes one line; `known_utf8` says it was already checked, as part of a
+    /// larger chunk (one check per chunk costs far less than one per line).
+    fn enter_text(&mut self, line: &[u8], known_utf8: bool) -> Entered {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             return Entered::Accepted;
@@ -84,9 +90,9 @@ impl Composer {
         }
         // The protocol carries UTF-8; anything else is sent with U+FFFD in place.
         let repaired;
-        let text = match std::str::from_utf8(line) {
-            Ok(_) => line,
-            Err(_) => {
+        let text = match known_utf8 || std::str::from_utf8(line).is_ok() {
+            true => line,
+            false => {
                 repaired = String::from_utf8_lossy(line).into_owned();
                 repaired.as_bytes()
             }
@@ -175,7 +181,7 @@ pub fn read_plain(
         let used = chunk.len();
         let flow = lines.split(chunk, |line| {
             let entered = match line {
-                Line::Complete(line) => composer.enter(line),
+                Line::Complete(line, utf8) => composer.enter_text(line, utf8),
                 Line::TooLong(len) => {
                     composer.refuse(len);
                     Entered::Accepted
@@ -196,7 +202,7 @@ pub fn read_plain(
         composer.flush();
     }
     match lines.finish() {
-        Some(Line::Complete(line)) if composer.enter(line) == Entered::Quit => {
+        Some(Line::Complete(line, _)) if composer.enter(line) == Entered::Quit => {
             let _ = events.send(Event::Input(Input::Quit));
             if after_quit == AfterQuit::Stop {
                 return;
@@ -211,7 +217,8 @@ pub fn read_plain(
 
 /// One line of input, without its `\n`.
 enum Line<'a> {
-    Complete(&'a [u8]),
+    /// The line, and whether it is known to be valid UTF-8.
+    Complete(&'a [u8], bool),
     /// Over the limit: only its length was kept.
     TooLong(usize),
 }
@@ -247,11 +254,13 @@ impl LineSplitter {
         mut each: impl FnMut(Line<'_>) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
         let mut start = 0;
+        let lines_utf8 = memchr::memrchr(b'\n', chunk)
+            .is_some_and(|last| std::str::from_utf8(&chunk[..last]).is_ok());
         for end in memchr::memchr_iter(b'\n', chunk) {
             let piece = &chunk[start..end];
             start = end + 1;
             if self.partial_len == 0 {
-                each(self.check(piece))?;
+                each(self.check(piece, lines_utf8))?;
             } else {
                 self.extend(piece);
                 self.assembled.clear();
@@ -284,11 +293,11 @@ impl LineSplitter {
         self.partial_len += piece.len();
     }
 
-    fn check<'a>(&self, line: &'a [u8]) -> Line<'a> {
+    fn check<'a>(&self, line: &'a [u8], utf8: bool) -> Line<'a> {
         if line.len() > self.limit {
             Line::TooLong(line.len() - usize::from(line.ends_with(b"\r")))
         } else {
-            Line::Complete(line)
+            Line::Complete(line, utf8)
         }
     }
 
@@ -296,7 +305,7 @@ impl LineSplitter {
         if len > self.limit {
             Line::TooLong(len)
         } else {
-            Line::Complete(&self.assembled)
+            Line::Complete(&self.assembled, false)
         }
     }
 }
@@ -344,9 +353,9 @@ mod tests {
         read_plain(Trickle(input, size), composer, tx, AfterQuit::Continue);
         outbox.close();
         let mut bytes = Vec::new();
-        let mut buf = Vec::new();
-        while outbox.take(&mut buf) {
-            bytes.append(&mut buf);
+        let mut batches = Vec::new();
+        while outbox.take(&mut batches) {
+            batches.iter().for_each(|b| bytes.extend_from_slice(b));
         }
         let mut frames = FrameReader::new(&bytes[..], max);
         let mut sent = Vec::new();

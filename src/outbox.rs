@@ -7,6 +7,7 @@
 //! the writer sends one large write per batch under load and a lone typed line
 //! the moment it arrives.
 
+use std::collections::VecDeque;
 use std::mem;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
@@ -22,12 +23,18 @@ pub struct Outbox {
     drained: Condvar,
 }
 
+/// Emptied buffers kept for reuse, so a steady flow allocates nothing.
+const SPARE_BUFFERS: usize = 4;
+
 #[derive(Default)]
 struct State {
-    pending: Vec<u8>,
-    /// No more frames will be accepted; the writer sends what is pending and stops.
+    /// Batches of frames, oldest first; moved, never copied.
+    queue: VecDeque<Vec<u8>>,
+    queued_bytes: usize,
+    spare: Vec<Vec<u8>>,
+    /// No more frames will be accepted; the writer sends what is queued and stops.
     closed: bool,
-    /// Pending frames are discarded and the writer stops at once.
+    /// Queued frames are discarded and the writer stops at once.
     aborted: bool,
 }
 
@@ -44,58 +51,66 @@ impl Outbox {
         Self::default()
     }
 
-    /// Queues the frames in `batch` (leaving it empty, its allocation possibly
-    /// swapped for another), waiting while the outbox is over its limit.
+    /// Queues the frames in `batch`, leaving it empty (its allocation swapped
+    /// for a spare one), waiting while the outbox is over its limit.
     pub fn push(&self, batch: &mut Vec<u8>) -> Pushed {
         let mut state = self.lock();
-        while state.pending.len() >= OUTBOX_LIMIT && !state.closed && !state.aborted {
+        while state.queued_bytes >= OUTBOX_LIMIT && !state.closed && !state.aborted {
             state = self.drained.wait(state).unwrap_or_else(|e| e.into_inner());
         }
         if state.closed || state.aborted {
             batch.clear();
             return Pushed::Closed;
         }
-        if state.pending.is_empty() {
-            mem::swap(&mut state.pending, batch);
-        } else {
-            state.pending.extend_from_slice(batch);
-            batch.clear();
+        if batch.is_empty() {
+            return Pushed::Queued;
         }
+        state.queued_bytes += batch.len();
+        let spare = state.spare.pop().unwrap_or_default();
+        state.queue.push_back(mem::replace(batch, spare));
         drop(state);
         self.filled.notify_one();
         Pushed::Queued
     }
 
-    /// No more frames: the writer sends what is pending, then ends its side.
+    /// No more frames: the writer sends what is queued, then ends its side.
     pub fn close(&self) {
         self.lock().closed = true;
         self.filled.notify_all();
         self.drained.notify_all();
     }
 
-    /// Drops what is pending; the writer stops without sending it.
+    /// Drops what is queued; the writer stops without sending it.
     pub fn abort(&self) {
         let mut state = self.lock();
         state.aborted = true;
-        state.pending = Vec::new();
+        state.queue.clear();
+        state.queued_bytes = 0;
         drop(state);
         self.filled.notify_all();
         self.drained.notify_all();
     }
 
-    /// For the writer: waits for frames and moves them into `buf` (which must be
-    /// empty). Returns false when there is nothing more to send: the outbox was
+    /// For the writer: returns the batches it has written (in `batches`) for
+    /// reuse, then waits for more and moves them all into `batches`, oldest
+    /// first. Returns false when there is nothing more to send: the outbox was
     /// closed and is empty, or was aborted.
-    pub fn take(&self, buf: &mut Vec<u8>) -> bool {
-        debug_assert!(buf.is_empty());
+    pub fn take(&self, batches: &mut Vec<Vec<u8>>) -> bool {
         let mut state = self.lock();
-        while state.pending.is_empty() && !state.closed && !state.aborted {
+        for mut batch in batches.drain(..) {
+            if state.spare.len() < SPARE_BUFFERS {
+                batch.clear();
+                state.spare.push(batch);
+            }
+        }
+        while state.queue.is_empty() && !state.closed && !state.aborted {
             state = self.filled.wait(state).unwrap_or_else(|e| e.into_inner());
         }
-        if state.aborted || state.pending.is_empty() {
+        if state.aborted || state.queue.is_empty() {
             return false;
         }
-        mem::swap(&mut state.pending, buf);
+        batches.extend(state.queue.drain(..));
+        state.queued_bytes = 0;
         drop(state);
         self.drained.notify_all();
         true
@@ -125,10 +140,11 @@ mod tests {
             let outbox = Arc::clone(&outbox);
             thread::spawn(move || {
                 let mut got = Vec::new();
-                let mut buf = Vec::new();
-                while outbox.take(&mut buf) {
-                    got.extend_from_slice(&buf);
-                    buf.clear();
+                let mut batches = Vec::new();
+                while outbox.take(&mut batches) {
+                    for batch in &batches {
+                        got.extend_from_slice(batch);
+                    }
                 }
                 got
             })
@@ -156,5 +172,23 @@ mod tests {
         outbox.abort();
         assert_eq!(pusher.join().unwrap(), Pushed::Closed);
         assert!(!outbox.take(&mut Vec::new()));
+    }
+
+    #[test]
+    fn written_batches_come_back_as_spares() {
+        let outbox = Outbox::new();
+        let mut batch = Vec::with_capacity(4096);
+        batch.extend_from_slice(b"frames");
+        outbox.push(&mut batch);
+        let mut batches = Vec::new();
+        assert!(outbox.take(&mut batches));
+        assert_eq!(batches, [b"frames".to_vec()]);
+        outbox.push(&mut b"more".to_vec());
+        assert!(outbox.take(&mut batches));
+        assert_eq!(batches, [b"more".to_vec()]);
+        // The first batch's allocation is handed to the next pusher.
+        let mut next = b"x".to_vec();
+        outbox.push(&mut next);
+        assert!(next.is_empty() && next.capacity() >= 4096);
     }
 }
