@@ -112,8 +112,11 @@ impl Conversation {
         stream.set_nodelay(true)?;
         let reading = stream.try_clone()?;
         let writing = stream.try_clone()?;
-        let outbox = Arc::new(Outbox::new());
         let activity = Arc::new(Activity::new());
+        let outbox = Arc::new(Outbox::with_direct_sends(
+            stream.try_clone()?,
+            Arc::clone(&activity),
+        ));
         let mut sink = screen.messages(label);
 
         let receiver = {
@@ -385,20 +388,20 @@ pub fn lowercase_os_error(e: &io::Error) -> String {
 }
 
 /// When anything last moved either way.
-struct Activity {
+pub(crate) struct Activity {
     start: Instant,
     last_millis: AtomicU64,
 }
 
 impl Activity {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             start: Instant::now(),
             last_millis: AtomicU64::new(0),
         }
     }
 
-    fn touch(&self) {
+    pub(crate) fn touch(&self) {
         let now = self.start.elapsed().as_millis() as u64;
         self.last_millis.store(now, Ordering::Relaxed);
     }
