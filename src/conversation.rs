@@ -19,7 +19,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::frame::{FrameReader, TooLong};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, SEND_PATIENCE};
 use crate::screen::Screen;
 
 /// How long a closing conversation waits on a peer that makes no progress.
@@ -110,6 +110,8 @@ impl Conversation {
         events: &Sender<Event>,
     ) -> io::Result<Self> {
         stream.set_nodelay(true)?;
+        // No write blocks for long: the user's side must stay free to type `q`.
+        stream.set_write_timeout(Some(SEND_PATIENCE))?;
         let reading = stream.try_clone()?;
         let writing = stream.try_clone()?;
         let activity = Arc::new(Activity::new());
@@ -334,7 +336,9 @@ fn send_all(mut stream: TcpStream, outbox: &Outbox, activity: &Activity) -> io::
     }
 }
 
-/// Writes every batch, as few system calls as the kernel allows.
+/// Writes every batch, as few system calls as the kernel allows. The socket's
+/// send timeout only makes a write return early: a slow peer is waited for
+/// here, and cut off by [`Conversation::run`] if it makes no progress at all.
 fn write_all_vectored(stream: &mut TcpStream, batches: &[Vec<u8>]) -> io::Result<()> {
     let mut slices: Vec<IoSlice<'_>> = batches.iter().map(|b| IoSlice::new(b)).collect();
     let mut slices = &mut slices[..];
@@ -342,7 +346,11 @@ fn write_all_vectored(stream: &mut TcpStream, batches: &[Vec<u8>]) -> io::Result
         match stream.write_vectored(slices) {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
             Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::Interrupted | ErrorKind::WouldBlock | ErrorKind::TimedOut
+                ) => {}
             Err(e) => return Err(e),
         }
     }

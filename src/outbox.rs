@@ -9,11 +9,12 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::io::Write;
 use std::mem;
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use crate::conversation::Activity;
 
@@ -29,10 +30,6 @@ pub struct Outbox {
     /// Signalled when the writer takes frames or the outbox closes.
     drained: Condvar,
 }
-
-/// Batches up to this size may go straight to the socket. Larger ones come
-/// from a flood, which moves faster with reading and sending on two threads.
-const DIRECT_LIMIT: usize = 16 * 1024;
 
 /// Emptied buffers kept for reuse, so a steady flow allocates nothing.
 const SPARE_BUFFERS: usize = 4;
@@ -51,36 +48,34 @@ struct State {
     writer_busy: bool,
 }
 
-/// The socket, for sending a small batch at once, without blocking, when
-/// nothing is queued or being written ahead of it: a typed line then leaves
-/// without a hand-over between threads.
+/// The socket, for sending a batch from the pushing thread itself when nothing
+/// is queued or being written ahead of it. The socket has a short send
+/// timeout ([`SEND_PATIENCE`]), so this never blocks the user's side for
+/// longer; what the socket does not take by then goes to the writer thread.
+/// A typed line thus leaves without a hand-over between threads, and a flood
+/// moves like `nc`: read, frame, write, on one thread.
 struct Direct {
     stream: TcpStream,
     activity: Arc<Activity>,
 }
 
+/// How long one write may wait for room in the socket before the rest of a
+/// batch is left to the writer thread. Also the writer's own retry period.
+pub const SEND_PATIENCE: Duration = Duration::from_millis(100);
+
 impl Direct {
-    /// Sends what the socket takes now; returns how much that was.
-    fn send_now(&self, bytes: &[u8]) -> usize {
+    /// Sends what the socket takes within its send timeout; returns how much
+    /// that was.
+    fn send(&self, bytes: &[u8]) -> usize {
         let mut sent = 0;
         while sent < bytes.len() {
-            let rest = &bytes[sent..];
-            // SAFETY: the pointer and length describe `rest`, alive for the call.
-            let n = unsafe {
-                libc::send(
-                    self.stream.as_raw_fd(),
-                    rest.as_ptr().cast(),
-                    rest.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                )
-            };
-            if n > 0 {
-                sent += n as usize;
-            } else if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            } else {
-                // Full, or failing: the writer takes the rest and meets any error.
-                break;
+            match (&self.stream).write(&bytes[sent..]) {
+                Ok(0) => break,
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Full for too long, or failing: the writer takes the rest and
+                // meets any error itself.
+                Err(_) => break,
             }
         }
         if sent > 0 {
@@ -103,8 +98,8 @@ impl Outbox {
         Self::default()
     }
 
-    /// An outbox that sends straight to `stream` when it can do so in order
-    /// and without blocking, touching `activity` when it does.
+    /// An outbox that sends straight to `stream` when it can do so in order,
+    /// touching `activity` when it does. `stream` must have a send timeout.
     pub(crate) fn with_direct_sends(stream: TcpStream, activity: Arc<Activity>) -> Self {
         Self {
             direct: Some(Direct { stream, activity }),
@@ -127,11 +122,10 @@ impl Outbox {
             return Pushed::Queued;
         }
         if let Some(direct) = &self.direct
-            && batch.len() <= DIRECT_LIMIT
             && state.queue.is_empty()
             && !state.writer_busy
         {
-            let sent = direct.send_now(batch);
+            let sent = direct.send(batch);
             if sent == batch.len() {
                 batch.clear();
                 return Pushed::Queued;

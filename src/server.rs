@@ -20,6 +20,9 @@ use crate::terminal::Console;
 /// before trying again rather than spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// Said when the operator's standard input ends.
+const INPUT_ENDED: &str = "standard input has ended: from now on, only receiving";
+
 /// The operator's prompt while no client is connected.
 const WAITING_PROMPT: &str = "[waiting for a client] > ";
 
@@ -84,7 +87,10 @@ fn serve(
             console.set_prompt(WAITING_PROMPT);
             match inbox.recv().expect("main holds a sender") {
                 Event::Interrupt | Event::Input(Input::Interrupted) => return Exit::Interrupted,
-                Event::Input(Input::Closed) => operator_gone = true,
+                Event::Input(Input::Closed) => {
+                    operator_gone = true;
+                    screen.status(INPUT_ENDED);
+                }
                 Event::Input(Input::Quit) => screen.error("nobody is connected; nothing to end"),
                 _ => {}
             }
@@ -132,7 +138,10 @@ fn serve(
         screen.status(&format!("{peer} connected{waiting}{quiet}"));
 
         let ending = conversation.run(inbox, rules, |event| match event {
-            Event::Input(Input::Closed) => operator_gone = true,
+            Event::Input(Input::Closed) => {
+                operator_gone = true;
+                screen.status(INPUT_ENDED);
+            }
             Event::LineChanged => console.set_prompt(&prompt()),
             _ => {}
         });

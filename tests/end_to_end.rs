@@ -149,8 +149,9 @@ fn end_of_client_input_keeps_it_listening_until_the_server_closes() {
 fn end_of_server_input_leaves_conversations_receive_only() {
     let mut server = Server::start(&[]);
     server.close_stdin();
+    server.expect_status("standard input has ended");
     let mut client = server.connect_client(&[]);
-    server.expect_status("only receiving");
+    server.expect_status("connected; standard input has ended, so only receiving");
     client.say("are you there?");
     server.expect_message("are you there?");
     client.say("q");

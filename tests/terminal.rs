@@ -34,6 +34,13 @@ fn in_terminal(script: &str, color: bool) -> Pty {
     session
 }
 
+/// Waits until the editor is reading keys again after a line was entered:
+/// rustyline turns bracketed paste on as each line starts. A key sent before
+/// that would meet the terminal in line mode.
+fn await_next_line(session: &mut Pty) {
+    session.expect("\x1b[?2004h").unwrap();
+}
+
 /// Ends a raw server's side as chat-server does: read until the client has
 /// closed, then close.
 fn finish(mut server: TcpStream) {
@@ -91,12 +98,14 @@ fn a_message_arriving_mid_line_leaves_the_half_line_intact() {
 
     session.send("ld\r").unwrap();
     assert_eq!(read_text(&mut server), "hello world");
+    await_next_line(&mut session);
 
     // Up arrow brings the line back from history.
     session.send("\x1b[A").unwrap();
     session.expect("hello world").unwrap();
     session.send("!\r").unwrap();
     assert_eq!(read_text(&mut server), "hello world!");
+    await_next_line(&mut session);
 
     session.send("q\r").unwrap();
     assert_eq!(read_frame(&mut server), None);
@@ -109,6 +118,7 @@ fn ctrl_d_on_an_empty_line_quits_like_q() {
     let (mut session, mut server) = client_in_terminal(false);
     session.send("sent first\r").unwrap();
     assert_eq!(read_text(&mut server), "sent first");
+    await_next_line(&mut session);
     session.send("\x04").unwrap();
     assert_eq!(read_frame(&mut server), None);
     finish(server);
@@ -197,6 +207,7 @@ fn the_server_prompt_shows_its_state_and_ctrl_c_stops_it() {
     session.expect(format!("[{me}] > draft").as_str()).unwrap();
     session.send(" sent\r").unwrap();
     assert_eq!(read_text(&mut client), "draft sent");
+    await_next_line(&mut session);
 
     client.write_all(&frame(b"hi operator")).unwrap();
     session
@@ -204,6 +215,7 @@ fn the_server_prompt_shows_its_state_and_ctrl_c_stops_it() {
         .unwrap();
     session.send("hi client\r").unwrap();
     assert_eq!(read_text(&mut client), "hi client");
+    await_next_line(&mut session);
 
     // A second client waits; the prompt says so.
     let mut second = TcpStream::connect(&addr).unwrap();
