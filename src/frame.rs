@@ -20,7 +20,7 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
 
 /// How much the reader asks the kernel for at once; it only grows past this
 /// for a single frame larger than it (and never past the maximum).
-pub const READ_CHUNK: usize = 128 * 1024;
+pub const READ_CHUNK: usize = 256 * 1024;
 
 /// Below this much free space at the end, the unread tail is moved to the front
 /// rather than asking the kernel for a few bytes at a time.

@@ -32,7 +32,7 @@ pub struct Outbox {
 }
 
 /// Emptied buffers kept for reuse, so a steady flow allocates nothing.
-const SPARE_BUFFERS: usize = 4;
+const SPARE_BUFFERS: usize = 2;
 
 #[derive(Default)]
 struct State {
