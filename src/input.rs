@@ -34,11 +34,11 @@ pub struct Recipient {
 
 impl Recipient {
     pub fn set(&self, outbox: Option<Arc<Outbox>>) {
-        *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = outbox;
+        *crate::lock(&self.slot) = outbox;
     }
 
     fn current(&self) -> Option<Arc<Outbox>> {
-        self.slot.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        crate::lock(&self.slot).clone()
     }
 }
 

@@ -25,6 +25,12 @@ pub mod screen;
 pub mod server;
 pub mod terminal;
 
+/// Locks `mutex`, poisoned or not: nothing here can leave shared state half
+/// updated when a thread panics, so the state is still good to use.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Exit status by kind of outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {

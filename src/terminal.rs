@@ -50,13 +50,13 @@ struct LineWatch {
 
 impl LineWatch {
     fn take(&self) -> (String, usize) {
-        std::mem::take(&mut *self.line.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *crate::lock(&self.line))
     }
 }
 
 impl Highlighter for LineWatch {
     fn highlight<'l>(&self, line: &'l str, pos: usize) -> Cow<'l, str> {
-        let mut seen = self.line.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = crate::lock(&self.line);
         seen.0.clear();
         seen.0.push_str(line);
         seen.1 = pos;
@@ -146,7 +146,7 @@ impl Console {
     /// effect on plain input).
     pub fn set_prompt(&self, prompt: &str) {
         let Some(side) = &self.editor else { return };
-        let mut current = side.prompt.lock().unwrap_or_else(|e| e.into_inner());
+        let mut current = crate::lock(&side.prompt);
         if *current == prompt {
             return;
         }
@@ -172,10 +172,7 @@ impl Console {
             thread.spawn(move || read_plain(io::stdin(), composer, events, after_quit))?;
             return Ok(());
         };
-        let editor = side
-            .editor
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let editor = crate::lock(&side.editor)
             .take()
             .expect("input started once");
         let state = EditorState {
@@ -185,7 +182,7 @@ impl Console {
             stopping: Arc::clone(&side.stopping),
         };
         let (done, stopped) = mpsc::channel();
-        *side.stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(stopped);
+        *crate::lock(&side.stopped) = Some(stopped);
         side.started.store(true, Ordering::SeqCst);
         thread.spawn(move || {
             read_edited(editor, &state, composer, &events, after_quit);
@@ -201,11 +198,7 @@ impl Console {
         let Some(side) = &self.editor else { return };
         side.screen.flush();
         side.stopping.store(true, Ordering::SeqCst);
-        let stopped = side
-            .stopped
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let stopped = crate::lock(&side.stopped).take();
         if let Some(stopped) = stopped {
             let deadline = Instant::now() + CLOSE_TIMEOUT;
             while Instant::now() < deadline {
@@ -274,11 +267,7 @@ fn read_edited(
     let mut kept = (String::new(), 0);
     while !state.stopping.load(Ordering::SeqCst) {
         state.restart.store(false, Ordering::SeqCst);
-        let prompt = state
-            .prompt
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let prompt = crate::lock(&state.prompt).clone();
         let (line, pos) = std::mem::take(&mut kept);
         let pos = if line.is_char_boundary(pos) {
             pos
@@ -386,7 +375,7 @@ impl SharedPrinter {
     /// Prints one line. The line end is ours: rustyline adds none while no
     /// line is being edited.
     fn print(&self, mut text: String) -> io::Result<()> {
-        let mut printer = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut printer = crate::lock(&self.0);
         match printer.as_mut() {
             Some(printer) => {
                 text.push('\n');
@@ -400,11 +389,11 @@ impl SharedPrinter {
     }
 
     fn take(&self) -> Option<Printer> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+        crate::lock(&self.0).take()
     }
 
     fn put_back(&self, printer: Printer) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(printer);
+        *crate::lock(&self.0) = Some(printer);
     }
 }
 
@@ -447,23 +436,29 @@ impl EditorScreen {
     }
 }
 
+impl EditorScreen {
+    /// A status or error line: above the prompt, or on stderr when that is
+    /// not the terminal.
+    fn announce(&self, plain: String, styled: impl FnOnce() -> String) {
+        if self.errors_to_stderr {
+            eprintln!("{plain}");
+        } else {
+            let _ = self.printer.print(styled());
+        }
+    }
+}
+
 impl Screen for EditorScreen {
     fn status(&self, text: &str) {
         let style = self.palette.status;
-        if self.errors_to_stderr {
-            eprintln!("{text}");
-        } else {
-            let _ = self.printer.print(format!("{style}-- {text}{style:#}"));
-        }
+        self.announce(text.to_string(), || format!("{style}-- {text}{style:#}"));
     }
 
     fn error(&self, text: &str) {
         let style = self.palette.error;
-        if self.errors_to_stderr {
-            eprintln!("error: {text}");
-        } else {
-            let _ = self.printer.print(format!("{style}error:{style:#} {text}"));
-        }
+        self.announce(format!("error: {text}"), || {
+            format!("{style}error:{style:#} {text}")
+        });
     }
 
     fn messages(&self, from: &str) -> Box<dyn MessageSink> {

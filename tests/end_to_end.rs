@@ -11,8 +11,7 @@ use support::{CLIENT, Program, SERVER, Server, frame, read_frame, read_text};
 #[test]
 fn exact_text_both_ways() {
     let mut server = Server::start(&["--once"]);
-    let mut client = server.connect_client(&[]);
-    server.expect_status("connected");
+    let mut client = server.admit_client();
     client.expect_status("connected to");
 
     for text in [
@@ -36,8 +35,7 @@ fn exact_text_both_ways() {
 #[test]
 fn a_burst_of_10000_lines_arrives_in_order_both_ways() {
     let mut server = Server::start(&["--once"]);
-    let mut client = server.connect_client(&[]);
-    server.expect_status("connected");
+    let mut client = server.admit_client();
 
     let burst =
         |who: &str| -> String { (0..10_000).map(|i| format!("{who} line {i}\n")).collect() };
@@ -57,8 +55,7 @@ fn a_burst_of_10000_lines_arrives_in_order_both_ways() {
 #[test]
 fn a_message_of_exactly_the_maximum_passes_and_one_more_byte_is_refused() {
     let mut server = Server::start(&["--once"]);
-    let mut client = server.connect_client(&[]);
-    server.expect_status("connected");
+    let mut client = server.admit_client();
 
     let max = "x".repeat(1 << 20);
     client.say(&max);
@@ -78,16 +75,14 @@ fn a_message_of_exactly_the_maximum_passes_and_one_more_byte_is_refused() {
 #[test]
 fn q_from_the_client_quits_it_and_the_server_serves_the_next() {
     let mut server = Server::start(&[]);
-    let mut first = server.connect_client(&[]);
-    server.expect_status("connected");
+    let mut first = server.admit_client();
     first.say("one");
     first.say("q");
     assert_eq!(first.wait().code(), Some(0));
     server.expect_message("one");
     server.expect_status("left");
 
-    let mut second = server.connect_client(&[]);
-    server.expect_status("connected");
+    let mut second = server.admit_client();
     second.say("two");
     server.expect_message("two");
 }
@@ -95,8 +90,7 @@ fn q_from_the_client_quits_it_and_the_server_serves_the_next() {
 #[test]
 fn q_from_the_server_ends_the_conversation_for_the_client() {
     let mut server = Server::start(&[]);
-    let mut client = server.connect_client(&[]);
-    server.expect_status("connected");
+    let mut client = server.admit_client();
     server.say("last words");
     server.say("q");
     client.expect_message("last words");
@@ -105,8 +99,7 @@ fn q_from_the_server_ends_the_conversation_for_the_client() {
     server.expect_status("ended the conversation with");
 
     // The server is free again.
-    let mut next = server.connect_client(&[]);
-    server.expect_status("connected");
+    let mut next = server.admit_client();
     next.say("hello again");
     server.expect_message("hello again");
 }
@@ -114,8 +107,7 @@ fn q_from_the_server_ends_the_conversation_for_the_client() {
 #[test]
 fn end_of_client_input_keeps_it_listening_until_the_server_closes() {
     let mut server = Server::start(&["--once"]);
-    let mut client = server.connect_client(&[]);
-    server.expect_status("connected");
+    let mut client = server.admit_client();
     client.say("bye for now");
     client.close_stdin();
     server.expect_message("bye for now");
@@ -167,8 +159,7 @@ fn a_line_typed_with_nobody_connected_is_not_sent_and_stderr_says_so() {
     let mut server = Server::start(&[]);
     server.say("anyone?");
     server.expect_status("nobody is connected; 1 line not sent");
-    let mut client = server.connect_client(&[]);
-    server.expect_status("connected");
+    let mut client = server.admit_client();
     server.say("now you");
     client.expect_message("now you");
 }
@@ -176,8 +167,7 @@ fn a_line_typed_with_nobody_connected_is_not_sent_and_stderr_says_so() {
 #[test]
 fn a_waiting_client_is_told_its_place_then_served_with_what_it_sent() {
     let mut server = Server::start(&[]);
-    let mut first = server.connect_client(&[]);
-    server.expect_status("connected");
+    let mut first = server.admit_client();
 
     let mut waiting = server.raw();
     let notice = read_text(&mut waiting);
@@ -204,8 +194,7 @@ fn a_waiting_client_is_told_its_place_then_served_with_what_it_sent() {
 #[test]
 fn one_more_than_the_line_holds_is_turned_away() {
     let mut server = Server::start(&["--max-waiting", "1"]);
-    let _first = server.connect_client(&[]);
-    server.expect_status("connected");
+    let _first = server.admit_client();
     let mut second = server.raw();
     assert!(read_text(&mut second).contains("number 1 in line"));
     let mut third = server.raw();
@@ -218,8 +207,7 @@ fn one_more_than_the_line_holds_is_turned_away() {
 #[test]
 fn a_client_that_leaves_the_line_is_dropped_from_it() {
     let mut server = Server::start(&[]);
-    let _first = server.connect_client(&[]);
-    server.expect_status("connected");
+    let _first = server.admit_client();
     let mut leaver = server.raw();
     read_text(&mut leaver);
     let mut stayer = server.raw();
@@ -248,8 +236,7 @@ fn hostile_clients_do_not_stop_the_server() {
     cut.shutdown(Shutdown::Write).unwrap();
     server.expect_status("connection closed mid-message");
 
-    let mut client = server.connect_client(&[]);
-    server.expect_status("connected");
+    let mut client = server.admit_client();
     client.say("normal service");
     server.expect_message("normal service");
 }

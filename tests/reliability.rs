@@ -132,8 +132,7 @@ fn a_burst_then_quit_at_once_loses_nothing() {
 
     // The server's operator sends a burst and `q`.
     let mut server = Server::start(&["--once"]);
-    let mut client = server.connect_client(&[]);
-    server.expect_status("connected");
+    let mut client = server.admit_client();
     server.type_raw(format!("{lines}q\n").as_bytes());
     expect_all(&mut client);
     client.expect_status("the server ended the conversation");
@@ -222,8 +221,7 @@ fn idle_timeout_ends_a_silent_conversation_and_says_so() {
 fn sigint_ends_each_program_promptly_and_cleanly() {
     // Interrupting the server: its client is told and exits normally.
     let mut server = Server::start(&[]);
-    let mut client = server.connect_client(&[]);
-    server.expect_status("connected");
+    let mut client = server.admit_client();
     client.say("before the signal");
     server.expect_message("before the signal");
     server.interrupt();
@@ -233,8 +231,7 @@ fn sigint_ends_each_program_promptly_and_cleanly() {
 
     // Interrupting the client: the server sees a clean leave, not a reset.
     let mut server = Server::start(&[]);
-    let mut client = server.connect_client(&[]);
-    server.expect_status("connected");
+    let mut client = server.admit_client();
     client.say("about to be interrupted");
     server.expect_message("about to be interrupted");
     client.interrupt();

@@ -41,11 +41,23 @@ fn await_next_line(session: &mut Pty) {
     session.expect("\x1b[?2004h").unwrap();
 }
 
-/// Ends a raw server's side as chat-server does: read until the client has
-/// closed, then close.
+/// Checks that the client ended its side with nothing more to send, then
+/// ends the raw server's side as chat-server does.
 fn finish(mut server: TcpStream) {
-    while read_frame(&mut server).is_some() {}
+    assert_eq!(
+        read_frame(&mut server),
+        None,
+        "a clean end, and nothing more"
+    );
     server.shutdown(Shutdown::Write).unwrap();
+}
+
+/// Types `keys` and Enter, checks that the peer received `sent`, and waits
+/// for the editor to take the next line.
+fn enter(session: &mut Pty, peer: &mut TcpStream, keys: &str, sent: &str) {
+    session.send(format!("{keys}\r")).unwrap();
+    assert_eq!(read_text(peer), sent);
+    await_next_line(session);
 }
 
 /// A client in a terminal, talking to a raw server held by the test. After
@@ -96,19 +108,14 @@ fn a_message_arriving_mid_line_leaves_the_half_line_intact() {
     // Repainted below the message, exactly as it was.
     session.expect("> hello wor").unwrap();
 
-    session.send("ld\r").unwrap();
-    assert_eq!(read_text(&mut server), "hello world");
-    await_next_line(&mut session);
+    enter(&mut session, &mut server, "ld", "hello world");
 
     // Up arrow brings the line back from history.
     session.send("\x1b[A").unwrap();
     session.expect("hello world").unwrap();
-    session.send("!\r").unwrap();
-    assert_eq!(read_text(&mut server), "hello world!");
-    await_next_line(&mut session);
+    enter(&mut session, &mut server, "!", "hello world!");
 
     session.send("q\r").unwrap();
-    assert_eq!(read_frame(&mut server), None);
     finish(server);
     expect_exit_and_sane_terminal(&mut session, 0);
 }
@@ -116,22 +123,18 @@ fn a_message_arriving_mid_line_leaves_the_half_line_intact() {
 #[test]
 fn ctrl_d_on_an_empty_line_quits_like_q() {
     let (mut session, mut server) = client_in_terminal(false);
-    session.send("sent first\r").unwrap();
-    assert_eq!(read_text(&mut server), "sent first");
-    await_next_line(&mut session);
+    enter(&mut session, &mut server, "sent first", "sent first");
     session.send("\x04").unwrap();
-    assert_eq!(read_frame(&mut server), None);
     finish(server);
     expect_exit_and_sane_terminal(&mut session, 0);
 }
 
 #[test]
 fn ctrl_c_quits_and_restores_the_terminal() {
-    let (mut session, mut server) = client_in_terminal(false);
+    let (mut session, server) = client_in_terminal(false);
     session.send("half").unwrap();
     session.expect("half").unwrap();
     session.send("\x03").unwrap();
-    assert_eq!(read_frame(&mut server), None, "a clean end, not a reset");
     finish(server);
     expect_exit_and_sane_terminal(&mut session, 130);
 }
@@ -205,17 +208,13 @@ fn the_server_prompt_shows_its_state_and_ctrl_c_stops_it() {
     let me = client.local_addr().unwrap().to_string();
     session.expect(format!("{me} connected").as_str()).unwrap();
     session.expect(format!("[{me}] > draft").as_str()).unwrap();
-    session.send(" sent\r").unwrap();
-    assert_eq!(read_text(&mut client), "draft sent");
-    await_next_line(&mut session);
+    enter(&mut session, &mut client, " sent", "draft sent");
 
     client.write_all(&frame(b"hi operator")).unwrap();
     session
         .expect(format!("{me}: hi operator").as_str())
         .unwrap();
-    session.send("hi client\r").unwrap();
-    assert_eq!(read_text(&mut client), "hi client");
-    await_next_line(&mut session);
+    enter(&mut session, &mut client, "hi client", "hi client");
 
     // A second client waits; the prompt says so.
     let mut second = TcpStream::connect(&addr).unwrap();

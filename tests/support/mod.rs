@@ -202,6 +202,13 @@ impl Server {
         Program::spawn(CLIENT, &args)
     }
 
+    /// A default chat-client, once the server says it is talking with it.
+    pub fn admit_client(&mut self) -> Program {
+        let client = self.connect_client(&[]);
+        self.expect_status("connected");
+        client
+    }
+
     /// A raw protocol peer, for sending exactly the bytes a test wants.
     pub fn raw(&self) -> TcpStream {
         let stream = TcpStream::connect(self.addr).expect("connect to server");
