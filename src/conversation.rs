@@ -313,8 +313,10 @@ impl Conversation {
     /// Stops both threads now: pending frames are dropped and the socket is shut
     /// down both ways, which wakes a thread blocked on it.
     fn abort(&self) {
-        self.outbox.abort();
+        // Shut down first: that also ends a write in progress under the
+        // outbox's lock.
         let _ = self.stream.shutdown(Shutdown::Both);
+        self.outbox.abort();
     }
 }
 

@@ -14,7 +14,7 @@ use std::mem;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::conversation::Activity;
 
@@ -64,11 +64,13 @@ struct Direct {
 pub const SEND_PATIENCE: Duration = Duration::from_millis(100);
 
 impl Direct {
-    /// Sends what the socket takes within its send timeout; returns how much
-    /// that was.
+    /// Sends what the socket takes within about [`SEND_PATIENCE`]; returns how
+    /// much that was. Bounded in time even for a peer that reads a trickle,
+    /// since the outbox stays locked meanwhile.
     fn send(&self, bytes: &[u8]) -> usize {
+        let deadline = Instant::now() + SEND_PATIENCE;
         let mut sent = 0;
-        while sent < bytes.len() {
+        while sent < bytes.len() && Instant::now() < deadline {
             match (&self.stream).write(&bytes[sent..]) {
                 Ok(0) => break,
                 Ok(n) => sent += n,
