@@ -169,7 +169,9 @@ impl Console {
         let events = events.clone();
         let thread = thread::Builder::new().name("input".into());
         let Some(side) = &self.editor else {
-            thread.spawn(move || read_plain(io::stdin(), composer, events, after_quit))?;
+            thread.spawn(move || {
+                read_plain(io::stdin(), stdin_ready, composer, events, after_quit)
+            })?;
             return Ok(());
         };
         let editor = crate::lock(&side.editor)
@@ -481,6 +483,18 @@ impl MessageSink for EditorSink {
         self.printer
             .print(format!("{}{}", self.prefix, visible(payload)))
     }
+}
+
+/// Whether standard input can be read without waiting (for a file: always,
+/// until its end; for a pipe: while it holds data).
+fn stdin_ready() -> bool {
+    let mut poll = libc::pollfd {
+        fd: libc::STDIN_FILENO,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, and a zero timeout.
+    unsafe { libc::poll(&mut poll, 1, 0) == 1 && poll.revents & libc::POLLIN != 0 }
 }
 
 fn forward_interrupts(events: Sender<Event>) -> io::Result<()> {
