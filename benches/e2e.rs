@@ -169,7 +169,7 @@ impl Table {
             .unwrap_or(1);
         println!();
         println!(
-            "chat e2e benchmark, {date}, {cpu}, {cores} cores; bulk: median of {rounds} rounds each, alternating; latency: {ROUND_TRIPS} round trips each, in {LATENCY_BLOCKS} alternating blocks"
+            "chat e2e benchmark, {date}, {cpu}, {cores} cores; bulk: {rounds} rounds of ours then nc, rates are medians, the ratio is the median of the rounds' ratios; latency: {ROUND_TRIPS} round trips each, in {LATENCY_BLOCKS} alternating blocks"
         );
         println!();
         println!("| measure | ours | nc | ratio | target | |");
