@@ -25,6 +25,11 @@ use crate::screen::Screen;
 /// How long a closing conversation waits on a peer that makes no progress.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long a conversation we ended may go on before the peer closes its side
+/// too, however much it keeps sending: a peer that never stops cannot hold
+/// the server.
+const CLOSING_LIMIT: Duration = Duration::from_secs(10);
+
 /// How long Ctrl-C waits on the peer before it gives up.
 const INTERRUPT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -79,6 +84,14 @@ pub enum Ending {
     OutputClosed,
     /// The connection failed or the peer broke the protocol; the text says how.
     Failed(String),
+}
+
+/// Why a closing conversation was cut off.
+enum Stall {
+    /// Nothing moved either way for this long.
+    NoProgress(Duration),
+    /// The peer kept the conversation going this long after we ended it.
+    NeverClosed(Duration),
 }
 
 /// What differs between the two programs' conversations.
@@ -196,13 +209,26 @@ impl Conversation {
         let mut sending = true;
         // While set, a peer that makes no progress for this long is cut off.
         let mut patience: Option<Duration> = None;
+        // When we ended our side (by quitting, idling, Ctrl-C or a closed stdout).
+        let mut closing_since: Option<Instant> = None;
         let mut cut_off = false;
-        let mut stalled: Option<Duration> = None;
+        let mut stalled: Option<Stall> = None;
 
         while receiving || sending {
+            if closing_since.is_none() && patience.is_some() {
+                closing_since = Some(Instant::now());
+            }
             let wait = match (patience, rules.idle_timeout) {
                 _ if cut_off => None,
-                (Some(limit), _) => Some(limit.saturating_sub(self.activity.quiet_for())),
+                (Some(limit), _) => {
+                    let closing_left = CLOSING_LIMIT
+                        .saturating_sub(closing_since.map_or(Duration::ZERO, |t| t.elapsed()));
+                    Some(
+                        limit
+                            .saturating_sub(self.activity.quiet_for())
+                            .min(closing_left),
+                    )
+                }
                 (None, Some(idle)) if ending.is_none() => {
                     Some(idle.saturating_sub(self.activity.quiet_for()))
                 }
@@ -218,9 +244,14 @@ impl Conversation {
             };
             let Some(event) = event else {
                 let quiet = self.activity.quiet_for();
+                let closing_for = closing_since.map_or(Duration::ZERO, |t| t.elapsed());
                 if let Some(limit) = patience {
                     if quiet >= limit {
-                        stalled = Some(limit);
+                        stalled = Some(Stall::NoProgress(limit));
+                    } else if closing_for >= CLOSING_LIMIT {
+                        stalled = Some(Stall::NeverClosed(CLOSING_LIMIT));
+                    }
+                    if stalled.is_some() {
                         cut_off = true;
                         self.abort();
                     }
@@ -302,8 +333,12 @@ impl Conversation {
         match (ending, stalled) {
             (Some(Ending::Interrupted), _) => Ending::Interrupted,
             (Some(Ending::OutputClosed), _) => Ending::OutputClosed,
-            (_, Some(limit)) => Ending::Failed(format!(
+            (_, Some(Stall::NoProgress(limit))) => Ending::Failed(format!(
                 "stopped responding; closed the connection after {} s",
+                limit.as_secs()
+            )),
+            (_, Some(Stall::NeverClosed(limit))) => Ending::Failed(format!(
+                "did not close its side within {} s; closed the connection",
                 limit.as_secs()
             )),
             (ending, None) => ending.unwrap_or(Ending::PeerLeft),

@@ -239,3 +239,26 @@ fn sigint_ends_each_program_promptly_and_cleanly() {
     let line = server.expect_status(" left");
     assert!(!line.contains("reset"), "{line}");
 }
+
+#[test]
+fn a_client_that_never_stops_sending_cannot_hold_the_server() {
+    let mut server = Server::start(&[]);
+    let mut flood = server.raw();
+    let me = flood.local_addr().unwrap().to_string();
+    server.expect_status("connected");
+    let sender = std::thread::spawn(move || {
+        let batch = frame(b"more").repeat(100);
+        let started = Instant::now();
+        // Until the server closes the connection (or the test gives up).
+        while started.elapsed() < support::PATIENCE && flood.write_all(&batch).is_ok() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    server.expect_message("more");
+    server.say("q");
+    let line = server.expect_status("did not close its side within 10 s");
+    assert!(line.contains(&me), "{line}");
+    sender.join().unwrap();
+    polite_exchange(server.addr, &["next"]);
+    server.expect_message_eventually("next");
+}

@@ -79,6 +79,11 @@ impl Program {
         assert_eq!(got, expected, "stderr so far: {:?}", self.drain_stderr());
     }
 
+    /// Waits for a stdout line equal to `expected`, skipping others.
+    pub fn expect_message_eventually(&mut self, expected: &str) {
+        while self.next_message() != expected {}
+    }
+
     /// Waits for a stderr line containing `part` and returns it.
     pub fn expect_status(&mut self, part: &str) -> String {
         let deadline = Instant::now() + PATIENCE;
