@@ -41,7 +41,12 @@ pub fn connect(address: &str, timeout: Duration) -> Result<TcpStream, ConnectErr
     };
     let candidates: Vec<SocketAddr> = address
         .to_socket_addrs()
-        .map_err(|e| fail(format!("cannot resolve it: {}", lowercase_os_error(&e))))?
+        .map_err(|e| match e.kind() {
+            ErrorKind::InvalidInput => {
+                fail("expected HOST:PORT, such as 127.0.0.1:9527".to_string())
+            }
+            _ => fail(format!("cannot resolve it: {}", lowercase_os_error(&e))),
+        })?
         .collect();
     let mut last = None;
     for candidate in &candidates {
