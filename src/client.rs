@@ -7,7 +7,8 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use crate::Exit;
-use crate::conversation::{Conversation, Ending, Rules, lowercase_os_error};
+use crate::conversation::{Conversation, Ending, Rules};
+use crate::errors::lowercase_os_error;
 use crate::input::AfterQuit;
 use crate::terminal::Console;
 

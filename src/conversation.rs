@@ -18,7 +18,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::frame::{FrameReader, TooLong};
+use crate::errors::{describe_receive_error, describe_send_error};
+use crate::event::{Event, Input, ReceiveEnd};
+use crate::frame::FrameReader;
 use crate::outbox::{Outbox, SEND_PATIENCE};
 use crate::screen::Screen;
 
@@ -32,42 +34,6 @@ const CLOSING_LIMIT: Duration = Duration::from_secs(10);
 
 /// How long Ctrl-C waits on the peer before it gives up.
 const INTERRUPT_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Everything the main thread of either program reacts to.
-#[derive(Debug)]
-pub enum Event {
-    /// From the user's input.
-    Input(Input),
-    /// SIGINT.
-    Interrupt,
-    /// Conversation `id` stopped receiving.
-    Received { id: u64, end: ReceiveEnd },
-    /// Conversation `id` stopped sending; `Ok` once its sending half is shut down.
-    Sent { id: u64, result: io::Result<()> },
-    /// Conversation `id` can no longer show messages (stdout closed).
-    OutputClosed { id: u64 },
-    /// The server's line has a client for an idle server.
-    ClientArrived,
-    /// Clients joined or left the server's line.
-    LineChanged,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Input {
-    /// `q`, or Ctrl-D in the line editor: end the conversation.
-    Quit,
-    /// Standard input ended: the user has nothing more to say.
-    Closed,
-    /// Ctrl-C in the line editor.
-    Interrupted,
-}
-
-#[derive(Debug)]
-pub enum ReceiveEnd {
-    /// End of stream at a frame boundary.
-    Closed,
-    Failed(io::Error),
-}
 
 /// How a conversation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -392,44 +358,6 @@ fn write_all_vectored(stream: &mut TcpStream, batches: &[Vec<u8>]) -> io::Result
         }
     }
     Ok(())
-}
-
-/// One line describing why receiving failed.
-pub fn describe_receive_error(e: &io::Error) -> String {
-    if let Some(too_long) = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<TooLong>())
-    {
-        return format!("protocol error: {too_long}");
-    }
-    match e.kind() {
-        ErrorKind::UnexpectedEof => "connection closed mid-message".to_string(),
-        ErrorKind::ConnectionReset => "connection reset by peer".to_string(),
-        _ => format!("receive failed: {}", lowercase_os_error(e)),
-    }
-}
-
-fn describe_send_error(e: &io::Error) -> String {
-    match e.kind() {
-        ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => {
-            "connection reset by peer while sending".to_string()
-        }
-        _ => format!("send failed: {}", lowercase_os_error(e)),
-    }
-}
-
-/// `io::Error`'s text without the "(os error N)" tail, starting lowercase.
-pub fn lowercase_os_error(e: &io::Error) -> String {
-    let text = e.to_string();
-    let text = match text.find(" (os error") {
-        Some(at) => &text[..at],
-        None => &text,
-    };
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => String::new(),
-    }
 }
 
 /// When anything last moved either way.

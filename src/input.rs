@@ -12,7 +12,8 @@ use std::ops::ControlFlow;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
-use crate::conversation::{Event, Input, lowercase_os_error};
+use crate::errors::lowercase_os_error;
+use crate::event::{Event, Input};
 use crate::frame::{TooLong, encode_frame};
 use crate::outbox::{Outbox, Pushed};
 use crate::screen::Screen;

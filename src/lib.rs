@@ -6,7 +6,9 @@
 //! - [`frame`]: the wire format, a 4-byte big-endian length before each payload.
 //! - [`display`]: how a peer's text is made safe to show.
 //! - [`outbox`]: the bounded queue between the user's lines and the socket.
+//! - [`event`]: what the main thread reacts to.
 //! - [`conversation`]: one conversation, its two threads, and how it ends.
+//! - [`errors`]: how failures are worded.
 //! - [`input`]: the user's lines turned into frames.
 //! - [`screen`]: where messages and status are shown.
 //! - [`terminal`]: the user's side: plain pipes or the line editor.
@@ -17,6 +19,8 @@
 pub mod client;
 pub mod conversation;
 pub mod display;
+pub mod errors;
+pub mod event;
 pub mod frame;
 pub mod input;
 pub mod outbox;

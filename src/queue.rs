@@ -15,7 +15,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::conversation::Event;
+use crate::event::Event;
 use crate::frame::encode_frame;
 use crate::screen::Screen;
 

@@ -9,7 +9,9 @@ use std::thread;
 use std::time::Duration;
 
 use crate::Exit;
-use crate::conversation::{Conversation, Ending, Event, Input, Rules, lowercase_os_error};
+use crate::conversation::{Conversation, Ending, Rules};
+use crate::errors::lowercase_os_error;
+use crate::event::{Event, Input};
 use crate::frame::encode_frame;
 use crate::input::AfterQuit;
 use crate::queue::{TIDY_INTERVAL, WaitingLine};

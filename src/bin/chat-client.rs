@@ -61,10 +61,7 @@ fn main() {
     match client::run(stream, config) {
         Ok(exit) => process::exit(exit.code()),
         Err(e) => {
-            eprintln!(
-                "chat-client: {}",
-                chat::conversation::lowercase_os_error(&e)
-            );
+            eprintln!("chat-client: {}", chat::errors::lowercase_os_error(&e));
             process::exit(1);
         }
     }

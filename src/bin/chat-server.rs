@@ -5,7 +5,7 @@ use std::process;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use chat::conversation::lowercase_os_error;
+use chat::errors::lowercase_os_error;
 use chat::frame::DEFAULT_MAX_MESSAGE_SIZE;
 use chat::server::{self, Config};
 use clap::Parser;

@@ -19,7 +19,7 @@ use rustyline::validate::Validator;
 use rustyline::{Config, Editor, Helper};
 use unicode_width::UnicodeWidthStr;
 
-use crate::conversation::{Event, Input};
+use crate::event::{Event, Input};
 use crate::input::{AfterQuit, Composer, Entered};
 
 /// Records the line being edited, which rustyline shows its highlighter on

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::conversation::Event;
+use crate::event::Event;
 use crate::input::{AfterQuit, Composer, Recipient, read_plain};
 use crate::screen::{PlainScreen, Screen};
 
