@@ -75,6 +75,10 @@ pub fn run(stream: TcpStream, config: Config) -> io::Result<Exit> {
     let console = Console::open(config.max_message_size, &events)?;
     let screen = Arc::clone(&console.screen);
     let peer = stream.peer_addr()?;
+    // Said first, so that it comes before anything the server sends.
+    screen.status(&format!(
+        "connected to {peer}; type a line and press Enter to send it, q to quit"
+    ));
     let conversation = Conversation::start(
         0,
         stream,
@@ -85,9 +89,6 @@ pub fn run(stream: TcpStream, config: Config) -> io::Result<Exit> {
     )?;
     console.recipient.set(Some(conversation.outbox()));
     console.start_input(&events, AfterQuit::Stop)?;
-    screen.status(&format!(
-        "connected to {peer}; type a line and press Enter to send it, q to quit"
-    ));
     let rules = Rules {
         input_end_closes: true,
         idle_timeout: config.idle_timeout,

@@ -150,7 +150,9 @@ fn serve(
         console.recipient.set(None);
         // Free the server (or take the next in line) before saying so, so that a
         // client that connects after reading the report is served at once.
-        next = line.next();
+        if !config.once {
+            next = line.next();
+        }
         let failed = report(&**screen, &label, &ending);
         match ending {
             Ending::Interrupted => return Exit::Interrupted,
