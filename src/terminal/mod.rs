@@ -162,7 +162,8 @@ fn open_editor() -> Option<EditorSide> {
     save_terminal();
     let (mut editor, watch) = new_editor()?;
     let printer = editor.create_external_printer().ok()?;
-    let screen = Arc::new(EditorScreen::new(Box::new(printer)));
+    let flusher = editor.create_external_printer().ok()?;
+    let screen = Arc::new(EditorScreen::new(Box::new(printer), Box::new(flusher)));
     Some(EditorSide {
         editor: Mutex::new(Some(editor)),
         watch,

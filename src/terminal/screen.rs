@@ -72,24 +72,24 @@ impl SharedPrinter {
     fn take(&self) -> Option<Printer> {
         crate::lock(&self.0).take()
     }
-
-    fn put_back(&self, printer: Printer) {
-        *crate::lock(&self.0) = Some(printer);
-    }
 }
 
 /// The line-editor screen: everything goes through rustyline's printer.
 pub(super) struct EditorScreen {
     printer: SharedPrinter,
+    flusher: Mutex<Option<Printer>>,
     palette: Palette,
     /// Status and errors go to stderr when it is not the terminal.
     errors_to_stderr: bool,
 }
 
 impl EditorScreen {
-    pub(super) fn new(printer: Printer) -> Self {
+    /// `printer` shows everything; `flusher`, another printer of the same
+    /// editor, only proves that everything was shown (see [`Self::flush`]).
+    pub(super) fn new(printer: Printer, flusher: Printer) -> Self {
         Self {
             printer: SharedPrinter(Arc::new(Mutex::new(Some(printer)))),
+            flusher: Mutex::new(Some(flusher)),
             palette: Palette::detect(),
             errors_to_stderr: !io::stderr().is_terminal(),
         }
@@ -101,21 +101,25 @@ impl EditorScreen {
     /// holds one, and prints each as it takes it, so after two more hand-overs
     /// everything before them has been printed. They are a cursor-up and a line
     /// end: nothing visible.
+    ///
+    /// The hand-overs go through a printer of their own (rustyline's printers
+    /// share one channel), on a thread of their own, so that neither a wait
+    /// nor other output is held up if the editor has stopped taking messages.
     pub(super) fn flush(&self) {
-        let Some(mut printer) = self.printer.take() else {
+        let Some(mut flusher) = crate::lock(&self.flusher).take() else {
             return;
         };
         let (done, flushed) = mpsc::channel();
         thread::spawn(move || {
             for _ in 0..2 {
-                if printer.print("\x1b[A\n".to_string()).is_err() {
+                if flusher.print("\x1b[A\n".to_string()).is_err() {
                     break;
                 }
             }
-            let _ = done.send(printer);
+            let _ = done.send(flusher);
         });
-        if let Ok(printer) = flushed.recv_timeout(CLOSE_TIMEOUT) {
-            self.printer.put_back(printer);
+        if let Ok(flusher) = flushed.recv_timeout(CLOSE_TIMEOUT) {
+            *crate::lock(&self.flusher) = Some(flusher);
         }
     }
 
