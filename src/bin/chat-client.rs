@@ -18,8 +18,12 @@ use clap::Parser;
     after_help = "Example:\n  chat-server --bind 127.0.0.1:9527   (in one terminal)\n  chat-client --connect 127.0.0.1:9527"
 )]
 struct Args {
-    /// Server to connect to (host:port; IPv6 as [::1]:9527)
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9527")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9527",
+        help = "Server to connect to (host:port; IPv6 as [::1]:9527)"
+    )]
     connect: String,
 
     /// Seconds to wait for the connection to be made

@@ -21,8 +21,12 @@ use clap::Parser;
     after_help = "Example:\n  chat-server --bind 127.0.0.1:9527\n  chat-client --connect 127.0.0.1:9527   (in another terminal)"
 )]
 struct Args {
-    /// Address to listen on (host:port; IPv6 as [::1]:9527; port 0 picks a free port)
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9527")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9527",
+        help = "Address to listen on (host:port; IPv6 as [::1]:9527; port 0 picks a free port)"
+    )]
     bind: String,
 
     /// Largest message accepted or sent, in bytes

@@ -13,7 +13,7 @@
 //! has left the editor. Before that it makes sure every message handed to the
 //! editor's printer has been shown.
 //!
-//! Layout: [`editor`] runs the line editor on the input thread; [`screen`]
+//! Layout: `editor` runs the line editor on the input thread; `screen`
 //! shows messages and status through the editor's printer.
 
 mod editor;
