@@ -31,6 +31,14 @@ pub struct Outbox {
     drained: Condvar,
 }
 
+/// Batches up to this size (typed lines, small bursts) are written by the
+/// pushing thread itself. Larger ones come from a flood and go to the writer
+/// thread, so that reading and framing run on one core while sending, which
+/// on loopback also carries the receiving side's TCP work, runs on another.
+/// Measured on the 64-byte flood: ours/nc 0.91 writing everything directly,
+/// 0.99 with this split (medians of six paired runs of eleven rounds).
+const DIRECT_LIMIT: usize = 64 * 1024;
+
 /// Emptied buffers kept for reuse, so a steady flow allocates nothing.
 const SPARE_BUFFERS: usize = 2;
 
@@ -48,12 +56,11 @@ struct State {
     writer_busy: bool,
 }
 
-/// The socket, for sending a batch from the pushing thread itself when nothing
-/// is queued or being written ahead of it. The socket has a short send
+/// The socket, for sending a small batch from the pushing thread itself when
+/// nothing is queued or being written ahead of it. The socket has a short send
 /// timeout ([`SEND_PATIENCE`]), so this never blocks the user's side for
 /// longer; what the socket does not take by then goes to the writer thread.
-/// A typed line thus leaves without a hand-over between threads, and a flood
-/// moves like `nc`: read, frame, write, on one thread.
+/// A typed line thus leaves without a hand-over between threads.
 struct Direct {
     stream: TcpStream,
     activity: Arc<Activity>,
@@ -124,6 +131,7 @@ impl Outbox {
             return Pushed::Queued;
         }
         if let Some(direct) = &self.direct
+            && batch.len() <= DIRECT_LIMIT
             && state.queue.is_empty()
             && !state.writer_busy
         {
