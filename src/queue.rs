@@ -19,7 +19,8 @@ use crate::event::Event;
 use crate::frame::encode_frame;
 use crate::screen::Screen;
 
-/// How often the line looks for clients that left.
+/// How often the line looks for clients that left, and tells newcomers the
+/// server is busy (so within this of their arrival).
 pub const TIDY_INTERVAL: Duration = Duration::from_millis(200);
 
 /// How long a turned-away client has to close before it is dropped.
@@ -36,6 +37,8 @@ pub struct Client {
     pub peer: SocketAddr,
     /// Whether it waited in line (and so was told the server was busy).
     pub waited: bool,
+    /// The place in line it was last told; 0 before its first notice.
+    told_place: usize,
 }
 
 pub struct WaitingLine {
@@ -75,6 +78,7 @@ impl WaitingLine {
                 stream,
                 peer,
                 waited: false,
+                told_place: 0,
             });
             drop(state);
             let _ = self.events.send(Event::ClientArrived);
@@ -99,20 +103,18 @@ impl WaitingLine {
         }
         let place = state.waiting.len() + 1;
         let _ = stream.set_write_timeout(Some(NOTICE_TIMEOUT));
-        let notice = format!(
-            "server is busy; you are number {place} in line. What you type now is delivered when your turn comes."
-        );
-        if tell(&stream, &notice) {
-            state.waiting.push_back(Client {
-                stream,
-                peer,
-                waited: true,
-            });
-            drop(state);
-            self.screen
-                .status(&format!("{peer} is waiting (number {place} in line)"));
-            let _ = self.events.send(Event::LineChanged);
-        }
+        // Told at the next tidy, not now: a conversation that is just ending
+        // may free the server first, and then this client is simply served.
+        state.waiting.push_back(Client {
+            stream,
+            peer,
+            waited: false,
+            told_place: 0,
+        });
+        drop(state);
+        self.screen
+            .status(&format!("{peer} is waiting (number {place} in line)"));
+        let _ = self.events.send(Event::LineChanged);
     }
 
     /// The next client to serve, or `None` (and the server counts as idle, so
@@ -144,7 +146,6 @@ impl WaitingLine {
     /// every [`TIDY_INTERVAL`].
     pub fn tidy(&self) {
         let mut state = self.lock();
-        let before = state.waiting.len();
         let mut left = Vec::new();
         state.waiting.retain(|client| {
             let present = still_there(&client.stream);
@@ -153,9 +154,7 @@ impl WaitingLine {
             }
             present
         });
-        if state.waiting.len() != before {
-            self.tell_places(&mut state);
-        }
+        self.tell_places(&mut state);
         state.farewells.retain_mut(|(stream, since)| {
             let mut scratch = [0; 4096];
             loop {
@@ -178,18 +177,29 @@ impl WaitingLine {
         }
     }
 
-    /// Tells every waiting client its place after the line moved.
+    /// Tells each waiting client that the server is busy and its place, once,
+    /// and again whenever its place changes. A client that cannot be told is
+    /// dropped.
     fn tell_places(&self, state: &mut State) {
         let mut place = 0;
-        state.waiting.retain(|client| {
-            let told = tell(
-                &client.stream,
-                &format!("you are now number {} in line", place + 1),
-            );
-            if told {
-                place += 1;
+        state.waiting.retain_mut(|client| {
+            let here = place + 1;
+            let notice = match client.told_place {
+                0 => Some(format!(
+                    "server is busy; you are number {here} in line. What you type now is delivered when your turn comes."
+                )),
+                told if told != here => Some(format!("you are now number {here} in line")),
+                _ => None,
+            };
+            if let Some(notice) = notice {
+                if !tell(&client.stream, &notice) {
+                    return false;
+                }
+                client.told_place = here;
+                client.waited = true;
             }
-            told
+            place += 1;
+            true
         });
     }
 
