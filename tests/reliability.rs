@@ -72,12 +72,7 @@ fn hostile_peers_each_get_one_line_and_the_next_client_is_served() {
             !stray.iter().any(|l| l.contains("panick")),
             "{what}: {stray:?}"
         );
-        assert_eq!(
-            polite_exchange(server.addr, &[what]),
-            Vec::<String>::new(),
-            "{what}"
-        );
-        server.expect_message(what);
+        server.serves_a_polite_client(what);
         server.expect_status(" left");
     }
 
@@ -89,8 +84,7 @@ fn hostile_peers_each_get_one_line_and_the_next_client_is_served() {
         .unwrap();
     drop(peer);
     server.expect_status("connection reset by peer");
-    polite_exchange(server.addr, &["after the reset"]);
-    server.expect_message("after the reset");
+    server.serves_a_polite_client("after the reset");
 
     // None of it made the server allocate what the headers declared.
     let peak = status_kib(pid, "VmHWM");
@@ -145,15 +139,13 @@ fn a_thousand_conversations_leave_no_descriptor_or_thread_behind() {
     let mut server = Server::start(&[]);
     let pid = server.pid();
     // One conversation first, so that lazily started machinery is counted.
-    polite_exchange(server.addr, &["warm-up"]);
-    server.expect_message("warm-up");
+    server.serves_a_polite_client("warm-up");
     server.expect_status(" left");
     let before = fds_and_threads(pid);
 
     for i in 0..1000 {
         let text = format!("churn {i}");
-        polite_exchange(server.addr, &[&text]);
-        server.expect_message(&text);
+        server.serves_a_polite_client(&text);
     }
     wait_until("descriptors and threads are back", || {
         fds_and_threads(pid) == before
@@ -186,8 +178,7 @@ fn a_client_that_stops_reading_never_freezes_the_operator() {
         "{said}"
     );
 
-    polite_exchange(server.addr, &["next client"]);
-    server.expect_message("next client");
+    server.serves_a_polite_client("next client");
 }
 
 #[test]
@@ -200,8 +191,7 @@ fn half_a_frame_then_silence_can_be_ended_by_the_operator() {
     // Our side closes at once; the peer gets the end of stream.
     assert_eq!(read_frame(&mut silent), None);
     server.expect_status("stopped responding");
-    polite_exchange(server.addr, &["served after the silent one"]);
-    server.expect_message("served after the silent one");
+    server.serves_a_polite_client("served after the silent one");
 }
 
 #[test]
@@ -213,8 +203,7 @@ fn idle_timeout_ends_a_silent_conversation_and_says_so() {
     assert!(started.elapsed() >= Duration::from_millis(900));
     idle.shutdown(Shutdown::Write).unwrap();
     server.expect_status("no traffic for 1 s; conversation ended");
-    polite_exchange(server.addr, &["still here"]);
-    server.expect_message("still here");
+    server.serves_a_polite_client("still here");
 }
 
 #[test]

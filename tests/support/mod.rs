@@ -214,6 +214,17 @@ impl Server {
         client
     }
 
+    /// Checks that the server serves a well-mannered client at once: `text`
+    /// reaches the operator, and the client is told nothing (no "busy").
+    pub fn serves_a_polite_client(&mut self, text: &str) {
+        assert_eq!(
+            polite_exchange(self.addr, &[text]),
+            Vec::<String>::new(),
+            "{text}"
+        );
+        self.expect_message(text);
+    }
+
     /// A raw protocol peer, for sending exactly the bytes a test wants.
     pub fn raw(&self) -> TcpStream {
         let stream = TcpStream::connect(self.addr).expect("connect to server");
