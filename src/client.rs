@@ -7,10 +7,15 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use crate::Exit;
-use crate::conversation::{Conversation, Ending, Rules};
-use crate::errors::lowercase_os_error;
+use crate::connection::Connection;
+use crate::conversation;
+use crate::ending::{Ending, Rules, STALL_TIMEOUT};
+use crate::errors::{describe_failure, lowercase_os_error};
 use crate::input::AfterQuit;
 use crate::terminal::Console;
+
+/// How long an interrupted client waits for its last words to be shown.
+const LAST_WORDS_ON_INTERRUPT: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -72,48 +77,56 @@ pub fn connect(address: &str, timeout: Duration) -> Result<TcpStream, ConnectErr
 /// Talks with the server over `stream` until either side ends it.
 pub fn run(stream: TcpStream, config: Config) -> io::Result<Exit> {
     let (events, inbox) = mpsc::channel();
-    let console = Console::open(config.max_message_size, &events)?;
-    let screen = Arc::clone(&console.screen);
+    let console = Console::open(config.max_message_size, &events, "> ")?;
+    let output = Arc::clone(&console.output);
     let peer = stream.peer_addr()?;
     // Said first, so that it comes before anything the server sends.
-    screen.status(&format!(
+    output.status(format!(
         "connected to {peer}; type a line and press Enter to send it, q to quit"
     ));
-    let conversation = Conversation::start(
+    let connection = Connection::start(
         0,
         stream,
         config.max_message_size,
-        &*screen,
+        &output,
         "server",
         &events,
     )?;
-    console.recipient.set(Some(conversation.outbox()));
+    console.recipient.set(Some(connection.outbox()));
     console.start_input(&events, AfterQuit::Stop)?;
     let rules = Rules {
         input_end_closes: true,
         idle_timeout: config.idle_timeout,
     };
-    let ending = conversation.run(&inbox, rules, |_| {});
+    let ending = conversation::run(0, connection, &inbox, rules, |_| {});
     console.recipient.set(None);
     console.close();
-    let exit = match ending {
+    let exit = match &ending {
         Ending::PeerLeft => {
-            screen.status("the server ended the conversation");
+            output.status("the server ended the conversation");
             Exit::Success
         }
         Ending::Quit | Ending::OutputClosed => Exit::Success,
         Ending::Idle(after) => {
-            screen.status(&format!(
+            output.status(format!(
                 "no traffic for {} s; conversation ended",
                 after.as_secs()
             ));
             Exit::Success
         }
         Ending::Interrupted => Exit::Interrupted,
-        Ending::Failed(why) => {
-            screen.error(&why);
+        Ending::CutOff { .. } | Ending::Failed { .. } => {
+            let why = describe_failure(&ending).expect("a failure has a description");
+            match ending {
+                Ending::CutOff { .. } => output.error(format!("the server {why}")),
+                _ => output.error(why),
+            }
             Exit::Failure
         }
     };
+    console.finish(match exit {
+        Exit::Interrupted => LAST_WORDS_ON_INTERRUPT,
+        _ => STALL_TIMEOUT,
+    });
     Ok(exit)
 }

@@ -2,9 +2,12 @@
 //! terminal or forge extra lines.
 //!
 //! Invalid UTF-8 becomes U+FFFD. C0 controls (tab excepted), DEL, C1 controls
-//! and the Unicode line and paragraph separators are written as visible escapes
-//! (`\n`, `\r`, `\x1b`, `\u{9b}`), so one message is always one line of plain
-//! text. Everything else, Chinese, emoji and accents included, passes unchanged.
+//! the Unicode line and paragraph separators, and the bidirectional embedding,
+//! override and isolate controls are written as visible escapes (`\n`, `\r`,
+//! `\x1b`, `\u{9b}`, `\u{202e}`), so one message is always one line of plain
+//! text that reads as it was sent: a peer cannot reorder what is shown (the
+//! "Trojan Source" trick). Everything else, Chinese, emoji and accents
+//! included, passes unchanged.
 
 use std::fmt::Write as _;
 
@@ -32,7 +35,8 @@ pub fn push_visible(out: &mut Vec<u8>, payload: &[u8]) {
 }
 
 /// The displayable form of `payload` as a `String`.
-pub fn visible(payload: &[u8]) -> String {
+#[cfg(test)]
+fn visible(payload: &[u8]) -> String {
     let mut out = Vec::with_capacity(payload.len());
     push_visible(&mut out, payload);
     String::from_utf8(out).expect("push_visible writes UTF-8")
@@ -64,7 +68,7 @@ fn printable_ascii(payload: &[u8]) -> bool {
 /// One pass over the bytes: whether any might need escaping, and whether all
 /// are ASCII (then they are valid UTF-8 too). Every character that needs
 /// escaping contains a control byte, or starts with 0xC2 (C1 controls) or 0xE2
-/// (U+2028, U+2029). Written as a loop without early exits so that the compiler
+/// (U+2028, U+2029, U+202A to U+202E, U+2066 to U+2069). Written as a loop without early exits so that the compiler
 /// vectorizes it: this runs on every message received.
 fn scan(payload: &[u8]) -> (bool, bool) {
     let mut suspicious = 0u8;
@@ -85,7 +89,10 @@ fn push_char(out: &mut String, c: char) {
         '\0'..='\x1f' | '\x7f' => {
             let _ = write!(out, "\\x{:02x}", c as u32);
         }
-        '\u{80}'..='\u{9f}' | '\u{2028}' | '\u{2029}' => {
+        '\u{80}'..='\u{9f}'
+        | '\u{2028}'..='\u{2029}'
+        | '\u{202a}'..='\u{202e}'
+        | '\u{2066}'..='\u{2069}' => {
             let _ = write!(out, "\\u{{{:x}}}", c as u32);
         }
         _ => out.push(c),
@@ -120,6 +127,23 @@ mod tests {
         assert_eq!(
             visible("ls\u{2028}ps\u{2029}".as_bytes()),
             "ls\\u{2028}ps\\u{2029}"
+        );
+    }
+
+    #[test]
+    fn bidirectional_controls_are_escaped_so_a_line_reads_as_sent() {
+        for (c, shown) in [
+            ('\u{202a}', "\\u{202a}"),
+            ('\u{202e}', "\\u{202e}"),
+            ('\u{2066}', "\\u{2066}"),
+            ('\u{2069}', "\\u{2069}"),
+        ] {
+            assert_eq!(visible(format!("a{c}b").as_bytes()), format!("a{shown}b"));
+        }
+        // Neighbours that are ordinary punctuation pass unchanged.
+        assert_eq!(
+            visible("\u{2026}\u{2030}\u{2070}".as_bytes()),
+            "\u{2026}\u{2030}\u{2070}"
         );
     }
 

@@ -1,8 +1,9 @@
 //! How failures are worded for the user: one lowercase line, no OS error
 //! numbers.
 
-use std::io::{self, ErrorKind};
+use std::io::{self, ErrorKind, Write};
 
+use crate::ending::{Ending, Stall};
 use crate::frame::TooLong;
 
 /// One line describing why receiving failed.
@@ -41,4 +42,46 @@ pub fn lowercase_os_error(e: &io::Error) -> String {
         Some(first) => first.to_lowercase().chain(chars).collect(),
         None => String::new(),
     }
+}
+
+/// One line for an ending that failed, `None` for the endings that did not.
+pub fn describe_failure(ending: &Ending) -> Option<String> {
+    let (why, undelivered) = match ending {
+        Ending::CutOff {
+            why: Stall::NoProgress(after),
+            undelivered,
+        } => (
+            format!(
+                "stopped responding; closed the connection after {} s without progress",
+                after.as_secs()
+            ),
+            *undelivered,
+        ),
+        Ending::CutOff {
+            why: Stall::NeverClosed(after),
+            undelivered,
+        } => (
+            format!(
+                "did not close its side within {} s of ours; closed the connection",
+                after.as_secs()
+            ),
+            *undelivered,
+        ),
+        Ending::Failed { why, undelivered } => (why.clone(), *undelivered),
+        _ => return None,
+    };
+    Some(match undelivered {
+        0 => why,
+        1 => format!("{why}; 1 byte not delivered"),
+        n => format!("{why}; {n} bytes not delivered"),
+    })
+}
+
+/// One line on stderr. A closed or broken stderr is not our failure: the
+/// line is dropped, never a panic.
+pub fn to_stderr(line: &str) {
+    let mut err = io::stderr().lock();
+    let _ = err.write_all(line.as_bytes());
+    let _ = err.write_all(b"\n");
+    let _ = err.flush();
 }

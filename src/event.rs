@@ -1,21 +1,22 @@
-//! What the main thread of either program reacts to: the user's input, signals,
-//! and each conversation's threads reporting how they ended.
+//! What the main thread of either program reacts to: the user's input,
+//! signals, each connection's threads reporting how their half ended, and
+//! the server's line of clients.
 
 use std::io;
 
-/// Everything the main thread of either program reacts to.
 #[derive(Debug)]
 pub enum Event {
     /// From the user's input.
     Input(Input),
-    /// SIGINT.
+    /// SIGINT, SIGTERM or a hangup (Ctrl-C or a closed console on Windows).
     Interrupt,
-    /// Conversation `id` stopped receiving.
+    /// Connection `id` stopped receiving.
     Received { id: u64, end: ReceiveEnd },
-    /// Conversation `id` stopped sending; `Ok` once its sending half is shut down.
+    /// Connection `id` stopped sending; `Ok` once everything was written and
+    /// its sending half shut down (or it was aborted).
     Sent { id: u64, result: io::Result<()> },
-    /// Conversation `id` can no longer show messages (stdout closed).
-    OutputClosed { id: u64 },
+    /// Stdout is gone (a closed pipe): nothing more can be shown.
+    OutputClosed,
     /// The server's line has a client for an idle server.
     ClientArrived,
     /// Clients joined or left the server's line.
@@ -28,7 +29,7 @@ pub enum Input {
     Quit,
     /// Standard input ended: the user has nothing more to say.
     Closed,
-    /// Ctrl-C in the line editor.
+    /// Ctrl-C in the line editor (which reads it as a key).
     Interrupted,
 }
 

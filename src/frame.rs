@@ -94,38 +94,58 @@ impl<R: Read> FrameReader<R> {
     /// header or payload is `UnexpectedEof`; a declared length over the maximum is
     /// `InvalidData` (carrying [`TooLong`]) and nothing of the payload is read.
     pub fn read_frame(&mut self) -> io::Result<Option<&[u8]>> {
-        Ok(self.read_frame_and_more()?.map(|(payload, _)| payload))
-    }
-
-    /// Like [`read_frame`](Self::read_frame), and also says whether another
-    /// whole frame is already buffered, so that callers can flush their output
-    /// only when no more input is at hand.
-    pub fn read_frame_and_more(&mut self) -> io::Result<Option<(&[u8], bool)>> {
         let range = loop {
-            match self.next_buffered()? {
+            match self.next_buffered().map_err(too_long_error)? {
                 Some(range) => break range,
                 None => {
                     if self.fill()? == 0 {
-                        if self.start == self.end {
-                            return Ok(None);
-                        }
-                        return Err(io::Error::new(
-                            ErrorKind::UnexpectedEof,
-                            "connection closed mid-message",
-                        ));
+                        return match self.end_of_stream() {
+                            Ok(()) => Ok(None),
+                            Err(e) => Err(e),
+                        };
                     }
                 }
             }
         };
-        let more = self.has_buffered_frame();
-        Ok(Some((&self.buf[range], more)))
+        Ok(Some(&self.buf[range]))
     }
 
-    /// True when a whole frame is already buffered, so the next
-    /// [`read_frame`](Self::read_frame) will not touch the stream.
-    pub fn has_buffered_frame(&self) -> bool {
-        let avail = &self.buf[self.start..self.end];
-        avail.len() >= HEADER_LEN && avail.len() - HEADER_LEN >= BigEndian::read_u32(avail) as usize
+    /// Reads once from the stream, however much it has at hand (up to the free
+    /// space); returns how many bytes that was, 0 at the end of the stream.
+    pub fn fill(&mut self) -> io::Result<usize> {
+        loop {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Hands every complete non-empty frame already buffered to `each`, in
+    /// order, and makes room for the next [`fill`](Self::fill). A header over
+    /// the maximum stops it, after every frame before it was handed out.
+    pub fn drain_buffered(&mut self, mut each: impl FnMut(&[u8])) -> Result<(), TooLong> {
+        while let Some(range) = self.next_buffered()? {
+            each(&self.buf[range]);
+        }
+        Ok(())
+    }
+
+    /// What the end of the stream means here: a clean end at a frame
+    /// boundary, or `UnexpectedEof` inside a frame.
+    pub fn end_of_stream(&self) -> io::Result<()> {
+        if self.start == self.end {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                ErrorKind::UnexpectedEof,
+                "connection closed mid-message",
+            ))
+        }
     }
 
     /// Bytes received and not yet handed out.
@@ -144,7 +164,7 @@ impl<R: Read> FrameReader<R> {
 
     /// Finds a complete non-empty frame in the buffer, consuming keepalives and
     /// making room for whatever is still missing.
-    fn next_buffered(&mut self) -> io::Result<Option<Range<usize>>> {
+    fn next_buffered(&mut self) -> Result<Option<Range<usize>>, TooLong> {
         loop {
             let avail = self.end - self.start;
             if avail < HEADER_LEN {
@@ -153,8 +173,7 @@ impl<R: Read> FrameReader<R> {
             }
             let len = BigEndian::read_u32(&self.buf[self.start..]) as usize;
             if len > self.max {
-                let too_long = TooLong { len, max: self.max };
-                return Err(io::Error::new(ErrorKind::InvalidData, too_long));
+                return Err(TooLong { len, max: self.max });
             }
             if len == 0 {
                 self.start += HEADER_LEN;
@@ -171,8 +190,10 @@ impl<R: Read> FrameReader<R> {
         }
     }
 
-    /// Makes `buf[start..]` able to hold `needed` bytes; `needed` has already
-    /// been checked against the maximum.
+    /// Makes room to read more of a frame of `needed` bytes (header
+    /// included), already checked against the maximum. The buffer grows only
+    /// when it is full of what was received, and then at most doubles: memory
+    /// follows the bytes that arrive, never the length a header declares.
     fn make_room(&mut self, needed: usize) {
         if self.start == self.end {
             self.start = 0;
@@ -182,21 +203,14 @@ impl<R: Read> FrameReader<R> {
             self.end -= self.start;
             self.start = 0;
         }
-        if self.buf.len() < needed {
-            self.buf.resize(needed, 0);
+        if self.end == self.buf.len() && self.buf.len() < needed {
+            let grown = (self.buf.len() * 2).clamp(READ_CHUNK, needed.max(READ_CHUNK));
+            self.buf.resize(grown, 0);
         }
     }
+}
 
-    fn fill(&mut self) -> io::Result<usize> {
-        loop {
-            match self.inner.read(&mut self.buf[self.end..]) {
-                Ok(n) => {
-                    self.end += n;
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
-    }
+/// A [`TooLong`] header as the I/O error [`FrameReader::read_frame`] returns.
+pub fn too_long_error(too_long: TooLong) -> io::Error {
+    io::Error::new(ErrorKind::InvalidData, too_long)
 }

@@ -3,9 +3,8 @@
 //!
 //! [`Composer`] holds the rules every typed line goes through (a trailing `\r`
 //! dropped, empty lines skipped, `q` alone quits, a line over the maximum refused
-//! locally). [`read_plain`] feeds it from a pipe or file, batching every line
-//! already at hand into one hand-over; the line editor feeds it one line at a
-//! time (see [`crate::terminal`]).
+//! locally). [`read_plain`] feeds it from a pipe or file, a whole read at a
+//! time; the line editor feeds it one line at a time (see [`crate::terminal`]).
 
 use std::io::{BufRead, BufReader, ErrorKind, Read};
 use std::ops::ControlFlow;
@@ -15,16 +14,14 @@ use std::sync::{Arc, Mutex};
 use crate::errors::lowercase_os_error;
 use crate::event::{Event, Input};
 use crate::frame::{TooLong, encode_frame};
-use crate::outbox::{Outbox, Pushed};
-use crate::screen::Screen;
+use crate::outbox::{Outbox, Pushed, Room};
+use crate::output::Output;
 
 /// Read buffer for piped input: small enough to stay in the CPU's cache
 /// while it is framed.
 const READ_BUFFER: usize = 128 * 1024;
 
-/// A batch is handed over at this size even if more lines are at hand. Large
-/// writes under a flood cost the fewest system calls and wake-ups on both
-/// sides; a typed line is still sent the moment it is read.
+/// A batch is handed over at this size even within one read.
 const BATCH_LIMIT: usize = 1024 * 1024;
 
 /// Where typed lines go: the current conversation's outbox, if there is one.
@@ -58,21 +55,26 @@ pub struct Composer {
     batch: Vec<u8>,
     lines_in_batch: usize,
     recipient: Arc<Recipient>,
-    screen: Arc<dyn Screen>,
+    output: Arc<Output>,
+    room: Room,
 }
 
 impl Composer {
+    /// `room` says whether handing lines over may wait for the peer (piped
+    /// input) or never does (the line editor).
     pub fn new(
         max_message_size: usize,
         recipient: Arc<Recipient>,
-        screen: Arc<dyn Screen>,
+        output: Arc<Output>,
+        room: Room,
     ) -> Self {
         Self {
             max_message_size,
             batch: Vec::new(),
             lines_in_batch: 0,
             recipient,
-            screen,
+            output,
+            room,
         }
     }
 
@@ -118,7 +120,7 @@ impl Composer {
         }
         let lines = std::mem::take(&mut self.lines_in_batch);
         let pushed = match self.recipient.current() {
-            Some(outbox) => outbox.push(&mut self.batch),
+            Some(outbox) => outbox.push(&mut self.batch, self.room),
             None => Pushed::Closed,
         };
         if pushed == Pushed::Closed {
@@ -128,13 +130,9 @@ impl Composer {
             } else {
                 format!("{lines} lines")
             };
-            self.screen
-                .error(&format!("nobody is connected; {what} not sent"));
+            self.output
+                .error(format!("nobody is connected; {what} not sent"));
         }
-    }
-
-    pub fn screen(&self) -> &dyn Screen {
-        &*self.screen
     }
 
     /// Reports a line over the maximum, which is not sent.
@@ -143,7 +141,7 @@ impl Composer {
             len,
             max: self.max_message_size,
         };
-        self.screen.error(&format!("{too_long}; not sent"));
+        self.output.error(format!("{too_long}; not sent"));
     }
 }
 
@@ -157,12 +155,11 @@ pub enum AfterQuit {
 }
 
 /// Reads lines from a pipe or file until it ends, reporting `q` and the end of
-/// input as events. Lines are handed over in batches while `more_at_hand`
-/// says more input is already waiting, and at once when it is not, so a line
-/// is never held back waiting for more input.
+/// input as events. The lines of each read are handed over together, at
+/// once: a line is never held back waiting for more input, and under a flood
+/// the sending thread writes everything queued meanwhile in one go.
 pub fn read_plain(
     input: impl Read,
-    mut more_at_hand: impl FnMut() -> bool,
     mut composer: Composer,
     events: Sender<Event>,
     after_quit: AfterQuit,
@@ -179,8 +176,8 @@ pub fn read_plain(
                 let e = lowercase_os_error(&e);
                 composer.flush();
                 composer
-                    .screen
-                    .error(&format!("cannot read standard input: {e}"));
+                    .output
+                    .error(format!("cannot read standard input: {e}"));
                 break;
             }
         };
@@ -205,9 +202,7 @@ pub fn read_plain(
             return;
         }
         reader.consume(used);
-        if !more_at_hand() {
-            composer.flush();
-        }
+        composer.flush();
     }
     match lines.finish() {
         Some(Line::Complete(line, _)) if composer.enter(line) == Entered::Quit => {
@@ -324,15 +319,6 @@ mod tests {
     use crate::frame::FrameReader;
     use std::sync::mpsc;
 
-    struct Quiet;
-    impl Screen for Quiet {
-        fn status(&self, _: &str) {}
-        fn error(&self, _: &str) {}
-        fn messages(&self, _: &str) -> Box<dyn crate::screen::MessageSink> {
-            unimplemented!()
-        }
-    }
-
     /// Hands out at most `size` bytes per read, so lines span reads.
     struct Trickle<'a>(&'a [u8], usize);
     impl Read for Trickle<'_> {
@@ -357,12 +343,12 @@ mod tests {
         let outbox = Arc::new(Outbox::new());
         recipient.set(Some(Arc::clone(&outbox)));
         let (tx, rx) = mpsc::channel();
-        let composer = Composer::new(max, recipient, Arc::new(Quiet));
+        let (shown, _) = mpsc::channel();
+        let composer = Composer::new(max, recipient, Output::new(shown), Room::Wait);
         read_plain(
             Trickle(input, size),
-            || false,
             composer,
-            tx,
+            tx.clone(),
             AfterQuit::Continue,
         );
         outbox.close();

@@ -5,29 +5,45 @@
 //! Layout:
 //! - [`frame`]: the wire format, a 4-byte big-endian length before each payload.
 //! - [`display`]: how a peer's text is made safe to show.
-//! - [`outbox`]: the bounded queue between the user's lines and the socket.
-//! - [`event`]: what the main thread reacts to.
-//! - [`conversation`]: one conversation, its two threads, and how it ends.
-//! - [`errors`]: how failures are worded.
+//! - [`ending`]: how a conversation ends, a state machine fed the time.
+//! - [`connection`]: one socket, its receiving thread and its only writer.
+//! - [`outbox`]: the bounded queue between the user's lines and that writer.
+//! - [`conversation`]: drives a connection by the ending's decisions.
+//! - [`output`]: everything shown, through one queue and one consumer.
 //! - [`input`]: the user's lines turned into frames.
-//! - [`screen`]: where messages and status are shown.
 //! - [`terminal`]: the user's side: plain pipes or the line editor.
+//! - [`event`]: what the main thread reacts to.
+//! - [`errors`]: how failures are worded.
 //! - [`queue`]: the server's line of waiting clients.
+//! - [`throttle`]: reports of recurring trouble, at most one per period.
+//! - [`platform`]: what differs between operating systems.
 //! - [`server`], [`client`]: the two programs, called by the binaries in
 //!   `src/bin/`, which only parse arguments.
+//!
+//! Threads: the main thread runs the programs and every decision; it never
+//! writes to the terminal, stdout or stderr and never waits on them. Each
+//! connection has a receiving thread (socket to output queue) and a sending
+//! thread (outbox to socket). One thread reads the user's input (the plain
+//! reader, or the line editor's key reader), one consumes the output queue
+//! (the plain writer, or the line editor). The server adds an accepting
+//! thread and one that tidies its line of waiting clients.
 
 pub mod client;
-pub mod conversation;
-pub mod display;
+mod connection;
+mod conversation;
+mod display;
+mod ending;
 pub mod errors;
-pub mod event;
+mod event;
 pub mod frame;
-pub mod input;
-pub mod outbox;
-pub mod queue;
-pub mod screen;
+mod input;
+mod outbox;
+mod output;
+mod platform;
+mod queue;
 pub mod server;
-pub mod terminal;
+mod terminal;
+mod throttle;
 
 /// Locks `mutex`, poisoned or not: nothing here can leave shared state half
 /// updated when a thread panics, so the state is still good to use.
@@ -48,5 +64,68 @@ pub enum Exit {
 impl Exit {
     pub fn code(self) -> i32 {
         self as i32
+    }
+}
+
+/// Checks that `text` has the form `HOST:PORT` (IPv6 as `[::1]:PORT`), for
+/// the command lines: a malformed address is a bad argument (status 2), one
+/// that does not resolve or connect is a failure (status 1).
+pub fn parse_address(text: &str) -> Result<String, String> {
+    let expected = "expected HOST:PORT, such as 127.0.0.1:9527 or [::1]:9527";
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!("no port: {expected}"));
+    };
+    if host.is_empty() || host == "[]" {
+        return Err(format!("no host: {expected}"));
+    }
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err(format!("an IPv6 address goes in brackets: {expected}"));
+    }
+    match port.parse::<u16>() {
+        Ok(_) => Ok(text.to_string()),
+        Err(_) => Err(format!(
+            "the port must be a number from 0 to 65535: {expected}"
+        )),
+    }
+}
+
+/// Parses the command line, printing clap's message (help, version, or a
+/// bad argument with status 2) without panicking on a closed stream.
+pub fn parse_args<T: clap::Parser>() -> T {
+    match T::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(e.exit_code());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_address;
+
+    #[test]
+    fn addresses_are_checked_for_form() {
+        for good in [
+            "127.0.0.1:9527",
+            "localhost:0",
+            "[::1]:9527",
+            "example.com:65535",
+        ] {
+            assert_eq!(parse_address(good).as_deref(), Ok(good));
+        }
+        for bad in [
+            "",
+            "127.0.0.1",
+            "127.0.0.1:99999",
+            ":9527",
+            "::1:9527",
+            "host:",
+            "[]:1",
+            "a:b",
+        ] {
+            assert!(parse_address(bad).is_err(), "{bad:?}");
+        }
     }
 }

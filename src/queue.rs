@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::event::Event;
 use crate::frame::encode_frame;
-use crate::screen::Screen;
+use crate::output::Output;
 
 /// How often the line looks for clients that left, and tells newcomers the
 /// server is busy (so within this of their arrival).
@@ -45,7 +45,7 @@ pub struct WaitingLine {
     state: Mutex<State>,
     max_waiting: usize,
     events: Sender<Event>,
-    screen: Arc<dyn Screen>,
+    output: Arc<Output>,
 }
 
 #[derive(Default)]
@@ -60,12 +60,12 @@ struct State {
 }
 
 impl WaitingLine {
-    pub fn new(max_waiting: usize, events: Sender<Event>, screen: Arc<dyn Screen>) -> Self {
+    pub fn new(max_waiting: usize, events: Sender<Event>, output: Arc<Output>) -> Self {
         Self {
             state: Mutex::new(State::default()),
             max_waiting,
             events,
-            screen,
+            output,
         }
     }
 
@@ -96,7 +96,7 @@ impl WaitingLine {
                 state.farewells.push((stream, Instant::now()));
             }
             drop(state);
-            self.screen.status(&format!(
+            self.output.status(format!(
                 "{peer} turned away: the line is full ({waiting} waiting)"
             ));
             return;
@@ -112,8 +112,8 @@ impl WaitingLine {
             told_place: 0,
         });
         drop(state);
-        self.screen
-            .status(&format!("{peer} is waiting (number {place} in line)"));
+        self.output
+            .status(format!("{peer} is waiting (number {place} in line)"));
         let _ = self.events.send(Event::LineChanged);
     }
 
@@ -134,12 +134,9 @@ impl WaitingLine {
     }
 
     /// How many clients are waiting.
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> usize {
         self.lock().waiting.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Drops waiting clients that left and finishes turning clients away. Call
@@ -173,7 +170,7 @@ impl WaitingLine {
             let _ = self.events.send(Event::LineChanged);
         }
         for peer in left {
-            self.screen.status(&format!("{peer} left the line"));
+            self.output.status(format!("{peer} left the line"));
         }
     }
 

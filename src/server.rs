@@ -6,21 +6,32 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::Exit;
-use crate::conversation::{Conversation, Ending, Rules};
-use crate::errors::lowercase_os_error;
+use crate::connection::Connection;
+use crate::conversation;
+use crate::ending::{Ending, Rules, STALL_TIMEOUT};
+use crate::errors::{describe_failure, lowercase_os_error};
 use crate::event::{Event, Input};
 use crate::frame::encode_frame;
 use crate::input::AfterQuit;
+use crate::outbox::Room;
+use crate::output::Output;
 use crate::queue::{TIDY_INTERVAL, WaitingLine};
-use crate::screen::Screen;
 use crate::terminal::Console;
+use crate::throttle::Throttle;
 
-/// After a failed `accept` (out of file descriptors, say), wait this long
-/// before trying again rather than spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// After a failed `accept` (out of file descriptors, say), the wait before
+/// trying again starts here and doubles up to [`ACCEPT_BACKOFF_MAX`].
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// A failing `accept` is reported at most this often.
+const ACCEPT_REPORT_PERIOD: Duration = Duration::from_secs(10);
+
+/// How long an interrupted server waits for its last words to be shown.
+const LAST_WORDS_ON_INTERRUPT: Duration = Duration::from_millis(200);
 
 /// Said when the operator's standard input ends.
 const INPUT_ENDED: &str = "standard input has ended: from now on, only receiving";
@@ -41,17 +52,16 @@ pub struct Config {
 /// after one conversation with `once`).
 pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
     let (events, inbox) = mpsc::channel();
-    let console = Console::open(config.max_message_size, &events)?;
-    console.set_prompt(WAITING_PROMPT);
+    let console = Console::open(config.max_message_size, &events, WAITING_PROMPT)?;
     console.start_input(&events, AfterQuit::Continue)?;
-    let screen = Arc::clone(&console.screen);
+    let output = Arc::clone(&console.output);
     let address = listener.local_addr()?;
     let line = Arc::new(WaitingLine::new(
         config.max_waiting,
         events.clone(),
-        Arc::clone(&screen),
+        Arc::clone(&output),
     ));
-    spawn_acceptor(listener, Arc::clone(&line), Arc::clone(&screen))?;
+    spawn_acceptor(listener, Arc::clone(&line), Arc::clone(&output))?;
     {
         let line = Arc::clone(&line);
         thread::Builder::new().name("tidy".into()).spawn(move || {
@@ -61,9 +71,13 @@ pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
             }
         })?;
     }
-    screen.status(&format!("listening on {address}"));
+    output.status(format!("listening on {address}"));
     let exit = serve(&console, &line, &config, &events, &inbox);
     console.close();
+    console.finish(match exit {
+        Exit::Interrupted => LAST_WORDS_ON_INTERRUPT,
+        _ => STALL_TIMEOUT,
+    });
     Ok(exit)
 }
 
@@ -76,7 +90,7 @@ fn serve(
     events: &Sender<Event>,
     inbox: &Receiver<Event>,
 ) -> Exit {
-    let screen = &console.screen;
+    let output = &console.output;
     let rules = Rules {
         input_end_closes: false,
         idle_timeout: config.idle_timeout,
@@ -89,11 +103,12 @@ fn serve(
             console.set_prompt(WAITING_PROMPT);
             match inbox.recv().expect("main holds a sender") {
                 Event::Interrupt | Event::Input(Input::Interrupted) => return Exit::Interrupted,
+                Event::OutputClosed => return Exit::Success,
                 Event::Input(Input::Closed) => {
                     operator_gone = true;
-                    screen.status(INPUT_ENDED);
+                    output.status(INPUT_ENDED);
                 }
-                Event::Input(Input::Quit) => screen.error("nobody is connected; nothing to end"),
+                Event::Input(Input::Quit) => output.error("nobody is connected; nothing to end"),
                 _ => {}
             }
             continue;
@@ -101,26 +116,26 @@ fn serve(
         next_id += 1;
         let peer = client.peer;
         let label = peer.to_string();
-        let conversation = match Conversation::start(
+        let connection = match Connection::start(
             next_id,
             client.stream,
             config.max_message_size,
-            &**screen,
+            output,
             &label,
             events,
         ) {
-            Ok(conversation) => conversation,
+            Ok(connection) => connection,
             Err(e) => {
-                screen.error(&format!("{peer}: cannot start: {}", lowercase_os_error(&e)));
+                output.error(format!("{peer}: cannot start: {}", lowercase_os_error(&e)));
                 continue;
             }
         };
-        let outbox = conversation.outbox();
+        let outbox = connection.outbox();
         if client.waited {
             let mut notice = Vec::new();
             let text = "your turn: you are now talking with the server";
             encode_frame(&mut notice, text.as_bytes(), usize::MAX).expect("notices are short");
-            outbox.push(&mut notice);
+            outbox.push(&mut notice, Room::Take);
         }
         console.recipient.set(Some(outbox));
         let waiting = match line.len() {
@@ -137,12 +152,12 @@ fn serve(
         } else {
             ""
         };
-        screen.status(&format!("{peer} connected{waiting}{quiet}"));
+        output.status(format!("{peer} connected{waiting}{quiet}"));
 
-        let ending = conversation.run(inbox, rules, |event| match event {
+        let ending = conversation::run(next_id, connection, inbox, rules, |event| match event {
             Event::Input(Input::Closed) => {
                 operator_gone = true;
-                screen.status(INPUT_ENDED);
+                output.status(INPUT_ENDED);
             }
             Event::LineChanged => console.set_prompt(&prompt()),
             _ => {}
@@ -153,7 +168,7 @@ fn serve(
         if !config.once {
             next = line.next();
         }
-        let failed = report(&**screen, &label, &ending);
+        let failed = report(output, &label, &ending);
         match ending {
             Ending::Interrupted => return Exit::Interrupted,
             Ending::OutputClosed => return Exit::Success,
@@ -165,22 +180,22 @@ fn serve(
 }
 
 /// Tells the operator how a conversation ended; true if it failed.
-fn report(screen: &dyn Screen, peer: &str, ending: &Ending) -> bool {
+fn report(output: &Output, peer: &str, ending: &Ending) -> bool {
+    if let Some(why) = describe_failure(ending) {
+        output.error(format!("{peer}: {why}"));
+        return true;
+    }
     match ending {
-        Ending::PeerLeft => screen.status(&format!("{peer} left")),
-        Ending::Quit => screen.status(&format!("ended the conversation with {peer}")),
-        Ending::Idle(after) => screen.status(&format!(
+        Ending::PeerLeft => output.status(format!("{peer} left")),
+        Ending::Quit => output.status(format!("ended the conversation with {peer}")),
+        Ending::Idle(after) => output.status(format!(
             "{peer}: no traffic for {} s; conversation ended",
             after.as_secs()
         )),
         Ending::Interrupted => {
-            screen.status(&format!("interrupted; closed the conversation with {peer}"))
+            output.status(format!("interrupted; closed the conversation with {peer}"))
         }
-        Ending::OutputClosed => {}
-        Ending::Failed(why) => {
-            screen.error(&format!("{peer}: {why}"));
-            return true;
-        }
+        Ending::OutputClosed | Ending::CutOff { .. } | Ending::Failed { .. } => {}
     }
     false
 }
@@ -188,22 +203,34 @@ fn report(screen: &dyn Screen, peer: &str, ending: &Ending) -> bool {
 fn spawn_acceptor(
     listener: TcpListener,
     line: Arc<WaitingLine>,
-    screen: Arc<dyn Screen>,
+    output: Arc<Output>,
 ) -> io::Result<()> {
     thread::Builder::new()
         .name("accept".into())
         .spawn(move || {
+            let mut backoff = ACCEPT_BACKOFF;
+            let mut reports = Throttle::new(ACCEPT_REPORT_PERIOD);
             loop {
                 match listener.accept() {
-                    Ok((stream, peer)) => line.admit(stream, peer),
+                    Ok((stream, peer)) => {
+                        backoff = ACCEPT_BACKOFF;
+                        line.admit(stream, peer);
+                    }
                     // A client that gave up before we accepted it.
                     Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
                     Err(e) => {
-                        screen.error(&format!(
-                            "cannot accept a connection: {}",
-                            lowercase_os_error(&e)
-                        ));
-                        thread::sleep(ACCEPT_BACKOFF);
+                        if let Some(times) = reports.occurred(Instant::now()) {
+                            let again = match times {
+                                1 => String::new(),
+                                n => format!(" ({n} times since the last report)"),
+                            };
+                            output.error(format!(
+                                "cannot accept a connection: {}{again}; retrying",
+                                lowercase_os_error(&e)
+                            ));
+                        }
+                        thread::sleep(backoff);
+                        backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                     }
                 }
             }

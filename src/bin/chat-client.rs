@@ -22,6 +22,7 @@ struct Args {
         long,
         value_name = "ADDR",
         default_value = "127.0.0.1:9527",
+        value_parser = chat::parse_address,
         help = "Server to connect to (host:port; IPv6 as [::1]:9527)"
     )]
     connect: String,
@@ -49,12 +50,12 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
 }
 
 fn main() {
-    let args = Args::parse();
+    let args: Args = chat::parse_args();
     let stream = match client::connect(&args.connect, Duration::from_secs_f64(args.connect_timeout))
     {
         Ok(stream) => stream,
         Err(e) => {
-            eprintln!("chat-client: {e}");
+            chat::errors::to_stderr(&format!("chat-client: {e}"));
             process::exit(1);
         }
     };
@@ -65,7 +66,10 @@ fn main() {
     match client::run(stream, config) {
         Ok(exit) => process::exit(exit.code()),
         Err(e) => {
-            eprintln!("chat-client: {}", chat::errors::lowercase_os_error(&e));
+            chat::errors::to_stderr(&format!(
+                "chat-client: {}",
+                chat::errors::lowercase_os_error(&e)
+            ));
             process::exit(1);
         }
     }

@@ -25,6 +25,7 @@ struct Args {
         long,
         value_name = "ADDR",
         default_value = "127.0.0.1:9527",
+        value_parser = chat::parse_address,
         help = "Address to listen on (host:port; IPv6 as [::1]:9527; port 0 picks a free port)"
     )]
     bind: String,
@@ -48,11 +49,11 @@ struct Args {
 }
 
 fn main() {
-    let args = Args::parse();
+    let args: Args = chat::parse_args();
     match serve(args) {
         Ok(code) => process::exit(code),
         Err(e) => {
-            eprintln!("chat-server: {e:#}");
+            chat::errors::to_stderr(&format!("chat-server: {e:#}"));
             process::exit(1);
         }
     }

@@ -1,210 +1,390 @@
-//! The line editor on the input thread: rustyline's `readline` in a loop,
-//! restarted with a new prompt without losing what is being typed, ended from
-//! another thread by a SIGINT that rustyline turns into `Interrupted`, and the
-//! terminal's modes saved to put back whatever happens.
+//! The editor thread: the only thread that touches the terminal while the
+//! line editor runs. It takes keys (from a thread that only reads them),
+//! output to show, prompt changes and the order to stop from one channel, so
+//! that nothing else ever waits on it and nothing it does is mistaken for
+//! the user: no signals, no shared printer, no second writer.
+//!
+//! Messages and status lines are drawn above the prompt: the prompt and the
+//! line being typed are erased, the new lines written, and the prompt and
+//! line drawn again with the cursor where it was.
 
-use std::borrow::Cow;
-use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::io::{self, IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender};
+use std::thread;
 
-use rustyline::completion::Completer;
-use rustyline::config::ColorMode;
-use rustyline::error::ReadlineError;
-use rustyline::highlight::{CmdKind, Highlighter};
-use rustyline::hint::Hinter;
-use rustyline::history::DefaultHistory;
-use rustyline::validate::Validator;
-use rustyline::{Config, Editor, Helper};
-use unicode_width::UnicodeWidthStr;
+use anstyle::{AnsiColor, Style};
+use crossterm::event::{self, DisableBracketedPaste, EnableBracketedPaste, KeyEventKind};
+use crossterm::{cursor, queue, terminal};
+use unicode_width::UnicodeWidthChar;
 
+use super::line::{Line, Outcome};
+use crate::errors::to_stderr;
 use crate::event::{Event, Input};
 use crate::input::{AfterQuit, Composer, Entered};
+use crate::output::{Output, Shown, write_plain};
 
-/// Records the line being edited, which rustyline shows its highlighter on
-/// every repaint, so that the editor can be restarted with a new prompt
-/// without losing a keystroke.
-#[derive(Default, Clone)]
-pub(super) struct LineWatch {
-    line: Arc<Mutex<(String, usize)>>,
+/// What the editor thread is told.
+pub(super) enum Msg {
+    /// From the key-reading thread.
+    Term(io::Result<event::Event>),
+    /// The output queue has something to show.
+    Output,
+    Prompt(String),
+    /// Start taking keys: lines go to the composer.
+    StartInput {
+        composer: Box<Composer>,
+        events: Sender<Event>,
+        after_quit: AfterQuit,
+        keys: Sender<Msg>,
+    },
+    /// The program was continued after a stop (SIGCONT): the shell may have
+    /// put the terminal back in line mode.
+    Resumed,
+    /// Show what is queued, give the terminal back, then go on as the plain
+    /// writer; `ack` is told once the terminal is back.
+    Stop(Sender<()>),
 }
 
-impl LineWatch {
-    pub(super) fn take(&self) -> (String, usize) {
-        std::mem::take(&mut *crate::lock(&self.line))
+/// Colours for the parts of the screen, or none.
+#[derive(Clone, Copy)]
+struct Palette {
+    peer: Style,
+    status: Style,
+    error: Style,
+}
+
+impl Palette {
+    /// Colour unless `NO_COLOR` is set (<https://no-color.org>) or the terminal
+    /// is dumb.
+    fn detect() -> Self {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
+        if no_color || dumb {
+            return Self {
+                peer: Style::new(),
+                status: Style::new(),
+                error: Style::new(),
+            };
+        }
+        Self {
+            peer: Style::new().bold().fg_color(Some(AnsiColor::Cyan.into())),
+            status: Style::new().dimmed().italic(),
+            error: Style::new().bold().fg_color(Some(AnsiColor::Red.into())),
+        }
     }
 }
 
-impl Highlighter for LineWatch {
-    fn highlight<'l>(&self, line: &'l str, pos: usize) -> Cow<'l, str> {
-        let mut seen = crate::lock(&self.line);
-        seen.0.clear();
-        seen.0.push_str(line);
-        seen.1 = pos;
-        Cow::Borrowed(line)
-    }
-
-    fn highlight_char(&self, _line: &str, _pos: usize, _kind: CmdKind) -> bool {
-        // Repaint on every change, so `highlight` always sees the line.
-        true
-    }
-}
-
-impl Completer for LineWatch {
-    type Candidate = String;
-}
-
-impl Hinter for LineWatch {
-    type Hint = String;
-}
-
-impl Validator for LineWatch {}
-
-impl Helper for LineWatch {}
-
-pub(super) type LineEditor = Editor<LineWatch, DefaultHistory>;
-
-/// An editor with history and a [`LineWatch`] on what is typed; `None` where
-/// rustyline cannot run.
-pub(super) fn new_editor() -> Option<(LineEditor, LineWatch)> {
-    // Colours forced on for rustyline means only that it always asks the
-    // highlighter, which adds none; ours are the screen's.
-    let config = Config::builder()
-        .auto_add_history(true)
-        .color_mode(ColorMode::Forced)
-        .build();
-    let mut editor: LineEditor = Editor::with_config(config).ok()?;
-    let watch = LineWatch::default();
-    editor.set_helper(Some(watch.clone()));
-    Some((editor, watch))
-}
-
-/// Set while a SIGINT raised by this program is on its way, so that the
-/// handler outside the editor does not take it for the user's Ctrl-C.
-pub(super) static OUR_SIGINT: AtomicBool = AtomicBool::new(false);
-
-/// Sends SIGINT to the calling thread: while the input thread is in
-/// `readline`, rustyline's handler makes it return `Interrupted`.
-pub(super) fn interrupt_editor() {
-    OUR_SIGINT.store(true, Ordering::SeqCst);
-    // SAFETY: raise only sends a signal to this thread; the handler in force
-    // (rustyline's during readline, ctrlc's otherwise) runs on it.
-    unsafe { libc::raise(libc::SIGINT) };
-}
-
-/// What the input thread shares with the console.
-pub(super) struct EditorState {
-    pub(super) prompt: Arc<Mutex<String>>,
-    pub(super) watch: LineWatch,
-    pub(super) restart: Arc<AtomicBool>,
-    pub(super) stopping: Arc<AtomicBool>,
-}
-
-/// The input thread of the line-editor form.
-pub(super) fn read_edited(
-    mut editor: LineEditor,
-    state: &EditorState,
-    mut composer: Composer,
-    events: &Sender<Event>,
+/// The user's side, once input has started.
+struct Typing {
+    composer: Box<Composer>,
+    events: Sender<Event>,
     after_quit: AfterQuit,
-) {
-    // What was being typed when the editor was restarted for a new prompt.
-    let mut kept = (String::new(), 0);
-    while !state.stopping.load(Ordering::SeqCst) {
-        state.restart.store(false, Ordering::SeqCst);
-        let prompt = crate::lock(&state.prompt).clone();
-        let (line, pos) = std::mem::take(&mut kept);
-        let pos = if line.is_char_boundary(pos) {
-            pos
-        } else {
-            line.len()
-        };
-        let result = editor.readline_with_initial(&prompt, (&line[..pos], &line[pos..]));
-        let input = match result {
-            Ok(line) => {
-                state.watch.take();
-                line
-            }
-            Err(ReadlineError::Interrupted) if state.stopping.load(Ordering::SeqCst) => return,
-            Err(ReadlineError::Interrupted) if state.restart.swap(false, Ordering::SeqCst) => {
-                OUR_SIGINT.store(false, Ordering::SeqCst);
-                kept = state.watch.take();
-                erase_edited_line(&prompt, &kept.0);
-                continue;
-            }
-            Err(ReadlineError::Interrupted) => {
-                let _ = events.send(Event::Input(Input::Interrupted));
-                return;
-            }
-            // Ctrl-D on an empty line.
-            Err(ReadlineError::Eof) => {
-                let _ = events.send(Event::Input(Input::Quit));
-                if after_quit == AfterQuit::Stop {
+    /// The client stops taking lines after `q`.
+    done: bool,
+}
+
+struct Editor {
+    output: Arc<Output>,
+    line: Line,
+    prompt: String,
+    typing: Option<Typing>,
+    palette: Palette,
+    /// Status and errors go to stderr when that is not the terminal.
+    errors_to_stderr: bool,
+    /// Rows between the top of the drawn prompt and the cursor, while drawn.
+    cursor_row: Option<u16>,
+    out: io::Stdout,
+}
+
+/// Runs the editor thread until told to stop, then the plain writer.
+pub(super) fn run(output: Arc<Output>, inbox: Receiver<Msg>, prompt: String) {
+    let mut editor = Editor {
+        output,
+        line: Line::default(),
+        prompt,
+        typing: None,
+        palette: Palette::detect(),
+        errors_to_stderr: !io::stderr().is_terminal(),
+        cursor_row: None,
+        out: io::stdout(),
+    };
+    editor.draw();
+    let mut items = Vec::new();
+    while let Ok(msg) = inbox.recv() {
+        let mut next = Some(msg);
+        let mut show = false;
+        // Everything already waiting is handled before one redraw: a burst of
+        // keys or of messages costs one repaint.
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Output => show = true,
+                Msg::Stop(ack) => {
+                    editor.show_queued(&mut items);
+                    editor.leave();
+                    let _ = ack.send(());
+                    editor.output.set_waker(None);
+                    write_plain(&editor.output);
                     return;
                 }
-                continue;
+                other => editor.handle(other),
             }
-            Err(e) => {
-                composer
-                    .screen()
-                    .error(&format!("cannot read the terminal: {e}"));
-                let _ = events.send(Event::Input(Input::Closed));
-                return;
+            next = inbox.try_recv().ok();
+        }
+        if show {
+            editor.show_queued(&mut items);
+        }
+        if let Some(typing) = &mut editor.typing {
+            typing.composer.flush();
+        }
+        editor.redraw();
+    }
+}
+
+impl Editor {
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Term(Ok(event::Event::Key(key))) if key.kind != KeyEventKind::Release => {
+                let outcome = self.line.key(key);
+                self.act(outcome);
             }
+            Msg::Term(Ok(event::Event::Paste(text))) => {
+                for line in self.line.paste(&text) {
+                    self.enter(&line);
+                }
+            }
+            Msg::Term(Ok(_)) => {}
+            Msg::Term(Err(e)) => {
+                self.output.error(format!(
+                    "cannot read the terminal: {}",
+                    crate::errors::lowercase_os_error(&e)
+                ));
+                if let Some(typing) = self.typing.take() {
+                    let _ = typing.events.send(Event::Input(Input::Closed));
+                }
+            }
+            Msg::Prompt(prompt) => {
+                self.clear();
+                self.prompt = prompt;
+            }
+            Msg::StartInput {
+                composer,
+                events,
+                after_quit,
+                keys,
+            } => {
+                self.typing = Some(Typing {
+                    composer,
+                    events,
+                    after_quit,
+                    done: false,
+                });
+                spawn_key_reader(keys);
+            }
+            Msg::Resumed => {
+                super::resume_raw_mode();
+                self.cursor_row = None;
+            }
+            Msg::Output | Msg::Stop(_) => unreachable!("handled by the loop"),
+        }
+    }
+
+    fn act(&mut self, outcome: Outcome) {
+        let Some(typing) = &mut self.typing else {
+            return;
         };
-        // A paste may bring several lines at once.
-        for line in input.split('\n') {
-            if composer.enter(line.as_bytes()) == Entered::Quit {
-                let _ = events.send(Event::Input(Input::Quit));
-                if after_quit == AfterQuit::Stop {
-                    return;
+        match outcome {
+            Outcome::Edited | Outcome::Ignored => {}
+            Outcome::Submit(line) => self.enter(&line),
+            Outcome::Quit => self.quit(),
+            Outcome::Interrupt => {
+                let _ = typing.events.send(Event::Input(Input::Interrupted));
+            }
+            Outcome::ClearScreen => {
+                let _ = queue!(
+                    self.out,
+                    terminal::Clear(terminal::ClearType::All),
+                    cursor::MoveTo(0, 0)
+                );
+                self.cursor_row = None;
+            }
+            Outcome::Suspend => {
+                self.clear();
+                let _ = self.out.flush();
+                super::suspend();
+                self.cursor_row = None;
+            }
+        }
+    }
+
+    /// One line the user entered.
+    fn enter(&mut self, line: &str) {
+        let Some(typing) = &mut self.typing else {
+            return;
+        };
+        if typing.done {
+            return;
+        }
+        if typing.composer.enter(line.as_bytes()) == Entered::Quit {
+            self.quit();
+        }
+    }
+
+    fn quit(&mut self) {
+        let Some(typing) = &mut self.typing else {
+            return;
+        };
+        typing.composer.flush();
+        let _ = typing.events.send(Event::Input(Input::Quit));
+        if typing.after_quit == AfterQuit::Stop {
+            typing.done = true;
+        }
+    }
+
+    /// Shows everything queued above the prompt.
+    fn show_queued(&mut self, items: &mut Vec<Shown>) {
+        self.output.take(items, false);
+        if items.is_empty() {
+            return;
+        }
+        self.clear();
+        let mut text = String::new();
+        for item in items.iter() {
+            match item {
+                Shown::Messages { from, text: lines } => {
+                    let style = self.palette.peer;
+                    for line in String::from_utf8_lossy(lines).lines() {
+                        text.push_str(&format!("{style}{from}:{style:#} {line}\r\n"));
+                    }
+                }
+                Shown::Status(status) if self.errors_to_stderr => to_stderr(status),
+                Shown::Error(error) if self.errors_to_stderr => {
+                    to_stderr(&format!("error: {error}"))
+                }
+                Shown::Status(status) => {
+                    let style = self.palette.status;
+                    text.push_str(&format!("{style}-- {status}{style:#}\r\n"));
+                }
+                Shown::Error(error) => {
+                    let style = self.palette.error;
+                    text.push_str(&format!("{style}error:{style:#} {error}\r\n"));
                 }
             }
         }
-        composer.flush();
+        let written = self.out.write_all(text.as_bytes());
+        self.output.done(items);
+        if written.is_err() {
+            self.output.close();
+        }
+    }
+
+    /// Erases the prompt and line, leaving the cursor where the prompt began.
+    fn clear(&mut self) {
+        if let Some(row) = self.cursor_row.take() {
+            if row > 0 {
+                let _ = queue!(self.out, cursor::MoveUp(row));
+            }
+            let _ = queue!(
+                self.out,
+                cursor::MoveToColumn(0),
+                terminal::Clear(terminal::ClearType::FromCursorDown)
+            );
+        }
+    }
+
+    fn redraw(&mut self) {
+        self.clear();
+        self.draw();
+    }
+
+    /// Draws the prompt and line from the cursor's position, then puts the
+    /// cursor where it belongs in the line.
+    fn draw(&mut self) {
+        let columns = terminal::size().map_or(80, |(c, _)| usize::from(c.max(1)));
+        let (shown, total) = shown_form(&self.prompt, self.line.text());
+        let (_, before) = shown_form(&self.prompt, &self.line.text()[..self.line.cursor()]);
+        let _ = self.out.write_all(shown.as_bytes());
+        // At the last column the cursor waits to wrap; make it wrap now so
+        // that its row is known.
+        if total > 0 && total % columns == 0 {
+            let _ = self.out.write_all(b"\r\n");
+        }
+        let end_row = total / columns;
+        let (row, column) = (before / columns, before % columns);
+        if end_row > row {
+            let _ = queue!(self.out, cursor::MoveUp(clamp_u16(end_row - row)));
+        }
+        let _ = queue!(self.out, cursor::MoveToColumn(clamp_u16(column)));
+        let _ = self.out.flush();
+        self.cursor_row = Some(clamp_u16(row));
+    }
+
+    /// Gives the terminal back: the prompt erased, line mode and echo on.
+    fn leave(&mut self) {
+        self.clear();
+        let _ = queue!(self.out, DisableBracketedPaste);
+        let _ = self.out.flush();
+        super::restore_terminal();
     }
 }
 
-/// Erases the prompt and line that an interrupted `readline` left above the
-/// cursor (it ends every line it reads with a line end), so that the editor
-/// restarts in the same place.
-fn erase_edited_line(prompt: &str, line: &str) {
-    // SAFETY: TIOCGWINSZ fills a winsize for a terminal descriptor.
-    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
-    let columns = match unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } {
-        0 if size.ws_col > 0 => usize::from(size.ws_col),
-        _ => 80,
-    };
-    let width = prompt.width() + line.width();
-    let rows = width / columns + 1;
-    let mut out = io::stdout().lock();
-    let _ = write!(out, "\x1b[{rows}A\r\x1b[J");
-    let _ = out.flush();
+/// What is written for the prompt and `text`, and its width in columns:
+/// control characters (a pasted tab, say) show as `?`, so that the width is
+/// known.
+fn shown_form(prompt: &str, text: &str) -> (String, usize) {
+    let mut shown = String::with_capacity(prompt.len() + text.len());
+    let mut width = 0;
+    for c in prompt.chars().chain(text.chars()) {
+        if c.is_control() {
+            shown.push('?');
+            width += 1;
+        } else {
+            shown.push(c);
+            width += c.width().unwrap_or(0);
+        }
+    }
+    (shown, width)
 }
 
-/// The terminal's modes when the program started, to put back at the end
-/// whatever happens.
-static SAVED_TERMINAL: OnceLock<libc::termios> = OnceLock::new();
+fn clamp_u16(n: usize) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
+}
 
-pub(super) fn save_terminal() {
-    // SAFETY: tcgetattr writes a termios for a valid descriptor and leaves it
-    // unused otherwise; stdin is open for the life of the program.
-    let mut modes: libc::termios = unsafe { std::mem::zeroed() };
-    if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut modes) } == 0 {
-        let _ = SAVED_TERMINAL.set(modes);
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            restore_terminal();
-            previous(info);
-        }));
+/// Reads keys on a thread of its own for the life of the program: it only
+/// waits on the terminal and forwards what it reads.
+fn spawn_key_reader(keys: Sender<Msg>) {
+    let spawned = thread::Builder::new().name("keys".into()).spawn(move || {
+        loop {
+            let read = event::read();
+            let failed = read.is_err();
+            if keys.send(Msg::Term(read)).is_err() || failed {
+                return;
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        to_stderr(&format!("error: cannot read the terminal: {e}"));
     }
 }
 
-/// Puts the terminal back as it was when the program started.
-pub(super) fn restore_terminal() {
-    if let Some(modes) = SAVED_TERMINAL.get() {
-        // SAFETY: `modes` came from tcgetattr on the same descriptor.
-        unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSADRAIN, modes) };
+/// Puts the terminal in the editor's mode: raw (keys one by one, no echo)
+/// and bracketed paste.
+pub(super) fn enter_terminal() -> io::Result<()> {
+    terminal::enable_raw_mode()?;
+    let mut out = io::stdout();
+    queue!(out, EnableBracketedPaste)?;
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_form;
+
+    #[test]
+    fn widths_count_columns_not_bytes() {
+        assert_eq!(shown_form("> ", "hi").1, 4);
+        assert_eq!(shown_form("> ", "你好").1, 6);
+        assert_eq!(shown_form("", "a\tb"), ("a?b".to_string(), 3));
+        assert_eq!(shown_form("", "e\u{301}").1, 1);
     }
 }

@@ -1,198 +1,202 @@
-//! The user's side of a program: the screen it shows things on and the thread
-//! that reads what the user types.
+//! The user's side of a program: what is shown and what is typed.
 //!
-//! [`Console::open`] picks the form. With a terminal on both standard input and
-//! output, the user gets a line editor (rustyline): a prompt, editing, history,
-//! and incoming messages printed above the line being typed, which stays exactly
-//! as it was. Otherwise, plain lines: no prompt, no colour, one message per line.
+//! [`Console::open`] picks the form. With a terminal on both standard input
+//! and output, the user gets a line editor (built on crossterm, so it runs
+//! the same on Unix terminals and Windows consoles): a prompt, editing,
+//! history, and incoming messages drawn above the line being typed, which
+//! stays exactly as it was. Otherwise, plain lines: no prompt, no colour, one
+//! message per line on stdout, status on stderr.
 //!
-//! rustyline cannot cancel `readline` from another thread, yet a client must
-//! exit the moment its server leaves. While `readline` runs, rustyline handles
-//! SIGINT itself by returning `Interrupted` and restoring the terminal, so
-//! [`Console::close`] raises SIGINT on the main thread until the input thread
-//! has left the editor. Before that it makes sure every message handed to the
-//! editor's printer has been shown.
+//! Either way one thread consumes the [`Output`] queue: the plain writer, or
+//! the editor thread ([`editor`]), which also owns the keys and the prompt.
+//! Everything else talks to it through messages and never waits on it, so a
+//! terminal that has stopped reading cannot stop an exit.
 //!
-//! Layout: `editor` runs the line editor on the input thread; `screen`
-//! shows messages and status through the editor's printer.
+//! Layout: `line` is the line being edited (pure), `editor` the thread that
+//! draws it.
 
 mod editor;
-mod screen;
+mod line;
 
 use std::io::{self, IsTerminal};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::event::Event;
 use crate::input::{AfterQuit, Composer, Recipient, read_plain};
-use crate::screen::{PlainScreen, Screen};
+use crate::outbox::Room;
+use crate::output::{Output, spawn_plain_writer};
 
-use editor::restore_terminal;
-use editor::{
-    EditorState, LineEditor, LineWatch, OUR_SIGINT, interrupt_editor, new_editor, read_edited,
-    save_terminal,
-};
-use screen::EditorScreen;
+use editor::Msg;
 
-/// How long closing waits for the editor to show what it was given, and to
-/// give the terminal back.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long closing waits for the editor thread to give the terminal back
+/// before doing it itself.
+const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 
 pub struct Console {
-    pub screen: Arc<dyn Screen>,
+    /// Where everything shown goes.
+    pub output: Arc<Output>,
     /// Where the user's lines go; the program points it at the current
     /// conversation.
     pub recipient: Arc<Recipient>,
     max_message_size: usize,
-    editor: Option<EditorSide>,
-}
-
-/// What the line-editor form adds.
-struct EditorSide {
-    /// Taken by the input thread when it starts.
-    editor: Mutex<Option<LineEditor>>,
-    watch: LineWatch,
-    /// Set to make the input thread restart the editor with the new prompt.
-    restart: Arc<AtomicBool>,
-    started: AtomicBool,
-    screen: Arc<EditorScreen>,
-    prompt: Arc<Mutex<String>>,
-    stopping: Arc<AtomicBool>,
-    stopped: Mutex<Option<Receiver<()>>>,
+    /// The editor thread's inbox, in the line-editor form.
+    editor: Option<Mutex<Sender<Msg>>>,
 }
 
 impl Console {
-    /// Sets up the screen and forwards Ctrl-C (SIGINT, and SIGTERM) to `events`.
-    pub fn open(max_message_size: usize, events: &Sender<Event>) -> io::Result<Self> {
+    /// Sets up the screen and forwards Ctrl-C, SIGTERM and hangups to
+    /// `events`; `prompt` is the editor's first prompt.
+    pub fn open(max_message_size: usize, events: &Sender<Event>, prompt: &str) -> io::Result<Self> {
         forward_interrupts(events.clone())?;
-        let recipient = Arc::new(Recipient::default());
+        let output = Output::new(events.clone());
         let interactive = io::stdin().is_terminal() && io::stdout().is_terminal();
-        let editor = if interactive { open_editor() } else { None };
-        let screen: Arc<dyn Screen> = match &editor {
-            Some(side) => Arc::clone(&side.screen) as Arc<dyn Screen>,
-            None => Arc::new(PlainScreen),
+        let editor = match interactive && editor::enter_terminal().is_ok() {
+            true => Some(start_editor(&output, prompt)?),
+            false => {
+                spawn_plain_writer(&output)?;
+                None
+            }
         };
         Ok(Self {
-            screen,
-            recipient,
+            output,
+            recipient: Arc::new(Recipient::default()),
             max_message_size,
-            editor,
+            editor: editor.map(Mutex::new),
         })
     }
 
     /// Sets the editor's prompt, at once, keeping what is being typed (no
     /// effect on plain input).
     pub fn set_prompt(&self, prompt: &str) {
-        let Some(side) = &self.editor else { return };
-        let mut current = crate::lock(&side.prompt);
-        if *current == prompt {
-            return;
-        }
-        *current = prompt.to_string();
-        drop(current);
-        if side.started.load(Ordering::SeqCst) {
-            side.restart.store(true, Ordering::SeqCst);
-            interrupt_editor();
-        }
+        self.tell_editor(Msg::Prompt(prompt.to_string()));
     }
 
-    /// Starts reading the user's input on its own thread; point
-    /// [`recipient`](Self::recipient) where the first lines should go first.
+    /// Starts reading the user's input; point [`recipient`](Self::recipient)
+    /// where the first lines should go first.
     pub fn start_input(&self, events: &Sender<Event>, after_quit: AfterQuit) -> io::Result<()> {
+        let room = match self.editor {
+            Some(_) => Room::Take,
+            None => Room::Wait,
+        };
         let composer = Composer::new(
             self.max_message_size,
             Arc::clone(&self.recipient),
-            Arc::clone(&self.screen),
+            Arc::clone(&self.output),
+            room,
         );
         let events = events.clone();
-        let thread = thread::Builder::new().name("input".into());
-        let Some(side) = &self.editor else {
-            thread.spawn(move || {
-                read_plain(io::stdin(), stdin_ready, composer, events, after_quit)
-            })?;
+        let Some(editor) = &self.editor else {
+            thread::Builder::new()
+                .name("input".into())
+                .spawn(move || read_plain(io::stdin(), composer, events, after_quit))?;
             return Ok(());
         };
-        let editor = crate::lock(&side.editor)
-            .take()
-            .expect("input started once");
-        let state = EditorState {
-            prompt: Arc::clone(&side.prompt),
-            watch: side.watch.clone(),
-            restart: Arc::clone(&side.restart),
-            stopping: Arc::clone(&side.stopping),
-        };
-        let (done, stopped) = mpsc::channel();
-        *crate::lock(&side.stopped) = Some(stopped);
-        side.started.store(true, Ordering::SeqCst);
-        thread.spawn(move || {
-            read_edited(editor, &state, composer, &events, after_quit);
-            let _ = done.send(());
-        })?;
+        let keys = crate::lock(editor).clone();
+        self.tell_editor(Msg::StartInput {
+            composer: Box::new(composer),
+            events,
+            after_quit,
+            keys,
+        });
         Ok(())
     }
 
-    /// Shows everything still in flight to the screen and gives the terminal
-    /// back in its normal state. Call before the program exits; status and
-    /// errors shown afterwards go straight to stderr.
+    /// Gives the terminal back in its normal state (the editor thread goes
+    /// on writing plain lines), without waiting on a terminal that does not
+    /// take output. Call before the program's last words.
     pub fn close(&self) {
-        let Some(side) = &self.editor else { return };
-        side.screen.flush();
-        side.stopping.store(true, Ordering::SeqCst);
-        let stopped = crate::lock(&side.stopped).take();
-        if let Some(stopped) = stopped {
-            let deadline = Instant::now() + CLOSE_TIMEOUT;
-            while Instant::now() < deadline {
-                interrupt_editor();
-                if stopped.recv_timeout(Duration::from_millis(50)).is_ok() {
-                    break;
-                }
-            }
+        let Some(editor) = &self.editor else { return };
+        let (ack, acked) = mpsc::channel();
+        let _ = crate::lock(editor).send(Msg::Stop(ack));
+        if acked.recv_timeout(CLOSE_TIMEOUT).is_err() {
+            restore_terminal();
         }
-        side.screen.detach();
-        restore_terminal();
+    }
+
+    /// Waits until everything queued has been shown, or the output moved
+    /// nothing for `patience`.
+    pub fn finish(&self, patience: Duration) {
+        self.output.drain(patience);
+    }
+
+    fn tell_editor(&self, msg: Msg) {
+        if let Some(editor) = &self.editor {
+            let _ = crate::lock(editor).send(msg);
+        }
     }
 }
 
-/// The line-editor form, or `None` where rustyline cannot run one (then the
-/// plain form is used).
-fn open_editor() -> Option<EditorSide> {
-    save_terminal();
-    let (mut editor, watch) = new_editor()?;
-    let printer = editor.create_external_printer().ok()?;
-    let flusher = editor.create_external_printer().ok()?;
-    let screen = Arc::new(EditorScreen::new(Box::new(printer), Box::new(flusher)));
-    Some(EditorSide {
-        editor: Mutex::new(Some(editor)),
-        watch,
-        restart: Arc::new(AtomicBool::new(false)),
-        started: AtomicBool::new(false),
-        screen,
-        prompt: Arc::new(Mutex::new("> ".to_string())),
-        stopping: Arc::new(AtomicBool::new(false)),
-        stopped: Mutex::new(None),
-    })
+/// Starts the editor thread as the output's consumer.
+fn start_editor(output: &Arc<Output>, prompt: &str) -> io::Result<Sender<Msg>> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore_terminal();
+        previous(info);
+    }));
+    let (inbox, msgs) = mpsc::channel();
+    let wake = Mutex::new(inbox.clone());
+    output.set_waker(Some(Box::new(move || {
+        let _ = crate::lock(&wake).send(Msg::Output);
+    })));
+    on_resume(inbox.clone());
+    let (output, prompt) = (Arc::clone(output), prompt.to_string());
+    thread::Builder::new()
+        .name("editor".into())
+        .spawn(move || editor::run(output, msgs, prompt))?;
+    Ok(inbox)
 }
 
-/// Whether standard input can be read without waiting (for a file: always,
-/// until its end; for a pipe: while it holds data).
-fn stdin_ready() -> bool {
-    let mut poll = libc::pollfd {
-        fd: libc::STDIN_FILENO,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, and a zero timeout.
-    unsafe { libc::poll(&mut poll, 1, 0) == 1 && poll.revents & libc::POLLIN != 0 }
+/// Puts the terminal back as it was before the editor.
+fn restore_terminal() {
+    let _ = crossterm::terminal::disable_raw_mode();
 }
+
+/// Raw mode again after the program was stopped and continued.
+fn resume_raw_mode() {
+    let _ = crossterm::terminal::disable_raw_mode();
+    let _ = crossterm::terminal::enable_raw_mode();
+}
+
+/// Tells the editor when the program is continued after a stop.
+#[cfg(unix)]
+fn on_resume(inbox: Sender<Msg>) {
+    use signal_hook::consts::SIGCONT;
+    use signal_hook::iterator::Signals;
+    let Ok(mut signals) = Signals::new([SIGCONT]) else {
+        return;
+    };
+    let _ = thread::Builder::new().name("resume".into()).spawn(move || {
+        for _ in signals.forever() {
+            if inbox.send(Msg::Resumed).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+#[cfg(windows)]
+fn on_resume(_inbox: Sender<Msg>) {
+    // Windows consoles have no job control.
+}
+
+/// Ctrl-Z: gives the terminal back and stops the program, as a shell job;
+/// the editor takes the terminal again when continued.
+#[cfg(unix)]
+fn suspend() {
+    restore_terminal();
+    let _ = signal_hook::low_level::raise(signal_hook::consts::SIGTSTP);
+    let _ = crossterm::terminal::enable_raw_mode();
+}
+
+#[cfg(windows)]
+fn suspend() {}
 
 fn forward_interrupts(events: Sender<Event>) -> io::Result<()> {
     ctrlc::set_handler(move || {
-        if !OUR_SIGINT.swap(false, Ordering::SeqCst) {
-            let _ = events.send(Event::Interrupt);
-        }
+        let _ = events.send(Event::Interrupt);
     })
     .map_err(io::Error::other)
 }

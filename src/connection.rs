@@ -1,0 +1,240 @@
+//! One connection to a peer: the socket, the thread that receives and shows,
+//! the thread that is the socket's only writer, the count of bytes moved, and
+//! how it shuts down.
+//!
+//! Nothing here decides when to stop: each thread reports how its half ended
+//! as an [`Event`], and the owner calls [`Connection::finish_sending`] or
+//! [`Connection::abort`] as [`crate::ending`] says. Received frames are shown
+//! a whole read at a time, the moment they are read, whatever frame (a
+//! keepalive, a broken header, the end) follows them.
+
+use std::io::{self, ErrorKind, IoSlice, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crate::display::push_visible;
+use crate::ending::Observed;
+use crate::event::{Event, ReceiveEnd};
+use crate::frame::{FrameReader, too_long_error};
+use crate::outbox::Outbox;
+use crate::output::Output;
+use crate::platform::unacknowledged;
+
+/// How often a write blocked on a full socket looks whether it was aborted
+/// (a shutdown wakes it on most systems; this is the backstop).
+const WRITE_RECHECK: Duration = Duration::from_millis(250);
+
+/// What the threads and the owner share.
+#[derive(Default)]
+struct Shared {
+    received: AtomicU64,
+    written: AtomicU64,
+    /// The most `moved` ever reported, so the count never goes back.
+    moved: AtomicU64,
+    /// Set by [`Connection::abort`]: a thread waiting for the screen gives up.
+    cancelled: AtomicBool,
+}
+
+pub struct Connection {
+    stream: TcpStream,
+    outbox: Arc<Outbox>,
+    output: Arc<Output>,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Connection {
+    /// Starts receiving from and sending to `stream`; messages are shown as
+    /// from `label`. Both threads report to `events` under `id`.
+    pub fn start(
+        id: u64,
+        stream: TcpStream,
+        max_message_size: usize,
+        output: &Arc<Output>,
+        label: &str,
+        events: &Sender<Event>,
+    ) -> io::Result<Self> {
+        stream.set_nodelay(true)?;
+        stream.set_write_timeout(Some(WRITE_RECHECK))?;
+        let shared = Arc::new(Shared::default());
+        let outbox = Arc::new(Outbox::new());
+        let receiver = {
+            let reading = stream.try_clone()?;
+            let (events, output, shared) =
+                (events.clone(), Arc::clone(output), Arc::clone(&shared));
+            let from: Arc<str> = Arc::from(label);
+            thread::Builder::new()
+                .name("receive".into())
+                .spawn(move || {
+                    let end = receive(reading, max_message_size, &from, &output, &shared);
+                    let _ = events.send(Event::Received { id, end });
+                })?
+        };
+        let sender = stream.try_clone().and_then(|writing| {
+            let (events, outbox, shared) =
+                (events.clone(), Arc::clone(&outbox), Arc::clone(&shared));
+            thread::Builder::new().name("send".into()).spawn(move || {
+                let result = send(writing, &outbox, &shared);
+                let _ = events.send(Event::Sent { id, result });
+            })
+        });
+        let connection = Self {
+            stream,
+            outbox,
+            output: Arc::clone(output),
+            shared,
+            threads: vec![receiver],
+        };
+        match sender {
+            Ok(sender) => {
+                let mut connection = connection;
+                connection.threads.push(sender);
+                Ok(connection)
+            }
+            Err(e) => {
+                connection.abort();
+                connection.join();
+                Err(e)
+            }
+        }
+    }
+
+    /// Where the user's lines go while this connection lasts.
+    pub fn outbox(&self) -> Arc<Outbox> {
+        Arc::clone(&self.outbox)
+    }
+
+    /// Bytes moved so far and bytes not yet delivered, for [`crate::ending`].
+    pub fn observe(&self) -> Observed {
+        let written = self.shared.written.load(Ordering::SeqCst);
+        let accepted = self.outbox.accepted();
+        let unacked = unacknowledged(&self.stream).unwrap_or(0).min(written);
+        let moved = self.shared.received.load(Ordering::SeqCst) + written - unacked;
+        let moved = self
+            .shared
+            .moved
+            .fetch_max(moved, Ordering::SeqCst)
+            .max(moved);
+        Observed {
+            moved,
+            undelivered: accepted.saturating_sub(written) + unacked,
+        }
+    }
+
+    /// Sends what is queued, then shuts down our sending half.
+    pub fn finish_sending(&self) {
+        self.outbox.close();
+    }
+
+    /// Stops both threads now: queued frames are dropped and the socket shut
+    /// down both ways, which wakes a thread blocked on it.
+    pub fn abort(&self) {
+        self.shared.cancelled.store(true, Ordering::SeqCst);
+        let _ = self.stream.shutdown(Shutdown::Both);
+        self.outbox.abort();
+        self.output.wake_waiting();
+    }
+
+    /// Waits for both threads; call once both reported.
+    pub fn join(mut self) {
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Reads until the stream ends, showing every complete message of each read
+/// before the next read. Once our output is gone the socket is still drained,
+/// so that closing it resets nothing.
+fn receive(
+    reading: TcpStream,
+    max_message_size: usize,
+    from: &Arc<str>,
+    output: &Output,
+    shared: &Shared,
+) -> ReceiveEnd {
+    let mut frames = FrameReader::new(reading, max_message_size);
+    let mut showing = true;
+    loop {
+        let read = match frames.fill() {
+            Ok(read) => read,
+            Err(e) => return ReceiveEnd::Failed(e),
+        };
+        shared.received.fetch_add(read as u64, Ordering::SeqCst);
+        let mut text = Vec::new();
+        let decoded = frames.drain_buffered(|payload| {
+            push_visible(&mut text, payload);
+            text.push(b'\n');
+        });
+        if showing && !text.is_empty() {
+            showing = output.messages(from, text, &shared.cancelled);
+        }
+        if let Err(too_long) = decoded {
+            return ReceiveEnd::Failed(too_long_error(too_long));
+        }
+        if read == 0 {
+            return match frames.end_of_stream() {
+                Ok(()) => ReceiveEnd::Closed,
+                Err(e) => ReceiveEnd::Failed(e),
+            };
+        }
+    }
+}
+
+/// Writes what the outbox hands over until it closes, then shuts down our
+/// sending half so the peer sees a clean end.
+fn send(mut stream: TcpStream, outbox: &Outbox, shared: &Shared) -> io::Result<()> {
+    let mut batches = Vec::new();
+    while outbox.take(&mut batches) {
+        if !write_all_vectored(&mut stream, &batches, outbox, shared)? {
+            return Ok(());
+        }
+    }
+    if outbox.is_aborted() {
+        return Ok(());
+    }
+    match stream.shutdown(Shutdown::Write) {
+        // The peer may already be gone entirely; that is its end, not our error.
+        Err(e) if e.kind() == ErrorKind::NotConnected => Ok(()),
+        other => other,
+    }
+}
+
+/// Writes every batch in as few system calls as the kernel allows, counting
+/// every byte as it goes (a slow reader's progress is seen byte by byte).
+/// Returns false if the outbox was aborted meanwhile.
+fn write_all_vectored(
+    stream: &mut TcpStream,
+    batches: &[Vec<u8>],
+    outbox: &Outbox,
+    shared: &Shared,
+) -> io::Result<bool> {
+    let mut slices: Vec<IoSlice<'_>> = batches.iter().map(|b| IoSlice::new(b)).collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        match stream.write_vectored(slices) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                shared.written.fetch_add(n as u64, Ordering::SeqCst);
+                IoSlice::advance_slices(&mut slices, n);
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if outbox.is_aborted() {
+                    return Ok(false);
+                }
+            }
+            Err(e) if outbox.is_aborted() => {
+                // Our own shutdown ended the write.
+                let _ = e;
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}

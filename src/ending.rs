@@ -1,0 +1,668 @@
+//! How a conversation ends, as a state machine with no I/O and no clock of
+//! its own: what happened, the current time and how many bytes have moved go
+//! in; what to do to the connection and when to look again come out.
+//!
+//! The rules:
+//! - Whoever ends first (the user's `q`, the idle timeout, the peer's end of
+//!   stream) finishes sending what was accepted, shuts down its sending half
+//!   and reads until the peer closes too, so nothing in flight is lost.
+//! - While we wait on the peer, it is cut off only after [`STALL_TIMEOUT`]
+//!   with no byte moving either way, counted from the later of the last
+//!   movement and the moment the ending began (silence before the ending is
+//!   not held against it). A slow reader is waited for as long as it reads.
+//! - Once our half is shut down, a peer that keeps sending without closing
+//!   its side is cut off after [`CLOSING_LIMIT`].
+//! - Ctrl-C (or SIGTERM, or stdout going away) gives the peer
+//!   [`INTERRUPT_GRACE`] to take what is queued, then cuts it off; a second
+//!   Ctrl-C cuts it off at once.
+//! - The idle timeout counts bytes, not messages: a keepalive or a large
+//!   message trickling in is traffic.
+
+use std::time::{Duration, Instant};
+
+/// How long a peer we are waiting on may move no byte before it is cut off.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a peer may go on sending after our half is shut down.
+pub const CLOSING_LIMIT: Duration = Duration::from_secs(30);
+
+/// How long Ctrl-C waits for queued messages to leave before cutting off.
+pub const INTERRUPT_GRACE: Duration = Duration::from_millis(500);
+
+/// Something that happened to a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Happening {
+    /// Our user ended it (`q`, Ctrl-D).
+    Quit,
+    /// Our user's input ended; `closes` says whether that ends our sending
+    /// half (the client) or changes nothing here (the server's operator).
+    InputEnded,
+    /// Ctrl-C, SIGTERM, a hangup.
+    Interrupted,
+    /// Our stdout went away: we are exiting quietly.
+    OutputClosed,
+    /// The peer's end of stream, at a frame boundary.
+    PeerClosed,
+    /// Receiving failed (reset, protocol error); the text says how.
+    ReceiveFailed(String),
+    /// Everything accepted was written and our sending half shut down.
+    SendFinished,
+    /// Sending failed; the text says how.
+    SendFailed(String),
+}
+
+/// What the caller can see of the connection, read just before each step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Bytes moved so far, both ways (received, and taken by the peer).
+    pub moved: u64,
+    /// Bytes accepted for sending that the peer has not yet taken.
+    pub undelivered: u64,
+}
+
+/// Why we cut a peer off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stall {
+    /// Nothing moved for this long while we waited on it.
+    NoProgress(Duration),
+    /// It kept sending for this long after our side was closed.
+    NeverClosed(Duration),
+}
+
+/// How a conversation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The peer closed its side first.
+    PeerLeft,
+    /// Our user ended it.
+    Quit,
+    /// No traffic either way for this long.
+    Idle(Duration),
+    /// Ctrl-C (or SIGTERM, a hangup).
+    Interrupted,
+    /// Our stdout went away; the program exits quietly.
+    OutputClosed,
+    /// We cut the peer off; `undelivered` bytes of ours never reached it.
+    CutOff { why: Stall, undelivered: u64 },
+    /// The connection failed or the peer broke the protocol.
+    Failed { why: String, undelivered: u64 },
+}
+
+/// What differs between the two programs.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// Whether the end of our input ends our sending half.
+    pub input_end_closes: bool,
+    pub idle_timeout: Option<Duration>,
+}
+
+/// What to do after a step. The actions are idempotent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Decision {
+    /// Send what is queued, then shut down our sending half.
+    pub finish_sending: bool,
+    /// Drop what is queued and shut the connection down both ways now.
+    pub abort: bool,
+    /// Both halves are done: the conversation is over.
+    pub ended: Option<Ending>,
+    /// Step again at this time if nothing happens before.
+    pub wake_at: Option<Instant>,
+}
+
+/// Why we are ending, once we are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    Quit,
+    Idle(Duration),
+    PeerLeft,
+    Interrupted,
+    OutputClosed,
+}
+
+/// One conversation's ending, step by step.
+#[derive(Debug)]
+pub struct Closing {
+    rules: Rules,
+    cause: Option<Cause>,
+    /// When the cause was set: the waiting on the peer starts here.
+    since: Option<Instant>,
+    failure: Option<String>,
+    cut: Option<Stall>,
+    receiving: bool,
+    sending: bool,
+    finishing: bool,
+    aborted: bool,
+    /// When our sending half was shut down.
+    send_done_at: Option<Instant>,
+    /// When Ctrl-C (or a closed stdout) started the short goodbye.
+    hurry_since: Option<Instant>,
+    moved: u64,
+    moved_at: Instant,
+    undelivered: u64,
+}
+
+impl Closing {
+    pub fn new(rules: Rules, now: Instant) -> Self {
+        Self {
+            rules,
+            cause: None,
+            since: None,
+            failure: None,
+            cut: None,
+            receiving: true,
+            sending: true,
+            finishing: false,
+            aborted: false,
+            send_done_at: None,
+            hurry_since: None,
+            moved: 0,
+            moved_at: now,
+            undelivered: 0,
+        }
+    }
+
+    /// Takes in what was observed at `now` and, if any, what happened; says
+    /// what to do.
+    pub fn step(&mut self, now: Instant, seen: Observed, happening: Option<Happening>) -> Decision {
+        if seen.moved != self.moved {
+            self.moved = seen.moved;
+            self.moved_at = now;
+        }
+        self.undelivered = seen.undelivered;
+        let mut decision = Decision::default();
+        if let Some(happening) = happening {
+            self.happen(happening, now, &mut decision);
+        }
+        if !self.aborted {
+            self.check_clocks(now, &mut decision);
+        }
+        if !self.receiving && !self.sending {
+            decision.ended = Some(self.ending());
+        } else if !self.aborted {
+            decision.wake_at = self.next_deadline();
+        }
+        decision
+    }
+
+    fn happen(&mut self, happening: Happening, now: Instant, decision: &mut Decision) {
+        match happening {
+            Happening::Quit => {
+                self.begin(Cause::Quit, now);
+                self.finish(decision);
+            }
+            Happening::InputEnded => {
+                if self.rules.input_end_closes {
+                    self.finish(decision);
+                }
+            }
+            Happening::Interrupted => {
+                if self.cause == Some(Cause::Interrupted) {
+                    self.abort(decision);
+                    return;
+                }
+                self.cause = Some(Cause::Interrupted);
+                self.since.get_or_insert(now);
+                self.hurry_since.get_or_insert(now);
+                self.finish(decision);
+            }
+            Happening::OutputClosed => {
+                if self.cause != Some(Cause::Interrupted) {
+                    self.cause = Some(Cause::OutputClosed);
+                }
+                self.since.get_or_insert(now);
+                self.hurry_since.get_or_insert(now);
+                self.finish(decision);
+            }
+            Happening::PeerClosed => {
+                self.receiving = false;
+                self.begin(Cause::PeerLeft, now);
+                self.finish(decision);
+            }
+            Happening::ReceiveFailed(why) => {
+                self.receiving = false;
+                self.fail(why, decision);
+            }
+            Happening::SendFinished => {
+                self.sending = false;
+                self.send_done_at = Some(now);
+            }
+            Happening::SendFailed(why) => {
+                self.sending = false;
+                self.fail(why, decision);
+            }
+        }
+    }
+
+    fn check_clocks(&mut self, now: Instant, decision: &mut Decision) {
+        if let Some(hurry) = self.hurry_since
+            && now >= hurry + INTERRUPT_GRACE
+        {
+            self.abort(decision);
+            return;
+        }
+        if let Some(deadline) = self.stall_deadline()
+            && now >= deadline
+        {
+            self.cut = Some(Stall::NoProgress(STALL_TIMEOUT));
+            self.abort(decision);
+            return;
+        }
+        if let Some(deadline) = self.closing_deadline()
+            && now >= deadline
+        {
+            self.cut = Some(Stall::NeverClosed(CLOSING_LIMIT));
+            self.abort(decision);
+            return;
+        }
+        if let Some(deadline) = self.idle_deadline()
+            && now >= deadline
+        {
+            let idle = self
+                .rules
+                .idle_timeout
+                .expect("an idle deadline has a timeout");
+            self.begin(Cause::Idle(idle), now);
+            self.finish(decision);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.hurry_since.map(|t| t + INTERRUPT_GRACE),
+            self.stall_deadline(),
+            self.closing_deadline(),
+            self.idle_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// While we wait on the peer: STALL_TIMEOUT after the later of the last
+    /// movement and the start of the ending.
+    fn stall_deadline(&self) -> Option<Instant> {
+        let since = self.since?;
+        (self.receiving || self.sending).then(|| since.max(self.moved_at) + STALL_TIMEOUT)
+    }
+
+    /// Once we are ending and our half is shut down: CLOSING_LIMIT for the
+    /// peer to close its side.
+    fn closing_deadline(&self) -> Option<Instant> {
+        let since = self.since?;
+        let done = self.send_done_at?;
+        self.receiving.then(|| since.max(done) + CLOSING_LIMIT)
+    }
+
+    fn idle_deadline(&self) -> Option<Instant> {
+        if self.cause.is_some() {
+            return None;
+        }
+        Some(self.moved_at + self.rules.idle_timeout?)
+    }
+
+    fn begin(&mut self, cause: Cause, now: Instant) {
+        if self.cause.is_none() {
+            self.cause = Some(cause);
+            self.since = Some(now);
+        }
+    }
+
+    fn finish(&mut self, decision: &mut Decision) {
+        if !self.finishing && !self.aborted {
+            self.finishing = true;
+            decision.finish_sending = true;
+        }
+    }
+
+    fn fail(&mut self, why: String, decision: &mut Decision) {
+        // After we cut the peer off, its errors are our doing, not news.
+        if !self.aborted && self.failure.is_none() {
+            self.failure = Some(why);
+        }
+        self.abort(decision);
+    }
+
+    fn abort(&mut self, decision: &mut Decision) {
+        if !self.aborted {
+            self.aborted = true;
+            decision.abort = true;
+        }
+    }
+
+    fn ending(&self) -> Ending {
+        let undelivered = self.undelivered;
+        match (self.cause, self.cut, &self.failure) {
+            (Some(Cause::Interrupted), _, _) => Ending::Interrupted,
+            (Some(Cause::OutputClosed), _, _) => Ending::OutputClosed,
+            (_, Some(why), _) => Ending::CutOff { why, undelivered },
+            (_, None, Some(why)) => Ending::Failed {
+                why: why.clone(),
+                undelivered,
+            },
+            (Some(Cause::Quit), None, None) => Ending::Quit,
+            (Some(Cause::Idle(after)), None, None) => Ending::Idle(after),
+            (Some(Cause::PeerLeft) | None, None, None) => Ending::PeerLeft,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TENTH: Duration = Duration::from_millis(100);
+    const TEN_MINUTES: Duration = Duration::from_secs(600);
+
+    /// A conversation under test, with a clock we move by hand.
+    struct Bench {
+        closing: Closing,
+        start: Instant,
+        now: Instant,
+        seen: Observed,
+        finish_sending: bool,
+        aborted: bool,
+        ended: Option<Ending>,
+        wake_at: Option<Instant>,
+    }
+
+    impl Bench {
+        fn new(input_end_closes: bool, idle_timeout: Option<Duration>) -> Self {
+            let start = Instant::now();
+            let rules = Rules {
+                input_end_closes,
+                idle_timeout,
+            };
+            let mut bench = Self {
+                closing: Closing::new(rules, start),
+                start,
+                now: start,
+                seen: Observed::default(),
+                finish_sending: false,
+                aborted: false,
+                ended: None,
+                wake_at: None,
+            };
+            // The main loop's first step, before anything happens.
+            bench.progress(0);
+            bench
+        }
+
+        fn client() -> Self {
+            Self::new(true, None)
+        }
+
+        fn apply(&mut self, decision: Decision) {
+            assert!(self.ended.is_none(), "a step after the end: {decision:?}");
+            self.finish_sending |= decision.finish_sending;
+            self.aborted |= decision.abort;
+            self.ended = decision.ended;
+            self.wake_at = decision.wake_at;
+        }
+
+        fn happen(&mut self, happening: Happening) {
+            let decision = self.closing.step(self.now, self.seen, Some(happening));
+            self.apply(decision);
+        }
+
+        /// Lets `time` pass, stepping at every deadline on the way, as the
+        /// main loop does when nothing happens.
+        fn wait(&mut self, time: Duration) {
+            let until = self.now + time;
+            while let Some(at) = self.wake_at.filter(|&at| at <= until) {
+                if self.ended.is_some() {
+                    break;
+                }
+                self.now = at.max(self.now);
+                let decision = self.closing.step(self.now, self.seen, None);
+                self.apply(decision);
+            }
+            self.now = until;
+        }
+
+        /// Bytes move (the peer reads, or sends) at the current time.
+        fn progress(&mut self, bytes: u64) {
+            self.seen.moved += bytes;
+            let decision = self.closing.step(self.now, self.seen, None);
+            self.apply(decision);
+        }
+
+        fn elapsed(&self) -> Duration {
+            self.now - self.start
+        }
+
+        /// Our side drains and shuts down, then the peer closes.
+        fn both_close(&mut self) {
+            self.happen(Happening::SendFinished);
+            self.happen(Happening::PeerClosed);
+        }
+    }
+
+    #[test]
+    fn quit_after_any_pause_is_a_clean_quit() {
+        for pause in [TENTH, Duration::from_secs(4), TEN_MINUTES] {
+            let mut bench = Bench::client();
+            bench.progress(10);
+            bench.wait(pause);
+            bench.happen(Happening::Quit);
+            assert!(bench.finish_sending && !bench.aborted);
+            bench.wait(TENTH);
+            bench.both_close();
+            assert_eq!(bench.ended, Some(Ending::Quit), "after {pause:?}");
+        }
+    }
+
+    #[test]
+    fn the_peer_gets_the_full_stall_timeout_counted_from_the_quit() {
+        for pause in [TENTH, TEN_MINUTES] {
+            let mut bench = Bench::client();
+            bench.wait(pause);
+            bench.happen(Happening::Quit);
+            bench.happen(Happening::SendFinished);
+            bench.wait(STALL_TIMEOUT - TENTH);
+            assert!(!bench.aborted, "still within the timeout after {pause:?}");
+            bench.wait(TENTH);
+            assert!(bench.aborted);
+            bench.happen(Happening::ReceiveFailed("shut down".into()));
+            assert_eq!(
+                bench.ended,
+                Some(Ending::CutOff {
+                    why: Stall::NoProgress(STALL_TIMEOUT),
+                    undelivered: 0
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn a_slow_reader_is_waited_for_as_long_as_it_reads() {
+        let mut bench = Bench::new(false, None);
+        bench.seen.undelivered = 5_000_000;
+        bench.happen(Happening::Quit);
+        // Ten minutes of a byte every nine seconds: never cut off.
+        while bench.elapsed() < TEN_MINUTES {
+            bench.wait(Duration::from_secs(9));
+            bench.seen.undelivered -= 1;
+            bench.progress(1);
+            assert!(!bench.aborted, "at {:?}", bench.elapsed());
+        }
+        bench.seen.undelivered = 0;
+        bench.both_close();
+        assert_eq!(bench.ended, Some(Ending::Quit));
+    }
+
+    #[test]
+    fn a_reader_that_stops_is_cut_off_and_told_how_much_was_not_delivered() {
+        let mut bench = Bench::new(false, None);
+        bench.happen(Happening::Quit);
+        bench.wait(Duration::from_secs(5));
+        bench.progress(1000);
+        bench.seen.undelivered = 4321;
+        bench.wait(STALL_TIMEOUT - TENTH);
+        assert!(!bench.aborted, "progress restarts the clock");
+        bench.wait(TENTH);
+        assert!(bench.aborted);
+        bench.happen(Happening::SendFailed("aborted".into()));
+        bench.happen(Happening::ReceiveFailed("aborted".into()));
+        assert_eq!(
+            bench.ended,
+            Some(Ending::CutOff {
+                why: Stall::NoProgress(STALL_TIMEOUT),
+                undelivered: 4321
+            })
+        );
+    }
+
+    #[test]
+    fn the_peer_leaving_first_is_answered_with_what_we_have_queued() {
+        let mut bench = Bench::new(false, None);
+        bench.wait(TEN_MINUTES);
+        bench.happen(Happening::PeerClosed);
+        assert!(bench.finish_sending && !bench.aborted);
+        // Our queue drains slowly; the peer still reads.
+        for _ in 0..20 {
+            bench.wait(Duration::from_secs(5));
+            bench.progress(100);
+        }
+        bench.happen(Happening::SendFinished);
+        assert_eq!(bench.ended, Some(Ending::PeerLeft));
+    }
+
+    #[test]
+    fn a_peer_that_keeps_sending_after_our_end_is_cut_off() {
+        let mut bench = Bench::new(false, None);
+        bench.happen(Happening::Quit);
+        bench.happen(Happening::SendFinished);
+        while !bench.aborted {
+            bench.wait(Duration::from_secs(1));
+            bench.progress(100);
+        }
+        assert_eq!(bench.elapsed(), CLOSING_LIMIT);
+        bench.happen(Happening::ReceiveFailed("shut down".into()));
+        assert!(matches!(
+            bench.ended,
+            Some(Ending::CutOff {
+                why: Stall::NeverClosed(_),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn after_the_end_of_its_input_a_client_listens_as_long_as_the_server_talks() {
+        let mut bench = Bench::client();
+        bench.happen(Happening::InputEnded);
+        assert!(bench.finish_sending);
+        bench.happen(Happening::SendFinished);
+        assert_eq!(bench.wake_at, None, "no clock runs: the server may talk on");
+        bench.wait(TEN_MINUTES);
+        bench.happen(Happening::PeerClosed);
+        assert_eq!(bench.ended, Some(Ending::PeerLeft));
+    }
+
+    #[test]
+    fn the_end_of_the_operators_input_changes_nothing() {
+        let mut bench = Bench::new(false, None);
+        bench.happen(Happening::InputEnded);
+        assert!(!bench.finish_sending);
+        assert_eq!(bench.wake_at, None);
+    }
+
+    #[test]
+    fn ctrl_c_after_any_pause_ends_within_the_grace_and_says_interrupted() {
+        for pause in [TENTH, TEN_MINUTES] {
+            let mut bench = Bench::client();
+            bench.wait(pause);
+            bench.happen(Happening::Interrupted);
+            assert!(bench.finish_sending && !bench.aborted);
+            bench.wait(INTERRUPT_GRACE);
+            assert!(bench.aborted, "cut off after the grace");
+            bench.happen(Happening::SendFailed("aborted".into()));
+            bench.happen(Happening::ReceiveFailed("aborted".into()));
+            assert_eq!(bench.ended, Some(Ending::Interrupted));
+        }
+    }
+
+    #[test]
+    fn ctrl_c_with_a_prompt_peer_is_a_clean_interrupt() {
+        let mut bench = Bench::client();
+        bench.happen(Happening::Interrupted);
+        bench.wait(TENTH);
+        bench.both_close();
+        assert!(!bench.aborted);
+        assert_eq!(bench.ended, Some(Ending::Interrupted));
+    }
+
+    #[test]
+    fn a_second_ctrl_c_cuts_off_at_once() {
+        let mut bench = Bench::client();
+        bench.happen(Happening::Quit);
+        bench.happen(Happening::Interrupted);
+        assert!(!bench.aborted);
+        bench.happen(Happening::Interrupted);
+        assert!(bench.aborted);
+    }
+
+    #[test]
+    fn idle_timeout_counts_bytes_not_messages() {
+        let idle = Duration::from_secs(5);
+        let mut bench = Bench::new(false, Some(idle));
+        // A message trickling in a byte every four seconds is traffic.
+        for _ in 0..150 {
+            bench.wait(Duration::from_secs(4));
+            bench.progress(1);
+        }
+        assert!(!bench.finish_sending, "traffic kept it alive");
+        bench.wait(idle);
+        assert!(bench.finish_sending);
+        bench.both_close();
+        assert_eq!(bench.ended, Some(Ending::Idle(idle)));
+    }
+
+    #[test]
+    fn idle_timeout_after_ten_minutes_is_reported_as_idle() {
+        let mut bench = Bench::new(false, Some(TEN_MINUTES));
+        bench.wait(TEN_MINUTES - TENTH);
+        assert!(!bench.finish_sending);
+        bench.wait(TENTH);
+        assert!(bench.finish_sending);
+        // The peer answers our end late, but within the stall timeout.
+        bench.wait(STALL_TIMEOUT - TENTH);
+        bench.both_close();
+        assert_eq!(bench.ended, Some(Ending::Idle(TEN_MINUTES)));
+    }
+
+    #[test]
+    fn a_failure_is_reported_with_what_was_not_delivered() {
+        let mut bench = Bench::client();
+        bench.seen.undelivered = 77;
+        bench.happen(Happening::ReceiveFailed("connection reset by peer".into()));
+        assert!(bench.aborted);
+        bench.happen(Happening::SendFailed("broken pipe".into()));
+        assert_eq!(
+            bench.ended,
+            Some(Ending::Failed {
+                why: "connection reset by peer".into(),
+                undelivered: 77
+            })
+        );
+    }
+
+    #[test]
+    fn a_closed_stdout_ends_quietly_and_quickly() {
+        let mut bench = Bench::new(false, None);
+        bench.happen(Happening::OutputClosed);
+        bench.wait(INTERRUPT_GRACE);
+        assert!(bench.aborted);
+        bench.happen(Happening::ReceiveFailed("x".into()));
+        bench.happen(Happening::SendFailed("x".into()));
+        assert_eq!(bench.ended, Some(Ending::OutputClosed));
+    }
+
+    #[test]
+    fn nothing_is_cut_off_while_talking_however_long_the_silence() {
+        let mut bench = Bench::client();
+        assert_eq!(bench.wake_at, None);
+        bench.wait(TEN_MINUTES);
+        assert!(!bench.finish_sending && !bench.aborted);
+    }
+}

@@ -1,0 +1,318 @@
+//! What the user is shown: the peer's messages, status lines and errors, in
+//! the order they happened, through one queue with one consumer.
+//!
+//! Nothing that decides (the main thread, a conversation's ending) ever
+//! writes to stdout or stderr itself: it queues, and the consumer (the plain
+//! writer thread here, or the line editor's thread in a terminal) does the
+//! writing. So a stdout that nobody reads, a terminal on hold or a closed
+//! stderr can delay what is shown but never `q`, Ctrl-C or the next client.
+//!
+//! Messages are bounded in bytes: a receiving thread that outruns the screen
+//! waits (which is TCP flow control towards the peer) and gives up at once
+//! when its conversation is cut off. Status lines and errors never wait.
+
+use std::collections::VecDeque;
+use std::io::{self, ErrorKind, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::errors::to_stderr;
+use crate::event::Event;
+
+/// How many bytes of messages may wait for the screen before receiving waits.
+const QUEUE_LIMIT: usize = 1 << 20;
+
+/// Plain output is handed to the kernel in writes up to this size.
+const WRITE_BATCH: usize = 256 * 1024;
+
+/// One thing to show.
+#[derive(Debug)]
+pub enum Shown {
+    /// Messages from one peer, already made safe to show: each line ends in
+    /// `\n` and contains no other line end.
+    Messages {
+        from: Arc<str>,
+        text: Vec<u8>,
+    },
+    Status(String),
+    Error(String),
+}
+
+impl Shown {
+    fn weight(&self) -> usize {
+        match self {
+            Shown::Messages { text, .. } => text.len(),
+            Shown::Status(text) | Shown::Error(text) => text.len(),
+        }
+    }
+}
+
+/// The queue between everything that shows something and the one thread
+/// that writes it.
+pub struct Output {
+    state: Mutex<State>,
+    /// Signalled when something is queued (for a plain consumer) or the
+    /// queue has room or closes (for waiting producers).
+    changed: Condvar,
+    /// How an editor-thread consumer is woken; `None` for a plain one.
+    waker: Mutex<Option<Box<dyn Fn() + Send>>>,
+    events: Sender<Event>,
+}
+
+#[derive(Default)]
+struct State {
+    items: VecDeque<Shown>,
+    queued: usize,
+    /// The consumer has taken items and not finished writing them.
+    writing: bool,
+    /// Stdout is gone: messages are dropped from now on.
+    closed: bool,
+}
+
+impl Output {
+    /// `events` is told once if stdout goes away.
+    pub fn new(events: Sender<Event>) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            waker: Mutex::new(None),
+            events,
+        })
+    }
+
+    pub fn status(&self, text: impl Into<String>) {
+        self.queue(Shown::Status(text.into()));
+    }
+
+    pub fn error(&self, text: impl Into<String>) {
+        self.queue(Shown::Error(text.into()));
+    }
+
+    /// Queues messages from `from`, waiting while the queue is full unless
+    /// `cancelled` is set (then they are dropped). Returns false when they
+    /// will never be shown: stdout is gone, or the wait was cancelled.
+    pub fn messages(&self, from: &Arc<str>, text: Vec<u8>, cancelled: &AtomicBool) -> bool {
+        let mut state = self.lock();
+        while state.queued >= QUEUE_LIMIT && !state.closed {
+            if cancelled.load(Ordering::SeqCst) {
+                return false;
+            }
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        if state.closed {
+            return false;
+        }
+        let from = Arc::clone(from);
+        self.push(state, Shown::Messages { from, text });
+        true
+    }
+
+    /// Wakes producers waiting for room, so that they look at their
+    /// cancellation flag.
+    pub fn wake_waiting(&self) {
+        let _state = self.lock();
+        self.changed.notify_all();
+    }
+
+    /// Waits until everything queued has been written, stdout is gone, or
+    /// the output made no progress for `patience`; true if it all went out.
+    pub fn drain(&self, patience: Duration) -> bool {
+        let mut state = self.lock();
+        let mut last = (state.queued, Instant::now());
+        loop {
+            if state.closed || (state.items.is_empty() && !state.writing) {
+                return true;
+            }
+            if state.queued != last.0 {
+                last = (state.queued, Instant::now());
+            }
+            let Some(left) = patience.checked_sub(last.1.elapsed()) else {
+                return false;
+            };
+            let wait = left.min(Duration::from_millis(50));
+            state = match self.changed.wait_timeout(state, wait) {
+                Ok((state, _)) => state,
+                Err(e) => e.into_inner().0,
+            };
+        }
+    }
+
+    fn queue(&self, shown: Shown) {
+        let state = self.lock();
+        self.push(state, shown);
+    }
+
+    fn push(&self, mut state: MutexGuard<'_, State>, shown: Shown) {
+        let was_idle = state.items.is_empty();
+        state.queued += shown.weight();
+        state.items.push_back(shown);
+        drop(state);
+        self.changed.notify_all();
+        if was_idle && let Some(wake) = crate::lock(&self.waker).as_ref() {
+            wake();
+        }
+    }
+
+    /// For the consumer: wakes it with `waker` rather than the condition
+    /// variable (the line editor waits on its own channel).
+    pub(crate) fn set_waker(&self, waker: Option<Box<dyn Fn() + Send>>) {
+        *crate::lock(&self.waker) = waker;
+    }
+
+    /// For the consumer: moves everything queued into `into`; waits for
+    /// something first if `wait`. Call [`done`](Self::done) once written.
+    pub(crate) fn take(&self, into: &mut Vec<Shown>, wait: bool) {
+        let mut state = self.lock();
+        while wait && state.items.is_empty() {
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        into.extend(state.items.drain(..));
+        state.writing = !into.is_empty();
+    }
+
+    /// For the consumer: `items` were written (or dropped); the queue has room.
+    pub(crate) fn done(&self, items: &mut Vec<Shown>) {
+        let mut state = self.lock();
+        let weight: usize = items.iter().map(Shown::weight).sum();
+        state.queued = state.queued.saturating_sub(weight);
+        state.writing = false;
+        items.clear();
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// For the consumer: stdout is gone. Said once to the main thread.
+    pub(crate) fn close(&self) {
+        let mut state = self.lock();
+        if state.closed {
+            return;
+        }
+        state.closed = true;
+        state
+            .items
+            .retain(|item| !matches!(item, Shown::Messages { .. }));
+        drop(state);
+        self.changed.notify_all();
+        let _ = self.events.send(Event::OutputClosed);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        crate::lock(&self.state)
+    }
+}
+
+/// Starts the plain consumer: messages to stdout as lines, status and errors
+/// to stderr.
+pub fn spawn_plain_writer(output: &Arc<Output>) -> io::Result<()> {
+    let output = Arc::clone(output);
+    thread::Builder::new()
+        .name("output".into())
+        .spawn(move || write_plain(&output))?;
+    Ok(())
+}
+
+/// The plain consumer's loop, for the life of the program.
+pub(crate) fn write_plain(output: &Output) {
+    let mut items = Vec::new();
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut stdout_open = true;
+    loop {
+        output.take(&mut items, true);
+        for item in &items {
+            match item {
+                Shown::Messages { text, .. } => {
+                    if !stdout_open {
+                        continue;
+                    }
+                    batch.extend_from_slice(text);
+                    if batch.len() >= WRITE_BATCH {
+                        stdout_open = write_stdout(&mut batch, output);
+                    }
+                }
+                Shown::Status(text) => {
+                    stdout_open = stdout_open && write_stdout(&mut batch, output);
+                    to_stderr(text);
+                }
+                Shown::Error(text) => {
+                    stdout_open = stdout_open && write_stdout(&mut batch, output);
+                    to_stderr(&format!("error: {text}"));
+                }
+            }
+        }
+        if stdout_open {
+            stdout_open = write_stdout(&mut batch, output);
+        }
+        batch.clear();
+        output.done(&mut items);
+    }
+}
+
+/// Writes and empties `batch`; false (and the output closed) if stdout is gone.
+fn write_stdout(batch: &mut Vec<u8>, output: &Output) -> bool {
+    if batch.is_empty() {
+        return true;
+    }
+    let mut out = io::stdout().lock();
+    let written = out.write_all(batch).and_then(|()| out.flush());
+    batch.clear();
+    match written {
+        Ok(()) => true,
+        Err(e) if e.kind() == ErrorKind::Interrupted => true,
+        Err(_) => {
+            output.close();
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[test]
+    fn a_full_queue_holds_a_producer_until_cancelled() {
+        let (tx, _rx) = mpsc::channel();
+        let output = Output::new(tx);
+        let from: Arc<str> = Arc::from("peer");
+        let never = AtomicBool::new(false);
+        assert!(output.messages(&from, vec![b'x'; QUEUE_LIMIT], &never));
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let producer = {
+            let (output, from, cancelled) = (
+                Arc::clone(&output),
+                Arc::clone(&from),
+                Arc::clone(&cancelled),
+            );
+            thread::spawn(move || output.messages(&from, b"more\n".to_vec(), &cancelled))
+        };
+        thread::sleep(Duration::from_millis(50));
+        assert!(!producer.is_finished(), "a full queue makes it wait");
+        cancelled.store(true, Ordering::SeqCst);
+        output.wake_waiting();
+        assert!(!producer.join().unwrap(), "cancelled, so not queued");
+        // Status lines never wait, full or not.
+        output.status("still shown");
+    }
+
+    #[test]
+    fn a_closed_output_drops_messages_keeps_status_and_says_so_once() {
+        let (tx, rx) = mpsc::channel();
+        let output = Output::new(tx);
+        let from: Arc<str> = Arc::from("peer");
+        let never = AtomicBool::new(false);
+        assert!(output.messages(&from, b"a\n".to_vec(), &never));
+        output.status("s");
+        output.close();
+        output.close();
+        assert!(!output.messages(&from, b"b\n".to_vec(), &never));
+        let mut items = Vec::new();
+        output.take(&mut items, false);
+        assert!(matches!(&items[..], [Shown::Status(s)] if s == "s"));
+        assert_eq!(rx.try_iter().count(), 1);
+        assert!(output.drain(Duration::ZERO));
+    }
+}

@@ -1,0 +1,39 @@
+//! What differs between operating systems, one function each with a body per
+//! platform, so the rest of the crate reads the same everywhere.
+
+use std::net::TcpStream;
+
+/// Bytes we wrote to `stream` that the peer has not yet acknowledged (still
+/// in our kernel's send queue), where the system says; `None` where it does
+/// not, and then what the kernel took counts as delivered.
+#[cfg(target_os = "linux")]
+pub(crate) fn unacknowledged(stream: &TcpStream) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int for a TCP socket descriptor.
+    let done = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    (done == 0).then(|| u64::try_from(queued).unwrap_or(0))
+}
+
+#[cfg(target_os = "macos")]
+pub(crate) fn unacknowledged(stream: &TcpStream) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let mut queued: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: SO_NWRITE writes one int for a socket descriptor.
+    let done = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NWRITE,
+            (&mut queued as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (done == 0).then(|| u64::try_from(queued).unwrap_or(0))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+pub(crate) fn unacknowledged(_stream: &TcpStream) -> Option<u64> {
+    None
+}
