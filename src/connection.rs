@@ -37,6 +37,9 @@ struct Shared {
     moved: AtomicU64,
     /// Set by [`Connection::abort`]: a thread waiting for the screen gives up.
     cancelled: AtomicBool,
+    /// Our sending half is shut down (its FIN then counts in the kernel's
+    /// unacknowledged bytes).
+    shut_down: AtomicBool,
 }
 
 pub struct Connection {
@@ -61,7 +64,12 @@ impl Connection {
         stream.set_nodelay(true)?;
         stream.set_write_timeout(Some(WRITE_RECHECK))?;
         let shared = Arc::new(Shared::default());
-        let outbox = Arc::new(Outbox::new());
+        let outbox = {
+            let events = std::sync::Mutex::new(events.clone());
+            Arc::new(Outbox::with_backlog_alarm(move || {
+                let _ = crate::lock(&events).send(Event::Backlogged);
+            }))
+        };
         let receiver = {
             let reading = stream.try_clone()?;
             let (events, output, shared) =
@@ -112,7 +120,11 @@ impl Connection {
     pub fn observe(&self) -> Observed {
         let written = self.shared.written.load(Ordering::SeqCst);
         let accepted = self.outbox.accepted();
-        let unacked = unacknowledged(&self.stream).unwrap_or(0).min(written);
+        let fin = u64::from(self.shared.shut_down.load(Ordering::SeqCst));
+        let unacked = unacknowledged(&self.stream)
+            .unwrap_or(0)
+            .saturating_sub(fin)
+            .min(written);
         let moved = self.shared.received.load(Ordering::SeqCst) + written - unacked;
         let moved = self
             .shared
@@ -122,6 +134,7 @@ impl Connection {
         Observed {
             moved,
             undelivered: accepted.saturating_sub(written) + unacked,
+            backlogged: self.outbox.is_backlogged(),
         }
     }
 
@@ -131,9 +144,13 @@ impl Connection {
     }
 
     /// Stops both threads now: queued frames are dropped and the socket shut
-    /// down both ways, which wakes a thread blocked on it.
+    /// down both ways, which wakes a thread blocked on it. When it is closed,
+    /// the peer gets a reset, not an end of stream: what it was still sending
+    /// was not taken (otherwise a peer blocked on our full window would wait
+    /// for the kernel to give up on us, a minute or more).
     pub fn abort(&self) {
         self.shared.cancelled.store(true, Ordering::SeqCst);
+        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
         let _ = self.stream.shutdown(Shutdown::Both);
         self.outbox.abort();
         self.output.wake_waiting();
@@ -197,7 +214,9 @@ fn send(mut stream: TcpStream, outbox: &Outbox, shared: &Shared) -> io::Result<(
     if outbox.is_aborted() {
         return Ok(());
     }
-    match stream.shutdown(Shutdown::Write) {
+    let shut = stream.shutdown(Shutdown::Write);
+    shared.shut_down.store(shut.is_ok(), Ordering::SeqCst);
+    match shut {
         // The peer may already be gone entirely; that is its end, not our error.
         Err(e) if e.kind() == ErrorKind::NotConnected => Ok(()),
         other => other,

@@ -58,6 +58,8 @@ pub fn run(
                 Ok(()) => Happening::SendFinished,
                 Err(e) => Happening::SendFailed(describe_send_error(&e)),
             }),
+            // Nothing happened, but what is observed changed.
+            Event::Backlogged => None,
             // Left over from an earlier conversation.
             Event::Received { .. } | Event::Sent { .. } => None,
             other_event => {

@@ -6,10 +6,12 @@
 //! - Whoever ends first (the user's `q`, the idle timeout, the peer's end of
 //!   stream) finishes sending what was accepted, shuts down its sending half
 //!   and reads until the peer closes too, so nothing in flight is lost.
-//! - While we wait on the peer, it is cut off only after [`STALL_TIMEOUT`]
-//!   with no byte moving either way, counted from the later of the last
-//!   movement and the moment the ending began (silence before the ending is
-//!   not held against it). A slow reader is waited for as long as it reads.
+//! - While we wait on the peer (we are ending, or our user's piped input
+//!   waits for room because the peer does not read), it is cut off only
+//!   after [`STALL_TIMEOUT`] with no byte moving either way, counted from the
+//!   later of the last movement and the moment the waiting began (silence
+//!   before it is not held against the peer). A slow reader is waited for as
+//!   long as it reads.
 //! - Once our half is shut down, a peer that keeps sending without closing
 //!   its side is cut off after [`CLOSING_LIMIT`].
 //! - Ctrl-C (or SIGTERM, or stdout going away) gives the peer
@@ -25,6 +27,10 @@ pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a peer may go on sending after our half is shut down.
 pub const CLOSING_LIMIT: Duration = Duration::from_secs(30);
+
+/// While a stall clock runs, bytes moved are looked at this often, so that
+/// the clock restarts within this of the real movement.
+pub const PROGRESS_SAMPLE: Duration = Duration::from_secs(1);
 
 /// How long Ctrl-C waits for queued messages to leave before cutting off.
 pub const INTERRUPT_GRACE: Duration = Duration::from_millis(500);
@@ -58,6 +64,8 @@ pub struct Observed {
     pub moved: u64,
     /// Bytes accepted for sending that the peer has not yet taken.
     pub undelivered: u64,
+    /// Our user's input is waiting for the peer to take what is queued.
+    pub backlogged: bool,
 }
 
 /// Why we cut a peer off.
@@ -126,6 +134,8 @@ pub struct Closing {
     cause: Option<Cause>,
     /// When the cause was set: the waiting on the peer starts here.
     since: Option<Instant>,
+    /// Since when our input has been waiting on the peer, while it does.
+    backlogged_since: Option<Instant>,
     failure: Option<String>,
     cut: Option<Stall>,
     receiving: bool,
@@ -147,6 +157,7 @@ impl Closing {
             rules,
             cause: None,
             since: None,
+            backlogged_since: None,
             failure: None,
             cut: None,
             receiving: true,
@@ -169,6 +180,10 @@ impl Closing {
             self.moved_at = now;
         }
         self.undelivered = seen.undelivered;
+        self.backlogged_since = match seen.backlogged {
+            true => self.backlogged_since.or(Some(now)),
+            false => None,
+        };
         let mut decision = Decision::default();
         if let Some(happening) = happening {
             self.happen(happening, now, &mut decision);
@@ -179,7 +194,7 @@ impl Closing {
         if !self.receiving && !self.sending {
             decision.ended = Some(self.ending());
         } else if !self.aborted {
-            decision.wake_at = self.next_deadline();
+            decision.wake_at = self.next_deadline(now);
         }
         decision
     }
@@ -266,10 +281,11 @@ impl Closing {
         }
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
+    fn next_deadline(&self, now: Instant) -> Option<Instant> {
         [
             self.hurry_since.map(|t| t + INTERRUPT_GRACE),
             self.stall_deadline(),
+            self.stall_deadline().map(|_| now + PROGRESS_SAMPLE),
             self.closing_deadline(),
             self.idle_deadline(),
         ]
@@ -279,9 +295,12 @@ impl Closing {
     }
 
     /// While we wait on the peer: STALL_TIMEOUT after the later of the last
-    /// movement and the start of the ending.
+    /// movement and the start of the waiting.
     fn stall_deadline(&self) -> Option<Instant> {
-        let since = self.since?;
+        let since = match (self.since, self.backlogged_since) {
+            (Some(a), Some(b)) => a.min(b),
+            (one, other) => one.or(other)?,
+        };
         (self.receiving || self.sending).then(|| since.max(self.moved_at) + STALL_TIMEOUT)
     }
 
@@ -491,6 +510,19 @@ mod tests {
     }
 
     #[test]
+    fn progress_right_after_the_quit_does_not_double_the_wait() {
+        let mut bench = Bench::new(false, None);
+        bench.happen(Happening::Quit);
+        // The peer takes a last window's worth an instant later, then nothing.
+        bench.seen.moved += 4096;
+        bench.wait(PROGRESS_SAMPLE + STALL_TIMEOUT);
+        assert!(
+            bench.aborted,
+            "cut off within a sample of the real last movement"
+        );
+    }
+
+    #[test]
     fn a_reader_that_stops_is_cut_off_and_told_how_much_was_not_delivered() {
         let mut bench = Bench::new(false, None);
         bench.happen(Happening::Quit);
@@ -656,6 +688,46 @@ mod tests {
         bench.happen(Happening::ReceiveFailed("x".into()));
         bench.happen(Happening::SendFailed("x".into()));
         assert_eq!(bench.ended, Some(Ending::OutputClosed));
+    }
+
+    #[test]
+    fn piped_input_waiting_on_a_peer_that_reads_nothing_is_cut_off() {
+        let mut bench = Bench::client();
+        bench.wait(TEN_MINUTES);
+        bench.seen.backlogged = true;
+        bench.seen.undelivered = 3_000_000;
+        bench.progress(0);
+        bench.wait(STALL_TIMEOUT - TENTH);
+        assert!(
+            !bench.aborted,
+            "ten minutes of silence before are not held against it"
+        );
+        bench.wait(TENTH);
+        assert!(bench.aborted);
+        bench.happen(Happening::SendFailed("aborted".into()));
+        bench.happen(Happening::ReceiveFailed("aborted".into()));
+        assert_eq!(
+            bench.ended,
+            Some(Ending::CutOff {
+                why: Stall::NoProgress(STALL_TIMEOUT),
+                undelivered: 3_000_000
+            })
+        );
+    }
+
+    #[test]
+    fn piped_input_waiting_on_a_slow_reader_waits_as_long_as_it_reads() {
+        let mut bench = Bench::client();
+        bench.seen.backlogged = true;
+        bench.progress(0);
+        for _ in 0..100 {
+            bench.wait(Duration::from_secs(9));
+            bench.progress(10);
+        }
+        bench.seen.backlogged = false;
+        bench.progress(10);
+        bench.wait(TEN_MINUTES);
+        assert!(!bench.aborted && !bench.finish_sending);
     }
 
     #[test]

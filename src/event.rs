@@ -15,6 +15,8 @@ pub enum Event {
     /// Connection `id` stopped sending; `Ok` once everything was written and
     /// its sending half shut down (or it was aborted).
     Sent { id: u64, result: io::Result<()> },
+    /// A connection's outbox is full and the user's input waits on the peer.
+    Backlogged,
     /// Stdout is gone (a closed pipe): nothing more can be shown.
     OutputClosed,
     /// The server's line has a client for an idle server.

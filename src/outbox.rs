@@ -18,6 +18,8 @@ pub const OUTBOX_LIMIT: usize = 1 << 20;
 #[derive(Default)]
 pub struct Outbox {
     state: Mutex<State>,
+    /// Called when a push starts waiting for room: the peer is holding us up.
+    on_backlog: Option<Box<dyn Fn() + Send + Sync>>,
     /// Signalled when frames arrive or the outbox closes.
     filled: Condvar,
     /// Signalled when the writer takes frames or the outbox closes.
@@ -35,6 +37,8 @@ struct State {
     /// Every byte ever queued, for the count of what was not delivered.
     accepted: u64,
     spare: Vec<Vec<u8>>,
+    /// Pushes waiting for room.
+    waiting: usize,
     /// No more frames will be accepted; the writer sends what is queued and stops.
     closed: bool,
     /// Queued frames are discarded and the writer stops at once.
@@ -61,8 +65,23 @@ pub enum Room {
 }
 
 impl Outbox {
+    #[cfg(test)]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An outbox that calls `on_backlog` whenever a push starts waiting for
+    /// room.
+    pub fn with_backlog_alarm(on_backlog: impl Fn() + Send + Sync + 'static) -> Self {
+        Self {
+            on_backlog: Some(Box::new(on_backlog)),
+            ..Self::default()
+        }
+    }
+
+    /// Whether a push is waiting for room now.
+    pub fn is_backlogged(&self) -> bool {
+        self.lock().waiting > 0
     }
 
     /// Queues the frames in `batch`, leaving it empty (its allocation swapped
@@ -70,12 +89,21 @@ impl Outbox {
     /// its limit.
     pub fn push(&self, batch: &mut Vec<u8>, room: Room) -> Pushed {
         let mut state = self.lock();
-        while room == Room::Wait
-            && state.queued_bytes >= OUTBOX_LIMIT
-            && !state.closed
-            && !state.aborted
-        {
-            state = self.drained.wait(state).unwrap_or_else(|e| e.into_inner());
+        let full = |state: &State| {
+            room == Room::Wait
+                && state.queued_bytes >= OUTBOX_LIMIT
+                && !state.closed
+                && !state.aborted
+        };
+        if full(&state) {
+            state.waiting += 1;
+            if let Some(alarm) = &self.on_backlog {
+                alarm();
+            }
+            while full(&state) {
+                state = self.drained.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+            state.waiting -= 1;
         }
         if state.closed || state.aborted {
             batch.clear();
@@ -202,8 +230,10 @@ mod tests {
             !pusher.is_finished(),
             "a full outbox makes a waiting push wait"
         );
+        assert!(outbox.is_backlogged());
         outbox.abort();
         assert_eq!(pusher.join().unwrap(), Pushed::Closed);
+        assert!(!outbox.is_backlogged());
         assert!(!outbox.take(&mut Vec::new()));
     }
 

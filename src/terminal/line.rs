@@ -98,17 +98,23 @@ impl Line {
         Outcome::Edited
     }
 
-    /// Pasted text goes in where the cursor is; each line end in it enters
-    /// the line so far. Returns the lines entered, in order.
+    /// Pasted text goes in where the cursor is; each line end in it (`\n`,
+    /// `\r\n`, or the `\r` most terminals paste) enters the line so far.
+    /// Returns the lines entered, in order.
     pub(super) fn paste(&mut self, text: &str) -> Vec<String> {
         let mut entered = Vec::new();
-        let mut pieces = text.split('\n').peekable();
-        while let Some(piece) = pieces.next() {
-            self.insert(piece.strip_suffix('\r').unwrap_or(piece));
-            if pieces.peek().is_some() {
-                entered.push(self.submit());
-            }
+        let mut rest = text;
+        while let Some(end) = rest.find(['\r', '\n']) {
+            self.insert(&rest[..end]);
+            entered.push(self.submit());
+            let skip = if rest[end..].starts_with("\r\n") {
+                2
+            } else {
+                1
+            };
+            rest = &rest[end + skip..];
         }
+        self.insert(rest);
         entered
     }
 
@@ -288,8 +294,8 @@ mod tests {
     fn a_paste_enters_each_complete_line_and_keeps_the_rest() {
         let mut line = Line::default();
         typed(&mut line, "> ");
-        let entered = line.paste("first\r\nsecond\nthi");
-        assert_eq!(entered, ["> first", "second"]);
-        assert_eq!(line.text(), "thi");
+        let entered = line.paste("first\r\nsecond\nthird\rfourth\n\nfif");
+        assert_eq!(entered, ["> first", "second", "third", "fourth", ""]);
+        assert_eq!(line.text(), "fif");
     }
 }

@@ -10,8 +10,14 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Upper bound for anything a test waits on; generous for a loaded CI machine.
-pub const PATIENCE: Duration = Duration::from_secs(20);
+/// Upper bound for anything a test waits on: above the programs' longest
+/// timeout (30 s for a peer to close after our end), and generous for a
+/// loaded CI machine. Tests go on as soon as what they wait for happens.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A pause longer than every timeout the programs run while a conversation
+/// goes on (the 10 s stall timeout is the longest), as a person takes.
+pub const HUMAN_PAUSE: Duration = Duration::from_secs(11);
 
 pub const SERVER: &str = env!("CARGO_BIN_EXE_chat-server");
 pub const CLIENT: &str = env!("CARGO_BIN_EXE_chat-client");
@@ -28,6 +34,12 @@ pub struct Program {
 
 impl Program {
     pub fn spawn(path: &str, args: &[&str]) -> Self {
+        Self::spawn_reading_stdout(path, args, usize::MAX)
+    }
+
+    /// Like [`spawn`](Self::spawn), with the program's stdout read at about
+    /// `bytes_per_second`, as a slow terminal or pipeline would.
+    pub fn spawn_reading_stdout(path: &str, args: &[&str], bytes_per_second: usize) -> Self {
         let mut child = Command::new(path)
             .args(args)
             .stdin(Stdio::piped())
@@ -35,7 +47,11 @@ impl Program {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {path}: {e}"));
-        let stdout = lines_of(child.stdout.take().unwrap());
+        let stdout = child.stdout.take().unwrap();
+        let stdout = match bytes_per_second {
+            usize::MAX => lines_of(stdout),
+            rate => lines_of(Slow::new(stdout, rate)),
+        };
         let stderr = lines_of(child.stderr.take().unwrap());
         Self {
             stdin: child.stdin.take(),
@@ -146,11 +162,12 @@ impl Program {
     }
 
     pub fn interrupt(&self) {
-        let status = Command::new("kill")
-            .args(["-INT", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        self.signal("INT");
+    }
+
+    /// Sends the signal named `name` (`INT`, `TERM`…).
+    pub fn signal(&self, name: &str) {
+        kill(self.pid(), name);
     }
 }
 
@@ -158,6 +175,39 @@ impl Drop for Program {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A reader that hands out at most `rate` bytes a second, in reads of a
+/// tenth of that.
+struct Slow<R> {
+    inner: R,
+    rate: usize,
+    started: Instant,
+    given: usize,
+}
+
+impl<R> Slow<R> {
+    fn new(inner: R, rate: usize) -> Self {
+        Self {
+            inner,
+            rate,
+            started: Instant::now(),
+            given: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for Slow<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let due = Duration::from_secs_f64(self.given as f64 / self.rate as f64);
+        if let Some(early) = due.checked_sub(self.started.elapsed()) {
+            thread::sleep(early);
+        }
+        let chunk = (self.rate / 10).max(1).min(buf.len());
+        let n = self.inner.read(&mut buf[..chunk])?;
+        self.given += n;
+        Ok(n)
     }
 }
 
@@ -316,4 +366,50 @@ pub fn polite_exchange(server: SocketAddr, messages: &[&str]) -> Vec<String> {
         received.push(String::from_utf8(payload).unwrap());
     }
     received
+}
+
+/// Sends the signal named `name` to `pid`.
+pub fn kill(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+/// Waits for a child started by hand to exit, killing it after [`PATIENCE`].
+pub fn wait_child(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("program did not exit within {PATIENCE:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A chat-server started by hand on a free loopback port, with `stdout` as
+/// the test asks; its stderr's lines come through the receiver.
+pub fn server_child(extra: &[&str], stdout: Stdio) -> (Child, SocketAddr, Receiver<String>) {
+    let mut child = Command::new(SERVER)
+        .args(["--bind", "127.0.0.1:0"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = lines_of(child.stderr.take().unwrap());
+    let line = stderr
+        .recv_timeout(PATIENCE)
+        .expect("the server says where it listens");
+    let addr = line
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("not a listening line: {line:?}"));
+    (child, addr, stderr)
 }

@@ -1,0 +1,330 @@
+//! Every message and every ending right at human pace: pauses longer than
+//! every internal timeout, slow readers, a stdout nobody reads, keepalives
+//! after messages, a closed stderr.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::thread;
+
+use support::{
+    CLIENT, HUMAN_PAUSE, PATIENCE, Program, SERVER, Server, frame, read_frame, read_text,
+};
+
+/// A server and a client that have exchanged a line each way.
+fn talking_pair(server_args: &[&str], client_args: &[&str]) -> (Server, Program) {
+    let mut server = Server::start(server_args);
+    let mut client = server.connect_client(client_args);
+    server.expect_status("connected");
+    client.say("hello from the client");
+    server.expect_message("hello from the client");
+    server.say("hello from the server");
+    client.expect_message("hello from the server");
+    (server, client)
+}
+
+fn no_errors(program: &mut Program, who: &str) {
+    let seen = program.drain_stderr();
+    assert!(
+        !seen.iter().any(|l| l.contains("error")),
+        "{who} reported an error: {seen:?}"
+    );
+}
+
+/// Each way a conversation ends, after a silence longer than every internal
+/// timeout. The pairs are set up first and share one pause.
+#[test]
+fn every_ending_is_right_after_a_pause_longer_than_every_timeout() {
+    let mut client_quits = talking_pair(&["--once"], &[]);
+    let mut server_quits = talking_pair(&["--once"], &[]);
+    let mut client_input_ends = talking_pair(&["--once"], &[]);
+    let mut server_input_ends = talking_pair(&["--once"], &[]);
+    let mut client_interrupted = talking_pair(&["--once"], &[]);
+    let mut server_interrupted = talking_pair(&["--once"], &[]);
+    let mut server_terminated = talking_pair(&["--once"], &[]);
+    thread::sleep(HUMAN_PAUSE);
+
+    // `q` from the client.
+    let (server, client) = &mut client_quits;
+    client.say("q");
+    assert_eq!(client.wait().code(), Some(0));
+    server.expect_status(" left");
+    assert_eq!(server.wait().code(), Some(0));
+    no_errors(client, "client after q");
+    no_errors(server, "server after the client's q");
+
+    // `q` from the server.
+    let (server, client) = &mut server_quits;
+    server.say("q");
+    client.expect_status("the server ended the conversation");
+    assert_eq!(client.wait().code(), Some(0));
+    server.expect_status("ended the conversation with");
+    assert_eq!(server.wait().code(), Some(0));
+    no_errors(client, "client after the server's q");
+    no_errors(server, "server after q");
+
+    // The client's input ends: it keeps listening until the server ends.
+    let (server, client) = &mut client_input_ends;
+    client.close_stdin();
+    server.expect_status(" left");
+    client.expect_status("the server ended the conversation");
+    assert_eq!(client.wait().code(), Some(0));
+    assert_eq!(server.wait().code(), Some(0));
+    no_errors(client, "client after its input ended");
+    no_errors(server, "server after the client's input ended");
+
+    // The operator's input ends: the conversation goes on, receive-only.
+    let (server, client) = &mut server_input_ends;
+    server.close_stdin();
+    server.expect_status("standard input has ended");
+    client.say("still heard");
+    server.expect_message("still heard");
+    client.say("q");
+    assert_eq!(client.wait().code(), Some(0));
+    assert_eq!(server.wait().code(), Some(0));
+    no_errors(server, "server after its input ended");
+
+    // Ctrl-C on the client: 130, and the server sees a clean leave.
+    let (server, client) = &mut client_interrupted;
+    client.interrupt();
+    assert_eq!(client.wait().code(), Some(130));
+    server.expect_status(" left");
+    assert_eq!(server.wait().code(), Some(0));
+    no_errors(server, "server after the client's Ctrl-C");
+
+    // Ctrl-C, and SIGTERM, on the server: 130, and the client is told.
+    let (server, client) = &mut server_interrupted;
+    server.interrupt();
+    assert_eq!(server.wait().code(), Some(130));
+    client.expect_status("the server ended the conversation");
+    assert_eq!(client.wait().code(), Some(0));
+    no_errors(client, "client after the server's Ctrl-C");
+    let (server, client) = &mut server_terminated;
+    server.signal("TERM");
+    assert_eq!(server.wait().code(), Some(130));
+    client.expect_status("the server ended the conversation");
+    assert_eq!(client.wait().code(), Some(0));
+}
+
+/// The idle timeout, on either side, after the same kind of silence: its own
+/// message, not a stall.
+#[test]
+fn the_idle_timeout_says_so_on_either_side() {
+    let (mut server, mut client) = talking_pair(&["--once", "--idle-timeout", "2"], &[]);
+    server.expect_status("no traffic for 2 s; conversation ended");
+    client.expect_status("the server ended the conversation");
+    assert_eq!(client.wait().code(), Some(0));
+    assert_eq!(server.wait().code(), Some(0));
+    no_errors(&mut server, "server after its idle timeout");
+
+    let (mut server, mut client) = talking_pair(&["--once"], &["--idle-timeout", "2"]);
+    client.expect_status("no traffic for 2 s; conversation ended");
+    assert_eq!(client.wait().code(), Some(0));
+    server.expect_status(" left");
+    assert_eq!(server.wait().code(), Some(0));
+    no_errors(&mut client, "client after its idle timeout");
+}
+
+/// A message trickling in byte by byte, and keepalives, are traffic.
+#[test]
+fn the_idle_timeout_counts_bytes_and_keepalives() {
+    let mut server = Server::start(&["--once", "--idle-timeout", "2"]);
+    let mut raw = server.raw();
+    server.expect_status("connected");
+    let message = frame(b"slowly but surely");
+    // Three seconds of traffic that completes no message until the end, then
+    // three of keepalives only.
+    for byte in &message {
+        raw.write_all(&[*byte]).unwrap();
+        thread::sleep(std::time::Duration::from_millis(150));
+    }
+    server.expect_message("slowly but surely");
+    for _ in 0..6 {
+        raw.write_all(&frame(b"")).unwrap();
+        thread::sleep(std::time::Duration::from_millis(500));
+    }
+    raw.write_all(&frame(b"still here")).unwrap();
+    server.expect_message("still here");
+    // Then silence: the timeout ends it, and the peer, told so by the end of
+    // the stream, closes too.
+    raw.set_read_timeout(Some(PATIENCE)).unwrap();
+    assert_eq!(read_frame(&mut raw), None);
+    raw.shutdown(Shutdown::Write).unwrap();
+    server.expect_status("no traffic for 2 s; conversation ended");
+    assert_eq!(server.wait().code(), Some(0));
+}
+
+#[test]
+fn a_message_followed_by_a_keepalive_is_shown_at_once_both_ways() {
+    // A peer writes a message and a keepalive together, then waits.
+    let mut server = Server::start(&[]);
+    let mut raw = server.raw();
+    raw.write_all(&[frame(b"before a keepalive"), frame(b"")].concat())
+        .unwrap();
+    server.expect_message("before a keepalive");
+    raw.write_all(&[frame(b"one"), frame(b""), frame(b"two"), frame(b"")].concat())
+        .unwrap();
+    server.expect_message("one");
+    server.expect_message("two");
+
+    // The other way: a server that is a raw peer.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut client = Program::spawn(CLIENT, &["--connect", &addr]);
+    let (mut peer, _) = listener.accept().unwrap();
+    peer.write_all(&[frame(b"to the client"), frame(b"")].concat())
+        .unwrap();
+    client.expect_message("to the client");
+    // And when the stream ends right after a keepalive.
+    peer.write_all(&[frame(b"last words"), frame(b"")].concat())
+        .unwrap();
+    peer.shutdown(Shutdown::Write).unwrap();
+    client.expect_message("last words");
+    client.expect_status("the server ended the conversation");
+    assert_eq!(client.wait().code(), Some(0));
+}
+
+/// Lines of a few megabytes, numbered so that a loss or a swap shows.
+fn flood(who: &str, bytes: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut size = 0;
+    while size < bytes {
+        let line = format!("{who} {} {}", lines.len(), "f".repeat(lines.len() % 300));
+        size += line.len() + 1;
+        lines.push(line);
+    }
+    lines
+}
+
+/// Each side floods and quits at once, towards a peer whose stdout is read at
+/// about 1 MB/s: everything arrives, byte for byte, and both exit 0.
+#[test]
+fn a_flood_then_q_reaches_a_slow_reader_byte_exact() {
+    const RATE: usize = 1 << 20;
+    let lines = flood("operator", 4 << 20);
+    let mut server = Server::start(&["--once"]);
+    let addr = server.addr.to_string();
+    let mut client = Program::spawn_reading_stdout(CLIENT, &["--connect", &addr], RATE);
+    server.expect_status("connected");
+    server.type_raw(format!("{}\nq\n", lines.join("\n")).as_bytes());
+    for line in &lines {
+        client.expect_message(line);
+    }
+    client.expect_status("the server ended the conversation");
+    assert_eq!(client.wait().code(), Some(0));
+    assert_eq!(server.wait().code(), Some(0));
+    no_errors(&mut server, "server after flooding a slow reader");
+    no_errors(&mut client, "slow client");
+
+    let lines = flood("client", 4 << 20);
+    let mut server =
+        Program::spawn_reading_stdout(SERVER, &["--bind", "127.0.0.1:0", "--once"], RATE);
+    let listening = server.expect_status("listening on ");
+    let addr = listening.trim_start_matches("listening on ").to_string();
+    let mut client = Program::spawn(CLIENT, &["--connect", &addr]);
+    client.type_raw(format!("{}\nq\n", lines.join("\n")).as_bytes());
+    for line in &lines {
+        server.expect_message(line);
+    }
+    assert_eq!(client.wait().code(), Some(0));
+    assert_eq!(server.wait().code(), Some(0));
+    no_errors(&mut server, "slow server");
+    no_errors(&mut client, "client after flooding a slow reader");
+}
+
+/// A client whose stdout is a pipe nobody reads.
+fn client_with_unread_stdout(addr: &str) -> std::process::Child {
+    Command::new(CLIENT)
+        .args(["--connect", addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn ctrl_c_and_sigterm_end_a_program_whose_stdout_nobody_reads() {
+    for signal in ["INT", "TERM"] {
+        // The server, flooded by a client.
+        let (mut server, addr, _stderr) = support::server_child(&[], Stdio::piped());
+        let _unread = server.stdout.take();
+        let mut client = TcpStream::connect(addr).unwrap();
+        let flooder = thread::spawn(move || {
+            let batch = frame(&[b'x'; 1000]).repeat(1000);
+            while client.write_all(&batch).is_ok() {}
+        });
+        // A second client waits in line meanwhile.
+        let mut waiting = TcpStream::connect(addr).unwrap();
+        waiting.set_read_timeout(Some(PATIENCE)).unwrap();
+        assert!(read_text(&mut waiting).contains("in line"));
+        thread::sleep(std::time::Duration::from_millis(500));
+        support::kill(server.id(), signal);
+        assert_eq!(
+            support::wait_child(&mut server).code(),
+            Some(130),
+            "server, SIG{signal}"
+        );
+        // Everyone is released.
+        while read_frame(&mut waiting).is_some() {}
+        flooder.join().unwrap();
+
+        // The client, flooded by its server.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mut client = client_with_unread_stdout(&addr);
+        let (mut peer, _) = listener.accept().unwrap();
+        let flooder = thread::spawn(move || {
+            let batch = frame(&[b'y'; 1000]).repeat(1000);
+            while peer.write_all(&batch).is_ok() {}
+        });
+        thread::sleep(std::time::Duration::from_millis(500));
+        support::kill(client.id(), signal);
+        assert_eq!(
+            support::wait_child(&mut client).code(),
+            Some(130),
+            "client, SIG{signal}"
+        );
+        flooder.join().unwrap();
+    }
+}
+
+#[test]
+fn a_closed_stderr_is_never_a_crash_and_loses_no_message() {
+    let mut server = Server::start(&["--once"]);
+    let addr = server.addr.to_string();
+    let mut client = Command::new(CLIENT)
+        .args(["--connect", &addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Nobody will read the client's stderr: writing to it fails.
+    drop(client.stderr.take());
+    let mut stdin = client.stdin.take().unwrap();
+    server.expect_status("connected");
+    stdin.write_all(b"through a closed stderr\nq\n").unwrap();
+    server.expect_message("through a closed stderr");
+    assert_eq!(support::wait_child(&mut client).code(), Some(0));
+    server.expect_status(" left");
+    assert_eq!(server.wait().code(), Some(0));
+
+    // The server with a stderr closed after its first line serves as ever.
+    let (mut server, addr, stderr) = support::server_child(&["--once"], Stdio::piped());
+    drop(stderr);
+    let mut peer = TcpStream::connect(addr).unwrap();
+    peer.write_all(&frame(b"heard anyway")).unwrap();
+    peer.shutdown(Shutdown::Write).unwrap();
+    let mut out = String::new();
+    server
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(out, "heard anyway\n");
+    assert_eq!(support::wait_child(&mut server).code(), Some(0));
+}
