@@ -11,6 +11,7 @@ use crate::connection::Connection;
 use crate::conversation;
 use crate::ending::{Ending, Rules, STALL_TIMEOUT};
 use crate::errors::{describe_failure, lowercase_os_error};
+use crate::event::{Event, Input};
 use crate::input::AfterQuit;
 use crate::terminal::Console;
 
@@ -98,10 +99,25 @@ pub fn run(stream: TcpStream, config: Config) -> io::Result<Exit> {
         input_end_closes: true,
         idle_timeout: config.idle_timeout,
     };
-    let ending = conversation::run(0, connection, &inbox, rules, |_| {});
+    let mut input_ended = false;
+    let ending = conversation::run(
+        0,
+        connection,
+        "the server",
+        &output,
+        &inbox,
+        rules,
+        |event| {
+            input_ended |= matches!(event, Event::Input(Input::Closed));
+        },
+    );
     console.recipient.set(None);
     console.close();
     let exit = match &ending {
+        Ending::PeerLeft if input_ended => {
+            output.status("input ended, and the server has closed its side too");
+            Exit::Success
+        }
         Ending::PeerLeft => {
             output.status("the server ended the conversation");
             Exit::Success

@@ -24,9 +24,9 @@ use crate::outbox::Outbox;
 use crate::output::Output;
 use crate::platform::unacknowledged;
 
-/// How often a write blocked on a full socket looks whether it was aborted
-/// (a shutdown wakes it on most systems; this is the backstop).
-const WRITE_RECHECK: Duration = Duration::from_millis(250);
+/// How often a read or write blocked on the socket looks whether it was
+/// aborted: a shutdown wakes it on Linux, but not everywhere (Windows).
+const RECHECK: Duration = Duration::from_millis(250);
 
 /// What the threads and the owner share.
 #[derive(Default)]
@@ -62,7 +62,8 @@ impl Connection {
         events: &Sender<Event>,
     ) -> io::Result<Self> {
         stream.set_nodelay(true)?;
-        stream.set_write_timeout(Some(WRITE_RECHECK))?;
+        stream.set_write_timeout(Some(RECHECK))?;
+        stream.set_read_timeout(Some(RECHECK))?;
         let shared = Arc::new(Shared::default());
         let outbox = {
             let events = std::sync::Mutex::new(events.clone());
@@ -150,6 +151,8 @@ impl Connection {
     /// for the kernel to give up on us, a minute or more).
     pub fn abort(&self) {
         self.shared.cancelled.store(true, Ordering::SeqCst);
+        // Its FIN is now in the kernel's queue, not a byte of ours.
+        self.shared.shut_down.store(true, Ordering::SeqCst);
         let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
         let _ = self.stream.shutdown(Shutdown::Both);
         self.outbox.abort();
@@ -179,6 +182,12 @@ fn receive(
     loop {
         let read = match frames.fill() {
             Ok(read) => read,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if shared.cancelled.load(Ordering::SeqCst) {
+                    return ReceiveEnd::Failed(ErrorKind::ConnectionAborted.into());
+                }
+                continue;
+            }
             Err(e) => return ReceiveEnd::Failed(e),
         };
         shared.received.fetch_add(read as u64, Ordering::SeqCst);

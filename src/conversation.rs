@@ -9,13 +9,16 @@ use crate::connection::Connection;
 use crate::ending::{Closing, Ending, Happening, Rules};
 use crate::errors::{describe_receive_error, describe_send_error};
 use crate::event::{Event, Input, ReceiveEnd};
+use crate::output::Output;
 
-/// Runs the conversation on `connection` (reporting as `id`) to its end,
-/// handling the events that concern it; every other event goes to `other`.
-/// Returns once both of its threads are done.
+/// Runs the conversation with `peer` on `connection` (reporting as `id`) to
+/// its end, handling the events that concern it; every other event goes to
+/// `other`. Returns once both of its threads are done.
 pub fn run(
     id: u64,
     connection: Connection,
+    peer: &str,
+    output: &Output,
     events: &Receiver<Event>,
     rules: Rules,
     mut other: impl FnMut(Event),
@@ -23,7 +26,16 @@ pub fn run(
     let mut closing = Closing::new(rules, Instant::now());
     let mut happening = None;
     let ending = loop {
-        let decision = closing.step(Instant::now(), connection.observe(), happening.take());
+        let seen = connection.observe();
+        let decision = closing.step(Instant::now(), seen, happening.take());
+        if decision.still_waiting {
+            output.status(match seen.undelivered {
+                0 => format!("waiting for {peer} to close its side (Ctrl-C to stop now)"),
+                n => format!(
+                    "waiting for {peer} to take the last {n} bytes and close (Ctrl-C to stop now)"
+                ),
+            });
+        }
         if decision.finish_sending {
             connection.finish_sending();
         }
@@ -42,7 +54,10 @@ pub fn run(
             None => events.recv().expect("main holds a sender"),
         };
         happening = match event {
-            Event::Input(Input::Quit) => Some(Happening::Quit),
+            Event::Input(Input::Quit) => {
+                other(Event::Input(Input::Quit));
+                Some(Happening::Quit)
+            }
             Event::Input(Input::Closed) => {
                 // The program may have more to do with it (the server says so).
                 other(Event::Input(Input::Closed));

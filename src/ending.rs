@@ -32,6 +32,9 @@ pub const CLOSING_LIMIT: Duration = Duration::from_secs(30);
 /// the clock restarts within this of the real movement.
 pub const PROGRESS_SAMPLE: Duration = Duration::from_secs(1);
 
+/// An ending that takes this long is worth a word to the user.
+pub const NOTICE_AFTER: Duration = Duration::from_secs(1);
+
 /// How long Ctrl-C waits for queued messages to leave before cutting off.
 pub const INTERRUPT_GRACE: Duration = Duration::from_millis(500);
 
@@ -113,6 +116,9 @@ pub struct Decision {
     pub abort: bool,
     /// Both halves are done: the conversation is over.
     pub ended: Option<Ending>,
+    /// We have waited on the peer for [`NOTICE_AFTER`]: worth telling the
+    /// user what we wait for (given once).
+    pub still_waiting: bool,
     /// Step again at this time if nothing happens before.
     pub wake_at: Option<Instant>,
 }
@@ -136,6 +142,10 @@ pub struct Closing {
     since: Option<Instant>,
     /// Since when our input has been waiting on the peer, while it does.
     backlogged_since: Option<Instant>,
+    /// When our input ended and so our sending half began to close.
+    input_ended_at: Option<Instant>,
+    /// The "still waiting" notice was given.
+    noticed: bool,
     failure: Option<String>,
     cut: Option<Stall>,
     receiving: bool,
@@ -158,6 +168,8 @@ impl Closing {
             cause: None,
             since: None,
             backlogged_since: None,
+            input_ended_at: None,
+            noticed: false,
             failure: None,
             cut: None,
             receiving: true,
@@ -207,6 +219,7 @@ impl Closing {
             }
             Happening::InputEnded => {
                 if self.rules.input_end_closes {
+                    self.input_ended_at.get_or_insert(now);
                     self.finish(decision);
                 }
             }
@@ -269,6 +282,13 @@ impl Closing {
             self.abort(decision);
             return;
         }
+        if !self.noticed
+            && let Some(at) = self.notice_at()
+            && now >= at
+        {
+            self.noticed = true;
+            decision.still_waiting = true;
+        }
         if let Some(deadline) = self.idle_deadline()
             && now >= deadline
         {
@@ -286,6 +306,8 @@ impl Closing {
             self.hurry_since.map(|t| t + INTERRUPT_GRACE),
             self.stall_deadline(),
             self.stall_deadline().map(|_| now + PROGRESS_SAMPLE),
+            self.idle_deadline().map(|_| now + PROGRESS_SAMPLE),
+            self.notice_at().filter(|_| !self.noticed),
             self.closing_deadline(),
             self.idle_deadline(),
         ]
@@ -297,11 +319,26 @@ impl Closing {
     /// While we wait on the peer: STALL_TIMEOUT after the later of the last
     /// movement and the start of the waiting.
     fn stall_deadline(&self) -> Option<Instant> {
-        let since = match (self.since, self.backlogged_since) {
-            (Some(a), Some(b)) => a.min(b),
-            (one, other) => one.or(other)?,
-        };
+        let since = self.waiting_since()?;
         (self.receiving || self.sending).then(|| since.max(self.moved_at) + STALL_TIMEOUT)
+    }
+
+    /// Since when we have been waiting on the peer: we are ending, our
+    /// input waits for room, or our input ended with data still to deliver.
+    fn waiting_since(&self) -> Option<Instant> {
+        let input_ended = self.input_ended_at.filter(|_| self.sending);
+        [self.since, self.backlogged_since, input_ended]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// When an ending has taken long enough to be worth a word.
+    fn notice_at(&self) -> Option<Instant> {
+        if self.hurry_since.is_some() || !(self.receiving || self.sending) {
+            return None;
+        }
+        Some(self.since? + NOTICE_AFTER)
     }
 
     /// Once we are ending and our half is shut down: CLOSING_LIMIT for the
@@ -728,6 +765,45 @@ mod tests {
         bench.progress(10);
         bench.wait(TEN_MINUTES);
         assert!(!bench.aborted && !bench.finish_sending);
+    }
+
+    #[test]
+    fn input_ended_with_data_a_peer_never_takes_is_cut_off() {
+        let mut bench = Bench::client();
+        bench.seen.undelivered = 5_000_000;
+        bench.happen(Happening::InputEnded);
+        bench.wait(STALL_TIMEOUT);
+        assert!(bench.aborted);
+    }
+
+    #[test]
+    fn a_slow_ending_is_told_once_a_fast_one_never() {
+        let mut bench = Bench::new(false, None);
+        bench.happen(Happening::Quit);
+        let mut told = 0;
+        for _ in 0..30 {
+            bench.now += TENTH;
+            let decision = bench.closing.step(bench.now, bench.seen, None);
+            told += usize::from(decision.still_waiting);
+            bench.apply(decision);
+        }
+        assert_eq!(told, 1);
+
+        let mut bench = Bench::new(false, None);
+        bench.happen(Happening::Quit);
+        bench.wait(NOTICE_AFTER - TENTH);
+        bench.both_close();
+        assert_eq!(bench.ended, Some(Ending::Quit));
+    }
+
+    #[test]
+    fn the_idle_clock_restarts_within_a_sample_of_the_first_movement() {
+        let idle = Duration::from_secs(3);
+        let mut bench = Bench::new(false, Some(idle));
+        // A notice goes out right at the start, seen only at the next sample.
+        bench.seen.moved += 50;
+        bench.wait(idle + PROGRESS_SAMPLE);
+        assert!(bench.finish_sending, "idle by {:?}", bench.elapsed());
     }
 
     #[test]

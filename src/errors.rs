@@ -30,13 +30,35 @@ pub fn describe_send_error(e: &io::Error) -> String {
     }
 }
 
-/// `io::Error`'s text without the "(os error N)" tail, starting lowercase.
+/// An OS error as one lowercase line without "(os error N)", worded the
+/// same on every platform: the common network and file errors get the Unix
+/// wording (Windows words them differently), the rest the system's own.
 pub fn lowercase_os_error(e: &io::Error) -> String {
+    let common = match e.kind() {
+        ErrorKind::AddrInUse => "address already in use",
+        ErrorKind::AddrNotAvailable => "cannot assign requested address",
+        ErrorKind::ConnectionRefused => "connection refused",
+        ErrorKind::ConnectionReset => "connection reset by peer",
+        ErrorKind::ConnectionAborted => "software caused connection abort",
+        ErrorKind::NotConnected => "transport endpoint is not connected",
+        ErrorKind::BrokenPipe => "broken pipe",
+        ErrorKind::TimedOut => "connection timed out",
+        ErrorKind::HostUnreachable => "no route to host",
+        ErrorKind::NetworkUnreachable => "network is unreachable",
+        ErrorKind::NetworkDown => "network is down",
+        ErrorKind::PermissionDenied => "permission denied",
+        ErrorKind::NotFound => "no such file or directory",
+        _ => "",
+    };
+    if !common.is_empty() && e.raw_os_error().is_some() {
+        return common.to_string();
+    }
     let text = e.to_string();
     let text = match text.find(" (os error") {
         Some(at) => &text[..at],
         None => &text,
     };
+    let text = text.trim_end().trim_end_matches('.');
     let mut chars = text.chars();
     match chars.next() {
         Some(first) => first.to_lowercase().chain(chars).collect(),
@@ -84,4 +106,29 @@ pub fn to_stderr(line: &str) {
     let _ = err.write_all(line.as_bytes());
     let _ = err.write_all(b"\n");
     let _ = err.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_errors_read_the_same_everywhere() {
+        let refused = io::Error::from(ErrorKind::ConnectionRefused);
+        // Without an OS code it is our own error: its own words, lowercase.
+        assert_eq!(lowercase_os_error(&refused), "connection refused");
+        #[cfg(unix)]
+        {
+            let in_use = io::Error::from_raw_os_error(libc::EADDRINUSE);
+            assert_eq!(lowercase_os_error(&in_use), "address already in use");
+            let files = io::Error::from_raw_os_error(libc::EMFILE);
+            assert_eq!(lowercase_os_error(&files), "too many open files");
+        }
+        #[cfg(windows)]
+        {
+            // WSAEADDRINUSE, which Windows words "Only one usage of each socket address…".
+            let in_use = io::Error::from_raw_os_error(10048);
+            assert_eq!(lowercase_os_error(&in_use), "address already in use");
+        }
+    }
 }

@@ -154,14 +154,23 @@ fn serve(
         };
         output.status(format!("{peer} connected{waiting}{quiet}"));
 
-        let ending = conversation::run(next_id, connection, inbox, rules, |event| match event {
-            Event::Input(Input::Closed) => {
-                operator_gone = true;
-                output.status(INPUT_ENDED);
-            }
-            Event::LineChanged => console.set_prompt(&prompt()),
-            _ => {}
-        });
+        let ending = conversation::run(
+            next_id,
+            connection,
+            &label,
+            output,
+            inbox,
+            rules,
+            |event| match event {
+                Event::Input(Input::Closed) => {
+                    operator_gone = true;
+                    output.status(INPUT_ENDED);
+                }
+                Event::LineChanged => console.set_prompt(&prompt()),
+                Event::Input(Input::Quit) => console.set_prompt(&format!("[ending {peer}] > ")),
+                _ => {}
+            },
+        );
         console.recipient.set(None);
         // Free the server (or take the next in line) before saying so, so that a
         // client that connects after reading the report is served at once.

@@ -133,7 +133,7 @@ fn end_of_client_input_keeps_it_listening_until_the_server_closes() {
         .unwrap();
     raw.shutdown(Shutdown::Write).unwrap();
     client.expect_message("reply after your input ended");
-    client.expect_status("the server ended the conversation");
+    client.expect_status("input ended, and the server has closed its side too");
     assert_eq!(client.wait().code(), Some(0));
 }
 

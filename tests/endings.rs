@@ -9,9 +9,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::thread;
 
-use support::{
-    CLIENT, HUMAN_PAUSE, PATIENCE, Program, SERVER, Server, frame, read_frame, read_text,
-};
+use support::{CLIENT, HUMAN_PAUSE, PATIENCE, Program, SERVER, Server, frame, read_frame};
 
 /// A server and a client that have exchanged a line each way.
 fn talking_pair(server_args: &[&str], client_args: &[&str]) -> (Server, Program) {
@@ -41,9 +39,12 @@ fn every_ending_is_right_after_a_pause_longer_than_every_timeout() {
     let mut server_quits = talking_pair(&["--once"], &[]);
     let mut client_input_ends = talking_pair(&["--once"], &[]);
     let mut server_input_ends = talking_pair(&["--once"], &[]);
-    let mut client_interrupted = talking_pair(&["--once"], &[]);
-    let mut server_interrupted = talking_pair(&["--once"], &[]);
-    let mut server_terminated = talking_pair(&["--once"], &[]);
+    #[cfg(unix)]
+    let (mut client_interrupted, mut server_interrupted, mut server_terminated) = (
+        talking_pair(&["--once"], &[]),
+        talking_pair(&["--once"], &[]),
+        talking_pair(&["--once"], &[]),
+    );
     thread::sleep(HUMAN_PAUSE);
 
     // `q` from the client.
@@ -69,7 +70,7 @@ fn every_ending_is_right_after_a_pause_longer_than_every_timeout() {
     let (server, client) = &mut client_input_ends;
     client.close_stdin();
     server.expect_status(" left");
-    client.expect_status("the server ended the conversation");
+    client.expect_status("input ended, and the server has closed its side too");
     assert_eq!(client.wait().code(), Some(0));
     assert_eq!(server.wait().code(), Some(0));
     no_errors(client, "client after its input ended");
@@ -86,22 +87,37 @@ fn every_ending_is_right_after_a_pause_longer_than_every_timeout() {
     assert_eq!(server.wait().code(), Some(0));
     no_errors(server, "server after its input ended");
 
-    // Ctrl-C on the client: 130, and the server sees a clean leave.
-    let (server, client) = &mut client_interrupted;
+    #[cfg(unix)]
+    signals_after_a_pause(
+        &mut client_interrupted,
+        &mut server_interrupted,
+        &mut server_terminated,
+    );
+}
+
+/// Ctrl-C on the client (130, and the server sees a clean leave), and
+/// Ctrl-C and SIGTERM on the server (130, and the client is told).
+#[cfg(unix)]
+fn signals_after_a_pause(
+    client_interrupted: &mut (Server, Program),
+    server_interrupted: &mut (Server, Program),
+    server_terminated: &mut (Server, Program),
+) {
+    let (server, client) = client_interrupted;
     client.interrupt();
     assert_eq!(client.wait().code(), Some(130));
     server.expect_status(" left");
     assert_eq!(server.wait().code(), Some(0));
     no_errors(server, "server after the client's Ctrl-C");
 
-    // Ctrl-C, and SIGTERM, on the server: 130, and the client is told.
-    let (server, client) = &mut server_interrupted;
+    let (server, client) = server_interrupted;
     server.interrupt();
     assert_eq!(server.wait().code(), Some(130));
     client.expect_status("the server ended the conversation");
     assert_eq!(client.wait().code(), Some(0));
     no_errors(client, "client after the server's Ctrl-C");
-    let (server, client) = &mut server_terminated;
+
+    let (server, client) = server_terminated;
     server.signal("TERM");
     assert_eq!(server.wait().code(), Some(130));
     client.expect_status("the server ended the conversation");
@@ -235,6 +251,7 @@ fn a_flood_then_q_reaches_a_slow_reader_byte_exact() {
 }
 
 /// A client whose stdout is a pipe nobody reads.
+#[cfg(unix)]
 fn client_with_unread_stdout(addr: &str) -> std::process::Child {
     Command::new(CLIENT)
         .args(["--connect", addr])
@@ -246,6 +263,7 @@ fn client_with_unread_stdout(addr: &str) -> std::process::Child {
 }
 
 #[test]
+#[cfg(unix)] // sends signals with kill
 fn ctrl_c_and_sigterm_end_a_program_whose_stdout_nobody_reads() {
     for signal in ["INT", "TERM"] {
         // The server, flooded by a client.
@@ -259,7 +277,7 @@ fn ctrl_c_and_sigterm_end_a_program_whose_stdout_nobody_reads() {
         // A second client waits in line meanwhile.
         let mut waiting = TcpStream::connect(addr).unwrap();
         waiting.set_read_timeout(Some(PATIENCE)).unwrap();
-        assert!(read_text(&mut waiting).contains("in line"));
+        assert!(support::read_text(&mut waiting).contains("in line"));
         thread::sleep(std::time::Duration::from_millis(500));
         support::kill(server.id(), signal);
         assert_eq!(

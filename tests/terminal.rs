@@ -1,5 +1,7 @@
 //! The line-editor form, driven in a real pseudo-terminal as a person would:
 //! typing, receiving mid-line, quitting, and the terminal left as it was.
+//! Unix only: it needs a pseudo-terminal, a shell, `stty` and `kill`.
+#![cfg(unix)]
 
 mod support;
 
@@ -225,6 +227,14 @@ fn lines_typed_in_one_burst_all_arrive_in_order() {
     session.send("first\rsecond\rthird\r").unwrap();
     for line in ["first", "second", "third"] {
         assert_eq!(read_text(&mut server), line);
+    }
+    // Far more than one read of the terminal: twenty lines of 100 bytes.
+    let lines: Vec<String> = (0..20)
+        .map(|i| format!("{i:04} {}", "w".repeat(95)))
+        .collect();
+    session.send(format!("{}\r", lines.join("\r"))).unwrap();
+    for line in &lines {
+        assert_eq!(&read_text(&mut server), line);
     }
     // A bracketed paste of several lines, then more typing on the last one.
     session

@@ -40,6 +40,7 @@ pub(super) enum Msg {
     },
     /// The program was continued after a stop (SIGCONT): the shell may have
     /// put the terminal back in line mode.
+    #[cfg(unix)]
     Resumed,
     /// Show what is queued, give the terminal back, then go on as the plain
     /// writer; `ack` is told once the terminal is back.
@@ -181,6 +182,7 @@ impl Editor {
                 });
                 spawn_key_reader(keys);
             }
+            #[cfg(unix)]
             Msg::Resumed => {
                 super::resume_raw_mode();
                 self.cursor_row = None;
@@ -217,14 +219,23 @@ impl Editor {
         }
     }
 
-    /// One line the user entered.
+    /// One line the user entered: it stays on the screen as typed, above the
+    /// prompt, and goes to the peer.
     fn enter(&mut self, line: &str) {
         let Some(typing) = &mut self.typing else {
             return;
         };
         if typing.done {
+            self.output
+                .error("the conversation is ending; line not sent");
             return;
         }
+        self.clear();
+        let (shown, _) = shown_form(&self.prompt, line);
+        let _ = write!(self.out, "{shown}\r\n");
+        let Some(typing) = &mut self.typing else {
+            return;
+        };
         if typing.composer.enter(line.as_bytes()) == Entered::Quit {
             self.quit();
         }

@@ -155,6 +155,7 @@ fn restore_terminal() {
 }
 
 /// Raw mode again after the program was stopped and continued.
+#[cfg(unix)]
 fn resume_raw_mode() {
     let _ = crossterm::terminal::disable_raw_mode();
     let _ = crossterm::terminal::enable_raw_mode();

@@ -1,0 +1,411 @@
+//! The benchmark itself: it measures against OpenBSD `nc` and reads each
+//! process's CPU time and peak memory with `wait4`, so it runs on Unix.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{self, Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const SERVER: &str = env!("CARGO_BIN_EXE_chat-server");
+const CLIENT: &str = env!("CARGO_BIN_EXE_chat-client");
+const MIB: usize = 1 << 20;
+const BULK: usize = 128 * MIB;
+const ROUND_TRIPS: usize = 1000;
+const LATENCY_BLOCKS: usize = 4;
+
+pub fn main() {
+    if Command::new("nc")
+        .arg("-h")
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
+        eprintln!("nc not found: install OpenBSD netcat (Debian: apt-get install netcat-openbsd)");
+        process::exit(2);
+    }
+    let rounds: usize = std::env::var("CHAT_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(9);
+    let dir = std::env::temp_dir().join(format!("chat-bench-{}", process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let mut table = Table::default();
+
+    for (name, line_len) in [("64 B lines", 64), ("1 KiB lines", 1024)] {
+        let file = write_lines(&dir, line_len, BULK);
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let run = bulk_ours(&file);
+            table.peak_bulk = table.peak_bulk.max(run.server_kib).max(run.client_kib);
+            ours.push(run.elapsed);
+            theirs.push(bulk_nc(&file));
+        }
+        fs::remove_file(&file).unwrap();
+        let rate = |d: Duration| BULK as f64 / d.as_secs_f64() / 1e6;
+        // The machine's speed drifts over seconds, so each round's runs are
+        // compared with each other, and the ratio is the median of those.
+        let mut ratios: Vec<f64> = ours
+            .iter()
+            .zip(&theirs)
+            .map(|(o, t)| t.as_secs_f64() / o.as_secs_f64())
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let ratio = ratios[ratios.len() / 2];
+        let (ours, theirs) = (median(&mut ours), median(&mut theirs));
+        table.row(
+            &format!("bulk, 128 MiB of {name}"),
+            format!("{:.0} MB/s", rate(ours)),
+            format!("{:.0} MB/s", rate(theirs)),
+            ratio,
+            "ours/nc ≥ 0.90",
+            ratio >= 0.9,
+        );
+    }
+
+    // The largest message: lines of exactly 1 MiB.
+    let file = write_lines(&dir, MIB + 1, 64 * MIB);
+    for _ in 0..2 {
+        let run = bulk_ours(&file);
+        table.peak_large = table.peak_large.max(run.server_kib).max(run.client_kib);
+    }
+    fs::remove_file(&file).unwrap();
+
+    let (ours, theirs) = latency();
+    let (ours_median, theirs_median) = (percentile(&ours, 0.5), percentile(&theirs, 0.5));
+    let ratio = ours_median.as_secs_f64() / theirs_median.as_secs_f64();
+    table.row(
+        "latency, round trip, median",
+        micros(ours_median),
+        micros(theirs_median),
+        ratio,
+        "ours/nc ≤ 1.5",
+        ratio <= 1.5,
+    );
+    let (ours_p99, theirs_p99) = (percentile(&ours, 0.99), percentile(&theirs, 0.99));
+    table.row(
+        "latency, round trip, p99",
+        micros(ours_p99),
+        micros(theirs_p99),
+        ours_p99.as_secs_f64() / theirs_p99.as_secs_f64(),
+        "ours < 2 ms",
+        ours_p99 < Duration::from_millis(2),
+    );
+    let peak_bulk = table.peak_bulk as f64 / 1024.0;
+    table.row(
+        "peak RSS per process, bulk",
+        format!("{peak_bulk:.1} MiB"),
+        "-".into(),
+        f64::NAN,
+        "≤ 16 MiB",
+        peak_bulk <= 16.0,
+    );
+    let peak_large = table.peak_large as f64 / 1024.0;
+    table.row(
+        "peak RSS per process, 1 MiB messages",
+        format!("{peak_large:.1} MiB"),
+        "-".into(),
+        f64::NAN,
+        "≤ 32 MiB",
+        peak_large <= 32.0,
+    );
+    fs::remove_dir_all(&dir).ok();
+    let all_met = table.print(rounds);
+    process::exit(if all_met { 0 } else { 1 });
+}
+
+#[derive(Default)]
+struct Table {
+    rows: Vec<String>,
+    missed: usize,
+    peak_bulk: u64,
+    peak_large: u64,
+}
+
+impl Table {
+    fn row(&mut self, what: &str, ours: String, nc: String, ratio: f64, target: &str, met: bool) {
+        let ratio = if ratio.is_nan() {
+            "-".to_string()
+        } else {
+            format!("{ratio:.2}")
+        };
+        let verdict = if met { "met" } else { "MISSED" };
+        self.missed += usize::from(!met);
+        self.rows.push(format!(
+            "| {what} | {ours} | {nc} | {ratio} | {target} | {verdict} |"
+        ));
+    }
+
+    fn print(&self, rounds: usize) -> bool {
+        let date = Command::new("date").args(["-u", "+%Y-%m-%d"]).output().ok();
+        let date = date
+            .map(|d| String::from_utf8_lossy(&d.stdout).trim().to_string())
+            .unwrap_or_default();
+        let cpu = fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| {
+                c.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown CPU".into());
+        let cores = thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        println!();
+        println!(
+            "chat e2e benchmark, {date}, {cpu}, {cores} cores; bulk: {rounds} rounds of ours then nc, rates are medians, the ratio is the median of the rounds' ratios; latency: {ROUND_TRIPS} round trips each, in {LATENCY_BLOCKS} alternating blocks"
+        );
+        println!();
+        println!("| measure | ours | nc | ratio | target | |");
+        println!("|---|---|---|---|---|---|");
+        for row in &self.rows {
+            println!("{row}");
+        }
+        self.missed == 0
+    }
+}
+
+/// Writes `total` bytes of lines, each `line_len` bytes with its `\n`.
+fn write_lines(dir: &Path, line_len: usize, total: usize) -> PathBuf {
+    let path = dir.join(format!("lines-{line_len}"));
+    let mut out = BufWriter::with_capacity(MIB, File::create(&path).unwrap());
+    let mut line = vec![b'x'; line_len];
+    *line.last_mut().unwrap() = b'\n';
+    for _ in 0..total / line_len {
+        out.write_all(&line).unwrap();
+    }
+    out.flush().unwrap();
+    path
+}
+
+struct BulkRun {
+    elapsed: Duration,
+    server_kib: u64,
+    client_kib: u64,
+}
+
+fn bulk_ours(file: &Path) -> BulkRun {
+    let (server, addr) = start_server(&["--once"], Stdio::null(), Stdio::null());
+    let start = Instant::now();
+    let client = Command::new(CLIENT)
+        .args(["--connect", &addr])
+        .stdin(File::open(file).unwrap())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client_kib = wait_peak(client);
+    let server_kib = wait_peak(server);
+    BulkRun {
+        elapsed: start.elapsed(),
+        server_kib,
+        client_kib,
+    }
+}
+
+fn bulk_nc(file: &Path) -> Duration {
+    let (listener, port) = start_nc_listener(Stdio::null(), Stdio::null());
+    let start = Instant::now();
+    let client = Command::new("nc")
+        .args(["-N", "127.0.0.1", &port.to_string()])
+        .stdin(File::open(file).unwrap())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_peak(client);
+    wait_peak(listener);
+    start.elapsed()
+}
+
+/// Starts chat-server on a free port; returns it and its address.
+fn start_server(args: &[&str], stdin: Stdio, stdout: Stdio) -> (Child, String) {
+    let mut server = Command::new(SERVER)
+        .args(["--bind", "127.0.0.1:0"])
+        .args(args)
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(server.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("listening line")
+        .to_string();
+    // Keep stderr drained; the latency run waits for "connected" on it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    STATUS.with(|s| *s.borrow_mut() = Some(rx));
+    (server, addr)
+}
+
+thread_local! {
+    /// The last started server's stderr lines.
+    static STATUS: std::cell::RefCell<Option<std::sync::mpsc::Receiver<String>>> = const { std::cell::RefCell::new(None) };
+}
+
+fn wait_for_status(part: &str) {
+    STATUS.with(|s| {
+        let s = s.borrow();
+        let rx = s.as_ref().unwrap();
+        loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("server status");
+            if line.contains(part) {
+                return;
+            }
+        }
+    });
+}
+
+/// Starts `nc -l` on a free loopback port and waits until it listens.
+fn start_nc_listener(stdin: Stdio, stdout: Stdio) -> (Child, u16) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("nc")
+        .args(["-l", "127.0.0.1", &port.to_string()])
+        .stdin(stdin)
+        .stdout(stdout)
+        .spawn()
+        .unwrap();
+    let needle = format!("0100007F:{port:04X} 00000000:0000 0A");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .contains(&needle)
+    {
+        assert!(Instant::now() < deadline, "nc -l did not start listening");
+        thread::sleep(Duration::from_millis(1));
+    }
+    (child, port)
+}
+
+/// Waits for a child and returns its peak resident memory in KiB.
+fn wait_peak(child: Child) -> u64 {
+    let mut status = 0;
+    // SAFETY: wait4 fills `status` and `usage` for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t, "wait4");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "a process failed: {status}"
+    );
+    usage.ru_maxrss as u64
+}
+
+/// Two programs wired for line round trips.
+struct Pair {
+    children: Vec<Child>,
+    client_in: ChildStdin,
+    client_out: BufReader<ChildStdout>,
+    server_in: ChildStdin,
+    server_out: BufReader<ChildStdout>,
+}
+
+impl Pair {
+    fn ours() -> Self {
+        let (server, addr) = start_server(&[], Stdio::piped(), Stdio::piped());
+        let client = Command::new(CLIENT)
+            .args(["--connect", &addr])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_status("connected");
+        Self::wire(server, client)
+    }
+
+    fn nc() -> Self {
+        let (server, port) = start_nc_listener(Stdio::piped(), Stdio::piped());
+        let client = Command::new("nc")
+            .args(["127.0.0.1", &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Self::wire(server, client)
+    }
+
+    fn wire(mut server: Child, mut client: Child) -> Self {
+        Self {
+            client_in: client.stdin.take().unwrap(),
+            client_out: BufReader::new(client.stdout.take().unwrap()),
+            server_in: server.stdin.take().unwrap(),
+            server_out: BufReader::new(server.stdout.take().unwrap()),
+            children: vec![server, client],
+        }
+    }
+
+    fn round_trips(&mut self, count: usize, times: &mut Vec<Duration>) {
+        let mut line = String::new();
+        for i in 0..count {
+            let start = Instant::now();
+            writeln!(self.client_in, "ping {i}").unwrap();
+            line.clear();
+            self.server_out.read_line(&mut line).unwrap();
+            assert_eq!(line.trim_end(), format!("ping {i}"));
+            writeln!(self.server_in, "pong {i}").unwrap();
+            line.clear();
+            self.client_out.read_line(&mut line).unwrap();
+            assert_eq!(line.trim_end(), format!("pong {i}"));
+            times.push(start.elapsed());
+        }
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn latency() -> (Vec<Duration>, Vec<Duration>) {
+    let mut ours = Pair::ours();
+    let mut theirs = Pair::nc();
+    let (mut ours_times, mut nc_times) = (Vec::new(), Vec::new());
+    // Warm up both, uncounted.
+    ours.round_trips(50, &mut Vec::new());
+    theirs.round_trips(50, &mut Vec::new());
+    for _ in 0..LATENCY_BLOCKS {
+        ours.round_trips(ROUND_TRIPS / LATENCY_BLOCKS, &mut ours_times);
+        theirs.round_trips(ROUND_TRIPS / LATENCY_BLOCKS, &mut nc_times);
+    }
+    ours_times.sort();
+    nc_times.sort();
+    (ours_times, nc_times)
+}
+
+fn median(times: &mut [Duration]) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// The `q` quantile of sorted times.
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
+}
