@@ -210,12 +210,18 @@ impl Editor {
                 );
                 self.cursor_row = None;
             }
+            #[cfg(unix)]
             Outcome::Suspend => {
                 self.clear();
                 let _ = self.out.flush();
                 super::suspend();
                 self.cursor_row = None;
             }
+            // Windows' end of input is Ctrl-Z (then Enter) on an empty line.
+            #[cfg(windows)]
+            Outcome::Suspend if self.line.text().is_empty() => self.quit(),
+            #[cfg(windows)]
+            Outcome::Suspend => {}
         }
     }
 

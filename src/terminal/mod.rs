@@ -192,9 +192,6 @@ fn suspend() {
     let _ = crossterm::terminal::enable_raw_mode();
 }
 
-#[cfg(windows)]
-fn suspend() {}
-
 fn forward_interrupts(events: Sender<Event>) -> io::Result<()> {
     ctrlc::set_handler(move || {
         let _ = events.send(Event::Interrupt);
