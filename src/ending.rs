@@ -486,6 +486,12 @@ mod tests {
             self.now - self.start
         }
 
+        /// After an abort, both threads report their halves as failed.
+        fn threads_stop(&mut self) {
+            self.happen(Happening::SendFailed("aborted".into()));
+            self.happen(Happening::ReceiveFailed("aborted".into()));
+        }
+
         /// Our side drains and shuts down, then the peer closes.
         fn both_close(&mut self) {
             self.happen(Happening::SendFinished);
@@ -570,8 +576,7 @@ mod tests {
         assert!(!bench.aborted, "progress restarts the clock");
         bench.wait(TENTH);
         assert!(bench.aborted);
-        bench.happen(Happening::SendFailed("aborted".into()));
-        bench.happen(Happening::ReceiveFailed("aborted".into()));
+        bench.threads_stop();
         assert_eq!(
             bench.ended,
             Some(Ending::CutOff {
@@ -645,8 +650,7 @@ mod tests {
             assert!(bench.finish_sending && !bench.aborted);
             bench.wait(INTERRUPT_GRACE);
             assert!(bench.aborted, "cut off after the grace");
-            bench.happen(Happening::SendFailed("aborted".into()));
-            bench.happen(Happening::ReceiveFailed("aborted".into()));
+            bench.threads_stop();
             assert_eq!(bench.ended, Some(Ending::Interrupted));
         }
     }
@@ -722,8 +726,7 @@ mod tests {
         bench.happen(Happening::OutputClosed);
         bench.wait(INTERRUPT_GRACE);
         assert!(bench.aborted);
-        bench.happen(Happening::ReceiveFailed("x".into()));
-        bench.happen(Happening::SendFailed("x".into()));
+        bench.threads_stop();
         assert_eq!(bench.ended, Some(Ending::OutputClosed));
     }
 
@@ -741,8 +744,7 @@ mod tests {
         );
         bench.wait(TENTH);
         assert!(bench.aborted);
-        bench.happen(Happening::SendFailed("aborted".into()));
-        bench.happen(Happening::ReceiveFailed("aborted".into()));
+        bench.threads_stop();
         assert_eq!(
             bench.ended,
             Some(Ending::CutOff {

@@ -65,6 +65,18 @@ fn client_in_terminal(color: bool) -> (Pty, TcpStream) {
     (session, server)
 }
 
+/// A chat-server in a terminal, and the address it listens on. After it
+/// exits, the shell prints its status and the terminal's modes.
+fn server_in_terminal() -> (Pty, String) {
+    let script = format!("{SERVER} --bind 127.0.0.1:0; {REPORT}");
+    let mut session = in_terminal(&script, false);
+    let listening = session
+        .expect(Regex(r"listening on (127\.0\.0\.1:\d+)"))
+        .unwrap();
+    let addr = String::from_utf8_lossy(&listening[1]).to_string();
+    (session, addr)
+}
+
 /// Waits for the shell's report after the program and checks the status and
 /// that the terminal is back in line mode with echo.
 fn expect_exit_and_sane_terminal(session: &mut Pty, code: i32) {
@@ -182,12 +194,7 @@ fn control_characters_never_reach_the_terminal_raw() {
 
 #[test]
 fn the_server_prompt_shows_its_state_and_ctrl_c_stops_it() {
-    let script = format!("{SERVER} --bind 127.0.0.1:0; {REPORT}");
-    let mut session = in_terminal(&script, false);
-    let listening = session
-        .expect(Regex(r"listening on (127\.0\.0\.1:\d+)"))
-        .unwrap();
-    let addr = String::from_utf8_lossy(&listening[1]).to_string();
+    let (mut session, addr) = server_in_terminal();
     session.expect("[waiting for a client] > ").unwrap();
     // A draft typed while waiting survives the prompt's change.
     session.send("draft").unwrap();
@@ -336,12 +343,7 @@ fn a_closed_terminal_and_a_vanished_server_after_a_burst_leave_no_orphan() {
 
 #[test]
 fn prompt_changes_while_typing_are_never_taken_for_ctrl_c() {
-    let script = format!("{SERVER} --bind 127.0.0.1:0; {REPORT}");
-    let mut session = in_terminal(&script, false);
-    let listening = session
-        .expect(Regex(r"listening on (127\.0\.0\.1:\d+)"))
-        .unwrap();
-    let addr = String::from_utf8_lossy(&listening[1]).to_string();
+    let (mut session, addr) = server_in_terminal();
     let mut client = TcpStream::connect(&addr).unwrap();
     client.set_read_timeout(Some(PATIENCE)).unwrap();
     let me = client.local_addr().unwrap().to_string();
@@ -374,12 +376,7 @@ fn prompt_changes_while_typing_are_never_taken_for_ctrl_c() {
 
 #[test]
 fn a_paste_of_megabytes_to_a_client_that_reads_nothing_never_freezes_q() {
-    let script = format!("{SERVER} --bind 127.0.0.1:0; {REPORT}");
-    let mut session = in_terminal(&script, false);
-    let listening = session
-        .expect(Regex(r"listening on (127\.0\.0\.1:\d+)"))
-        .unwrap();
-    let addr = String::from_utf8_lossy(&listening[1]).to_string();
+    let (mut session, addr) = server_in_terminal();
     // A client with a small window that never reads.
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
