@@ -191,7 +191,7 @@ fn receive(
             Err(e) => return ReceiveEnd::Failed(e),
         };
         shared.received.fetch_add(read as u64, Ordering::SeqCst);
-        let mut text = Vec::new();
+        let mut text = output.buffer();
         let decoded = frames.drain_buffered(|payload| {
             push_visible(&mut text, payload);
             text.push(b'\n');

@@ -28,6 +28,10 @@ const QUEUE_LIMIT: usize = 1 << 20;
 /// Plain output is handed to the kernel in writes up to this size.
 const WRITE_BATCH: usize = 256 * 1024;
 
+/// Messages of at least this many bytes (a whole read's worth, under a
+/// flood) are written as they are rather than copied into a batch.
+const WRITE_DIRECTLY: usize = 16 * 1024;
+
 /// One thing to show.
 #[derive(Debug)]
 pub enum Shown {
@@ -62,9 +66,14 @@ pub struct Output {
     events: Sender<Event>,
 }
 
+/// Emptied message buffers kept for reuse: a steady flow of messages then
+/// allocates (and faults in) nothing.
+const SPARE_BUFFERS: usize = 4;
+
 #[derive(Default)]
 struct State {
     items: VecDeque<Shown>,
+    spare: Vec<Vec<u8>>,
     queued: usize,
     /// The consumer has taken items and not finished writing them.
     writing: bool,
@@ -108,6 +117,12 @@ impl Output {
         let from = Arc::clone(from);
         self.push(state, Shown::Messages { from, text });
         true
+    }
+
+    /// An empty buffer for [`messages`](Self::messages), reused when one is
+    /// at hand.
+    pub fn buffer(&self) -> Vec<u8> {
+        self.lock().spare.pop().unwrap_or_default()
     }
 
     /// Wakes producers waiting for room, so that they look at their
@@ -179,7 +194,14 @@ impl Output {
         let weight: usize = items.iter().map(Shown::weight).sum();
         state.queued = state.queued.saturating_sub(weight);
         state.writing = false;
-        items.clear();
+        for item in items.drain(..) {
+            if let Shown::Messages { mut text, .. } = item
+                && state.spare.len() < SPARE_BUFFERS
+            {
+                text.clear();
+                state.spare.push(text);
+            }
+        }
         drop(state);
         self.changed.notify_all();
     }
@@ -227,23 +249,28 @@ pub(crate) fn write_plain(output: &Output) {
                     if !stdout_open {
                         continue;
                     }
+                    if text.len() >= WRITE_DIRECTLY {
+                        // Large already: written as it is, without a copy.
+                        stdout_open = flush_batch(&mut batch, output) && write_stdout(text, output);
+                        continue;
+                    }
                     batch.extend_from_slice(text);
                     if batch.len() >= WRITE_BATCH {
-                        stdout_open = write_stdout(&mut batch, output);
+                        stdout_open = flush_batch(&mut batch, output);
                     }
                 }
                 Shown::Status(text) => {
-                    stdout_open = stdout_open && write_stdout(&mut batch, output);
+                    stdout_open = stdout_open && flush_batch(&mut batch, output);
                     to_stderr(text);
                 }
                 Shown::Error(text) => {
-                    stdout_open = stdout_open && write_stdout(&mut batch, output);
+                    stdout_open = stdout_open && flush_batch(&mut batch, output);
                     to_stderr(&format!("error: {text}"));
                 }
             }
         }
         if stdout_open {
-            stdout_open = write_stdout(&mut batch, output);
+            stdout_open = flush_batch(&mut batch, output);
         }
         batch.clear();
         output.done(&mut items);
@@ -251,14 +278,16 @@ pub(crate) fn write_plain(output: &Output) {
 }
 
 /// Writes and empties `batch`; false (and the output closed) if stdout is gone.
-fn write_stdout(batch: &mut Vec<u8>, output: &Output) -> bool {
-    if batch.is_empty() {
-        return true;
-    }
-    let mut out = io::stdout().lock();
-    let written = out.write_all(batch).and_then(|()| out.flush());
+fn flush_batch(batch: &mut Vec<u8>, output: &Output) -> bool {
+    let open = batch.is_empty() || write_stdout(batch, output);
     batch.clear();
-    match written {
+    open
+}
+
+/// Writes `bytes`; false (and the output closed) if stdout is gone.
+fn write_stdout(bytes: &[u8], output: &Output) -> bool {
+    let mut out = io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
         Ok(()) => true,
         Err(e) if e.kind() == ErrorKind::Interrupted => true,
         Err(_) => {
