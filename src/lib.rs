@@ -89,6 +89,14 @@ pub fn parse_address(text: &str) -> Result<String, String> {
     }
 }
 
+/// Parses `--idle-timeout`: whole seconds, at least 1.
+pub fn parse_idle_seconds(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(secs) if secs >= 1 => Ok(secs),
+        _ => Err("expected a whole number of seconds, at least 1".to_string()),
+    }
+}
+
 /// Parses the command line, printing clap's message (help, version, or a
 /// bad argument with status 2) without panicking on a closed stream.
 pub fn parse_args<T: clap::Parser>() -> T {

@@ -38,7 +38,7 @@ struct Args {
     max_message_size: u32,
 
     /// End the conversation after this many seconds with no traffic either way [default: off]
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECS", value_parser = chat::parse_idle_seconds)]
     idle_timeout: Option<u64>,
 }
 

@@ -318,8 +318,12 @@ impl Editor {
     /// cursor where it belongs in the line.
     fn draw(&mut self) {
         let columns = terminal::size().map_or(80, |(c, _)| usize::from(c.max(1)));
-        let (shown, total) = shown_form(&self.prompt, self.line.text());
-        let (_, before) = shown_form(&self.prompt, &self.line.text()[..self.line.cursor()]);
+        let prompt = self
+            .line
+            .search_prompt()
+            .unwrap_or_else(|| self.prompt.clone());
+        let (shown, total) = shown_form(&prompt, self.line.text());
+        let (_, before) = shown_form(&prompt, &self.line.text()[..self.line.cursor()]);
         let _ = self.out.write_all(shown.as_bytes());
         // At the last column the cursor waits to wrap; make it wrap now so
         // that its row is known.

@@ -32,6 +32,15 @@ pub(super) struct Line {
     browsing: Option<usize>,
     /// What was being typed before browsing started.
     draft: String,
+    /// An incremental search of the history (Ctrl-R), while one runs.
+    search: Option<Search>,
+}
+
+/// Ctrl-R: the text searched for, the entry found, and the line as it was.
+struct Search {
+    query: String,
+    found: Option<usize>,
+    saved: (String, usize),
 }
 
 impl Line {
@@ -43,10 +52,32 @@ impl Line {
         self.cursor
     }
 
+    /// While a history search runs, what to show before the line instead
+    /// of the prompt.
+    pub(super) fn search_prompt(&self) -> Option<String> {
+        let search = self.search.as_ref()?;
+        let failed = if search.found.is_none() && !search.query.is_empty() {
+            "failed "
+        } else {
+            ""
+        };
+        Some(format!("({failed}reverse search) `{}': ", search.query))
+    }
+
     pub(super) fn key(&mut self, key: KeyEvent) -> Outcome {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         let alt = key.modifiers.contains(KeyModifiers::ALT);
+        if self.search.is_some() && self.searching(key, ctrl, alt) {
+            return Outcome::Edited;
+        }
         match key.code {
+            KeyCode::Char('r') if ctrl => {
+                self.search = Some(Search {
+                    query: String::new(),
+                    found: None,
+                    saved: (self.text.clone(), self.cursor),
+                });
+            }
             KeyCode::Enter => return Outcome::Submit(self.submit()),
             KeyCode::Char('j' | 'm') if ctrl => return Outcome::Submit(self.submit()),
             KeyCode::Char('c') if ctrl => return Outcome::Interrupt,
@@ -116,6 +147,59 @@ impl Line {
         }
         self.insert(rest);
         entered
+    }
+
+    /// A key during a history search; false when the key ends the search
+    /// and should then act as usual.
+    fn searching(&mut self, key: KeyEvent, ctrl: bool, alt: bool) -> bool {
+        let search = self.search.as_mut().expect("a search runs");
+        match key.code {
+            KeyCode::Char('r') if ctrl => {
+                let before = search.found.unwrap_or(self.history.len());
+                self.find(before);
+            }
+            KeyCode::Char('g') if ctrl => self.cancel_search(),
+            KeyCode::Esc => self.cancel_search(),
+            KeyCode::Char(c) if !ctrl && !alt => {
+                search.query.push(c);
+                let from = search.found.map_or(self.history.len(), |at| at + 1);
+                self.find(from);
+            }
+            KeyCode::Backspace => {
+                search.query.pop();
+                let len = self.history.len();
+                self.find(len);
+            }
+            _ => {
+                self.search = None;
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Shows the latest history entry before `before` that holds the query.
+    fn find(&mut self, before: usize) {
+        let search = self.search.as_mut().expect("a search runs");
+        let found = self.history[..before.min(self.history.len())]
+            .iter()
+            .rposition(|entry| entry.contains(&search.query));
+        if let Some(at) = found {
+            search.found = Some(at);
+            self.text = self.history[at].clone();
+            self.cursor = self.text.find(&search.query).unwrap_or(0);
+        } else if search.query.is_empty() {
+            search.found = None;
+        } else if search.found.is_none() {
+            self.text.clear();
+            self.cursor = 0;
+        }
+    }
+
+    fn cancel_search(&mut self) {
+        if let Some(search) = self.search.take() {
+            (self.text, self.cursor) = search.saved;
+        }
     }
 
     fn insert(&mut self, text: &str) {
@@ -288,6 +372,46 @@ mod tests {
         assert_eq!(line.text(), "two");
         press(&mut line, KeyCode::Down, NONE);
         assert_eq!((line.text(), line.cursor()), ("dra", 3));
+    }
+
+    #[test]
+    fn ctrl_r_searches_the_history_backwards() {
+        let mut line = Line::default();
+        for text in ["hello world", "goodbye", "hello again", "other"] {
+            typed(&mut line, text);
+            press(&mut line, KeyCode::Enter, NONE);
+        }
+        typed(&mut line, "draft");
+        press(&mut line, KeyCode::Char('r'), CTRL);
+        assert!(line.search_prompt().is_some());
+        typed(&mut line, "hel");
+        assert_eq!(line.text(), "hello again");
+        press(&mut line, KeyCode::Char('r'), CTRL);
+        assert_eq!(line.text(), "hello world");
+        assert_eq!(line.search_prompt().unwrap(), "(reverse search) `hel': ");
+        // Escape puts the draft back.
+        press(&mut line, KeyCode::Esc, NONE);
+        assert_eq!((line.text(), line.search_prompt()), ("draft", None));
+        // Enter takes what was found.
+        press(&mut line, KeyCode::Char('r'), CTRL);
+        typed(&mut line, "bye");
+        assert_eq!(
+            press(&mut line, KeyCode::Enter, NONE),
+            Outcome::Submit("goodbye".into())
+        );
+        // A query nothing holds says so.
+        press(&mut line, KeyCode::Char('r'), CTRL);
+        typed(&mut line, "zzz");
+        assert!(line.search_prompt().unwrap().contains("failed"));
+        // Another key ends the search and acts on the line.
+        press(&mut line, KeyCode::Backspace, NONE);
+        press(&mut line, KeyCode::Backspace, NONE);
+        press(&mut line, KeyCode::Backspace, NONE);
+        typed(&mut line, "oth");
+        press(&mut line, KeyCode::End, NONE);
+        typed(&mut line, "!");
+        assert_eq!(line.text(), "other!");
+        assert_eq!(line.search_prompt(), None);
     }
 
     #[test]
