@@ -95,6 +95,9 @@ struct Editor {
     errors_to_stderr: bool,
     /// Rows between the top of the drawn prompt and the cursor, while drawn.
     cursor_row: Option<u16>,
+    /// Lines entered since the last repaint, to leave on the screen above
+    /// the prompt (written together: a paste of thousands is one write).
+    echo: String,
     out: io::Stdout,
 }
 
@@ -108,6 +111,7 @@ pub(super) fn run(output: Arc<Output>, inbox: Receiver<Msg>, prompt: String) {
         palette: Palette::detect(),
         errors_to_stderr: !io::stderr().is_terminal(),
         cursor_row: None,
+        echo: String::new(),
         out: io::stdout(),
     };
     editor.draw();
@@ -236,12 +240,9 @@ impl Editor {
                 .error("the conversation is ending; line not sent");
             return;
         }
-        self.clear();
         let (shown, _) = shown_form(&self.prompt, line);
-        let _ = write!(self.out, "{shown}\r\n");
-        let Some(typing) = &mut self.typing else {
-            return;
-        };
+        self.echo.push_str(&shown);
+        self.echo.push_str("\r\n");
         if typing.composer.enter(line.as_bytes()) == Entered::Quit {
             self.quit();
         }
@@ -258,8 +259,19 @@ impl Editor {
         }
     }
 
+    /// Writes the lines entered since the last repaint above the prompt.
+    fn write_echo(&mut self) {
+        if self.echo.is_empty() {
+            return;
+        }
+        self.clear();
+        let _ = self.out.write_all(self.echo.as_bytes());
+        self.echo.clear();
+    }
+
     /// Shows everything queued above the prompt.
     fn show_queued(&mut self, items: &mut Vec<Shown>) {
+        self.write_echo();
         self.output.take(items, false);
         if items.is_empty() {
             return;
@@ -310,6 +322,7 @@ impl Editor {
     }
 
     fn redraw(&mut self) {
+        self.write_echo();
         self.clear();
         self.draw();
     }
