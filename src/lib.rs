@@ -28,6 +28,10 @@
 //! (the plain writer, or the line editor). The server adds an accepting
 //! thread and one that tidies its line of waiting clients.
 
+// The layout above links to private modules on purpose: it is for readers
+// of the source (`cargo doc --document-private-items`).
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod client;
 mod connection;
 mod conversation;
