@@ -57,6 +57,11 @@ pub struct Composer {
     recipient: Arc<Recipient>,
     output: Arc<Output>,
     room: Room,
+    /// One conversation only (the client): once it has ended, lines are
+    /// dropped without a word (the ending itself is reported, with what was
+    /// not delivered) and reading stops.
+    once: bool,
+    ended: bool,
 }
 
 impl Composer {
@@ -67,6 +72,7 @@ impl Composer {
         recipient: Arc<Recipient>,
         output: Arc<Output>,
         room: Room,
+        once: bool,
     ) -> Self {
         Self {
             max_message_size,
@@ -75,7 +81,14 @@ impl Composer {
             recipient,
             output,
             room,
+            once,
+            ended: false,
         }
+    }
+
+    /// Whether the one conversation of a client has ended.
+    pub fn ended(&self) -> bool {
+        self.ended
     }
 
     /// Takes one line without its `\n`.
@@ -125,6 +138,10 @@ impl Composer {
         };
         if pushed == Pushed::Closed {
             self.batch.clear();
+            if self.once {
+                self.ended = true;
+                return;
+            }
             let what = if lines == 1 {
                 "1 line".to_string()
             } else {
@@ -203,6 +220,9 @@ pub fn read_plain(
         }
         reader.consume(used);
         composer.flush();
+        if composer.ended() {
+            return;
+        }
     }
     match lines.finish() {
         Some(Line::Complete(line, _)) if composer.enter(line) == Entered::Quit => {
@@ -344,7 +364,7 @@ mod tests {
         recipient.set(Some(Arc::clone(&outbox)));
         let (tx, rx) = mpsc::channel();
         let (shown, _) = mpsc::channel();
-        let composer = Composer::new(max, recipient, Output::new(shown), Room::Wait);
+        let composer = Composer::new(max, recipient, Output::new(shown), Room::Wait, false);
         read_plain(
             Trickle(input, size),
             composer,

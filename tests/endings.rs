@@ -346,3 +346,38 @@ fn a_closed_stderr_is_never_a_crash_and_loses_no_message() {
     assert_eq!(out, "heard anyway\n");
     assert_eq!(support::wait_child(&mut server).code(), Some(0));
 }
+
+/// A client whose piped input floods a server that reads nothing: one line
+/// says what happened and how much was not delivered, and nothing else.
+#[test]
+fn a_piped_flood_to_a_peer_that_reads_nothing_is_one_clear_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let flood = std::env::temp_dir().join(format!("chat-flood-{}", std::process::id()));
+    std::fs::write(&flood, flood_text(6 << 20)).unwrap();
+    let client = Command::new(CLIENT)
+        .args(["--connect", &addr])
+        .stdin(std::fs::File::open(&flood).unwrap())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (never_reads, _) = listener.accept().unwrap();
+    let out = client.wait_with_output().unwrap();
+    std::fs::remove_file(&flood).unwrap();
+    drop(never_reads);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("stopped responding") && errors[0].contains("bytes not delivered"),
+        "{stderr}"
+    );
+}
+
+fn flood_text(bytes: usize) -> String {
+    let mut text = flood("piped", bytes).join("\n");
+    text.push('\n');
+    text
+}

@@ -158,6 +158,18 @@ impl Editor {
                     self.enter(&line);
                 }
             }
+            Msg::Term(Ok(event::Event::Resize(..))) => {
+                // The terminal has reflowed what was drawn, in its own way:
+                // redraw from the cursor's row, never erasing upwards, so a
+                // message above can never be lost (at worst a stale copy of
+                // the start of a long line stays above).
+                let _ = queue!(
+                    self.out,
+                    cursor::MoveToColumn(0),
+                    terminal::Clear(terminal::ClearType::FromCursorDown)
+                );
+                self.cursor_row = None;
+            }
             Msg::Term(Ok(_)) => {}
             Msg::Term(Err(e)) => {
                 self.output.error(format!(
@@ -245,6 +257,8 @@ impl Editor {
         self.echo.push_str("\r\n");
         if typing.composer.enter(line.as_bytes()) == Entered::Quit {
             self.quit();
+        } else if typing.composer.ended() {
+            typing.done = true;
         }
     }
 

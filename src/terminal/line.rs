@@ -89,11 +89,9 @@ impl Line {
             KeyCode::Char('e') if ctrl => self.cursor = self.text.len(),
             KeyCode::Char('b') if ctrl => self.cursor = self.prev_char(),
             KeyCode::Char('f') if ctrl => self.cursor = self.next_char(),
-            KeyCode::Char('w') if ctrl => {
-                let start = self.word_start();
-                self.text.replace_range(start..self.cursor, "");
-                self.cursor = start;
-            }
+            KeyCode::Char('w') if ctrl => self.delete_back_to(self.word_start()),
+            // Many terminals send Ctrl-H for Backspace.
+            KeyCode::Char('h') if ctrl => self.delete_back_to(self.prev_char()),
             KeyCode::Char('u') if ctrl => {
                 self.text.replace_range(..self.cursor, "");
                 self.cursor = 0;
@@ -110,11 +108,8 @@ impl Line {
             KeyCode::Char(_) if ctrl || alt => return Outcome::Ignored,
             KeyCode::Char(c) => self.insert(c.encode_utf8(&mut [0; 4])),
             KeyCode::Tab => self.insert("\t"),
-            KeyCode::Backspace => {
-                let start = self.prev_char();
-                self.text.replace_range(start..self.cursor, "");
-                self.cursor = start;
-            }
+            KeyCode::Backspace if alt => self.delete_back_to(self.word_start()),
+            KeyCode::Backspace => self.delete_back_to(self.prev_char()),
             KeyCode::Delete => self.delete_forward(),
             KeyCode::Left if ctrl || alt => self.cursor = self.word_start(),
             KeyCode::Right if ctrl || alt => self.cursor = self.word_end(),
@@ -216,6 +211,11 @@ impl Line {
             self.history.push(line.clone());
         }
         line
+    }
+
+    fn delete_back_to(&mut self, start: usize) {
+        self.text.replace_range(start..self.cursor, "");
+        self.cursor = start;
     }
 
     fn delete_forward(&mut self) {
@@ -335,6 +335,11 @@ mod tests {
         assert_eq!((line.text(), line.cursor()), ("好", 0));
         press(&mut line, KeyCode::Char('d'), CTRL);
         assert_eq!(line.text(), "");
+        typed(&mut line, "one two");
+        press(&mut line, KeyCode::Char('h'), CTRL);
+        assert_eq!(line.text(), "one tw");
+        press(&mut line, KeyCode::Backspace, ALT);
+        assert_eq!(line.text(), "one ");
     }
 
     #[test]

@@ -86,6 +86,7 @@ impl Console {
             Arc::clone(&self.recipient),
             Arc::clone(&self.output),
             room,
+            after_quit == AfterQuit::Stop,
         );
         let events = events.clone();
         let Some(editor) = &self.editor else {
