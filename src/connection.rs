@@ -251,16 +251,9 @@ fn write_all_vectored(
                 IoSlice::advance_slices(&mut slices, n);
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                if outbox.is_aborted() {
-                    return Ok(false);
-                }
-            }
-            Err(e) if outbox.is_aborted() => {
-                // Our own shutdown ended the write.
-                let _ = e;
-                return Ok(false);
-            }
+            // Timed out, or ended by our own shutdown: stop if aborted.
+            Err(_) if outbox.is_aborted() => return Ok(false),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             Err(e) => return Err(e),
         }
     }
