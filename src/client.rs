@@ -12,7 +12,10 @@ use crate::conversation;
 use crate::ending::{Ending, Rules, STALL_TIMEOUT};
 use crate::errors::{describe_failure, lowercase_os_error};
 use crate::event::{Event, Input};
+use crate::frame::encode_frame;
 use crate::input::AfterQuit;
+use crate::outbox::Room;
+use crate::room::view::RoomView;
 use crate::terminal::Console;
 
 /// How long an interrupted client waits for its last words to be shown.
@@ -22,6 +25,8 @@ const LAST_WORDS_ON_INTERRUPT: Duration = Duration::from_millis(200);
 pub struct Config {
     pub max_message_size: usize,
     pub idle_timeout: Option<Duration>,
+    /// The name to ask for if the server turns out to be a room.
+    pub name: Option<String>,
 }
 
 /// Why a connection could not be made, worded for the user.
@@ -85,6 +90,8 @@ pub fn run(stream: TcpStream, config: Config) -> io::Result<Exit> {
     output.status(format!(
         "connected to {peer}; type a line and press Enter to send it, q to quit"
     ));
+    // Reads the first frame to learn whether the server is a room.
+    output.set_interpreter(Box::new(RoomView::new(events.clone())));
     let connection = Connection::start(
         0,
         stream,
@@ -93,7 +100,8 @@ pub fn run(stream: TcpStream, config: Config) -> io::Result<Exit> {
         "server",
         &events,
     )?;
-    console.recipient.set(Some(connection.outbox()));
+    let outbox = connection.outbox();
+    console.recipient.set(Some(Arc::clone(&outbox)));
     console.start_input(&events, AfterQuit::Stop)?;
     let rules = Rules {
         input_end_closes: true,
@@ -107,15 +115,31 @@ pub fn run(stream: TcpStream, config: Config) -> io::Result<Exit> {
         &output,
         &inbox,
         rules,
-        |event| {
-            input_ended |= matches!(event, Event::Input(Input::Closed));
+        |event| match event {
+            Event::Input(Input::Closed) => input_ended = true,
+            Event::RoomFound => {
+                console.recipient.set_room();
+                if let Some(name) = &config.name {
+                    let mut nick = Vec::new();
+                    let line = format!("/nick {name}");
+                    if encode_frame(&mut nick, line.as_bytes(), config.max_message_size).is_ok() {
+                        outbox.push(&mut nick, Room::Take);
+                    }
+                }
+            }
+            _ => {}
         },
     );
+    let in_room = console.recipient.is_room();
     console.recipient.set(None);
     console.close();
     let exit = match &ending {
         Ending::PeerLeft if input_ended => {
             output.status("input ended, and the server has closed its side too");
+            Exit::Success
+        }
+        Ending::PeerLeft if in_room => {
+            output.status("disconnected from the room");
             Exit::Success
         }
         Ending::PeerLeft => {

@@ -42,10 +42,44 @@ struct Shared {
     shut_down: AtomicBool,
 }
 
+/// Where a connection's received messages go: shown on the screen (a
+/// conversation), or handed to a room's relay.
+pub trait Inbound: Send + 'static {
+    /// One message, in the order received.
+    fn message(&mut self, payload: &[u8]);
+    /// The end of one read: hands over what the read brought. False once
+    /// nothing more will be taken (the socket is then drained unread); waits
+    /// that could block give up when `cancelled` is set.
+    fn flush(&mut self, cancelled: &AtomicBool) -> bool;
+}
+
+/// Messages shown on the screen as from one peer, a whole read at a time.
+struct Show {
+    output: Arc<Output>,
+    from: Arc<str>,
+    text: Option<Vec<u8>>,
+}
+
+impl Inbound for Show {
+    fn message(&mut self, payload: &[u8]) {
+        let text = self.text.get_or_insert_with(|| self.output.buffer());
+        push_visible(text, payload);
+        text.push(b'\n');
+    }
+
+    fn flush(&mut self, cancelled: &AtomicBool) -> bool {
+        match self.text.take() {
+            Some(text) => self.output.messages(&self.from, text, cancelled),
+            None => true,
+        }
+    }
+}
+
 pub struct Connection {
     stream: TcpStream,
     outbox: Arc<Outbox>,
-    output: Arc<Output>,
+    /// Woken on abort, when received messages wait for the screen.
+    output: Option<Arc<Output>>,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -61,6 +95,34 @@ impl Connection {
         label: &str,
         events: &Sender<Event>,
     ) -> io::Result<Self> {
+        let show = Show {
+            output: Arc::clone(output),
+            from: Arc::from(label),
+            text: None,
+        };
+        Self::launch(id, stream, max_message_size, show, Some(output), events)
+    }
+
+    /// Like [`start`](Self::start), with received messages handed to
+    /// `inbound` rather than shown.
+    pub fn start_relaying(
+        id: u64,
+        stream: TcpStream,
+        max_message_size: usize,
+        inbound: impl Inbound,
+        events: &Sender<Event>,
+    ) -> io::Result<Self> {
+        Self::launch(id, stream, max_message_size, inbound, None, events)
+    }
+
+    fn launch(
+        id: u64,
+        stream: TcpStream,
+        max_message_size: usize,
+        mut inbound: impl Inbound,
+        output: Option<&Arc<Output>>,
+        events: &Sender<Event>,
+    ) -> io::Result<Self> {
         stream.set_nodelay(true)?;
         stream.set_write_timeout(Some(RECHECK))?;
         stream.set_read_timeout(Some(RECHECK))?;
@@ -71,37 +133,38 @@ impl Connection {
                 let _ = crate::lock(&events).send(Event::Backlogged);
             }))
         };
-        let receiver = {
-            let reading = stream.try_clone()?;
-            let (events, output, shared) =
-                (events.clone(), Arc::clone(output), Arc::clone(&shared));
-            let from: Arc<str> = Arc::from(label);
-            thread::Builder::new()
-                .name("receive".into())
-                .spawn(move || {
-                    let end = receive(reading, max_message_size, &from, &output, &shared);
-                    let _ = events.send(Event::Received { id, end });
-                })?
-        };
-        let sender = stream.try_clone().and_then(|writing| {
+        // The sender first: if the receiver cannot start, the sender is
+        // stopped and joined, and it waits on nothing but its outbox (a
+        // receiver may already be waiting on whoever takes its messages).
+        let sender = {
+            let writing = stream.try_clone()?;
             let (events, outbox, shared) =
                 (events.clone(), Arc::clone(&outbox), Arc::clone(&shared));
             thread::Builder::new().name("send".into()).spawn(move || {
                 let result = send(writing, &outbox, &shared);
                 let _ = events.send(Event::Sent { id, result });
-            })
+            })?
+        };
+        let receiver = stream.try_clone().and_then(|reading| {
+            let (events, shared) = (events.clone(), Arc::clone(&shared));
+            thread::Builder::new()
+                .name("receive".into())
+                .spawn(move || {
+                    let end = receive(reading, max_message_size, &mut inbound, &shared);
+                    let _ = events.send(Event::Received { id, end });
+                })
         });
         let connection = Self {
             stream,
             outbox,
-            output: Arc::clone(output),
+            output: output.map(Arc::clone),
             shared,
-            threads: vec![receiver],
+            threads: vec![sender],
         };
-        match sender {
-            Ok(sender) => {
+        match receiver {
+            Ok(receiver) => {
                 let mut connection = connection;
-                connection.threads.push(sender);
+                connection.threads.push(receiver);
                 Ok(connection)
             }
             Err(e) => {
@@ -156,7 +219,16 @@ impl Connection {
         let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
         let _ = self.stream.shutdown(Shutdown::Both);
         self.outbox.abort();
-        self.output.wake_waiting();
+        if let Some(output) = &self.output {
+            output.wake_waiting();
+        }
+    }
+
+    /// Bytes accepted for sending that the sending thread has not yet
+    /// handed to the kernel: what this connection holds in memory.
+    pub fn unsent(&self) -> u64 {
+        let written = self.shared.written.load(Ordering::SeqCst);
+        self.outbox.accepted().saturating_sub(written)
     }
 
     /// Waits for both threads; call once both reported.
@@ -167,14 +239,13 @@ impl Connection {
     }
 }
 
-/// Reads until the stream ends, showing every complete message of each read
-/// before the next read. Once our output is gone the socket is still drained,
-/// so that closing it resets nothing.
+/// Reads until the stream ends, handing every complete message of each read
+/// to `inbound` before the next read. Once it takes no more the socket is
+/// still drained, so that closing it resets nothing.
 fn receive(
     reading: TcpStream,
     max_message_size: usize,
-    from: &Arc<str>,
-    output: &Output,
+    inbound: &mut impl Inbound,
     shared: &Shared,
 ) -> ReceiveEnd {
     let mut frames = FrameReader::new(reading, max_message_size);
@@ -191,13 +262,13 @@ fn receive(
             Err(e) => return ReceiveEnd::Failed(e),
         };
         shared.received.fetch_add(read as u64, Ordering::SeqCst);
-        let mut text = output.buffer();
         let decoded = frames.drain_buffered(|payload| {
-            push_visible(&mut text, payload);
-            text.push(b'\n');
+            if showing {
+                inbound.message(payload);
+            }
         });
-        if showing && !text.is_empty() {
-            showing = output.messages(from, text, &shared.cancelled);
+        if showing {
+            showing = inbound.flush(&shared.cancelled);
         }
         if let Err(too_long) = decoded {
             return ReceiveEnd::Failed(too_long_error(too_long));

@@ -23,6 +23,10 @@ pub enum Event {
     ClientArrived,
     /// Clients joined or left the server's line.
     LineChanged,
+    /// A room server has work for its main thread (see `room`).
+    RoomChanged,
+    /// The client found that the server is a room (see `room::view`).
+    RoomFound,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

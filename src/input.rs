@@ -8,6 +8,7 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read};
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
@@ -28,11 +29,22 @@ const BATCH_LIMIT: usize = 1024 * 1024;
 #[derive(Default)]
 pub struct Recipient {
     slot: Mutex<Option<Arc<Outbox>>>,
+    /// The lines go to a room, where unknown commands are answered here.
+    room: AtomicBool,
 }
 
 impl Recipient {
     pub fn set(&self, outbox: Option<Arc<Outbox>>) {
         *crate::lock(&self.slot) = outbox;
+    }
+
+    /// From now on the lines go to a room (see `crate::room::commands`).
+    pub fn set_room(&self) {
+        self.room.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_room(&self) -> bool {
+        self.room.load(Ordering::SeqCst)
     }
 
     fn current(&self) -> Option<Arc<Outbox>> {
@@ -116,6 +128,13 @@ impl Composer {
                 repaired.as_bytes()
             }
         };
+        if text[0] == b'/'
+            && self.recipient.is_room()
+            && let Some(answer) = crate::room::commands::answered_locally(text)
+        {
+            self.output.error(answer);
+            return Entered::Accepted;
+        }
         match encode_frame(&mut self.batch, text, self.max_message_size) {
             Ok(()) => self.lines_in_batch += 1,
             Err(_) => self.refuse(text.len()),

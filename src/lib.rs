@@ -15,6 +15,8 @@
 //! - [`event`]: what the main thread reacts to.
 //! - [`errors`]: how failures are worded.
 //! - [`queue`]: the server's line of waiting clients.
+//! - [`room`]: room mode, everyone with everyone under names nobody can
+//!   fake; its own `//!` doc has its layout and threads.
 //! - [`throttle`]: reports of recurring trouble, at most one per period.
 //! - [`platform`]: what differs between operating systems.
 //! - [`server`], [`client`]: the two programs, called by the binaries in
@@ -45,6 +47,7 @@ mod outbox;
 mod output;
 mod platform;
 mod queue;
+pub mod room;
 pub mod server;
 mod terminal;
 mod throttle;

@@ -43,12 +43,37 @@ pub enum Shown {
     },
     Status(String),
     Error(String),
+    /// Room members' messages from one sender, already made safe to show:
+    /// each line ends in `\n`; `earlier` ones are from before we joined.
+    Room {
+        said: Said,
+        earlier: bool,
+        from: Arc<str>,
+        lines: Vec<u8>,
+    },
+}
+
+/// How a room member said something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Said {
+    /// `NAME: TEXT`
+    Message,
+    /// `* NAME TEXT` (`/me`)
+    Action,
+}
+
+/// Turns a peer's lines into what is shown, for a peer whose lines carry
+/// more than text (a room server's: see `crate::room::view`).
+pub trait Interpret: Send {
+    /// `text` is lines, each ending in `\n`, received from `from`.
+    fn interpret(&mut self, from: &Arc<str>, text: Vec<u8>) -> Vec<Shown>;
 }
 
 impl Shown {
     fn weight(&self) -> usize {
         match self {
             Shown::Messages { text, .. } => text.len(),
+            Shown::Room { lines, .. } => lines.len(),
             Shown::Status(text) | Shown::Error(text) => text.len(),
         }
     }
@@ -63,6 +88,8 @@ pub struct Output {
     changed: Condvar,
     /// How an editor-thread consumer is woken; `None` for a plain one.
     waker: Mutex<Option<Box<dyn Fn() + Send>>>,
+    /// What reads received lines before they are shown, if anything does.
+    interpreter: Mutex<Option<Box<dyn Interpret>>>,
     events: Sender<Event>,
 }
 
@@ -88,6 +115,7 @@ impl Output {
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
             waker: Mutex::new(None),
+            interpreter: Mutex::new(None),
             events,
         })
     }
@@ -104,6 +132,14 @@ impl Output {
     /// `cancelled` is set (then they are dropped). Returns false when they
     /// will never be shown: stdout is gone, or the wait was cancelled.
     pub fn messages(&self, from: &Arc<str>, text: Vec<u8>, cancelled: &AtomicBool) -> bool {
+        let interpreted = match crate::lock(&self.interpreter).as_mut() {
+            Some(interpreter) => Ok(interpreter.interpret(from, text)),
+            None => Err(text),
+        };
+        let text = match interpreted {
+            Ok(items) => return self.show_waiting(items, cancelled),
+            Err(text) => text,
+        };
         let mut state = self.lock();
         while state.queued >= QUEUE_LIMIT && !state.closed {
             if cancelled.load(Ordering::SeqCst) {
@@ -117,6 +153,48 @@ impl Output {
         let from = Arc::clone(from);
         self.push(state, Shown::Messages { from, text });
         true
+    }
+
+    /// Queues `items` together, waiting while the queue is full unless
+    /// `cancelled` is set; as [`messages`](Self::messages).
+    fn show_waiting(&self, items: Vec<Shown>, cancelled: &AtomicBool) -> bool {
+        let mut state = self.lock();
+        while state.queued >= QUEUE_LIMIT && !state.closed {
+            if cancelled.load(Ordering::SeqCst) {
+                return false;
+            }
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        if state.closed {
+            return false;
+        }
+        let was_idle = state.items.is_empty();
+        for item in items {
+            state.queued += item.weight();
+            state.items.push_back(item);
+        }
+        drop(state);
+        self.changed.notify_all();
+        if was_idle && let Some(wake) = crate::lock(&self.waker).as_ref() {
+            wake();
+        }
+        true
+    }
+
+    /// Queues `item` unless the queue is full (or stdout gone); never
+    /// waits. False if it was dropped.
+    pub fn offer(&self, item: Shown) -> bool {
+        let state = self.lock();
+        if state.queued >= QUEUE_LIMIT || state.closed {
+            return false;
+        }
+        self.push(state, item);
+        true
+    }
+
+    /// Has `interpreter` read every received line from now on.
+    pub fn set_interpreter(&self, interpreter: Box<dyn Interpret>) {
+        *crate::lock(&self.interpreter) = Some(interpreter);
     }
 
     /// An empty buffer for [`messages`](Self::messages), reused when one is
@@ -266,6 +344,45 @@ pub(crate) fn write_plain(output: &Output) {
                 Shown::Error(text) => {
                     stdout_open = stdout_open && flush_batch(&mut batch, output);
                     to_stderr(&format!("error: {text}"));
+                }
+                Shown::Room {
+                    earlier: true,
+                    said,
+                    from,
+                    lines,
+                } => {
+                    stdout_open = stdout_open && flush_batch(&mut batch, output);
+                    for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                        let line = String::from_utf8_lossy(line);
+                        to_stderr(&match said {
+                            Said::Message => format!("-- earlier: {from}: {line}"),
+                            Said::Action => format!("-- earlier: * {from} {line}"),
+                        });
+                    }
+                }
+                Shown::Room {
+                    said, from, lines, ..
+                } => {
+                    if !stdout_open {
+                        continue;
+                    }
+                    for line in lines.split_inclusive(|&b| b == b'\n') {
+                        match said {
+                            Said::Message => {
+                                batch.extend_from_slice(from.as_bytes());
+                                batch.extend_from_slice(b": ");
+                            }
+                            Said::Action => {
+                                batch.extend_from_slice(b"* ");
+                                batch.extend_from_slice(from.as_bytes());
+                                batch.push(b' ');
+                            }
+                        }
+                        batch.extend_from_slice(line);
+                    }
+                    if batch.len() >= WRITE_BATCH {
+                        stdout_open = flush_batch(&mut batch, output);
+                    }
                 }
             }
         }

@@ -9,8 +9,9 @@ use clap::Parser;
 
 /// Chat with a chat-server by typing lines.
 ///
-/// Messages received print on stdout, one per line; status goes to stderr.
-/// Type `q` alone on a line to quit. At the end of piped input the client
+/// Messages received print on stdout, one per line (in a room, as `NAME:
+/// TEXT`); status goes to stderr. Type `q` alone on a line to quit; in a
+/// room, `/help` lists the commands. At the end of piped input the client
 /// keeps printing what the server sends until the server closes.
 #[derive(Parser, Debug)]
 #[command(
@@ -40,6 +41,19 @@ struct Args {
     /// End the conversation after this many seconds with no traffic either way [default: off]
     #[arg(long, value_name = "SECS", value_parser = chat::parse_idle_seconds)]
     idle_timeout: Option<u64>,
+
+    /// Your name in a room (chat-server --room): one word of at most 32
+    /// printable characters, without a colon [default: your login name]
+    #[arg(long, value_name = "NAME", value_parser = chat::room::parse_name)]
+    name: Option<String>,
+}
+
+/// The login name, if it can be a room name.
+fn login_name() -> Option<String> {
+    ["USER", "USERNAME", "LOGNAME"]
+        .iter()
+        .filter_map(|var| std::env::var(var).ok())
+        .find(|name| chat::room::parse_name(name).is_ok())
 }
 
 fn parse_seconds(text: &str) -> Result<f64, String> {
@@ -62,6 +76,7 @@ fn main() {
     let config = Config {
         max_message_size: args.max_message_size as usize,
         idle_timeout: args.idle_timeout.map(Duration::from_secs),
+        name: args.name.or_else(login_name),
     };
     match client::run(stream, config) {
         Ok(exit) => process::exit(exit.code()),

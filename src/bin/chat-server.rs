@@ -10,10 +10,12 @@ use chat::frame::DEFAULT_MAX_MESSAGE_SIZE;
 use chat::server::{self, Config};
 use clap::Parser;
 
-/// Chat with TCP clients, one conversation at a time, by typing lines.
+/// Chat with TCP clients, one conversation at a time, by typing lines; or,
+/// with --room, all together in one room.
 ///
-/// Messages received print on stdout, one per line; status goes to stderr.
-/// Type `q` alone on a line to end the current conversation; Ctrl-C stops the
+/// Messages received print on stdout, one per line (in a room, as `NAME:
+/// TEXT`); status goes to stderr. Type `q` alone on a line to end the
+/// current conversation (in a room: to close the room); Ctrl-C stops the
 /// server.
 #[derive(Parser, Debug)]
 #[command(
@@ -46,6 +48,27 @@ struct Args {
     /// End a conversation after this many seconds with no traffic either way [default: off]
     #[arg(long, value_name = "SECS", value_parser = chat::parse_idle_seconds)]
     idle_timeout: Option<u64>,
+
+    /// Room mode: every client and the operator talk in one room, each
+    /// message shown under its sender's name
+    #[arg(long, conflicts_with_all = ["once", "max_waiting"])]
+    room: bool,
+
+    /// The operator's name in the room
+    #[arg(long, value_name = "NAME", default_value = "server", requires = "room",
+          value_parser = chat::room::parse_name)]
+    name: String,
+
+    /// Room members at most; one more is told the room is full
+    #[arg(long, value_name = "N", default_value_t = 100, requires = "room",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_clients: u32,
+
+    /// Bytes a room member may fall behind (queued for it, not yet sent)
+    /// before it is disconnected; at least the largest message
+    #[arg(long, value_name = "BYTES", default_value_t = 2 << 20, requires = "room",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    member_backlog: u32,
 }
 
 fn main() {
@@ -62,6 +85,16 @@ fn main() {
 fn serve(args: Args) -> anyhow::Result<i32> {
     let listener = TcpListener::bind(&args.bind)
         .map_err(|e| anyhow!("cannot listen on {}: {}", args.bind, lowercase_os_error(&e)))?;
+    if args.room {
+        let config = chat::room::Config {
+            max_message_size: args.max_message_size as usize,
+            max_clients: args.max_clients as usize,
+            backlog: args.member_backlog as usize,
+            name: args.name,
+            idle_timeout: args.idle_timeout.map(Duration::from_secs),
+        };
+        return Ok(chat::room::run(listener, config)?.code());
+    }
     let config = Config {
         max_message_size: args.max_message_size as usize,
         max_waiting: args.max_waiting,

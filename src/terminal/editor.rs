@@ -22,7 +22,7 @@ use super::line::{Line, Outcome};
 use crate::errors::to_stderr;
 use crate::event::{Event, Input};
 use crate::input::{AfterQuit, Composer, Entered};
-use crate::output::{Output, Shown, write_plain};
+use crate::output::{Output, Said, Shown, write_plain};
 
 /// What the editor thread is told.
 pub(super) enum Msg {
@@ -53,6 +53,8 @@ struct Palette {
     peer: Style,
     status: Style,
     error: Style,
+    /// Room members' names each get a colour of their own.
+    names: bool,
 }
 
 impl Palette {
@@ -66,13 +68,41 @@ impl Palette {
                 peer: Style::new(),
                 status: Style::new(),
                 error: Style::new(),
+                names: false,
             };
         }
         Self {
             peer: Style::new().bold().fg_color(Some(AnsiColor::Cyan.into())),
             status: Style::new().dimmed().italic(),
             error: Style::new().bold().fg_color(Some(AnsiColor::Red.into())),
+            names: true,
         }
+    }
+
+    /// The style of a room member's name: bold, in a colour that depends
+    /// only on the name (the same in every session), never the errors' red.
+    fn name(&self, name: &str) -> Style {
+        const COLOURS: [AnsiColor; 10] = [
+            AnsiColor::Cyan,
+            AnsiColor::Green,
+            AnsiColor::Yellow,
+            AnsiColor::Blue,
+            AnsiColor::Magenta,
+            AnsiColor::BrightCyan,
+            AnsiColor::BrightGreen,
+            AnsiColor::BrightYellow,
+            AnsiColor::BrightBlue,
+            AnsiColor::BrightMagenta,
+        ];
+        if !self.names {
+            return Style::new();
+        }
+        // FNV-1a: stable across runs and platforms, unlike std's hasher.
+        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let colour = COLOURS[(hash % COLOURS.len() as u64) as usize];
+        Style::new().bold().fg_color(Some(colour.into()))
     }
 }
 
@@ -298,6 +328,29 @@ impl Editor {
                     let style = self.palette.peer;
                     for line in String::from_utf8_lossy(lines).lines() {
                         text.push_str(&format!("{style}{from}:{style:#} {line}\r\n"));
+                    }
+                }
+                Shown::Room {
+                    said,
+                    earlier,
+                    from,
+                    lines,
+                } => {
+                    let style = self.palette.name(from);
+                    let (dim, dim_end) = match earlier {
+                        true => (self.palette.status, "(earlier) "),
+                        false => (Style::new(), ""),
+                    };
+                    for line in String::from_utf8_lossy(lines).lines() {
+                        text.push_str(&format!("{dim}{dim_end}{dim:#}"));
+                        match said {
+                            Said::Message => {
+                                text.push_str(&format!("{style}{from}:{style:#} {line}\r\n"))
+                            }
+                            Said::Action => {
+                                text.push_str(&format!("{style}* {from}{style:#} {line}\r\n"))
+                            }
+                        }
                     }
                 }
                 Shown::Status(status) if self.errors_to_stderr => to_stderr(status),

@@ -1,0 +1,106 @@
+//! The commands a room member types: `/who`, `/me ACTION`, `/nick NEW`,
+//! `/help`. Any other line starting with one `/` is an unknown command and
+//! goes to nobody; `//text` is the message `/text`.
+//!
+//! The server applies these to every member's lines (so a plain protocol
+//! peer has them too); our client also answers unknown commands itself,
+//! before they leave the machine.
+
+/// What one line asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// A message to the room (for `//text`, the text without its first `/`).
+    Say(&'a [u8]),
+    Me(&'a [u8]),
+    Nick(&'a [u8]),
+    Who,
+    Help,
+    /// A known command used wrongly; the text says how to use it.
+    Usage(&'static str),
+    /// `/WORD` that is no command: the word as typed.
+    Unknown(&'a [u8]),
+}
+
+/// The answer to `/help`.
+pub const HELP: &str = "commands: /who lists who is here; /me ACTION sends an action (/me waves); \
+/nick NEW changes your name; /help shows this; //text sends /text; q alone on a line leaves";
+
+/// Reads one line (without its line end) as a command or a message.
+pub fn parse(line: &[u8]) -> Command<'_> {
+    let Some(rest) = line.strip_prefix(b"/") else {
+        return Command::Say(line);
+    };
+    if rest.starts_with(b"/") {
+        return Command::Say(rest);
+    }
+    let (word, argument) = match rest.iter().position(|&b| b == b' ') {
+        Some(at) => (&rest[..at], trim(&rest[at + 1..])),
+        None => (rest, &b""[..]),
+    };
+    match word {
+        b"who" => Command::Who,
+        b"help" => Command::Help,
+        b"me" if argument.is_empty() => Command::Usage("/me needs an action, as in: /me waves"),
+        b"me" => Command::Me(argument),
+        b"nick" if argument.is_empty() => Command::Usage("/nick needs a name, as in: /nick alice"),
+        b"nick" => Command::Nick(argument),
+        _ => Command::Unknown(word),
+    }
+}
+
+/// What to tell the user, without sending anything, when `line` is an
+/// unknown command; `None` for a line that goes to the server.
+pub fn answered_locally(line: &[u8]) -> Option<String> {
+    match parse(line) {
+        Command::Unknown(word) => Some(unknown(word)),
+        _ => None,
+    }
+}
+
+/// The answer to an unknown command.
+pub fn unknown(word: &[u8]) -> String {
+    let word = String::from_utf8_lossy(word);
+    format!(
+        "unknown command /{word}: /help lists the commands; to send a line that starts with /, type //"
+    )
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    bytes.trim_ascii()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_read_as_commands_or_messages() {
+        assert_eq!(parse(b"hello"), Command::Say(b"hello"));
+        assert_eq!(parse(b"//etc/passwd"), Command::Say(b"/etc/passwd"));
+        assert_eq!(parse(b"//"), Command::Say(b"/"));
+        assert_eq!(parse(b"/who"), Command::Who);
+        assert_eq!(parse(b"/help"), Command::Help);
+        assert_eq!(
+            parse(b"/me waves at \xe4\xbd\xa0"),
+            Command::Me("waves at 你".as_bytes())
+        );
+        assert_eq!(parse(b"/nick  bob "), Command::Nick(b"bob"));
+        assert_eq!(parse(b"/nick two words"), Command::Nick(b"two words"));
+        assert!(matches!(parse(b"/me"), Command::Usage(_)));
+        assert!(matches!(parse(b"/nick   "), Command::Usage(_)));
+        assert_eq!(parse(b"/dance now"), Command::Unknown(b"dance"));
+        assert_eq!(parse(b"/"), Command::Unknown(b""));
+        assert_eq!(parse(b"/WHO"), Command::Unknown(b"WHO"));
+        assert_eq!(parse(b" /who"), Command::Say(b" /who"));
+    }
+
+    #[test]
+    fn only_unknown_commands_are_answered_locally() {
+        assert_eq!(answered_locally(b"hi"), None);
+        assert_eq!(answered_locally(b"/who"), None);
+        assert_eq!(answered_locally(b"//x"), None);
+        assert_eq!(answered_locally(b"/me"), None, "the server explains usage");
+        let answer = answered_locally(b"/dance").unwrap();
+        assert!(answer.starts_with("unknown command /dance: "), "{answer}");
+    }
+}

@@ -1,0 +1,217 @@
+//! Room mode (`chat-server --room`): every client and the operator in one
+//! room, each message relayed to everyone else under its sender's name.
+//!
+//! Layout:
+//! - [`names`]: what a name may be, and how a taken one gets a suffix.
+//! - [`commands`]: `/who`, `/me`, `/nick`, `/help` and `//text`.
+//! - [`wire`]: the room's forms on the wire (room protocol 2), built by the
+//!   server and read by the client.
+//! - [`relay`]: the room's state and the relay, under one lock.
+//! - [`clock`]: the room's own deadlines (each member's ending is a
+//!   [`crate::ending::Closing`]).
+//! - [`view`]: the client's side: how it reads a room server's frames.
+//!
+//! Threads: each member has a [`Connection`](crate::connection::Connection)
+//! of its own, whose receiving thread relays what it reads under the room's
+//! lock and whose sending thread is its socket's only writer. Nothing under
+//! the lock waits. The operator's lines go through an outbox to a thread
+//! that hands them to the room like a member's. The main thread steps every
+//! member's ending by the time and its connection's reports; the accepting
+//! thread admits newcomers.
+
+mod clock;
+pub(crate) mod commands;
+pub mod names;
+mod relay;
+pub(crate) mod view;
+mod wire;
+
+use std::io;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::Exit;
+use crate::ending::{Happening, STALL_TIMEOUT};
+use crate::errors::{describe_receive_error, describe_send_error, lowercase_os_error};
+use crate::event::{Event, Input, ReceiveEnd};
+use crate::input::AfterQuit;
+use crate::outbox::Outbox;
+use crate::output::Output;
+use crate::terminal::Console;
+use crate::throttle::Throttle;
+use relay::{Finished, OPERATOR, Room};
+
+/// After a failed `accept`, the wait before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A failing `accept` is reported at most this often.
+const ACCEPT_REPORT_PERIOD: Duration = Duration::from_secs(10);
+
+/// How long an interrupted server waits for its last words to be shown.
+const LAST_WORDS_ON_INTERRUPT: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub max_message_size: usize,
+    /// Members at most; one more is told the room is full.
+    pub max_clients: usize,
+    /// Bytes a member may fall behind before it is disconnected.
+    pub backlog: usize,
+    /// The operator's name.
+    pub name: String,
+    pub idle_timeout: Option<Duration>,
+}
+
+/// Checks a name given on the command line.
+pub fn parse_name(text: &str) -> Result<String, String> {
+    names::check(text).map(|()| text.to_string())
+}
+
+/// Runs the room on `listener`, which is already bound, until the operator
+/// closes it (`q`) or Ctrl-C.
+pub fn run(listener: TcpListener, mut config: Config) -> io::Result<Exit> {
+    // A member must be able to take at least one message of the largest size.
+    config.backlog = config.backlog.max(config.max_message_size + 64);
+    let (events, inbox) = mpsc::channel();
+    let console = Console::open(config.max_message_size, &events, "> ")?;
+    let output = Arc::clone(&console.output);
+    let address = listener.local_addr()?;
+    let name = config.name.clone();
+    let room = Arc::new(Room::new(config, events.clone(), Arc::clone(&output)));
+    let lines = Arc::new(Outbox::with_backlog_alarm(|| {}));
+    console.recipient.set(Some(Arc::clone(&lines)));
+    console.recipient.set_room();
+    {
+        let room = Arc::clone(&room);
+        thread::Builder::new()
+            .name("operator".into())
+            .spawn(move || {
+                let mut batches = Vec::new();
+                while lines.take(&mut batches) {
+                    for batch in &batches {
+                        room.hear(OPERATOR, batch);
+                    }
+                }
+            })?;
+    }
+    spawn_acceptor(listener, Arc::clone(&room), Arc::clone(&output))?;
+    output.status(format!("listening on {address}"));
+    output.status(format!(
+        "the room is open; you are {name}; /help lists the commands, q closes the room"
+    ));
+    console.start_input(&events, AfterQuit::Continue)?;
+    let exit = serve(&room, &output, &inbox);
+    console.close();
+    console.finish(match exit {
+        Exit::Interrupted => LAST_WORDS_ON_INTERRUPT,
+        _ => STALL_TIMEOUT,
+    });
+    Ok(exit)
+}
+
+/// Reacts to events until the room has closed and every member is gone.
+fn serve(room: &Room, output: &Output, inbox: &Receiver<Event>) -> Exit {
+    let mut exit = None;
+    loop {
+        let tick = room.tick(Instant::now());
+        finish(tick.finished, output);
+        if let Some(exit) = exit
+            && tick.empty
+        {
+            return exit;
+        }
+        let event = match tick.wake_at {
+            Some(at) => match inbox.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                Ok(event) => event,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => unreachable!("main holds a sender"),
+            },
+            None => inbox.recv().expect("main holds a sender"),
+        };
+        let now = Instant::now();
+        let finished = match event {
+            Event::Received { id, end } => {
+                let happening = match end {
+                    ReceiveEnd::Closed => Happening::PeerClosed,
+                    ReceiveEnd::Failed(e) => Happening::ReceiveFailed(describe_receive_error(&e)),
+                };
+                room.happen(id, happening, now)
+            }
+            Event::Sent { id, result } => {
+                let happening = match result {
+                    Ok(()) => Happening::SendFinished,
+                    Err(e) => Happening::SendFailed(describe_send_error(&e)),
+                };
+                room.happen(id, happening, now)
+            }
+            Event::Input(Input::Quit) => {
+                let operator = room.operator_name();
+                exit.get_or_insert(Exit::Success);
+                room.close(
+                    Some(&format!("{operator} closed the room")),
+                    Happening::Quit,
+                    now,
+                )
+            }
+            Event::Input(Input::Closed) => {
+                output.status("standard input has ended: from now on, only relaying");
+                Vec::new()
+            }
+            Event::Interrupt | Event::Input(Input::Interrupted) => {
+                exit = Some(Exit::Interrupted);
+                room.close(
+                    Some("the room is closing: the server was interrupted"),
+                    Happening::Interrupted,
+                    now,
+                )
+            }
+            Event::OutputClosed => {
+                exit.get_or_insert(Exit::Success);
+                room.close(
+                    Some("the room is closing: the server's output has gone"),
+                    Happening::OutputClosed,
+                    now,
+                )
+            }
+            _ => Vec::new(),
+        };
+        finish(finished, output);
+    }
+}
+
+fn finish(finished: Vec<Finished>, output: &Output) {
+    for member in finished {
+        member.report(output);
+    }
+}
+
+fn spawn_acceptor(listener: TcpListener, room: Arc<Room>, output: Arc<Output>) -> io::Result<()> {
+    thread::Builder::new()
+        .name("accept".into())
+        .spawn(move || {
+            let mut reports = Throttle::new(ACCEPT_REPORT_PERIOD);
+            loop {
+                match listener.accept() {
+                    Ok((stream, peer)) => room.admit(stream, peer),
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                    Err(e) => {
+                        if let Some(times) = reports.occurred(Instant::now()) {
+                            let again = match times {
+                                1 => String::new(),
+                                n => format!(" ({n} times since the last report)"),
+                            };
+                            output.error(format!(
+                                "cannot accept a connection: {}{again}; retrying",
+                                lowercase_os_error(&e)
+                            ));
+                        }
+                        thread::sleep(ACCEPT_BACKOFF);
+                    }
+                }
+            }
+        })?;
+    Ok(())
+}

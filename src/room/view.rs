@@ -1,0 +1,167 @@
+//! The client's reading of what a server sends: plain text from a plain
+//! server, or the room's forms (`super::wire`) once the first frame said the
+//! server is a room. Installed on the client's output before it connects,
+//! so it sees the first frame.
+
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+
+use super::wire::{self, Heard};
+use crate::event::Event;
+use crate::output::{Interpret, Said, Shown};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Server {
+    /// Nothing received yet.
+    Unknown,
+    Plain,
+    Room,
+}
+
+pub struct RoomView {
+    server: Server,
+    /// Told once, when the server turns out to be a room.
+    events: Sender<Event>,
+}
+
+impl RoomView {
+    pub fn new(events: Sender<Event>) -> Self {
+        Self {
+            server: Server::Unknown,
+            events,
+        }
+    }
+}
+
+impl Interpret for RoomView {
+    fn interpret(&mut self, from: &Arc<str>, text: Vec<u8>) -> Vec<Shown> {
+        if self.server == Server::Unknown {
+            let first = text.split(|&b| b == b'\n').next().unwrap_or_default();
+            let room = std::str::from_utf8(first).is_ok_and(wire::is_room_greeting);
+            self.server = if room { Server::Room } else { Server::Plain };
+            if room {
+                let _ = self.events.send(Event::RoomFound);
+            }
+        }
+        if self.server == Server::Plain {
+            let from = Arc::clone(from);
+            return vec![Shown::Messages { from, text }];
+        }
+        read_room_lines(&text)
+    }
+}
+
+/// The room's lines as things to show; consecutive lines from one sender,
+/// said the same way, become one item.
+fn read_room_lines(text: &[u8]) -> Vec<Shown> {
+    let text = String::from_utf8_lossy(text);
+    let mut items: Vec<Shown> = Vec::new();
+    for line in text.lines() {
+        let (heard, earlier) = match wire::parse(line) {
+            Heard::Earlier(heard) => (*heard, true),
+            heard => (heard, false),
+        };
+        let (said, name, text) = match heard {
+            Heard::Message { name, text } => (Said::Message, name, text),
+            Heard::Action { name, text } => (Said::Action, name, text),
+            Heard::Notice(notice) => {
+                items.push(Shown::Status(notice.to_string()));
+                continue;
+            }
+            // Only a message or an action is ever marked as earlier.
+            Heard::Earlier(_) => continue,
+        };
+        if let Some(Shown::Room {
+            said: last_said,
+            earlier: last_earlier,
+            from,
+            lines,
+        }) = items.last_mut()
+            && *last_said == said
+            && *last_earlier == earlier
+            && &**from == name
+        {
+            lines.extend_from_slice(text.as_bytes());
+            lines.push(b'\n');
+            continue;
+        }
+        let mut lines = Vec::with_capacity(text.len() + 1);
+        lines.extend_from_slice(text.as_bytes());
+        lines.push(b'\n');
+        items.push(Shown::Room {
+            said,
+            earlier,
+            from: Arc::from(name),
+            lines,
+        });
+    }
+    items
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn shown(view: &mut RoomView, text: &str) -> Vec<String> {
+        let from: Arc<str> = Arc::from("server");
+        view.interpret(&from, text.as_bytes().to_vec())
+            .into_iter()
+            .map(|item| match item {
+                Shown::Messages { from, text } => {
+                    format!("plain {from} {:?}", String::from_utf8(text).unwrap())
+                }
+                Shown::Status(s) => format!("status {s}"),
+                Shown::Error(s) => format!("error {s}"),
+                Shown::Room {
+                    said,
+                    earlier,
+                    from,
+                    lines,
+                } => format!(
+                    "{said:?} earlier={earlier} {from} {:?}",
+                    String::from_utf8(lines).unwrap()
+                ),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_room_is_read_by_its_forms_and_said_once() {
+        let (tx, rx) = mpsc::channel();
+        let mut view = RoomView::new(tx);
+        let first = format!(
+            "{}\n-- earlier: bob: before\nalice: hi\nalice: bob: fake\n* alice waves\n-- carol joined\n",
+            wire::greeting()
+        );
+        assert_eq!(
+            shown(&mut view, &first),
+            [
+                "status welcome to the room (/help lists the commands)",
+                "Message earlier=true bob \"before\\n\"",
+                "Message earlier=false alice \"hi\\nbob: fake\\n\"",
+                "Action earlier=false alice \"waves\\n\"",
+                "status carol joined",
+            ]
+        );
+        assert_eq!(
+            shown(&mut view, "bob: 你好 🎉\n"),
+            ["Message earlier=false bob \"你好 🎉\\n\""]
+        );
+        assert!(matches!(rx.try_recv(), Ok(Event::RoomFound)));
+        assert!(rx.try_recv().is_err(), "said once");
+    }
+
+    #[test]
+    fn a_plain_server_is_shown_as_before_whatever_it_sends_later() {
+        let (tx, rx) = mpsc::channel();
+        let mut view = RoomView::new(tx);
+        assert_eq!(shown(&mut view, "hello\n"), ["plain server \"hello\\n\""]);
+        let later = format!("{}\nbob: x\n", wire::greeting());
+        assert_eq!(
+            shown(&mut view, &later),
+            [format!("plain server {:?}", later)]
+        );
+        assert!(rx.try_recv().is_err());
+    }
+}

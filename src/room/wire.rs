@@ -1,0 +1,249 @@
+//! The room's forms on the wire (room protocol 2 in `docs/PROTOCOL.md`):
+//! every frame a room server sends is readable text, and its form says what
+//! it is:
+//!
+//! - `NAME: TEXT`, a message; `* NAME TEXT`, an action (`/me`);
+//! - `-- TEXT`, a notice from the server (joins, leaves, renames, answers);
+//! - `-- earlier: NAME: TEXT` (or `-- earlier: * NAME TEXT`), a message from
+//!   before the receiver joined.
+//!
+//! A name has no space and no colon, so the first `: ` ends it, and no
+//! message can start with `-- ` or `* `. TEXT is the sender's text in its
+//! displayable form (`crate::display`), so a frame is always one line.
+//! The first frame to each newcomer is a notice ending in [`MARKER`]: how a
+//! client learns that it is in a room.
+
+use crate::display::push_visible;
+use crate::room::names;
+
+/// Ends the first frame a room server sends, and says which version of the
+/// room protocol it speaks.
+pub const MARKER: &str = "[room protocol 2]";
+
+const NOTICE: &str = "-- ";
+const EARLIER: &str = "-- earlier: ";
+const ACTION: &str = "* ";
+
+/// The first frame to a newcomer.
+pub fn greeting() -> String {
+    format!("{NOTICE}welcome to the room (/help lists the commands) {MARKER}")
+}
+
+/// The only frame to one more than the room holds.
+pub fn full(max_clients: usize) -> String {
+    format!("{NOTICE}the room is full ({max_clients} members); try again later {MARKER}")
+}
+
+/// `-- TEXT`.
+pub fn notice(text: &str) -> Vec<u8> {
+    format!("{NOTICE}{text}").into_bytes()
+}
+
+/// `NAME: TEXT`, with TEXT made displayable.
+pub fn message(name: &str, text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.len() + 2 + text.len());
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    push_visible(&mut out, text);
+    out
+}
+
+/// `* NAME TEXT`, with TEXT made displayable.
+pub fn action(name: &str, text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ACTION.len() + name.len() + 1 + text.len());
+    out.extend_from_slice(ACTION.as_bytes());
+    out.extend_from_slice(name.as_bytes());
+    out.push(b' ');
+    push_visible(&mut out, text);
+    out
+}
+
+/// A message or action (as built above) marked as from before the
+/// receiver joined.
+pub fn earlier(said: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(EARLIER.len() + said.len());
+    out.extend_from_slice(EARLIER.as_bytes());
+    out.extend_from_slice(said);
+    out
+}
+
+/// The payloads of well-formed frames (as we encode them) in `bytes`.
+pub fn frames(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let (header, rest) = bytes.split_first_chunk::<4>()?;
+        let len = (u32::from_be_bytes(*header) as usize).min(rest.len());
+        let (payload, rest) = rest.split_at(len);
+        bytes = rest;
+        Some(payload)
+    })
+}
+
+/// Whether `line`, the first a server sent, says the server is a room: a
+/// notice ending in `[room protocol N]` with N ≥ 2.
+pub fn is_room_greeting(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix(NOTICE) else {
+        return false;
+    };
+    let Some(rest) = rest.strip_suffix(']') else {
+        return false;
+    };
+    let Some((_, version)) = rest.rsplit_once("[room protocol ") else {
+        return false;
+    };
+    !version.is_empty()
+        && version.bytes().all(|b| b.is_ascii_digit())
+        && version.parse::<u64>().map_or(true, |v| v >= 2)
+}
+
+/// What one line from a room server is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Heard<'a> {
+    Message {
+        name: &'a str,
+        text: &'a str,
+    },
+    Action {
+        name: &'a str,
+        text: &'a str,
+    },
+    /// A message or action from before we joined.
+    Earlier(Box<Heard<'a>>),
+    /// A notice, without its `-- ` (and without the version marker); also
+    /// any line of a form this version does not know.
+    Notice(&'a str),
+}
+
+/// Reads one line from a room server.
+pub fn parse(line: &str) -> Heard<'_> {
+    if let Some(rest) = line.strip_prefix(EARLIER) {
+        let said = parse_said(rest);
+        return match said {
+            Some(said) => Heard::Earlier(Box::new(said)),
+            None => Heard::Notice(&line[NOTICE.len()..]),
+        };
+    }
+    if let Some(rest) = line.strip_prefix(NOTICE) {
+        let rest = rest.strip_suffix(MARKER).map_or(rest, str::trim_end);
+        return Heard::Notice(rest);
+    }
+    parse_said(line).unwrap_or(Heard::Notice(line))
+}
+
+fn parse_said(line: &str) -> Option<Heard<'_>> {
+    if let Some(rest) = line.strip_prefix(ACTION) {
+        let (name, text) = rest.split_once(' ')?;
+        return names::check(name)
+            .is_ok()
+            .then_some(Heard::Action { name, text });
+    }
+    let (name, text) = line.split_once(": ")?;
+    names::check(name)
+        .is_ok()
+        .then_some(Heard::Message { name, text })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(bytes: Vec<u8>) -> String {
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn what_the_server_builds_reads_back_the_same() {
+        let said = message("alice", "hi all 你好 🎉".as_bytes());
+        assert_eq!(text(said.clone()), "alice: hi all 你好 🎉");
+        assert_eq!(
+            parse(&text(said.clone())),
+            Heard::Message {
+                name: "alice",
+                text: "hi all 你好 🎉"
+            }
+        );
+        let acted = action("bob", b"waves");
+        assert_eq!(text(acted.clone()), "* bob waves");
+        assert_eq!(
+            parse(&text(acted)),
+            Heard::Action {
+                name: "bob",
+                text: "waves"
+            }
+        );
+        assert_eq!(
+            parse(&text(earlier(&said))),
+            Heard::Earlier(Box::new(Heard::Message {
+                name: "alice",
+                text: "hi all 你好 🎉"
+            }))
+        );
+        assert_eq!(
+            parse(&text(notice("bob joined"))),
+            Heard::Notice("bob joined")
+        );
+    }
+
+    #[test]
+    fn no_text_can_pass_for_another_sender_or_a_notice() {
+        for sneaky in [
+            "bob: fake",
+            "-- bob joined",
+            "* bob waves",
+            "x\n-- server closed the room",
+            "\r\x1b[2Kbob: fake",
+        ] {
+            let said = text(message("mallory", sneaky.as_bytes()));
+            assert!(!said.contains('\n'), "{said:?}");
+            match parse(&said) {
+                Heard::Message { name, .. } => assert_eq!(name, "mallory"),
+                other => panic!("{sneaky:?} read as {other:?}"),
+            }
+        }
+        let acted = text(action("mallory", b"bob: fake"));
+        assert!(matches!(
+            parse(&acted),
+            Heard::Action {
+                name: "mallory",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn the_greeting_is_recognised_by_its_marker_and_version() {
+        assert!(is_room_greeting(&greeting()));
+        assert!(is_room_greeting(&full(3)));
+        assert!(is_room_greeting("-- anything [room protocol 7]"));
+        for not in [
+            "welcome [room protocol 2]",
+            "-- welcome [room protocol 1]",
+            "-- welcome [room protocol ]",
+            "-- welcome [room protocol 2] ",
+            "-- your turn: you are now talking with the server",
+            "hello",
+        ] {
+            assert!(!is_room_greeting(not), "{not:?}");
+        }
+        assert_eq!(
+            parse(&greeting()),
+            Heard::Notice("welcome to the room (/help lists the commands)")
+        );
+    }
+
+    #[test]
+    fn unknown_forms_read_as_notices() {
+        assert_eq!(parse("no form at all"), Heard::Notice("no form at all"));
+        assert_eq!(parse("two words: x"), Heard::Notice("two words: x"));
+        assert_eq!(parse("-- earlier: gone"), Heard::Notice("earlier: gone"));
+    }
+
+    #[test]
+    fn frames_are_split_back_into_payloads() {
+        let mut bytes = Vec::new();
+        for payload in [&b"one"[..], b"", "二".as_bytes()] {
+            crate::frame::encode_frame(&mut bytes, payload, usize::MAX).unwrap();
+        }
+        let got: Vec<&[u8]> = frames(&bytes).collect();
+        assert_eq!(got, [&b"one"[..], b"", "二".as_bytes()]);
+    }
+}
