@@ -91,6 +91,8 @@ struct State {
 /// A member whose connection has ended, to be joined and reported outside
 /// the lock.
 pub struct Finished {
+    /// The room was told it joined (and so, when it left, why).
+    announced: bool,
     name: String,
     peer: SocketAddr,
     connection: Connection,
@@ -98,10 +100,15 @@ pub struct Finished {
 }
 
 impl Finished {
-    /// Waits for its threads and tells the operator if it ended badly.
+    /// Waits for its threads and tells the operator if it ended badly in a
+    /// way not yet told (its leaving said why it failed; a cut-off, after
+    /// it was asked to leave, is news).
     pub fn report(self, output: &Output) {
         self.connection.join();
-        if let Some(why) = describe_failure(&self.ending) {
+        let told = self.announced && !matches!(self.ending, Ending::CutOff { .. });
+        if let Some(why) = describe_failure(&self.ending)
+            && !told
+        {
             output.error(format!("{} ({}): {why}", self.name, self.peer));
         }
     }
@@ -724,6 +731,7 @@ impl State {
             let member = self.members.remove(&id).expect("a member");
             self.arrivals.cancel(id);
             finished.push(Finished {
+                announced: member.announced,
                 name: member.name,
                 peer: member.peer,
                 connection: member.connection,

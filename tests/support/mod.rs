@@ -413,3 +413,67 @@ pub fn server_child(extra: &[&str], stdout: Stdio) -> (Child, SocketAddr, Receiv
         .unwrap_or_else(|| panic!("not a listening line: {line:?}"));
     (child, addr, stderr)
 }
+
+impl Program {
+    /// Waits at most `limit` for the next stdout line.
+    pub fn next_message_within(&mut self, limit: Duration) -> Option<String> {
+        self.stdout.recv_timeout(limit).ok()
+    }
+}
+
+/// A `chat-server --room` on a free loopback port.
+pub fn start_room(extra: &[&str]) -> Server {
+    let mut args = vec!["--room"];
+    args.extend_from_slice(extra);
+    let mut server = Server::start(&args);
+    server.expect_status("the room is open");
+    server
+}
+
+impl Server {
+    /// A chat-client in the room as `name`, once it was told it joined.
+    pub fn join_room(&self, name: &str) -> Program {
+        let mut client = self.connect_client(&["--name", name]);
+        client.expect_status(&format!("you joined as {name};"));
+        client
+    }
+
+    /// A raw protocol peer in the room, once it has read the greeting.
+    pub fn raw_member(&self) -> RawMember {
+        let mut member = RawMember { stream: self.raw() };
+        let greeting = member.next_text();
+        assert!(
+            greeting.starts_with("-- ") && greeting.ends_with("[room protocol 2]"),
+            "{greeting:?}"
+        );
+        member
+    }
+}
+
+/// A peer that speaks plain protocol version 1 to a room, as a
+/// `struct.pack('!I')` script would.
+pub struct RawMember {
+    pub stream: TcpStream,
+}
+
+impl RawMember {
+    pub fn send(&mut self, text: &str) {
+        self.stream.write_all(&frame(text.as_bytes())).unwrap();
+    }
+
+    pub fn next_text(&mut self) -> String {
+        read_text(&mut self.stream)
+    }
+
+    /// Reads frames until one equal to `expected`, returning those before it.
+    pub fn expect_text(&mut self, expected: &str) -> Vec<String> {
+        let mut before = Vec::new();
+        loop {
+            let text = self.next_text();
+            if text == expected {
+                return before;
+            }
+            before.push(text);
+        }
+    }
+}

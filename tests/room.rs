@@ -1,0 +1,421 @@
+//! Room mode (`chat-server --room`): the real binaries, named clients, the
+//! operator and plain protocol peers in one room over loopback.
+
+mod support;
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use support::{Program, Server, read_frame, start_room, wait_until};
+
+/// The bar for the others while one member reads nothing.
+const PROMPTLY: Duration = Duration::from_secs(1);
+
+#[test]
+fn three_named_clients_and_the_operator_exchange_messages_in_one_order() {
+    let mut server = start_room(&[]);
+    let mut alice = server.join_room("alice");
+    let mut bob = server.join_room("bob");
+    let mut carol = server.join_room("carol");
+    alice.expect_status("bob joined");
+    alice.expect_status("carol joined");
+    bob.expect_status("carol joined");
+
+    let texts = [
+        "hello all",
+        "你好，世界",
+        "emoji 🎉👋🏽",
+        "tabs\tand café",
+        "  spaced  ",
+    ];
+    for text in texts {
+        alice.say(text);
+        let line = format!("alice: {text}");
+        bob.expect_message(&line);
+        carol.expect_message(&line);
+        server.expect_message(&line);
+    }
+    server.say("the operator speaks");
+    for member in [&mut alice, &mut bob, &mut carol] {
+        member.expect_message("server: the operator speaks");
+    }
+    carol.say("/me waves 👋");
+    for member in [&mut alice, &mut bob] {
+        member.expect_message("* carol waves 👋");
+    }
+    server.expect_message("* carol waves 👋");
+
+    // Two members talk at once: everyone else sees one and the same order,
+    // and each sender's lines in the order sent.
+    let burst = |who: &str| -> String { (0..200).map(|i| format!("{who} {i}\n")).collect() };
+    alice.type_raw(burst("a").as_bytes());
+    bob.type_raw(burst("b").as_bytes());
+    let seen_by = |program: &mut Program| -> Vec<String> {
+        (0..400).map(|_| program.next_message()).collect()
+    };
+    let carol_saw = seen_by(&mut carol);
+    let server_saw = seen_by(&mut server);
+    assert_eq!(carol_saw, server_saw, "one order for everyone");
+    for who in ["alice: a", "bob: b"] {
+        let own: Vec<&String> = carol_saw.iter().filter(|l| l.starts_with(who)).collect();
+        let expected: Vec<String> = (0..200).map(|i| format!("{who} {i}")).collect();
+        assert_eq!(
+            own,
+            expected.iter().collect::<Vec<_>>(),
+            "{who}'s lines in order"
+        );
+    }
+    let alice_saw: Vec<String> = (0..200).map(|_| alice.next_message()).collect();
+    let expected: Vec<String> = (0..200).map(|i| format!("bob: b {i}")).collect();
+    assert_eq!(alice_saw, expected, "nobody gets their own lines back");
+
+    alice.say("q");
+    assert_eq!(alice.wait().code(), Some(0));
+    bob.expect_status("alice left");
+    server.expect_status("alice left");
+}
+
+#[test]
+fn no_text_makes_a_message_pass_for_another_member_or_a_notice() {
+    let mut server = start_room(&[]);
+    let mut mallory = server.join_room("mallory");
+    let mut bob = server.join_room("bob");
+    let mut plain = server.raw_member();
+    let sneaky = [
+        "bob: fake",
+        "-- bob left",
+        "* bob waves",
+        "server: shutting down",
+    ];
+    for text in sneaky {
+        mallory.say(text);
+    }
+    for text in sneaky {
+        let line = format!("mallory: {text}");
+        bob.expect_message(&line);
+        server.expect_message(&line);
+        plain.expect_text(&line);
+    }
+    // Nothing that mallory sent was shown as a status line to bob.
+    bob.say("q");
+    assert_eq!(bob.wait().code(), Some(0));
+    let status = bob.drain_stderr();
+    assert!(
+        !status
+            .iter()
+            .any(|l| l.contains("bob left") || l.contains("shutting")),
+        "{status:?}"
+    );
+}
+
+#[test]
+fn a_plain_protocol_peer_joins_reads_names_and_is_relayed_under_a_name() {
+    let mut server = start_room(&[]);
+    let mut alice = server.join_room("alice");
+    let mut plain = server.raw_member();
+    alice.say("hi, plain peer 你好");
+    plain.expect_text("alice: hi, plain peer 你好");
+
+    // Its first line announces it under the name it was given.
+    plain.send("hello from python");
+    let joined = alice.expect_status(" joined");
+    let guest = joined
+        .strip_suffix(" joined")
+        .expect("NAME joined")
+        .to_string();
+    assert!(guest.starts_with("guest-"), "{joined}");
+    alice.expect_message(&format!("{guest}: hello from python"));
+    server.expect_message("alice: hi, plain peer 你好");
+    server.expect_message(&format!("{guest}: hello from python"));
+    let told = plain.expect_text(
+        "-- you joined as GUEST; here: server, alice (/nick NEW changes your name)"
+            .replace("GUEST", &guest)
+            .as_str(),
+    );
+    assert!(told.iter().all(|t| t.starts_with("-- ")), "{told:?}");
+
+    plain.send("/nick pyth");
+    plain.expect_text("-- you are now pyth");
+    alice.expect_status(&format!("{guest} is now pyth"));
+    plain.send("again, named");
+    alice.expect_message("pyth: again, named");
+    plain.send("/who");
+    plain.expect_text("-- here (3): server, alice, pyth");
+    plain.send("/dance");
+    let answer = plain.next_text();
+    assert!(answer.starts_with("-- unknown command /dance"), "{answer}");
+    plain.send("//dance");
+    alice.expect_message("pyth: /dance");
+    plain.send("/me bows");
+    alice.expect_message("* pyth bows");
+
+    plain.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    alice.expect_status("pyth left");
+    let mut rest = Vec::new();
+    plain.stream.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "the server closes its side too");
+}
+
+#[test]
+fn commands_are_answered_to_the_member_alone() {
+    let mut server = start_room(&[]);
+    let mut alice = server.join_room("alice");
+    let mut bob = server.join_room("bob");
+    alice.say("/who");
+    alice.expect_status("here (3): server, alice, bob");
+    alice.say("/help");
+    alice.expect_status("commands: /who");
+    alice.say("/dance");
+    alice.expect_status("error: unknown command /dance");
+    alice.say("//dance");
+    bob.expect_message("alice: /dance");
+    alice.say("/me");
+    alice.expect_status("/me needs an action");
+    alice.say("after the commands");
+    // Bob got nothing of the commands: the next message is the last line.
+    bob.expect_message("alice: after the commands");
+    server.say("/who");
+    server.expect_status("here (3): server, alice, bob");
+}
+
+#[test]
+fn nick_collisions_are_refused_or_given_a_suffix_and_told() {
+    let mut server = start_room(&[]);
+    let mut alice = server.join_room("alice");
+    let mut second = server.connect_client(&["--name", "alice"]);
+    second.expect_status("the name alice is taken, so you are alice-2; you joined as alice-2;");
+    let mut shouting = server.connect_client(&["--name", "ALICE"]);
+    shouting.expect_status("the name ALICE is taken, so you are ALICE-3; you joined as ALICE-3;");
+    let mut bob = server.join_room("bob");
+
+    for (wanted, answer) in [
+        ("alice", "the name alice is taken; you are still bob"),
+        ("Alice", "the name Alice is taken; you are still bob"),
+        ("server", "the name server is taken; you are still bob"),
+        ("bob", "you are already bob"),
+        (
+            "two words",
+            "cannot use that name: a name is one word of printable characters, without a space",
+        ),
+        (
+            "a:b",
+            "cannot use that name: a name is one word of printable characters, without a colon",
+        ),
+    ] {
+        bob.say(&format!("/nick {wanted}"));
+        bob.expect_status(answer);
+    }
+    bob.say(&format!("/nick {}", "x".repeat(33)));
+    bob.expect_status("cannot use that name: a name has at most 32 characters (33 given)");
+
+    alice.say("q");
+    assert_eq!(alice.wait().code(), Some(0));
+    bob.expect_status("alice left");
+    bob.say("/nick alice");
+    bob.expect_status("you are now alice");
+    second.expect_status("bob is now alice");
+    server.expect_status("bob is now alice");
+    bob.say("still me");
+    second.expect_message("alice: still me");
+    shouting.expect_message("alice: still me");
+
+    assert!(server.connect_client(&["--name", "bad name"]).wait().code() == Some(2));
+}
+
+#[test]
+fn a_newcomer_sees_the_last_20_messages_marked_as_earlier() {
+    let mut server = start_room(&[]);
+    let mut alice = server.join_room("alice");
+    for i in 0..25 {
+        alice.say(&format!("message {i}"));
+    }
+    alice.say("/me is done");
+    for i in 0..25 {
+        server.expect_message(&format!("alice: message {i}"));
+    }
+    server.expect_message("* alice is done");
+    let mut bob = server.connect_client(&["--name", "bob"]);
+    for i in 6..25 {
+        bob.expect_status(&format!("-- earlier: alice: message {i}"));
+    }
+    bob.expect_status("-- earlier: * alice is done");
+    bob.expect_status("you joined as bob;");
+    alice.say("now");
+    assert_eq!(
+        bob.next_message(),
+        "alice: now",
+        "earlier ones are not on stdout"
+    );
+}
+
+#[test]
+fn a_member_that_never_reads_is_disconnected_while_the_others_keep_receiving() {
+    let mut server = start_room(&[
+        "--member-backlog",
+        "1048576",
+        "--max-message-size",
+        "262144",
+    ]);
+    let mut sleeper = server.raw_member();
+    sleeper.send("/nick sleeper");
+    let mut alice = server.join_room("alice");
+    let mut bob = server.join_room("bob");
+    alice.expect_status("bob joined");
+
+    let line = |i: usize| format!("{i:05} {}", "z".repeat(200_000));
+    let mut disconnected_after = None;
+    for i in 0..200 {
+        let sent = Instant::now();
+        alice.say(&line(i));
+        let got = bob
+            .next_message_within(PROMPTLY)
+            .unwrap_or_else(|| panic!("message {i} not received within {PROMPTLY:?}"));
+        assert_eq!(got, format!("alice: {}", line(i)));
+        assert!(
+            sent.elapsed() <= PROMPTLY,
+            "message {i}: {:?}",
+            sent.elapsed()
+        );
+        let status = bob.drain_stderr();
+        if status.iter().any(|l| {
+            l.starts_with("sleeper was disconnected: it fell more than 1048576 bytes behind")
+        }) {
+            disconnected_after = Some(i);
+            break;
+        }
+    }
+    let after = disconnected_after.expect("the sleeper was disconnected within 40 MB");
+    server.expect_status("sleeper was disconnected");
+    // The others go on as before.
+    for i in after + 1..after + 6 {
+        alice.say(&line(i));
+        assert_eq!(
+            bob.next_message_within(PROMPTLY).as_deref(),
+            Some(format!("alice: {}", line(i)).as_str())
+        );
+    }
+    // The sleeper, reading at last, gets what was queued for it, then the
+    // notice, then the end.
+    let mut last = String::new();
+    while let Some(payload) = read_frame(&mut sleeper.stream) {
+        last = String::from_utf8(payload).unwrap();
+    }
+    assert_eq!(
+        last,
+        "-- you were disconnected: you fell more than 1048576 bytes behind the room"
+    );
+    alice.say("/who");
+    alice.expect_status("here (3): server, alice, bob");
+}
+
+#[test]
+fn one_more_than_max_clients_is_told_the_room_is_full() {
+    let mut server = start_room(&["--max-clients", "2"]);
+    let _alice = server.join_room("alice");
+    let _bob = server.join_room("bob");
+    let mut third = server.raw();
+    let told = read_frame(&mut third).unwrap();
+    assert_eq!(
+        String::from_utf8(told).unwrap(),
+        "-- the room is full (2 members); try again later [room protocol 2]"
+    );
+    assert_eq!(read_frame(&mut third), None, "then closed");
+    server.expect_status("turned away: the room is full (2 members)");
+    let mut client = server.connect_client(&["--name", "carol"]);
+    client.expect_status("the room is full (2 members); try again later");
+    assert_eq!(client.wait().code(), Some(0));
+}
+
+#[test]
+fn the_operators_q_closes_the_room_telling_everyone() {
+    let mut server = start_room(&["--name", "host"]);
+    let mut alice = server.join_room("alice");
+    let mut plain = server.raw_member();
+    alice.say("bye soon");
+    server.expect_message("alice: bye soon");
+    server.say("last words");
+    server.say("q");
+    alice.expect_message("host: last words");
+    alice.expect_status("host closed the room");
+    alice.expect_status("disconnected from the room");
+    assert_eq!(alice.wait().code(), Some(0));
+    let before = plain.expect_text("-- host closed the room");
+    assert!(
+        before.contains(&"host: last words".to_string()),
+        "{before:?}"
+    );
+    let mut rest = Vec::new();
+    plain.stream.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "then the end");
+    drop(plain);
+    assert_eq!(server.wait().code(), Some(0));
+}
+
+#[test]
+fn our_client_with_a_name_talks_to_a_plain_server_as_before() {
+    let mut server = Server::start(&["--once"]);
+    let mut client = server.connect_client(&["--name", "alice"]);
+    server.expect_status("connected");
+    server.say("-- not a room [room protocol 1]");
+    client.expect_message("-- not a room [room protocol 1]");
+    client.say("/who");
+    server.expect_message("/who");
+    server.say("bob: hi");
+    client.expect_message("bob: hi");
+    client.say("q");
+    assert_eq!(client.wait().code(), Some(0));
+    assert_eq!(server.wait().code(), Some(0));
+    assert!(
+        !server.drain_stderr().iter().any(|l| l.contains("nick")),
+        "no name was sent"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn two_hundred_members_join_and_leave_without_leaking_descriptors_or_threads() {
+    use support::fds_and_threads;
+    let mut server = start_room(&["--max-clients", "250"]);
+    let pid = server.pid();
+    let mut alice = server.join_room("alice");
+    let baseline = fds_and_threads(pid);
+
+    for round in 0..2 {
+        let mut members: Vec<_> = (0..200).map(|_| server.raw_member()).collect();
+        let (fds, threads) = fds_and_threads(pid);
+        assert!(
+            fds >= baseline.0 + 200 && threads >= baseline.1 + 400,
+            "round {round}: 200 members hold descriptors and threads: {:?} vs {baseline:?}",
+            (fds, threads)
+        );
+        alice.say(&format!("round {round}"));
+        for member in &mut members {
+            member.expect_text(&format!("alice: round {round}"));
+        }
+        let names: HashSet<String> = (0..200).map(|i| format!("m{round}-{i}")).collect();
+        for (member, name) in members.iter_mut().zip(&names) {
+            member.send(&format!("/nick {name}"));
+        }
+        // Each is named (or renamed, if it was announced first) before /who.
+        for (member, name) in members.iter_mut().zip(&names) {
+            let renamed = format!("-- you are now {name}");
+            let joined = format!("-- you joined as {name};");
+            loop {
+                let text = member.next_text();
+                if text == renamed || text.starts_with(&joined) {
+                    break;
+                }
+            }
+        }
+        alice.say("/who");
+        let here = alice.expect_status("here (202)");
+        for name in &names {
+            assert!(here.contains(name.as_str()), "{name} in {here}");
+        }
+        drop(members);
+        wait_until("every member is gone", || fds_and_threads(pid) == baseline);
+    }
+    alice.say("still here");
+    server.expect_message_eventually("alice: still here");
+}
