@@ -3,11 +3,10 @@
 
 mod support;
 
-use std::collections::HashSet;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use support::{Program, Server, read_frame, start_room, wait_until};
+use support::{Program, Server, read_frame, start_room};
 
 /// The bar for the others while one member reads nothing.
 const PROMPTLY: Duration = Duration::from_secs(1);
@@ -375,7 +374,8 @@ fn our_client_with_a_name_talks_to_a_plain_server_as_before() {
 #[cfg(target_os = "linux")]
 #[test]
 fn two_hundred_members_join_and_leave_without_leaking_descriptors_or_threads() {
-    use support::fds_and_threads;
+    use std::collections::HashSet;
+    use support::{fds_and_threads, wait_until};
     let mut server = start_room(&["--max-clients", "250"]);
     let pid = server.pid();
     let mut alice = server.join_room("alice");
