@@ -41,6 +41,9 @@ pub const HISTORY: usize = 20;
 /// announced; past this it is announced under the name it has.
 const EARLY_LIMIT: usize = 64 * 1024;
 
+/// Messages the operator's screen had to drop are reported at most this often.
+const SCREEN_REPORT_PERIOD: Duration = Duration::from_secs(5);
+
 /// Turned-away clients still being drained; past this they are dropped at once.
 const MAX_FAREWELLS: usize = 64;
 
@@ -86,6 +89,8 @@ struct State {
     fell_behind: Vec<u64>,
     /// Messages the operator's screen had no room for, not yet reported.
     unshown: u64,
+    /// When that was last reported.
+    unshown_told: Option<Instant>,
 }
 
 /// A member whose connection has ended, to be joined and reported outside
@@ -168,6 +173,7 @@ impl Room {
             farewells: Vec::new(),
             fell_behind: Vec::new(),
             unshown: 0,
+            unshown_told: None,
         };
         Self {
             state: Mutex::new(state),
@@ -330,18 +336,29 @@ impl Room {
         state
             .farewells
             .retain_mut(|(stream, since)| still_closing(stream, *since, now));
-        if state.unshown > 0 {
+        let report_at = state.unshown_told.map(|at| at + SCREEN_REPORT_PERIOD);
+        let report_due = state.unshown > 0 && report_at.is_none_or(|at| now >= at);
+        if report_due {
             let n = std::mem::take(&mut state.unshown);
+            let what = match n {
+                1 => "1 message was".to_string(),
+                n => format!("{n} messages were"),
+            };
             self.output.error(format!(
-                "the screen fell behind the room: {n} messages were not shown here"
+                "the screen fell behind the room: {what} not shown here"
             ));
+            state.unshown_told = Some(now);
         }
+        let report_at = (state.unshown > 0)
+            .then(|| state.unshown_told.map(|at| at + SCREEN_REPORT_PERIOD))
+            .flatten();
         let wake_at = state
             .members
             .values()
             .filter_map(|m| m.wake_at)
             .chain(state.arrivals.next())
             .chain((!state.farewells.is_empty()).then(|| now + FAREWELL_POLL))
+            .chain(report_at)
             .min();
         Tick {
             finished,
@@ -410,8 +427,12 @@ impl Room {
             }
         }
         for item in run.screen.drain(..) {
+            let lines = match &item {
+                Shown::Room { lines, .. } => lines.iter().filter(|&&b| b == b'\n').count(),
+                _ => 1,
+            };
             if !self.output.offer(item) {
-                state.unshown += 1;
+                state.unshown += lines as u64;
                 let _ = self.events.send(Event::RoomChanged);
             }
         }
