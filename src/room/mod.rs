@@ -84,8 +84,8 @@ pub fn run(listener: TcpListener, mut config: Config) -> io::Result<Exit> {
     let lines = Arc::new(Outbox::with_backlog_alarm(|| {}));
     console.recipient.set(Some(Arc::clone(&lines)));
     console.recipient.set_room();
-    {
-        let room = Arc::clone(&room);
+    let operator = {
+        let (room, lines) = (Arc::clone(&room), Arc::clone(&lines));
         thread::Builder::new()
             .name("operator".into())
             .spawn(move || {
@@ -95,15 +95,24 @@ pub fn run(listener: TcpListener, mut config: Config) -> io::Result<Exit> {
                         room.hear(OPERATOR, batch);
                     }
                 }
-            })?;
-    }
+            })?
+    };
+    // The operator's lines typed before `q` are queued before `q` is
+    // reported; they are relayed before the room closes.
+    let mut operator = Some(operator);
+    let mut last_words = move || {
+        lines.close();
+        if let Some(thread) = operator.take() {
+            let _ = thread.join();
+        }
+    };
     spawn_acceptor(listener, Arc::clone(&room), Arc::clone(&output))?;
     output.status(format!("listening on {address}"));
     output.status(format!(
         "the room is open; you are {name}; /help lists the commands, q closes the room"
     ));
     console.start_input(&events, AfterQuit::Continue)?;
-    let exit = serve(&room, &output, &inbox);
+    let exit = serve(&room, &output, &inbox, &mut last_words);
     console.close();
     console.finish(match exit {
         Exit::Interrupted => LAST_WORDS_ON_INTERRUPT,
@@ -113,7 +122,12 @@ pub fn run(listener: TcpListener, mut config: Config) -> io::Result<Exit> {
 }
 
 /// Reacts to events until the room has closed and every member is gone.
-fn serve(room: &Room, output: &Output, inbox: &Receiver<Event>) -> Exit {
+fn serve(
+    room: &Room,
+    output: &Output,
+    inbox: &Receiver<Event>,
+    last_words: &mut dyn FnMut(),
+) -> Exit {
     let mut exit = None;
     loop {
         let tick = room.tick(Instant::now());
@@ -148,6 +162,7 @@ fn serve(room: &Room, output: &Output, inbox: &Receiver<Event>) -> Exit {
                 room.happen(id, happening, now)
             }
             Event::Input(Input::Quit) => {
+                last_words();
                 let operator = room.operator_name();
                 exit.get_or_insert(Exit::Success);
                 room.close(

@@ -91,6 +91,10 @@ struct State {
     unshown: u64,
     /// When that was last reported.
     unshown_told: Option<Instant>,
+    /// A buffer for the next member's copy of what is relayed: each push
+    /// hands back one of that outbox's emptied buffers, so a steady flow
+    /// allocates nothing.
+    scratch: Vec<u8>,
 }
 
 /// A member whose connection has ended, to be joined and reported outside
@@ -174,6 +178,7 @@ impl Room {
             fell_behind: Vec::new(),
             unshown: 0,
             unshown_told: None,
+            scratch: Vec::new(),
         };
         Self {
             state: Mutex::new(state),
@@ -436,7 +441,8 @@ impl Room {
                 let _ = self.events.send(Event::RoomChanged);
             }
         }
-        for said in run.said.drain(..) {
+        let skip = run.said.len().saturating_sub(HISTORY);
+        for said in run.said.drain(..).skip(skip) {
             if state.history.len() == HISTORY {
                 state.history.pop_front();
             }
@@ -685,7 +691,11 @@ impl Room {
             let _ = self.events.send(Event::RoomChanged);
             return;
         }
-        member.outbox.push(&mut frames.to_vec(), Space::Take);
+        let mut copy = std::mem::take(&mut state.scratch);
+        copy.clear();
+        copy.extend_from_slice(frames);
+        member.outbox.push(&mut copy, Space::Take);
+        state.scratch = copy;
     }
 
     /// The operator's name as it is now (`/nick` changes it).
