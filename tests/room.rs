@@ -419,3 +419,46 @@ fn two_hundred_members_join_and_leave_without_leaking_descriptors_or_threads() {
     alice.say("still here");
     server.expect_message_eventually("alice: still here");
 }
+
+/// In a terminal: names as coloured labels (the same colour each time),
+/// status lines for joins, and a half-typed line kept while messages arrive.
+#[cfg(unix)]
+#[test]
+fn in_a_terminal_names_are_coloured_labels_and_the_typed_line_stays() {
+    use expectrl::{Expect, Regex, Session};
+    use std::process::Command;
+
+    let mut server = start_room(&[]);
+    let mut bob = server.join_room("bob");
+    let mut command = Command::new(support::CLIENT);
+    command
+        .args(["--connect", &server.addr.to_string(), "--name", "alice"])
+        .env("TERM", "xterm")
+        .env_remove("NO_COLOR");
+    let mut alice = Session::spawn(command).expect("a pseudo-terminal");
+    alice.set_expect_timeout(Some(support::PATIENCE));
+    alice.expect("you joined as alice").unwrap();
+    bob.expect_status("alice joined");
+
+    alice.send("half typ").unwrap();
+    alice.expect("half typ").unwrap();
+    bob.say("hello alice 你好");
+    let first = alice
+        .expect(Regex(
+            "\x1b\\[1m\x1b\\[(\\d+)mbob:\x1b\\[0m hello alice 你好\r\n",
+        ))
+        .unwrap();
+    let colour = String::from_utf8_lossy(&first[1]).to_string();
+    // The line being typed is drawn again below the message, as it was.
+    alice.expect("> half typ").unwrap();
+    bob.say("/me waves");
+    alice
+        .expect(format!("\x1b[1m\x1b[{colour}m* bob\x1b[0m waves"))
+        .unwrap();
+    let _carol = server.join_room("carol");
+    alice.expect(Regex("-- carol joined")).unwrap();
+    alice.send("ed\r").unwrap();
+    bob.expect_message("alice: half typed");
+    alice.send("q\r").unwrap();
+    bob.expect_status("alice left");
+}

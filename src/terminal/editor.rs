@@ -479,7 +479,34 @@ pub(super) fn enter_terminal() -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::shown_form;
+    use super::{AnsiColor, Palette, Style, shown_form};
+
+    #[test]
+    fn each_name_has_a_stable_colour_never_the_errors_red() {
+        let palette = Palette {
+            peer: Style::new(),
+            status: Style::new(),
+            error: Style::new(),
+            names: true,
+        };
+        let names = ["alice", "bob", "carol", "李雷", "guest-1", "guest-2", "x"];
+        let colours: Vec<Style> = names.iter().map(|n| palette.name(n)).collect();
+        assert_eq!(colours, names.map(|n| palette.name(n)), "stable");
+        let distinct: std::collections::HashSet<String> =
+            colours.iter().map(|s| format!("{s:?}")).collect();
+        assert!(
+            distinct.len() >= 3,
+            "names get different colours: {distinct:?}"
+        );
+        for style in colours {
+            assert_ne!(style.get_fg_color(), Some(AnsiColor::Red.into()));
+        }
+        // The first colour, for a known name, so it cannot drift silently.
+        assert_eq!(
+            palette.name("bob"),
+            Style::new().bold().fg_color(Some(AnsiColor::Yellow.into()))
+        );
+    }
 
     #[test]
     fn widths_count_columns_not_bytes() {
