@@ -428,7 +428,7 @@ fn in_a_terminal_names_are_coloured_labels_and_the_typed_line_stays() {
     use expectrl::{Expect, Regex, Session};
     use std::process::Command;
 
-    let mut server = start_room(&[]);
+    let server = start_room(&[]);
     let mut bob = server.join_room("bob");
     let mut command = Command::new(support::CLIENT);
     command
