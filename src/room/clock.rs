@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// How long a newcomer has to choose its name (`/nick`, as our client does
-/// at once) before it is announced under the name it was given; any frame
-/// it sends announces it at once.
+/// as soon as it sees the greeting) before it is announced under the name
+/// it was given; lines it sends meanwhile wait for the announcement.
 pub const HELLO_WAIT: Duration = Duration::from_secs(1);
 
 /// How long a turned-away client has to close after being told why.

@@ -195,7 +195,7 @@ impl Room {
         let present = state.members.values().filter(|m| m.present).count();
         if state.closing || present >= self.config.max_clients {
             let why = match state.closing {
-                true => format!("{} the room is closing {}", "--", wire::MARKER),
+                true => wire::closing(),
                 false => wire::full(self.config.max_clients),
             };
             if let Some(farewell) = farewell(stream, &why)

@@ -34,6 +34,11 @@ pub fn full(max_clients: usize) -> String {
     format!("{NOTICE}the room is full ({max_clients} members); try again later {MARKER}")
 }
 
+/// The only frame to a client that arrives while the room closes.
+pub fn closing() -> String {
+    format!("{NOTICE}the room is closing {MARKER}")
+}
+
 /// `-- TEXT`.
 pub fn notice(text: &str) -> Vec<u8> {
     format!("{NOTICE}{text}").into_bytes()
@@ -213,6 +218,7 @@ mod tests {
     fn the_greeting_is_recognised_by_its_marker_and_version() {
         assert!(is_room_greeting(&greeting()));
         assert!(is_room_greeting(&full(3)));
+        assert!(is_room_greeting(&closing()));
         assert!(is_room_greeting("-- anything [room protocol 7]"));
         for not in [
             "welcome [room protocol 2]",
