@@ -21,7 +21,7 @@
 
 mod clock;
 pub(crate) mod commands;
-pub mod names;
+mod names;
 mod relay;
 pub(crate) mod view;
 mod wire;
