@@ -437,8 +437,11 @@ impl Room {
                 _ => 1,
             };
             if !self.output.offer(item) {
+                if state.unshown == 0 {
+                    // Once: the main thread reports when the period allows.
+                    let _ = self.events.send(Event::RoomChanged);
+                }
                 state.unshown += lines as u64;
-                let _ = self.events.send(Event::RoomChanged);
             }
         }
         let skip = run.said.len().saturating_sub(HISTORY);
