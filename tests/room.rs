@@ -352,6 +352,36 @@ fn the_operators_q_closes_the_room_telling_everyone() {
 }
 
 #[test]
+fn a_message_too_long_once_named_is_refused_to_its_sender_and_the_room_goes_on() {
+    let mut server = start_room(&["--max-message-size", "100"]);
+    let mut alice = server.join_room("alice");
+    let mut bob = server.join_room("bob");
+    // `alice: ` and 93 bytes are exactly the maximum; one more is over it.
+    alice.say(&"x".repeat(93));
+    alice.say(&"y".repeat(94));
+    alice.expect_status(
+        "your message is too long for the room: 101 bytes as relayed, over the maximum of 100; not sent",
+    );
+    alice.say("short");
+    bob.expect_message(&format!("alice: {}", "x".repeat(93)));
+    bob.expect_message("alice: short");
+}
+
+#[cfg(unix)]
+#[test]
+fn an_interrupted_server_closes_the_room_telling_everyone() {
+    let mut server = start_room(&[]);
+    let mut alice = server.join_room("alice");
+    let mut plain = server.raw_member();
+    server.interrupt();
+    alice.expect_status("the room is closing: the server was interrupted");
+    alice.expect_status("disconnected from the room");
+    assert_eq!(alice.wait().code(), Some(0));
+    plain.expect_text("-- the room is closing: the server was interrupted");
+    assert_eq!(server.wait().code(), Some(130));
+}
+
+#[test]
 fn our_client_with_a_name_talks_to_a_plain_server_as_before() {
     let mut server = Server::start(&["--once"]);
     let mut client = server.connect_client(&["--name", "alice"]);
