@@ -353,7 +353,7 @@ fn the_operators_q_closes_the_room_telling_everyone() {
 
 #[test]
 fn a_message_too_long_once_named_is_refused_to_its_sender_and_the_room_goes_on() {
-    let mut server = start_room(&["--max-message-size", "100"]);
+    let server = start_room(&["--max-message-size", "100"]);
     let mut alice = server.join_room("alice");
     let mut bob = server.join_room("bob");
     // `alice: ` and 93 bytes are exactly the maximum; one more is over it.
