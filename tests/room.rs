@@ -249,6 +249,32 @@ fn a_newcomer_sees_the_last_20_messages_marked_as_earlier() {
 }
 
 #[test]
+fn earlier_messages_are_only_as_many_as_fit_in_half_a_members_bound() {
+    let mut server = start_room(&[
+        "--member-backlog",
+        "1048576",
+        "--max-message-size",
+        "262144",
+    ]);
+    let mut alice = server.join_room("alice");
+    let text = |i: usize| format!("{i:02} {}", "h".repeat(100_000));
+    for i in 0..20 {
+        alice.say(&text(i));
+    }
+    for i in 0..20 {
+        server.expect_message(&format!("alice: {}", text(i)));
+    }
+    // Each costs about 100 kB of the 512 KiB half bound: the newest five fit.
+    let mut bob = server.connect_client(&["--name", "bob"]);
+    let first = bob.expect_status("-- earlier: ");
+    assert_eq!(first, format!("-- earlier: alice: {}", text(15)));
+    for i in 16..20 {
+        bob.expect_status(&format!("-- earlier: alice: {}", text(i)));
+    }
+    bob.expect_status("you joined as bob;");
+}
+
+#[test]
 fn a_member_that_never_reads_is_disconnected_while_the_others_keep_receiving() {
     let mut server = start_room(&[
         "--member-backlog",

@@ -241,7 +241,21 @@ impl Room {
         let outbox = connection.outbox();
         let mut hello = Vec::new();
         let _ = encode_frame(&mut hello, wire::greeting().as_bytes(), usize::MAX);
-        for said in &state.history {
+        // The newest earlier messages that fit in half the member's bound,
+        // so that what a member holds stays within the bound from the start.
+        let mut budget = self.config.backlog / 2;
+        let fitting = state
+            .history
+            .iter()
+            .rev()
+            .take_while(|said| {
+                let cost = said.len() + 64;
+                budget = budget.saturating_sub(cost);
+                budget > 0
+            })
+            .count();
+        let skip = state.history.len() - fitting;
+        for said in state.history.iter().skip(skip) {
             let _ = encode_frame(&mut hello, &wire::earlier(said), usize::MAX);
         }
         outbox.push(&mut hello, Space::Take);
