@@ -8,7 +8,7 @@
 //! a whole read at a time, the moment they are read, whatever frame (a
 //! keepalive, a broken header, the end) follows them.
 
-use std::io::{self, ErrorKind, IoSlice, Write};
+use std::io::{self, ErrorKind};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,6 +23,7 @@ use crate::frame::{FrameReader, too_long_error};
 use crate::outbox::Outbox;
 use crate::output::Output;
 use crate::platform::unacknowledged;
+use crate::transport::{Progress, Reader, Transport, Writer};
 
 /// How often a read or write blocked on the socket looks whether it was
 /// aborted: a shutdown wakes it on Linux, but not everywhere (Windows).
@@ -32,7 +33,10 @@ const RECHECK: Duration = Duration::from_millis(250);
 #[derive(Default)]
 struct Shared {
     received: AtomicU64,
+    /// Bytes written to the socket (TLS records included).
     written: AtomicU64,
+    /// Bytes of frames wholly written to the socket (sealed, under TLS).
+    sent: AtomicU64,
     /// The most `moved` ever reported, so the count never goes back.
     moved: AtomicU64,
     /// Set by [`Connection::abort`]: a thread waiting for the screen gives up.
@@ -51,16 +55,17 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Starts receiving from and sending to `stream`; messages are shown as
-    /// from `label`. Both threads report to `events` under `id`.
+    /// Starts receiving from and sending to `transport`; messages are shown
+    /// as from `label`. Both threads report to `events` under `id`.
     pub fn start(
         id: u64,
-        stream: TcpStream,
+        transport: Transport,
         max_message_size: usize,
         output: &Arc<Output>,
         label: &str,
         events: &Sender<Event>,
     ) -> io::Result<Self> {
+        let stream = transport.stream().try_clone()?;
         stream.set_nodelay(true)?;
         stream.set_write_timeout(Some(RECHECK))?;
         stream.set_read_timeout(Some(RECHECK))?;
@@ -72,7 +77,7 @@ impl Connection {
             }))
         };
         let receiver = {
-            let reading = stream.try_clone()?;
+            let reading = transport.reader()?;
             let (events, output, shared) =
                 (events.clone(), Arc::clone(output), Arc::clone(&shared));
             let from: Arc<str> = Arc::from(label);
@@ -83,7 +88,7 @@ impl Connection {
                     let _ = events.send(Event::Received { id, end });
                 })?
         };
-        let sender = stream.try_clone().and_then(|writing| {
+        let sender = transport.writer().and_then(|writing| {
             let (events, outbox, shared) =
                 (events.clone(), Arc::clone(&outbox), Arc::clone(&shared));
             thread::Builder::new().name("send".into()).spawn(move || {
@@ -120,6 +125,7 @@ impl Connection {
     /// Bytes moved so far and bytes not yet delivered, for [`crate::ending`].
     pub fn observe(&self) -> Observed {
         let written = self.shared.written.load(Ordering::SeqCst);
+        let sent = self.shared.sent.load(Ordering::SeqCst);
         let accepted = self.outbox.accepted();
         let fin = u64::from(self.shared.shut_down.load(Ordering::SeqCst));
         let unacked = unacknowledged(&self.stream)
@@ -134,7 +140,7 @@ impl Connection {
             .max(moved);
         Observed {
             moved,
-            undelivered: accepted.saturating_sub(written) + unacked,
+            undelivered: accepted.saturating_sub(sent) + unacked,
             backlogged: self.outbox.is_backlogged(),
         }
     }
@@ -171,7 +177,7 @@ impl Connection {
 /// before the next read. Once our output is gone the socket is still drained,
 /// so that closing it resets nothing.
 fn receive(
-    reading: TcpStream,
+    reading: Reader,
     max_message_size: usize,
     from: &Arc<str>,
     output: &Output,
@@ -213,17 +219,18 @@ fn receive(
 
 /// Writes what the outbox hands over until it closes, then shuts down our
 /// sending half so the peer sees a clean end.
-fn send(mut stream: TcpStream, outbox: &Outbox, shared: &Shared) -> io::Result<()> {
+fn send(mut writer: Writer, outbox: &Outbox, shared: &Shared) -> io::Result<()> {
+    let progress = Counting { outbox, shared };
     let mut batches = Vec::new();
     while outbox.take(&mut batches) {
-        if !write_all_vectored(&mut stream, &batches, outbox, shared)? {
+        if !writer.write_batches(&batches, &progress)? {
             return Ok(());
         }
     }
     if outbox.is_aborted() {
         return Ok(());
     }
-    let shut = stream.shutdown(Shutdown::Write);
+    let shut = writer.close(&progress);
     shared.shut_down.store(shut.is_ok(), Ordering::SeqCst);
     match shut {
         // The peer may already be gone entirely; that is its end, not our error.
@@ -232,30 +239,22 @@ fn send(mut stream: TcpStream, outbox: &Outbox, shared: &Shared) -> io::Result<(
     }
 }
 
-/// Writes every batch in as few system calls as the kernel allows, counting
-/// every byte as it goes (a slow reader's progress is seen byte by byte).
-/// Returns false if the outbox was aborted meanwhile.
-fn write_all_vectored(
-    stream: &mut TcpStream,
-    batches: &[Vec<u8>],
-    outbox: &Outbox,
-    shared: &Shared,
-) -> io::Result<bool> {
-    let mut slices: Vec<IoSlice<'_>> = batches.iter().map(|b| IoSlice::new(b)).collect();
-    let mut slices = &mut slices[..];
-    while !slices.is_empty() {
-        match stream.write_vectored(slices) {
-            Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                shared.written.fetch_add(n as u64, Ordering::SeqCst);
-                IoSlice::advance_slices(&mut slices, n);
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            // Timed out, or ended by our own shutdown: stop if aborted.
-            Err(_) if outbox.is_aborted() => return Ok(false),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) => return Err(e),
-        }
+/// Counts every byte as it goes (a slow reader's progress is seen byte by
+/// byte), and stops a write once the outbox is aborted.
+struct Counting<'a> {
+    outbox: &'a Outbox,
+    shared: &'a Shared,
+}
+
+impl Progress for Counting<'_> {
+    fn wrote(&self, socket: usize, payload: usize) {
+        self.shared
+            .written
+            .fetch_add(socket as u64, Ordering::SeqCst);
+        self.shared.sent.fetch_add(payload as u64, Ordering::SeqCst);
     }
-    Ok(true)
+
+    fn keep_going(&self) -> bool {
+        !self.outbox.is_aborted()
+    }
 }

@@ -17,6 +17,9 @@
 //! - [`queue`]: the server's line of waiting clients.
 //! - [`throttle`]: reports of recurring trouble, at most one per period.
 //! - [`platform`]: what differs between operating systems.
+//! - [`transport`]: what carries a connection's frames: TCP, or TLS over it.
+//! - [`tls`]: the server's identity, whom a client trusts, the shared code.
+//! - [`access`]: which addresses may connect to the server.
 //! - [`server`], [`client`]: the two programs, called by the binaries in
 //!   `src/bin/`, which only parse arguments.
 //!
@@ -32,6 +35,7 @@
 // of the source (`cargo doc --document-private-items`).
 #![allow(rustdoc::private_intra_doc_links)]
 
+pub mod access;
 pub mod client;
 mod connection;
 mod conversation;
@@ -48,6 +52,8 @@ mod queue;
 pub mod server;
 mod terminal;
 mod throttle;
+pub mod tls;
+mod transport;
 
 /// Locks `mutex`, poisoned or not: nothing here can leave shared state half
 /// updated when a thread panics, so the state is still good to use.
