@@ -285,8 +285,7 @@ pub fn connect(
                 "the server at {address} closed the connection during the TLS handshake: it may not speak TLS (try without --tls)"
             ),
             (Handshake::TimedOut, _, _) => format!(
-                "no TLS answer from {address} within {} s: the server may not speak TLS (try without --tls)",
-                timeout.as_secs_f64()
+                "no TLS answer from {address} in time (--connect-timeout): the server may not speak TLS (try without --tls)"
             ),
             (e, _, _) => format!("TLS with {address} failed: {e}"),
         });

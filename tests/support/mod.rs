@@ -37,11 +37,23 @@ impl Program {
         Self::spawn_reading_stdout(path, args, usize::MAX)
     }
 
+    /// Like [`spawn`](Self::spawn), with `env` added to its environment.
+    pub fn spawn_with_env(path: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start(
+            Command::new(path).args(args).envs(env.iter().copied()),
+            usize::MAX,
+        )
+    }
+
     /// Like [`spawn`](Self::spawn), with the program's stdout read at about
     /// `bytes_per_second`, as a slow terminal or pipeline would.
     pub fn spawn_reading_stdout(path: &str, args: &[&str], bytes_per_second: usize) -> Self {
-        let mut child = Command::new(path)
-            .args(args)
+        Self::start(Command::new(path).args(args), bytes_per_second)
+    }
+
+    fn start(command: &mut Command, bytes_per_second: usize) -> Self {
+        let path = command.get_program().to_string_lossy().into_owned();
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -240,9 +252,14 @@ pub struct Server {
 
 impl Server {
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// Like [`start`](Self::start), with `env` added to its environment.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut args = vec!["--bind", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let mut program = Program::spawn(SERVER, &args);
+        let mut program = Program::spawn_with_env(SERVER, &args, env);
         let line = program.expect_status("listening on ");
         let addr = line["listening on ".len()..]
             .parse()
