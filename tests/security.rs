@@ -502,3 +502,141 @@ with socket.create_connection((host, int(port))) as raw:
         .unwrap();
     assert_eq!(said, "hello, python\n");
 }
+
+/// A TLS server and client in `dir` that have exchanged a line each way.
+fn tls_pair(dir: &std::path::Path) -> (Server, Program) {
+    let (mut server, _) = tls_server(dir, &["--once"], &[]);
+    let mut client = tls_client(&server, dir, &[], &[]);
+    server.expect_status("connected");
+    client.say("hello from the client");
+    server.expect_message("hello from the client");
+    server.say("hello from the server");
+    client.expect_message("hello from the server");
+    (server, client)
+}
+
+fn no_errors(program: &mut Program, who: &str) {
+    let seen = program.drain_stderr();
+    assert!(
+        !seen.iter().any(|l| l.contains("error")),
+        "{who} reported an error: {seen:?}"
+    );
+}
+
+/// The endings of the core, over TLS, after a silence longer than every
+/// internal timeout: close_notify then FIN, and nothing reported as a failure.
+#[test]
+fn every_ending_is_right_over_tls_after_a_pause() {
+    let dir = scratch("endings");
+    let mut client_quits = tls_pair(&dir);
+    let mut server_quits = tls_pair(&dir);
+    let mut client_input_ends = tls_pair(&dir);
+    #[cfg(unix)]
+    let mut server_interrupted = tls_pair(&dir);
+    std::thread::sleep(support::HUMAN_PAUSE);
+
+    let (server, client) = &mut client_quits;
+    client.say("q");
+    assert_eq!(client.wait().code(), Some(0));
+    server.expect_status(" left");
+    assert_eq!(server.wait().code(), Some(0));
+    no_errors(client, "client after q");
+    no_errors(server, "server after the client's q");
+
+    let (server, client) = &mut server_quits;
+    server.say("last words");
+    server.say("q");
+    client.expect_message("last words");
+    client.expect_status("the server ended the conversation");
+    assert_eq!(client.wait().code(), Some(0));
+    assert_eq!(server.wait().code(), Some(0));
+    no_errors(client, "client after the server's q");
+    no_errors(server, "server after q");
+
+    let (server, client) = &mut client_input_ends;
+    client.say("said before the end of input");
+    client.close_stdin();
+    server.expect_message("said before the end of input");
+    server.expect_status(" left");
+    client.expect_status("input ended, and the server has closed its side too");
+    assert_eq!(client.wait().code(), Some(0));
+    assert_eq!(server.wait().code(), Some(0));
+    no_errors(client, "client after its input ended");
+
+    #[cfg(unix)]
+    {
+        let (server, client) = &mut server_interrupted;
+        server.interrupt();
+        assert_eq!(server.wait().code(), Some(130));
+        client.expect_status("the server ended the conversation");
+        assert_eq!(client.wait().code(), Some(0));
+        no_errors(client, "client after the server's Ctrl-C");
+    }
+}
+
+/// Lines of a few megabytes, numbered so that a loss or a swap shows.
+fn flood(who: &str, bytes: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut size = 0;
+    while size < bytes {
+        let line = format!("{who} {} {}", lines.len(), "f".repeat(lines.len() % 300));
+        size += line.len() + 1;
+        lines.push(line);
+    }
+    lines
+}
+
+/// Each side floods over TLS and quits at once, towards a peer whose stdout
+/// is read at about 1 MB/s: everything arrives, in order, byte for byte.
+#[test]
+fn a_flood_then_q_reaches_a_slow_reader_over_tls_byte_exact() {
+    const RATE: usize = 1 << 20;
+    let dir = scratch("flood");
+    let identity = path(&dir, "identity.pem");
+    let known = path(&dir, "known_hosts");
+
+    let lines = flood("operator", 4 << 20);
+    let (mut server, _) = tls_server(&dir, &["--once"], &[]);
+    let addr = server.addr.to_string();
+    let mut client = Program::spawn_reading_stdout(
+        CLIENT,
+        &["--connect", &addr, "--tls", "--known-hosts", &known],
+        RATE,
+    );
+    server.expect_status("connected");
+    server.type_raw(format!("{}\nq\n", lines.join("\n")).as_bytes());
+    for line in &lines {
+        client.expect_message(line);
+    }
+    client.expect_status("the server ended the conversation");
+    assert_eq!(client.wait().code(), Some(0));
+    assert_eq!(server.wait().code(), Some(0));
+    no_errors(&mut server, "server after flooding a slow reader");
+
+    let lines = flood("client", 4 << 20);
+    let mut server = Program::spawn_reading_stdout(
+        SERVER,
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--once",
+            "--tls",
+            "--identity",
+            &identity,
+        ],
+        RATE,
+    );
+    let listening = server.expect_status("listening on ");
+    let addr = listening.trim_start_matches("listening on ").to_string();
+    let mut client = Program::spawn(
+        CLIENT,
+        &["--connect", &addr, "--tls", "--known-hosts", &known],
+    );
+    client.type_raw(format!("{}\nq\n", lines.join("\n")).as_bytes());
+    for line in &lines {
+        server.expect_message(line);
+    }
+    assert_eq!(client.wait().code(), Some(0));
+    assert_eq!(server.wait().code(), Some(0));
+    no_errors(&mut client, "client after flooding a slow reader");
+}
