@@ -10,7 +10,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use support::{CLIENT, PATIENCE, Program, SERVER, Server, frame, read_text};
 
@@ -154,7 +154,7 @@ fn a_changed_identity_at_a_known_address_is_refused_before_anything_is_sent() {
     let mut client = tls_client(&server, &dir, &[], &[]);
     client.say("a secret that must not leave");
     assert_eq!(client.wait().code(), Some(1));
-    let said = client.drain_stderr().join("\n");
+    let said = client.all_stderr().join("\n");
     for part in [
         server.addr.to_string().as_str(),
         print.as_str(),
@@ -185,7 +185,7 @@ fn a_pinned_fingerprint_is_required() {
     let mut client = tls_client(&server, &dir, &["--fingerprint", wrong], &[]);
     client.say("not for them");
     assert_eq!(client.wait().code(), Some(1));
-    let said = client.drain_stderr().join("\n");
+    let said = client.all_stderr().join("\n");
     assert!(said.contains(wrong) && said.contains(&print), "{said}");
     server.expect_status("refused this server's certificate");
 
@@ -223,7 +223,7 @@ fn a_shared_code_authenticates_and_a_wrong_one_is_refused_on_both_sides() {
     );
     wrong.say("must not arrive");
     assert_eq!(wrong.wait().code(), Some(1));
-    let said = wrong.drain_stderr().join("\n");
+    let said = wrong.all_stderr().join("\n");
     assert!(said.contains("refused the code: wrong code"), "{said}");
     server.expect_status("wrong code");
 
@@ -243,7 +243,7 @@ fn a_shared_code_authenticates_and_a_wrong_one_is_refused_on_both_sides() {
     // A client without --code is told to use one, and nothing passes.
     let mut plain_tls = tls_client(&server, &dir, &[], &[]);
     assert_eq!(plain_tls.wait().code(), Some(1));
-    let said = plain_tls.drain_stderr().join("\n");
+    let said = plain_tls.all_stderr().join("\n");
     assert!(said.contains("needs a shared code"), "{said}");
     assert!(server.stdout.try_recv().is_err());
 }
@@ -272,7 +272,7 @@ fn a_man_in_the_middle_is_caught_by_a_recorded_fingerprint() {
     );
     client.say("for the real server only");
     assert_eq!(client.wait().code(), Some(1));
-    let said = client.drain_stderr().join("\n");
+    let said = client.all_stderr().join("\n");
     assert!(said.contains("someone may be intercepting"), "{said}");
     assert!(server.stdout.try_recv().is_err());
 }
@@ -299,7 +299,7 @@ fn a_man_in_the_middle_is_caught_on_both_legs_by_a_code() {
     );
     client.say("for the real server only");
     assert_eq!(client.wait().code(), Some(1));
-    let said = client.drain_stderr().join("\n");
+    let said = client.all_stderr().join("\n");
     assert!(
         said.contains("wrong code") || said.contains("does not know the code"),
         "{said}"
@@ -336,7 +336,7 @@ fn a_tls_client_of_a_plain_server_is_told_it_does_not_speak_tls() {
     let dir = scratch("tls-to-plain");
     let mut client = tls_client(&server, &dir, &[], &[]);
     assert_eq!(client.wait().code(), Some(1));
-    let said = client.drain_stderr().join("\n");
+    let said = client.all_stderr().join("\n");
     assert!(
         said.contains("may not speak TLS") || said.contains("did not answer in TLS"),
         "{said}"
@@ -360,7 +360,7 @@ fn a_tls_client_of_a_plain_server_is_told_it_does_not_speak_tls() {
         ],
     );
     assert_eq!(client.wait().code(), Some(1));
-    let said = client.drain_stderr().join("\n");
+    let said = client.all_stderr().join("\n");
     assert!(said.contains("no TLS answer"), "{said}");
 }
 
@@ -426,7 +426,7 @@ fn a_key_others_can_read_is_refused_with_the_chmod_to_run() {
             &["--bind", "127.0.0.1:0", "--tls", "--identity", &shown],
         );
         assert_eq!(again.wait().code(), Some(1));
-        let said = again.drain_stderr().join("\n");
+        let said = again.all_stderr().join("\n");
         assert!(said.contains(&format!("chmod 600 {shown}")), "{said}");
     }
     let dir = scratch("garbage");
@@ -445,7 +445,7 @@ fn a_key_others_can_read_is_refused_with_the_chmod_to_run() {
         &["--bind", "127.0.0.1:0", "--tls", "--identity", &shown],
     );
     assert_eq!(bad.wait().code(), Some(1));
-    let said = bad.drain_stderr().join("\n");
+    let said = bad.all_stderr().join("\n");
     assert!(said.contains(&shown), "{said}");
 }
 
@@ -491,7 +491,7 @@ with socket.create_connection((host, int(port))) as raw:
     let deadline = Instant::now() + PATIENCE;
     while python.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "python did not finish");
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let mut said = String::new();
     python
@@ -516,7 +516,7 @@ fn tls_pair(dir: &std::path::Path) -> (Server, Program) {
 }
 
 fn no_errors(program: &mut Program, who: &str) {
-    let seen = program.drain_stderr();
+    let seen = program.all_stderr();
     assert!(
         !seen.iter().any(|l| l.contains("error")),
         "{who} reported an error: {seen:?}"

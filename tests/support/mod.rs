@@ -134,6 +134,21 @@ impl Program {
         }
     }
 
+    /// Every stderr line, once the program has closed its stderr (exited).
+    pub fn all_stderr(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => self.stderr_seen.push(line),
+                Err(RecvTimeoutError::Disconnected) => return self.stderr_seen.clone(),
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("stderr still open; saw {:?}", self.stderr_seen)
+                }
+            }
+        }
+    }
+
     /// Stderr lines already printed, without waiting.
     pub fn drain_stderr(&mut self) -> Vec<String> {
         self.stderr_seen.extend(self.stderr.try_iter());
