@@ -640,3 +640,69 @@ fn a_flood_then_q_reaches_a_slow_reader_over_tls_byte_exact() {
     assert_eq!(server.wait().code(), Some(0));
     no_errors(&mut client, "client after flooding a slow reader");
 }
+
+/// A certificate authority made for a test, and an identity file for a
+/// server, issued by it for 127.0.0.1, valid until `not_after` (a year).
+fn issued_identity(dir: &std::path::Path, name: &str, not_after: i32) -> (String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, format!("test authority {name}"));
+    let ca_certificate = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    leaf.not_before = rcgen::date_time_ymd(2000, 1, 1);
+    leaf.not_after = rcgen::date_time_ymd(not_after, 1, 1);
+    let certificate = leaf.signed_by(&key, &issuer).unwrap();
+    let identity = dir.join(format!("{name}-identity.pem"));
+    let authority = dir.join(format!("{name}-ca.pem"));
+    fs::write(
+        &identity,
+        format!("{}{}", certificate.pem(), key.serialize_pem()),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&identity, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    fs::write(&authority, ca_certificate.pem()).unwrap();
+    (
+        identity.to_string_lossy().into_owned(),
+        authority.to_string_lossy().into_owned(),
+    )
+}
+
+/// `--identity` takes a CA-issued certificate, and `--ca` checks the chain
+/// and the dates: another authority's or an expired certificate is refused.
+#[test]
+fn a_certificate_authority_is_checked_by_a_client_given_one() {
+    let dir = scratch("authority");
+    let (identity, authority) = issued_identity(&dir, "good", 2999);
+    let (_, other_authority) = issued_identity(&dir, "other", 2999);
+    let (expired_identity, expired_authority) = issued_identity(&dir, "expired", 2001);
+
+    let mut server = Server::start(&["--tls", "--identity", &identity]);
+    let mut client = tls_client(&server, &dir, &["--ca", &authority], &[]);
+    client.expect_status("connected to");
+    server.expect_status("connected");
+    talk_and_quit(&mut server, &mut client);
+
+    let mut stranger = tls_client(&server, &dir, &["--ca", &other_authority], &[]);
+    assert_eq!(stranger.wait().code(), Some(1));
+    let said = stranger.all_stderr().join("\n");
+    assert!(
+        said.contains("not issued by the certificate authority"),
+        "{said}"
+    );
+    assert!(said.contains(&other_authority), "{said}");
+
+    let expired = Server::start(&["--tls", "--identity", &expired_identity]);
+    let mut client = tls_client(&expired, &dir, &["--ca", &expired_authority], &[]);
+    assert_eq!(client.wait().code(), Some(1));
+    let said = client.all_stderr().join("\n");
+    assert!(said.contains("expired certificate"), "{said}");
+}

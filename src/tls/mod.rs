@@ -343,6 +343,9 @@ fn describe_certificate(
         CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
             format!("the server at {address} has a certificate that is not valid yet; refused")
         }
+        CertificateError::BadSignature => format!(
+            "the server at {address} has a certificate whose signature does not match the certificate authority{authority}; refused"
+        ),
         CertificateError::UnknownIssuer => format!(
             "the server at {address} has a certificate not issued by the certificate authority{authority}; refused"
         ),
