@@ -123,15 +123,12 @@ const BUSY_NOTICE: &str = "too many code attempts right now; try again in a few 
 
 /// The client's side: Ok once the server has proved it knows `code`.
 pub fn as_client(transport: &Transport, code: &str, deadline: Instant) -> Result<(), Failure> {
-    let (spake, ours) = Spake2::<Ed25519Group>::start_a(
-        &Password::new(normalize(code).as_bytes()),
-        &Identity::new(b"chat-client"),
-        &Identity::new(b"chat-server"),
-    );
-    let exporter = transport.export(EXPORTER_LABEL).map_err(Failure::Broken)?;
-    let mut link = Link::new(transport, deadline)?;
-    link.send(&ours)?;
-    let theirs = link.receive()?;
+    let Opened {
+        spake,
+        exporter,
+        mut link,
+        theirs,
+    } = open(transport, code, deadline, Spake2::start_a)?;
     let key = spake
         .finish(&theirs)
         .map_err(|e| Failure::Broken(format!("malformed message from the server ({e:?})")))?;
@@ -158,15 +155,12 @@ pub fn as_server(
     deadline: Instant,
     reserve: impl FnOnce(Instant) -> Option<Instant>,
 ) -> Result<(), Failure> {
-    let (spake, ours) = Spake2::<Ed25519Group>::start_b(
-        &Password::new(normalize(code).as_bytes()),
-        &Identity::new(b"chat-client"),
-        &Identity::new(b"chat-server"),
-    );
-    let exporter = transport.export(EXPORTER_LABEL).map_err(Failure::Broken)?;
-    let mut link = Link::new(transport, deadline)?;
-    link.send(&ours)?;
-    let theirs = link.receive()?;
+    let Opened {
+        spake,
+        exporter,
+        mut link,
+        theirs,
+    } = open(transport, code, deadline, Spake2::start_b)?;
     let their_proof = link.receive()?;
     let Some(at) = reserve(Instant::now()) else {
         let _ = link.send(BUSY_NOTICE.as_bytes());
@@ -182,6 +176,43 @@ pub fn as_server(
         return Err(Failure::WrongCode);
     }
     link.send(proof(&key, b"server", &exporter).as_ref())
+}
+
+/// How one side starts SPAKE2: as A (the client) or B (the server).
+type Start = fn(&Password, &Identity, &Identity) -> (Spake2<Ed25519Group>, Vec<u8>);
+
+/// The first step, the same on both sides: start SPAKE2 as `start` says,
+/// export the session's keying material, and swap SPAKE2 messages.
+fn open<'a>(
+    transport: &'a Transport,
+    code: &str,
+    deadline: Instant,
+    start: Start,
+) -> Result<Opened<'a>, Failure> {
+    let (spake, ours) = start(
+        &Password::new(normalize(code).as_bytes()),
+        &Identity::new(b"chat-client"),
+        &Identity::new(b"chat-server"),
+    );
+    let exporter = transport.export(EXPORTER_LABEL).map_err(Failure::Broken)?;
+    let mut link = Link::new(transport, deadline)?;
+    link.send(&ours)?;
+    let theirs = link.receive()?;
+    Ok(Opened {
+        spake,
+        exporter,
+        link,
+        theirs,
+    })
+}
+
+/// Where both sides are after [`open`].
+struct Opened<'a> {
+    spake: Spake2<Ed25519Group>,
+    exporter: [u8; 32],
+    link: Link<'a>,
+    /// The other side's SPAKE2 message.
+    theirs: Vec<u8>,
 }
 
 fn transcript(role: &[u8], exporter: &[u8]) -> Vec<u8> {
