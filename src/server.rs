@@ -85,7 +85,7 @@ pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
     let tls = match &config.tls {
         Some(tls) => Some(Arc::new(secure(tls, &output).map_err(io::Error::other)?)),
         None if !address.ip().is_loopback() => {
-            output.error(
+            output.status(
                 "warning: conversations are not encrypted: anyone on the network path can read them (start with --tls to encrypt)",
             );
             None
@@ -398,7 +398,7 @@ impl Refusals {
             slot.get_or_insert_with(|| (Throttle::new(REFUSAL_REPORT_PERIOD), peer));
         *last = peer;
         if let Some(count) = throttle.occurred(Instant::now()) {
-            output.error(describe_refusal(why, count, peer));
+            output.status(describe_refusal(why, count, peer));
         }
     }
 
@@ -409,7 +409,7 @@ impl Refusals {
             if let Some((throttle, last)) = slot.as_mut()
                 && let Some(count) = throttle.overdue(Instant::now())
             {
-                output.error(describe_refusal(&why, count, *last));
+                output.status(describe_refusal(&why, count, *last));
             }
         }
     }
