@@ -3,8 +3,9 @@
 use std::fmt;
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::{Arc, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::Exit;
 use crate::connection::Connection;
@@ -17,6 +18,8 @@ use crate::input::AfterQuit;
 use crate::outbox::Room;
 use crate::room::view::RoomView;
 use crate::terminal::Console;
+use crate::tls::{ClientSettings, KnownHosts};
+use crate::transport::Transport;
 
 /// How long an interrupted client waits for its last words to be shown.
 const LAST_WORDS_ON_INTERRUPT: Duration = Duration::from_millis(200);
@@ -29,28 +32,107 @@ pub struct Config {
     pub name: Option<String>,
 }
 
+/// How the client checks the server over TLS.
+#[derive(Debug, Clone, Default)]
+pub struct TlsConfig {
+    /// Accept only this fingerprint.
+    pub fingerprint: Option<String>,
+    /// Accept certificates issued by the authorities in this PEM file.
+    pub authority: Option<PathBuf>,
+    /// Where first-use fingerprints are kept; a default in the user's data
+    /// directory if `None`.
+    pub known_hosts: Option<PathBuf>,
+    /// Prove a shared code (from `CHAT_CODE`, or asked for on the terminal).
+    pub code: bool,
+}
+
+/// A connection made, ready for [`run`].
+pub struct Connected {
+    transport: Transport,
+    /// What the user should hear before the conversation starts.
+    notes: Vec<String>,
+}
+
 /// Why a connection could not be made, worded for the user.
 #[derive(Debug)]
-pub struct ConnectError {
-    address: String,
-    reason: String,
-}
+pub struct ConnectError(String);
 
 impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot connect to {}: {}", self.address, self.reason)
+        f.write_str(&self.0)
     }
 }
 
 impl std::error::Error for ConnectError {}
 
-/// Connects to `address` (`host:port`, IPv6 as `[::1]:port`), trying each
-/// address it resolves to for at most `timeout`.
-pub fn connect(address: &str, timeout: Duration) -> Result<TcpStream, ConnectError> {
-    let fail = |reason: String| ConnectError {
-        address: address.to_string(),
-        reason,
+/// Connects to `address` (`host:port`, IPv6 as `[::1]:port`), over TLS if
+/// `tls` says how; TCP and TLS together take at most `timeout`.
+pub fn connect(
+    address: &str,
+    timeout: Duration,
+    tls: Option<&TlsConfig>,
+) -> Result<Connected, ConnectError> {
+    let Some(tls) = tls else {
+        let stream = connect_tcp(address, timeout)?;
+        return Ok(Connected {
+            transport: Transport::plain(stream),
+            notes: Vec::new(),
+        });
     };
+    // Asked before connecting: the time a person takes to type it must not
+    // count against the server's handshake timeout.
+    let code = match tls.code {
+        true => Some(read_code().map_err(ConnectError)?),
+        false => None,
+    };
+    let known_hosts = match &tls.known_hosts {
+        Some(path) => path.clone(),
+        None => crate::tls::data_dir()
+            .map_err(ConnectError)?
+            .join("known_hosts"),
+    };
+    let settings = ClientSettings {
+        address: address.to_string(),
+        fingerprint: tls.fingerprint.clone(),
+        authority: tls.authority.clone(),
+        known_hosts: KnownHosts { path: known_hosts },
+        code,
+    };
+    let start = Instant::now();
+    let stream = connect_tcp(address, timeout)?;
+    let left = timeout
+        .saturating_sub(start.elapsed())
+        .max(Duration::from_millis(1));
+    let secured = crate::tls::connect(stream, &settings, left).map_err(ConnectError)?;
+    Ok(Connected {
+        transport: secured.transport,
+        notes: secured.notes,
+    })
+}
+
+/// The shared code: `CHAT_CODE`, or typed on the terminal without echo (never
+/// a command-line argument, which other users can read).
+fn read_code() -> Result<String, String> {
+    let code = match std::env::var("CHAT_CODE") {
+        Ok(code) => code,
+        Err(_) => {
+            rpassword::prompt_password("code (from the server's operator): ").map_err(|e| {
+                format!(
+                    "cannot ask for the code ({}): set CHAT_CODE instead",
+                    lowercase_os_error(&e)
+                )
+            })?
+        }
+    };
+    if crate::tls::normalize_code(&code).is_empty() {
+        return Err("no code given".to_string());
+    }
+    Ok(code)
+}
+
+/// The TCP connection, to the first address that answers.
+fn connect_tcp(address: &str, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    let fail = |reason: String| ConnectError(format!("cannot connect to {address}: {reason}"));
     let candidates: Vec<SocketAddr> = address
         .to_socket_addrs()
         .map_err(|e| match e.kind() {
@@ -80,21 +162,26 @@ pub fn connect(address: &str, timeout: Duration) -> Result<TcpStream, ConnectErr
     Err(fail(reason))
 }
 
-/// Talks with the server over `stream` until either side ends it.
-pub fn run(stream: TcpStream, config: Config) -> io::Result<Exit> {
+/// Talks with the server until either side ends it.
+pub fn run(connected: Connected, config: Config) -> io::Result<Exit> {
+    let Connected { transport, notes } = connected;
     let (events, inbox) = mpsc::channel();
     let console = Console::open(config.max_message_size, &events, "> ")?;
     let output = Arc::clone(&console.output);
-    let peer = stream.peer_addr()?;
+    let peer = transport.stream().peer_addr()?;
     // Said first, so that it comes before anything the server sends.
+    for note in notes {
+        output.status(note);
+    }
+    let secure = if transport.is_tls() { " over TLS" } else { "" };
     output.status(format!(
-        "connected to {peer}; type a line and press Enter to send it, q to quit"
+        "connected to {peer}{secure}; type a line and press Enter to send it, q to quit"
     ));
     // Reads the first frame to learn whether the server is a room.
     output.set_interpreter(Box::new(RoomView::new(events.clone())));
     let connection = Connection::start(
         0,
-        stream,
+        transport,
         config.max_message_size,
         &output,
         "server",

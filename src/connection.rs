@@ -8,7 +8,7 @@
 //! a whole read at a time, the moment they are read, whatever frame (a
 //! keepalive, a broken header, the end) follows them.
 
-use std::io::{self, ErrorKind, IoSlice, Write};
+use std::io::{self, ErrorKind};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,6 +23,7 @@ use crate::frame::{FrameReader, too_long_error};
 use crate::outbox::Outbox;
 use crate::output::Output;
 use crate::platform::unacknowledged;
+use crate::transport::{Progress, Reader, Transport, Writer};
 
 /// How often a read or write blocked on the socket looks whether it was
 /// aborted: a shutdown wakes it on Linux, but not everywhere (Windows).
@@ -32,7 +33,10 @@ const RECHECK: Duration = Duration::from_millis(250);
 #[derive(Default)]
 struct Shared {
     received: AtomicU64,
+    /// Bytes written to the socket (TLS records included).
     written: AtomicU64,
+    /// Bytes of frames wholly written to the socket (sealed, under TLS).
+    sent: AtomicU64,
     /// The most `moved` ever reported, so the count never goes back.
     moved: AtomicU64,
     /// Set by [`Connection::abort`]: a thread waiting for the screen gives up.
@@ -85,11 +89,11 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Starts receiving from and sending to `stream`; messages are shown as
-    /// from `label`. Both threads report to `events` under `id`.
+    /// Starts receiving from and sending to `transport`; messages are shown
+    /// as from `label`. Both threads report to `events` under `id`.
     pub fn start(
         id: u64,
-        stream: TcpStream,
+        transport: Transport,
         max_message_size: usize,
         output: &Arc<Output>,
         label: &str,
@@ -100,29 +104,30 @@ impl Connection {
             from: Arc::from(label),
             text: None,
         };
-        Self::launch(id, stream, max_message_size, show, Some(output), events)
+        Self::launch(id, transport, max_message_size, show, Some(output), events)
     }
 
     /// Like [`start`](Self::start), with received messages handed to
     /// `inbound` rather than shown.
     pub fn start_relaying(
         id: u64,
-        stream: TcpStream,
+        transport: Transport,
         max_message_size: usize,
         inbound: impl Inbound,
         events: &Sender<Event>,
     ) -> io::Result<Self> {
-        Self::launch(id, stream, max_message_size, inbound, None, events)
+        Self::launch(id, transport, max_message_size, inbound, None, events)
     }
 
     fn launch(
         id: u64,
-        stream: TcpStream,
+        transport: Transport,
         max_message_size: usize,
         mut inbound: impl Inbound,
         output: Option<&Arc<Output>>,
         events: &Sender<Event>,
     ) -> io::Result<Self> {
+        let stream = transport.stream().try_clone()?;
         stream.set_nodelay(true)?;
         stream.set_write_timeout(Some(RECHECK))?;
         stream.set_read_timeout(Some(RECHECK))?;
@@ -137,7 +142,7 @@ impl Connection {
         // stopped and joined, and it waits on nothing but its outbox (a
         // receiver may already be waiting on whoever takes its messages).
         let sender = {
-            let writing = stream.try_clone()?;
+            let writing = transport.writer()?;
             let (events, outbox, shared) =
                 (events.clone(), Arc::clone(&outbox), Arc::clone(&shared));
             thread::Builder::new().name("send".into()).spawn(move || {
@@ -145,7 +150,7 @@ impl Connection {
                 let _ = events.send(Event::Sent { id, result });
             })?
         };
-        let receiver = stream.try_clone().and_then(|reading| {
+        let receiver = transport.reader().and_then(|reading| {
             let (events, shared) = (events.clone(), Arc::clone(&shared));
             thread::Builder::new()
                 .name("receive".into())
@@ -183,6 +188,7 @@ impl Connection {
     /// Bytes moved so far and bytes not yet delivered, for [`crate::ending`].
     pub fn observe(&self) -> Observed {
         let written = self.shared.written.load(Ordering::SeqCst);
+        let sent = self.shared.sent.load(Ordering::SeqCst);
         let accepted = self.outbox.accepted();
         let fin = u64::from(self.shared.shut_down.load(Ordering::SeqCst));
         let unacked = unacknowledged(&self.stream)
@@ -197,7 +203,7 @@ impl Connection {
             .max(moved);
         Observed {
             moved,
-            undelivered: accepted.saturating_sub(written) + unacked,
+            undelivered: accepted.saturating_sub(sent) + unacked,
             backlogged: self.outbox.is_backlogged(),
         }
     }
@@ -225,10 +231,10 @@ impl Connection {
     }
 
     /// Bytes accepted for sending that the sending thread has not yet
-    /// handed to the kernel: what this connection holds in memory.
+    /// wholly handed to the kernel: what this connection holds in memory.
     pub fn unsent(&self) -> u64 {
-        let written = self.shared.written.load(Ordering::SeqCst);
-        self.outbox.accepted().saturating_sub(written)
+        let sent = self.shared.sent.load(Ordering::SeqCst);
+        self.outbox.accepted().saturating_sub(sent)
     }
 
     /// Waits for both threads; call once both reported.
@@ -243,7 +249,7 @@ impl Connection {
 /// to `inbound` before the next read. Once it takes no more the socket is
 /// still drained, so that closing it resets nothing.
 fn receive(
-    reading: TcpStream,
+    reading: Reader,
     max_message_size: usize,
     inbound: &mut impl Inbound,
     shared: &Shared,
@@ -284,17 +290,18 @@ fn receive(
 
 /// Writes what the outbox hands over until it closes, then shuts down our
 /// sending half so the peer sees a clean end.
-fn send(mut stream: TcpStream, outbox: &Outbox, shared: &Shared) -> io::Result<()> {
+fn send(mut writer: Writer, outbox: &Outbox, shared: &Shared) -> io::Result<()> {
+    let progress = Counting { outbox, shared };
     let mut batches = Vec::new();
     while outbox.take(&mut batches) {
-        if !write_all_vectored(&mut stream, &batches, outbox, shared)? {
+        if !writer.write_batches(&batches, &progress)? {
             return Ok(());
         }
     }
     if outbox.is_aborted() {
         return Ok(());
     }
-    let shut = stream.shutdown(Shutdown::Write);
+    let shut = writer.close(&progress);
     shared.shut_down.store(shut.is_ok(), Ordering::SeqCst);
     match shut {
         // The peer may already be gone entirely; that is its end, not our error.
@@ -303,30 +310,22 @@ fn send(mut stream: TcpStream, outbox: &Outbox, shared: &Shared) -> io::Result<(
     }
 }
 
-/// Writes every batch in as few system calls as the kernel allows, counting
-/// every byte as it goes (a slow reader's progress is seen byte by byte).
-/// Returns false if the outbox was aborted meanwhile.
-fn write_all_vectored(
-    stream: &mut TcpStream,
-    batches: &[Vec<u8>],
-    outbox: &Outbox,
-    shared: &Shared,
-) -> io::Result<bool> {
-    let mut slices: Vec<IoSlice<'_>> = batches.iter().map(|b| IoSlice::new(b)).collect();
-    let mut slices = &mut slices[..];
-    while !slices.is_empty() {
-        match stream.write_vectored(slices) {
-            Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                shared.written.fetch_add(n as u64, Ordering::SeqCst);
-                IoSlice::advance_slices(&mut slices, n);
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            // Timed out, or ended by our own shutdown: stop if aborted.
-            Err(_) if outbox.is_aborted() => return Ok(false),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) => return Err(e),
-        }
+/// Counts every byte as it goes (a slow reader's progress is seen byte by
+/// byte), and stops a write once the outbox is aborted.
+struct Counting<'a> {
+    outbox: &'a Outbox,
+    shared: &'a Shared,
+}
+
+impl Progress for Counting<'_> {
+    fn wrote(&self, socket: usize, payload: usize) {
+        self.shared
+            .written
+            .fetch_add(socket as u64, Ordering::SeqCst);
+        self.shared.sent.fetch_add(payload as u64, Ordering::SeqCst);
     }
-    Ok(true)
+
+    fn keep_going(&self) -> bool {
+        !self.outbox.is_aborted()
+    }
 }

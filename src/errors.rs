@@ -12,7 +12,18 @@ pub fn describe_receive_error(e: &io::Error) -> String {
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<TooLong>())
     {
+        // 0x16 0x03: a TLS handshake record, read as a length.
+        if too_long.len >> 16 == 0x1603 {
+            return "it speaks TLS and this side does not: use --tls on both sides, or on neither"
+                .to_string();
+        }
         return format!("protocol error: {too_long}");
+    }
+    if let Some(failure) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<crate::transport::TlsFailure>())
+    {
+        return failure.to_string();
     }
     match e.kind() {
         ErrorKind::UnexpectedEof => "connection closed mid-message".to_string(),

@@ -19,6 +19,9 @@
 //!   fake; its own `//!` doc has its layout and threads.
 //! - [`throttle`]: reports of recurring trouble, at most one per period.
 //! - [`platform`]: what differs between operating systems.
+//! - [`transport`]: what carries a connection's frames: TCP, or TLS over it.
+//! - [`tls`]: the server's identity, whom a client trusts, the shared code.
+//! - [`access`]: which addresses may connect to the server.
 //! - [`server`], [`client`]: the two programs, called by the binaries in
 //!   `src/bin/`, which only parse arguments.
 //!
@@ -34,6 +37,7 @@
 // of the source (`cargo doc --document-private-items`).
 #![allow(rustdoc::private_intra_doc_links)]
 
+pub mod access;
 pub mod client;
 mod connection;
 mod conversation;
@@ -51,6 +55,8 @@ pub mod room;
 pub mod server;
 mod terminal;
 mod throttle;
+pub mod tls;
+mod transport;
 
 /// Locks `mutex`, poisoned or not: nothing here can leave shared state half
 /// updated when a thread panics, so the state is still good to use.

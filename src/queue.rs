@@ -9,15 +9,15 @@
 //! told the server is full and turned away.
 
 use std::collections::VecDeque;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::{ErrorKind, Read};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::event::Event;
-use crate::frame::encode_frame;
 use crate::output::Output;
+use crate::transport::Transport;
 
 /// How often the line looks for clients that left, and tells newcomers the
 /// server is busy (so within this of their arrival).
@@ -33,7 +33,7 @@ const MAX_FAREWELLS: usize = 64;
 const NOTICE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct Client {
-    pub stream: TcpStream,
+    pub transport: Transport,
     pub peer: SocketAddr,
     /// Whether it waited in line (and so was told the server was busy).
     pub waited: bool,
@@ -70,12 +70,12 @@ impl WaitingLine {
     }
 
     /// Takes in a client that just connected.
-    pub fn admit(&self, stream: TcpStream, peer: SocketAddr) {
+    pub fn admit(&self, transport: Transport, peer: SocketAddr) {
         let mut state = self.lock();
         if !state.serving {
             state.serving = true;
             state.handed_over = Some(Client {
-                stream,
+                transport,
                 peer,
                 waited: false,
                 told_place: 0,
@@ -87,10 +87,11 @@ impl WaitingLine {
         if state.waiting.len() >= self.max_waiting {
             let waiting = state.waiting.len();
             let notice = format!("server is full ({waiting} already waiting); try again later");
-            let told = tell(&stream, &notice);
+            let told = transport.send_notice(&notice, NOTICE_TIMEOUT);
             if told
-                && stream.shutdown(Shutdown::Write).is_ok()
+                && transport.close_write().is_ok()
                 && state.farewells.len() < MAX_FAREWELLS
+                && let Ok(stream) = transport.stream().try_clone()
             {
                 let _ = stream.set_nonblocking(true);
                 state.farewells.push((stream, Instant::now()));
@@ -102,11 +103,10 @@ impl WaitingLine {
             return;
         }
         let place = state.waiting.len() + 1;
-        let _ = stream.set_write_timeout(Some(NOTICE_TIMEOUT));
         // Told at the next tidy, not now: a conversation that is just ending
         // may free the server first, and then this client is simply served.
         state.waiting.push_back(Client {
-            stream,
+            transport,
             peer,
             waited: false,
             told_place: 0,
@@ -128,7 +128,6 @@ impl WaitingLine {
             state.serving = false;
             return None;
         };
-        let _ = client.stream.set_write_timeout(None);
         self.tell_places(&mut state);
         Some(client)
     }
@@ -145,7 +144,7 @@ impl WaitingLine {
         let mut state = self.lock();
         let mut left = Vec::new();
         state.waiting.retain(|client| {
-            let present = still_there(&client.stream);
+            let present = still_there(client.transport.stream());
             if !present {
                 left.push(client.peer);
             }
@@ -189,7 +188,7 @@ impl WaitingLine {
                 _ => None,
             };
             if let Some(notice) = notice {
-                if !tell(&client.stream, &notice) {
+                if !client.transport.send_notice(&notice, NOTICE_TIMEOUT) {
                     return false;
                 }
                 client.told_place = here;
@@ -203,13 +202,6 @@ impl WaitingLine {
     fn lock(&self) -> MutexGuard<'_, State> {
         crate::lock(&self.state)
     }
-}
-
-/// Sends one server notice as an ordinary text frame.
-fn tell(mut stream: &TcpStream, notice: &str) -> bool {
-    let mut frame = Vec::with_capacity(notice.len() + 4);
-    encode_frame(&mut frame, notice.as_bytes(), usize::MAX).expect("notices are short");
-    stream.write_all(&frame).is_ok()
 }
 
 /// Whether a waiting client is still connected, without consuming what it sent.

@@ -2,13 +2,16 @@
 //! at a time between the operator and the client at the front of it.
 
 use std::io;
-use std::net::TcpListener;
-use std::sync::Arc;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::Exit;
+use crate::access::Access;
 use crate::connection::Connection;
 use crate::conversation;
 use crate::ending::{Ending, Rules, STALL_TIMEOUT};
@@ -21,6 +24,8 @@ use crate::output::Output;
 use crate::queue::{TIDY_INTERVAL, WaitingLine};
 use crate::terminal::Console;
 use crate::throttle::Throttle;
+use crate::tls::{Refused, ServerTls};
+use crate::transport::Transport;
 
 /// After a failed `accept` (out of file descriptors, say), the wait before
 /// trying again starts here and doubles up to [`ACCEPT_BACKOFF_MAX`].
@@ -29,6 +34,16 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// A failing `accept` is reported at most this often.
 const ACCEPT_REPORT_PERIOD: Duration = Duration::from_secs(10);
+
+/// Refused connections are reported at most this often.
+const REFUSAL_REPORT_PERIOD: Duration = Duration::from_secs(1);
+
+/// A client has this long for the TLS handshake and the code exchange.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// At most this many clients are in the TLS handshake at once; one more is
+/// closed at once (each costs a thread until its handshake ends).
+const MAX_HANDSHAKES: usize = 32;
 
 /// How long an interrupted server waits for its last words to be shown.
 const LAST_WORDS_ON_INTERRUPT: Duration = Duration::from_millis(200);
@@ -46,6 +61,17 @@ pub struct Config {
     /// Serve one conversation, then exit.
     pub once: bool,
     pub idle_timeout: Option<Duration>,
+    /// TLS, if the server speaks it.
+    pub tls: Option<TlsConfig>,
+    pub access: Access,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// The identity file; a default in the user's data directory if `None`.
+    pub identity: Option<PathBuf>,
+    /// Clients must know a shared code (from `CHAT_CODE`, or made up).
+    pub code: bool,
 }
 
 /// Serves clients from `listener`, which is already bound, until Ctrl-C (or
@@ -61,13 +87,20 @@ pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
         events.clone(),
         Arc::clone(&output),
     ));
-    spawn_acceptor(listener, Arc::clone(&line), Arc::clone(&output))?;
+    let refusals = open_gate(
+        listener,
+        &config.access,
+        config.tls.as_ref(),
+        Arc::clone(&line) as Arc<dyn Admit>,
+        &output,
+    )?;
     {
-        let line = Arc::clone(&line);
+        let (line, output) = (Arc::clone(&line), Arc::clone(&output));
         thread::Builder::new().name("tidy".into()).spawn(move || {
             loop {
                 thread::sleep(TIDY_INTERVAL);
                 line.tidy();
+                refusals.report_overdue(&output);
             }
         })?;
     }
@@ -118,7 +151,7 @@ fn serve(
         let label = peer.to_string();
         let connection = match Connection::start(
             next_id,
-            client.stream,
+            client.transport,
             config.max_message_size,
             output,
             &label,
@@ -209,11 +242,7 @@ fn report(output: &Output, peer: &str, ending: &Ending) -> bool {
     false
 }
 
-fn spawn_acceptor(
-    listener: TcpListener,
-    line: Arc<WaitingLine>,
-    output: Arc<Output>,
-) -> io::Result<()> {
+fn spawn_acceptor(listener: TcpListener, gate: Gate, output: Arc<Output>) -> io::Result<()> {
     thread::Builder::new()
         .name("accept".into())
         .spawn(move || {
@@ -223,7 +252,7 @@ fn spawn_acceptor(
                 match listener.accept() {
                     Ok((stream, peer)) => {
                         backoff = ACCEPT_BACKOFF;
-                        line.admit(stream, peer);
+                        gate.admit(stream, peer);
                     }
                     // A client that gave up before we accepted it.
                     Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
@@ -245,4 +274,197 @@ fn spawn_acceptor(
             }
         })?;
     Ok(())
+}
+
+/// Loads or makes the server's identity and its code, and says so.
+fn secure(config: &TlsConfig, output: &Output) -> Result<ServerTls, String> {
+    let path = match &config.identity {
+        Some(path) => path.clone(),
+        None => crate::tls::data_dir()?.join("identity.pem"),
+    };
+    let (identity, created) = crate::tls::load_identity(&path)?;
+    let made = if created { "made now, " } else { "" };
+    output.status(format!(
+        "TLS identity {} ({made}kept in {})",
+        identity.fingerprint,
+        path.display()
+    ));
+    let code = match config.code {
+        false => None,
+        true => Some(match std::env::var("CHAT_CODE") {
+            Ok(code) if !crate::tls::normalize_code(&code).is_empty() => {
+                output.status("code taken from CHAT_CODE; clients connect with --tls --code");
+                code
+            }
+            Ok(_) => return Err("CHAT_CODE is set but holds no code".to_string()),
+            Err(_) => {
+                let code = crate::tls::generate_code()?;
+                output.status(format!(
+                    "code: {code} (tell it to the client's user: chat-client --tls --code asks for it)"
+                ));
+                code
+            }
+        }),
+    };
+    ServerTls::new(identity, code)
+}
+
+/// Where a connection goes once through the gate: the waiting line, or a
+/// room.
+pub(crate) trait Admit: Send + Sync + 'static {
+    fn admit(&self, transport: Transport, peer: SocketAddr);
+}
+
+impl Admit for WaitingLine {
+    fn admit(&self, transport: Transport, peer: SocketAddr) {
+        WaitingLine::admit(self, transport, peer);
+    }
+}
+
+/// Makes or loads the TLS identity if asked (and says so), then accepts
+/// connections on `listener` into `target` through the gate. Returns the
+/// refusals, to be reported when overdue.
+pub(crate) fn open_gate(
+    listener: TcpListener,
+    access: &Access,
+    tls: Option<&TlsConfig>,
+    target: Arc<dyn Admit>,
+    output: &Arc<Output>,
+) -> io::Result<Arc<Refusals>> {
+    let address = listener.local_addr()?;
+    let tls = match tls {
+        Some(tls) => Some(Arc::new(secure(tls, output).map_err(io::Error::other)?)),
+        None if !address.ip().is_loopback() => {
+            output.status(
+                "warning: conversations are not encrypted: anyone on the network path can read them (start with --tls to encrypt)",
+            );
+            None
+        }
+        None => None,
+    };
+    let refusals = Arc::new(Refusals::default());
+    let gate = Gate {
+        access: access.clone(),
+        tls,
+        target,
+        output: Arc::clone(output),
+        refusals: Arc::clone(&refusals),
+        handshakes: Arc::new(AtomicUsize::new(0)),
+    };
+    spawn_acceptor(listener, gate, Arc::clone(output))?;
+    Ok(refusals)
+}
+
+/// What every accepted connection goes through before the line (or the
+/// room): access control, then TLS and the code if the server has them.
+struct Gate {
+    access: Access,
+    tls: Option<Arc<ServerTls>>,
+    target: Arc<dyn Admit>,
+    output: Arc<Output>,
+    refusals: Arc<Refusals>,
+    handshakes: Arc<AtomicUsize>,
+}
+
+impl Gate {
+    fn admit(&self, stream: TcpStream, peer: SocketAddr) {
+        if !self.access.permits(peer.ip()) {
+            // Closed here and now: no thread, no handshake, no place in line.
+            drop(stream);
+            self.refusals.occurred(&self.output, &Refusal::Access, peer);
+            return;
+        }
+        let Some(tls) = &self.tls else {
+            self.target.admit(Transport::plain(stream), peer);
+            return;
+        };
+        if self.handshakes.fetch_add(1, Ordering::SeqCst) >= MAX_HANDSHAKES {
+            self.handshakes.fetch_sub(1, Ordering::SeqCst);
+            drop(stream);
+            self.refusals
+                .occurred(&self.output, &Refusal::Crowded, peer);
+            return;
+        }
+        let (tls, target, output, handshakes) = (
+            Arc::clone(tls),
+            Arc::clone(&self.target),
+            Arc::clone(&self.output),
+            Arc::clone(&self.handshakes),
+        );
+        let started = thread::Builder::new()
+            .name("handshake".into())
+            .spawn(move || {
+                match tls.accept(stream, HANDSHAKE_TIMEOUT) {
+                    Ok(transport) => target.admit(transport, peer),
+                    // A port scan, or a client that gave up.
+                    Err(Refused::Gone) => {}
+                    Err(why) => output.error(format!("{peer}: {why}")),
+                }
+                handshakes.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = started {
+            self.handshakes.fetch_sub(1, Ordering::SeqCst);
+            self.output
+                .error(format!("{peer}: cannot start: {}", lowercase_os_error(&e)));
+        }
+    }
+}
+
+/// Why a connection was closed at once.
+enum Refusal {
+    Access,
+    Crowded,
+}
+
+/// Refused connections, told at most once a period with a count.
+#[derive(Default)]
+pub(crate) struct Refusals {
+    access: Mutex<Option<(Throttle, SocketAddr)>>,
+    crowded: Mutex<Option<(Throttle, SocketAddr)>>,
+}
+
+impl Refusals {
+    fn occurred(&self, output: &Output, why: &Refusal, peer: SocketAddr) {
+        let slot = self.slot(why);
+        let mut slot = crate::lock(slot);
+        let (throttle, last) =
+            slot.get_or_insert_with(|| (Throttle::new(REFUSAL_REPORT_PERIOD), peer));
+        *last = peer;
+        if let Some(count) = throttle.occurred(Instant::now()) {
+            output.status(describe_refusal(why, count, peer));
+        }
+    }
+
+    /// Tells the refusals counted since the last report, once it is due.
+    pub(crate) fn report_overdue(&self, output: &Output) {
+        for why in [Refusal::Access, Refusal::Crowded] {
+            let mut slot = crate::lock(self.slot(&why));
+            if let Some((throttle, last)) = slot.as_mut()
+                && let Some(count) = throttle.overdue(Instant::now())
+            {
+                output.status(describe_refusal(&why, count, *last));
+            }
+        }
+    }
+
+    fn slot(&self, why: &Refusal) -> &Mutex<Option<(Throttle, SocketAddr)>> {
+        match why {
+            Refusal::Access => &self.access,
+            Refusal::Crowded => &self.crowded,
+        }
+    }
+}
+
+fn describe_refusal(why: &Refusal, count: u64, last: SocketAddr) -> String {
+    let what = match why {
+        Refusal::Access => "not allowed by --allow/--deny",
+        Refusal::Crowded => "too many clients in the TLS handshake",
+    };
+    match count {
+        1 => format!("refused a connection from {}: {what}", last.ip()),
+        n => format!(
+            "refused {n} connections ({what}), the last from {}",
+            last.ip()
+        ),
+    }
 }

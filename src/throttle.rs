@@ -34,6 +34,16 @@ impl Throttle {
         self.last_report = Some(now);
         Some(std::mem::take(&mut self.unreported))
     }
+
+    /// Occurrences not yet reported whose report is due at `now`: call it
+    /// now and then, so that the end of a burst is told too.
+    pub fn overdue(&mut self, now: Instant) -> Option<u64> {
+        if self.unreported == 0 {
+            return None;
+        }
+        self.unreported -= 1;
+        self.occurred(now)
+    }
 }
 
 #[cfg(test)]
@@ -59,5 +69,23 @@ mod tests {
         // After a quiet spell, the next one is told at once.
         let later = start + Duration::from_secs(600);
         assert_eq!(throttle.occurred(later), Some(1));
+    }
+
+    #[test]
+    fn the_end_of_a_burst_is_told_once_its_period_is_over() {
+        let start = Instant::now();
+        let mut throttle = Throttle::new(Duration::from_secs(1));
+        assert_eq!(throttle.overdue(start), None);
+        assert_eq!(throttle.occurred(start), Some(1));
+        for tenth in 1..=5 {
+            assert_eq!(
+                throttle.occurred(start + Duration::from_millis(100 * tenth)),
+                None
+            );
+        }
+        // Not yet due 0.9 s after the report; due at 1 s, and told once.
+        assert_eq!(throttle.overdue(start + Duration::from_millis(900)), None);
+        assert_eq!(throttle.overdue(start + Duration::from_secs(1)), Some(5));
+        assert_eq!(throttle.overdue(start + Duration::from_secs(600)), None);
     }
 }

@@ -9,90 +9,115 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::thread;
 
-use support::{CLIENT, HUMAN_PAUSE, PATIENCE, Program, SERVER, Server, frame, read_frame};
+use support::{
+    CLIENT, HUMAN_PAUSE, PATIENCE, Program, SERVER, Server, Wire, args, flood, frame, no_errors,
+    read_frame, talking,
+};
 
 /// A server and a client that have exchanged a line each way.
 fn talking_pair(server_args: &[&str], client_args: &[&str]) -> (Server, Program) {
-    let mut server = Server::start(server_args);
-    let mut client = server.connect_client(client_args);
-    server.expect_status("connected");
-    client.say("hello from the client");
-    server.expect_message("hello from the client");
-    server.say("hello from the server");
-    client.expect_message("hello from the server");
-    (server, client)
+    talking_pair_over(&Wire::Plain, server_args, client_args)
 }
 
-fn no_errors(program: &mut Program, who: &str) {
-    let seen = program.drain_stderr();
-    assert!(
-        !seen.iter().any(|l| l.contains("error")),
-        "{who} reported an error: {seen:?}"
-    );
+/// The same, over `wire`.
+fn talking_pair_over(wire: &Wire, server_args: &[&str], client_args: &[&str]) -> (Server, Program) {
+    let server = Server::start(&args(server_args, &wire.server_args()));
+    let client = server.connect_client(&args(client_args, &wire.client_args()));
+    talking(server, client)
 }
 
 /// Each way a conversation ends, after a silence longer than every internal
-/// timeout. The pairs are set up first and share one pause.
+/// timeout, over plain TCP and over TLS (where each side ends its half with
+/// close_notify then FIN). The pairs are set up first and share one pause.
 #[test]
 fn every_ending_is_right_after_a_pause_longer_than_every_timeout() {
-    let mut client_quits = talking_pair(&["--once"], &[]);
-    let mut server_quits = talking_pair(&["--once"], &[]);
-    let mut client_input_ends = talking_pair(&["--once"], &[]);
-    let mut server_input_ends = talking_pair(&["--once"], &[]);
-    #[cfg(unix)]
-    let (mut client_interrupted, mut server_interrupted, mut server_terminated) = (
-        talking_pair(&["--once"], &[]),
-        talking_pair(&["--once"], &[]),
-        talking_pair(&["--once"], &[]),
-    );
+    let pairs: Vec<Endings> = Wire::both("endings").iter().map(Endings::new).collect();
     thread::sleep(HUMAN_PAUSE);
+    for endings in pairs {
+        endings.check();
+    }
+}
 
-    // `q` from the client.
-    let (server, client) = &mut client_quits;
-    client.say("q");
-    assert_eq!(client.wait().code(), Some(0));
-    server.expect_status(" left");
-    assert_eq!(server.wait().code(), Some(0));
-    no_errors(client, "client after q");
-    no_errors(server, "server after the client's q");
-
-    // `q` from the server.
-    let (server, client) = &mut server_quits;
-    server.say("q");
-    client.expect_status("the server ended the conversation");
-    assert_eq!(client.wait().code(), Some(0));
-    server.expect_status("ended the conversation with");
-    assert_eq!(server.wait().code(), Some(0));
-    no_errors(client, "client after the server's q");
-    no_errors(server, "server after q");
-
-    // The client's input ends: it keeps listening until the server ends.
-    let (server, client) = &mut client_input_ends;
-    client.close_stdin();
-    server.expect_status(" left");
-    client.expect_status("input ended, and the server has closed its side too");
-    assert_eq!(client.wait().code(), Some(0));
-    assert_eq!(server.wait().code(), Some(0));
-    no_errors(client, "client after its input ended");
-    no_errors(server, "server after the client's input ended");
-
-    // The operator's input ends: the conversation goes on, receive-only.
-    let (server, client) = &mut server_input_ends;
-    server.close_stdin();
-    server.expect_status("standard input has ended");
-    client.say("still heard");
-    server.expect_message("still heard");
-    client.say("q");
-    assert_eq!(client.wait().code(), Some(0));
-    assert_eq!(server.wait().code(), Some(0));
-    no_errors(server, "server after its input ended");
-
+/// A talking pair for each kind of ending, over one kind of wire.
+struct Endings {
+    wire: Wire,
+    client_quits: (Server, Program),
+    server_quits: (Server, Program),
+    client_input_ends: (Server, Program),
+    server_input_ends: (Server, Program),
     #[cfg(unix)]
-    signals_after_a_pause(
-        &mut client_interrupted,
-        &mut server_interrupted,
-        &mut server_terminated,
-    );
+    signalled: [(Server, Program); 3],
+}
+
+impl Endings {
+    fn new(wire: &Wire) -> Self {
+        let pair = || talking_pair_over(wire, &["--once"], &[]);
+        Self {
+            wire: wire.clone(),
+            client_quits: pair(),
+            server_quits: pair(),
+            client_input_ends: pair(),
+            server_input_ends: pair(),
+            #[cfg(unix)]
+            signalled: [pair(), pair(), pair()],
+        }
+    }
+
+    fn check(mut self) {
+        let over = format!("{:?}", self.wire);
+        let no_errors =
+            |program: &mut Program, who: &str| no_errors(program, &format!("{who} over {over}"));
+
+        // `q` from the client.
+        let (server, client) = &mut self.client_quits;
+        client.say("q");
+        assert_eq!(client.wait().code(), Some(0));
+        server.expect_status(" left");
+        assert_eq!(server.wait().code(), Some(0));
+        no_errors(client, "client after q");
+        no_errors(server, "server after the client's q");
+
+        // `q` from the server, right after its last words.
+        let (server, client) = &mut self.server_quits;
+        server.say("last words");
+        server.say("q");
+        client.expect_message("last words");
+        client.expect_status("the server ended the conversation");
+        assert_eq!(client.wait().code(), Some(0));
+        server.expect_status("ended the conversation with");
+        assert_eq!(server.wait().code(), Some(0));
+        no_errors(client, "client after the server's q");
+        no_errors(server, "server after q");
+
+        // The client's input ends: it keeps listening until the server ends.
+        let (server, client) = &mut self.client_input_ends;
+        client.say("said before the end of input");
+        client.close_stdin();
+        server.expect_message("said before the end of input");
+        server.expect_status(" left");
+        client.expect_status("input ended, and the server has closed its side too");
+        assert_eq!(client.wait().code(), Some(0));
+        assert_eq!(server.wait().code(), Some(0));
+        no_errors(client, "client after its input ended");
+        no_errors(server, "server after the client's input ended");
+
+        // The operator's input ends: the conversation goes on, receive-only.
+        let (server, client) = &mut self.server_input_ends;
+        server.close_stdin();
+        server.expect_status("standard input has ended");
+        client.say("still heard");
+        server.expect_message("still heard");
+        client.say("q");
+        assert_eq!(client.wait().code(), Some(0));
+        assert_eq!(server.wait().code(), Some(0));
+        no_errors(server, "server after its input ended");
+
+        #[cfg(unix)]
+        {
+            let [client_interrupted, server_interrupted, server_terminated] = &mut self.signalled;
+            signals_after_a_pause(client_interrupted, server_interrupted, server_terminated);
+        }
+    }
 }
 
 /// Ctrl-C on the client (130, and the server sees a clean leave), and
@@ -202,27 +227,24 @@ fn a_message_followed_by_a_keepalive_is_shown_at_once_both_ways() {
     assert_eq!(client.wait().code(), Some(0));
 }
 
-/// Lines of a few megabytes, numbered so that a loss or a swap shows.
-fn flood(who: &str, bytes: usize) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut size = 0;
-    while size < bytes {
-        let line = format!("{who} {} {}", lines.len(), "f".repeat(lines.len() % 300));
-        size += line.len() + 1;
-        lines.push(line);
-    }
-    lines
-}
-
 /// Each side floods and quits at once, towards a peer whose stdout is read at
-/// about 1 MB/s: everything arrives, byte for byte, and both exit 0.
+/// about 1 MB/s: everything arrives, byte for byte, and both exit 0; over
+/// plain TCP and over TLS.
 #[test]
 fn a_flood_then_q_reaches_a_slow_reader_byte_exact() {
+    for wire in Wire::both("flood") {
+        flood_then_q(&wire);
+    }
+}
+
+fn flood_then_q(wire: &Wire) {
     const RATE: usize = 1 << 20;
+    let (server_args, client_args) = (wire.server_args(), wire.client_args());
     let lines = flood("operator", 4 << 20);
-    let mut server = Server::start(&["--once"]);
+    let mut server = Server::start(&args(&["--once"], &server_args));
     let addr = server.addr.to_string();
-    let mut client = Program::spawn_reading_stdout(CLIENT, &["--connect", &addr], RATE);
+    let mut client =
+        Program::spawn_reading_stdout(CLIENT, &args(&["--connect", &addr], &client_args), RATE);
     server.expect_status("connected");
     server.type_raw(format!("{}\nq\n", lines.join("\n")).as_bytes());
     for line in &lines {
@@ -235,11 +257,14 @@ fn a_flood_then_q_reaches_a_slow_reader_byte_exact() {
     no_errors(&mut client, "slow client");
 
     let lines = flood("client", 4 << 20);
-    let mut server =
-        Program::spawn_reading_stdout(SERVER, &["--bind", "127.0.0.1:0", "--once"], RATE);
+    let mut server = Program::spawn_reading_stdout(
+        SERVER,
+        &args(&["--bind", "127.0.0.1:0", "--once"], &server_args),
+        RATE,
+    );
     let listening = server.expect_status("listening on ");
     let addr = listening.trim_start_matches("listening on ").to_string();
-    let mut client = Program::spawn(CLIENT, &["--connect", &addr]);
+    let mut client = Program::spawn(CLIENT, &args(&["--connect", &addr], &client_args));
     client.type_raw(format!("{}\nq\n", lines.join("\n")).as_bytes());
     for line in &lines {
         server.expect_message(line);

@@ -518,3 +518,47 @@ fn in_a_terminal_names_are_coloured_labels_and_the_typed_line_stays() {
     alice.send("q\r").unwrap();
     bob.expect_status("alice left");
 }
+
+#[test]
+fn a_room_over_tls_relays_under_names_as_over_plain_tcp() {
+    let dir = support::scratch("room-tls");
+    let (mut server, print) = support::tls_server(&dir, &["--room", "--max-clients", "2"], &[]);
+    // Its status so far was read to find the fingerprint.
+    support::wait_until("the room is open", || {
+        server
+            .drain_stderr()
+            .iter()
+            .any(|l| l.starts_with("the room is open"))
+    });
+    let join = |name: &str| {
+        let mut client = support::tls_client(
+            &server,
+            &dir,
+            &["--name", name, "--fingerprint", &print],
+            &[],
+        );
+        client.expect_status(&format!("you joined as {name};"));
+        client
+    };
+    let mut alice = join("alice");
+    let mut bob = join("bob");
+    let said = alice.drain_stderr();
+    assert!(said.iter().any(|l| l.contains("over TLS")), "{said:?}");
+    alice.say("bob: fake, 你好 🎉");
+    bob.expect_message("alice: bob: fake, 你好 🎉");
+    server.expect_message("alice: bob: fake, 你好 🎉");
+    server.say("over TLS");
+    alice.expect_message("server: over TLS");
+    bob.expect_message("server: over TLS");
+    bob.say("/who");
+    bob.expect_status("here (3): server, alice, bob");
+    // One more is told, inside TLS, that the room is full.
+    let mut carol = support::tls_client(
+        &server,
+        &dir,
+        &["--name", "carol", "--fingerprint", &print],
+        &[],
+    );
+    carol.expect_status("the room is full (2 members); try again later");
+    assert_eq!(carol.wait().code(), Some(0));
+}

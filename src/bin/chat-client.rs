@@ -1,9 +1,10 @@
 //! `chat-client`: talk with a chat server by typing lines.
 
+use std::path::PathBuf;
 use std::process;
 use std::time::Duration;
 
-use chat::client::{self, Config};
+use chat::client::{self, Config, TlsConfig};
 use chat::frame::DEFAULT_MAX_MESSAGE_SIZE;
 use clap::Parser;
 
@@ -42,6 +43,29 @@ struct Args {
     #[arg(long, value_name = "SECS", value_parser = chat::parse_idle_seconds)]
     idle_timeout: Option<u64>,
 
+    /// Talk over TLS; the server's identity is checked as ssh does: on first
+    /// use its fingerprint is recorded, and later it must match
+    #[arg(long)]
+    tls: bool,
+
+    /// Accept only the server with this fingerprint (shown by chat-server --tls)
+    #[arg(long, value_name = "SHA256:...", requires = "tls",
+          value_parser = chat::tls::parse_fingerprint)]
+    fingerprint: Option<String>,
+
+    /// Prove a shared code given by the server's operator, instead of checking
+    /// fingerprints; it is asked for without echo, or read from CHAT_CODE
+    #[arg(long, requires = "tls", conflicts_with = "fingerprint")]
+    code: bool,
+
+    /// Accept a server certificate issued by the authorities in this PEM file
+    #[arg(long, value_name = "PATH", requires = "tls", conflicts_with_all = ["fingerprint", "code"])]
+    ca: Option<PathBuf>,
+
+    /// Where first-use fingerprints are kept [default: known_hosts in the user's data directory]
+    #[arg(long, value_name = "PATH", requires = "tls")]
+    known_hosts: Option<PathBuf>,
+
     /// Your name in a room (chat-server --room): one word of at most 32
     /// printable characters, without a colon [default: your login name]
     #[arg(long, value_name = "NAME", value_parser = chat::room::parse_name)]
@@ -65,9 +89,15 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
 
 fn main() {
     let args: Args = chat::parse_args();
-    let stream = match client::connect(&args.connect, Duration::from_secs_f64(args.connect_timeout))
-    {
-        Ok(stream) => stream,
+    let tls = args.tls.then(|| TlsConfig {
+        fingerprint: args.fingerprint.clone(),
+        authority: args.ca.clone(),
+        known_hosts: args.known_hosts.clone(),
+        code: args.code,
+    });
+    let timeout = Duration::from_secs_f64(args.connect_timeout);
+    let connected = match client::connect(&args.connect, timeout, tls.as_ref()) {
+        Ok(connected) => connected,
         Err(e) => {
             chat::errors::to_stderr(&format!("chat-client: {e}"));
             process::exit(1);
@@ -78,7 +108,7 @@ fn main() {
         idle_timeout: args.idle_timeout.map(Duration::from_secs),
         name: args.name.or_else(login_name),
     };
-    match client::run(stream, config) {
+    match client::run(connected, config) {
         Ok(exit) => process::exit(exit.code()),
         Err(e) => {
             chat::errors::to_stderr(&format!(

@@ -1,14 +1,17 @@
 //! `chat-server`: talk with one client at a time; others wait in line.
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process;
 use std::time::Duration;
 
 use anyhow::anyhow;
+use chat::access::{Access, parse_network};
 use chat::errors::lowercase_os_error;
 use chat::frame::DEFAULT_MAX_MESSAGE_SIZE;
-use chat::server::{self, Config};
+use chat::server::{self, Config, TlsConfig};
 use clap::Parser;
+use ipnet::IpNet;
 
 /// Chat with TCP clients, one conversation at a time, by typing lines; or,
 /// with --room, all together in one room.
@@ -49,6 +52,29 @@ struct Args {
     #[arg(long, value_name = "SECS", value_parser = chat::parse_idle_seconds)]
     idle_timeout: Option<u64>,
 
+    /// Talk over TLS. The server's key and self-signed certificate are made on
+    /// first use; each start shows the fingerprint clients check
+    #[arg(long)]
+    tls: bool,
+
+    /// The identity file: key and certificate, PEM; made if missing, or one
+    /// issued by a CA [default: identity.pem in the user's data directory]
+    #[arg(long, value_name = "PATH", requires = "tls")]
+    identity: Option<PathBuf>,
+
+    /// Clients must prove a shared code: taken from CHAT_CODE, or made up and
+    /// shown here (never given on the command line, where others can read it)
+    #[arg(long, requires = "tls")]
+    code: bool,
+
+    /// Let in only clients from this address or network (repeatable), e.g. 10.0.0.0/8
+    #[arg(long, value_name = "CIDR", value_parser = parse_network)]
+    allow: Vec<IpNet>,
+
+    /// Refuse clients from this address or network (repeatable); wins over --allow
+    #[arg(long, value_name = "CIDR", value_parser = parse_network)]
+    deny: Vec<IpNet>,
+
     /// Room mode: every client and the operator talk in one room, each
     /// message shown under its sender's name
     #[arg(long, conflicts_with_all = ["once", "max_waiting"])]
@@ -85,6 +111,10 @@ fn main() {
 fn serve(args: Args) -> anyhow::Result<i32> {
     let listener = TcpListener::bind(&args.bind)
         .map_err(|e| anyhow!("cannot listen on {}: {}", args.bind, lowercase_os_error(&e)))?;
+    let tls = args.tls.then(|| TlsConfig {
+        identity: args.identity.clone(),
+        code: args.code,
+    });
     if args.room {
         let config = chat::room::Config {
             max_message_size: args.max_message_size as usize,
@@ -92,6 +122,8 @@ fn serve(args: Args) -> anyhow::Result<i32> {
             backlog: args.member_backlog as usize,
             name: args.name,
             idle_timeout: args.idle_timeout.map(Duration::from_secs),
+            tls,
+            access: Access::new(args.allow, args.deny),
         };
         return Ok(chat::room::run(listener, config)?.code());
     }
@@ -100,6 +132,8 @@ fn serve(args: Args) -> anyhow::Result<i32> {
         max_waiting: args.max_waiting,
         once: args.once,
         idle_timeout: args.idle_timeout.map(Duration::from_secs),
+        tls,
+        access: Access::new(args.allow, args.deny),
     };
     Ok(server::run(listener, config)?.code())
 }

@@ -34,21 +34,20 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::Exit;
+use crate::access::Access;
 use crate::ending::{Happening, STALL_TIMEOUT};
-use crate::errors::{describe_receive_error, describe_send_error, lowercase_os_error};
+use crate::errors::{describe_receive_error, describe_send_error};
 use crate::event::{Event, Input, ReceiveEnd};
 use crate::input::AfterQuit;
 use crate::outbox::Outbox;
 use crate::output::Output;
+use crate::server::{Admit, TlsConfig, open_gate};
 use crate::terminal::Console;
-use crate::throttle::Throttle;
 use relay::{Finished, OPERATOR, Room};
 
-/// After a failed `accept`, the wait before trying again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// A failing `accept` is reported at most this often.
-const ACCEPT_REPORT_PERIOD: Duration = Duration::from_secs(10);
+/// How often refused connections counted meanwhile are looked at, to be
+/// reported once their period is over.
+const REFUSALS_TIDY: Duration = Duration::from_millis(200);
 
 /// How long an interrupted server waits for its last words to be shown.
 const LAST_WORDS_ON_INTERRUPT: Duration = Duration::from_millis(200);
@@ -63,6 +62,9 @@ pub struct Config {
     /// The operator's name.
     pub name: String,
     pub idle_timeout: Option<Duration>,
+    /// TLS, if the server speaks it.
+    pub tls: Option<TlsConfig>,
+    pub access: Access,
 }
 
 /// Checks a name given on the command line.
@@ -80,7 +82,8 @@ pub fn run(listener: TcpListener, mut config: Config) -> io::Result<Exit> {
     let output = Arc::clone(&console.output);
     let address = listener.local_addr()?;
     let name = config.name.clone();
-    let room = Arc::new(Room::new(config, events.clone(), Arc::clone(&output)));
+    let (access, tls) = (config.access.clone(), config.tls.clone());
+    let room = Room::new(config, events.clone(), Arc::clone(&output));
     let lines = Arc::new(Outbox::with_backlog_alarm(|| {}));
     console.recipient.set(Some(Arc::clone(&lines)));
     console.recipient.set_room();
@@ -106,7 +109,22 @@ pub fn run(listener: TcpListener, mut config: Config) -> io::Result<Exit> {
             let _ = thread.join();
         }
     };
-    spawn_acceptor(listener, Arc::clone(&room), Arc::clone(&output))?;
+    let refusals = open_gate(
+        listener,
+        &access,
+        tls.as_ref(),
+        Arc::clone(&room) as Arc<dyn Admit>,
+        &output,
+    )?;
+    {
+        let output = Arc::clone(&output);
+        thread::Builder::new().name("tidy".into()).spawn(move || {
+            loop {
+                thread::sleep(REFUSALS_TIDY);
+                refusals.report_overdue(&output);
+            }
+        })?;
+    }
     output.status(format!("listening on {address}"));
     output.status(format!(
         "the room is open; you are {name}; /help lists the commands, q closes the room"
@@ -201,32 +219,4 @@ fn finish(finished: Vec<Finished>, output: &Output) {
     for member in finished {
         member.report(output);
     }
-}
-
-fn spawn_acceptor(listener: TcpListener, room: Arc<Room>, output: Arc<Output>) -> io::Result<()> {
-    thread::Builder::new()
-        .name("accept".into())
-        .spawn(move || {
-            let mut reports = Throttle::new(ACCEPT_REPORT_PERIOD);
-            loop {
-                match listener.accept() {
-                    Ok((stream, peer)) => room.admit(stream, peer),
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-                    Err(e) => {
-                        if let Some(times) = reports.occurred(Instant::now()) {
-                            let again = match times {
-                                1 => String::new(),
-                                n => format!(" ({n} times since the last report)"),
-                            };
-                            output.error(format!(
-                                "cannot accept a connection: {}{again}; retrying",
-                                lowercase_os_error(&e)
-                            ));
-                        }
-                        thread::sleep(ACCEPT_BACKOFF);
-                    }
-                }
-            }
-        })?;
-    Ok(())
 }

@@ -11,11 +11,11 @@
 //! screen takes what it has room for and says what it had to drop.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::{ErrorKind, Read};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use super::Config;
@@ -30,6 +30,8 @@ use crate::event::Event;
 use crate::frame::encode_frame;
 use crate::outbox::{Outbox, Room as Space};
 use crate::output::{Output, Said, Shown};
+use crate::server::Admit;
+use crate::transport::Transport;
 
 /// The operator's id; members count from 1.
 pub const OPERATOR: u64 = 0;
@@ -41,6 +43,9 @@ pub const HISTORY: usize = 20;
 /// announced; past this it is announced under the name it has.
 const EARLY_LIMIT: usize = 64 * 1024;
 
+/// A notice to a turned-away client must reach its buffers within this.
+const NOTICE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Messages the operator's screen had to drop are reported at most this often.
 const SCREEN_REPORT_PERIOD: Duration = Duration::from_secs(5);
 
@@ -48,6 +53,8 @@ const SCREEN_REPORT_PERIOD: Duration = Duration::from_secs(5);
 const MAX_FAREWELLS: usize = 64;
 
 pub struct Room {
+    /// This room, for the members' receiving threads.
+    me: Weak<Room>,
     state: Mutex<State>,
     config: Config,
     events: Sender<Event>,
@@ -165,7 +172,7 @@ struct Run {
 }
 
 impl Room {
-    pub fn new(config: Config, events: Sender<Event>, output: Arc<Output>) -> Self {
+    pub fn new(config: Config, events: Sender<Event>, output: Arc<Output>) -> Arc<Self> {
         let state = State {
             members: BTreeMap::new(),
             operator: config.name.clone(),
@@ -180,17 +187,21 @@ impl Room {
             unshown_told: None,
             scratch: Vec::new(),
         };
-        Self {
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             state: Mutex::new(state),
             config,
             events,
             output,
-        }
+        })
     }
 
-    /// Takes in a client that just connected: a member, or told the room is
-    /// full (or closing) and let go.
-    pub fn admit(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+    /// Takes in a client that just connected (and passed the gate): a
+    /// member, or told the room is full (or closing) and let go.
+    pub fn admit(&self, transport: Transport, peer: SocketAddr) {
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
         let mut state = self.lock();
         let present = state.members.values().filter(|m| m.present).count();
         if state.closing || present >= self.config.max_clients {
@@ -198,7 +209,7 @@ impl Room {
                 true => wire::closing(),
                 false => wire::full(self.config.max_clients),
             };
-            if let Some(farewell) = farewell(stream, &why)
+            if let Some(farewell) = farewell(&transport, &why)
                 && state.farewells.len() < MAX_FAREWELLS
             {
                 state.farewells.push((farewell, Instant::now()));
@@ -215,14 +226,14 @@ impl Room {
         let id = state.next_id;
         state.next_id += 1;
         let from = FromMember {
-            room: Arc::clone(self),
+            room: me,
             id,
             frames: Vec::new(),
         };
         // Started under the lock: its first message waits for the greeting.
         let connection = match Connection::start_relaying(
             id,
-            stream,
+            transport,
             self.config.max_message_size,
             from,
             &self.events,
@@ -798,14 +809,14 @@ fn visible_len(payload: &[u8], name: &str, how: Said) -> usize {
     payload.len() - prefix
 }
 
-/// Tells a turned-away client why and shuts down our side; the stream is
+/// Tells a turned-away client why and ends our side; the stream is
 /// returned to be drained until the client closes, or `None` if it is gone.
-fn farewell(stream: TcpStream, why: &str) -> Option<TcpStream> {
-    let mut frame = Vec::new();
-    let _ = encode_frame(&mut frame, why.as_bytes(), usize::MAX);
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-    (&stream).write_all(&frame).ok()?;
-    stream.shutdown(Shutdown::Write).ok()?;
+fn farewell(transport: &Transport, why: &str) -> Option<TcpStream> {
+    if !transport.send_notice(why, NOTICE_TIMEOUT) {
+        return None;
+    }
+    transport.close_write().ok()?;
+    let stream = transport.stream().try_clone().ok()?;
     stream.set_nonblocking(true).ok()?;
     Some(stream)
 }
@@ -825,5 +836,11 @@ fn still_closing(stream: &mut TcpStream, since: Instant, now: Instant) -> bool {
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(_) => return false,
         }
+    }
+}
+
+impl Admit for Room {
+    fn admit(&self, transport: Transport, peer: SocketAddr) {
+        Room::admit(self, transport, peer);
     }
 }

@@ -3,8 +3,10 @@
 
 #![allow(dead_code)]
 
+use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
@@ -37,11 +39,23 @@ impl Program {
         Self::spawn_reading_stdout(path, args, usize::MAX)
     }
 
+    /// Like [`spawn`](Self::spawn), with `env` added to its environment.
+    pub fn spawn_with_env(path: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start(
+            Command::new(path).args(args).envs(env.iter().copied()),
+            usize::MAX,
+        )
+    }
+
     /// Like [`spawn`](Self::spawn), with the program's stdout read at about
     /// `bytes_per_second`, as a slow terminal or pipeline would.
     pub fn spawn_reading_stdout(path: &str, args: &[&str], bytes_per_second: usize) -> Self {
-        let mut child = Command::new(path)
-            .args(args)
+        Self::start(Command::new(path).args(args), bytes_per_second)
+    }
+
+    fn start(command: &mut Command, bytes_per_second: usize) -> Self {
+        let path = command.get_program().to_string_lossy().into_owned();
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -117,6 +131,21 @@ impl Program {
                         "no stderr line containing {part:?}; saw {:?}",
                         self.stderr_seen
                     )
+                }
+            }
+        }
+    }
+
+    /// Every stderr line, once the program has closed its stderr (exited).
+    pub fn all_stderr(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => self.stderr_seen.push(line),
+                Err(RecvTimeoutError::Disconnected) => return self.stderr_seen.clone(),
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("stderr still open; saw {:?}", self.stderr_seen)
                 }
             }
         }
@@ -240,9 +269,14 @@ pub struct Server {
 
 impl Server {
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// Like [`start`](Self::start), with `env` added to its environment.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut args = vec!["--bind", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let mut program = Program::spawn(SERVER, &args);
+        let mut program = Program::spawn_with_env(SERVER, &args, env);
         let line = program.expect_status("listening on ");
         let addr = line["listening on ".len()..]
             .parse()
@@ -476,4 +510,137 @@ impl RawMember {
             before.push(text);
         }
     }
+}
+
+/// Checks that `program` reported no error on stderr (read to its end: call
+/// once it has exited).
+pub fn no_errors(program: &mut Program, who: &str) {
+    let seen = program.all_stderr();
+    assert!(
+        !seen.iter().any(|l| l.contains("error")),
+        "{who} reported an error: {seen:?}"
+    );
+}
+
+/// Lines of a few megabytes, numbered so that a loss or a swap shows.
+pub fn flood(who: &str, bytes: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut size = 0;
+    while size < bytes {
+        let line = format!("{who} {} {}", lines.len(), "f".repeat(lines.len() % 300));
+        size += line.len() + 1;
+        lines.push(line);
+    }
+    lines
+}
+
+/// Waits for `server` to take `client`, then has them exchange a line each
+/// way: a pair known to be talking.
+pub fn talking(mut server: Server, mut client: Program) -> (Server, Program) {
+    server.expect_status("connected");
+    client.say("hello from the client");
+    server.expect_message("hello from the client");
+    server.say("hello from the server");
+    client.expect_message("hello from the server");
+    (server, client)
+}
+
+/// A directory of the test's own, emptied first.
+pub fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("chat-test-{}-{test}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn path(dir: &std::path::Path, name: &str) -> String {
+    dir.join(name).to_string_lossy().into_owned()
+}
+
+/// A TLS server with its identity in `dir`, and the fingerprint it showed.
+pub fn tls_server(dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> (Server, String) {
+    let identity = path(dir, "identity.pem");
+    let mut args = vec!["--tls", "--identity", identity.as_str()];
+    args.extend_from_slice(extra);
+    let mut server = Server::start_with_env(&args, env);
+    let shown = server
+        .drain_stderr()
+        .into_iter()
+        .find(|line| line.starts_with("TLS identity "))
+        .expect("the server shows its fingerprint before it listens");
+    let print = shown["TLS identity ".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        print.starts_with("SHA256:") && print.len() == 7 + 43,
+        "{shown}"
+    );
+    (server, print)
+}
+
+/// A TLS client of `server` that keeps its known hosts in `dir`.
+pub fn tls_client(
+    server: &Server,
+    dir: &std::path::Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Program {
+    let known = path(dir, "known_hosts");
+    let address = server.addr.to_string();
+    let mut args = vec![
+        "--connect",
+        address.as_str(),
+        "--tls",
+        "--known-hosts",
+        known.as_str(),
+    ];
+    args.extend_from_slice(extra);
+    Program::spawn_with_env(CLIENT, &args, env)
+}
+
+/// How a test's programs connect: plain TCP, or TLS with the server's
+/// identity and the client's known hosts in a directory of the test's own.
+#[derive(Debug, Clone)]
+pub enum Wire {
+    Plain,
+    Tls(PathBuf),
+}
+
+impl Wire {
+    /// Both kinds, for a test that must hold over each.
+    pub fn both(test: &str) -> [Wire; 2] {
+        [Wire::Plain, Wire::Tls(scratch(test))]
+    }
+
+    pub fn server_args(&self) -> Vec<String> {
+        match self {
+            Wire::Plain => Vec::new(),
+            Wire::Tls(dir) => vec![
+                "--tls".into(),
+                "--identity".into(),
+                path(dir, "identity.pem"),
+            ],
+        }
+    }
+
+    pub fn client_args(&self) -> Vec<String> {
+        match self {
+            Wire::Plain => Vec::new(),
+            Wire::Tls(dir) => vec![
+                "--tls".into(),
+                "--known-hosts".into(),
+                path(dir, "known_hosts"),
+            ],
+        }
+    }
+}
+
+/// `base` then `more`, as the argument lists the helpers take.
+pub fn args<'a>(base: &'a [&'a str], more: &'a [String]) -> Vec<&'a str> {
+    base.iter()
+        .copied()
+        .chain(more.iter().map(String::as_str))
+        .collect()
 }

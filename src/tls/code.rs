@@ -1,0 +1,360 @@
+//! A shared code, for people who can tell each other a few words but cannot
+//! compare fingerprints: SPAKE2 run inside the TLS connection, bound to it by
+//! the TLS exporter, with key confirmation both ways.
+//!
+//! SPAKE2 lets two sides that share a weak secret agree on a strong key, and
+//! gives an attacker one guess per run, never an offline test of guesses. Each
+//! side then proves it has the key by a MAC over the TLS session's exported
+//! keying material: a man in the middle terminates two TLS sessions with two
+//! different exporters, so even the SPAKE2 messages relayed unchanged fail
+//! the proof on both legs. The exchange (see docs/PROTOCOL.md):
+//!
+//! 1. both sides send their SPAKE2 message as one frame (33 bytes);
+//! 2. the client sends its proof, `HMAC-SHA256(K, "client" || exporter)`;
+//! 3. the server checks it, at most one check a second for the whole server,
+//!    and answers with its own proof (`"server"`), or with a text frame that
+//!    says why it refuses, and closes.
+
+use std::io::{self, ErrorKind, Read};
+use std::time::{Duration, Instant};
+
+use ring::hmac;
+use spake2::{Ed25519Group, Identity, Password, Spake2};
+
+use crate::frame::{HEADER_LEN, encode_frame};
+use crate::transport::{GiveUp, Transport};
+
+/// The label for the TLS exporter (RFC 8446 section 7.5).
+pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-chat-code-v1";
+
+/// How many words follow the number in a code we make: 3 words of a
+/// 2,048-word list and a number up to 999 are 43 bits.
+const WORDS: usize = 3;
+
+/// Code checks are spaced by this much, server-wide.
+pub const ATTEMPT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A client whose check would have to wait longer than this is refused.
+const LONGEST_WAIT: Duration = Duration::from_secs(5);
+
+/// The proofs are HMAC-SHA256 tags.
+const PROOF_LEN: usize = 32;
+
+/// Largest frame read during the exchange.
+const MAX_EXCHANGE_FRAME: usize = 1024;
+
+/// A fresh code: a number and three words, such as `7-orbit-velvet-candle`.
+pub fn generate() -> Result<String, String> {
+    use ring::rand::SecureRandom;
+    let mut random = [0u8; 2 * (WORDS + 1)];
+    ring::rand::SystemRandom::new()
+        .fill(&mut random)
+        .map_err(|_| "the system's random number generator failed".to_string())?;
+    let pick = |i: usize| usize::from(u16::from_be_bytes([random[2 * i], random[2 * i + 1]]));
+    let words = bip39::Language::English.word_list();
+    let mut code = format!("{}", 1 + pick(0) % 999);
+    for i in 1..=WORDS {
+        code.push('-');
+        code.push_str(words[pick(i) % words.len()]);
+    }
+    Ok(code)
+}
+
+/// The form both sides use: lowercase words joined by `-`, whatever spaces,
+/// dashes or capitals were typed.
+pub fn normalize(code: &str) -> String {
+    code.split(|c: char| !c.is_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// Spaces out code checks for the whole server: a state machine fed the time.
+#[derive(Debug, Default)]
+pub struct Gate {
+    next_free: Option<Instant>,
+}
+
+impl Gate {
+    /// Reserves the next check: when it may be made, or `None` if that would
+    /// be too long from `now` (the client is refused instead).
+    pub fn reserve(&mut self, now: Instant) -> Option<Instant> {
+        let at = self.next_free.map_or(now, |free| free.max(now));
+        if at.duration_since(now) > LONGEST_WAIT {
+            return None;
+        }
+        self.next_free = Some(at + ATTEMPT_INTERVAL);
+        Some(at)
+    }
+}
+
+/// Why an exchange failed, worded for the user.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The client's proof was wrong: the codes differ, or someone is in the middle.
+    WrongCode,
+    /// The server refused, and said why.
+    Refused(String),
+    /// The server's proof was wrong.
+    ServerUnproven,
+    TooManyAttempts,
+    /// Malformed, missing or late messages.
+    Broken(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::WrongCode => write!(f, "wrong code (or someone in the middle); refused"),
+            Failure::Refused(why) => write!(f, "the server refused the code: {why}"),
+            Failure::ServerUnproven => write!(
+                f,
+                "the server does not know the code: the code is wrong, or someone is in the middle; nothing was sent"
+            ),
+            Failure::TooManyAttempts => write!(f, "too many code attempts at once; refused"),
+            Failure::Broken(why) => write!(f, "code exchange failed: {why}"),
+        }
+    }
+}
+
+const WRONG_CODE_NOTICE: &str = "wrong code (or someone in the middle)";
+const BUSY_NOTICE: &str = "too many code attempts right now; try again in a few seconds";
+
+/// The client's side: Ok once the server has proved it knows `code`.
+pub fn as_client(transport: &Transport, code: &str, deadline: Instant) -> Result<(), Failure> {
+    let Opened {
+        spake,
+        exporter,
+        mut link,
+        theirs,
+    } = open(transport, code, deadline, Spake2::start_a)?;
+    let key = spake
+        .finish(&theirs)
+        .map_err(|e| Failure::Broken(format!("malformed message from the server ({e:?})")))?;
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &key);
+    link.send(proof(&key, b"client", &exporter).as_ref())?;
+    let answer = link.receive()?;
+    if answer.len() != PROOF_LEN {
+        let why = String::from_utf8_lossy(&answer);
+        let mut shown = Vec::new();
+        crate::display::push_visible(&mut shown, why.as_bytes());
+        return Err(Failure::Refused(
+            String::from_utf8_lossy(&shown).into_owned(),
+        ));
+    }
+    hmac::verify(&key, &transcript(b"server", &exporter), &answer)
+        .map_err(|_| Failure::ServerUnproven)
+}
+
+/// The server's side: Ok once the client has proved it knows `code`.
+/// `reserve` gives the time the check may be made (see [`Gate`]).
+pub fn as_server(
+    transport: &Transport,
+    code: &str,
+    deadline: Instant,
+    reserve: impl FnOnce(Instant) -> Option<Instant>,
+) -> Result<(), Failure> {
+    let Opened {
+        spake,
+        exporter,
+        mut link,
+        theirs,
+    } = open(transport, code, deadline, Spake2::start_b)?;
+    let their_proof = link.receive()?;
+    let Some(at) = reserve(Instant::now()) else {
+        let _ = link.send(BUSY_NOTICE.as_bytes());
+        return Err(Failure::TooManyAttempts);
+    };
+    std::thread::sleep(at.saturating_duration_since(Instant::now()));
+    let key = spake
+        .finish(&theirs)
+        .map_err(|e| Failure::Broken(format!("malformed message from the client ({e:?})")))?;
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &key);
+    if hmac::verify(&key, &transcript(b"client", &exporter), &their_proof).is_err() {
+        let _ = link.send(WRONG_CODE_NOTICE.as_bytes());
+        return Err(Failure::WrongCode);
+    }
+    link.send(proof(&key, b"server", &exporter).as_ref())
+}
+
+/// How one side starts SPAKE2: as A (the client) or B (the server).
+type Start = fn(&Password, &Identity, &Identity) -> (Spake2<Ed25519Group>, Vec<u8>);
+
+/// The first step, the same on both sides: start SPAKE2 as `start` says,
+/// export the session's keying material, and swap SPAKE2 messages.
+fn open<'a>(
+    transport: &'a Transport,
+    code: &str,
+    deadline: Instant,
+    start: Start,
+) -> Result<Opened<'a>, Failure> {
+    let (spake, ours) = start(
+        &Password::new(normalize(code).as_bytes()),
+        &Identity::new(b"chat-client"),
+        &Identity::new(b"chat-server"),
+    );
+    let exporter = transport.export(EXPORTER_LABEL).map_err(Failure::Broken)?;
+    let mut link = Link::new(transport, deadline)?;
+    link.send(&ours)?;
+    let theirs = link.receive()?;
+    Ok(Opened {
+        spake,
+        exporter,
+        link,
+        theirs,
+    })
+}
+
+/// Where both sides are after [`open`].
+struct Opened<'a> {
+    spake: Spake2<Ed25519Group>,
+    exporter: [u8; 32],
+    link: Link<'a>,
+    /// The other side's SPAKE2 message.
+    theirs: Vec<u8>,
+}
+
+fn transcript(role: &[u8], exporter: &[u8]) -> Vec<u8> {
+    [role, exporter].concat()
+}
+
+fn proof(key: &hmac::Key, role: &[u8], exporter: &[u8]) -> hmac::Tag {
+    hmac::sign(key, &transcript(role, exporter))
+}
+
+/// Frames over the connection before the conversation starts, each read
+/// exactly (nothing past the last frame is taken from the session), all
+/// within one deadline.
+struct Link<'a> {
+    transport: &'a Transport,
+    reader: crate::transport::Reader,
+    deadline: Instant,
+}
+
+impl<'a> Link<'a> {
+    fn new(transport: &'a Transport, deadline: Instant) -> Result<Self, Failure> {
+        let reader = transport
+            .reader()
+            .map_err(|e| Failure::Broken(crate::errors::lowercase_os_error(&e)))?;
+        Ok(Self {
+            transport,
+            reader,
+            deadline,
+        })
+    }
+
+    fn remaining(&self) -> Result<Duration, Failure> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Failure::Broken("no answer in time".into()));
+        }
+        Ok(left)
+    }
+
+    fn send(&mut self, payload: &[u8]) -> Result<(), Failure> {
+        let mut frame = Vec::new();
+        encode_frame(&mut frame, payload, usize::MAX).expect("exchange frames are short");
+        let left = self.remaining()?;
+        let sent = self
+            .transport
+            .stream()
+            .set_write_timeout(Some(left))
+            .and_then(|()| self.transport.writer()?.write_batches(&[frame], &GiveUp));
+        match sent {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Failure::Broken("no answer in time".into())),
+            Err(e) => Err(Failure::Broken(crate::errors::lowercase_os_error(&e))),
+        }
+    }
+
+    fn receive(&mut self) -> Result<Vec<u8>, Failure> {
+        let mut header = [0u8; HEADER_LEN];
+        self.read_exact(&mut header)?;
+        let len = u32::from_be_bytes(header) as usize;
+        if len > MAX_EXCHANGE_FRAME {
+            return Err(Failure::Broken(format!(
+                "unexpected message of {len} bytes"
+            )));
+        }
+        let mut payload = vec![0; len];
+        self.read_exact(&mut payload)?;
+        Ok(payload)
+    }
+
+    fn read_exact(&mut self, mut buf: &mut [u8]) -> Result<(), Failure> {
+        while !buf.is_empty() {
+            let left = self.remaining()?;
+            self.transport
+                .stream()
+                .set_read_timeout(Some(left))
+                .map_err(|e| Failure::Broken(crate::errors::lowercase_os_error(&e)))?;
+            match self.reader.read(buf) {
+                Ok(0) => {
+                    return Err(Failure::Broken(
+                        "the other side closed the connection".into(),
+                    ));
+                }
+                Ok(n) => buf = &mut buf[n..],
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => return Err(Failure::Broken(describe_io(&e))),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn describe_io(e: &io::Error) -> String {
+    crate::errors::describe_receive_error(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_a_number_and_three_listed_words() {
+        let words = bip39::Language::English.word_list();
+        let code = generate().unwrap();
+        let parts: Vec<&str> = code.split('-').collect();
+        assert_eq!(parts.len(), 4, "{code}");
+        let number: u32 = parts[0].parse().unwrap();
+        assert!((1..=999).contains(&number));
+        for word in &parts[1..] {
+            assert!(words.contains(word), "{word}");
+        }
+        assert_ne!(generate().unwrap(), generate().unwrap());
+    }
+
+    #[test]
+    fn typed_codes_are_normalized() {
+        assert_eq!(
+            normalize(" 7 Orbit  velvet-CANDLE\n"),
+            "7-orbit-velvet-candle"
+        );
+        assert_eq!(normalize("7-orbit-velvet-candle"), "7-orbit-velvet-candle");
+        assert_eq!(normalize("--"), "");
+    }
+
+    #[test]
+    fn checks_are_a_second_apart_and_a_long_queue_is_refused() {
+        let start = Instant::now();
+        let mut gate = Gate::default();
+        assert_eq!(gate.reserve(start), Some(start));
+        // 0.1 s later: waits for its slot a second after the first.
+        let later = start + Duration::from_millis(100);
+        assert_eq!(gate.reserve(later), Some(start + ATTEMPT_INTERVAL));
+        for n in 2..=5 {
+            assert_eq!(gate.reserve(later), Some(start + ATTEMPT_INTERVAL * n));
+        }
+        // The sixth in the same instant would wait 5.9 s: refused, and it
+        // takes no slot.
+        assert_eq!(gate.reserve(later), None);
+        let after_four = start + Duration::from_secs(4);
+        assert_eq!(gate.reserve(after_four), Some(start + ATTEMPT_INTERVAL * 6));
+        // Ten minutes on, the gate is free again.
+        let much_later = start + Duration::from_secs(600);
+        assert_eq!(gate.reserve(much_later), Some(much_later));
+    }
+}

@@ -1,0 +1,417 @@
+//! TLS for both programs: the server's identity, how a client decides whom
+//! it trusts, the handshake driven on a blocking socket with a deadline, and
+//! the optional shared code run inside the session.
+//!
+//! ALPN says which protocol runs inside the session: `chat` (the frames of
+//! the plain protocol), or `chat-code` (the code exchange first, then the
+//! frames). A server offers only the one it speaks, so a client with the
+//! wrong expectation is refused during the handshake with a clear reason.
+
+mod code;
+mod identity;
+mod trust;
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use rustls::{AlertDescription, CertificateError};
+
+pub use code::{Failure as CodeFailure, generate as generate_code, normalize as normalize_code};
+pub use identity::{Identity, data_dir, load_or_create as load_identity};
+pub use trust::{Expect, KnownHosts};
+
+use crate::frame::encode_frame;
+use crate::transport::Transport;
+
+const ALPN_CHAT: &[u8] = b"chat";
+const ALPN_CODE: &[u8] = b"chat-code";
+
+/// The first byte of every TLS handshake record: what a TLS client sends first.
+const HANDSHAKE_RECORD: u8 = 0x16;
+
+/// How long a TLS server waits for a client's first bytes before it takes
+/// the client for a plain one (a TLS client speaks at once; a plain client
+/// waits for its user) and tells it so in plain text.
+const PLAIN_CLIENT_GRACE: Duration = Duration::from_secs(2);
+
+/// Said in plain text to a client that does not speak TLS.
+const SPEAK_TLS: &str = "this server speaks TLS only: connect with chat-client --tls";
+
+/// Said inside TLS to a client without the code exchange.
+const NEEDS_CODE: &str = "this server needs a shared code: connect with chat-client --tls --code";
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The server's side of TLS, shared by every connection.
+pub struct ServerTls {
+    config: Arc<rustls::ServerConfig>,
+    pub fingerprint: String,
+    code: Option<String>,
+    gate: Mutex<code::Gate>,
+}
+
+impl ServerTls {
+    pub fn new(identity: Identity, code: Option<String>) -> Result<Self, String> {
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(identity.certificates, identity.key)
+            .map_err(|e| format!("unusable identity: {e}"))?;
+        config.alpn_protocols = vec![match code {
+            Some(_) => ALPN_CODE.to_vec(),
+            None => ALPN_CHAT.to_vec(),
+        }];
+        // Nobody resumes: tickets would only be records to skip.
+        config.send_tls13_tickets = 0;
+        Ok(Self {
+            config: Arc::new(config),
+            fingerprint: identity.fingerprint,
+            code,
+            gate: Mutex::new(code::Gate::default()),
+        })
+    }
+
+    /// Makes a TLS connection of a client's TCP stream, and checks its code
+    /// if the server has one; all within `timeout`.
+    pub fn accept(&self, mut stream: TcpStream, timeout: Duration) -> Result<Transport, Refused> {
+        let deadline = Instant::now() + timeout;
+        if !speaks_first_with_tls(&stream)? {
+            tell_plainly(&stream, SPEAK_TLS);
+            return Err(Refused::Plain);
+        }
+        let session = rustls::ServerConnection::new(Arc::clone(&self.config))
+            .map_err(|e| Refused::Handshake(e.to_string()))?;
+        let mut session = rustls::Connection::Server(session);
+        if let Err(e) = handshake(&mut stream, &mut session, deadline) {
+            return Err(Refused::Handshake(match e {
+                Handshake::Tls(rustls::Error::NoApplicationProtocol) if self.code.is_some() => {
+                    "its client has no code (told to use --code)".to_string()
+                }
+                Handshake::Tls(rustls::Error::NoApplicationProtocol) => {
+                    "its client wants a code, and this server has none".to_string()
+                }
+                Handshake::Tls(rustls::Error::AlertReceived(
+                    AlertDescription::AccessDenied
+                    | AlertDescription::BadCertificate
+                    | AlertDescription::UnknownCA
+                    | AlertDescription::CertificateUnknown,
+                )) => "its client refused this server's certificate (it expects another server identity at this address)".to_string(),
+                other => other.to_string(),
+            }));
+        }
+        let with_code = session.alpn_protocol() == Some(ALPN_CODE);
+        let transport = Transport::tls(stream, session);
+        let Some(code) = &self.code else {
+            return Ok(transport);
+        };
+        if !with_code {
+            // A client that offered no protocol at all (a generic TLS peer).
+            tell(&transport, NEEDS_CODE);
+            return Err(Refused::NoCode);
+        }
+        code::as_server(&transport, code, deadline, |now| {
+            crate::lock(&self.gate).reserve(now)
+        })
+        .map_err(Refused::Code)?;
+        Ok(transport)
+    }
+}
+
+/// Why a client was not let in, for the operator.
+#[derive(Debug)]
+pub enum Refused {
+    /// It closed before saying anything.
+    Gone,
+    /// It spoke plain TCP (and was told to use TLS).
+    Plain,
+    Handshake(String),
+    /// A generic TLS client without the code exchange.
+    NoCode,
+    Code(CodeFailure),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Gone => write!(f, "closed before the TLS handshake"),
+            Refused::Plain => write!(f, "does not speak TLS; told to connect with --tls"),
+            Refused::Handshake(why) => write!(f, "TLS handshake failed: {why}"),
+            Refused::NoCode => write!(f, "has no code (told to use --code)"),
+            Refused::Code(failure) => write!(f, "{failure}"),
+        }
+    }
+}
+
+/// Waits for a client's first byte: true if it opens a TLS handshake.
+fn speaks_first_with_tls(stream: &TcpStream) -> Result<bool, Refused> {
+    let _ = stream.set_read_timeout(Some(PLAIN_CLIENT_GRACE));
+    let mut first = [0u8; 1];
+    let seen = loop {
+        match stream.peek(&mut first) {
+            Ok(0) => return Err(Refused::Gone),
+            Ok(_) => break first[0] == HANDSHAKE_RECORD,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                break false;
+            }
+            Err(_) => return Err(Refused::Gone),
+        }
+    };
+    Ok(seen)
+}
+
+/// Tells a plain client something in its own protocol, then closes our side.
+fn tell_plainly(mut stream: &TcpStream, notice: &str) {
+    let mut frame = Vec::new();
+    encode_frame(&mut frame, notice.as_bytes(), usize::MAX).expect("notices are short");
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    if stream.write_all(&frame).is_ok() {
+        let _ = stream.shutdown(Shutdown::Write);
+        // Let the client read it before the close, rather than a reset: take
+        // what it sent, briefly.
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+        let _ = stream.read(&mut [0u8; 4096]);
+    }
+}
+
+/// Tells a TLS client something as an ordinary text frame, then closes.
+fn tell(transport: &Transport, notice: &str) {
+    if transport.send_notice(notice, Duration::from_secs(1)) {
+        let _ = transport.close_write();
+    }
+}
+
+/// What the client is told to expect, and where it keeps what it learns.
+pub struct ClientSettings {
+    /// `HOST:PORT` as given: the known-hosts key and the name sent to the server.
+    pub address: String,
+    pub fingerprint: Option<String>,
+    pub authority: Option<PathBuf>,
+    pub known_hosts: KnownHosts,
+    pub code: Option<String>,
+}
+
+/// A client's TLS connection, made and checked.
+pub struct Secured {
+    pub transport: Transport,
+    /// Said to the user before the conversation (a first-use recording).
+    pub notes: Vec<String>,
+}
+
+/// Makes a TLS connection over `stream` as `settings` say, within `timeout`;
+/// the error is one line for the user.
+pub fn connect(
+    mut stream: TcpStream,
+    settings: &ClientSettings,
+    timeout: Duration,
+) -> Result<Secured, String> {
+    let deadline = Instant::now() + timeout;
+    let address = &settings.address;
+    let provider = provider();
+    let mut known = None;
+    let expect = if let Some(print) = &settings.fingerprint {
+        Expect::Fingerprint(print.clone())
+    } else if let Some(path) = &settings.authority {
+        Expect::Authority(Arc::new(trust::load_authorities(path)?))
+    } else if settings.code.is_some() {
+        Expect::Anything
+    } else {
+        known = settings.known_hosts.lookup(address)?;
+        match &known {
+            Some(known) => Expect::Fingerprint(known.fingerprint.clone()),
+            None => Expect::Anything,
+        }
+    };
+    let verifier = Arc::new(trust::Verifier::new(expect, &provider)?);
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::clone(&verifier) as Arc<_>)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![match settings.code {
+        Some(_) => ALPN_CODE.to_vec(),
+        None => ALPN_CHAT.to_vec(),
+    }];
+    let session = rustls::ClientConnection::new(Arc::new(config), server_name(address))
+        .map_err(|e| e.to_string())?;
+    let mut session = rustls::Connection::Client(session);
+    let seen = || crate::lock(&verifier.seen).clone().unwrap_or_default();
+    if let Err(e) = handshake(&mut stream, &mut session, deadline) {
+        let bad_certificate = matches!(
+            e,
+            Handshake::Tls(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure
+            ))
+        );
+        return Err(match (&e, &settings.fingerprint, &known) {
+            (_, Some(expected), _) if bad_certificate => format!(
+                "the server at {address} presented {}, not the expected {expected}; refused, nothing was sent",
+                seen()
+            ),
+            (_, None, Some(known)) if bad_certificate => format!(
+                "the server at {address} presented {}, but {} is recorded for it (line {} of {}): someone may be intercepting the connection, so nothing was sent. If the server's identity changed on purpose, delete that line and connect again",
+                seen(),
+                known.fingerprint,
+                known.line,
+                settings.known_hosts.path.display()
+            ),
+            (Handshake::Tls(rustls::Error::InvalidCertificate(why)), _, _) => {
+                describe_certificate(why, address, settings.authority.as_ref())
+            }
+            (
+                Handshake::Tls(rustls::Error::AlertReceived(
+                    AlertDescription::NoApplicationProtocol,
+                )),
+                _,
+                _,
+            ) => match settings.code {
+                Some(_) => {
+                    format!("the server at {address} does not use a code: connect without --code")
+                }
+                None => format!("the server at {address} needs a shared code: connect with --code"),
+            },
+            (Handshake::Tls(rustls::Error::InvalidMessage(_)), _, _) => format!(
+                "the server at {address} did not answer in TLS (a plain chat-server?): connect without --tls"
+            ),
+            (Handshake::Closed, _, _) => format!(
+                "the server at {address} closed the connection during the TLS handshake: it may not speak TLS (try without --tls)"
+            ),
+            (Handshake::TimedOut, _, _) => format!(
+                "no TLS answer from {address} in time (--connect-timeout): the server may not speak TLS (try without --tls)"
+            ),
+            (e, _, _) => format!("TLS with {address} failed: {e}"),
+        });
+    }
+    let transport = Transport::tls(stream, session);
+    let mut notes = Vec::new();
+    if let Some(code) = &settings.code {
+        code::as_client(&transport, code, deadline).map_err(|e| e.to_string())?;
+        notes.push(format!(
+            "the server at {address} knows the code: both sides are authenticated"
+        ));
+    } else if settings.fingerprint.is_none() && settings.authority.is_none() && known.is_none() {
+        let print = seen();
+        settings.known_hosts.record(address, &print)?;
+        notes.push(format!(
+            "first connection to {address}: its fingerprint {print} is now recorded in {}; check it with the server's operator",
+            settings.known_hosts.path.display()
+        ));
+    }
+    Ok(Secured { transport, notes })
+}
+
+/// Parses `--fingerprint`: `SHA256:` and 43 characters of unpadded base64.
+pub fn parse_fingerprint(text: &str) -> Result<String, String> {
+    use base64::Engine;
+    let expected = "expected SHA256: and 43 base64 characters, as chat-server --tls shows";
+    let Some(encoded) = text.strip_prefix("SHA256:") else {
+        return Err(expected.to_string());
+    };
+    match base64::engine::general_purpose::STANDARD_NO_PAD.decode(encoded) {
+        Ok(digest) if digest.len() == 32 => Ok(text.to_string()),
+        _ => Err(expected.to_string()),
+    }
+}
+
+/// The name a client sends (SNI) and checks against a CA-issued certificate.
+fn server_name(address: &str) -> ServerName<'static> {
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_string()).unwrap_or_else(|_| {
+        ServerName::try_from("chat-server".to_string()).expect("a valid DNS name")
+    })
+}
+
+fn describe_certificate(
+    why: &CertificateError,
+    address: &str,
+    authority: Option<&PathBuf>,
+) -> String {
+    let authority = authority.map_or(String::new(), |path| format!(" in {}", path.display()));
+    match why {
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            format!("the server at {address} has an expired certificate; refused")
+        }
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            format!("the server at {address} has a certificate that is not valid yet; refused")
+        }
+        CertificateError::BadSignature => format!(
+            "the server at {address} has a certificate whose signature does not match the certificate authority{authority}; refused"
+        ),
+        CertificateError::UnknownIssuer => format!(
+            "the server at {address} has a certificate not issued by the certificate authority{authority}; refused"
+        ),
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            format!("the server's certificate is not issued for {address}; refused")
+        }
+        other => {
+            format!("the server at {address} has an unacceptable certificate ({other:?}); refused")
+        }
+    }
+}
+
+/// How a handshake failed.
+#[derive(Debug)]
+enum Handshake {
+    Tls(rustls::Error),
+    Closed,
+    TimedOut,
+    Io(io::Error),
+}
+
+impl std::fmt::Display for Handshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Handshake::Tls(e) => write!(f, "{e}"),
+            Handshake::Closed => write!(f, "the connection closed"),
+            Handshake::TimedOut => write!(f, "no answer in time"),
+            Handshake::Io(e) => write!(f, "{}", crate::errors::lowercase_os_error(e)),
+        }
+    }
+}
+
+/// Drives a handshake to its end on a blocking socket, by `deadline`.
+fn handshake(
+    stream: &mut TcpStream,
+    session: &mut rustls::Connection,
+    deadline: Instant,
+) -> Result<(), Handshake> {
+    while session.is_handshaking() || session.wants_write() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Handshake::TimedOut);
+        }
+        stream.set_read_timeout(Some(left)).map_err(Handshake::Io)?;
+        stream
+            .set_write_timeout(Some(left))
+            .map_err(Handshake::Io)?;
+        match session.complete_io(stream) {
+            Ok((0, 0)) if session.is_handshaking() => return Err(Handshake::Closed),
+            Ok(_) => {}
+            Err(e) => {
+                if let Some(tls) = e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                {
+                    return Err(Handshake::Tls(tls.clone()));
+                }
+                return Err(match e.kind() {
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut => Handshake::TimedOut,
+                    ErrorKind::UnexpectedEof
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted => Handshake::Closed,
+                    _ => Handshake::Io(e),
+                });
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! How a client decides whether it talks to the right server: a fingerprint
+//! it was given, the one it recorded on first use (the known-hosts file, as
+//! ssh keeps one), or a certificate authority; with a shared code, any
+//! certificate, since the code exchange then authenticates both sides.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
+
+use super::identity::{create_private, fingerprint, private_dir};
+
+/// The known-hosts file: one line per server, `HOST:PORT SHA256:...`.
+pub struct KnownHosts {
+    pub path: PathBuf,
+}
+
+/// A server's recorded fingerprint and the line it is on.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Known {
+    pub fingerprint: String,
+    pub line: usize,
+}
+
+impl KnownHosts {
+    /// The fingerprint recorded for `address`, if any.
+    pub fn lookup(&self, address: &str) -> Result<Option<Known>, String> {
+        let text = match fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(format!(
+                    "cannot read {}: {}",
+                    self.path.display(),
+                    crate::errors::lowercase_os_error(&e)
+                ));
+            }
+        };
+        for (at, line) in text.lines().enumerate() {
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some(host), Some(print)) if host == address && !host.starts_with('#') => {
+                    return Ok(Some(Known {
+                        fingerprint: print.to_string(),
+                        line: at + 1,
+                    }));
+                }
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// Records `fingerprint` for `address` at the end of the file.
+    pub fn record(&self, address: &str, fingerprint: &str) -> Result<(), String> {
+        let fail = |e: io::Error| {
+            format!(
+                "cannot record the server in {}: {}",
+                self.path.display(),
+                crate::errors::lowercase_os_error(&e)
+            )
+        };
+        if let Some(dir) = self.path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            private_dir(dir).map_err(fail)?;
+        }
+        let mut file = match create_private(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => fs::OpenOptions::new()
+                .append(true)
+                .open(&self.path)
+                .map_err(fail)?,
+            Err(e) => return Err(fail(e)),
+        };
+        file.write_all(format!("{address} {fingerprint}\n").as_bytes())
+            .map_err(fail)
+    }
+}
+
+/// Which certificate the client accepts.
+pub enum Expect {
+    /// Only the one with this fingerprint.
+    Fingerprint(String),
+    /// Any: on first use, it is recorded afterwards.
+    Anything,
+    /// One issued by these authorities, for the name connected to.
+    Authority(Arc<rustls::RootCertStore>),
+}
+
+/// Checks the server's certificate as [`Expect`] says, and keeps the
+/// fingerprint it saw, so that a refusal can name it. Handshake signatures
+/// are always verified with rustls' own functions: the server must hold the
+/// key of the certificate it shows.
+#[derive(Debug)]
+pub struct Verifier {
+    expect: Expected,
+    algorithms: WebPkiSupportedAlgorithms,
+    pub seen: Mutex<Option<String>>,
+}
+
+#[derive(Debug)]
+enum Expected {
+    Fingerprint(String),
+    Anything,
+    Authority(Arc<dyn ServerCertVerifier>),
+}
+
+impl Verifier {
+    pub fn new(expect: Expect, provider: &Arc<CryptoProvider>) -> Result<Self, String> {
+        let expect = match expect {
+            Expect::Fingerprint(print) => Expected::Fingerprint(print),
+            Expect::Anything => Expected::Anything,
+            Expect::Authority(roots) => Expected::Authority(
+                rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    roots,
+                    Arc::clone(provider),
+                )
+                .build()
+                .map_err(|e| format!("cannot use the certificate authority: {e}"))?,
+            ),
+        };
+        Ok(Self {
+            expect,
+            algorithms: provider.signature_verification_algorithms,
+            seen: Mutex::new(None),
+        })
+    }
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let presented = fingerprint(end_entity);
+        *crate::lock(&self.seen) = Some(presented.clone());
+        match &self.expect {
+            Expected::Fingerprint(expected) if *expected == presented => {
+                Ok(ServerCertVerified::assertion())
+            }
+            Expected::Fingerprint(_) => Err(Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            )),
+            Expected::Anything => Ok(ServerCertVerified::assertion()),
+            Expected::Authority(webpki) => webpki.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            ),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Loads the certificate authorities in a PEM file.
+pub fn load_authorities(path: &Path) -> Result<rustls::RootCertStore, String> {
+    use rustls::pki_types::pem::PemObject;
+    let shown = path.display();
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in
+        CertificateDer::pem_file_iter(path).map_err(|e| format!("cannot read {shown}: {e}"))?
+    {
+        let certificate =
+            certificate.map_err(|e| format!("{shown} is not a valid PEM file: {e}"))?;
+        roots
+            .add(certificate)
+            .map_err(|e| format!("{shown}: unusable certificate: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{shown} holds no certificate"));
+    }
+    Ok(roots)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_recorded_and_found_by_exact_address() {
+        let dir = std::env::temp_dir().join(format!("chat-known-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let known = KnownHosts {
+            path: dir.join("known_hosts"),
+        };
+        assert_eq!(known.lookup("a:1").unwrap(), None);
+        known.record("a:1", "SHA256:one").unwrap();
+        known.record("[::1]:2", "SHA256:two").unwrap();
+        assert_eq!(
+            known.lookup("[::1]:2").unwrap(),
+            Some(Known {
+                fingerprint: "SHA256:two".into(),
+                line: 2
+            })
+        );
+        assert_eq!(
+            known.lookup("a:1").unwrap().unwrap().fingerprint,
+            "SHA256:one"
+        );
+        assert_eq!(known.lookup("a:10").unwrap(), None);
+        fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,296 @@
+//! What carries the frames of one connection: the TCP stream itself, or a TLS
+//! session over it.
+//!
+//! A TLS session does not split into independent reading and writing halves
+//! the way a `TcpStream` clones do, so the session state is shared behind a
+//! mutex that is held only while bytes are handed to or taken from rustls,
+//! never across socket I/O: the receiving thread reads ciphertext from the
+//! socket unlocked and then feeds it in; the writer seals plaintext under the
+//! lock and writes the ciphertext unlocked. The writer stays the socket's
+//! only writer: records that rustls queues while receiving (an alert, a key
+//! update) go out with the writer's next write.
+
+use std::io::{self, ErrorKind, IoSlice, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::frame::encode_frame;
+
+/// Largest piece of plaintext sealed at once: a few TLS records, so one write
+/// carries much and the lock is held briefly.
+const SEAL_CHUNK: usize = 64 * 1024;
+
+/// Ciphertext read from the socket at once.
+const RAW_CHUNK: usize = 64 * 1024;
+
+pub type Session = Arc<Mutex<rustls::Connection>>;
+
+/// A connected stream, plain or under TLS, ready to carry frames.
+pub struct Transport {
+    stream: TcpStream,
+    tls: Option<Session>,
+}
+
+impl Transport {
+    pub fn plain(stream: TcpStream) -> Self {
+        Self { stream, tls: None }
+    }
+
+    /// A stream whose TLS handshake is complete.
+    pub fn tls(stream: TcpStream, session: rustls::Connection) -> Self {
+        Self {
+            stream,
+            tls: Some(Arc::new(Mutex::new(session))),
+        }
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Keying material exported from the TLS session (RFC 8446 section 7.5).
+    pub fn export(&self, label: &[u8]) -> Result<[u8; 32], String> {
+        let Some(tls) = &self.tls else {
+            return Err("not a TLS connection".into());
+        };
+        crate::lock(tls)
+            .export_keying_material([0u8; 32], label, None)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sends one text frame, giving up after `timeout` (for notices to a
+    /// client no conversation has started with: only one thread writes).
+    pub fn send_notice(&self, notice: &str, timeout: Duration) -> bool {
+        let mut frame = Vec::with_capacity(notice.len() + 4);
+        encode_frame(&mut frame, notice.as_bytes(), usize::MAX).expect("notices are short");
+        self.stream.set_write_timeout(Some(timeout)).is_ok()
+            && self
+                .writer()
+                .and_then(|mut writer| writer.write_batches(&[frame], &GiveUp))
+                .unwrap_or(false)
+    }
+
+    /// Ends our sending half (TLS close_notify, then TCP's end of stream).
+    pub fn close_write(&self) -> io::Result<()> {
+        self.writer()?.close(&GiveUp)
+    }
+
+    /// A reader of the plaintext, for the receiving thread.
+    pub fn reader(&self) -> io::Result<Reader> {
+        Ok(Reader {
+            socket: self.stream.try_clone()?,
+            tls: self.tls.clone(),
+            raw: Vec::new(),
+            fed: 0,
+        })
+    }
+
+    /// The writer, for the one thread that writes to the socket.
+    pub fn writer(&self) -> io::Result<Writer> {
+        Ok(Writer {
+            socket: self.stream.try_clone()?,
+            tls: self.tls.clone(),
+            sealed: Vec::new(),
+        })
+    }
+}
+
+/// Reads plaintext: straight from the socket, or what TLS records decrypt
+/// to. A socket timeout comes out as the socket's error, so the caller can
+/// look whether it should stop and then read again with nothing lost.
+pub struct Reader {
+    socket: TcpStream,
+    tls: Option<Session>,
+    /// Ciphertext read but not yet taken by rustls (its buffer was full).
+    raw: Vec<u8>,
+    fed: usize,
+}
+
+impl Read for Reader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(tls) = &self.tls else {
+            return self.socket.read(buf);
+        };
+        loop {
+            {
+                let mut session = crate::lock(tls);
+                while self.fed < self.raw.len() {
+                    let taken = session.read_tls(&mut &self.raw[self.fed..]);
+                    match taken {
+                        Ok(0) => break,
+                        Ok(n) => self.fed += n,
+                        // Its buffer is full: take plaintext out first.
+                        Err(_) => break,
+                    }
+                    session.process_new_packets().map_err(tls_error)?;
+                }
+                match session.reader().read(buf) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    // The TCP stream ended without a close_notify: an end like
+                    // any other, and the frame layer decides whether it is clean.
+                    Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(0),
+                    Err(e) => return Err(e),
+                }
+            }
+            if self.fed == self.raw.len() {
+                self.raw.clear();
+                self.fed = 0;
+            } else {
+                // rustls holds undelivered plaintext and took no more: an
+                // application that reads nothing would otherwise spin here.
+                continue;
+            }
+            self.raw.resize(RAW_CHUNK, 0);
+            let read = self.socket.read(&mut self.raw);
+            let n = match read {
+                Ok(n) => n,
+                Err(e) => {
+                    self.raw.clear();
+                    return Err(e);
+                }
+            };
+            self.raw.truncate(n);
+            if n == 0 {
+                let mut session = crate::lock(tls);
+                // An empty read tells rustls the stream ended.
+                let _ = session.read_tls(&mut &[][..]);
+                session.process_new_packets().map_err(tls_error)?;
+                return match session.reader().read(buf) {
+                    Ok(n) => Ok(n),
+                    Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(0),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(0),
+                    Err(e) => Err(e),
+                };
+            }
+        }
+    }
+}
+
+/// Writes frames to the socket, sealing them first under TLS. Every method
+/// reports socket bytes through `wrote` as they go, so a slow reader's
+/// progress is seen byte by byte, and `keep_going` is asked after every
+/// timed-out write.
+pub struct Writer {
+    socket: TcpStream,
+    tls: Option<Session>,
+    sealed: Vec<u8>,
+}
+
+/// Progress of a write, for the connection's counters.
+pub trait Progress {
+    /// `socket` bytes were written; `payload` more bytes of the caller's are
+    /// now wholly on the socket.
+    fn wrote(&self, socket: usize, payload: usize);
+    /// Asked when a write timed out or failed: false stops the write.
+    fn keep_going(&self) -> bool;
+}
+
+impl Writer {
+    /// Writes every batch. Returns false if `progress` said to stop.
+    pub fn write_batches(
+        &mut self,
+        batches: &[Vec<u8>],
+        progress: &dyn Progress,
+    ) -> io::Result<bool> {
+        let Some(tls) = self.tls.clone() else {
+            return write_vectored_all(&mut self.socket, batches, progress, true);
+        };
+        for batch in batches {
+            for piece in batch.chunks(SEAL_CHUNK) {
+                self.sealed.clear();
+                {
+                    let mut session = crate::lock(&tls);
+                    session.writer().write_all(piece)?;
+                    while session.wants_write() {
+                        session.write_tls(&mut self.sealed)?;
+                    }
+                }
+                let sealed = std::slice::from_ref(&self.sealed);
+                if !write_vectored_all(&mut self.socket, sealed, progress, false)? {
+                    return Ok(false);
+                }
+                progress.wrote(0, piece.len());
+            }
+        }
+        Ok(true)
+    }
+
+    /// Ends our sending half: TLS's close_notify, then the TCP end of stream.
+    pub fn close(&mut self, progress: &dyn Progress) -> io::Result<()> {
+        if let Some(tls) = self.tls.clone() {
+            let mut sealed = Vec::new();
+            {
+                let mut session = crate::lock(&tls);
+                session.send_close_notify();
+                while session.wants_write() {
+                    session.write_tls(&mut sealed)?;
+                }
+            }
+            if !write_vectored_all(&mut self.socket, &[sealed], progress, false)? {
+                return Ok(());
+            }
+        }
+        self.socket.shutdown(Shutdown::Write)
+    }
+}
+
+/// A write that gives up at its first timeout.
+pub struct GiveUp;
+
+impl Progress for GiveUp {
+    fn wrote(&self, _socket: usize, _payload: usize) {}
+    fn keep_going(&self) -> bool {
+        false
+    }
+}
+
+/// Writes every batch in as few system calls as the kernel allows. With
+/// `payload`, the bytes written are the caller's own and are reported as
+/// such too.
+fn write_vectored_all(
+    socket: &mut TcpStream,
+    batches: &[Vec<u8>],
+    progress: &dyn Progress,
+    payload: bool,
+) -> io::Result<bool> {
+    let mut slices: Vec<IoSlice<'_>> = batches.iter().map(|b| IoSlice::new(b)).collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        match socket.write_vectored(slices) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                progress.wrote(n, if payload { n } else { 0 });
+                IoSlice::advance_slices(&mut slices, n);
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            // Timed out, or ended by our own shutdown: stop if told to.
+            Err(_) if !progress.keep_going() => return Ok(false),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// A TLS failure on an established connection, as an I/O error.
+fn tls_error(e: rustls::Error) -> io::Error {
+    io::Error::new(ErrorKind::InvalidData, TlsFailure(e))
+}
+
+/// A TLS error carried inside an `io::Error`, so that it can be worded.
+#[derive(Debug)]
+pub struct TlsFailure(pub rustls::Error);
+
+impl std::fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TLS error: {}", self.0)
+    }
+}
+
+impl std::error::Error for TlsFailure {}

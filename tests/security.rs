@@ -1,0 +1,517 @@
+//! TLS, trust on first use, pinned fingerprints, the shared code and access
+//! control, through the real binaries over loopback. Every test keeps its
+//! identity and known-hosts files in a directory of its own.
+
+#[path = "support/mitm.rs"]
+mod mitm;
+mod support;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::Instant;
+
+use support::{
+    CLIENT, PATIENCE, Program, SERVER, Server, frame, path, read_text, scratch, tls_client,
+    tls_server,
+};
+
+/// Checks a conversation works both ways, then ends it from the client.
+fn talk_and_quit(server: &mut Server, client: &mut Program) {
+    for text in ["hello over TLS", "你好，世界 🎉", "  spaced\ttabs  "] {
+        client.say(text);
+        server.expect_message(text);
+        server.say(text);
+        client.expect_message(text);
+    }
+    client.say("q");
+    assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
+    server.expect_status("left");
+}
+
+#[test]
+fn a_tls_conversation_is_exact_both_ways_and_first_use_is_recorded() {
+    let dir = scratch("conversation");
+    let (mut server, print) = tls_server(&dir, &["--once"], &[]);
+    let mut client = tls_client(&server, &dir, &[], &[]);
+    let note = client.expect_status("first connection to");
+    assert!(note.contains(&print), "{note}");
+    client.expect_status("over TLS");
+    server.expect_status("connected");
+    talk_and_quit(&mut server, &mut client);
+    assert_eq!(server.wait().code(), Some(0));
+    let known = fs::read_to_string(dir.join("known_hosts")).unwrap();
+    assert_eq!(known, format!("{} {print}\n", server.addr));
+    #[cfg(unix)]
+    for file in ["identity.pem", "known_hosts"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir.join(file)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+}
+
+#[test]
+fn the_identity_is_kept_and_a_known_server_is_accepted_quietly() {
+    let dir = scratch("kept");
+    let (mut first, print) = tls_server(&dir, &["--once"], &[]);
+    let mut client = tls_client(&first, &dir, &[], &[]);
+    client.expect_status("first connection to");
+    first.expect_status("connected");
+    client.say("q");
+    assert_eq!(client.wait().code(), Some(0));
+    assert_eq!(first.wait().code(), Some(0));
+
+    // Same identity file: same fingerprint, not made again.
+    let (mut again, second_print) = tls_server(&dir, &["--once"], &[]);
+    assert_eq!(print, second_print);
+    assert!(
+        again
+            .drain_stderr()
+            .iter()
+            .all(|line| !line.contains("made now")),
+        "{:?}",
+        again.drain_stderr()
+    );
+    // Known (recorded under the new address by hand, as if met before): no note.
+    fs::write(dir.join("known_hosts"), format!("{} {print}\n", again.addr)).unwrap();
+    let mut client = tls_client(&again, &dir, &[], &[]);
+    client.expect_status("connected to");
+    assert!(
+        client
+            .drain_stderr()
+            .iter()
+            .all(|l| !l.contains("first connection")),
+        "{:?}",
+        client.drain_stderr()
+    );
+    again.expect_status("connected");
+    talk_and_quit(&mut again, &mut client);
+}
+
+#[test]
+fn a_changed_identity_at_a_known_address_is_refused_before_anything_is_sent() {
+    let dir = scratch("changed");
+    let (mut server, print) = tls_server(&dir, &[], &[]);
+    let old = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    fs::write(
+        dir.join("known_hosts"),
+        format!("# a comment\nother:1 {print}\n{} {old}\n", server.addr),
+    )
+    .unwrap();
+    let mut client = tls_client(&server, &dir, &[], &[]);
+    client.say("a secret that must not leave");
+    assert_eq!(client.wait().code(), Some(1));
+    let said = client.all_stderr().join("\n");
+    for part in [
+        server.addr.to_string().as_str(),
+        print.as_str(),
+        old,
+        "line 3",
+        "known_hosts",
+        "delete that line",
+    ] {
+        assert!(said.contains(part), "{part:?} missing from {said:?}");
+    }
+    server.expect_status("refused this server's certificate");
+    // Nothing reached the operator, and the server serves the next client.
+    assert!(server.stdout.try_recv().is_err());
+    fs::remove_file(dir.join("known_hosts")).unwrap();
+    let mut client = tls_client(&server, &dir, &[], &[]);
+    client.expect_status("first connection to");
+    server.expect_status("connected");
+    client.say("after the refusal");
+    server.expect_message("after the refusal");
+}
+
+#[test]
+fn a_pinned_fingerprint_is_required() {
+    let dir = scratch("pinned");
+    let (mut server, print) = tls_server(&dir, &[], &[]);
+    // A well-formed fingerprint, of another certificate (SHA-256 of nothing).
+    let wrong = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU";
+    let mut client = tls_client(&server, &dir, &["--fingerprint", wrong], &[]);
+    client.say("not for them");
+    assert_eq!(client.wait().code(), Some(1));
+    let said = client.all_stderr().join("\n");
+    assert!(said.contains(wrong) && said.contains(&print), "{said}");
+    server.expect_status("refused this server's certificate");
+
+    let mut client = tls_client(&server, &dir, &["--fingerprint", &print], &[]);
+    client.expect_status("connected to");
+    server.expect_status("connected");
+    talk_and_quit(&mut server, &mut client);
+    // A pinned connection records nothing.
+    assert!(!dir.join("known_hosts").exists());
+
+    // A malformed fingerprint is a bad argument.
+    let mut client = tls_client(&server, &dir, &["--fingerprint", "SHA256:short"], &[]);
+    assert_eq!(client.wait().code(), Some(2));
+}
+
+#[test]
+fn a_shared_code_authenticates_and_a_wrong_one_is_refused_on_both_sides() {
+    let dir = scratch("code");
+    let code = [("CHAT_CODE", "42-orbit-velvet-candle")];
+    let (mut server, _) = tls_server(&dir, &["--code"], &code);
+    assert!(
+        server
+            .drain_stderr()
+            .iter()
+            .any(|l| l.starts_with("code taken from CHAT_CODE")),
+        "{:?}",
+        server.drain_stderr()
+    );
+
+    let mut wrong = tls_client(
+        &server,
+        &dir,
+        &["--code"],
+        &[("CHAT_CODE", "42-orbit-velvet-candles")],
+    );
+    wrong.say("must not arrive");
+    assert_eq!(wrong.wait().code(), Some(1));
+    let said = wrong.all_stderr().join("\n");
+    assert!(said.contains("refused the code: wrong code"), "{said}");
+    server.expect_status("wrong code");
+
+    // Typed differently (spaces, capitals): the same code.
+    let mut right = tls_client(
+        &server,
+        &dir,
+        &["--code"],
+        &[("CHAT_CODE", "42 Orbit velvet CANDLE")],
+    );
+    right.expect_status("knows the code");
+    server.expect_status("connected");
+    talk_and_quit(&mut server, &mut right);
+    // Neither recorded a fingerprint: the code did the authenticating.
+    assert!(!dir.join("known_hosts").exists());
+
+    // A client without --code is told to use one, and nothing passes.
+    let mut plain_tls = tls_client(&server, &dir, &[], &[]);
+    assert_eq!(plain_tls.wait().code(), Some(1));
+    let said = plain_tls.all_stderr().join("\n");
+    assert!(said.contains("needs a shared code"), "{said}");
+    assert!(server.stdout.try_recv().is_err());
+}
+
+#[test]
+fn a_code_on_the_command_line_is_not_accepted() {
+    let output = std::process::Command::new(CLIENT)
+        .args(["--tls", "--code", "42-orbit-velvet-candle"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn a_man_in_the_middle_is_caught_by_a_recorded_fingerprint() {
+    let dir = scratch("mitm-print");
+    let (server, print) = tls_server(&dir, &[], &[]);
+    let proxy = mitm::start(server.addr);
+    // The client met the real server at this address before.
+    fs::write(dir.join("known_hosts"), format!("{proxy} {print}\n")).unwrap();
+    let known = path(&dir, "known_hosts");
+    let address = proxy.to_string();
+    let mut client = Program::spawn(
+        CLIENT,
+        &["--connect", &address, "--tls", "--known-hosts", &known],
+    );
+    client.say("for the real server only");
+    assert_eq!(client.wait().code(), Some(1));
+    let said = client.all_stderr().join("\n");
+    assert!(said.contains("someone may be intercepting"), "{said}");
+    assert!(server.stdout.try_recv().is_err());
+}
+
+#[test]
+fn a_man_in_the_middle_is_caught_on_both_legs_by_a_code() {
+    let dir = scratch("mitm-code");
+    let code = [("CHAT_CODE", "7-apple-river-stone")];
+    let (mut server, _) = tls_server(&dir, &["--code"], &code);
+    let proxy = mitm::start(server.addr);
+    let known = path(&dir, "known_hosts");
+    let address = proxy.to_string();
+    let mut client = Program::spawn_with_env(
+        CLIENT,
+        &[
+            "--connect",
+            &address,
+            "--tls",
+            "--code",
+            "--known-hosts",
+            &known,
+        ],
+        &code,
+    );
+    client.say("for the real server only");
+    assert_eq!(client.wait().code(), Some(1));
+    let said = client.all_stderr().join("\n");
+    assert!(
+        said.contains("wrong code") || said.contains("does not know the code"),
+        "{said}"
+    );
+    assert!(!said.contains("knows the code:"), "{said}");
+    // The server saw a proof made for another TLS session.
+    server.expect_status("wrong code (or someone in the middle)");
+    assert!(server.stdout.try_recv().is_err());
+}
+
+#[test]
+fn a_plain_client_of_a_tls_server_is_told_to_use_tls() {
+    let dir = scratch("plain-to-tls");
+    let (mut server, _) = tls_server(&dir, &[], &[]);
+    let started = Instant::now();
+    let mut client = server.connect_client(&[]);
+    client.expect_message("this server speaks TLS only: connect with chat-client --tls");
+    assert!(started.elapsed() < PATIENCE);
+    client.wait();
+    server.expect_status("does not speak TLS");
+
+    // A raw plain peer that talks at once is told too, not left hanging.
+    let mut raw = server.raw();
+    raw.write_all(&frame(b"hello?")).unwrap();
+    assert_eq!(
+        read_text(&mut raw),
+        "this server speaks TLS only: connect with chat-client --tls"
+    );
+}
+
+#[test]
+fn a_tls_client_of_a_plain_server_is_told_it_does_not_speak_tls() {
+    let mut server = Server::start(&[]);
+    let dir = scratch("tls-to-plain");
+    let mut client = tls_client(&server, &dir, &[], &[]);
+    assert_eq!(client.wait().code(), Some(1));
+    let said = client.all_stderr().join("\n");
+    assert!(
+        said.contains("may not speak TLS") || said.contains("did not answer in TLS"),
+        "{said}"
+    );
+    server.expect_status("it speaks TLS and this side does not");
+
+    // A silent peer that never answers: told within the connect timeout.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = silent.local_addr().unwrap().to_string();
+    let known = path(&dir, "known_hosts");
+    let mut client = Program::spawn(
+        CLIENT,
+        &[
+            "--connect",
+            &address,
+            "--tls",
+            "--known-hosts",
+            &known,
+            "--connect-timeout",
+            "1",
+        ],
+    );
+    assert_eq!(client.wait().code(), Some(1));
+    let said = client.all_stderr().join("\n");
+    assert!(said.contains("no TLS answer"), "{said}");
+}
+
+#[test]
+fn allow_and_deny_decide_who_gets_in_and_refusals_are_counted() {
+    let mut denied = Server::start(&["--deny", "127.0.0.0/8"]);
+    let mut raw = denied.raw();
+    let mut rest = Vec::new();
+    // Closed at once, without a word.
+    assert_eq!(
+        raw.read_to_end(&mut rest).map(|_| rest.len()).unwrap_or(0),
+        0
+    );
+    denied.expect_status("refused a connection from 127.0.0.1: not allowed by --allow/--deny");
+    // A burst: reported at most once a second, with the count.
+    for _ in 0..20 {
+        let _ = denied.raw();
+    }
+    let report = denied.expect_status("refused 20 connections");
+    assert!(report.contains("the last from 127.0.0.1"), "{report}");
+
+    let mut outside = Server::start(&["--allow", "10.0.0.0/8"]);
+    let _ = outside.raw().read(&mut [0u8; 1]);
+    outside.expect_status("refused a connection from 127.0.0.1");
+
+    let mut inside = Server::start(&["--allow", "10.0.0.0/8", "--allow", "127.0.0.1"]);
+    inside.serves_a_polite_client("let in");
+
+    let mut bad = Program::spawn(SERVER, &["--bind", "127.0.0.1:0", "--allow", "10.0.0.0/33"]);
+    assert_eq!(bad.wait().code(), Some(2));
+}
+
+#[test]
+fn a_plain_server_on_a_network_address_warns_that_it_is_not_encrypted() {
+    let mut open = Program::spawn(SERVER, &["--bind", "0.0.0.0:0"]);
+    open.expect_status("not encrypted");
+    open.expect_status("listening on");
+    let mut local = Server::start(&[]);
+    local.serves_a_polite_client("quiet");
+    assert!(
+        local
+            .drain_stderr()
+            .iter()
+            .all(|l| !l.contains("not encrypted")),
+        "{:?}",
+        local.drain_stderr()
+    );
+}
+
+#[test]
+fn a_key_others_can_read_is_refused_with_the_chmod_to_run() {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch("chmod");
+        let (server, _) = tls_server(&dir, &["--once"], &[]);
+        drop(server);
+        let identity = dir.join("identity.pem");
+        fs::set_permissions(&identity, fs::Permissions::from_mode(0o644)).unwrap();
+        let shown = identity.to_string_lossy().into_owned();
+        let mut again = Program::spawn(
+            SERVER,
+            &["--bind", "127.0.0.1:0", "--tls", "--identity", &shown],
+        );
+        assert_eq!(again.wait().code(), Some(1));
+        let said = again.all_stderr().join("\n");
+        assert!(said.contains(&format!("chmod 600 {shown}")), "{said}");
+    }
+    let dir = scratch("garbage");
+    let identity = dir.join("identity.pem");
+    let mut file = fs::File::create(&identity).unwrap();
+    file.write_all(b"-----BEGIN NONSENSE-----\n").unwrap();
+    drop(file);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&identity, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let shown = identity.to_string_lossy().into_owned();
+    let mut bad = Program::spawn(
+        SERVER,
+        &["--bind", "127.0.0.1:0", "--tls", "--identity", &shown],
+    );
+    assert_eq!(bad.wait().code(), Some(1));
+    let said = bad.all_stderr().join("\n");
+    assert!(said.contains(&shown), "{said}");
+}
+
+/// A Python peer with only `ssl` and `struct` talks to a `--tls` server.
+#[cfg(unix)]
+#[test]
+fn a_python_ssl_peer_talks_to_a_tls_server() {
+    let dir = scratch("python");
+    let (mut server, _) = tls_server(&dir, &["--once"], &[]);
+    let script = r#"
+import socket, ssl, struct, sys
+host, port = sys.argv[1].rsplit(":", 1)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+with socket.create_connection((host, int(port))) as raw:
+    with context.wrap_socket(raw) as tls:
+        text = "from python: héllo".encode()
+        tls.sendall(struct.pack("!I", len(text)) + text)
+        def exactly(n):
+            data = b""
+            while len(data) < n:
+                chunk = tls.recv(n - len(data))
+                if not chunk:
+                    raise SystemExit("closed early")
+                data += chunk
+            return data
+        (length,) = struct.unpack("!I", exactly(4))
+        print(exactly(length).decode())
+"#;
+    let python = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(server.addr.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut python) = python else {
+        eprintln!("python3 not found: skipped");
+        return;
+    };
+    server.expect_message("from python: héllo");
+    server.say("hello, python");
+    let deadline = Instant::now() + PATIENCE;
+    while python.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "python did not finish");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut said = String::new();
+    python
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut said)
+        .unwrap();
+    assert_eq!(said, "hello, python\n");
+}
+
+/// A certificate authority made for a test, and an identity file for a
+/// server, issued by it for 127.0.0.1, valid until `not_after` (a year).
+fn issued_identity(dir: &std::path::Path, name: &str, not_after: i32) -> (String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, format!("test authority {name}"));
+    let ca_certificate = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    leaf.not_before = rcgen::date_time_ymd(2000, 1, 1);
+    leaf.not_after = rcgen::date_time_ymd(not_after, 1, 1);
+    let certificate = leaf.signed_by(&key, &issuer).unwrap();
+    let identity = dir.join(format!("{name}-identity.pem"));
+    let authority = dir.join(format!("{name}-ca.pem"));
+    fs::write(
+        &identity,
+        format!("{}{}", certificate.pem(), key.serialize_pem()),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&identity, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    fs::write(&authority, ca_certificate.pem()).unwrap();
+    (
+        identity.to_string_lossy().into_owned(),
+        authority.to_string_lossy().into_owned(),
+    )
+}
+
+/// `--identity` takes a CA-issued certificate, and `--ca` checks the chain
+/// and the dates: another authority's or an expired certificate is refused.
+#[test]
+fn a_certificate_authority_is_checked_by_a_client_given_one() {
+    let dir = scratch("authority");
+    let (identity, authority) = issued_identity(&dir, "good", 2999);
+    let (_, other_authority) = issued_identity(&dir, "other", 2999);
+    let (expired_identity, expired_authority) = issued_identity(&dir, "expired", 2001);
+
+    let mut server = Server::start(&["--tls", "--identity", &identity]);
+    let mut client = tls_client(&server, &dir, &["--ca", &authority], &[]);
+    client.expect_status("connected to");
+    server.expect_status("connected");
+    talk_and_quit(&mut server, &mut client);
+
+    let mut stranger = tls_client(&server, &dir, &["--ca", &other_authority], &[]);
+    assert_eq!(stranger.wait().code(), Some(1));
+    let said = stranger.all_stderr().join("\n");
+    assert!(
+        said.contains("not issued by the certificate authority"),
+        "{said}"
+    );
+    assert!(said.contains(&other_authority), "{said}");
+
+    let expired = Server::start(&["--tls", "--identity", &expired_identity]);
+    let mut client = tls_client(&expired, &dir, &["--ca", &expired_authority], &[]);
+    assert_eq!(client.wait().code(), Some(1));
+    let said = client.all_stderr().join("\n");
+    assert!(said.contains("expired certificate"), "{said}");
+}
