@@ -412,6 +412,7 @@ impl Gate {
                     Err(Refused::Code(CodeFailure::TooManyAttempts)) => {
                         refusals.occurred(&output, &Refusal::CodeBusy, peer);
                     }
+                    Err(Refused::Plain) => refusals.occurred(&output, &Refusal::Plain, peer),
                     Err(why) => output.error(format!("{peer}: {why}")),
                 }
                 crate::lock(&handshakes).leave(peer.ip());
@@ -430,6 +431,8 @@ enum Refusal {
     Crowded,
     /// A code check that would wait too long, or a second one from an address.
     CodeBusy,
+    /// A client that does not speak TLS (told so).
+    Plain,
 }
 
 /// Refused connections, told at most once a period with a count.
@@ -438,6 +441,7 @@ struct Refusals {
     access: Mutex<Option<(Throttle, SocketAddr)>>,
     crowded: Mutex<Option<(Throttle, SocketAddr)>>,
     code_busy: Mutex<Option<(Throttle, SocketAddr)>>,
+    plain: Mutex<Option<(Throttle, SocketAddr)>>,
 }
 
 impl Refusals {
@@ -454,7 +458,12 @@ impl Refusals {
 
     /// Tells the refusals counted since the last report, once it is due.
     fn report_overdue(&self, output: &Output) {
-        for why in [Refusal::Access, Refusal::Crowded, Refusal::CodeBusy] {
+        for why in [
+            Refusal::Access,
+            Refusal::Crowded,
+            Refusal::CodeBusy,
+            Refusal::Plain,
+        ] {
             let mut slot = crate::lock(self.slot(&why));
             if let Some((throttle, last)) = slot.as_mut()
                 && let Some(count) = throttle.overdue(Instant::now())
@@ -469,6 +478,7 @@ impl Refusals {
             Refusal::Access => &self.access,
             Refusal::Crowded => &self.crowded,
             Refusal::CodeBusy => &self.code_busy,
+            Refusal::Plain => &self.plain,
         }
     }
 }
@@ -478,6 +488,7 @@ fn describe_refusal(why: &Refusal, count: u64, last: SocketAddr) -> String {
         Refusal::Access => "not allowed by --allow/--deny",
         Refusal::Crowded => "too many clients in the TLS handshake",
         Refusal::CodeBusy => "too many code attempts at once",
+        Refusal::Plain => "it does not speak TLS, and was told to connect with --tls",
     };
     match count {
         1 => format!("refused a connection from {}: {what}", last.ip()),

@@ -266,7 +266,7 @@ fn a_plain_client_of_a_tls_server_is_told_to_use_tls() {
     client.expect_message("this server speaks TLS only: connect with chat-client --tls");
     assert!(started.elapsed() < PATIENCE);
     client.wait();
-    server.expect_status("does not speak TLS");
+    server.expect_status("refused a connection from 127.0.0.1: it does not speak TLS");
 
     // A raw plain peer that talks at once is told too, not left hanging.
     let mut raw = server.raw();
