@@ -165,11 +165,11 @@ fn serve(
             continue;
         };
         next_id += 1;
-        let peer = client.peer;
+        let (peer, waited) = (client.peer, client.waited);
         let label = peer.to_string();
         let connection = match Connection::start(
             next_id,
-            client.transport,
+            client.into_transport(),
             config.max_message_size,
             output,
             &label,
@@ -182,7 +182,7 @@ fn serve(
             }
         };
         let outbox = connection.outbox();
-        if client.waited {
+        if waited {
             let mut notice = Vec::new();
             let text = "your turn: you are now talking with the server";
             encode_frame(&mut notice, text.as_bytes(), usize::MAX).expect("notices are short");

@@ -547,3 +547,30 @@ fn a_trickled_handshake_is_cut_off_and_one_address_cannot_take_every_slot() {
     server.expect_status("too many clients in the TLS handshake");
     drop(silent);
 }
+
+/// A TLS client waiting in line: what it types is read ahead as ciphertext
+/// and delivered, decrypted and in order, when its turn comes.
+#[test]
+fn a_waiting_tls_client_is_served_with_what_it_sent() {
+    let dir = scratch("waiting");
+    let (mut server, _) = tls_server(&dir, &[], &[]);
+    let mut first = tls_client(&server, &dir, &[], &[]);
+    server.expect_status("connected");
+    let mut waiting = tls_client(&server, &dir, &[], &[]);
+    let notice = waiting.next_message();
+    assert!(notice.contains("number 1 in line"), "{notice}");
+    for i in 0..100 {
+        waiting.say(&format!("sent while waiting {i}"));
+    }
+    // Long enough for the line to read ahead (it looks every 0.2 s), so that
+    // the turn starts with ciphertext already taken from the socket.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    first.say("q");
+    assert_eq!(first.wait().code(), Some(0));
+    for i in 0..100 {
+        server.expect_message(&format!("sent while waiting {i}"));
+    }
+    waiting.expect_message("your turn: you are now talking with the server");
+    server.say("hello, patient one");
+    waiting.expect_message("hello, patient one");
+}
