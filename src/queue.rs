@@ -3,10 +3,12 @@
 //! The server talks with one client at a time. Clients that connect meanwhile
 //! are accepted into a line of at most `max_waiting`, told by an ordinary text
 //! message that the server is busy and their place in it, and told again when
-//! the line moves. Nothing is read from a waiting client, so what it sends stays
-//! in the kernel's buffers and is delivered when its turn comes. A client that
-//! leaves while waiting is dropped from the line; one more than the line holds is
-//! told the server is full and turned away.
+//! the line moves. What a waiting client sends is read ahead and kept, up to
+//! [`EARLY_LIMIT`], and delivered first when its turn comes; reading it is how
+//! the line sees a client that typed a line and then left (its end of stream
+//! would otherwise wait behind the unread line). A client that leaves while
+//! waiting is dropped from the line; one more than the line holds is told the
+//! server is full and turned away.
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read};
@@ -29,6 +31,10 @@ const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Turned-away clients still being drained; past this they are dropped at once.
 const MAX_FAREWELLS: usize = 64;
 
+/// What a waiting client sent is kept up to this; past it, the rest waits in
+/// the kernel's buffers (and so does the client's end of stream).
+pub const EARLY_LIMIT: usize = 256 * 1024;
+
 /// A notice must reach a waiting client's buffers within this.
 const NOTICE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -39,6 +45,27 @@ pub struct Client {
     pub waited: bool,
     /// The place in line it was last told; 0 before its first notice.
     told_place: usize,
+    /// What it sent while waiting, read ahead (see [`EARLY_LIMIT`]).
+    early: Vec<u8>,
+}
+
+impl Client {
+    fn new(transport: Transport, peer: SocketAddr) -> Self {
+        Self {
+            transport,
+            peer,
+            waited: false,
+            told_place: 0,
+            early: Vec::new(),
+        }
+    }
+
+    /// The connection, with what was read ahead put back in front.
+    pub fn into_transport(self) -> Transport {
+        let mut transport = self.transport;
+        transport.unread(self.early);
+        transport
+    }
 }
 
 pub struct WaitingLine {
@@ -74,12 +101,7 @@ impl WaitingLine {
         let mut state = self.lock();
         if !state.serving {
             state.serving = true;
-            state.handed_over = Some(Client {
-                transport,
-                peer,
-                waited: false,
-                told_place: 0,
-            });
+            state.handed_over = Some(Client::new(transport, peer));
             drop(state);
             let _ = self.events.send(Event::ClientArrived);
             return;
@@ -105,12 +127,7 @@ impl WaitingLine {
         let place = state.waiting.len() + 1;
         // Told at the next tidy, not now: a conversation that is just ending
         // may free the server first, and then this client is simply served.
-        state.waiting.push_back(Client {
-            transport,
-            peer,
-            waited: false,
-            told_place: 0,
-        });
+        state.waiting.push_back(Client::new(transport, peer));
         drop(state);
         self.output
             .status(format!("{peer} is waiting (number {place} in line)"));
@@ -143,8 +160,8 @@ impl WaitingLine {
     pub fn tidy(&self) {
         let mut state = self.lock();
         let mut left = Vec::new();
-        state.waiting.retain(|client| {
-            let present = still_there(client.transport.stream());
+        state.waiting.retain_mut(|client| {
+            let present = read_ahead(client);
             if !present {
                 left.push(client.peer);
             }
@@ -204,15 +221,32 @@ impl WaitingLine {
     }
 }
 
-/// Whether a waiting client is still connected, without consuming what it sent.
-fn still_there(stream: &TcpStream) -> bool {
+/// Reads what a waiting client sent since the last look, within
+/// [`EARLY_LIMIT`]; false if it has gone (closed or reset).
+fn read_ahead(client: &mut Client) -> bool {
+    let stream = client.transport.stream();
     if stream.set_nonblocking(true).is_err() {
         return false;
     }
-    let present = match stream.peek(&mut [0]) {
-        // Data waiting: whatever follows, it is delivered when the turn comes.
-        Ok(n) => n > 0,
-        Err(e) => e.kind() == ErrorKind::WouldBlock,
+    let mut reader = stream;
+    let present = loop {
+        let room = EARLY_LIMIT - client.early.len();
+        if room == 0 {
+            // Full: whatever follows waits in the kernel's buffers.
+            break true;
+        }
+        let had = client.early.len();
+        client.early.resize(had + room.min(16 * 1024), 0);
+        let read = reader.read(&mut client.early[had..]);
+        let got = *read.as_ref().unwrap_or(&0);
+        client.early.truncate(had + got);
+        match read {
+            Ok(0) => break false,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break true,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => break false,
+        }
     };
     stream.set_nonblocking(false).is_ok() && present
 }

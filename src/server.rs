@@ -1,10 +1,10 @@
 //! `chat-server`: an accept loop feeding the waiting line, and one conversation
 //! at a time between the operator and the client at the front of it.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -24,7 +24,7 @@ use crate::output::Output;
 use crate::queue::{TIDY_INTERVAL, WaitingLine};
 use crate::terminal::Console;
 use crate::throttle::Throttle;
-use crate::tls::{Refused, ServerTls};
+use crate::tls::{CodeFailure, Refused, ServerTls};
 use crate::transport::Transport;
 
 /// After a failed `accept` (out of file descriptors, say), the wait before
@@ -35,15 +35,20 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// A failing `accept` is reported at most this often.
 const ACCEPT_REPORT_PERIOD: Duration = Duration::from_secs(10);
 
+/// A code shorter than this (normalized) is warned about.
+const WEAK_CODE: usize = 10;
+
 /// Refused connections are reported at most this often.
 const REFUSAL_REPORT_PERIOD: Duration = Duration::from_secs(1);
 
 /// A client has this long for the TLS handshake and the code exchange.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// At most this many clients are in the TLS handshake at once; one more is
-/// closed at once (each costs a thread until its handshake ends).
-const MAX_HANDSHAKES: usize = 32;
+/// At most this many clients are in the TLS handshake at once, and this many
+/// from one address; one more is closed at once (each costs a thread until
+/// its handshake ends, at most [`HANDSHAKE_TIMEOUT`]).
+const MAX_HANDSHAKES: usize = 64;
+const MAX_HANDSHAKES_PER_ADDRESS: usize = 8;
 
 /// How long an interrupted server waits for its last words to be shown.
 const LAST_WORDS_ON_INTERRUPT: Duration = Duration::from_millis(200);
@@ -147,11 +152,11 @@ fn serve(
             continue;
         };
         next_id += 1;
-        let peer = client.peer;
+        let (peer, waited) = (client.peer, client.waited);
         let label = peer.to_string();
         let connection = match Connection::start(
             next_id,
-            client.transport,
+            client.into_transport(),
             config.max_message_size,
             output,
             &label,
@@ -164,7 +169,7 @@ fn serve(
             }
         };
         let outbox = connection.outbox();
-        if client.waited {
+        if waited {
             let mut notice = Vec::new();
             let text = "your turn: you are now talking with the server";
             encode_frame(&mut notice, text.as_bytes(), usize::MAX).expect("notices are short");
@@ -254,8 +259,13 @@ fn spawn_acceptor(listener: TcpListener, gate: Gate, output: Arc<Output>) -> io:
                         backoff = ACCEPT_BACKOFF;
                         gate.admit(stream, peer);
                     }
-                    // A client that gave up before we accepted it.
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                    // A client that gave up before we accepted it (wine says
+                    // "not connected" for one reset while waiting).
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::ConnectionAborted | io::ErrorKind::NotConnected
+                        ) => {}
                     Err(e) => {
                         if let Some(times) = reports.occurred(Instant::now()) {
                             let again = match times {
@@ -294,6 +304,11 @@ fn secure(config: &TlsConfig, output: &Output) -> Result<ServerTls, String> {
         true => Some(match std::env::var("CHAT_CODE") {
             Ok(code) if !crate::tls::normalize_code(&code).is_empty() => {
                 output.status("code taken from CHAT_CODE; clients connect with --tls --code");
+                if crate::tls::normalize_code(&code).len() < WEAK_CODE {
+                    output.status(
+                        "warning: this code is short: one guess a second may find it soon (a number and three words, as the server makes, are safe)",
+                    );
+                }
                 code
             }
             Ok(_) => return Err("CHAT_CODE is set but holds no code".to_string()),
@@ -349,7 +364,7 @@ pub(crate) fn open_gate(
         target,
         output: Arc::clone(output),
         refusals: Arc::clone(&refusals),
-        handshakes: Arc::new(AtomicUsize::new(0)),
+        handshakes: Arc::new(Mutex::new(Handshakes::default())),
     };
     spawn_acceptor(listener, gate, Arc::clone(output))?;
     Ok(refusals)
@@ -363,7 +378,36 @@ struct Gate {
     target: Arc<dyn Admit>,
     output: Arc<Output>,
     refusals: Arc<Refusals>,
-    handshakes: Arc<AtomicUsize>,
+    handshakes: Arc<Mutex<Handshakes>>,
+}
+
+/// The clients in the TLS handshake, in all and by address.
+#[derive(Default)]
+struct Handshakes {
+    total: usize,
+    from: HashMap<IpAddr, usize>,
+}
+
+impl Handshakes {
+    fn enter(&mut self, address: IpAddr) -> bool {
+        let mine = self.from.entry(address).or_default();
+        if self.total >= MAX_HANDSHAKES || *mine >= MAX_HANDSHAKES_PER_ADDRESS {
+            return false;
+        }
+        *mine += 1;
+        self.total += 1;
+        true
+    }
+
+    fn leave(&mut self, address: IpAddr) {
+        self.total -= 1;
+        if let Some(mine) = self.from.get_mut(&address) {
+            *mine -= 1;
+            if *mine == 0 {
+                self.from.remove(&address);
+            }
+        }
+    }
 }
 
 impl Gate {
@@ -378,18 +422,18 @@ impl Gate {
             self.target.admit(Transport::plain(stream), peer);
             return;
         };
-        if self.handshakes.fetch_add(1, Ordering::SeqCst) >= MAX_HANDSHAKES {
-            self.handshakes.fetch_sub(1, Ordering::SeqCst);
+        if !crate::lock(&self.handshakes).enter(peer.ip()) {
             drop(stream);
             self.refusals
                 .occurred(&self.output, &Refusal::Crowded, peer);
             return;
         }
-        let (tls, target, output, handshakes) = (
+        let (tls, target, output, handshakes, refusals) = (
             Arc::clone(tls),
             Arc::clone(&self.target),
             Arc::clone(&self.output),
             Arc::clone(&self.handshakes),
+            Arc::clone(&self.refusals),
         );
         let started = thread::Builder::new()
             .name("handshake".into())
@@ -398,12 +442,16 @@ impl Gate {
                     Ok(transport) => target.admit(transport, peer),
                     // A port scan, or a client that gave up.
                     Err(Refused::Gone) => {}
+                    Err(Refused::Code(CodeFailure::TooManyAttempts)) => {
+                        refusals.occurred(&output, &Refusal::CodeBusy, peer);
+                    }
+                    Err(Refused::Plain) => refusals.occurred(&output, &Refusal::Plain, peer),
                     Err(why) => output.error(format!("{peer}: {why}")),
                 }
-                handshakes.fetch_sub(1, Ordering::SeqCst);
+                crate::lock(&handshakes).leave(peer.ip());
             });
         if let Err(e) = started {
-            self.handshakes.fetch_sub(1, Ordering::SeqCst);
+            crate::lock(&self.handshakes).leave(peer.ip());
             self.output
                 .error(format!("{peer}: cannot start: {}", lowercase_os_error(&e)));
         }
@@ -414,6 +462,10 @@ impl Gate {
 enum Refusal {
     Access,
     Crowded,
+    /// A code check that would wait too long, or a second one from an address.
+    CodeBusy,
+    /// A client that does not speak TLS (told so).
+    Plain,
 }
 
 /// Refused connections, told at most once a period with a count.
@@ -421,6 +473,8 @@ enum Refusal {
 pub(crate) struct Refusals {
     access: Mutex<Option<(Throttle, SocketAddr)>>,
     crowded: Mutex<Option<(Throttle, SocketAddr)>>,
+    code_busy: Mutex<Option<(Throttle, SocketAddr)>>,
+    plain: Mutex<Option<(Throttle, SocketAddr)>>,
 }
 
 impl Refusals {
@@ -437,7 +491,12 @@ impl Refusals {
 
     /// Tells the refusals counted since the last report, once it is due.
     pub(crate) fn report_overdue(&self, output: &Output) {
-        for why in [Refusal::Access, Refusal::Crowded] {
+        for why in [
+            Refusal::Access,
+            Refusal::Crowded,
+            Refusal::CodeBusy,
+            Refusal::Plain,
+        ] {
             let mut slot = crate::lock(self.slot(&why));
             if let Some((throttle, last)) = slot.as_mut()
                 && let Some(count) = throttle.overdue(Instant::now())
@@ -451,6 +510,8 @@ impl Refusals {
         match why {
             Refusal::Access => &self.access,
             Refusal::Crowded => &self.crowded,
+            Refusal::CodeBusy => &self.code_busy,
+            Refusal::Plain => &self.plain,
         }
     }
 }
@@ -459,6 +520,8 @@ fn describe_refusal(why: &Refusal, count: u64, last: SocketAddr) -> String {
     let what = match why {
         Refusal::Access => "not allowed by --allow/--deny",
         Refusal::Crowded => "too many clients in the TLS handshake",
+        Refusal::CodeBusy => "too many code attempts at once",
+        Refusal::Plain => "it does not speak TLS, and was told to connect with --tls",
     };
     match count {
         1 => format!("refused a connection from {}: {what}", last.ip()),

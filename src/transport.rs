@@ -30,11 +30,18 @@ pub type Session = Arc<Mutex<rustls::Connection>>;
 pub struct Transport {
     stream: TcpStream,
     tls: Option<Session>,
+    /// Bytes read from the stream before anyone read frames (a waiting
+    /// client's early lines): the first reader returns them first.
+    unread: Mutex<Vec<u8>>,
 }
 
 impl Transport {
     pub fn plain(stream: TcpStream) -> Self {
-        Self { stream, tls: None }
+        Self {
+            stream,
+            tls: None,
+            unread: Mutex::default(),
+        }
     }
 
     /// A stream whose TLS handshake is complete.
@@ -42,6 +49,7 @@ impl Transport {
         Self {
             stream,
             tls: Some(Arc::new(Mutex::new(session))),
+            unread: Mutex::default(),
         }
     }
 
@@ -80,12 +88,20 @@ impl Transport {
         self.writer()?.close(&GiveUp)
     }
 
+    /// Puts back in front bytes read from the stream (raw: ciphertext
+    /// under TLS).
+    pub fn unread(&mut self, bytes: Vec<u8>) {
+        let unread = self.unread.get_mut().unwrap_or_else(|e| e.into_inner());
+        let later = std::mem::replace(unread, bytes);
+        unread.extend_from_slice(&later);
+    }
+
     /// A reader of the plaintext, for the receiving thread.
     pub fn reader(&self) -> io::Result<Reader> {
         Ok(Reader {
             socket: self.stream.try_clone()?,
             tls: self.tls.clone(),
-            raw: Vec::new(),
+            raw: std::mem::take(&mut *crate::lock(&self.unread)),
             fed: 0,
         })
     }
@@ -106,7 +122,8 @@ impl Transport {
 pub struct Reader {
     socket: TcpStream,
     tls: Option<Session>,
-    /// Ciphertext read but not yet taken by rustls (its buffer was full).
+    /// Bytes read but not yet delivered: put back by [`Transport::unread`],
+    /// or ciphertext not yet taken by rustls (its buffer was full).
     raw: Vec<u8>,
     fed: usize,
 }
@@ -114,6 +131,12 @@ pub struct Reader {
 impl Read for Reader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let Some(tls) = &self.tls else {
+            if self.fed < self.raw.len() {
+                let n = buf.len().min(self.raw.len() - self.fed);
+                buf[..n].copy_from_slice(&self.raw[self.fed..self.fed + n]);
+                self.fed += n;
+                return Ok(n);
+            }
             return self.socket.read(buf);
         };
         loop {

@@ -217,6 +217,27 @@ fn a_client_that_leaves_the_line_is_dropped_from_it() {
     assert!(read_text(&mut stayer).contains("now number 1 in line"));
 }
 
+/// A waiting client that typed a line and then quit is seen to leave at once
+/// (its end of stream does not hide behind the unread line): it exits
+/// quietly, and its place is free for the next.
+#[test]
+fn a_waiting_client_that_types_then_quits_leaves_the_line_at_once() {
+    let mut server = Server::start(&["--max-waiting", "1"]);
+    let _first = server.admit_client();
+    let mut waiting = server.connect_client(&[]);
+    let notice = waiting.next_message();
+    assert!(notice.contains("number 1 in line"), "{notice}");
+    waiting.say("i was waiting");
+    waiting.say("q");
+    server.expect_status("left the line");
+    assert_eq!(waiting.wait().code(), Some(0));
+    let said = waiting.all_stderr();
+    assert!(!said.iter().any(|l| l.contains("error")), "{said:?}");
+    let mut newcomer = server.raw();
+    let notice = read_text(&mut newcomer);
+    assert!(notice.contains("number 1 in line"), "{notice}");
+}
+
 #[test]
 fn hostile_clients_do_not_stop_the_server() {
     let mut server = Server::start(&[]);

@@ -266,7 +266,7 @@ fn a_plain_client_of_a_tls_server_is_told_to_use_tls() {
     client.expect_message("this server speaks TLS only: connect with chat-client --tls");
     assert!(started.elapsed() < PATIENCE);
     client.wait();
-    server.expect_status("does not speak TLS");
+    server.expect_status("refused a connection from 127.0.0.1: it does not speak TLS");
 
     // A raw plain peer that talks at once is told too, not left hanging.
     let mut raw = server.raw();
@@ -285,7 +285,7 @@ fn a_tls_client_of_a_plain_server_is_told_it_does_not_speak_tls() {
     assert_eq!(client.wait().code(), Some(1));
     let said = client.all_stderr().join("\n");
     assert!(
-        said.contains("may not speak TLS") || said.contains("did not answer in TLS"),
+        said.contains("or not speak TLS") || said.contains("did not answer in TLS"),
         "{said}"
     );
     server.expect_status("it speaks TLS and this side does not");
@@ -514,4 +514,63 @@ fn a_certificate_authority_is_checked_by_a_client_given_one() {
     assert_eq!(client.wait().code(), Some(1));
     let said = client.all_stderr().join("\n");
     assert!(said.contains("expired certificate"), "{said}");
+}
+
+/// A peer that trickles a ClientHello a byte at a time is cut off when the
+/// handshake's time is up, not kept as long as it keeps trickling; and no
+/// address may hold more than its share of handshakes.
+#[test]
+fn a_trickled_handshake_is_cut_off_and_one_address_cannot_take_every_slot() {
+    let dir = scratch("trickle");
+    let (mut server, _) = tls_server(&dir, &[], &[]);
+    let mut trickler = server.raw();
+    let started = Instant::now();
+    let cut = std::thread::spawn(move || {
+        // A record header that promises 512 bytes, then one byte every 0.2 s.
+        let _ = trickler.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]);
+        while trickler.write_all(&[0x01]).is_ok() {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            if started.elapsed() > PATIENCE {
+                return false;
+            }
+        }
+        true
+    });
+    server.expect_status("TLS handshake failed: no answer in time");
+    assert!(cut.join().unwrap(), "the trickler was never cut off");
+
+    // Eight silent handshakes from one address: the ninth is refused at once.
+    let silent: Vec<_> = (0..8).map(|_| server.raw()).collect();
+    let mut ninth = server.raw();
+    let mut rest = Vec::new();
+    let _ = ninth.read_to_end(&mut rest);
+    server.expect_status("too many clients in the TLS handshake");
+    drop(silent);
+}
+
+/// A TLS client waiting in line: what it types is read ahead as ciphertext
+/// and delivered, decrypted and in order, when its turn comes.
+#[test]
+fn a_waiting_tls_client_is_served_with_what_it_sent() {
+    let dir = scratch("waiting");
+    let (mut server, _) = tls_server(&dir, &[], &[]);
+    let mut first = tls_client(&server, &dir, &[], &[]);
+    server.expect_status("connected");
+    let mut waiting = tls_client(&server, &dir, &[], &[]);
+    let notice = waiting.next_message();
+    assert!(notice.contains("number 1 in line"), "{notice}");
+    for i in 0..100 {
+        waiting.say(&format!("sent while waiting {i}"));
+    }
+    // Long enough for the line to read ahead (it looks every 0.2 s), so that
+    // the turn starts with ciphertext already taken from the socket.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    first.say("q");
+    assert_eq!(first.wait().code(), Some(0));
+    for i in 0..100 {
+        server.expect_message(&format!("sent while waiting {i}"));
+    }
+    waiting.expect_message("your turn: you are now talking with the server");
+    server.say("hello, patient one");
+    waiting.expect_message("hello, patient one");
 }

@@ -15,7 +15,10 @@
 //!    and answers with its own proof (`"server"`), or with a text frame that
 //!    says why it refuses, and closes.
 
+use std::collections::HashSet;
 use std::io::{self, ErrorKind, Read};
+use std::net::IpAddr;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ring::hmac;
@@ -71,21 +74,29 @@ pub fn normalize(code: &str) -> String {
 }
 
 /// Spaces out code checks for the whole server: a state machine fed the time.
+/// Each address has at most one check waiting, so one guesser cannot fill
+/// the queue ahead of everyone else.
 #[derive(Debug, Default)]
 pub struct Gate {
     next_free: Option<Instant>,
+    waiting: HashSet<IpAddr>,
 }
 
 impl Gate {
-    /// Reserves the next check: when it may be made, or `None` if that would
-    /// be too long from `now` (the client is refused instead).
-    pub fn reserve(&mut self, now: Instant) -> Option<Instant> {
+    /// Reserves the next check for `from`: when it may be made, or `None` if
+    /// `from` already has one waiting or it would be too long from `now`
+    /// (the client is refused instead). Call [`Gate::done`] after the check.
+    pub fn reserve(&mut self, now: Instant, from: IpAddr) -> Option<Instant> {
         let at = self.next_free.map_or(now, |free| free.max(now));
-        if at.duration_since(now) > LONGEST_WAIT {
+        if at.duration_since(now) > LONGEST_WAIT || !self.waiting.insert(from) {
             return None;
         }
         self.next_free = Some(at + ATTEMPT_INTERVAL);
         Some(at)
+    }
+
+    pub fn done(&mut self, from: IpAddr) {
+        self.waiting.remove(&from);
     }
 }
 
@@ -131,7 +142,7 @@ pub fn as_client(transport: &Transport, code: &str, deadline: Instant) -> Result
     } = open(transport, code, deadline, Spake2::start_a)?;
     let key = spake
         .finish(&theirs)
-        .map_err(|e| Failure::Broken(format!("malformed message from the server ({e:?})")))?;
+        .map_err(|_| Failure::Broken("the server sent a malformed code message".into()))?;
     let key = hmac::Key::new(hmac::HMAC_SHA256, &key);
     link.send(proof(&key, b"client", &exporter).as_ref())?;
     let answer = link.receive()?;
@@ -147,13 +158,13 @@ pub fn as_client(transport: &Transport, code: &str, deadline: Instant) -> Result
         .map_err(|_| Failure::ServerUnproven)
 }
 
-/// The server's side: Ok once the client has proved it knows `code`.
-/// `reserve` gives the time the check may be made (see [`Gate`]).
+/// The server's side: Ok once the client has proved it knows `code`. The
+/// check waits for its turn at `gate`.
 pub fn as_server(
     transport: &Transport,
     code: &str,
     deadline: Instant,
-    reserve: impl FnOnce(Instant) -> Option<Instant>,
+    gate: &Mutex<Gate>,
 ) -> Result<(), Failure> {
     let Opened {
         spake,
@@ -162,19 +173,22 @@ pub fn as_server(
         theirs,
     } = open(transport, code, deadline, Spake2::start_b)?;
     let their_proof = link.receive()?;
-    let Some(at) = reserve(Instant::now()) else {
+    let from = transport
+        .stream()
+        .peer_addr()
+        .map_err(|e| Failure::Broken(crate::errors::lowercase_os_error(&e)))?
+        .ip();
+    let Some(at) = crate::lock(gate).reserve(Instant::now(), from) else {
         let _ = link.send(BUSY_NOTICE.as_bytes());
         return Err(Failure::TooManyAttempts);
     };
     std::thread::sleep(at.saturating_duration_since(Instant::now()));
-    let key = spake
-        .finish(&theirs)
-        .map_err(|e| Failure::Broken(format!("malformed message from the client ({e:?})")))?;
-    let key = hmac::Key::new(hmac::HMAC_SHA256, &key);
-    if hmac::verify(&key, &transcript(b"client", &exporter), &their_proof).is_err() {
+    let checked = check(spake, &theirs, &their_proof, &exporter);
+    crate::lock(gate).done(from);
+    let Some(key) = checked? else {
         let _ = link.send(WRONG_CODE_NOTICE.as_bytes());
         return Err(Failure::WrongCode);
-    }
+    };
     link.send(proof(&key, b"server", &exporter).as_ref())
 }
 
@@ -213,6 +227,21 @@ struct Opened<'a> {
     link: Link<'a>,
     /// The other side's SPAKE2 message.
     theirs: Vec<u8>,
+}
+
+/// The server's check of the client's proof: the key if it is right.
+fn check(
+    spake: Spake2<Ed25519Group>,
+    theirs: &[u8],
+    their_proof: &[u8],
+    exporter: &[u8],
+) -> Result<Option<hmac::Key>, Failure> {
+    let key = spake
+        .finish(theirs)
+        .map_err(|_| Failure::Broken("the client sent a malformed code message".into()))?;
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &key);
+    let right = hmac::verify(&key, &transcript(b"client", exporter), their_proof).is_ok();
+    Ok(right.then_some(key))
 }
 
 fn transcript(role: &[u8], exporter: &[u8]) -> Vec<u8> {
@@ -341,20 +370,42 @@ mod tests {
     fn checks_are_a_second_apart_and_a_long_queue_is_refused() {
         let start = Instant::now();
         let mut gate = Gate::default();
-        assert_eq!(gate.reserve(start), Some(start));
-        // 0.1 s later: waits for its slot a second after the first.
+        let address = |n: u8| IpAddr::from([10, 0, 0, n]);
+        assert_eq!(gate.reserve(start, address(0)), Some(start));
+        // 0.1 s later: each waits for its slot, a second after the last.
         let later = start + Duration::from_millis(100);
-        assert_eq!(gate.reserve(later), Some(start + ATTEMPT_INTERVAL));
-        for n in 2..=5 {
-            assert_eq!(gate.reserve(later), Some(start + ATTEMPT_INTERVAL * n));
+        for n in 1..=5 {
+            assert_eq!(
+                gate.reserve(later, address(n)),
+                Some(start + ATTEMPT_INTERVAL * u32::from(n))
+            );
         }
-        // The sixth in the same instant would wait 5.9 s: refused, and it
-        // takes no slot.
-        assert_eq!(gate.reserve(later), None);
+        // The sixth would wait 5.9 s: refused, and it takes no slot.
+        assert_eq!(gate.reserve(later, address(6)), None);
         let after_four = start + Duration::from_secs(4);
-        assert_eq!(gate.reserve(after_four), Some(start + ATTEMPT_INTERVAL * 6));
+        assert_eq!(
+            gate.reserve(after_four, address(6)),
+            Some(start + ATTEMPT_INTERVAL * 6)
+        );
         // Ten minutes on, the gate is free again.
         let much_later = start + Duration::from_secs(600);
-        assert_eq!(gate.reserve(much_later), Some(much_later));
+        assert_eq!(gate.reserve(much_later, address(7)), Some(much_later));
+    }
+
+    #[test]
+    fn an_address_has_one_check_waiting_at_most() {
+        let start = Instant::now();
+        let mut gate = Gate::default();
+        let guesser = IpAddr::from([192, 0, 2, 1]);
+        let user = IpAddr::from([192, 0, 2, 2]);
+        assert_eq!(gate.reserve(start, guesser), Some(start));
+        assert_eq!(gate.reserve(start, guesser), None);
+        // The user waits one slot, not behind a queue of guesses.
+        assert_eq!(gate.reserve(start, user), Some(start + ATTEMPT_INTERVAL));
+        gate.done(guesser);
+        assert_eq!(
+            gate.reserve(start, guesser),
+            Some(start + ATTEMPT_INTERVAL * 2)
+        );
     }
 }

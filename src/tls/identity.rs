@@ -33,10 +33,14 @@ pub fn data_dir() -> Result<PathBuf, String> {
 /// The fingerprint of a certificate as OpenSSH writes one: `SHA256:` and the
 /// unpadded base64 of the SHA-256 of its DER encoding.
 pub fn fingerprint(der: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    fingerprint_of_digest(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
+}
+
+/// The written form of a SHA-256 digest.
+pub fn fingerprint_of_digest(digest: &[u8]) -> String {
     format!(
         "SHA256:{}",
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest.as_ref())
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
     )
 }
 
@@ -58,7 +62,11 @@ pub fn load_or_create(path: &Path) -> Result<(Identity, bool), String> {
 
 fn load(path: &Path) -> Result<Identity, String> {
     let shown = path.display();
-    check_private(path)?;
+    if path.is_dir() {
+        return Err(format!(
+            "{shown} is a directory; --identity names a PEM file (made there if missing)"
+        ));
+    }
     let text = fs::read(path).map_err(|e| {
         format!(
             "cannot read {shown}: {}",
@@ -76,6 +84,8 @@ fn load(path: &Path) -> Result<Identity, String> {
     let key = PrivateKeyDer::from_pem_slice(&text).map_err(|_| {
         format!("{shown} holds no private key (expected a PEM certificate and its private key)")
     })?;
+    // Only a file that holds a key must be private.
+    check_private(path)?;
     // The key must be one rustls can sign with, and must match the certificate.
     let provider = rustls::crypto::ring::default_provider();
     let signing = provider
@@ -97,9 +107,14 @@ fn load(path: &Path) -> Result<Identity, String> {
 
 fn create(path: &Path) -> Result<Identity, String> {
     let shown = path.display();
-    let made = rcgen::generate_simple_self_signed(vec![SUBJECT.to_string()])
-        .map_err(|e| format!("cannot make a certificate: {e}"))?;
-    let pem = format!("{}{}", made.signing_key.serialize_pem(), made.cert.pem());
+    let fail = |e: rcgen::Error| format!("cannot make a certificate: {e}");
+    let key = rcgen::KeyPair::generate().map_err(fail)?;
+    let mut params = rcgen::CertificateParams::new(vec![SUBJECT.to_string()]).map_err(fail)?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, SUBJECT);
+    let certificate = params.self_signed(&key).map_err(fail)?;
+    let pem = format!("{}{}", key.serialize_pem(), certificate.pem());
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         private_dir(dir).map_err(|e| {
             format!(
@@ -123,11 +138,11 @@ fn create(path: &Path) -> Result<Identity, String> {
                 crate::errors::lowercase_os_error(&e)
             )
         })?;
-    let der = made.cert.der().clone();
+    let der = certificate.der().clone();
     Ok(Identity {
         fingerprint: fingerprint(&der),
         certificates: vec![der],
-        key: PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into()),
+        key: PrivateKeyDer::Pkcs8(key.serialize_der().into()),
     })
 }
 

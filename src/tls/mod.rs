@@ -95,7 +95,13 @@ impl ServerTls {
                     "its client has no code (told to use --code)".to_string()
                 }
                 Handshake::Tls(rustls::Error::NoApplicationProtocol) => {
-                    "its client wants a code, and this server has none".to_string()
+                    "its client asks for another protocol (a code exchange?), and this server has no code".to_string()
+                }
+                Handshake::Tls(rustls::Error::PeerIncompatible(
+                    rustls::PeerIncompatible::SupportedVersionsExtensionRequired,
+                )) => "its client offers only TLS 1.2 or older; TLS 1.3 is required".to_string(),
+                Handshake::Tls(rustls::Error::PeerIncompatible(why)) => {
+                    format!("its client's TLS is incompatible ({why:?})")
                 }
                 Handshake::Tls(rustls::Error::AlertReceived(
                     AlertDescription::AccessDenied
@@ -116,10 +122,7 @@ impl ServerTls {
             tell(&transport, NEEDS_CODE);
             return Err(Refused::NoCode);
         }
-        code::as_server(&transport, code, deadline, |now| {
-            crate::lock(&self.gate).reserve(now)
-        })
-        .map_err(Refused::Code)?;
+        code::as_server(&transport, code, deadline, &self.gate).map_err(Refused::Code)?;
         Ok(transport)
     }
 }
@@ -215,18 +218,18 @@ pub fn connect(
     let deadline = Instant::now() + timeout;
     let address = &settings.address;
     let provider = provider();
-    let mut known = None;
+    let mut known = Vec::new();
     let expect = if let Some(print) = &settings.fingerprint {
-        Expect::Fingerprint(print.clone())
+        Expect::Fingerprint(vec![print.clone()])
     } else if let Some(path) = &settings.authority {
         Expect::Authority(Arc::new(trust::load_authorities(path)?))
     } else if settings.code.is_some() {
         Expect::Anything
     } else {
         known = settings.known_hosts.lookup(address)?;
-        match &known {
-            Some(known) => Expect::Fingerprint(known.fingerprint.clone()),
-            None => Expect::Anything,
+        match known.is_empty() {
+            false => Expect::Fingerprint(known.iter().map(|k| k.fingerprint.clone()).collect()),
+            true => Expect::Anything,
         }
     };
     let verifier = Arc::new(trust::Verifier::new(expect, &provider)?);
@@ -256,13 +259,21 @@ pub fn connect(
                 "the server at {address} presented {}, not the expected {expected}; refused, nothing was sent",
                 seen()
             ),
-            (_, None, Some(known)) if bad_certificate => format!(
-                "the server at {address} presented {}, but {} is recorded for it (line {} of {}): someone may be intercepting the connection, so nothing was sent. If the server's identity changed on purpose, delete that line and connect again",
-                seen(),
-                known.fingerprint,
-                known.line,
-                settings.known_hosts.path.display()
-            ),
+            (_, None, _) if bad_certificate && !known.is_empty() => {
+                let prints: Vec<&str> = known.iter().map(|k| k.fingerprint.as_str()).collect();
+                let lines: Vec<String> = known.iter().map(|k| k.line.to_string()).collect();
+                let (line, that) = match lines.len() {
+                    1 => ("line", "that line"),
+                    _ => ("lines", "those lines"),
+                };
+                format!(
+                    "the server at {address} presented {}, but {} is recorded for it ({line} {} of {}): someone may be intercepting the connection, so nothing was sent. If the server's identity changed on purpose, delete {that} and connect again",
+                    seen(),
+                    prints.join(" and "),
+                    lines.join(", "),
+                    settings.known_hosts.path.display()
+                )
+            }
             (Handshake::Tls(rustls::Error::InvalidCertificate(why)), _, _) => {
                 describe_certificate(why, address, settings.authority.as_ref())
             }
@@ -282,7 +293,7 @@ pub fn connect(
                 "the server at {address} did not answer in TLS (a plain chat-server?): connect without --tls"
             ),
             (Handshake::Closed, _, _) => format!(
-                "the server at {address} closed the connection during the TLS handshake: it may not speak TLS (try without --tls)"
+                "the server at {address} closed the connection during the TLS handshake: it may refuse your address, be too busy, or not speak TLS"
             ),
             (Handshake::TimedOut, _, _) => format!(
                 "no TLS answer from {address} in time (--connect-timeout): the server may not speak TLS (try without --tls)"
@@ -297,7 +308,7 @@ pub fn connect(
         notes.push(format!(
             "the server at {address} knows the code: both sides are authenticated"
         ));
-    } else if settings.fingerprint.is_none() && settings.authority.is_none() && known.is_none() {
+    } else if settings.fingerprint.is_none() && settings.authority.is_none() && known.is_empty() {
         let print = seen();
         settings.known_hosts.record(address, &print)?;
         notes.push(format!(
@@ -309,14 +320,19 @@ pub fn connect(
 }
 
 /// Parses `--fingerprint`: `SHA256:` and 43 characters of unpadded base64.
+/// Taken as written by OpenSSH, in any case of the prefix, with or without
+/// base64 padding (`openssl dgst -sha256 -binary | base64` pads), and
+/// returned in the one form compared.
 pub fn parse_fingerprint(text: &str) -> Result<String, String> {
     use base64::Engine;
     let expected = "expected SHA256: and 43 base64 characters, as chat-server --tls shows";
-    let Some(encoded) = text.strip_prefix("SHA256:") else {
-        return Err(expected.to_string());
+    let text = text.trim();
+    let encoded = match text.split_once(':') {
+        Some((prefix, encoded)) if prefix.eq_ignore_ascii_case("sha256") => encoded,
+        _ => return Err(expected.to_string()),
     };
-    match base64::engine::general_purpose::STANDARD_NO_PAD.decode(encoded) {
-        Ok(digest) if digest.len() == 32 => Ok(text.to_string()),
+    match base64::engine::general_purpose::STANDARD_NO_PAD.decode(encoded.trim_end_matches('=')) {
+        Ok(digest) if digest.len() == 32 => Ok(identity::fingerprint_of_digest(&digest)),
         _ => Err(expected.to_string()),
     }
 }
@@ -378,12 +394,20 @@ impl std::fmt::Display for Handshake {
     }
 }
 
-/// Drives a handshake to its end on a blocking socket, by `deadline`.
+/// Drives a handshake to its end on a blocking socket, by `deadline`: one
+/// read or write at a time, so a peer that trickles bytes cannot stretch it.
 fn handshake(
     stream: &mut TcpStream,
     session: &mut rustls::Connection,
     deadline: Instant,
 ) -> Result<(), Handshake> {
+    let io_failure = |e: io::Error| match e.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => Handshake::TimedOut,
+        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
+            Handshake::Closed
+        }
+        _ => Handshake::Io(e),
+    };
     while session.is_handshaking() || session.wants_write() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -393,25 +417,52 @@ fn handshake(
         stream
             .set_write_timeout(Some(left))
             .map_err(Handshake::Io)?;
-        match session.complete_io(stream) {
-            Ok((0, 0)) if session.is_handshaking() => return Err(Handshake::Closed),
+        if session.wants_write() {
+            session.write_tls(stream).map_err(io_failure)?;
+            continue;
+        }
+        match session.read_tls(stream) {
+            Ok(0) => return Err(Handshake::Closed),
             Ok(_) => {}
-            Err(e) => {
-                if let Some(tls) = e
-                    .get_ref()
-                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                {
-                    return Err(Handshake::Tls(tls.clone()));
-                }
-                return Err(match e.kind() {
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut => Handshake::TimedOut,
-                    ErrorKind::UnexpectedEof
-                    | ErrorKind::ConnectionReset
-                    | ErrorKind::ConnectionAborted => Handshake::Closed,
-                    _ => Handshake::Io(e),
-                });
-            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_failure(e)),
+        }
+        if let Err(e) = session.process_new_packets() {
+            // Tell the peer why (the alert rustls queued), then give up.
+            let _ = session.write_tls(stream);
+            return Err(Handshake::Tls(e));
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_fingerprint;
+
+    #[test]
+    fn fingerprints_are_taken_in_the_forms_people_paste() {
+        let canonical = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU";
+        for form in [
+            canonical,
+            "sha256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",
+            "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+            " SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU\n",
+        ] {
+            assert_eq!(
+                parse_fingerprint(form).as_deref(),
+                Ok(canonical),
+                "{form:?}"
+            );
+        }
+        for bad in [
+            "",
+            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",
+            "MD5:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",
+            "SHA256:47DEQpj8HBSa",
+            "SHA256:not base64 at all!!!!!!!!!!!!!!!!!!!!!!!!!!!",
+        ] {
+            assert!(parse_fingerprint(bad).is_err(), "{bad:?}");
+        }
+    }
 }

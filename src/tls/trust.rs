@@ -28,11 +28,11 @@ pub struct Known {
 }
 
 impl KnownHosts {
-    /// The fingerprint recorded for `address`, if any.
-    pub fn lookup(&self, address: &str) -> Result<Option<Known>, String> {
+    /// Every fingerprint recorded for `address`, in file order.
+    pub fn lookup(&self, address: &str) -> Result<Vec<Known>, String> {
         let text = match fs::read_to_string(&self.path) {
             Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => {
                 return Err(format!(
                     "cannot read {}: {}",
@@ -41,23 +41,31 @@ impl KnownHosts {
                 ));
             }
         };
+        let mut known = Vec::new();
         for (at, line) in text.lines().enumerate() {
             let mut words = line.split_whitespace();
-            match (words.next(), words.next()) {
-                (Some(host), Some(print)) if host == address && !host.starts_with('#') => {
-                    return Ok(Some(Known {
-                        fingerprint: print.to_string(),
-                        line: at + 1,
-                    }));
-                }
-                _ => {}
+            if let (Some(host), Some(print)) = (words.next(), words.next())
+                && host == address
+            {
+                known.push(Known {
+                    fingerprint: print.to_string(),
+                    line: at + 1,
+                });
             }
         }
-        Ok(None)
+        Ok(known)
     }
 
-    /// Records `fingerprint` for `address` at the end of the file.
+    /// Records `fingerprint` for `address` at the end of the file, unless
+    /// it is there already (another client made the same first connection).
     pub fn record(&self, address: &str, fingerprint: &str) -> Result<(), String> {
+        if self
+            .lookup(address)?
+            .iter()
+            .any(|known| known.fingerprint == fingerprint)
+        {
+            return Ok(());
+        }
         let fail = |e: io::Error| {
             format!(
                 "cannot record the server in {}: {}",
@@ -76,15 +84,20 @@ impl KnownHosts {
                 .map_err(fail)?,
             Err(e) => return Err(fail(e)),
         };
-        file.write_all(format!("{address} {fingerprint}\n").as_bytes())
+        // A file edited by hand may lack its last line end.
+        let ends_cleanly = fs::read(&self.path)
+            .map(|text| text.is_empty() || text.ends_with(b"\n"))
+            .unwrap_or(true);
+        let start = if ends_cleanly { "" } else { "\n" };
+        file.write_all(format!("{start}{address} {fingerprint}\n").as_bytes())
             .map_err(fail)
     }
 }
 
 /// Which certificate the client accepts.
 pub enum Expect {
-    /// Only the one with this fingerprint.
-    Fingerprint(String),
+    /// Only one with one of these fingerprints.
+    Fingerprint(Vec<String>),
     /// Any: on first use, it is recorded afterwards.
     Anything,
     /// One issued by these authorities, for the name connected to.
@@ -104,7 +117,7 @@ pub struct Verifier {
 
 #[derive(Debug)]
 enum Expected {
-    Fingerprint(String),
+    Fingerprint(Vec<String>),
     Anything,
     Authority(Arc<dyn ServerCertVerifier>),
 }
@@ -143,7 +156,7 @@ impl ServerCertVerifier for Verifier {
         let presented = fingerprint(end_entity);
         *crate::lock(&self.seen) = Some(presented.clone());
         match &self.expect {
-            Expected::Fingerprint(expected) if *expected == presented => {
+            Expected::Fingerprint(expected) if expected.contains(&presented) => {
                 Ok(ServerCertVerified::assertion())
             }
             Expected::Fingerprint(_) => Err(Error::InvalidCertificate(
@@ -208,27 +221,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hosts_are_recorded_and_found_by_exact_address() {
+    fn hosts_are_recorded_once_and_found_by_exact_address() {
         let dir = std::env::temp_dir().join(format!("chat-known-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let known = KnownHosts {
             path: dir.join("known_hosts"),
         };
-        assert_eq!(known.lookup("a:1").unwrap(), None);
+        assert_eq!(known.lookup("a:1").unwrap(), vec![]);
         known.record("a:1", "SHA256:one").unwrap();
         known.record("[::1]:2", "SHA256:two").unwrap();
+        known.record("a:1", "SHA256:one").unwrap();
         assert_eq!(
             known.lookup("[::1]:2").unwrap(),
-            Some(Known {
+            vec![Known {
                 fingerprint: "SHA256:two".into(),
                 line: 2
-            })
+            }]
         );
+        assert_eq!(known.lookup("a:1").unwrap().len(), 1);
+        assert_eq!(known.lookup("a:10").unwrap(), vec![]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_without_its_last_line_end_is_appended_to_cleanly() {
+        let dir = std::env::temp_dir().join(format!("chat-known-end-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let known = KnownHosts {
+            path: dir.join("known_hosts"),
+        };
+        fs::write(&known.path, "# mine\na:1 SHA256:one").unwrap();
+        known.record("b:2", "SHA256:two").unwrap();
         assert_eq!(
-            known.lookup("a:1").unwrap().unwrap().fingerprint,
-            "SHA256:one"
+            fs::read_to_string(&known.path).unwrap(),
+            "# mine\na:1 SHA256:one\nb:2 SHA256:two\n"
         );
-        assert_eq!(known.lookup("a:10").unwrap(), None);
+        assert_eq!(known.lookup("a:1").unwrap()[0].fingerprint, "SHA256:one");
         fs::remove_dir_all(dir).unwrap();
     }
 }
