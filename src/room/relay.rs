@@ -430,11 +430,14 @@ impl Room {
             for member in state.members.values_mut() {
                 member.present = false;
             }
-            let left = state.members.len();
-            if left > 0 {
-                self.output.status(format!(
-                    "closing the room: waiting for {left} members to leave"
-                ));
+            let left = match state.members.len() {
+                0 => None,
+                1 => Some("1 member".to_string()),
+                n => Some(format!("{n} members")),
+            };
+            if let Some(left) = left {
+                self.output
+                    .status(format!("closing the room: waiting for {left} to leave"));
             }
         }
         let mut finished = Vec::new();
