@@ -22,6 +22,8 @@
 //! - [`transport`]: what carries a connection's frames: TCP, or TLS over it.
 //! - [`tls`]: the server's identity, whom a client trusts, the shared code.
 //! - [`access`]: which addresses may connect to the server.
+//! - [`gate`]: what every accepted connection goes through first: access
+//!   control, then TLS and the code, for the waiting line and the room alike.
 //! - [`server`], [`client`]: the two programs, called by the binaries in
 //!   `src/bin/`, which only parse arguments.
 //!
@@ -46,6 +48,7 @@ mod ending;
 pub mod errors;
 mod event;
 pub mod frame;
+mod gate;
 mod input;
 mod outbox;
 mod output;

@@ -38,10 +38,10 @@ use crate::access::Access;
 use crate::ending::{Happening, STALL_TIMEOUT};
 use crate::errors::{describe_receive_error, describe_send_error};
 use crate::event::{Event, Input, ReceiveEnd};
+use crate::gate::{Admit, TlsConfig, open_gate};
 use crate::input::AfterQuit;
 use crate::outbox::Outbox;
 use crate::output::Output;
-use crate::server::{Admit, TlsConfig, open_gate};
 use crate::terminal::Console;
 use relay::{Finished, OPERATOR, Room};
 

@@ -28,9 +28,9 @@ use crate::ending::{Closing, Ending, Happening, Rules};
 use crate::errors::{describe_failure, lowercase_os_error};
 use crate::event::Event;
 use crate::frame::encode_frame;
+use crate::gate::Admit;
 use crate::outbox::{Outbox, Room as Space};
 use crate::output::{Output, Said, Shown};
-use crate::server::Admit;
 use crate::transport::Transport;
 
 /// The operator's id; members count from 1.
