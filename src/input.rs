@@ -16,6 +16,7 @@ use crate::event::{Event, Input};
 use crate::frame::{TooLong, encode_frame};
 use crate::outbox::{Outbox, Pushed, Room};
 use crate::output::Output;
+use crate::scan::LineEnds;
 
 /// Read buffer for piped input: small enough to stay in the CPU's cache
 /// while it is framed.
@@ -98,14 +99,15 @@ impl Composer {
 
     /// Takes one line; `known_utf8` says it was already checked, as part of a
     /// larger chunk (one check per chunk costs far less than one per line).
+    /// Inlined into the loop over a chunk's lines: it runs for every line.
+    #[inline(always)]
     fn enter_text(&mut self, line: &[u8], known_utf8: bool) -> Entered {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             return Entered::Accepted;
         }
         if line == b"q" {
-            self.flush();
-            return Entered::Quit;
+            return self.quit();
         }
         // The protocol carries UTF-8; anything else is sent with U+FFFD in place.
         let repaired;
@@ -118,12 +120,24 @@ impl Composer {
         };
         match encode_frame(&mut self.batch, text, self.max_message_size) {
             Ok(()) => self.lines_in_batch += 1,
-            Err(_) => self.refuse(text.len()),
+            Err(_) => self.refuse_cold(text.len()),
         }
         if self.batch.len() >= BATCH_LIMIT {
             self.flush();
         }
         Entered::Accepted
+    }
+
+    /// `q`: hands the batch over.
+    #[cold]
+    fn quit(&mut self) -> Entered {
+        self.flush();
+        Entered::Quit
+    }
+
+    #[cold]
+    fn refuse_cold(&self, len: usize) {
+        self.refuse(len);
     }
 
     /// Hands the lines taken so far to the current conversation.
@@ -207,13 +221,10 @@ pub fn read_plain(
                     Entered::Accepted
                 }
             };
-            if entered == Entered::Quit {
-                let _ = events.send(Event::Input(Input::Quit));
-                if after_quit == AfterQuit::Stop {
-                    return ControlFlow::Break(());
-                }
+            match entered {
+                Entered::Accepted => ControlFlow::Continue(()),
+                Entered::Quit => quit(&events, after_quit),
             }
-            ControlFlow::Continue(())
         });
         if flow.is_break() {
             return;
@@ -236,6 +247,16 @@ pub fn read_plain(
     }
     composer.flush();
     let _ = events.send(Event::Input(Input::Closed));
+}
+
+/// Reports `q` and says whether to read on.
+#[cold]
+fn quit(events: &Sender<Event>, after_quit: AfterQuit) -> ControlFlow<()> {
+    let _ = events.send(Event::Input(Input::Quit));
+    match after_quit {
+        AfterQuit::Stop => ControlFlow::Break(()),
+        AfterQuit::Continue => ControlFlow::Continue(()),
+    }
 }
 
 /// One line of input, without its `\n`.
@@ -277,25 +298,49 @@ impl LineSplitter {
         mut each: impl FnMut(Line<'_>) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
         let mut start = 0;
-        let lines_utf8 = memchr::memrchr(b'\n', chunk)
-            .is_some_and(|last| std::str::from_utf8(&chunk[..last]).is_ok());
-        for end in memchr::memchr_iter(b'\n', chunk) {
+        // One check for every complete line in the chunk; ASCII, the common
+        // case, is the cheaper one.
+        let lines_utf8 = memchr::memrchr(b'\n', chunk).is_some_and(|last| {
+            let lines = &chunk[..last];
+            lines.is_ascii() || std::str::from_utf8(lines).is_ok()
+        });
+        let mut ends = LineEnds::new(chunk);
+        if self.partial_len != 0 {
+            // Only the first line of a chunk can have begun in an earlier one.
+            let Some(end) = ends.next() else {
+                self.extend(chunk);
+                return ControlFlow::Continue(());
+            };
+            self.complete(&chunk[..end], &mut each)?;
+            start = end + 1;
+        }
+        // Every line here lies whole in the chunk: the loop that runs for
+        // every line, with one call of `each`, which the compiler inlines.
+        for end in ends {
             let piece = &chunk[start..end];
             start = end + 1;
-            if self.partial_len == 0 {
-                each(self.check(piece, lines_utf8))?;
-            } else {
-                self.extend(piece);
-                self.assembled.clear();
-                std::mem::swap(&mut self.assembled, &mut self.partial);
-                let len = std::mem::take(&mut self.partial_len);
-                each(self.check_assembled(len))?;
-            }
+            each(self.check(piece, lines_utf8))?;
         }
         if start < chunk.len() {
             self.extend(&chunk[start..]);
         }
         ControlFlow::Continue(())
+    }
+
+    /// Hands out the line that began in an earlier chunk and ends with
+    /// `piece`. Called through `dyn`, so that the hot loop stays the only
+    /// place `each` is inlined.
+    #[inline(never)]
+    fn complete(
+        &mut self,
+        piece: &[u8],
+        each: &mut dyn FnMut(Line<'_>) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        self.extend(piece);
+        self.assembled.clear();
+        std::mem::swap(&mut self.assembled, &mut self.partial);
+        let len = std::mem::take(&mut self.partial_len);
+        each(self.check_assembled(len))
     }
 
     /// The last line, if the input ended without a line end.

@@ -15,6 +15,7 @@
 //! - [`event`]: what the main thread reacts to.
 //! - [`errors`]: how failures are worded.
 //! - [`queue`]: the server's line of waiting clients.
+//! - [`scan`]: vectorized scans of whole buffers (printable text, line ends).
 //! - [`throttle`]: reports of recurring trouble, at most one per period.
 //! - [`platform`]: what differs between operating systems.
 //! - [`server`], [`client`]: the two programs, called by the binaries in
@@ -45,6 +46,7 @@ mod outbox;
 mod output;
 mod platform;
 mod queue;
+mod scan;
 pub mod server;
 mod terminal;
 mod throttle;
