@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::errors::lowercase_os_error;
 use crate::event::{Event, Input};
-use crate::frame::{TooLong, encode_frame};
+use crate::frame::{HEADER_LEN, TooLong, encode_frame};
 use crate::outbox::{Outbox, Pushed, Room};
 use crate::output::Output;
 use crate::scan::LineEnds;
@@ -99,8 +99,6 @@ impl Composer {
 
     /// Takes one line; `known_utf8` says it was already checked, as part of a
     /// larger chunk (one check per chunk costs far less than one per line).
-    /// Inlined into the loop over a chunk's lines: it runs for every line.
-    #[inline(always)]
     fn enter_text(&mut self, line: &[u8], known_utf8: bool) -> Entered {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
@@ -126,6 +124,34 @@ impl Composer {
             self.flush();
         }
         Entered::Accepted
+    }
+
+    /// The common case of [`enter_text`](Self::enter_text), for a line known
+    /// to be UTF-8: framed at once if it is at least two bytes (so neither
+    /// empty nor `q`) and not over the maximum; false, with nothing done,
+    /// for everything else. Inlined into the loop over a chunk's lines.
+    #[inline(always)]
+    fn enter_plain(&mut self, line: &[u8]) -> bool {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() < 2 || line.len() > self.max_message_size {
+            return false;
+        }
+        let Ok(len) = u32::try_from(line.len()) else {
+            return false;
+        };
+        self.batch.reserve(HEADER_LEN + line.len());
+        self.batch.extend_from_slice(&len.to_be_bytes());
+        self.batch.extend_from_slice(line);
+        self.lines_in_batch += 1;
+        if self.batch.len() >= BATCH_LIMIT {
+            self.flush_cold();
+        }
+        true
+    }
+
+    #[cold]
+    fn flush_cold(&mut self) {
+        self.flush();
     }
 
     /// `q`: hands the batch over.
@@ -213,7 +239,7 @@ pub fn read_plain(
             }
         };
         let used = chunk.len();
-        let flow = lines.split(chunk, |line| {
+        let flow = lines.split(chunk, &mut composer, |composer, line| {
             let entered = match line {
                 Line::Complete(line, utf8) => composer.enter_text(line, utf8),
                 Line::TooLong(len) => {
@@ -295,7 +321,8 @@ impl LineSplitter {
     fn split(
         &mut self,
         chunk: &[u8],
-        mut each: impl FnMut(Line<'_>) -> ControlFlow<()>,
+        composer: &mut Composer,
+        mut each: impl FnMut(&mut Composer, Line<'_>) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
         let mut start = 0;
         // One check for every complete line in the chunk; ASCII, the common
@@ -311,15 +338,18 @@ impl LineSplitter {
                 self.extend(chunk);
                 return ControlFlow::Continue(());
             };
-            self.complete(&chunk[..end], &mut each)?;
+            self.complete(&chunk[..end], composer, &mut each)?;
             start = end + 1;
         }
         // Every line here lies whole in the chunk: the loop that runs for
-        // every line, with one call of `each`, which the compiler inlines.
+        // every line. The common line is framed inline; the rest (empty,
+        // `q`, too long, not UTF-8) go through `each`, out of line.
         for end in ends {
             let piece = &chunk[start..end];
             start = end + 1;
-            each(self.check(piece, lines_utf8))?;
+            if !(lines_utf8 && composer.enter_plain(piece)) {
+                self.special(piece, lines_utf8, composer, &mut each)?;
+            }
         }
         if start < chunk.len() {
             self.extend(&chunk[start..]);
@@ -334,13 +364,26 @@ impl LineSplitter {
     fn complete(
         &mut self,
         piece: &[u8],
-        each: &mut dyn FnMut(Line<'_>) -> ControlFlow<()>,
+        composer: &mut Composer,
+        each: &mut dyn FnMut(&mut Composer, Line<'_>) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
         self.extend(piece);
         self.assembled.clear();
         std::mem::swap(&mut self.assembled, &mut self.partial);
         let len = std::mem::take(&mut self.partial_len);
-        each(self.check_assembled(len))
+        each(composer, self.check_assembled(len))
+    }
+
+    /// Hands out a line the common case did not take.
+    #[inline(never)]
+    fn special(
+        &self,
+        piece: &[u8],
+        utf8: bool,
+        composer: &mut Composer,
+        each: &mut dyn FnMut(&mut Composer, Line<'_>) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        each(composer, self.check(piece, utf8))
     }
 
     /// The last line, if the input ended without a line end.
