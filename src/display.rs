@@ -91,7 +91,46 @@ fn push_char(out: &mut String, c: char) {
 
 #[cfg(test)]
 mod tests {
-    use super::visible;
+    use super::{push_char, visible};
+    use proptest::prelude::*;
+
+    /// The displayable form, one character at a time: the reference the
+    /// fast paths must match.
+    fn visible_char_by_char(payload: &[u8]) -> String {
+        let mut text = String::new();
+        for chunk in payload.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                push_char(&mut text, c);
+            }
+            if !chunk.invalid().is_empty() {
+                text.push(char::REPLACEMENT_CHARACTER);
+            }
+        }
+        text
+    }
+
+    /// Mostly printable ASCII, with what needs care mixed in: controls,
+    /// DEL, C1 controls, line separators, bidi controls, other non-ASCII
+    /// text and invalid bytes.
+    fn payload() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            8 => (0x20u8..0x7f).prop_map(|b| vec![b]),
+            1 => (0u8..0x20).prop_map(|b| vec![b]),
+            1 => Just(vec![0x7f]),
+            1 => (0x80u32..0xa0).prop_map(|c| char::from_u32(c).unwrap().to_string().into_bytes()),
+            1 => (0x2020u32..0x2070).prop_map(|c| char::from_u32(c).unwrap().to_string().into_bytes()),
+            1 => any::<char>().prop_map(|c| c.to_string().into_bytes()),
+            1 => any::<u8>().prop_map(|b| vec![b]),
+        ];
+        prop::collection::vec(piece, 0..150).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn fast_paths_match_the_character_by_character_form(payload in payload()) {
+            prop_assert_eq!(visible(&payload), visible_char_by_char(&payload));
+        }
+    }
 
     #[test]
     fn ordinary_text_is_unchanged() {

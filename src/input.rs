@@ -425,6 +425,7 @@ impl LineSplitter {
 mod tests {
     use super::*;
     use crate::frame::FrameReader;
+    use proptest::prelude::*;
     use std::sync::mpsc;
 
     /// Hands out at most `size` bytes per read, so lines span reads.
@@ -472,6 +473,73 @@ mod tests {
         }
         let events = rx.try_iter().map(|e| format!("{e:?}")).collect();
         (sent, events)
+    }
+
+    /// What the rules say becomes of `input`, one line at a time: the
+    /// reference the batched path must match.
+    fn sent_by_the_rules(input: &[u8], max: usize) -> (Vec<String>, Vec<String>) {
+        let mut lines: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
+        if lines.last().is_some_and(|last| last.is_empty()) {
+            lines.pop();
+        }
+        let (mut sent, mut events) = (Vec::new(), Vec::new());
+        for line in lines {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                continue;
+            }
+            if line == b"q" {
+                events.push("Input(Quit)".to_string());
+                continue;
+            }
+            let text = String::from_utf8_lossy(line).into_owned();
+            if line.len() <= max && text.len() <= max {
+                sent.push(text);
+            }
+        }
+        events.push("Input(Closed)".to_string());
+        (sent, events)
+    }
+
+    /// Lines of every kind: plain, with `\r`, empty, `q`, long, not UTF-8.
+    fn input() -> impl Strategy<Value = Vec<u8>> {
+        let line = prop_oneof![
+            6 => proptest::collection::vec(0x20u8..0x7f, 2..80),
+            1 => Just(b"q".to_vec()),
+            1 => Just(Vec::new()),
+            1 => proptest::collection::vec(0x20u8..0x7f, 0..3),
+            1 => proptest::collection::vec(any::<u8>(), 0..40),
+            1 => Just("你好 é".as_bytes().to_vec()),
+            1 => proptest::collection::vec(b'x'..=b'x', 90..300),
+        ];
+        let ending = prop_oneof![4 => Just(&b"\n"[..]), 1 => Just(&b"\r\n"[..])];
+        (
+            proptest::collection::vec((line, ending), 0..60),
+            proptest::collection::vec(0x20u8..0x7f, 0..5),
+        )
+            .prop_map(|(lines, last)| {
+                let mut input: Vec<u8> = lines
+                    .into_iter()
+                    .flat_map(|(l, e)| [l, e.to_vec()].concat())
+                    .collect();
+                input.extend_from_slice(&last);
+                input
+            })
+    }
+
+    proptest! {
+        /// Under any chunking, the batched path sends exactly what the
+        /// rules say, line by line, in order.
+        #[test]
+        fn batched_lines_match_the_rules_line_by_line(
+            input in input(),
+            size in 1usize..400,
+            max in 1usize..120,
+        ) {
+            let expected = sent_by_the_rules(&input, max);
+            prop_assert_eq!(sent_in_reads_of(&input, max, size), expected.clone());
+            prop_assert_eq!(sent_in_reads_of(&input, max, usize::MAX), expected);
+        }
     }
 
     #[test]
