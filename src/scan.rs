@@ -63,22 +63,18 @@ fn window_outside(window: &[u8; WINDOW]) -> Flags {
 #[cfg(target_arch = "x86_64")]
 type Flags = std::arch::x86_64::__m128i;
 
-/// As signed bytes, printable ASCII is 0x20 and up (bytes from 0x80 are
-/// negative) except 0x7f: two compares per sixteen bytes.
+/// Printable ASCII is where `b - 0x20` (wrapping) is at most 0x5e: one
+/// subtraction and one saturating subtraction per sixteen bytes leave
+/// nonzero bytes exactly where a byte is outside.
 #[cfg(target_arch = "x86_64")]
 #[inline]
 fn outside(block: &[u8; BLOCK]) -> Flags {
-    use std::arch::x86_64::{
-        _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_or_si128, _mm_set1_epi8,
-    };
+    use std::arch::x86_64::{_mm_loadu_si128, _mm_set1_epi8, _mm_sub_epi8, _mm_subs_epu8};
     // SAFETY: SSE2 is part of every x86-64 processor, and the load reads
     // exactly the sixteen bytes of `block`.
     unsafe {
         let v = _mm_loadu_si128(block.as_ptr().cast());
-        _mm_or_si128(
-            _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)),
-            _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f)),
-        )
+        _mm_subs_epu8(_mm_sub_epi8(v, _mm_set1_epi8(0x20)), _mm_set1_epi8(0x5e))
     }
 }
 
@@ -92,8 +88,9 @@ fn or(a: Flags, b: Flags) -> Flags {
 #[cfg(target_arch = "x86_64")]
 #[inline]
 fn none(flags: Flags) -> bool {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_movemask_epi8, _mm_setzero_si128};
     // SAFETY: SSE2 is part of every x86-64 processor.
-    unsafe { std::arch::x86_64::_mm_movemask_epi8(flags) == 0 }
+    unsafe { _mm_movemask_epi8(_mm_cmpeq_epi8(flags, _mm_setzero_si128())) == 0xffff }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
