@@ -239,6 +239,9 @@ pub fn read_plain(
             }
         };
         let used = chunk.len();
+        // Room for the frames of this read at once (lines of a dozen bytes
+        // or more), rather than growing the batch step by step.
+        composer.batch.reserve(used + used / 4);
         let flow = lines.split(chunk, &mut composer, |composer, line| {
             let entered = match line {
                 Line::Complete(line, utf8) => composer.enter_text(line, utf8),
