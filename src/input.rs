@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::errors::lowercase_os_error;
 use crate::event::{Event, Input};
-use crate::frame::{HEADER_LEN, TooLong, encode_frame};
+use crate::frame::{TooLong, encode_frame};
 use crate::outbox::{Outbox, Pushed, Room};
 use crate::output::Output;
 use crate::scan::LineEnds;
@@ -139,7 +139,6 @@ impl Composer {
         let Ok(len) = u32::try_from(line.len()) else {
             return false;
         };
-        self.batch.reserve(HEADER_LEN + line.len());
         self.batch.extend_from_slice(&len.to_be_bytes());
         self.batch.extend_from_slice(line);
         self.lines_in_batch += 1;
