@@ -1,5 +1,7 @@
-//! Codec micro-benchmark: encode and decode throughput per message size,
-//! beside a plain copy of the same bytes as the ceiling.
+//! Codec micro-benchmark: encode and decode throughput per message size
+//! (decode one frame per call, and drain: a whole read per pass, as the
+//! receiving thread does), beside a plain copy of the same bytes as the
+//! ceiling.
 
 use std::hint::black_box;
 
@@ -38,6 +40,21 @@ fn codec(c: &mut Criterion) {
                 let mut total = 0;
                 while let Some(payload) = reader.read_frame().unwrap() {
                     total += payload.len();
+                }
+                assert_eq!(total, count * size);
+                total
+            });
+        });
+
+        // What the receiving thread does: every frame of a read in one pass.
+        group.bench_with_input(BenchmarkId::new("drain", size), &encoded, |b, encoded| {
+            b.iter(|| {
+                let mut reader = FrameReader::new(black_box(&encoded[..]), MAX);
+                let mut total = 0;
+                while reader.fill().unwrap() > 0 {
+                    reader
+                        .drain_buffered(|payload| total += payload.len())
+                        .unwrap();
                 }
                 assert_eq!(total, count * size);
                 total

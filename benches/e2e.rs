@@ -7,7 +7,9 @@
 //!
 //! - Bulk: 128 MiB of 64-byte lines, and of 1 KiB lines, piped into
 //!   `chat-client`, received by `chat-server --once` with stdout to /dev/null;
-//!   against `nc -N` into `nc -l` moving the same file.
+//!   against `nc -N` into `nc -l` moving the same file. Throughput, and CPU
+//!   per line: user + system time of both processes (from `wait4`), the
+//!   figure that carries from machine to machine.
 //! - Latency: one line into the client, waited for on the server's stdout, then
 //!   one line back: 1,000 round trips, against the same harness over an nc pair.
 //! - Memory: each process's peak RSS during the bulk runs, and during a run of

@@ -48,22 +48,21 @@ impl std::error::Error for TooLong {}
 /// Appends one frame carrying `payload` to `dst`.
 ///
 /// A payload over `max` is refused with `InvalidInput` and `dst` is left as it was.
+#[inline]
 pub fn encode_frame(dst: &mut Vec<u8>, payload: &[u8], max: usize) -> io::Result<()> {
-    let too_long = TooLong {
-        len: payload.len(),
-        max,
+    let len = match u32::try_from(payload.len()) {
+        Ok(len) if payload.len() <= max => len,
+        _ => return Err(too_long_to_send(payload.len(), max)),
     };
-    if payload.len() > max {
-        return Err(io::Error::new(ErrorKind::InvalidInput, too_long));
-    }
-    let len = u32::try_from(payload.len())
-        .map_err(|_| io::Error::new(ErrorKind::InvalidInput, too_long))?;
-    let mut header = [0; HEADER_LEN];
-    BigEndian::write_u32(&mut header, len);
     dst.reserve(HEADER_LEN + payload.len());
-    dst.extend_from_slice(&header);
+    dst.extend_from_slice(&len.to_be_bytes());
     dst.extend_from_slice(payload);
     Ok(())
+}
+
+#[cold]
+fn too_long_to_send(len: usize, max: usize) -> io::Error {
+    io::Error::new(ErrorKind::InvalidInput, TooLong { len, max })
 }
 
 /// Decodes frames from a byte stream, reusing one buffer for all of them.
@@ -128,10 +127,32 @@ impl<R: Read> FrameReader<R> {
     /// Hands every complete non-empty frame already buffered to `each`, in
     /// order, and makes room for the next [`fill`](Self::fill). A header over
     /// the maximum stops it, after every frame before it was handed out.
+    ///
+    /// One loop over the whole buffer: this runs for every message received,
+    /// so it keeps the position in a local and makes room once at the end.
+    #[inline]
     pub fn drain_buffered(&mut self, mut each: impl FnMut(&[u8])) -> Result<(), TooLong> {
-        while let Some(range) = self.next_buffered()? {
-            each(&self.buf[range]);
-        }
+        let buffered = &self.buf[..self.end];
+        let mut start = self.start;
+        let outcome = loop {
+            let Some(header) = buffered.get(start..start + HEADER_LEN) else {
+                break Ok(HEADER_LEN);
+            };
+            let len = BigEndian::read_u32(header) as usize;
+            if len > self.max {
+                break Err(TooLong { len, max: self.max });
+            }
+            let total = HEADER_LEN + len;
+            let Some(frame) = buffered.get(start..start + total) else {
+                break Ok(total);
+            };
+            if len != 0 {
+                each(&frame[HEADER_LEN..]);
+            }
+            start += total;
+        };
+        self.start = start;
+        self.make_room(outcome?);
         Ok(())
     }
 

@@ -17,6 +17,7 @@ use crate::event::{Event, Input};
 use crate::frame::{TooLong, encode_frame};
 use crate::outbox::{Outbox, Pushed, Room};
 use crate::output::Output;
+use crate::scan::LineEnds;
 
 /// Read buffer for piped input: small enough to stay in the CPU's cache
 /// while it is framed.
@@ -116,8 +117,7 @@ impl Composer {
             return Entered::Accepted;
         }
         if line == b"q" {
-            self.flush();
-            return Entered::Quit;
+            return self.quit();
         }
         // The protocol carries UTF-8; anything else is sent with U+FFFD in place.
         let repaired;
@@ -137,12 +137,51 @@ impl Composer {
         }
         match encode_frame(&mut self.batch, text, self.max_message_size) {
             Ok(()) => self.lines_in_batch += 1,
-            Err(_) => self.refuse(text.len()),
+            Err(_) => self.refuse_cold(text.len()),
         }
         if self.batch.len() >= BATCH_LIMIT {
             self.flush();
         }
         Entered::Accepted
+    }
+
+    /// The common case of [`enter_text`](Self::enter_text), for a line known
+    /// to be UTF-8: framed at once if it is at least two bytes (so neither
+    /// empty nor `q`) and not over the maximum; false, with nothing done,
+    /// for everything else. Inlined into the loop over a chunk's lines.
+    #[inline(always)]
+    fn enter_plain(&mut self, line: &[u8]) -> bool {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() < 2 || line.len() > self.max_message_size {
+            return false;
+        }
+        let Ok(len) = u32::try_from(line.len()) else {
+            return false;
+        };
+        self.batch.extend_from_slice(&len.to_be_bytes());
+        self.batch.extend_from_slice(line);
+        self.lines_in_batch += 1;
+        if self.batch.len() >= BATCH_LIMIT {
+            self.flush_cold();
+        }
+        true
+    }
+
+    #[cold]
+    fn flush_cold(&mut self) {
+        self.flush();
+    }
+
+    /// `q`: hands the batch over.
+    #[cold]
+    fn quit(&mut self) -> Entered {
+        self.flush();
+        Entered::Quit
+    }
+
+    #[cold]
+    fn refuse_cold(&self, len: usize) {
+        self.refuse(len);
     }
 
     /// Hands the lines taken so far to the current conversation.
@@ -218,7 +257,10 @@ pub fn read_plain(
             }
         };
         let used = chunk.len();
-        let flow = lines.split(chunk, |line| {
+        // Room for the frames of this read at once (lines of a dozen bytes
+        // or more), rather than growing the batch step by step.
+        composer.batch.reserve(used + used / 4);
+        let flow = lines.split(chunk, &mut composer, |composer, line| {
             let entered = match line {
                 Line::Complete(line, utf8) => composer.enter_text(line, utf8),
                 Line::TooLong(len) => {
@@ -226,13 +268,10 @@ pub fn read_plain(
                     Entered::Accepted
                 }
             };
-            if entered == Entered::Quit {
-                let _ = events.send(Event::Input(Input::Quit));
-                if after_quit == AfterQuit::Stop {
-                    return ControlFlow::Break(());
-                }
+            match entered {
+                Entered::Accepted => ControlFlow::Continue(()),
+                Entered::Quit => quit(&events, after_quit),
             }
-            ControlFlow::Continue(())
         });
         if flow.is_break() {
             return;
@@ -255,6 +294,16 @@ pub fn read_plain(
     }
     composer.flush();
     let _ = events.send(Event::Input(Input::Closed));
+}
+
+/// Reports `q` and says whether to read on.
+#[cold]
+fn quit(events: &Sender<Event>, after_quit: AfterQuit) -> ControlFlow<()> {
+    let _ = events.send(Event::Input(Input::Quit));
+    match after_quit {
+        AfterQuit::Stop => ControlFlow::Break(()),
+        AfterQuit::Continue => ControlFlow::Continue(()),
+    }
 }
 
 /// One line of input, without its `\n`.
@@ -293,28 +342,69 @@ impl LineSplitter {
     fn split(
         &mut self,
         chunk: &[u8],
-        mut each: impl FnMut(Line<'_>) -> ControlFlow<()>,
+        composer: &mut Composer,
+        mut each: impl FnMut(&mut Composer, Line<'_>) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
         let mut start = 0;
-        let lines_utf8 = memchr::memrchr(b'\n', chunk)
-            .is_some_and(|last| std::str::from_utf8(&chunk[..last]).is_ok());
-        for end in memchr::memchr_iter(b'\n', chunk) {
+        // One check for every complete line in the chunk; ASCII, the common
+        // case, is the cheaper one.
+        let lines_utf8 = memchr::memrchr(b'\n', chunk).is_some_and(|last| {
+            let lines = &chunk[..last];
+            lines.is_ascii() || std::str::from_utf8(lines).is_ok()
+        });
+        let mut ends = LineEnds::new(chunk);
+        if self.partial_len != 0 {
+            // Only the first line of a chunk can have begun in an earlier one.
+            let Some(end) = ends.next() else {
+                self.extend(chunk);
+                return ControlFlow::Continue(());
+            };
+            self.complete(&chunk[..end], composer, &mut each)?;
+            start = end + 1;
+        }
+        // Every line here lies whole in the chunk: the loop that runs for
+        // every line. The common line is framed inline; the rest (empty,
+        // `q`, too long, not UTF-8) go through `each`, out of line.
+        for end in ends {
             let piece = &chunk[start..end];
             start = end + 1;
-            if self.partial_len == 0 {
-                each(self.check(piece, lines_utf8))?;
-            } else {
-                self.extend(piece);
-                self.assembled.clear();
-                std::mem::swap(&mut self.assembled, &mut self.partial);
-                let len = std::mem::take(&mut self.partial_len);
-                each(self.check_assembled(len))?;
+            if !(lines_utf8 && composer.enter_plain(piece)) {
+                self.special(piece, lines_utf8, composer, &mut each)?;
             }
         }
         if start < chunk.len() {
             self.extend(&chunk[start..]);
         }
         ControlFlow::Continue(())
+    }
+
+    /// Hands out the line that began in an earlier chunk and ends with
+    /// `piece`. Called through `dyn`, so that the hot loop stays the only
+    /// place `each` is inlined.
+    #[inline(never)]
+    fn complete(
+        &mut self,
+        piece: &[u8],
+        composer: &mut Composer,
+        each: &mut dyn FnMut(&mut Composer, Line<'_>) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        self.extend(piece);
+        self.assembled.clear();
+        std::mem::swap(&mut self.assembled, &mut self.partial);
+        let len = std::mem::take(&mut self.partial_len);
+        each(composer, self.check_assembled(len))
+    }
+
+    /// Hands out a line the common case did not take.
+    #[inline(never)]
+    fn special(
+        &self,
+        piece: &[u8],
+        utf8: bool,
+        composer: &mut Composer,
+        each: &mut dyn FnMut(&mut Composer, Line<'_>) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        each(composer, self.check(piece, utf8))
     }
 
     /// The last line, if the input ended without a line end.
@@ -356,6 +446,7 @@ impl LineSplitter {
 mod tests {
     use super::*;
     use crate::frame::FrameReader;
+    use proptest::prelude::*;
     use std::sync::mpsc;
 
     /// Hands out at most `size` bytes per read, so lines span reads.
@@ -403,6 +494,73 @@ mod tests {
         }
         let events = rx.try_iter().map(|e| format!("{e:?}")).collect();
         (sent, events)
+    }
+
+    /// What the rules say becomes of `input`, one line at a time: the
+    /// reference the batched path must match.
+    fn sent_by_the_rules(input: &[u8], max: usize) -> (Vec<String>, Vec<String>) {
+        let mut lines: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
+        if lines.last().is_some_and(|last| last.is_empty()) {
+            lines.pop();
+        }
+        let (mut sent, mut events) = (Vec::new(), Vec::new());
+        for line in lines {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                continue;
+            }
+            if line == b"q" {
+                events.push("Input(Quit)".to_string());
+                continue;
+            }
+            let text = String::from_utf8_lossy(line).into_owned();
+            if line.len() <= max && text.len() <= max {
+                sent.push(text);
+            }
+        }
+        events.push("Input(Closed)".to_string());
+        (sent, events)
+    }
+
+    /// Lines of every kind: plain, with `\r`, empty, `q`, long, not UTF-8.
+    fn input() -> impl Strategy<Value = Vec<u8>> {
+        let line = prop_oneof![
+            6 => proptest::collection::vec(0x20u8..0x7f, 2..80),
+            1 => Just(b"q".to_vec()),
+            1 => Just(Vec::new()),
+            1 => proptest::collection::vec(0x20u8..0x7f, 0..3),
+            1 => proptest::collection::vec(any::<u8>(), 0..40),
+            1 => Just("你好 é".as_bytes().to_vec()),
+            1 => proptest::collection::vec(b'x'..=b'x', 90..300),
+        ];
+        let ending = prop_oneof![4 => Just(&b"\n"[..]), 1 => Just(&b"\r\n"[..])];
+        (
+            proptest::collection::vec((line, ending), 0..60),
+            proptest::collection::vec(0x20u8..0x7f, 0..5),
+        )
+            .prop_map(|(lines, last)| {
+                let mut input: Vec<u8> = lines
+                    .into_iter()
+                    .flat_map(|(l, e)| [l, e.to_vec()].concat())
+                    .collect();
+                input.extend_from_slice(&last);
+                input
+            })
+    }
+
+    proptest! {
+        /// Under any chunking, the batched path sends exactly what the
+        /// rules say, line by line, in order.
+        #[test]
+        fn batched_lines_match_the_rules_line_by_line(
+            input in input(),
+            size in 1usize..400,
+            max in 1usize..120,
+        ) {
+            let expected = sent_by_the_rules(&input, max);
+            prop_assert_eq!(sent_in_reads_of(&input, max, size), expected.clone());
+            prop_assert_eq!(sent_in_reads_of(&input, max, usize::MAX), expected);
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! - [`queue`]: the server's line of waiting clients.
 //! - [`room`]: room mode, everyone with everyone under names nobody can
 //!   fake; its own `//!` doc has its layout and threads.
+//! - [`scan`]: vectorized scans of whole buffers (printable text, line ends).
 //! - [`throttle`]: reports of recurring trouble, at most one per period.
 //! - [`platform`]: what differs between operating systems.
 //! - [`transport`]: what carries a connection's frames: TCP, or TLS over it.
@@ -55,6 +56,7 @@ mod output;
 mod platform;
 mod queue;
 pub mod room;
+mod scan;
 pub mod server;
 mod terminal;
 mod throttle;

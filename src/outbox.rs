@@ -26,8 +26,10 @@ pub struct Outbox {
     drained: Condvar,
 }
 
-/// Emptied buffers kept for reuse, so a steady flow allocates nothing.
-const SPARE_BUFFERS: usize = 2;
+/// Emptied buffers kept for reuse, so a steady flow allocates nothing: as
+/// many as can be queued under the limit in batches of one read of piped
+/// input (128 KiB), or a flood faults in fresh pages for most batches.
+const SPARE_BUFFERS: usize = 8;
 
 #[derive(Default)]
 struct State {

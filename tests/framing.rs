@@ -219,3 +219,56 @@ fn sending_over_the_maximum_is_refused_and_changes_nothing() {
     encode_frame(&mut bytes, &[0; 10], 10).unwrap();
     assert_eq!(bytes.len(), 4 + 4 + 10);
 }
+
+/// Decodes a whole read at a time with `drain_buffered`, as the receiving
+/// thread does: every frame, then how it ended.
+fn drain_all(reader: &mut FrameReader<impl Read>) -> (Vec<Vec<u8>>, Result<(), ErrorKind>) {
+    let mut out = Vec::new();
+    loop {
+        if reader
+            .drain_buffered(|payload| out.push(payload.to_vec()))
+            .is_err()
+        {
+            return (out, Err(ErrorKind::InvalidData));
+        }
+        match reader.fill() {
+            Ok(0) => return (out, reader.end_of_stream().map_err(|e| e.kind())),
+            Ok(_) => {}
+            Err(e) => return (out, Err(e.kind())),
+        }
+    }
+}
+
+/// Decodes one frame per call with `read_frame`: the reference.
+fn one_at_a_time(reader: &mut FrameReader<impl Read>) -> (Vec<Vec<u8>>, Result<(), ErrorKind>) {
+    let mut out = Vec::new();
+    loop {
+        match reader.read_frame() {
+            Ok(Some(payload)) => out.push(payload.to_vec()),
+            Ok(None) => return (out, Ok(())),
+            Err(e) => return (out, Err(e.kind())),
+        }
+    }
+}
+
+proptest! {
+    /// Whole reads at a time give exactly what one frame per call gives:
+    /// the same frames in the same order, and the same end (clean, cut off
+    /// mid-frame, or a header over the maximum), under any chunking.
+    #[test]
+    fn draining_whole_reads_matches_one_frame_at_a_time(
+        messages in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..700), 0..40),
+        tail in prop::collection::vec(any::<u8>(), 0..12),
+        sizes in prop::collection::vec(1usize..3000, 1..6),
+        max in 1usize..1000,
+    ) {
+        let messages: Vec<Vec<u8>> = messages.into_iter().filter(|m| m.len() <= max).collect();
+        let mut bytes = encode_all(&messages, max);
+        bytes.extend_from_slice(&tail);
+        let drained = drain_all(&mut FrameReader::new(Chunked::new(&bytes, sizes.clone()), max));
+        let reference = one_at_a_time(&mut FrameReader::new(Chunked::new(&bytes, sizes), max));
+        prop_assert_eq!(&drained, &reference);
+        let expected: Vec<Vec<u8>> = messages.into_iter().filter(|m| !m.is_empty()).collect();
+        prop_assert_eq!(&drained.0[..expected.len()], &expected[..]);
+    }
+}
