@@ -53,13 +53,38 @@ pub struct Connected {
     notes: Vec<String>,
 }
 
-/// Why a connection could not be made, worded for the user.
+/// Why a connection could not be made, worded for the user, and the exit
+/// status it calls for.
 #[derive(Debug)]
-pub struct ConnectError(String);
+pub struct ConnectError {
+    message: String,
+    exit: Exit,
+}
+
+impl ConnectError {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            exit: Exit::Failure,
+        }
+    }
+
+    /// Ctrl-C before the connection was made: nothing more to say.
+    fn interrupted() -> Self {
+        Self {
+            message: String::new(),
+            exit: Exit::Interrupted,
+        }
+    }
+
+    pub fn exit(&self) -> Exit {
+        self.exit
+    }
+}
 
 impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -82,13 +107,13 @@ pub fn connect(
     // Asked before connecting: the time a person takes to type it must not
     // count against the server's handshake timeout.
     let code = match tls.code {
-        true => Some(read_code().map_err(ConnectError)?),
+        true => Some(read_code()?),
         false => None,
     };
     let known_hosts = match &tls.known_hosts {
         Some(path) => path.clone(),
         None => crate::tls::data_dir()
-            .map_err(ConnectError)?
+            .map_err(ConnectError::new)?
             .join("known_hosts"),
     };
     let settings = ClientSettings {
@@ -103,7 +128,7 @@ pub fn connect(
     let left = timeout
         .saturating_sub(start.elapsed())
         .max(Duration::from_millis(1));
-    let secured = crate::tls::connect(stream, &settings, left).map_err(ConnectError)?;
+    let secured = crate::tls::connect(stream, &settings, left).map_err(ConnectError::new)?;
     Ok(Connected {
         transport: secured.transport,
         notes: secured.notes,
@@ -112,27 +137,27 @@ pub fn connect(
 
 /// The shared code: `CHAT_CODE`, or typed on the terminal without echo (never
 /// a command-line argument, which other users can read).
-fn read_code() -> Result<String, String> {
+fn read_code() -> Result<String, ConnectError> {
+    use crate::terminal::secret::{Unanswered, ask};
     let code = match std::env::var("CHAT_CODE") {
         Ok(code) => code,
-        Err(_) => {
-            rpassword::prompt_password("code (from the server's operator): ").map_err(|e| {
-                format!(
-                    "cannot ask for the code ({}): set CHAT_CODE instead",
-                    lowercase_os_error(&e)
-                )
-            })?
-        }
+        Err(_) => ask("code (from the server's operator): ").map_err(|e| match e {
+            Unanswered::Interrupted => ConnectError::interrupted(),
+            Unanswered::Declined => ConnectError::new("no code given"),
+            Unanswered::NoTerminal(why) => ConnectError::new(format!(
+                "cannot ask for the code ({why}): set CHAT_CODE instead"
+            )),
+        })?,
     };
     if crate::tls::normalize_code(&code).is_empty() {
-        return Err("no code given".to_string());
+        return Err(ConnectError::new("no code given"));
     }
     Ok(code)
 }
 
 /// The TCP connection, to the first address that answers.
 fn connect_tcp(address: &str, timeout: Duration) -> Result<TcpStream, ConnectError> {
-    let fail = |reason: String| ConnectError(format!("cannot connect to {address}: {reason}"));
+    let fail = |reason: String| ConnectError::new(format!("cannot connect to {address}: {reason}"));
     let candidates: Vec<SocketAddr> = address
         .to_socket_addrs()
         .map_err(|e| match e.kind() {

@@ -147,12 +147,13 @@ impl Composer {
 
     /// The common case of [`enter_text`](Self::enter_text), for a line known
     /// to be UTF-8: framed at once if it is at least two bytes (so neither
-    /// empty nor `q`) and not over the maximum; false, with nothing done,
-    /// for everything else. Inlined into the loop over a chunk's lines.
+    /// empty nor `q`), not over the maximum and not a command (`/`, which a
+    /// room may answer here); false, with nothing done, for everything else.
+    /// Inlined into the loop over a chunk's lines.
     #[inline(always)]
     fn enter_plain(&mut self, line: &[u8]) -> bool {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.len() < 2 || line.len() > self.max_message_size {
+        if line.len() < 2 || line.len() > self.max_message_size || line[0] == b'/' {
             return false;
         }
         let Ok(len) = u32::try_from(line.len()) else {

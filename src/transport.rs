@@ -19,10 +19,10 @@ use crate::frame::encode_frame;
 
 /// Largest piece of plaintext sealed at once: a few TLS records, so one write
 /// carries much and the lock is held briefly.
-const SEAL_CHUNK: usize = 64 * 1024;
+const SEAL_CHUNK: usize = 256 * 1024;
 
 /// Ciphertext read from the socket at once.
-const RAW_CHUNK: usize = 64 * 1024;
+const RAW_CHUNK: usize = 256 * 1024;
 
 pub type Session = Arc<Mutex<rustls::Connection>>;
 
@@ -45,7 +45,9 @@ impl Transport {
     }
 
     /// A stream whose TLS handshake is complete.
-    pub fn tls(stream: TcpStream, session: rustls::Connection) -> Self {
+    pub fn tls(stream: TcpStream, mut session: rustls::Connection) -> Self {
+        // What is sealed is bounded by the outbox and taken out at once.
+        session.set_buffer_limit(None);
         Self {
             stream,
             tls: Some(Arc::new(Mutex::new(session))),
@@ -130,6 +132,9 @@ pub struct Reader {
 
 impl Read for Reader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
         let Some(tls) = &self.tls else {
             if self.fed < self.raw.len() {
                 let n = buf.len().min(self.raw.len() - self.fed);
@@ -140,26 +145,41 @@ impl Read for Reader {
             return self.socket.read(buf);
         };
         loop {
-            {
+            let (got, ended) = {
                 let mut session = crate::lock(tls);
-                while self.fed < self.raw.len() {
-                    let taken = session.read_tls(&mut &self.raw[self.fed..]);
-                    match taken {
-                        Ok(0) => break,
-                        Ok(n) => self.fed += n,
-                        // Its buffer is full: take plaintext out first.
-                        Err(_) => break,
+                let mut got = 0;
+                // All the plaintext the ciphertext at hand holds, up to `buf`:
+                // one pass of the caller per read, not one per TLS record.
+                loop {
+                    while self.fed < self.raw.len() {
+                        match session.read_tls(&mut &self.raw[self.fed..]) {
+                            Ok(0) => break,
+                            Ok(n) => self.fed += n,
+                            // Its buffer is full: take plaintext out first.
+                            Err(_) => break,
+                        }
+                        session.process_new_packets().map_err(tls_error)?;
                     }
-                    session.process_new_packets().map_err(tls_error)?;
+                    if got == buf.len() {
+                        break (got, false);
+                    }
+                    match session.reader().read(&mut buf[got..]) {
+                        // The peer's close_notify.
+                        Ok(0) => break (got, true),
+                        Ok(n) => got += n,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break (got, false),
+                        // The TCP stream ended without a close_notify: an end
+                        // like any other, and the frame layer decides whether
+                        // it is clean.
+                        Err(e) if e.kind() == ErrorKind::UnexpectedEof => break (got, true),
+                        Err(e) if got == 0 => return Err(e),
+                        // Said at the next read, after what came before it.
+                        Err(_) => break (got, false),
+                    }
                 }
-                match session.reader().read(buf) {
-                    Ok(n) => return Ok(n),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                    // The TCP stream ended without a close_notify: an end like
-                    // any other, and the frame layer decides whether it is clean.
-                    Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(0),
-                    Err(e) => return Err(e),
-                }
+            };
+            if got > 0 || ended {
+                return Ok(got);
             }
             if self.fed == self.raw.len() {
                 self.raw.clear();

@@ -562,3 +562,50 @@ fn a_room_over_tls_relays_under_names_as_over_plain_tcp() {
     carol.expect_status("the room is full (2 members); try again later");
     assert_eq!(carol.wait().code(), Some(0));
 }
+
+/// A script that says its lines and closes before the room announced it
+/// (it never sends `/nick`): its lines are relayed under its guest name, not
+/// dropped, and the room sees it join and leave.
+#[test]
+fn a_script_that_speaks_and_closes_at_once_is_heard() {
+    use std::io::Write;
+    let server = start_room(&[]);
+    let mut alice = server.join_room("alice");
+    let mut raw = server.raw();
+    raw.write_all(&[support::frame(b"quick hello"), support::frame(b"second")].concat())
+        .unwrap();
+    raw.shutdown(std::net::Shutdown::Write).unwrap();
+    let joined = alice.expect_status(" joined");
+    let guest = joined
+        .trim_start_matches("-- ")
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(guest.starts_with("guest-"), "{joined}");
+    alice.expect_message(&format!("{guest}: quick hello"));
+    alice.expect_message(&format!("{guest}: second"));
+    alice.expect_status(&format!("{guest} left"));
+    let mut rest = Vec::new();
+    let _ = raw.read_to_end(&mut rest);
+}
+
+/// Piped clients that send a line and end at once, one after another: every
+/// line reaches a member that listens.
+#[test]
+fn quick_piped_members_lose_no_line() {
+    let server = start_room(&[]);
+    let mut listener = server.join_room("listener");
+    let addr = server.addr.to_string();
+    for i in 0..10 {
+        let name = format!("ann{i}");
+        let mut quick = Program::spawn(support::CLIENT, &["--connect", &addr, "--name", &name]);
+        quick.say(&format!("hello {i}"));
+        quick.close_stdin();
+        assert_eq!(quick.wait().code(), Some(0));
+    }
+    for i in 0..10 {
+        let line = listener.next_message();
+        assert!(line.ends_with(&format!(": hello {i}")), "{line}");
+    }
+}

@@ -33,6 +33,7 @@ pub fn main() {
         .unwrap_or(9);
     let dir = std::env::temp_dir().join(format!("chat-bench-{}", process::id()));
     fs::create_dir_all(&dir).unwrap();
+    let tls = Wire::Tls(dir.clone());
     let mut table = Table::default();
 
     for (name, line_len, rate_target, cpu_target) in [
@@ -41,12 +42,15 @@ pub fn main() {
     ] {
         let file = write_lines(&dir, line_len, BULK);
         let lines = (BULK / line_len) as f64;
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let (mut ours, mut theirs, mut over_tls) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
-            let run = bulk_ours(&file);
+            let run = bulk_ours(&file, &Wire::Plain);
             table.peak_bulk = table.peak_bulk.max(run.peak_kib);
             ours.push(run);
             theirs.push(bulk_nc(&file));
+            if line_len == 1024 {
+                over_tls.push(bulk_ours(&file, &tls));
+            }
         }
         fs::remove_file(&file).unwrap();
         let rate = |d: Duration| BULK as f64 / d.as_secs_f64() / 1e6;
@@ -83,17 +87,31 @@ pub fn main() {
             &format!("ours/nc ≤ {cpu_target:.1}"),
             cpu_ratio <= cpu_target,
         );
+        if !over_tls.is_empty() {
+            // TLS against our own plain runs of the same rounds.
+            let ratio = median_ratio(&over_tls, &ours, |tls, plain| {
+                plain.elapsed.as_secs_f64() / tls.elapsed.as_secs_f64()
+            });
+            table.row(
+                &format!("bulk over TLS, 128 MiB of {name} (nc column: ours, plain)"),
+                format!("{:.0} MB/s", rate(median_of(&over_tls, |r| r.elapsed))),
+                format!("{:.0} MB/s", rate(elapsed_ours)),
+                ratio,
+                "TLS/plain ≥ 0.5",
+                ratio >= 0.5,
+            );
+        }
     }
 
     // The largest message: lines of exactly 1 MiB.
     let file = write_lines(&dir, MIB + 1, 64 * MIB);
     for _ in 0..2 {
-        let run = bulk_ours(&file);
+        let run = bulk_ours(&file, &Wire::Plain);
         table.peak_large = table.peak_large.max(run.peak_kib);
     }
     fs::remove_file(&file).unwrap();
 
-    let (ours, theirs) = latency();
+    let (ours, theirs, over_tls) = latency(&tls);
     let (ours_median, theirs_median) = (percentile(&ours, 0.5), percentile(&theirs, 0.5));
     let ratio = ours_median.as_secs_f64() / theirs_median.as_secs_f64();
     table.row(
@@ -112,6 +130,25 @@ pub fn main() {
         ours_p99.as_secs_f64() / theirs_p99.as_secs_f64(),
         "ours < 1 ms",
         ours_p99 < Duration::from_millis(1),
+    );
+    let tls_median = percentile(&over_tls, 0.5);
+    let ratio = tls_median.as_secs_f64() / ours_median.as_secs_f64();
+    table.row(
+        "latency over TLS, median (nc column: ours, plain)",
+        micros(tls_median),
+        micros(ours_median),
+        ratio,
+        "TLS/plain ≤ 1.5",
+        ratio <= 1.5,
+    );
+    let tls_p99 = percentile(&over_tls, 0.99);
+    table.row(
+        "latency over TLS, p99 (nc column: ours, plain)",
+        micros(tls_p99),
+        micros(ours_p99),
+        tls_p99.as_secs_f64() / ours_p99.as_secs_f64(),
+        "TLS < 2 ms",
+        tls_p99 < Duration::from_millis(2),
     );
     let peak_bulk = table.peak_bulk as f64 / 1024.0;
     table.row(
@@ -209,11 +246,46 @@ struct BulkRun {
     peak_kib: u64,
 }
 
-fn bulk_ours(file: &Path) -> BulkRun {
-    let (server, addr) = start_server(&["--once"], Stdio::null(), Stdio::null());
+/// How our two programs connect: plain TCP, or TLS with the server's
+/// identity and the client's known hosts kept in a directory.
+enum Wire {
+    Plain,
+    Tls(PathBuf),
+}
+
+impl Wire {
+    fn server_args(&self) -> Vec<String> {
+        match self {
+            Wire::Plain => Vec::new(),
+            Wire::Tls(dir) => vec![
+                "--tls".into(),
+                "--identity".into(),
+                dir.join("identity.pem").to_string_lossy().into_owned(),
+            ],
+        }
+    }
+
+    fn client_args(&self) -> Vec<String> {
+        match self {
+            Wire::Plain => Vec::new(),
+            Wire::Tls(dir) => vec![
+                "--tls".into(),
+                "--known-hosts".into(),
+                dir.join("known_hosts").to_string_lossy().into_owned(),
+            ],
+        }
+    }
+}
+
+fn bulk_ours(file: &Path, wire: &Wire) -> BulkRun {
+    let mut server_args = vec!["--once".to_string()];
+    server_args.extend(wire.server_args());
+    let server_args: Vec<&str> = server_args.iter().map(String::as_str).collect();
+    let (server, addr) = start_server(&server_args, Stdio::null(), Stdio::null());
     let start = Instant::now();
     let client = Command::new(CLIENT)
         .args(["--connect", &addr])
+        .args(wire.client_args())
         .stdin(File::open(file).unwrap())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -265,13 +337,14 @@ fn start_server(args: &[&str], stdin: Stdio, stdout: Stdio) -> (Child, String) {
         .spawn()
         .unwrap();
     let mut stderr = BufReader::new(server.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("listening line")
-        .to_string();
+    // A TLS server says which identity it has first.
+    let addr = loop {
+        let mut line = String::new();
+        assert_ne!(stderr.read_line(&mut line).unwrap(), 0, "no listening line");
+        if let Some(addr) = line.trim().strip_prefix("listening on ") {
+            break addr.to_string();
+        }
+    };
     // Keep stderr drained; the latency run waits for "connected" on it.
     let (tx, rx) = std::sync::mpsc::channel();
     thread::spawn(move || {
@@ -366,10 +439,13 @@ struct Pair {
 }
 
 impl Pair {
-    fn ours() -> Self {
-        let (server, addr) = start_server(&[], Stdio::piped(), Stdio::piped());
+    fn ours(wire: &Wire) -> Self {
+        let server_args = wire.server_args();
+        let server_args: Vec<&str> = server_args.iter().map(String::as_str).collect();
+        let (server, addr) = start_server(&server_args, Stdio::piped(), Stdio::piped());
         let client = Command::new(CLIENT)
             .args(["--connect", &addr])
+            .args(wire.client_args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -426,20 +502,25 @@ impl Drop for Pair {
     }
 }
 
-fn latency() -> (Vec<Duration>, Vec<Duration>) {
-    let mut ours = Pair::ours();
-    let mut theirs = Pair::nc();
-    let (mut ours_times, mut nc_times) = (Vec::new(), Vec::new());
-    // Warm up both, uncounted.
-    ours.round_trips(50, &mut Vec::new());
-    theirs.round_trips(50, &mut Vec::new());
-    for _ in 0..LATENCY_BLOCKS {
-        ours.round_trips(ROUND_TRIPS / LATENCY_BLOCKS, &mut ours_times);
-        theirs.round_trips(ROUND_TRIPS / LATENCY_BLOCKS, &mut nc_times);
+/// Round trips over our plain pair, nc's, and our TLS pair, in alternating
+/// blocks; each sorted.
+fn latency(tls: &Wire) -> (Vec<Duration>, Vec<Duration>, Vec<Duration>) {
+    let mut pairs = [Pair::ours(&Wire::Plain), Pair::nc(), Pair::ours(tls)];
+    let mut times = [Vec::new(), Vec::new(), Vec::new()];
+    // Warm up each, uncounted.
+    for pair in &mut pairs {
+        pair.round_trips(50, &mut Vec::new());
     }
-    ours_times.sort();
-    nc_times.sort();
-    (ours_times, nc_times)
+    for _ in 0..LATENCY_BLOCKS {
+        for (pair, times) in pairs.iter_mut().zip(&mut times) {
+            pair.round_trips(ROUND_TRIPS / LATENCY_BLOCKS, times);
+        }
+    }
+    let [mut ours, mut nc, mut over_tls] = times;
+    ours.sort();
+    nc.sort();
+    over_tls.sort();
+    (ours, nc, over_tls)
 }
 
 fn median(times: &mut [Duration]) -> Duration {

@@ -99,8 +99,10 @@ fn main() {
     let connected = match client::connect(&args.connect, timeout, tls.as_ref()) {
         Ok(connected) => connected,
         Err(e) => {
-            chat::errors::to_stderr(&format!("chat-client: {e}"));
-            process::exit(1);
+            if !e.to_string().is_empty() {
+                chat::errors::to_stderr(&format!("chat-client: {e}"));
+            }
+            process::exit(e.exit().code());
         }
     };
     let config = Config {

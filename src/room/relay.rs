@@ -635,10 +635,17 @@ impl Room {
     fn leave(&self, state: &mut State, id: u64, why: Option<&str>) {
         state.arrivals.cancel(id);
         let member = state.members.get_mut(&id).expect("a member");
-        member.present = false;
         if !member.announced {
-            return;
+            if member.early.is_empty() {
+                member.present = false;
+                return;
+            }
+            // A script that said its lines and closed before it was
+            // announced: it joins, its lines are relayed, then it leaves.
+            self.announce(state, id, None);
         }
+        let member = state.members.get_mut(&id).expect("a member");
+        member.present = false;
         let name = member.name.clone();
         let text = match why {
             None => format!("{name} left"),

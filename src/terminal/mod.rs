@@ -13,10 +13,11 @@
 //! terminal that has stopped reading cannot stop an exit.
 //!
 //! Layout: `line` is the line being edited (pure), `editor` the thread that
-//! draws it.
+//! draws it, `secret` asks for the shared code without echo.
 
 mod editor;
 mod line;
+pub mod secret;
 
 use std::io::{self, IsTerminal};
 use std::sync::mpsc::{self, Sender};
