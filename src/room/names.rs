@@ -19,6 +19,11 @@ pub fn check(name: &str) -> Result<(), String> {
             "a name has at most {MAX_NAME_CHARS} characters ({count} given)"
         ));
     }
+    // `-- ` starts a notice and `* ` an action: a name that begins so could
+    // make a message read like one of them.
+    if name.starts_with('-') || name.starts_with('*') {
+        return Err("a name cannot begin with - or *".to_string());
+    }
     if let Some(bad) = name.chars().find(|&c| !allowed(c)) {
         let what = match bad {
             ':' => "a colon".to_string(),
@@ -90,6 +95,9 @@ mod tests {
             "esc\x1b",
             "rtl\u{202e}x",
             "zero\u{200b}width",
+            "--",
+            "-x",
+            "*star",
             &"x".repeat(33),
         ] {
             assert!(check(bad).is_err(), "{bad:?}");
