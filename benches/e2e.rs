@@ -14,6 +14,8 @@
 //!   one line back: 1,000 round trips, against the same harness over an nc pair.
 //! - Memory: each process's peak RSS during the bulk runs, and during a run of
 //!   1 MiB messages.
+//! - TLS: the 1 KiB bulk runs and the round trips again over `--tls`, in the
+//!   same rounds and blocks, against our own plain figures.
 
 #[cfg(unix)]
 #[path = "e2e/unix.rs"]
