@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::Exit;
 use crate::connection::Connection;
 use crate::conversation;
-use crate::ending::{Ending, Rules, STALL_TIMEOUT};
+use crate::ending::{Ending, Rules};
 use crate::errors::{describe_failure, lowercase_os_error};
 use crate::event::{Event, Input};
 use crate::frame::encode_frame;
@@ -20,9 +20,6 @@ use crate::room::view::RoomView;
 use crate::terminal::Console;
 use crate::tls::{ClientSettings, KnownHosts};
 use crate::transport::Transport;
-
-/// How long an interrupted client waits for its last words to be shown.
-const LAST_WORDS_ON_INTERRUPT: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -276,9 +273,6 @@ pub fn run(connected: Connected, config: Config) -> io::Result<Exit> {
             Exit::Failure
         }
     };
-    console.finish(match exit {
-        Exit::Interrupted => LAST_WORDS_ON_INTERRUPT,
-        _ => STALL_TIMEOUT,
-    });
+    console.finish_for(exit);
     Ok(exit)
 }

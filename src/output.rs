@@ -140,34 +140,33 @@ impl Output {
             Ok(items) => return self.show_waiting(items, cancelled),
             Err(text) => text,
         };
-        let mut state = self.lock();
-        while state.queued >= QUEUE_LIMIT && !state.closed {
-            if cancelled.load(Ordering::SeqCst) {
-                return false;
-            }
-            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
-        }
-        if state.closed {
+        let Some(state) = self.lock_with_room(cancelled) else {
             return false;
-        }
+        };
         let from = Arc::clone(from);
         self.push(state, Shown::Messages { from, text });
         true
     }
 
-    /// Queues `items` together, waiting while the queue is full unless
-    /// `cancelled` is set; as [`messages`](Self::messages).
-    fn show_waiting(&self, items: Vec<Shown>, cancelled: &AtomicBool) -> bool {
+    /// The state, once the queue has room: `None` if the output is closed,
+    /// or `cancelled` was set while waiting.
+    fn lock_with_room(&self, cancelled: &AtomicBool) -> Option<MutexGuard<'_, State>> {
         let mut state = self.lock();
         while state.queued >= QUEUE_LIMIT && !state.closed {
             if cancelled.load(Ordering::SeqCst) {
-                return false;
+                return None;
             }
             state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
-        if state.closed {
+        (!state.closed).then_some(state)
+    }
+
+    /// Queues `items` together, waiting while the queue is full unless
+    /// `cancelled` is set; as [`messages`](Self::messages).
+    fn show_waiting(&self, items: Vec<Shown>, cancelled: &AtomicBool) -> bool {
+        let Some(mut state) = self.lock_with_room(cancelled) else {
             return false;
-        }
+        };
         let was_idle = state.items.is_empty();
         for item in items {
             state.queued += item.weight();

@@ -12,7 +12,7 @@ use crate::Exit;
 use crate::access::Access;
 use crate::connection::Connection;
 use crate::conversation;
-use crate::ending::{Ending, Rules, STALL_TIMEOUT};
+use crate::ending::{Ending, Rules};
 use crate::errors::{describe_failure, lowercase_os_error};
 use crate::event::{Event, Input};
 use crate::frame::encode_frame;
@@ -24,9 +24,6 @@ use crate::output::Output;
 use crate::queue::{TIDY_INTERVAL, WaitingLine};
 use crate::terminal::Console;
 use crate::transport::Transport;
-
-/// How long an interrupted server waits for its last words to be shown.
-const LAST_WORDS_ON_INTERRUPT: Duration = Duration::from_millis(200);
 
 /// Said when the operator's standard input ends.
 const INPUT_ENDED: &str = "standard input has ended: from now on, only receiving";
@@ -79,10 +76,7 @@ pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
     output.status(format!("listening on {address}"));
     let exit = serve(&console, &line, &config, &events, &inbox);
     console.close();
-    console.finish(match exit {
-        Exit::Interrupted => LAST_WORDS_ON_INTERRUPT,
-        _ => STALL_TIMEOUT,
-    });
+    console.finish_for(exit);
     Ok(exit)
 }
 

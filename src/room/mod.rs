@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use crate::Exit;
 use crate::access::Access;
-use crate::ending::{Happening, STALL_TIMEOUT};
+use crate::ending::Happening;
 use crate::errors::{describe_receive_error, describe_send_error};
 use crate::event::{Event, Input, ReceiveEnd};
 use crate::gate::{Admit, TlsConfig, open_gate};
@@ -48,9 +48,6 @@ use relay::{Finished, OPERATOR, Room};
 /// How often refused connections counted meanwhile are looked at, to be
 /// reported once their period is over.
 const REFUSALS_TIDY: Duration = Duration::from_millis(200);
-
-/// How long an interrupted server waits for its last words to be shown.
-const LAST_WORDS_ON_INTERRUPT: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -132,10 +129,7 @@ pub fn run(listener: TcpListener, mut config: Config) -> io::Result<Exit> {
     console.start_input(&events, AfterQuit::Continue)?;
     let exit = serve(&room, &output, &inbox, &mut last_words);
     console.close();
-    console.finish(match exit {
-        Exit::Interrupted => LAST_WORDS_ON_INTERRUPT,
-        _ => STALL_TIMEOUT,
-    });
+    console.finish_for(exit);
     Ok(exit)
 }
 

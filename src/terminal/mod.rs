@@ -25,12 +25,17 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use crate::Exit;
+use crate::ending::STALL_TIMEOUT;
 use crate::event::Event;
 use crate::input::{AfterQuit, Composer, Recipient, read_plain};
 use crate::outbox::Room;
 use crate::output::{Output, spawn_plain_writer};
 
 use editor::Msg;
+
+/// How long an interrupted program waits for its last words to be shown.
+const LAST_WORDS_ON_INTERRUPT: Duration = Duration::from_millis(200);
 
 /// How long closing waits for the editor thread to give the terminal back
 /// before doing it itself.
@@ -122,6 +127,16 @@ impl Console {
     /// nothing for `patience`.
     pub fn finish(&self, patience: Duration) {
         self.output.drain(patience);
+    }
+
+    /// The last words of a program ending as `exit`: what is queued is shown,
+    /// unless the screen moves nothing for a while (briefly after Ctrl-C,
+    /// the stall timeout otherwise).
+    pub fn finish_for(&self, exit: Exit) {
+        self.finish(match exit {
+            Exit::Interrupted => LAST_WORDS_ON_INTERRUPT,
+            _ => STALL_TIMEOUT,
+        });
     }
 
     fn tell_editor(&self, msg: Msg) {
