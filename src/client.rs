@@ -217,6 +217,7 @@ pub fn run(connected: Connected, config: Config) -> io::Result<Exit> {
         idle_timeout: config.idle_timeout,
     };
     let mut input_ended = false;
+    let mut turned_away = false;
     let ending = conversation::run(
         0,
         connection,
@@ -226,6 +227,7 @@ pub fn run(connected: Connected, config: Config) -> io::Result<Exit> {
         rules,
         |event| match event {
             Event::Input(Input::Closed) => input_ended = true,
+            Event::RoomTurnedAway => turned_away = true,
             Event::RoomFound => {
                 console.recipient.set_room();
                 if let Some(name) = &config.name {
@@ -243,6 +245,11 @@ pub fn run(connected: Connected, config: Config) -> io::Result<Exit> {
     console.recipient.set(None);
     console.close();
     let exit = match &ending {
+        // Told why already (the room's notice): the status says it failed.
+        Ending::PeerLeft if turned_away => {
+            output.status("disconnected from the room");
+            Exit::Failure
+        }
         Ending::PeerLeft if input_ended => {
             output.status("input ended, and the server has closed its side too");
             Exit::Success

@@ -27,6 +27,8 @@ pub enum Event {
     RoomChanged,
     /// The client found that the server is a room (see `room::view`).
     RoomFound,
+    /// The room turned the client away or disconnected it.
+    RoomTurnedAway,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

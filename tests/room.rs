@@ -349,7 +349,8 @@ fn one_more_than_max_clients_is_told_the_room_is_full() {
     server.expect_status("turned away: the room is full (2 members)");
     let mut client = server.connect_client(&["--name", "carol"]);
     client.expect_status("the room is full (2 members); try again later");
-    assert_eq!(client.wait().code(), Some(0));
+    client.expect_status("disconnected from the room");
+    assert_eq!(client.wait().code(), Some(1), "turned away is a failure");
 }
 
 #[test]
@@ -560,7 +561,7 @@ fn a_room_over_tls_relays_under_names_as_over_plain_tcp() {
         &[],
     );
     carol.expect_status("the room is full (2 members); try again later");
-    assert_eq!(carol.wait().code(), Some(0));
+    assert_eq!(carol.wait().code(), Some(1));
 }
 
 /// A script that says its lines and closes before the room announced it

@@ -675,8 +675,7 @@ impl Room {
         state.arrivals.cancel(id);
         let member = &state.members[&id];
         let (name, announced) = (member.name.clone(), member.announced);
-        let text =
-            format!("you were disconnected: you fell more than {bound} bytes behind the room");
+        let text = wire::dropped_behind(bound);
         let mut notice = Vec::new();
         let _ = encode_frame(&mut notice, &wire::notice(&text), usize::MAX);
         member.outbox.push(&mut notice, Space::Take);

@@ -47,7 +47,14 @@ impl Interpret for RoomView {
             let from = Arc::clone(from);
             return vec![Shown::Messages { from, text }];
         }
-        read_room_lines(&text)
+        let items = read_room_lines(&text);
+        if items
+            .iter()
+            .any(|item| matches!(item, Shown::Status(notice) if wire::turns_away(notice)))
+        {
+            let _ = self.events.send(Event::RoomTurnedAway);
+        }
+        items
     }
 }
 

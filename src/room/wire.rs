@@ -29,9 +29,28 @@ pub fn greeting() -> String {
     format!("{NOTICE}welcome to the room (/help lists the commands) {MARKER}")
 }
 
+/// How the notices begin that tell a member it is not, or no longer, let in.
+const FULL: &str = "the room is full";
+const DROPPED: &str = "you were disconnected:";
+
 /// The only frame to one more than the room holds.
 pub fn full(max_clients: usize) -> String {
-    format!("{NOTICE}the room is full ({max_clients} members); try again later {MARKER}")
+    let members = match max_clients {
+        1 => "1 member".to_string(),
+        n => format!("{n} members"),
+    };
+    format!("{NOTICE}{FULL} ({members}); try again later {MARKER}")
+}
+
+/// To a member disconnected for falling more than `bound` bytes behind.
+pub fn dropped_behind(bound: usize) -> String {
+    format!("{DROPPED} you fell more than {bound} bytes behind the room")
+}
+
+/// Whether a notice tells its reader it was turned away or disconnected:
+/// for the client, an end that failed.
+pub fn turns_away(notice: &str) -> bool {
+    notice.starts_with(FULL) || notice.starts_with(DROPPED)
 }
 
 /// The only frame to a client that arrives while the room closes.
@@ -212,6 +231,20 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn being_turned_away_is_told_apart_from_other_notices() {
+        let notice = |line: String| match parse(&line) {
+            Heard::Notice(text) => text.to_string(),
+            _ => panic!("{line} is a notice"),
+        };
+        assert!(turns_away(&notice(full(1))));
+        assert!(notice(full(1)).contains("(1 member)"));
+        assert!(turns_away(&dropped_behind(2048)));
+        assert!(!turns_away(&notice(greeting())));
+        assert!(!turns_away(&notice(closing())));
+        assert!(!turns_away("alice was disconnected: it fell behind"));
     }
 
     #[test]
