@@ -492,6 +492,22 @@ mod tests {
             self.happen(Happening::ReceiveFailed("aborted".into()));
         }
 
+        /// Checks the connection is cut off exactly when the stall timeout is
+        /// up (not a tenth of a second before), then that the ending, once
+        /// both threads stop, names the stall and the undelivered bytes.
+        fn expect_cut_off_at_the_timeout(&mut self, undelivered: u64) {
+            self.wait(TENTH);
+            assert!(self.aborted);
+            self.threads_stop();
+            assert_eq!(
+                self.ended,
+                Some(Ending::CutOff {
+                    why: Stall::NoProgress(STALL_TIMEOUT),
+                    undelivered
+                })
+            );
+        }
+
         /// Our side drains and shuts down, then the peer closes.
         fn both_close(&mut self) {
             self.happen(Happening::SendFinished);
@@ -574,16 +590,7 @@ mod tests {
         bench.seen.undelivered = 4321;
         bench.wait(STALL_TIMEOUT - TENTH);
         assert!(!bench.aborted, "progress restarts the clock");
-        bench.wait(TENTH);
-        assert!(bench.aborted);
-        bench.threads_stop();
-        assert_eq!(
-            bench.ended,
-            Some(Ending::CutOff {
-                why: Stall::NoProgress(STALL_TIMEOUT),
-                undelivered: 4321
-            })
-        );
+        bench.expect_cut_off_at_the_timeout(4321);
     }
 
     #[test]
@@ -742,16 +749,7 @@ mod tests {
             !bench.aborted,
             "ten minutes of silence before are not held against it"
         );
-        bench.wait(TENTH);
-        assert!(bench.aborted);
-        bench.threads_stop();
-        assert_eq!(
-            bench.ended,
-            Some(Ending::CutOff {
-                why: Stall::NoProgress(STALL_TIMEOUT),
-                undelivered: 3_000_000
-            })
-        );
+        bench.expect_cut_off_at_the_timeout(3_000_000);
     }
 
     #[test]

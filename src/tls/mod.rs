@@ -11,8 +11,8 @@ mod code;
 mod identity;
 mod trust;
 
-use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::io::{self, ErrorKind, Read};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,7 +24,6 @@ pub use code::{Failure as CodeFailure, generate as generate_code, normalize as n
 pub use identity::{Identity, data_dir, load_or_create as load_identity};
 pub use trust::{Expect, KnownHosts};
 
-use crate::frame::encode_frame;
 use crate::transport::Transport;
 
 const ALPN_CHAT: &[u8] = b"chat";
@@ -93,7 +92,7 @@ impl ServerTls {
     pub fn accept(&self, mut stream: TcpStream, timeout: Duration) -> Result<Transport, Refused> {
         let deadline = Instant::now() + timeout;
         if !speaks_first_with_tls(&stream)? {
-            tell_plainly(&stream, SPEAK_TLS);
+            tell(&Transport::plain(stream), SPEAK_TLS);
             return Err(Refused::Plain);
         }
         let session = rustls::ServerConnection::new(Arc::clone(&self.config))
@@ -180,24 +179,14 @@ fn speaks_first_with_tls(stream: &TcpStream) -> Result<bool, Refused> {
     Ok(seen)
 }
 
-/// Tells a plain client something in its own protocol, then closes our side.
-fn tell_plainly(mut stream: &TcpStream, notice: &str) {
-    let mut frame = Vec::new();
-    encode_frame(&mut frame, notice.as_bytes(), usize::MAX).expect("notices are short");
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-    if stream.write_all(&frame).is_ok() {
-        let _ = stream.shutdown(Shutdown::Write);
-        // Let the client read it before the close, rather than a reset: take
-        // what it sent, briefly.
+/// Tells a client something as an ordinary text frame (inside TLS if the
+/// transport is), then closes our side. What it sent meanwhile is taken,
+/// briefly, so that it reads the notice before the close, not a reset.
+fn tell(transport: &Transport, notice: &str) {
+    if transport.send_notice(notice, Duration::from_secs(1)) && transport.close_write().is_ok() {
+        let mut stream = transport.stream();
         let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
         let _ = stream.read(&mut [0u8; 4096]);
-    }
-}
-
-/// Tells a TLS client something as an ordinary text frame, then closes.
-fn tell(transport: &Transport, notice: &str) {
-    if transport.send_notice(notice, Duration::from_secs(1)) {
-        let _ = transport.close_write();
     }
 }
 
