@@ -610,3 +610,51 @@ fn quick_piped_members_lose_no_line() {
         assert!(line.ends_with(&format!(": hello {i}")), "{line}");
     }
 }
+
+/// A member piping a file at loopback speed is slowed to the room's pace,
+/// and told so; a reader that keeps up with the pace (here four times
+/// faster), though far slower than loopback, gets every line and stays.
+#[test]
+fn a_flood_is_slowed_to_the_pace_and_an_attentive_slower_reader_stays() {
+    const RATE: usize = 512 * 1024;
+    let server = start_room(&[
+        "--member-backlog",
+        "524288",
+        "--max-message-size",
+        "65536",
+        "--member-rate",
+        &RATE.to_string(),
+    ]);
+    let addr = server.addr.to_string();
+    let mut reader = Program::spawn_reading_stdout(
+        support::CLIENT,
+        &["--connect", &addr, "--name", "reader"],
+        4 * RATE,
+    );
+    reader.expect_status("you joined as reader;");
+    let mut flooder = server.join_room("flooder");
+    reader.expect_status("flooder joined");
+
+    let lines = support::flood("flooder", 2_000_000);
+    let began = Instant::now();
+    // Written whole: the flooder's client takes it as fast as it is let.
+    flooder.type_raw(format!("{}\n", lines.join("\n")).as_bytes());
+    flooder.expect_status("you are sending faster than the room takes (524288 bytes a second)");
+    for line in &lines {
+        assert_eq!(reader.next_message(), format!("flooder: {line}"));
+    }
+    let took = began.elapsed();
+    // 2 MB at 512 KiB/s, less the burst (128 KiB) and one read (256 KiB):
+    // over 3 s paced; at loopback speed the reader alone would take 1 s.
+    assert!(took >= Duration::from_secs(2), "not slowed: {took:?}");
+    reader.say("/who");
+    reader.expect_status("here (3): server, reader, flooder");
+    assert!(
+        !reader
+            .drain_stderr()
+            .iter()
+            .any(|l| l.contains("disconnected")),
+        "{:?}",
+        reader.all_stderr()
+    );
+}

@@ -22,6 +22,7 @@
 mod clock;
 pub(crate) mod commands;
 mod names;
+mod pace;
 mod relay;
 pub(crate) mod view;
 mod wire;
@@ -29,6 +30,7 @@ mod wire;
 use std::io;
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -56,6 +58,9 @@ pub struct Config {
     pub max_clients: usize,
     /// Bytes a member may fall behind before it is disconnected.
     pub backlog: usize,
+    /// Bytes a second a member may talk, sustained; past it, its lines are
+    /// taken more slowly.
+    pub rate: usize,
     /// The operator's name.
     pub name: String,
     pub idle_timeout: Option<Duration>,
@@ -84,15 +89,20 @@ pub fn run(listener: TcpListener, mut config: Config) -> io::Result<Exit> {
     let lines = Arc::new(Outbox::with_backlog_alarm(|| {}));
     console.recipient.set(Some(Arc::clone(&lines)));
     console.recipient.set_room();
+    // The operator keeps the members' pace too, until it closes the room:
+    // then what it said before is relayed at once.
+    let closing = Arc::new(AtomicBool::new(false));
     let operator = {
-        let (room, lines) = (Arc::clone(&room), Arc::clone(&lines));
+        let (room, lines, closing) = (Arc::clone(&room), Arc::clone(&lines), Arc::clone(&closing));
         thread::Builder::new()
             .name("operator".into())
             .spawn(move || {
                 let mut batches = Vec::new();
+                let mut pace = room.pace();
                 while lines.take(&mut batches) {
                     for batch in &batches {
                         room.hear(OPERATOR, batch);
+                        relay::pause(pace.take(batch.len(), Instant::now()), &closing);
                     }
                 }
             })?
@@ -101,6 +111,7 @@ pub fn run(listener: TcpListener, mut config: Config) -> io::Result<Exit> {
     // reported; they are relayed before the room closes.
     let mut operator = Some(operator);
     let mut last_words = move || {
+        closing.store(true, Ordering::SeqCst);
         lines.close();
         if let Some(thread) = operator.take() {
             let _ = thread.join();

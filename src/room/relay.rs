@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -22,6 +22,7 @@ use super::Config;
 use super::clock::{Deadlines, FAREWELL_POLL, FAREWELL_TIMEOUT, HELLO_WAIT};
 use super::commands::{self, Command, HELP};
 use super::names;
+use super::pace::Pace;
 use super::wire;
 use crate::connection::{Connection, Inbound};
 use crate::ending::{Closing, Ending, Happening, Rules};
@@ -51,6 +52,9 @@ const SCREEN_REPORT_PERIOD: Duration = Duration::from_secs(5);
 
 /// Turned-away clients still being drained; past this they are dropped at once.
 const MAX_FAREWELLS: usize = 64;
+
+/// A paced talker's thread looks this often whether it is cancelled.
+const PAUSE_SLICE: Duration = Duration::from_millis(100);
 
 pub struct Room {
     /// This room, for the members' receiving threads.
@@ -139,11 +143,14 @@ pub struct Tick {
 }
 
 /// What a member's receiving thread hands to the room: the frames of one
-/// read, relayed under one lock.
+/// read, relayed under one lock, at the member's pace.
 struct FromMember {
     room: Arc<Room>,
     id: u64,
     frames: Vec<u8>,
+    pace: Pace,
+    /// It was told once that it talks faster than the room takes.
+    told_pace: bool,
 }
 
 impl Inbound for FromMember {
@@ -151,12 +158,38 @@ impl Inbound for FromMember {
         let _ = encode_frame(&mut self.frames, payload, usize::MAX);
     }
 
-    fn flush(&mut self, _cancelled: &AtomicBool) -> bool {
-        if !self.frames.is_empty() {
-            self.room.hear(self.id, &self.frames);
-            self.frames.clear();
+    fn flush(&mut self, cancelled: &AtomicBool) -> bool {
+        if self.frames.is_empty() {
+            return true;
+        }
+        self.room.hear(self.id, &self.frames);
+        let wait = self.pace.take(self.frames.len(), Instant::now());
+        self.frames.clear();
+        if !wait.is_zero() {
+            if !self.told_pace {
+                self.told_pace = true;
+                self.room.told_pace(self.id);
+            }
+            // Not reading meanwhile is the point: TCP holds the rest back
+            // in the member's client.
+            pause(wait, cancelled);
         }
         true
+    }
+}
+
+/// Sleeps for `wait`, or less once `cancelled` is set.
+pub(super) fn pause(wait: Duration, cancelled: &AtomicBool) {
+    let until = Instant::now() + wait;
+    loop {
+        if cancelled.load(Ordering::SeqCst) {
+            return;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(PAUSE_SLICE));
     }
 }
 
@@ -229,6 +262,8 @@ impl Room {
             room: me,
             id,
             frames: Vec::new(),
+            pace: self.pace(),
+            told_pace: false,
         };
         // Started under the lock: its first message waits for the greeting.
         let connection = match Connection::start_relaying(
@@ -295,6 +330,24 @@ impl Room {
         state.step(id, None, now, &mut finished);
         drop(state);
         let _ = self.events.send(Event::RoomChanged);
+    }
+
+    /// A talker's pace: the room's rate, and a quarter of a member's bound
+    /// at once, so that a reader that keeps up with the rate is never more
+    /// than that and one read (`crate::transport`'s chunk, a quarter of the
+    /// default bound) behind one talker.
+    pub fn pace(&self) -> Pace {
+        Pace::new(self.config.rate, self.config.backlog / 4)
+    }
+
+    /// Tells member `id` (once) that it is being slowed.
+    fn told_pace(&self, id: u64) {
+        let mut state = self.lock();
+        let text = format!(
+            "you are sending faster than the room takes ({} bytes a second): your lines are taken more slowly, and none is lost",
+            self.config.rate
+        );
+        self.tell(&mut state, id, &text);
     }
 
     /// Takes the frames of one read from member `id` (or the operator):
