@@ -658,3 +658,16 @@ fn a_flood_is_slowed_to_the_pace_and_an_attentive_slower_reader_stays() {
         reader.all_stderr()
     );
 }
+
+/// A member whose idle timeout runs out is told why, and so is the room.
+#[test]
+fn a_member_idle_past_the_timeout_is_told_why_and_so_is_the_room() {
+    let mut server = start_room(&["--idle-timeout", "2"]);
+    let mut alice = server.join_room("alice");
+    server.expect_status("alice joined");
+    alice.expect_status(
+        "nothing sent or received for 2 s (the room's idle timeout): the server ends your connection",
+    );
+    server.expect_status("alice left (idle for 2 s)");
+    assert_eq!(alice.wait().code(), Some(0), "{:?}", alice.all_stderr());
+}

@@ -98,6 +98,8 @@ struct State {
     farewells: Vec<(TcpStream, Instant)>,
     /// Members found behind, for the main thread.
     fell_behind: Vec<u64>,
+    /// Members whose idle timeout ran out, for the room to be told.
+    went_idle: Vec<(u64, Duration)>,
     /// Messages the operator's screen had no room for, not yet reported.
     unshown: u64,
     /// When that was last reported.
@@ -216,6 +218,7 @@ impl Room {
             arrivals: Deadlines::default(),
             farewells: Vec::new(),
             fell_behind: Vec::new(),
+            went_idle: Vec::new(),
             unshown: 0,
             unshown_told: None,
             scratch: Vec::new(),
@@ -415,6 +418,12 @@ impl Room {
             .collect();
         for id in due {
             state.step(id, None, now, &mut finished);
+        }
+        for (id, idle) in std::mem::take(&mut state.went_idle) {
+            if state.is_here(id) {
+                let why = format!("idle for {} s", idle.as_secs());
+                self.leave(&mut state, id, Some(&why));
+            }
         }
         state
             .farewells
@@ -841,6 +850,15 @@ impl State {
         };
         let seen = member.connection.observe();
         let decision = member.closing.step(now, seen, happening);
+        if let Some(idle) = decision.went_idle
+            && member.present
+        {
+            // Told before our side closes, so that it is the last it reads.
+            let mut notice = Vec::new();
+            let _ = encode_frame(&mut notice, &wire::notice(&wire::idle(idle)), usize::MAX);
+            member.outbox.push(&mut notice, Space::Take);
+            self.went_idle.push((id, idle));
+        }
         if decision.finish_sending {
             member.connection.finish_sending();
         }

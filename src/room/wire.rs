@@ -13,6 +13,8 @@
 //! The first frame to each newcomer is a notice ending in [`MARKER`]: how a
 //! client learns that it is in a room.
 
+use std::time::Duration;
+
 use crate::display::push_visible;
 use crate::room::names;
 
@@ -51,6 +53,14 @@ pub fn dropped_behind(bound: usize) -> String {
 /// for the client, an end that failed.
 pub fn turns_away(notice: &str) -> bool {
     notice.starts_with(FULL) || notice.starts_with(DROPPED)
+}
+
+/// The last frame to a member whose idle timeout ran out.
+pub fn idle(after: Duration) -> String {
+    format!(
+        "nothing sent or received for {} s (the room's idle timeout): the server ends your connection",
+        after.as_secs()
+    )
 }
 
 /// The only frame to a client that arrives while the room closes.
