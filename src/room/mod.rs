@@ -40,6 +40,7 @@ use crate::access::Access;
 use crate::ending::Happening;
 use crate::errors::{describe_receive_error, describe_send_error};
 use crate::event::{Event, Input, ReceiveEnd};
+use crate::farewell::Farewells;
 use crate::gate::{Admit, TlsConfig, open_gate};
 use crate::input::AfterQuit;
 use crate::outbox::Outbox;
@@ -85,7 +86,13 @@ pub fn run(listener: TcpListener, mut config: Config) -> io::Result<Exit> {
     let address = listener.local_addr()?;
     let name = config.name.clone();
     let (access, tls) = (config.access.clone(), config.tls.clone());
-    let room = Room::new(config, events.clone(), Arc::clone(&output));
+    let farewells = Arc::new(Farewells::default());
+    let room = Room::new(
+        config,
+        events.clone(),
+        Arc::clone(&output),
+        Arc::clone(&farewells),
+    );
     let lines = Arc::new(Outbox::with_backlog_alarm(|| {}));
     console.recipient.set(Some(Arc::clone(&lines)));
     console.recipient.set_room();
@@ -123,12 +130,14 @@ pub fn run(listener: TcpListener, mut config: Config) -> io::Result<Exit> {
         tls.as_ref(),
         Arc::clone(&room) as Arc<dyn Admit>,
         &output,
+        &farewells,
     )?;
     {
         let output = Arc::clone(&output);
         thread::Builder::new().name("tidy".into()).spawn(move || {
             loop {
                 thread::sleep(REFUSALS_TIDY);
+                farewells.tidy(Instant::now());
                 refusals.report_overdue(&output);
             }
         })?;

@@ -11,15 +11,14 @@
 //! screen takes what it has room for and says what it had to drop.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{ErrorKind, Read};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use super::Config;
-use super::clock::{Deadlines, FAREWELL_POLL, FAREWELL_TIMEOUT, HELLO_WAIT};
+use super::clock::{Deadlines, HELLO_WAIT};
 use super::commands::{self, Command, HELP};
 use super::names;
 use super::pace::Pace;
@@ -28,6 +27,7 @@ use crate::connection::{Connection, Inbound};
 use crate::ending::{Closing, Ending, Happening, Rules};
 use crate::errors::{describe_failure, lowercase_os_error};
 use crate::event::Event;
+use crate::farewell::Farewells;
 use crate::frame::encode_frame;
 use crate::gate::Admit;
 use crate::outbox::{Outbox, Room as Space};
@@ -44,14 +44,8 @@ pub const HISTORY: usize = 20;
 /// announced; past this it is announced under the name it has.
 const EARLY_LIMIT: usize = 64 * 1024;
 
-/// A notice to a turned-away client must reach its buffers within this.
-const NOTICE_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// Messages the operator's screen had to drop are reported at most this often.
 const SCREEN_REPORT_PERIOD: Duration = Duration::from_secs(5);
-
-/// Turned-away clients still being drained; past this they are dropped at once.
-const MAX_FAREWELLS: usize = 64;
 
 /// A paced talker's thread looks this often whether it is cancelled.
 const PAUSE_SLICE: Duration = Duration::from_millis(100);
@@ -63,6 +57,7 @@ pub struct Room {
     config: Config,
     events: Sender<Event>,
     output: Arc<Output>,
+    farewells: Arc<Farewells>,
 }
 
 struct Member {
@@ -93,9 +88,6 @@ struct State {
     closing: bool,
     /// Newcomers not yet announced, by when they will be.
     arrivals: Deadlines<u64>,
-    /// Turned-away clients: told why, our side shut down, theirs read until
-    /// it closes or its time is up.
-    farewells: Vec<(TcpStream, Instant)>,
     /// Members found behind, for the main thread.
     fell_behind: Vec<u64>,
     /// Members whose idle timeout ran out, for the room to be told.
@@ -207,7 +199,12 @@ struct Run {
 }
 
 impl Room {
-    pub fn new(config: Config, events: Sender<Event>, output: Arc<Output>) -> Arc<Self> {
+    pub fn new(
+        config: Config,
+        events: Sender<Event>,
+        output: Arc<Output>,
+        farewells: Arc<Farewells>,
+    ) -> Arc<Self> {
         let state = State {
             members: BTreeMap::new(),
             operator: config.name.clone(),
@@ -216,7 +213,6 @@ impl Room {
             guests: 0,
             closing: false,
             arrivals: Deadlines::default(),
-            farewells: Vec::new(),
             fell_behind: Vec::new(),
             went_idle: Vec::new(),
             unshown: 0,
@@ -229,6 +225,7 @@ impl Room {
             config,
             events,
             output,
+            farewells,
         })
     }
 
@@ -245,12 +242,8 @@ impl Room {
                 true => wire::closing(),
                 false => wire::full(self.config.max_clients),
             };
-            if let Some(farewell) = farewell(&transport, &why)
-                && state.farewells.len() < MAX_FAREWELLS
-            {
-                state.farewells.push((farewell, Instant::now()));
-            }
             drop(state);
+            self.farewells.send_off(&transport, &why);
             if present >= self.config.max_clients {
                 self.output.status(format!(
                     "{peer} turned away: the room is full ({present} members)"
@@ -425,9 +418,6 @@ impl Room {
                 self.leave(&mut state, id, Some(&why));
             }
         }
-        state
-            .farewells
-            .retain_mut(|(stream, since)| still_closing(stream, *since, now));
         let report_at = state.unshown_told.map(|at| at + SCREEN_REPORT_PERIOD);
         let report_due = state.unshown > 0 && report_at.is_none_or(|at| now >= at);
         if report_due {
@@ -449,7 +439,6 @@ impl Room {
             .values()
             .filter_map(|m| m.wake_at)
             .chain(state.arrivals.next())
-            .chain((!state.farewells.is_empty()).then(|| now + FAREWELL_POLL))
             .chain(report_at)
             .min();
         Tick {
@@ -887,36 +876,6 @@ fn visible_len(payload: &[u8], name: &str, how: Said) -> usize {
         Said::Action => 2 + name.len() + 1,
     };
     payload.len() - prefix
-}
-
-/// Tells a turned-away client why and ends our side; the stream is
-/// returned to be drained until the client closes, or `None` if it is gone.
-fn farewell(transport: &Transport, why: &str) -> Option<TcpStream> {
-    if !transport.send_notice(why, NOTICE_TIMEOUT) {
-        return None;
-    }
-    transport.close_write().ok()?;
-    let stream = transport.stream().try_clone().ok()?;
-    stream.set_nonblocking(true).ok()?;
-    Some(stream)
-}
-
-/// Reads what a turned-away client still sends; false once it closed or
-/// its time is up.
-fn still_closing(stream: &mut TcpStream, since: Instant, now: Instant) -> bool {
-    if now >= since + FAREWELL_TIMEOUT {
-        return false;
-    }
-    let mut sink = [0; 4096];
-    loop {
-        match stream.read(&mut sink) {
-            Ok(0) => return false,
-            Ok(_) => continue,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => return false,
-        }
-    }
 }
 
 impl Admit for Room {
