@@ -205,6 +205,7 @@ pub fn run(connected: Connected, config: Config) -> io::Result<Exit> {
         0,
         transport,
         config.max_message_size,
+        Some(crate::room::declared_max),
         &output,
         "server",
         &events,

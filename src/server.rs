@@ -124,6 +124,7 @@ fn serve(
             next_id,
             client.into_transport(),
             config.max_message_size,
+            None,
             output,
             &label,
             events,

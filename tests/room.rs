@@ -671,3 +671,26 @@ fn a_member_idle_past_the_timeout_is_told_why_and_so_is_the_room() {
     server.expect_status("alice left (idle for 2 s)");
     assert_eq!(alice.wait().code(), Some(0), "{:?}", alice.all_stderr());
 }
+
+/// A room that relays larger messages than a client's own maximum says so
+/// in its greeting, and the client takes them rather than being ejected.
+#[test]
+fn a_client_with_a_smaller_maximum_takes_what_the_room_relays() {
+    let server = start_room(&["--max-message-size", "3000000"]);
+    let mut alice = server.join_room("alice");
+    let mut bob = server.raw_member();
+    bob.send("/nick bob");
+    alice.expect_status("bob joined");
+    let big = "b".repeat(2_000_000);
+    bob.send(&big);
+    assert_eq!(alice.next_message(), format!("bob: {big}"));
+    // However small the client's own maximum.
+    let mut carol = server.connect_client(&["--name", "carol", "--max-message-size", "1000"]);
+    carol.expect_status("you joined as carol;");
+    let long = "c".repeat(50_000);
+    bob.send(&long);
+    assert_eq!(carol.next_message(), format!("bob: {long}"));
+    alice.say("still here");
+    assert_eq!(carol.next_message(), "alice: still here");
+    assert_eq!(alice.next_message(), format!("bob: {long}"));
+}

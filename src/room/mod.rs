@@ -70,6 +70,11 @@ pub struct Config {
     pub access: Access,
 }
 
+/// The largest message a room's greeting (its first frame) says it relays.
+pub fn declared_max(first: &[u8]) -> Option<usize> {
+    wire::declared_max(first)
+}
+
 /// Checks a name given on the command line.
 pub fn parse_name(text: &str) -> Result<String, String> {
     names::check(text).map(|()| text.to_string())

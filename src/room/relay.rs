@@ -282,7 +282,11 @@ impl Room {
         let name = names::free_form(&guest, |key| state.is_taken(key, None));
         let outbox = connection.outbox();
         let mut hello = Vec::new();
-        let _ = encode_frame(&mut hello, wire::greeting().as_bytes(), usize::MAX);
+        let _ = encode_frame(
+            &mut hello,
+            wire::greeting(self.config.max_message_size).as_bytes(),
+            usize::MAX,
+        );
         // The newest earlier messages that fit in half the member's bound,
         // so that what a member holds stays within the bound from the start.
         let mut budget = self.config.backlog / 2;

@@ -146,12 +146,12 @@ mod tests {
         let mut view = RoomView::new(tx);
         let first = format!(
             "{}\n-- earlier: bob: before\nalice: hi\nalice: bob: fake\n* alice waves\n-- carol joined\n",
-            wire::greeting()
+            wire::greeting(1 << 20)
         );
         assert_eq!(
             shown(&mut view, &first),
             [
-                "status welcome to the room (/help lists the commands)",
+                "status welcome to the room (/help lists the commands; messages up to 1048588 bytes)",
                 "Message earlier=true bob \"before\\n\"",
                 "Message earlier=false alice \"hi\\nbob: fake\\n\"",
                 "Action earlier=false alice \"waves\\n\"",
@@ -171,7 +171,7 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let mut view = RoomView::new(tx);
         assert_eq!(shown(&mut view, "hello\n"), ["plain server \"hello\\n\""]);
-        let later = format!("{}\nbob: x\n", wire::greeting());
+        let later = format!("{}\nbob: x\n", wire::greeting(1 << 20));
         assert_eq!(
             shown(&mut view, &later),
             [format!("plain server {:?}", later)]

@@ -26,9 +26,25 @@ const NOTICE: &str = "-- ";
 const EARLIER: &str = "-- earlier: ";
 const ACTION: &str = "* ";
 
-/// The first frame to a newcomer.
-pub fn greeting() -> String {
-    format!("{NOTICE}welcome to the room (/help lists the commands) {MARKER}")
+/// Says, in the greeting, the largest frame the room sends.
+const UP_TO: &str = "; messages up to ";
+
+/// The first frame to a newcomer; `max` is the largest message the room
+/// relays. The greeting says the largest frame it sends (an earlier one is
+/// longer by its mark), which a client with a smaller maximum must take.
+pub fn greeting(max: usize) -> String {
+    let largest = max + EARLIER.len();
+    format!("{NOTICE}welcome to the room (/help lists the commands{UP_TO}{largest} bytes) {MARKER}")
+}
+
+/// The largest message a room's greeting says it relays.
+pub fn declared_max(greeting: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(greeting).ok()?;
+    if !is_room_greeting(text) {
+        return None;
+    }
+    let (_, rest) = text.split_once(UP_TO)?;
+    rest.split_once(" bytes)")?.0.parse().ok()
 }
 
 /// How the notices begin that tell a member it is not, or no longer, let in.
@@ -252,14 +268,14 @@ mod tests {
         assert!(turns_away(&notice(full(1))));
         assert!(notice(full(1)).contains("(1 member)"));
         assert!(turns_away(&dropped_behind(2048)));
-        assert!(!turns_away(&notice(greeting())));
+        assert!(!turns_away(&notice(greeting(1 << 20))));
         assert!(!turns_away(&notice(closing())));
         assert!(!turns_away("alice was disconnected: it fell behind"));
     }
 
     #[test]
     fn the_greeting_is_recognised_by_its_marker_and_version() {
-        assert!(is_room_greeting(&greeting()));
+        assert!(is_room_greeting(&greeting(1 << 20)));
         assert!(is_room_greeting(&full(3)));
         assert!(is_room_greeting(&closing()));
         assert!(is_room_greeting("-- anything [room protocol 7]"));
@@ -274,9 +290,27 @@ mod tests {
             assert!(!is_room_greeting(not), "{not:?}");
         }
         assert_eq!(
-            parse(&greeting()),
-            Heard::Notice("welcome to the room (/help lists the commands)")
+            parse(&greeting(1 << 20)),
+            Heard::Notice(
+                "welcome to the room (/help lists the commands; messages up to 1048588 bytes)"
+            )
         );
+    }
+
+    #[test]
+    fn the_greeting_declares_the_largest_frame_and_nothing_else_does() {
+        assert_eq!(
+            declared_max(greeting(1000).as_bytes()),
+            Some(1000 + EARLIER.len())
+        );
+        for not in [
+            "-- welcome (messages up to 99 bytes)".to_string(),
+            "alice: ; messages up to 99 bytes) [room protocol 2]".to_string(),
+            full(3),
+            "-- x; messages up to lots bytes) [room protocol 2]".to_string(),
+        ] {
+            assert_eq!(declared_max(not.as_bytes()), None, "{not:?}");
+        }
     }
 
     #[test]
