@@ -41,6 +41,10 @@ struct State {
     spare: Vec<Vec<u8>>,
     /// Pushes waiting for room.
     waiting: usize,
+    /// The writer waits for frames. (Waking a condition variable costs a
+    /// system call even when nobody waits: a room pushes to every member
+    /// for every read, so only a waiting writer is woken.)
+    taker_waiting: bool,
     /// No more frames will be accepted; the writer sends what is queued and stops.
     closed: bool,
     /// Queued frames are discarded and the writer stops at once.
@@ -118,8 +122,11 @@ impl Outbox {
         state.accepted += batch.len() as u64;
         let spare = state.spare.pop().unwrap_or_default();
         state.queue.push_back(mem::replace(batch, spare));
+        let wake = state.taker_waiting;
         drop(state);
-        self.filled.notify_one();
+        if wake {
+            self.filled.notify_one();
+        }
         Pushed::Queued
     }
 
@@ -154,15 +161,20 @@ impl Outbox {
             }
         }
         while state.queue.is_empty() && !state.closed && !state.aborted {
+            state.taker_waiting = true;
             state = self.filled.wait(state).unwrap_or_else(|e| e.into_inner());
+            state.taker_waiting = false;
         }
         if state.aborted || state.queue.is_empty() {
             return false;
         }
         batches.extend(state.queue.drain(..));
         state.queued_bytes = 0;
+        let wake = state.waiting > 0;
         drop(state);
-        self.drained.notify_all();
+        if wake {
+            self.drained.notify_all();
+        }
         true
     }
 
