@@ -694,3 +694,28 @@ fn a_client_with_a_smaller_maximum_takes_what_the_room_relays() {
     assert_eq!(carol.next_message(), "alice: still here");
     assert_eq!(alice.next_message(), format!("bob: {long}"));
 }
+
+/// With a small bound, a fast reader is not pushed past it by one large
+/// read from a talker: what a talker sends is relayed in portions.
+#[test]
+fn a_small_bound_does_not_cut_off_a_reader_that_keeps_up() {
+    let server = start_room(&["--member-backlog", "200000", "--max-message-size", "10000"]);
+    let mut reader = server.join_room("reader");
+    let mut talker = server.join_room("talker");
+    reader.expect_status("talker joined");
+    let lines = support::flood("talker", 1_000_000);
+    talker.type_raw(format!("{}\n", lines.join("\n")).as_bytes());
+    for line in &lines {
+        assert_eq!(reader.next_message(), format!("talker: {line}"));
+    }
+    reader.say("/who");
+    reader.expect_status("here (3): server, reader, talker");
+    assert!(
+        !reader
+            .drain_stderr()
+            .iter()
+            .any(|l| l.contains("disconnected")),
+        "{:?}",
+        reader.all_stderr()
+    );
+}

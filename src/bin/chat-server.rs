@@ -96,8 +96,8 @@ struct Args {
           value_parser = clap::value_parser!(u32).range(1..))]
     member_backlog: u32,
 
-    /// Bytes a second a room member may send, sustained, after a burst of
-    /// half its backlog; a faster one is slowed (nothing is lost)
+    /// Bytes a second a room member may send, sustained, after a burst of a
+    /// quarter of its backlog; a faster one is slowed (nothing is lost)
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, requires = "room",
           value_parser = clap::value_parser!(u32).range(1..))]
     member_rate: u32,

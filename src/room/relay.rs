@@ -153,21 +153,22 @@ impl Inbound for FromMember {
     }
 
     fn flush(&mut self, cancelled: &AtomicBool) -> bool {
-        if self.frames.is_empty() {
-            return true;
-        }
-        self.room.hear(self.id, &self.frames);
-        let wait = self.pace.take(self.frames.len(), Instant::now());
-        self.frames.clear();
-        if !wait.is_zero() {
-            if !self.told_pace {
-                self.told_pace = true;
-                self.room.told_pace(self.id);
+        // In portions of at most the burst: one large read relayed at once
+        // could put a reader past a small bound however fast it reads.
+        for portion in wire::portions(&self.frames, self.pace.burst()) {
+            self.room.hear(self.id, portion);
+            let wait = self.pace.take(portion.len(), Instant::now());
+            if !wait.is_zero() {
+                if !self.told_pace {
+                    self.told_pace = true;
+                    self.room.told_pace(self.id);
+                }
+                // Not reading meanwhile is the point: TCP holds the rest
+                // back in the member's client.
+                pause(wait, cancelled);
             }
-            // Not reading meanwhile is the point: TCP holds the rest back
-            // in the member's client.
-            pause(wait, cancelled);
         }
+        self.frames.clear();
         true
     }
 }
@@ -333,9 +334,9 @@ impl Room {
     }
 
     /// A talker's pace: the room's rate, and a quarter of a member's bound
-    /// at once, so that a reader that keeps up with the rate is never more
-    /// than that and one read (`crate::transport`'s chunk, a quarter of the
-    /// default bound) behind one talker.
+    /// at once, relayed in portions of at most that, so that a reader that
+    /// keeps up with the rate is never more than half its bound behind one
+    /// talker.
     pub fn pace(&self) -> Pace {
         Pace::new(self.config.rate, self.config.backlog / 4)
     }
