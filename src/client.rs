@@ -1,25 +1,30 @@
 //! `chat-client`: connect, then one conversation with the server's operator.
 
 use std::fmt;
-use std::io::{self, ErrorKind};
+use std::io::{self, ErrorKind, IsTerminal};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::Exit;
-use crate::connection::Connection;
+use crate::connection::{Connection, FirstFrame};
 use crate::conversation;
 use crate::ending::{Ending, Rules};
 use crate::errors::{describe_failure, lowercase_os_error};
 use crate::event::{Event, Input};
 use crate::frame::encode_frame;
 use crate::input::AfterQuit;
-use crate::outbox::Room;
+use crate::outbox::Outbox;
 use crate::room::view::RoomView;
 use crate::terminal::Console;
 use crate::tls::{ClientSettings, KnownHosts};
 use crate::transport::Transport;
+
+/// How long our lines wait for the server's first frame before they go
+/// anyway (to a version 1 server, which speaks first only when its user
+/// types). A room greets at once.
+const GREETING_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -27,6 +32,9 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// The name to ask for if the server turns out to be a room.
     pub name: Option<String>,
+    /// The user chose the name (`--name`): none of its lines may go
+    /// under another.
+    pub name_chosen: bool,
 }
 
 /// How the client checks the server over TLS.
@@ -205,12 +213,20 @@ pub fn run(connected: Connected, config: Config) -> io::Result<Exit> {
         0,
         transport,
         config.max_message_size,
-        Some(crate::room::declared_max),
+        Some(answer_greeting(&config)),
         &output,
         "server",
         &events,
     )?;
     let outbox = connection.outbox();
+    // With a chosen name, or a person at the keys (who never types within
+    // the wait), our lines wait for the server's first frame: a room's
+    // greeting is answered with our name before any of them (see
+    // `answer_greeting`). A script without a name sends at once: a plain
+    // server may never speak first.
+    if config.name_chosen || io::stdin().is_terminal() {
+        outbox.hold_until(Instant::now() + GREETING_WAIT);
+    }
     console.recipient.set(Some(Arc::clone(&outbox)));
     console.start_input(&events, AfterQuit::Stop)?;
     let rules = Rules {
@@ -229,16 +245,7 @@ pub fn run(connected: Connected, config: Config) -> io::Result<Exit> {
         |event| match event {
             Event::Input(Input::Closed) => input_ended = true,
             Event::TurnedAway => turned_away = true,
-            Event::RoomFound => {
-                console.recipient.set_room();
-                if let Some(name) = &config.name {
-                    let mut nick = Vec::new();
-                    let line = format!("/nick {name}");
-                    if encode_frame(&mut nick, line.as_bytes(), config.max_message_size).is_ok() {
-                        outbox.push(&mut nick, Room::Take);
-                    }
-                }
-            }
+            Event::RoomFound => console.recipient.set_room(),
             _ => {}
         },
     );
@@ -286,4 +293,23 @@ pub fn run(connected: Connected, config: Config) -> io::Result<Exit> {
     };
     console.finish_for(exit);
     Ok(exit)
+}
+
+/// Answers the server's first frame: if it is a room's greeting, our name
+/// goes before every line (they are held until now, so a script's lines are
+/// relayed under its name, and its own `/nick` comes after ours); then the
+/// lines go. Returns the room's maximum, if it declared one.
+fn answer_greeting(config: &Config) -> FirstFrame {
+    let nick = config.name.as_ref().map(|name| format!("/nick {name}"));
+    let max = config.max_message_size;
+    Box::new(move |first: &[u8], outbox: &Outbox| {
+        if let Some(line) = nick.filter(|_| crate::room::is_greeting(first)) {
+            let mut frame = Vec::new();
+            if encode_frame(&mut frame, line.as_bytes(), max).is_ok() {
+                outbox.push_front(&mut frame);
+            }
+        }
+        outbox.release();
+        crate::room::declared_max(first)
+    })
 }

@@ -55,6 +55,10 @@ pub trait Inbound: Send + 'static {
     /// nothing more will be taken (the socket is then drained unread); waits
     /// that could block give up when `cancelled` is set.
     fn flush(&mut self, cancelled: &AtomicBool) -> bool;
+    /// The peer's first frame has arrived (a keepalive, or the message
+    /// last handed to [`message`](Self::message) first): what answers it
+    /// may be put in front of `outbox`.
+    fn spoke(&mut self, _outbox: &Outbox) {}
     /// A larger maximum than ours that the peer declared it sends, if its
     /// first message did and we heed that.
     fn declared_max(&self) -> Option<usize> {
@@ -62,24 +66,27 @@ pub trait Inbound: Send + 'static {
     }
 }
 
-/// Reads a maximum message size from a peer's first message (for the
-/// client: a room's greeting, see `crate::room`).
-pub type DeclaredMax = fn(&[u8]) -> Option<usize>;
+/// Answers a peer's first frame (empty if it was a keepalive), given the
+/// outbox: the client's, to a room's greeting. Returns a larger maximum
+/// message size the peer declared, to be taken from it.
+pub type FirstFrame = Box<dyn FnOnce(&[u8], &Outbox) -> Option<usize> + Send>;
 
 /// Messages shown on the screen as from one peer, a whole read at a time.
 struct Show {
     output: Arc<Output>,
     from: Arc<str>,
     text: Option<Vec<u8>>,
-    /// How to read a maximum from the first message; taken once it came.
-    heeds: Option<DeclaredMax>,
+    /// What answers the peer's first frame, until it came.
+    answer: Option<FirstFrame>,
+    /// The first message, kept for the answer.
+    first: Option<Vec<u8>>,
     declared: Option<usize>,
 }
 
 impl Inbound for Show {
     fn message(&mut self, payload: &[u8]) {
-        if let Some(read) = self.heeds.take() {
-            self.declared = read(payload);
+        if self.answer.is_some() && self.first.is_none() {
+            self.first = Some(payload.to_vec());
         }
         let text = self.text.get_or_insert_with(|| self.output.buffer());
         push_visible(text, payload);
@@ -90,6 +97,13 @@ impl Inbound for Show {
         match self.text.take() {
             Some(text) => self.output.messages(&self.from, text, cancelled),
             None => true,
+        }
+    }
+
+    fn spoke(&mut self, outbox: &Outbox) {
+        if let Some(answer) = self.answer.take() {
+            let first = self.first.take().unwrap_or_default();
+            self.declared = answer(&first, outbox);
         }
     }
 
@@ -110,12 +124,12 @@ pub struct Connection {
 impl Connection {
     /// Starts receiving from and sending to `transport`; messages are shown
     /// as from `label`. Both threads report to `events` under `id`. With
-    /// `heeds`, a larger maximum the peer's first message declares is taken.
+    /// `answer`, the peer's first frame is answered (see [`FirstFrame`]).
     pub fn start(
         id: u64,
         transport: Transport,
         max_message_size: usize,
-        heeds: Option<DeclaredMax>,
+        answer: Option<FirstFrame>,
         output: &Arc<Output>,
         label: &str,
         events: &Sender<Event>,
@@ -124,7 +138,8 @@ impl Connection {
             output: Arc::clone(output),
             from: Arc::from(label),
             text: None,
-            heeds,
+            answer,
+            first: None,
             declared: None,
         };
         Self::launch(id, transport, max_message_size, show, Some(output), events)
@@ -174,11 +189,12 @@ impl Connection {
             })?
         };
         let receiver = transport.reader().and_then(|reading| {
-            let (events, shared) = (events.clone(), Arc::clone(&shared));
+            let (events, shared, outbox) =
+                (events.clone(), Arc::clone(&shared), Arc::clone(&outbox));
             thread::Builder::new()
                 .name("receive".into())
                 .spawn(move || {
-                    let end = receive(reading, max_message_size, &mut inbound, &shared);
+                    let end = receive(reading, max_message_size, &mut inbound, &shared, &outbox);
                     let _ = events.send(Event::Received { id, end });
                 })
         });
@@ -276,9 +292,11 @@ fn receive(
     max_message_size: usize,
     inbound: &mut impl Inbound,
     shared: &Shared,
+    outbox: &Outbox,
 ) -> ReceiveEnd {
     let mut frames = FrameReader::new(reading, max_message_size);
     let mut showing = true;
+    let mut spoke = false;
     loop {
         let read = match frames.fill() {
             Ok(read) => read,
@@ -296,6 +314,10 @@ fn receive(
                 inbound.message(payload);
             }
         });
+        if !spoke && frames.has_framed() {
+            spoke = true;
+            inbound.spoke(outbox);
+        }
         // The frame over our maximum is still buffered: if the peer said
         // it sends such (before it, in order), it is taken after all.
         while let Err(too_long) = &decoded

@@ -73,6 +73,8 @@ pub struct FrameReader<R> {
     start: usize,
     end: usize,
     max: usize,
+    /// A whole frame (a keepalive included) has been drained.
+    framed: bool,
 }
 
 impl<R: Read> FrameReader<R> {
@@ -83,7 +85,14 @@ impl<R: Read> FrameReader<R> {
             start: 0,
             end: 0,
             max,
+            framed: false,
         }
+    }
+
+    /// Whether [`drain_buffered`](Self::drain_buffered) has passed a whole
+    /// frame, a keepalive included: the peer has spoken.
+    pub fn has_framed(&self) -> bool {
+        self.framed
     }
 
     /// From now on, payloads up to `max` are taken (the peer said it sends
@@ -157,6 +166,7 @@ impl<R: Read> FrameReader<R> {
             }
             start += total;
         };
+        self.framed |= start != self.start;
         self.start = start;
         self.make_room(outcome?);
         Ok(())

@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::mem;
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Instant;
 
 /// How many bytes may wait for the socket before a waiting push blocks.
 pub const OUTBOX_LIMIT: usize = 1 << 20;
@@ -41,6 +42,10 @@ struct State {
     spare: Vec<Vec<u8>>,
     /// Pushes waiting for room.
     waiting: usize,
+    /// Nothing is handed to the writer before this, unless released: the
+    /// frames a reply to the peer's first frame must go before are held.
+    held_until: Option<Instant>,
+    released: bool,
     /// The writer waits for frames. (Waking a condition variable costs a
     /// system call even when nobody waits: a room pushes to every member
     /// for every read, so only a waiting writer is woken.)
@@ -130,6 +135,42 @@ impl Outbox {
         Pushed::Queued
     }
 
+    /// Holds what is pushed from the writer until [`release`](Self::release)
+    /// or `until`, whichever comes first.
+    /// (Not once released: the two may come in either order.)
+    pub fn hold_until(&self, until: Instant) {
+        let mut state = self.lock();
+        if !state.released {
+            state.held_until = Some(until);
+        }
+    }
+
+    /// Hands what is held to the writer, and what will be pushed.
+    pub fn release(&self) {
+        let mut state = self.lock();
+        state.held_until = None;
+        state.released = true;
+        let wake = state.taker_waiting;
+        drop(state);
+        if wake {
+            self.filled.notify_one();
+        }
+    }
+
+    /// Queues the frames in `batch` before everything queued: for a reply
+    /// that must go first while the outbox is held. Taken even once the
+    /// outbox is closed (the writer has not finished while it holds).
+    pub fn push_front(&self, batch: &mut Vec<u8>) {
+        let mut state = self.lock();
+        if state.aborted || batch.is_empty() {
+            batch.clear();
+            return;
+        }
+        state.queued_bytes += batch.len();
+        state.accepted += batch.len() as u64;
+        state.queue.push_front(mem::take(batch));
+    }
+
     /// No more frames: the writer sends what is queued, then ends its side.
     pub fn close(&self) {
         self.lock().closed = true;
@@ -160,7 +201,27 @@ impl Outbox {
                 state.spare.push(batch);
             }
         }
-        while state.queue.is_empty() && !state.closed && !state.aborted {
+        loop {
+            if state.aborted {
+                break;
+            }
+            if let Some(until) = state.held_until {
+                let now = Instant::now();
+                if now < until {
+                    state.taker_waiting = true;
+                    state = self
+                        .filled
+                        .wait_timeout(state, until - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                    state.taker_waiting = false;
+                    continue;
+                }
+                state.held_until = None;
+            }
+            if !state.queue.is_empty() || state.closed {
+                break;
+            }
             state.taker_waiting = true;
             state = self.filled.wait(state).unwrap_or_else(|e| e.into_inner());
             state.taker_waiting = false;
@@ -199,6 +260,7 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::thread;
+    use std::time::Duration;
 
     #[test]
     fn frames_arrive_in_order_and_close_ends_after_draining() {
@@ -278,5 +340,45 @@ mod tests {
         let mut next = b"x".to_vec();
         outbox.push(&mut next, Room::Wait);
         assert!(next.is_empty() && next.capacity() >= 4096);
+    }
+
+    #[test]
+    fn held_frames_wait_for_the_release_and_an_answer_goes_first_even_after_close() {
+        let outbox = Arc::new(Outbox::new());
+        outbox.hold_until(Instant::now() + Duration::from_secs(600));
+        outbox.push(&mut b"line".to_vec(), Room::Wait);
+        outbox.close();
+        let taker = {
+            let outbox = Arc::clone(&outbox);
+            thread::spawn(move || {
+                let mut batches = Vec::new();
+                let mut taken = Vec::new();
+                while outbox.take(&mut batches) {
+                    taken.extend(batches.iter().cloned());
+                }
+                taken
+            })
+        };
+        thread::sleep(Duration::from_millis(100));
+        assert!(!taker.is_finished(), "held");
+        outbox.push_front(&mut b"answer".to_vec());
+        outbox.release();
+        assert_eq!(
+            taker.join().unwrap(),
+            [b"answer".to_vec(), b"line".to_vec()]
+        );
+        // Once released, a later hold is too late to hold anything.
+        outbox.hold_until(Instant::now() + Duration::from_secs(600));
+        assert!(!outbox.take(&mut Vec::new()), "closed and empty, at once");
+    }
+
+    #[test]
+    fn a_hold_ends_by_itself_at_its_time() {
+        let outbox = Outbox::new();
+        outbox.hold_until(Instant::now() + Duration::from_millis(50));
+        outbox.push(&mut b"line".to_vec(), Room::Wait);
+        let mut batches = Vec::new();
+        assert!(outbox.take(&mut batches));
+        assert_eq!(batches, [b"line".to_vec()]);
     }
 }

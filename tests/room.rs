@@ -605,10 +605,38 @@ fn quick_piped_members_lose_no_line() {
         quick.close_stdin();
         assert_eq!(quick.wait().code(), Some(0));
     }
+    // Each under the name it chose, though its line was sent before it
+    // had seen the room's greeting.
     for i in 0..10 {
-        let line = listener.next_message();
-        assert!(line.ends_with(&format!(": hello {i}")), "{line}");
+        assert_eq!(listener.next_message(), format!("ann{i}: hello {i}"));
     }
+}
+
+/// A script with a name is heard under it from its first line, however much
+/// it pipes at once, and its own `/nick` comes after the one for its name.
+#[test]
+fn a_named_script_is_heard_under_its_name_from_the_first_line() {
+    let server = start_room(&[]);
+    let mut listener = server.join_room("listener");
+    // Its greeting half a second late, as from far away: the script has
+    // sent everything long before it knows it is in a room.
+    let addr = support::slow_to_answer(server.addr, Duration::from_millis(500)).to_string();
+    let mut script = Program::spawn(support::CLIENT, &["--connect", &addr, "--name", "orig"]);
+    script.type_raw(b"first\n/nick renamed\nsecond\n");
+    script.close_stdin();
+    assert_eq!(listener.next_message(), "orig: first");
+    listener.expect_status("orig is now renamed");
+    assert_eq!(listener.next_message(), "renamed: second");
+    assert_eq!(script.wait().code(), Some(0));
+
+    let lines = support::flood("piped", 300_000);
+    let mut piped = Program::spawn(support::CLIENT, &["--connect", &addr, "--name", "piped"]);
+    piped.type_raw(format!("{}\n", lines.join("\n")).as_bytes());
+    piped.close_stdin();
+    for line in &lines {
+        assert_eq!(listener.next_message(), format!("piped: {line}"));
+    }
+    assert_eq!(piped.wait().code(), Some(0));
 }
 
 /// A member piping a file at loopback speed is slowed to the room's pace,

@@ -108,6 +108,7 @@ fn main() {
     let config = Config {
         max_message_size: args.max_message_size as usize,
         idle_timeout: args.idle_timeout.map(Duration::from_secs),
+        name_chosen: args.name.is_some(),
         name: args.name.or_else(login_name),
     };
     match client::run(connected, config) {

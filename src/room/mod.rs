@@ -70,6 +70,11 @@ pub struct Config {
     pub access: Access,
 }
 
+/// Whether a server's first frame is a room's greeting.
+pub fn is_greeting(first: &[u8]) -> bool {
+    std::str::from_utf8(first).is_ok_and(wire::is_room_greeting)
+}
+
 /// The largest message a room's greeting (its first frame) says it relays.
 pub fn declared_max(first: &[u8]) -> Option<usize> {
     wire::declared_max(first)

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -337,17 +337,22 @@ pub fn frame(payload: &[u8]) -> Vec<u8> {
     bytes
 }
 
-/// Reads one frame; `None` at a clean end of stream.
+/// Reads one message, skipping keepalives (empty frames, which a version 1
+/// receiver ignores); `None` at a clean end of stream.
 pub fn read_frame(stream: &mut impl Read) -> Option<Vec<u8>> {
-    let mut header = [0; 4];
-    match stream.read_exact(&mut header) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
-        Err(e) => panic!("reading a frame header: {e}"),
+    loop {
+        let mut header = [0; 4];
+        match stream.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
+            Err(e) => panic!("reading a frame header: {e}"),
+        }
+        let mut payload = vec![0; u32::from_be_bytes(header) as usize];
+        stream.read_exact(&mut payload).expect("reading a payload");
+        if !payload.is_empty() {
+            return Some(payload);
+        }
     }
-    let mut payload = vec![0; u32::from_be_bytes(header) as usize];
-    stream.read_exact(&mut payload).expect("reading a payload");
-    Some(payload)
 }
 
 /// Reads one frame as text.
@@ -643,4 +648,30 @@ pub fn args<'a>(base: &'a [&'a str], more: &'a [String]) -> Vec<&'a str> {
         .copied()
         .chain(more.iter().map(String::as_str))
         .collect()
+}
+
+/// A relay to `server` that passes what clients send at once and what the
+/// server sends `delay` late: a server far away, as its clients see it.
+pub fn slow_to_answer(server: SocketAddr, delay: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let upstream = TcpStream::connect(server).unwrap();
+            let (mut from_client, mut to_server) =
+                (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+            thread::spawn(move || {
+                let _ = std::io::copy(&mut from_client, &mut to_server);
+                let _ = to_server.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut from_server, mut to_client) = (upstream, client);
+            thread::spawn(move || {
+                thread::sleep(delay);
+                let _ = std::io::copy(&mut from_server, &mut to_client);
+                let _ = to_client.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    addr
 }
