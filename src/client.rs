@@ -235,6 +235,9 @@ pub fn run(connected: Connected, config: Config) -> io::Result<Exit> {
     };
     let mut input_ended = false;
     let mut turned_away = false;
+    let mut closing_from = None;
+    let mut cut_short = false;
+    let gauge = connection.gauge();
     let ending = conversation::run(
         0,
         connection,
@@ -245,6 +248,11 @@ pub fn run(connected: Connected, config: Config) -> io::Result<Exit> {
         |event| match event {
             Event::Input(Input::Closed) => input_ended = true,
             Event::TurnedAway => turned_away = true,
+            // What was not yet sent, and all sent from now on, is not relayed.
+            Event::RoomClosing { cut_short: cut } => {
+                closing_from = closing_from.or(Some(gauge.sent()));
+                cut_short |= cut;
+            }
             Event::RoomFound => console.recipient.set_room(),
             _ => {}
         },
@@ -252,12 +260,24 @@ pub fn run(connected: Connected, config: Config) -> io::Result<Exit> {
     let in_room = console.recipient.is_room();
     console.recipient.set(None);
     console.close();
+    // Sent after the room began to close, or still unsent then.
+    let unrelayed = closing_from.map_or(0, |sent| gauge.accepted().saturating_sub(sent));
     let exit = match &ending {
         // Told why already (the refusal or the room's notice).
         Ending::PeerLeft if turned_away => {
             output.status(match in_room {
                 true => "disconnected from the room",
                 false => "not served: the server refused this client",
+            });
+            Exit::Failure
+        }
+        Ending::PeerLeft if cut_short || unrelayed > 0 => {
+            output.error(match unrelayed {
+                0 => "the room closed while you were still sending; the rest was not relayed"
+                    .to_string(),
+                n => format!(
+                    "the room closed while you were still sending; the rest, at least {n} bytes, was not relayed"
+                ),
             });
             Exit::Failure
         }

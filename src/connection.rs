@@ -112,6 +112,29 @@ impl Inbound for Show {
     }
 }
 
+/// Counts of what a connection has sent.
+pub struct Gauge {
+    outbox: Arc<Outbox>,
+    shared: Arc<Shared>,
+}
+
+impl Gauge {
+    /// Bytes of frames handed wholly to the kernel.
+    pub fn sent(&self) -> u64 {
+        self.shared.sent.load(Ordering::SeqCst)
+    }
+
+    /// Bytes accepted for sending and not yet handed to the kernel.
+    pub fn unsent(&self) -> u64 {
+        self.outbox.accepted().saturating_sub(self.sent())
+    }
+
+    /// Bytes ever accepted for sending.
+    pub fn accepted(&self) -> u64 {
+        self.outbox.accepted()
+    }
+}
+
 pub struct Connection {
     stream: TcpStream,
     outbox: Arc<Outbox>,
@@ -272,8 +295,15 @@ impl Connection {
     /// Bytes accepted for sending that the sending thread has not yet
     /// wholly handed to the kernel: what this connection holds in memory.
     pub fn unsent(&self) -> u64 {
-        let sent = self.shared.sent.load(Ordering::SeqCst);
-        self.outbox.accepted().saturating_sub(sent)
+        self.gauge().unsent()
+    }
+
+    /// What this connection has sent, readable after it has been handed on.
+    pub fn gauge(&self) -> Gauge {
+        Gauge {
+            outbox: Arc::clone(&self.outbox),
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// Waits for both threads; call once both reported.

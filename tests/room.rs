@@ -747,3 +747,24 @@ fn a_small_bound_does_not_cut_off_a_reader_that_keeps_up() {
         reader.all_stderr()
     );
 }
+
+/// A member still sending when the room closes is told that what it sent
+/// after that was not relayed, and fails; one that had said everything
+/// leaves as usual.
+#[test]
+fn lines_cut_short_by_the_room_closing_are_reported_not_lost_silently() {
+    let mut server = start_room(&["--member-rate", "100000"]);
+    let mut quiet = server.join_room("quiet");
+    let mut talker = server.join_room("talker");
+    quiet.expect_status("talker joined");
+    let lines = support::flood("talker", 2_000_000);
+    talker.type_raw(format!("{}\n", lines.join("\n")).as_bytes());
+    talker.close_stdin();
+    talker.expect_status("you are sending faster than the room takes");
+    server.say("q");
+    talker.expect_status("server closed the room; what you were still sending was not relayed");
+    talker.expect_status("the room closed while you were still sending; the rest");
+    assert_eq!(talker.wait().code(), Some(1));
+    quiet.expect_status("server closed the room");
+    assert_eq!(quiet.wait().code(), Some(0));
+}

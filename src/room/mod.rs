@@ -207,11 +207,7 @@ fn serve(
                 last_words();
                 let operator = room.operator_name();
                 exit.get_or_insert(Exit::Success);
-                room.close(
-                    Some(&format!("{operator} closed the room")),
-                    Happening::Quit,
-                    now,
-                )
+                room.close(Some(&wire::closed_by(&operator)), Happening::Quit, now)
             }
             Event::Input(Input::Closed) => {
                 output.status("standard input has ended: from now on, only relaying");

@@ -7,7 +7,7 @@
 //! than loopback past its bound, attentive ones included. Paced, a reader
 //! that keeps up with the pace never falls more than the burst behind, and
 //! the talker is slowed instead: the server reads its lines later, TCP
-//! holds them back in its client, and none is lost.
+//! holds them back in its client, and none is lost (while the room is open).
 
 use std::time::{Duration, Instant};
 

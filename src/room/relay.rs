@@ -75,6 +75,8 @@ struct Member {
     behind: bool,
     /// Frames it sent before it was announced, handled once it is.
     early: Vec<u8>,
+    /// Its receiving thread waits for its pace (see [`FromMember`]).
+    owing: Arc<AtomicBool>,
 }
 
 struct State {
@@ -145,6 +147,8 @@ struct FromMember {
     pace: Pace,
     /// It was told once that it talks faster than the room takes.
     told_pace: bool,
+    /// Set while it waits for its pace: it has more on its way.
+    owing: Arc<AtomicBool>,
 }
 
 impl Inbound for FromMember {
@@ -165,7 +169,9 @@ impl Inbound for FromMember {
                 }
                 // Not reading meanwhile is the point: TCP holds the rest
                 // back in the member's client.
+                self.owing.store(true, Ordering::SeqCst);
                 pause(wait, cancelled);
+                self.owing.store(false, Ordering::SeqCst);
             }
         }
         self.frames.clear();
@@ -253,6 +259,7 @@ impl Room {
             let _ = self.events.send(Event::RoomChanged);
             return;
         }
+        let owing = Arc::new(AtomicBool::new(false));
         let id = state.next_id;
         state.next_id += 1;
         let from = FromMember {
@@ -261,6 +268,7 @@ impl Room {
             frames: Vec::new(),
             pace: self.pace(),
             told_pace: false,
+            owing: Arc::clone(&owing),
         };
         // Started under the lock: its first message waits for the greeting.
         let connection = match Connection::start_relaying(
@@ -325,6 +333,7 @@ impl Room {
                 announced: false,
                 behind: false,
                 early: Vec::new(),
+                owing,
             },
         );
         let mut finished = Vec::new();
@@ -345,7 +354,7 @@ impl Room {
     fn told_pace(&self, id: u64) {
         let mut state = self.lock();
         let text = format!(
-            "you are sending faster than the room takes ({} bytes a second): your lines are taken more slowly, and none is lost",
+            "you are sending faster than the room takes ({} bytes a second): the server reads your lines more slowly",
             self.config.rate
         );
         self.tell(&mut state, id, &text);
@@ -481,7 +490,18 @@ impl Room {
         if !state.closing {
             state.closing = true;
             if let Some(why) = why {
-                self.notice_all(&mut state, OPERATOR, why);
+                // A member held back by its pace had more to say: it is
+                // told that it will not be relayed.
+                let ids: Vec<u64> = state.members.keys().copied().collect();
+                for id in ids {
+                    let text = match state.members[&id].owing.load(Ordering::SeqCst) {
+                        true => wire::cut_short(why),
+                        false => why.to_string(),
+                    };
+                    let mut frame = Vec::new();
+                    let _ = encode_frame(&mut frame, &wire::notice(&text), usize::MAX);
+                    self.deliver(&mut state, id, &frame);
+                }
             }
             for member in state.members.values_mut() {
                 member.present = false;

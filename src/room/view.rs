@@ -55,11 +55,17 @@ impl Interpret for RoomView {
             return vec![Shown::Messages { from, text }];
         }
         let items = read_room_lines(&text);
-        if items
-            .iter()
-            .any(|item| matches!(item, Shown::Status(notice) if wire::turns_away(notice)))
-        {
-            let _ = self.events.send(Event::TurnedAway);
+        for item in &items {
+            if let Shown::Status(notice) = item {
+                if wire::turns_away(notice) {
+                    let _ = self.events.send(Event::TurnedAway);
+                }
+                if wire::closes(notice) || wire::was_cut_short(notice) {
+                    let _ = self.events.send(Event::RoomClosing {
+                        cut_short: wire::was_cut_short(notice),
+                    });
+                }
+            }
         }
         items
     }

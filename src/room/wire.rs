@@ -71,6 +71,35 @@ pub fn turns_away(notice: &str) -> bool {
     notice.starts_with(FULL) || notice.starts_with(DROPPED)
 }
 
+/// How a room's closing is told to its members.
+pub fn closed_by(operator: &str) -> String {
+    format!("{operator}{CLOSED_BY}")
+}
+
+const CLOSED_BY: &str = " closed the room";
+const CUT_SHORT: &str = "; what you were still sending was not relayed";
+
+/// The closing notice to a member that was still sending.
+pub fn cut_short(why: &str) -> String {
+    format!("{why}{CUT_SHORT}")
+}
+
+/// Whether a notice says the room closed while its reader was sending.
+pub fn was_cut_short(notice: &str) -> bool {
+    notice.strip_suffix(CUT_SHORT).is_some_and(closes)
+}
+const CLOSING: &str = "the room is closing";
+
+/// Whether a notice says the room is closing: from then on, nothing a
+/// member sends is relayed. (A name has no space, and a member cannot send
+/// a notice, so no member can say this.)
+pub fn closes(notice: &str) -> bool {
+    notice.starts_with(CLOSING)
+        || notice
+            .strip_suffix(CLOSED_BY)
+            .is_some_and(|name| !name.is_empty() && !name.contains(' '))
+}
+
 /// The last frame to a member whose idle timeout ran out.
 pub fn idle(after: Duration) -> String {
     format!(
@@ -81,7 +110,7 @@ pub fn idle(after: Duration) -> String {
 
 /// The only frame to a client that arrives while the room closes.
 pub fn closing() -> String {
-    format!("{NOTICE}the room is closing {MARKER}")
+    format!("{NOTICE}{CLOSING} {MARKER}")
 }
 
 /// `-- TEXT`.
@@ -289,6 +318,24 @@ mod tests {
         assert!(!turns_away(&notice(greeting(1 << 20))));
         assert!(!turns_away(&notice(closing())));
         assert!(!turns_away("alice was disconnected: it fell behind"));
+    }
+
+    #[test]
+    fn a_closing_room_is_told_apart_from_what_members_say() {
+        assert!(closes(&closed_by("server")));
+        assert!(closes("the room is closing: the server was interrupted"));
+        assert!(closes(closing().strip_prefix("-- ").unwrap()));
+        assert!(was_cut_short(&cut_short(&closed_by("server"))));
+        assert!(!was_cut_short(&closed_by("server")));
+        assert!(!was_cut_short(&cut_short("alice: hi")));
+        for not in [
+            "alice: server closed the room",
+            "bob left",
+            " closed the room",
+            "a b closed the room",
+        ] {
+            assert!(!closes(not), "{not:?}");
+        }
     }
 
     #[test]
