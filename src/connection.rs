@@ -16,10 +16,10 @@ use std::sync::mpsc::Sender;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crate::display::push_visible;
+use crate::display::push_visible_line;
 use crate::ending::Observed;
 use crate::event::{Event, ReceiveEnd};
-use crate::frame::{FrameReader, too_long_error};
+use crate::frame::{FrameReader, Payload, too_long_error};
 use crate::outbox::Outbox;
 use crate::output::Output;
 use crate::platform::unacknowledged;
@@ -50,7 +50,7 @@ struct Shared {
 /// conversation), or handed to a room's relay.
 pub trait Inbound: Send + 'static {
     /// One message, in the order received.
-    fn message(&mut self, payload: &[u8]);
+    fn message(&mut self, payload: Payload<'_>);
     /// The end of one read: hands over what the read brought. False once
     /// nothing more will be taken (the socket is then drained unread); waits
     /// that could block give up when `cancelled` is set.
@@ -65,10 +65,10 @@ struct Show {
 }
 
 impl Inbound for Show {
-    fn message(&mut self, payload: &[u8]) {
+    #[inline]
+    fn message(&mut self, payload: Payload<'_>) {
         let text = self.text.get_or_insert_with(|| self.output.buffer());
-        push_visible(text, payload);
-        text.push(b'\n');
+        push_visible_line(text, payload);
     }
 
     fn flush(&mut self, cancelled: &AtomicBool) -> bool {
@@ -268,7 +268,7 @@ fn receive(
             Err(e) => return ReceiveEnd::Failed(e),
         };
         shared.received.fetch_add(read as u64, Ordering::SeqCst);
-        let decoded = frames.drain_buffered(|payload| {
+        let decoded = frames.drain_payloads(|payload| {
             if showing {
                 inbound.message(payload);
             }
