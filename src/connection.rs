@@ -22,7 +22,7 @@ use crate::event::{Event, ReceiveEnd};
 use crate::frame::{FrameReader, Payload, too_long_error};
 use crate::outbox::Outbox;
 use crate::output::Output;
-use crate::platform::unacknowledged;
+use crate::platform::{SENDS_NOW, send_now, unacknowledged};
 use crate::transport::{Progress, Reader, Transport, Writer};
 
 /// How often a read or write blocked on the socket looks whether it was
@@ -132,12 +132,26 @@ impl Connection {
         stream.set_write_timeout(Some(RECHECK))?;
         stream.set_read_timeout(Some(RECHECK))?;
         let shared = Arc::new(Shared::default());
-        let outbox = {
+        let mut outbox = {
             let events = std::sync::Mutex::new(events.clone());
-            Arc::new(Outbox::with_backlog_alarm(move || {
+            Outbox::with_backlog_alarm(move || {
                 let _ = crate::lock(&events).send(Event::Backlogged);
-            }))
+            })
         };
+        // A conversation's lines (not a room's relay, which serves many
+        // sockets from one thread) are written at once by whoever pushes
+        // them when the sending thread is idle: one thread wake-up less
+        // per line. Plain TCP only: under TLS they are sealed first.
+        if output.is_some() && !transport.is_tls() && SENDS_NOW {
+            let (socket, shared) = (transport.stream().try_clone()?, Arc::clone(&shared));
+            outbox = outbox.writing_at_once(Box::new(move |bytes| {
+                let n = send_now(&socket, bytes);
+                shared.written.fetch_add(n as u64, Ordering::SeqCst);
+                shared.sent.fetch_add(n as u64, Ordering::SeqCst);
+                n
+            }));
+        }
+        let outbox = Arc::new(outbox);
         // The sender first: if the receiver cannot start, the sender is
         // stopped and joined, and it waits on nothing but its outbox (a
         // receiver may already be waiting on whoever takes its messages).

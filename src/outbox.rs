@@ -7,6 +7,15 @@
 //! are appended in batches and taken whole, so the writer, the socket's only
 //! writer, sends one large write per batch under load and a lone typed line
 //! the moment it arrives.
+//!
+//! An outbox may also be given a way to write at once, without waiting
+//! (a non-blocking send): then a batch pushed while the writer is idle and
+//! nothing is queued is written by the pushing thread itself, as much as the
+//! socket takes, and only the rest is queued. A typed line then goes out
+//! without waking the writer thread, and a flood's frames are written by
+//! the thread that framed them while they are still in its cache. The
+//! socket still has one writer at a time: the writer thread waits while a
+//! push writes, and a push writes only while the writer has nothing in hand.
 
 use std::collections::VecDeque;
 use std::mem;
@@ -15,9 +24,16 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 /// How many bytes may wait for the socket before a waiting push blocks.
 pub const OUTBOX_LIMIT: usize = 1 << 20;
 
+/// Writes what it can of the bytes at once, never waiting, and says how
+/// many that was (0 if none, or on any error: the writer thread meets the
+/// error itself when it writes the rest).
+pub type WriteNow = Box<dyn Fn(&[u8]) -> usize + Send + Sync>;
+
 #[derive(Default)]
 pub struct Outbox {
     state: Mutex<State>,
+    /// Lets a push write at once when the writer is idle.
+    write_now: Option<WriteNow>,
     /// Called when a push starts waiting for room: the peer is holding us up.
     on_backlog: Option<Box<dyn Fn() + Send + Sync>>,
     /// Signalled when frames arrive or the outbox closes.
@@ -41,6 +57,12 @@ struct State {
     spare: Vec<Vec<u8>>,
     /// Pushes waiting for room.
     waiting: usize,
+    /// The writer thread holds batches it has taken and not yet written.
+    sending: bool,
+    /// A push is writing its batch itself.
+    writing_now: bool,
+    /// The writer thread waits on `filled`.
+    writer_waits: bool,
     /// No more frames will be accepted; the writer sends what is queued and stops.
     closed: bool,
     /// Queued frames are discarded and the writer stops at once.
@@ -81,6 +103,13 @@ impl Outbox {
         }
     }
 
+    /// Lets a push write its batch itself with `write_now` when the writer
+    /// thread is idle and nothing is queued.
+    pub fn writing_at_once(mut self, write_now: WriteNow) -> Self {
+        self.write_now = Some(write_now);
+        self
+    }
+
     /// Whether a push is waiting for room now.
     pub fn is_backlogged(&self) -> bool {
         self.lock().waiting > 0
@@ -114,13 +143,49 @@ impl Outbox {
         if batch.is_empty() {
             return Pushed::Queued;
         }
-        state.queued_bytes += batch.len();
         state.accepted += batch.len() as u64;
+        if let Some(write_now) = &self.write_now
+            && state.queue.is_empty()
+            && !state.sending
+            && !state.writing_now
+        {
+            state.writing_now = true;
+            drop(state);
+            let written = write_now(batch);
+            state = self.lock();
+            state.writing_now = false;
+            if written == batch.len() || state.aborted {
+                batch.clear();
+                // The writer waits for this write to end only if it has
+                // something to do once it has.
+                if !state.queue.is_empty() || state.closed || state.aborted {
+                    self.wake_writer(state);
+                }
+                return Pushed::Queued;
+            }
+            batch.drain(..written);
+            // Ahead of whatever was pushed meanwhile.
+            state.queued_bytes += batch.len();
+            let spare = state.spare.pop().unwrap_or_default();
+            state.queue.push_front(mem::replace(batch, spare));
+            self.wake_writer(state);
+            return Pushed::Queued;
+        }
+        state.queued_bytes += batch.len();
         let spare = state.spare.pop().unwrap_or_default();
         state.queue.push_back(mem::replace(batch, spare));
-        drop(state);
-        self.filled.notify_one();
+        self.wake_writer(state);
         Pushed::Queued
+    }
+
+    /// Wakes the writer thread if it is waiting (a wake-up is a system call
+    /// even when nobody waits).
+    fn wake_writer(&self, state: MutexGuard<'_, State>) {
+        let waiting = state.writer_waits;
+        drop(state);
+        if waiting {
+            self.filled.notify_one();
+        }
     }
 
     /// No more frames: the writer sends what is queued, then ends its side.
@@ -153,14 +218,27 @@ impl Outbox {
                 state.spare.push(batch);
             }
         }
-        while state.queue.is_empty() && !state.closed && !state.aborted {
+        state.sending = false;
+        // Never while a push writes: it may still queue what it could not.
+        loop {
+            if state.aborted {
+                return false;
+            }
+            if !state.writing_now {
+                if !state.queue.is_empty() {
+                    break;
+                }
+                if state.closed {
+                    return false;
+                }
+            }
+            state.writer_waits = true;
             state = self.filled.wait(state).unwrap_or_else(|e| e.into_inner());
-        }
-        if state.aborted || state.queue.is_empty() {
-            return false;
+            state.writer_waits = false;
         }
         batches.extend(state.queue.drain(..));
         state.queued_bytes = 0;
+        state.sending = true;
         drop(state);
         self.drained.notify_all();
         true
@@ -248,6 +326,65 @@ mod tests {
         );
         assert_eq!(outbox.push(&mut vec![0; 10], Room::Take), Pushed::Queued);
         assert_eq!(outbox.accepted(), OUTBOX_LIMIT as u64 + 10);
+    }
+
+    /// A socket that takes what a test allows, and checks that it never
+    /// has two writers at once.
+    #[derive(Default)]
+    struct Socket {
+        bytes: Mutex<Vec<u8>>,
+        busy: std::sync::atomic::AtomicBool,
+    }
+
+    impl Socket {
+        fn write(&self, bytes: &[u8]) {
+            use std::sync::atomic::Ordering;
+            assert!(!self.busy.swap(true, Ordering::SeqCst), "two writers");
+            thread::yield_now();
+            self.bytes.lock().unwrap().extend_from_slice(bytes);
+            self.busy.store(false, Ordering::SeqCst);
+        }
+    }
+
+    proptest::proptest! {
+        /// With pushes writing at once what the socket takes (all, some or
+        /// nothing, by turns), everything arrives in order, once, from one
+        /// writer at a time, whether it is closed or not.
+        #[test]
+        fn writing_at_once_keeps_order_and_one_writer(
+            batches in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 1..50), 0..40),
+            takes in proptest::collection::vec(0usize..60, 1..10),
+        ) {
+            let socket = Arc::new(Socket::default());
+            let turn = std::sync::atomic::AtomicUsize::new(0);
+            let outbox = {
+                let socket = Arc::clone(&socket);
+                Arc::new(Outbox::new().writing_at_once(Box::new(move |bytes| {
+                    let i = turn.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let n = takes[i % takes.len()].min(bytes.len());
+                    socket.write(&bytes[..n]);
+                    n
+                })))
+            };
+            let writer = {
+                let (outbox, socket) = (Arc::clone(&outbox), Arc::clone(&socket));
+                thread::spawn(move || {
+                    let mut taken = Vec::new();
+                    while outbox.take(&mut taken) {
+                        taken.iter().for_each(|batch| socket.write(batch));
+                    }
+                })
+            };
+            let mut expected = Vec::new();
+            for batch in &batches {
+                expected.extend_from_slice(batch);
+                proptest::prop_assert_eq!(outbox.push(&mut batch.clone(), Room::Wait), Pushed::Queued);
+            }
+            outbox.close();
+            writer.join().unwrap();
+            proptest::prop_assert_eq!(&*socket.bytes.lock().unwrap(), &expected);
+            proptest::prop_assert_eq!(outbox.accepted(), expected.len() as u64);
+        }
     }
 
     #[test]

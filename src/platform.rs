@@ -3,6 +3,33 @@
 
 use std::net::TcpStream;
 
+/// Sends what the socket takes of `bytes` at once, without waiting: how
+/// many bytes that was, 0 if none or on any error. Where a single call
+/// cannot be made non-blocking (Windows), nothing is sent this way.
+#[cfg(unix)]
+pub(crate) fn send_now(stream: &TcpStream, bytes: &[u8]) -> usize {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let flags = libc::MSG_DONTWAIT;
+    let socket = socket2::SockRef::from(stream);
+    loop {
+        match socket.send_with_flags(bytes, flags) {
+            Ok(n) => return n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return 0,
+        }
+    }
+}
+
+#[cfg(windows)]
+pub(crate) fn send_now(_stream: &TcpStream, _bytes: &[u8]) -> usize {
+    0
+}
+
+/// Whether [`send_now`] can send anything here.
+pub(crate) const SENDS_NOW: bool = cfg!(unix);
+
 /// Bytes we wrote to `stream` that the peer has not yet acknowledged (still
 /// in our kernel's send queue), where the system says; `None` where it does
 /// not, and then what the kernel took counts as delivered.
