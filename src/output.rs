@@ -7,6 +7,12 @@
 //! writing. So a stdout that nobody reads, a terminal on hold or a closed
 //! stderr can delay what is shown but never `q`, Ctrl-C or the next client.
 //!
+//! One exception, for speed: with the plain writer, a receiving thread that
+//! finds nothing queued or being written writes its messages to stdout
+//! itself, as far as stdout takes them without waiting, and queues the rest
+//! ([`Output::show_now`]); the writer waits meanwhile, so the order holds
+//! and stdout has one writer at a time.
+//!
 //! Messages are bounded in bytes: a receiving thread that outruns the screen
 //! waits (which is TCP flow control towards the peer) and gives up at once
 //! when its conversation is cut off. Status lines and errors never wait.
