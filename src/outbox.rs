@@ -110,6 +110,11 @@ impl Outbox {
         self
     }
 
+    /// Whether a push may write its batch itself.
+    pub fn writes_at_once(&self) -> bool {
+        self.write_now.is_some()
+    }
+
     /// Whether a push is waiting for room now.
     pub fn is_backlogged(&self) -> bool {
         self.lock().waiting > 0
