@@ -22,8 +22,8 @@ use crate::event::{Event, ReceiveEnd};
 use crate::frame::{FrameReader, Payload, too_long_error};
 use crate::outbox::Outbox;
 use crate::output::Output;
-use crate::platform::{SENDS_NOW, send_now, unacknowledged};
-use crate::transport::{Progress, Reader, Transport, Writer};
+use crate::platform::{SENDS_NOW, unacknowledged};
+use crate::transport::{Progress, Reader, SentNow, Transport, Writer};
 
 /// How often a read or write blocked on the socket looks whether it was
 /// aborted: a shutdown wakes it on Linux, but not everywhere (Windows).
@@ -141,14 +141,18 @@ impl Connection {
         // A conversation's lines (not a room's relay, which serves many
         // sockets from one thread) are written at once by whoever pushes
         // them when the sending thread is idle: one thread wake-up less
-        // per line. Plain TCP only: under TLS they are sealed first.
-        if output.is_some() && !transport.is_tls() && SENDS_NOW {
-            let (socket, shared) = (transport.stream().try_clone()?, Arc::clone(&shared));
-            outbox = outbox.writing_at_once(Box::new(move |bytes| {
-                let n = send_now(&socket, bytes);
-                shared.written.fetch_add(n as u64, Ordering::SeqCst);
-                shared.sent.fetch_add(n as u64, Ordering::SeqCst);
-                n
+        // per line.
+        if output.is_some() && SENDS_NOW {
+            let (sender, shared) = (transport.sender()?, Arc::clone(&shared));
+            outbox = outbox.writing_at_once(Box::new(move |frames| {
+                let sent = sender.send_now(frames, |socket, payload| {
+                    shared.written.fetch_add(socket as u64, Ordering::SeqCst);
+                    shared.sent.fetch_add(payload as u64, Ordering::SeqCst);
+                });
+                match sent {
+                    SentNow::Bytes(n) => Some(n),
+                    SentNow::Owing => None,
+                }
             }));
         }
         let outbox = Arc::new(outbox);
