@@ -205,6 +205,7 @@ pub fn run(connected: Connected, config: Config) -> io::Result<Exit> {
         0,
         transport,
         config.max_message_size,
+        Some(crate::room::declared_max),
         &output,
         "server",
         &events,
@@ -227,7 +228,7 @@ pub fn run(connected: Connected, config: Config) -> io::Result<Exit> {
         rules,
         |event| match event {
             Event::Input(Input::Closed) => input_ended = true,
-            Event::RoomTurnedAway => turned_away = true,
+            Event::TurnedAway => turned_away = true,
             Event::RoomFound => {
                 console.recipient.set_room();
                 if let Some(name) = &config.name {
@@ -245,9 +246,12 @@ pub fn run(connected: Connected, config: Config) -> io::Result<Exit> {
     console.recipient.set(None);
     console.close();
     let exit = match &ending {
-        // Told why already (the room's notice): the status says it failed.
+        // Told why already (the refusal or the room's notice).
         Ending::PeerLeft if turned_away => {
-            output.status("disconnected from the room");
+            output.status(match in_room {
+                true => "disconnected from the room",
+                false => "not served: the server refused this client",
+            });
             Exit::Failure
         }
         Ending::PeerLeft if input_ended => {

@@ -55,18 +55,33 @@ pub trait Inbound: Send + 'static {
     /// nothing more will be taken (the socket is then drained unread); waits
     /// that could block give up when `cancelled` is set.
     fn flush(&mut self, cancelled: &AtomicBool) -> bool;
+    /// A larger maximum than ours that the peer declared it sends, if its
+    /// first message did and we heed that.
+    fn declared_max(&self) -> Option<usize> {
+        None
+    }
 }
+
+/// Reads a maximum message size from a peer's first message (for the
+/// client: a room's greeting, see `crate::room`).
+pub type DeclaredMax = fn(&[u8]) -> Option<usize>;
 
 /// Messages shown on the screen as from one peer, a whole read at a time.
 struct Show {
     output: Arc<Output>,
     from: Arc<str>,
     text: Option<Vec<u8>>,
+    /// How to read a maximum from the first message; taken once it came.
+    heeds: Option<DeclaredMax>,
+    declared: Option<usize>,
 }
 
 impl Inbound for Show {
     #[inline]
     fn message(&mut self, payload: Payload<'_>) {
+        if let Some(read) = self.heeds.take() {
+            self.declared = read(payload.bytes());
+        }
         let text = self.text.get_or_insert_with(|| self.output.buffer());
         push_visible_line(text, payload);
     }
@@ -76,6 +91,10 @@ impl Inbound for Show {
             Some(text) => self.output.messages(&self.from, text, cancelled),
             None => true,
         }
+    }
+
+    fn declared_max(&self) -> Option<usize> {
+        self.declared
     }
 }
 
@@ -90,11 +109,13 @@ pub struct Connection {
 
 impl Connection {
     /// Starts receiving from and sending to `transport`; messages are shown
-    /// as from `label`. Both threads report to `events` under `id`.
+    /// as from `label`. Both threads report to `events` under `id`. With
+    /// `heeds`, a larger maximum the peer's first message declares is taken.
     pub fn start(
         id: u64,
         transport: Transport,
         max_message_size: usize,
+        heeds: Option<DeclaredMax>,
         output: &Arc<Output>,
         label: &str,
         events: &Sender<Event>,
@@ -103,6 +124,8 @@ impl Connection {
             output: Arc::clone(output),
             from: Arc::from(label),
             text: None,
+            heeds,
+            declared: None,
         };
         Self::launch(id, transport, max_message_size, show, Some(output), events)
     }
@@ -286,11 +309,23 @@ fn receive(
             Err(e) => return ReceiveEnd::Failed(e),
         };
         shared.received.fetch_add(read as u64, Ordering::SeqCst);
-        let decoded = frames.drain_payloads(|payload| {
+        let mut decoded = frames.drain_payloads(|payload| {
             if showing {
                 inbound.message(payload);
             }
         });
+        // The frame over our maximum is still buffered: if the peer said
+        // it sends such (before it, in order), it is taken after all.
+        while let Err(too_long) = &decoded
+            && let Some(max) = inbound.declared_max().filter(|&max| max >= too_long.len)
+        {
+            frames.set_max(max);
+            decoded = frames.drain_payloads(|payload| {
+                if showing {
+                    inbound.message(payload);
+                }
+            });
+        }
         if showing {
             showing = inbound.flush(&shared.cancelled);
         }

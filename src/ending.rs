@@ -119,6 +119,9 @@ pub struct Decision {
     /// We have waited on the peer for [`NOTICE_AFTER`]: worth telling the
     /// user what we wait for (given once).
     pub still_waiting: bool,
+    /// No traffic either way for this long: the ending began now (given
+    /// once), for a room to say why the member is leaving.
+    pub went_idle: Option<Duration>,
     /// Step again at this time if nothing happens before.
     pub wake_at: Option<Instant>,
 }
@@ -296,6 +299,9 @@ impl Closing {
                 .rules
                 .idle_timeout
                 .expect("an idle deadline has a timeout");
+            if self.cause.is_none() {
+                decision.went_idle = Some(idle);
+            }
             self.begin(Cause::Idle(idle), now);
             self.finish(decision);
         }
@@ -419,6 +425,8 @@ mod tests {
         aborted: bool,
         ended: Option<Ending>,
         wake_at: Option<Instant>,
+        /// Each time the idle timeout was said to have run out.
+        went_idle: Vec<Duration>,
     }
 
     impl Bench {
@@ -437,6 +445,7 @@ mod tests {
                 aborted: false,
                 ended: None,
                 wake_at: None,
+                went_idle: Vec::new(),
             };
             // The main loop's first step, before anything happens.
             bench.progress(0);
@@ -453,6 +462,7 @@ mod tests {
             self.aborted |= decision.abort;
             self.ended = decision.ended;
             self.wake_at = decision.wake_at;
+            self.went_idle.extend(decision.went_idle);
         }
 
         fn happen(&mut self, happening: Happening) {
@@ -703,12 +713,14 @@ mod tests {
         let mut bench = Bench::new(false, Some(TEN_MINUTES));
         bench.wait(TEN_MINUTES - TENTH);
         assert!(!bench.finish_sending);
+        assert!(bench.went_idle.is_empty());
         bench.wait(TENTH);
         assert!(bench.finish_sending);
         // The peer answers our end late, but within the stall timeout.
         bench.wait(STALL_TIMEOUT - TENTH);
         bench.both_close();
         assert_eq!(bench.ended, Some(Ending::Idle(TEN_MINUTES)));
+        assert_eq!(bench.went_idle, [TEN_MINUTES], "said once, when it ran out");
     }
 
     #[test]

@@ -27,8 +27,9 @@ pub enum Event {
     RoomChanged,
     /// The client found that the server is a room (see `room::view`).
     RoomFound,
-    /// The room turned the client away or disconnected it.
-    RoomTurnedAway,
+    /// The server refused the client, or the room turned it away or
+    /// disconnected it.
+    TurnedAway,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

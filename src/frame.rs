@@ -114,6 +114,12 @@ impl<R: Read> FrameReader<R> {
         }
     }
 
+    /// From now on, payloads up to `max` are taken (the peer said it sends
+    /// such: a room's greeting).
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max;
+    }
+
     /// Returns the next non-empty payload, `Ok(None)` when the stream ends
     /// cleanly at a frame boundary.
     ///

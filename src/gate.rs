@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::access::Access;
 use crate::errors::lowercase_os_error;
+use crate::farewell::{Farewells, refusal};
 use crate::output::Output;
 use crate::throttle::Throttle;
 use crate::tls::{CodeFailure, Refused, ServerTls};
@@ -141,6 +142,7 @@ pub(crate) fn open_gate(
     tls: Option<&TlsConfig>,
     target: Arc<dyn Admit>,
     output: &Arc<Output>,
+    farewells: &Arc<Farewells>,
 ) -> io::Result<Arc<Refusals>> {
     let address = listener.local_addr()?;
     let tls = match tls {
@@ -161,6 +163,7 @@ pub(crate) fn open_gate(
         output: Arc::clone(output),
         refusals: Arc::clone(&refusals),
         handshakes: Arc::new(Mutex::new(Handshakes::default())),
+        farewells: Arc::clone(farewells),
     };
     spawn_acceptor(listener, gate, Arc::clone(output))?;
     Ok(refusals)
@@ -175,6 +178,7 @@ struct Gate {
     output: Arc<Output>,
     refusals: Arc<Refusals>,
     handshakes: Arc<Mutex<Handshakes>>,
+    farewells: Arc<Farewells>,
 }
 
 /// The clients in the TLS handshake, in all and by address.
@@ -209,8 +213,14 @@ impl Handshakes {
 impl Gate {
     fn admit(&self, stream: TcpStream, peer: SocketAddr) {
         if !self.access.permits(peer.ip()) {
-            // Closed here and now: no thread, no handshake, no place in line.
-            drop(stream);
+            // Let go here and now: no thread, no handshake, no place in
+            // line. A plain client is told why (a few bytes, which a new
+            // socket's buffer always takes); one that expects TLS would
+            // read a plain frame as a server without TLS, and is just closed.
+            if self.tls.is_none() {
+                let why = refusal("this server does not accept connections from your address");
+                self.farewells.send_off(&Transport::plain(stream), &why);
+            }
             self.refusals.occurred(&self.output, &Refusal::Access, peer);
             return;
         }

@@ -25,6 +25,8 @@
 //! - [`access`]: which addresses may connect to the server.
 //! - [`gate`]: what every accepted connection goes through first: access
 //!   control, then TLS and the code, for the waiting line and the room alike.
+//! - [`farewell`]: how a client the server will not serve is told why and
+//!   let go.
 //! - [`server`], [`client`]: the two programs, called by the binaries in
 //!   `src/bin/`, which only parse arguments.
 //!
@@ -55,6 +57,7 @@ mod display;
 mod ending;
 pub mod errors;
 mod event;
+mod farewell;
 pub mod frame;
 mod gate;
 mod input;

@@ -255,8 +255,11 @@ impl Outbox {
         batches.extend(state.queue.drain(..));
         state.queued_bytes = 0;
         state.sending = true;
+        let wake = state.waiting > 0;
         drop(state);
-        self.drained.notify_all();
+        if wake {
+            self.drained.notify_all();
+        }
         true
     }
 

@@ -12,24 +12,19 @@
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::event::Event;
+use crate::farewell::{Farewells, refusal};
 use crate::output::Output;
 use crate::transport::Transport;
 
 /// How often the line looks for clients that left, and tells newcomers the
 /// server is busy (so within this of their arrival).
 pub const TIDY_INTERVAL: Duration = Duration::from_millis(200);
-
-/// How long a turned-away client has to close before it is dropped.
-const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Turned-away clients still being drained; past this they are dropped at once.
-const MAX_FAREWELLS: usize = 64;
 
 /// What a waiting client sent is kept up to this; past it, the rest waits in
 /// the kernel's buffers (and so does the client's end of stream).
@@ -73,6 +68,7 @@ pub struct WaitingLine {
     max_waiting: usize,
     events: Sender<Event>,
     output: Arc<Output>,
+    farewells: Arc<Farewells>,
 }
 
 #[derive(Default)]
@@ -82,17 +78,21 @@ struct State {
     /// A client for an idle server, waiting for the main thread to take it.
     handed_over: Option<Client>,
     waiting: VecDeque<Client>,
-    /// Turned-away clients: our side is shut down, theirs is read until it closes.
-    farewells: Vec<(TcpStream, Instant)>,
 }
 
 impl WaitingLine {
-    pub fn new(max_waiting: usize, events: Sender<Event>, output: Arc<Output>) -> Self {
+    pub fn new(
+        max_waiting: usize,
+        events: Sender<Event>,
+        output: Arc<Output>,
+        farewells: Arc<Farewells>,
+    ) -> Self {
         Self {
             state: Mutex::new(State::default()),
             max_waiting,
             events,
             output,
+            farewells,
         }
     }
 
@@ -108,17 +108,9 @@ impl WaitingLine {
         }
         if state.waiting.len() >= self.max_waiting {
             let waiting = state.waiting.len();
-            let notice = format!("server is full ({waiting} already waiting); try again later");
-            let told = transport.send_notice(&notice, NOTICE_TIMEOUT);
-            if told
-                && transport.close_write().is_ok()
-                && state.farewells.len() < MAX_FAREWELLS
-                && let Ok(stream) = transport.stream().try_clone()
-            {
-                let _ = stream.set_nonblocking(true);
-                state.farewells.push((stream, Instant::now()));
-            }
             drop(state);
+            let notice = format!("server is full ({waiting} already waiting); try again later");
+            self.farewells.send_off(&transport, &refusal(&notice));
             self.output.status(format!(
                 "{peer} turned away: the line is full ({waiting} waiting)"
             ));
@@ -168,19 +160,6 @@ impl WaitingLine {
             present
         });
         self.tell_places(&mut state);
-        state.farewells.retain_mut(|(stream, since)| {
-            let mut scratch = [0; 4096];
-            loop {
-                match stream.read(&mut scratch) {
-                    Ok(0) => return false,
-                    Ok(_) => continue,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        return since.elapsed() < FAREWELL_TIMEOUT;
-                    }
-                    Err(_) => return false,
-                }
-            }
-        });
         drop(state);
         if !left.is_empty() {
             let _ = self.events.send(Event::LineChanged);

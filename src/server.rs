@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::Exit;
 use crate::access::Access;
@@ -15,6 +15,7 @@ use crate::conversation;
 use crate::ending::{Ending, Rules};
 use crate::errors::{describe_failure, lowercase_os_error};
 use crate::event::{Event, Input};
+use crate::farewell::Farewells;
 use crate::frame::encode_frame;
 pub use crate::gate::TlsConfig;
 use crate::gate::{Admit, open_gate};
@@ -51,10 +52,12 @@ pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
     console.start_input(&events, AfterQuit::Continue)?;
     let output = Arc::clone(&console.output);
     let address = listener.local_addr()?;
+    let farewells = Arc::new(Farewells::default());
     let line = Arc::new(WaitingLine::new(
         config.max_waiting,
         events.clone(),
         Arc::clone(&output),
+        Arc::clone(&farewells),
     ));
     let refusals = open_gate(
         listener,
@@ -62,6 +65,7 @@ pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
         config.tls.as_ref(),
         Arc::clone(&line) as Arc<dyn Admit>,
         &output,
+        &farewells,
     )?;
     {
         let (line, output) = (Arc::clone(&line), Arc::clone(&output));
@@ -69,6 +73,7 @@ pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
             loop {
                 thread::sleep(TIDY_INTERVAL);
                 line.tidy();
+                farewells.tidy(Instant::now());
                 refusals.report_overdue(&output);
             }
         })?;
@@ -119,6 +124,7 @@ fn serve(
             next_id,
             client.into_transport(),
             config.max_message_size,
+            None,
             output,
             &label,
             events,

@@ -199,9 +199,13 @@ fn one_more_than_the_line_holds_is_turned_away() {
     assert!(read_text(&mut second).contains("number 1 in line"));
     let mut third = server.raw();
     let notice = read_text(&mut third);
-    assert!(notice.contains("server is full"), "{notice}");
+    assert!(notice.starts_with("-- refused: server is full"), "{notice}");
     assert_eq!(read_frame(&mut third), None, "then the server closes");
     server.expect_status("turned away");
+    // Our client shows why, and a refusal is a failure.
+    let mut fourth = server.connect_client(&[]);
+    fourth.expect_status("server is full (1 already waiting); try again later");
+    assert_eq!(fourth.wait().code(), Some(1));
 }
 
 #[test]

@@ -52,7 +52,8 @@ fn hostile_peers_each_get_one_line_and_the_next_client_is_served() {
     for (what, bytes, said) in cases {
         let mut peer = server.raw();
         peer.write_all(&bytes).unwrap();
-        peer.shutdown(Shutdown::Write).unwrap();
+        // The server may have closed already (garbage is answered at once).
+        let _ = peer.shutdown(Shutdown::Write);
         let line = server.expect_status(said);
         assert!(
             line.contains(&peer.local_addr().unwrap().to_string()),

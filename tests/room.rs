@@ -610,3 +610,112 @@ fn quick_piped_members_lose_no_line() {
         assert!(line.ends_with(&format!(": hello {i}")), "{line}");
     }
 }
+
+/// A member piping a file at loopback speed is slowed to the room's pace,
+/// and told so; a reader that keeps up with the pace (here four times
+/// faster), though far slower than loopback, gets every line and stays.
+#[test]
+fn a_flood_is_slowed_to_the_pace_and_an_attentive_slower_reader_stays() {
+    const RATE: usize = 512 * 1024;
+    let server = start_room(&[
+        "--member-backlog",
+        "524288",
+        "--max-message-size",
+        "65536",
+        "--member-rate",
+        &RATE.to_string(),
+    ]);
+    let addr = server.addr.to_string();
+    let mut reader = Program::spawn_reading_stdout(
+        support::CLIENT,
+        &["--connect", &addr, "--name", "reader"],
+        4 * RATE,
+    );
+    reader.expect_status("you joined as reader;");
+    let mut flooder = server.join_room("flooder");
+    reader.expect_status("flooder joined");
+
+    let lines = support::flood("flooder", 2_000_000);
+    let began = Instant::now();
+    // Written whole: the flooder's client takes it as fast as it is let.
+    flooder.type_raw(format!("{}\n", lines.join("\n")).as_bytes());
+    flooder.expect_status("you are sending faster than the room takes (524288 bytes a second)");
+    for line in &lines {
+        assert_eq!(reader.next_message(), format!("flooder: {line}"));
+    }
+    let took = began.elapsed();
+    // 2 MB at 512 KiB/s, less the burst (128 KiB) and one read (256 KiB):
+    // over 3 s paced; at loopback speed the reader alone would take 1 s.
+    assert!(took >= Duration::from_secs(2), "not slowed: {took:?}");
+    reader.say("/who");
+    reader.expect_status("here (3): server, reader, flooder");
+    assert!(
+        !reader
+            .drain_stderr()
+            .iter()
+            .any(|l| l.contains("disconnected")),
+        "{:?}",
+        reader.all_stderr()
+    );
+}
+
+/// A member whose idle timeout runs out is told why, and so is the room.
+#[test]
+fn a_member_idle_past_the_timeout_is_told_why_and_so_is_the_room() {
+    let mut server = start_room(&["--idle-timeout", "2"]);
+    let mut alice = server.join_room("alice");
+    server.expect_status("alice joined");
+    alice.expect_status(
+        "nothing sent or received for 2 s (the room's idle timeout): the server ends your connection",
+    );
+    server.expect_status("alice left (idle for 2 s)");
+    assert_eq!(alice.wait().code(), Some(0), "{:?}", alice.all_stderr());
+}
+
+/// A room that relays larger messages than a client's own maximum says so
+/// in its greeting, and the client takes them rather than being ejected.
+#[test]
+fn a_client_with_a_smaller_maximum_takes_what_the_room_relays() {
+    let server = start_room(&["--max-message-size", "3000000"]);
+    let mut alice = server.join_room("alice");
+    let mut bob = server.raw_member();
+    bob.send("/nick bob");
+    alice.expect_status("bob joined");
+    let big = "b".repeat(2_000_000);
+    bob.send(&big);
+    assert_eq!(alice.next_message(), format!("bob: {big}"));
+    // However small the client's own maximum.
+    let mut carol = server.connect_client(&["--name", "carol", "--max-message-size", "1000"]);
+    carol.expect_status("you joined as carol;");
+    let long = "c".repeat(50_000);
+    bob.send(&long);
+    assert_eq!(carol.next_message(), format!("bob: {long}"));
+    alice.say("still here");
+    assert_eq!(carol.next_message(), "alice: still here");
+    assert_eq!(alice.next_message(), format!("bob: {long}"));
+}
+
+/// With a small bound, a fast reader is not pushed past it by one large
+/// read from a talker: what a talker sends is relayed in portions.
+#[test]
+fn a_small_bound_does_not_cut_off_a_reader_that_keeps_up() {
+    let server = start_room(&["--member-backlog", "200000", "--max-message-size", "10000"]);
+    let mut reader = server.join_room("reader");
+    let mut talker = server.join_room("talker");
+    reader.expect_status("talker joined");
+    let lines = support::flood("talker", 1_000_000);
+    talker.type_raw(format!("{}\n", lines.join("\n")).as_bytes());
+    for line in &lines {
+        assert_eq!(reader.next_message(), format!("talker: {line}"));
+    }
+    reader.say("/who");
+    reader.expect_status("here (3): server, reader, talker");
+    assert!(
+        !reader
+            .drain_stderr()
+            .iter()
+            .any(|l| l.contains("disconnected")),
+        "{:?}",
+        reader.all_stderr()
+    );
+}

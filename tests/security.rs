@@ -12,8 +12,8 @@ use std::net::TcpListener;
 use std::time::Instant;
 
 use support::{
-    CLIENT, PATIENCE, Program, SERVER, Server, frame, path, read_text, scratch, tls_client,
-    tls_server,
+    CLIENT, PATIENCE, Program, SERVER, Server, frame, path, read_frame, read_text, scratch,
+    tls_client, tls_server,
 };
 
 /// Checks a conversation works both ways, then ends it from the client.
@@ -263,9 +263,11 @@ fn a_plain_client_of_a_tls_server_is_told_to_use_tls() {
     let (mut server, _) = tls_server(&dir, &[], &[]);
     let started = Instant::now();
     let mut client = server.connect_client(&[]);
-    client.expect_message("this server speaks TLS only: connect with chat-client --tls");
+    client.expect_status("this server speaks TLS only: connect with chat-client --tls");
     assert!(started.elapsed() < PATIENCE);
-    client.wait();
+    client.expect_status("not served: the server refused this client");
+    assert_eq!(client.wait().code(), Some(1), "a refusal is a failure");
+    assert!(client.stdout.try_recv().is_err(), "not shown as a message");
     server.expect_status("refused a connection from 127.0.0.1: it does not speak TLS");
 
     // A raw plain peer that talks at once is told too, not left hanging.
@@ -273,7 +275,7 @@ fn a_plain_client_of_a_tls_server_is_told_to_use_tls() {
     raw.write_all(&frame(b"hello?")).unwrap();
     assert_eq!(
         read_text(&mut raw),
-        "this server speaks TLS only: connect with chat-client --tls"
+        "-- refused: this server speaks TLS only: connect with chat-client --tls"
     );
 }
 
@@ -314,13 +316,14 @@ fn a_tls_client_of_a_plain_server_is_told_it_does_not_speak_tls() {
 #[test]
 fn allow_and_deny_decide_who_gets_in_and_refusals_are_counted() {
     let mut denied = Server::start(&["--deny", "127.0.0.0/8"]);
+    // A plain peer that talks at once is told why in one frame, then closed.
     let mut raw = denied.raw();
-    let mut rest = Vec::new();
-    // Closed at once, without a word.
+    raw.write_all(&frame(b"hello?")).unwrap();
     assert_eq!(
-        raw.read_to_end(&mut rest).map(|_| rest.len()).unwrap_or(0),
-        0
+        read_text(&mut raw),
+        "-- refused: this server does not accept connections from your address"
     );
+    assert_eq!(read_frame(&mut raw), None, "then the server closes");
     denied.expect_status("refused a connection from 127.0.0.1: not allowed by --allow/--deny");
     // A burst: reported at most once a second, with the count.
     for _ in 0..20 {
@@ -328,10 +331,25 @@ fn allow_and_deny_decide_who_gets_in_and_refusals_are_counted() {
     }
     let report = denied.expect_status("refused 20 connections");
     assert!(report.contains("the last from 127.0.0.1"), "{report}");
+    // Our client shows why and fails, its line undelivered.
+    let mut client = denied.connect_client(&[]);
+    client.say("never delivered");
+    client.expect_status("this server does not accept connections from your address");
+    assert_eq!(client.wait().code(), Some(1));
 
     let mut outside = Server::start(&["--allow", "10.0.0.0/8"]);
     let _ = outside.raw().read(&mut [0u8; 1]);
     outside.expect_status("refused a connection from 127.0.0.1");
+
+    // A TLS server closes a denied client without a word: a plain frame
+    // would read as a server without TLS.
+    let dir = scratch("deny-tls");
+    let (mut tls_denied, _) = tls_server(&dir, &["--deny", "127.0.0.1"], &[]);
+    let mut client = tls_client(&tls_denied, &dir, &[], &[]);
+    assert_eq!(client.wait().code(), Some(1));
+    let said = client.all_stderr().join("\n");
+    assert!(said.contains("it may refuse your address"), "{said}");
+    tls_denied.expect_status("not allowed by --allow/--deny");
 
     let mut inside = Server::start(&["--allow", "10.0.0.0/8", "--allow", "127.0.0.1"]);
     inside.serves_a_polite_client("let in");

@@ -34,14 +34,22 @@ pub fn main() {
         .unwrap_or(3);
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     let (mut our_peak, mut their_peak) = (0, 0);
+    // CPU per delivery, ns: the server's, and the members' (this process).
+    let (mut our_cpu, mut their_cpu) = (Vec::new(), Vec::new());
+    let (mut our_members, mut their_members) = (Vec::new(), Vec::new());
+    let per_delivery = |d: Duration| d.as_secs_f64() * 1e9 / DELIVERIES as f64;
     let (mut our_broken, mut their_broken) = (0, 0);
     for round in 0..rounds {
         let run = room_ours();
         our_peak = our_peak.max(run.peak_kib);
+        our_cpu.push(per_delivery(run.server_cpu));
+        our_members.push(per_delivery(run.members_cpu));
         our_broken += run.broken;
         ours.push(run.elapsed);
         let run = room_ncat();
         their_peak = their_peak.max(run.peak_kib);
+        their_cpu.push(per_delivery(run.server_cpu));
+        their_members.push(per_delivery(run.members_cpu));
         their_broken += run.broken;
         theirs.push(run.elapsed);
         eprintln!(
@@ -74,6 +82,36 @@ pub fn main() {
         rate(theirs),
         if met { "met" } else { "missed" }
     );
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (ours_cpu, theirs_cpu) = (median(&mut our_cpu), median(&mut their_cpu));
+    println!(
+        "| server CPU per delivery (user+sys) | {ours_cpu:.1} ns | {theirs_cpu:.1} ns | {:.2} | - | |",
+        ours_cpu / theirs_cpu
+    );
+    let their_members = median(&mut their_members);
+    println!(
+        "| the members' CPU per delivery (this process, same for both sides by design) | {:.1} ns | {their_members:.1} ns | - | - | |",
+        median(&mut our_members),
+    );
+    // What no server can beat here: the members' own CPU spread over every
+    // core, as if the server took none. Against ncat's time, the best ratio
+    // any server could reach on this machine with this harness.
+    let cores = thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let floor = their_members * DELIVERIES as f64 / 1e9 / cores;
+    println!(
+        "| best ratio a server taking no CPU could reach here (the members' CPU over {cores} cores: {:.0} ms) | - | - | {:.2} | - | |",
+        floor * 1e3,
+        theirs.as_secs_f64() / floor
+    );
+    // And the server CPU per delivery that would leave room for 2x: what
+    // the cores have in half ncat's time, less what the members take.
+    let budget = (cores * theirs.as_secs_f64() / 2.0) * 1e9 / DELIVERIES as f64 - their_members;
+    println!(
+        "| server CPU per delivery that 2x would allow here, at best (ncat column: what ncat takes) | {budget:.1} ns | {theirs_cpu:.1} ns | - | - | |"
+    );
     println!(
         "| server peak RSS | {:.1} MiB | {:.1} MiB | - | - | |",
         our_peak as f64 / 1024.0,
@@ -90,6 +128,10 @@ pub fn main() {
 
 struct Run {
     elapsed: Duration,
+    /// The server's CPU time (user + system) over its whole life.
+    server_cpu: Duration,
+    /// This process's CPU time while the members sent and received.
+    members_cpu: Duration,
     peak_kib: u64,
     /// Lines that arrived cut or mixed with another sender's.
     broken: usize,
@@ -137,7 +179,7 @@ fn room_ours() -> Run {
             stream
         })
         .collect();
-    let (elapsed, broken) = relay(
+    let relayed = relay(
         members,
         |i| {
             let mut bytes = Vec::new();
@@ -186,7 +228,7 @@ fn room_ours() -> Run {
             broken
         },
     );
-    finish(server, elapsed, broken)
+    finish(server, relayed)
 }
 
 /// `ncat --broker`: every line from a client goes to every other client.
@@ -227,7 +269,7 @@ fn room_ncat() -> Run {
         .collect();
     // ncat has no greeting to wait for: give it time to take in everyone.
     thread::sleep(Duration::from_millis(500));
-    let (elapsed, broken) = relay(
+    let relayed = relay(
         members,
         |i| {
             (0..LINES)
@@ -263,7 +305,7 @@ fn room_ncat() -> Run {
             broken
         },
     );
-    finish(server, elapsed, broken)
+    finish(server, relayed)
 }
 
 /// Every member sends what `lines` gives it, all at once, and receives with
@@ -272,7 +314,7 @@ fn relay(
     members: Vec<TcpStream>,
     lines: impl Fn(usize) -> Vec<u8>,
     receive: impl Fn(&mut TcpStream) -> usize + Send + Sync + 'static,
-) -> (Duration, usize) {
+) -> Relayed {
     let start = Arc::new(Barrier::new(2 * MEMBERS + 1));
     let receive = Arc::new(receive);
     let mut threads = Vec::new();
@@ -293,16 +335,44 @@ fn relay(
         }));
     }
     start.wait();
-    let began = Instant::now();
+    let (began, cpu_before) = (Instant::now(), cpu_time("self"));
     let broken = threads
         .into_iter()
         .map(|thread| thread.join().expect("a member failed"))
         .sum();
-    (began.elapsed(), broken)
+    Relayed {
+        elapsed: began.elapsed(),
+        members_cpu: cpu_time("self").saturating_sub(cpu_before),
+        broken,
+    }
 }
 
-/// Reads the server's peak memory, then stops it.
-fn finish(mut server: Child, elapsed: Duration, broken: usize) -> Run {
+struct Relayed {
+    elapsed: Duration,
+    members_cpu: Duration,
+    broken: usize,
+}
+
+/// User + system CPU time of a process (`self` or a pid), from `/proc`.
+fn cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses: utime and
+    // stime are the 12th and 13th of them, in clock ticks.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    // sysconf(_SC_CLK_TCK) is 100 on every Linux in use.
+    Duration::from_millis(ticks * 10)
+}
+
+/// Reads the server's peak memory and CPU time, then stops it.
+fn finish(mut server: Child, relayed: Relayed) -> Run {
+    let server_cpu = cpu_time(&server.id().to_string());
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", server.id())).unwrap_or_default();
     let peak_kib = status
@@ -314,9 +384,11 @@ fn finish(mut server: Child, elapsed: Duration, broken: usize) -> Run {
     let _ = server.kill();
     let _ = server.wait();
     Run {
-        elapsed,
+        elapsed: relayed.elapsed,
+        server_cpu,
+        members_cpu: relayed.members_cpu,
         peak_kib,
-        broken,
+        broken: relayed.broken,
     }
 }
 

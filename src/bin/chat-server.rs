@@ -95,6 +95,12 @@ struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 2 << 20, requires = "room",
           value_parser = clap::value_parser!(u32).range(1..))]
     member_backlog: u32,
+
+    /// Bytes a second a room member may send, sustained, after a burst of a
+    /// quarter of its backlog; a faster one is slowed (nothing is lost)
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, requires = "room",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    member_rate: u32,
 }
 
 fn main() {
@@ -120,6 +126,7 @@ fn serve(args: Args) -> anyhow::Result<i32> {
             max_message_size: args.max_message_size as usize,
             max_clients: args.max_clients as usize,
             backlog: args.member_backlog as usize,
+            rate: args.member_rate as usize,
             name: args.name,
             idle_timeout: args.idle_timeout.map(Duration::from_secs),
             tls,

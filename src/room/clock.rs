@@ -10,13 +10,6 @@ use std::time::{Duration, Instant};
 /// it was given; lines it sends meanwhile wait for the announcement.
 pub const HELLO_WAIT: Duration = Duration::from_secs(1);
 
-/// How long a turned-away client has to close after being told why.
-pub const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// While turned-away clients are being drained, they are looked at this
-/// often.
-pub const FAREWELL_POLL: Duration = Duration::from_millis(100);
-
 /// Deadlines by key.
 #[derive(Debug)]
 pub struct Deadlines<K> {

@@ -22,6 +22,7 @@
 mod clock;
 pub(crate) mod commands;
 mod names;
+mod pace;
 mod relay;
 pub(crate) mod view;
 mod wire;
@@ -29,6 +30,7 @@ mod wire;
 use std::io;
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -38,6 +40,7 @@ use crate::access::Access;
 use crate::ending::Happening;
 use crate::errors::{describe_receive_error, describe_send_error};
 use crate::event::{Event, Input, ReceiveEnd};
+use crate::farewell::Farewells;
 use crate::gate::{Admit, TlsConfig, open_gate};
 use crate::input::AfterQuit;
 use crate::outbox::Outbox;
@@ -56,12 +59,20 @@ pub struct Config {
     pub max_clients: usize,
     /// Bytes a member may fall behind before it is disconnected.
     pub backlog: usize,
+    /// Bytes a second a member may talk, sustained; past it, its lines are
+    /// taken more slowly.
+    pub rate: usize,
     /// The operator's name.
     pub name: String,
     pub idle_timeout: Option<Duration>,
     /// TLS, if the server speaks it.
     pub tls: Option<TlsConfig>,
     pub access: Access,
+}
+
+/// The largest message a room's greeting (its first frame) says it relays.
+pub fn declared_max(first: &[u8]) -> Option<usize> {
+    wire::declared_max(first)
 }
 
 /// Checks a name given on the command line.
@@ -80,19 +91,30 @@ pub fn run(listener: TcpListener, mut config: Config) -> io::Result<Exit> {
     let address = listener.local_addr()?;
     let name = config.name.clone();
     let (access, tls) = (config.access.clone(), config.tls.clone());
-    let room = Room::new(config, events.clone(), Arc::clone(&output));
+    let farewells = Arc::new(Farewells::default());
+    let room = Room::new(
+        config,
+        events.clone(),
+        Arc::clone(&output),
+        Arc::clone(&farewells),
+    );
     let lines = Arc::new(Outbox::with_backlog_alarm(|| {}));
     console.recipient.set(Some(Arc::clone(&lines)));
     console.recipient.set_room();
+    // The operator keeps the members' pace too, until it closes the room:
+    // then what it said before is relayed at once.
+    let closing = Arc::new(AtomicBool::new(false));
     let operator = {
-        let (room, lines) = (Arc::clone(&room), Arc::clone(&lines));
+        let (room, lines, closing) = (Arc::clone(&room), Arc::clone(&lines), Arc::clone(&closing));
         thread::Builder::new()
             .name("operator".into())
             .spawn(move || {
                 let mut batches = Vec::new();
+                let mut pace = room.pace();
                 while lines.take(&mut batches) {
                     for batch in &batches {
                         room.hear(OPERATOR, batch);
+                        relay::pause(pace.take(batch.len(), Instant::now()), &closing);
                     }
                 }
             })?
@@ -101,6 +123,7 @@ pub fn run(listener: TcpListener, mut config: Config) -> io::Result<Exit> {
     // reported; they are relayed before the room closes.
     let mut operator = Some(operator);
     let mut last_words = move || {
+        closing.store(true, Ordering::SeqCst);
         lines.close();
         if let Some(thread) = operator.take() {
             let _ = thread.join();
@@ -112,12 +135,14 @@ pub fn run(listener: TcpListener, mut config: Config) -> io::Result<Exit> {
         tls.as_ref(),
         Arc::clone(&room) as Arc<dyn Admit>,
         &output,
+        &farewells,
     )?;
     {
         let output = Arc::clone(&output);
         thread::Builder::new().name("tidy".into()).spawn(move || {
             loop {
                 thread::sleep(REFUSALS_TIDY);
+                farewells.tidy(Instant::now());
                 refusals.report_overdue(&output);
             }
         })?;

@@ -11,22 +11,23 @@
 //! screen takes what it has room for and says what it had to drop.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{ErrorKind, Read};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::AtomicBool;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use super::Config;
-use super::clock::{Deadlines, FAREWELL_POLL, FAREWELL_TIMEOUT, HELLO_WAIT};
+use super::clock::{Deadlines, HELLO_WAIT};
 use super::commands::{self, Command, HELP};
 use super::names;
+use super::pace::Pace;
 use super::wire;
 use crate::connection::{Connection, Inbound};
 use crate::ending::{Closing, Ending, Happening, Rules};
 use crate::errors::{describe_failure, lowercase_os_error};
 use crate::event::Event;
+use crate::farewell::Farewells;
 use crate::frame::{Payload, encode_frame};
 use crate::gate::Admit;
 use crate::outbox::{Outbox, Room as Space};
@@ -43,14 +44,11 @@ pub const HISTORY: usize = 20;
 /// announced; past this it is announced under the name it has.
 const EARLY_LIMIT: usize = 64 * 1024;
 
-/// A notice to a turned-away client must reach its buffers within this.
-const NOTICE_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// Messages the operator's screen had to drop are reported at most this often.
 const SCREEN_REPORT_PERIOD: Duration = Duration::from_secs(5);
 
-/// Turned-away clients still being drained; past this they are dropped at once.
-const MAX_FAREWELLS: usize = 64;
+/// A paced talker's thread looks this often whether it is cancelled.
+const PAUSE_SLICE: Duration = Duration::from_millis(100);
 
 pub struct Room {
     /// This room, for the members' receiving threads.
@@ -59,6 +57,7 @@ pub struct Room {
     config: Config,
     events: Sender<Event>,
     output: Arc<Output>,
+    farewells: Arc<Farewells>,
 }
 
 struct Member {
@@ -89,11 +88,10 @@ struct State {
     closing: bool,
     /// Newcomers not yet announced, by when they will be.
     arrivals: Deadlines<u64>,
-    /// Turned-away clients: told why, our side shut down, theirs read until
-    /// it closes or its time is up.
-    farewells: Vec<(TcpStream, Instant)>,
     /// Members found behind, for the main thread.
     fell_behind: Vec<u64>,
+    /// Members whose idle timeout ran out, for the room to be told.
+    went_idle: Vec<(u64, Duration)>,
     /// Messages the operator's screen had no room for, not yet reported.
     unshown: u64,
     /// When that was last reported.
@@ -139,11 +137,14 @@ pub struct Tick {
 }
 
 /// What a member's receiving thread hands to the room: the frames of one
-/// read, relayed under one lock.
+/// read, relayed under one lock, at the member's pace.
 struct FromMember {
     room: Arc<Room>,
     id: u64,
     frames: Vec<u8>,
+    pace: Pace,
+    /// It was told once that it talks faster than the room takes.
+    told_pace: bool,
 }
 
 impl Inbound for FromMember {
@@ -151,12 +152,39 @@ impl Inbound for FromMember {
         let _ = encode_frame(&mut self.frames, payload.bytes(), usize::MAX);
     }
 
-    fn flush(&mut self, _cancelled: &AtomicBool) -> bool {
-        if !self.frames.is_empty() {
-            self.room.hear(self.id, &self.frames);
-            self.frames.clear();
+    fn flush(&mut self, cancelled: &AtomicBool) -> bool {
+        // In portions of at most the burst: one large read relayed at once
+        // could put a reader past a small bound however fast it reads.
+        for portion in wire::portions(&self.frames, self.pace.burst()) {
+            self.room.hear(self.id, portion);
+            let wait = self.pace.take(portion.len(), Instant::now());
+            if !wait.is_zero() {
+                if !self.told_pace {
+                    self.told_pace = true;
+                    self.room.told_pace(self.id);
+                }
+                // Not reading meanwhile is the point: TCP holds the rest
+                // back in the member's client.
+                pause(wait, cancelled);
+            }
         }
+        self.frames.clear();
         true
+    }
+}
+
+/// Sleeps for `wait`, or less once `cancelled` is set.
+pub(super) fn pause(wait: Duration, cancelled: &AtomicBool) {
+    let until = Instant::now() + wait;
+    loop {
+        if cancelled.load(Ordering::SeqCst) {
+            return;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(PAUSE_SLICE));
     }
 }
 
@@ -172,7 +200,12 @@ struct Run {
 }
 
 impl Room {
-    pub fn new(config: Config, events: Sender<Event>, output: Arc<Output>) -> Arc<Self> {
+    pub fn new(
+        config: Config,
+        events: Sender<Event>,
+        output: Arc<Output>,
+        farewells: Arc<Farewells>,
+    ) -> Arc<Self> {
         let state = State {
             members: BTreeMap::new(),
             operator: config.name.clone(),
@@ -181,8 +214,8 @@ impl Room {
             guests: 0,
             closing: false,
             arrivals: Deadlines::default(),
-            farewells: Vec::new(),
             fell_behind: Vec::new(),
+            went_idle: Vec::new(),
             unshown: 0,
             unshown_told: None,
             scratch: Vec::new(),
@@ -193,6 +226,7 @@ impl Room {
             config,
             events,
             output,
+            farewells,
         })
     }
 
@@ -209,12 +243,8 @@ impl Room {
                 true => wire::closing(),
                 false => wire::full(self.config.max_clients),
             };
-            if let Some(farewell) = farewell(&transport, &why)
-                && state.farewells.len() < MAX_FAREWELLS
-            {
-                state.farewells.push((farewell, Instant::now()));
-            }
             drop(state);
+            self.farewells.send_off(&transport, &why);
             if present >= self.config.max_clients {
                 self.output.status(format!(
                     "{peer} turned away: the room is full ({present} members)"
@@ -229,6 +259,8 @@ impl Room {
             room: me,
             id,
             frames: Vec::new(),
+            pace: self.pace(),
+            told_pace: false,
         };
         // Started under the lock: its first message waits for the greeting.
         let connection = match Connection::start_relaying(
@@ -251,7 +283,11 @@ impl Room {
         let name = names::free_form(&guest, |key| state.is_taken(key, None));
         let outbox = connection.outbox();
         let mut hello = Vec::new();
-        let _ = encode_frame(&mut hello, wire::greeting().as_bytes(), usize::MAX);
+        let _ = encode_frame(
+            &mut hello,
+            wire::greeting(self.config.max_message_size).as_bytes(),
+            usize::MAX,
+        );
         // The newest earlier messages that fit in half the member's bound,
         // so that what a member holds stays within the bound from the start.
         let mut budget = self.config.backlog / 2;
@@ -295,6 +331,24 @@ impl Room {
         state.step(id, None, now, &mut finished);
         drop(state);
         let _ = self.events.send(Event::RoomChanged);
+    }
+
+    /// A talker's pace: the room's rate, and a quarter of a member's bound
+    /// at once, relayed in portions of at most that, so that a reader that
+    /// keeps up with the rate is never more than half its bound behind one
+    /// talker.
+    pub fn pace(&self) -> Pace {
+        Pace::new(self.config.rate, self.config.backlog / 4)
+    }
+
+    /// Tells member `id` (once) that it is being slowed.
+    fn told_pace(&self, id: u64) {
+        let mut state = self.lock();
+        let text = format!(
+            "you are sending faster than the room takes ({} bytes a second): your lines are taken more slowly, and none is lost",
+            self.config.rate
+        );
+        self.tell(&mut state, id, &text);
     }
 
     /// Takes the frames of one read from member `id` (or the operator):
@@ -363,9 +417,12 @@ impl Room {
         for id in due {
             state.step(id, None, now, &mut finished);
         }
-        state
-            .farewells
-            .retain_mut(|(stream, since)| still_closing(stream, *since, now));
+        for (id, idle) in std::mem::take(&mut state.went_idle) {
+            if state.is_here(id) {
+                let why = format!("idle for {} s", idle.as_secs());
+                self.leave(&mut state, id, Some(&why));
+            }
+        }
         let report_at = state.unshown_told.map(|at| at + SCREEN_REPORT_PERIOD);
         let report_due = state.unshown > 0 && report_at.is_none_or(|at| now >= at);
         if report_due {
@@ -387,7 +444,6 @@ impl Room {
             .values()
             .filter_map(|m| m.wake_at)
             .chain(state.arrivals.next())
-            .chain((!state.farewells.is_empty()).then(|| now + FAREWELL_POLL))
             .chain(report_at)
             .min();
         Tick {
@@ -788,6 +844,15 @@ impl State {
         };
         let seen = member.connection.observe();
         let decision = member.closing.step(now, seen, happening);
+        if let Some(idle) = decision.went_idle
+            && member.present
+        {
+            // Told before our side closes, so that it is the last it reads.
+            let mut notice = Vec::new();
+            let _ = encode_frame(&mut notice, &wire::notice(&wire::idle(idle)), usize::MAX);
+            member.outbox.push(&mut notice, Space::Take);
+            self.went_idle.push((id, idle));
+        }
         if decision.finish_sending {
             member.connection.finish_sending();
         }
@@ -816,36 +881,6 @@ fn visible_len(payload: &[u8], name: &str, how: Said) -> usize {
         Said::Action => 2 + name.len() + 1,
     };
     payload.len() - prefix
-}
-
-/// Tells a turned-away client why and ends our side; the stream is
-/// returned to be drained until the client closes, or `None` if it is gone.
-fn farewell(transport: &Transport, why: &str) -> Option<TcpStream> {
-    if !transport.send_notice(why, NOTICE_TIMEOUT) {
-        return None;
-    }
-    transport.close_write().ok()?;
-    let stream = transport.stream().try_clone().ok()?;
-    stream.set_nonblocking(true).ok()?;
-    Some(stream)
-}
-
-/// Reads what a turned-away client still sends; false once it closed or
-/// its time is up.
-fn still_closing(stream: &mut TcpStream, since: Instant, now: Instant) -> bool {
-    if now >= since + FAREWELL_TIMEOUT {
-        return false;
-    }
-    let mut sink = [0; 4096];
-    loop {
-        match stream.read(&mut sink) {
-            Ok(0) => return false,
-            Ok(_) => continue,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => return false,
-        }
-    }
 }
 
 impl Admit for Room {

@@ -1,6 +1,6 @@
 //! The client's reading of what a server sends: plain text from a plain
 //! server, or the room's forms (`super::wire`) once the first frame said the
-//! server is a room. Installed on the client's output before it connects,
+//! server is a room; or, from either, a refusal (`crate::farewell`). Installed on the client's output before it connects,
 //! so it sees the first frame.
 
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::sync::mpsc::Sender;
 
 use super::wire::{self, Heard};
 use crate::event::Event;
+use crate::farewell::read_refusal;
 use crate::output::{Interpret, Said, Shown};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +38,12 @@ impl Interpret for RoomView {
     fn interpret(&mut self, from: &Arc<str>, text: Vec<u8>) -> Vec<Shown> {
         if self.server == Server::Unknown {
             let first = text.split(|&b| b == b'\n').next().unwrap_or_default();
+            if let Some(why) = read_refusal(first) {
+                // Any server, room or not: the one frame before the end.
+                self.server = Server::Plain;
+                let _ = self.events.send(Event::TurnedAway);
+                return vec![Shown::Status(why.to_string())];
+            }
             let room = std::str::from_utf8(first).is_ok_and(wire::is_room_greeting);
             self.server = if room { Server::Room } else { Server::Plain };
             if room {
@@ -52,7 +59,7 @@ impl Interpret for RoomView {
             .iter()
             .any(|item| matches!(item, Shown::Status(notice) if wire::turns_away(notice)))
         {
-            let _ = self.events.send(Event::RoomTurnedAway);
+            let _ = self.events.send(Event::TurnedAway);
         }
         items
     }
@@ -139,12 +146,12 @@ mod tests {
         let mut view = RoomView::new(tx);
         let first = format!(
             "{}\n-- earlier: bob: before\nalice: hi\nalice: bob: fake\n* alice waves\n-- carol joined\n",
-            wire::greeting()
+            wire::greeting(1 << 20)
         );
         assert_eq!(
             shown(&mut view, &first),
             [
-                "status welcome to the room (/help lists the commands)",
+                "status welcome to the room (/help lists the commands; messages up to 1048588 bytes)",
                 "Message earlier=true bob \"before\\n\"",
                 "Message earlier=false alice \"hi\\nbob: fake\\n\"",
                 "Action earlier=false alice \"waves\\n\"",
@@ -164,7 +171,7 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let mut view = RoomView::new(tx);
         assert_eq!(shown(&mut view, "hello\n"), ["plain server \"hello\\n\""]);
-        let later = format!("{}\nbob: x\n", wire::greeting());
+        let later = format!("{}\nbob: x\n", wire::greeting(1 << 20));
         assert_eq!(
             shown(&mut view, &later),
             [format!("plain server {:?}", later)]

@@ -13,6 +13,8 @@
 //! The first frame to each newcomer is a notice ending in [`MARKER`]: how a
 //! client learns that it is in a room.
 
+use std::time::Duration;
+
 use crate::display::push_visible;
 use crate::room::names;
 
@@ -24,9 +26,25 @@ const NOTICE: &str = "-- ";
 const EARLIER: &str = "-- earlier: ";
 const ACTION: &str = "* ";
 
-/// The first frame to a newcomer.
-pub fn greeting() -> String {
-    format!("{NOTICE}welcome to the room (/help lists the commands) {MARKER}")
+/// Says, in the greeting, the largest frame the room sends.
+const UP_TO: &str = "; messages up to ";
+
+/// The first frame to a newcomer; `max` is the largest message the room
+/// relays. The greeting says the largest frame it sends (an earlier one is
+/// longer by its mark), which a client with a smaller maximum must take.
+pub fn greeting(max: usize) -> String {
+    let largest = max + EARLIER.len();
+    format!("{NOTICE}welcome to the room (/help lists the commands{UP_TO}{largest} bytes) {MARKER}")
+}
+
+/// The largest message a room's greeting says it relays.
+pub fn declared_max(greeting: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(greeting).ok()?;
+    if !is_room_greeting(text) {
+        return None;
+    }
+    let (_, rest) = text.split_once(UP_TO)?;
+    rest.split_once(" bytes)")?.0.parse().ok()
 }
 
 /// How the notices begin that tell a member it is not, or no longer, let in.
@@ -51,6 +69,14 @@ pub fn dropped_behind(bound: usize) -> String {
 /// for the client, an end that failed.
 pub fn turns_away(notice: &str) -> bool {
     notice.starts_with(FULL) || notice.starts_with(DROPPED)
+}
+
+/// The last frame to a member whose idle timeout ran out.
+pub fn idle(after: Duration) -> String {
+    format!(
+        "nothing sent or received for {} s (the room's idle timeout): the server ends your connection",
+        after.as_secs()
+    )
 }
 
 /// The only frame to a client that arrives while the room closes.
@@ -99,6 +125,24 @@ pub fn frames(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
         let (payload, rest) = rest.split_at(len);
         bytes = rest;
         Some(payload)
+    })
+}
+
+/// `bytes`, whole frames, in runs of consecutive frames of at most `limit`
+/// bytes each (a single larger frame is a run of its own).
+pub fn portions(mut bytes: &[u8], limit: usize) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let mut end = 0;
+        while let Some(header) = bytes[end..].first_chunk::<4>() {
+            let next = (end + 4 + u32::from_be_bytes(*header) as usize).min(bytes.len());
+            if end > 0 && next > limit {
+                break;
+            }
+            end = next;
+        }
+        let (portion, rest) = bytes.split_at(end);
+        bytes = rest;
+        (!portion.is_empty()).then_some(portion)
     })
 }
 
@@ -242,14 +286,14 @@ mod tests {
         assert!(turns_away(&notice(full(1))));
         assert!(notice(full(1)).contains("(1 member)"));
         assert!(turns_away(&dropped_behind(2048)));
-        assert!(!turns_away(&notice(greeting())));
+        assert!(!turns_away(&notice(greeting(1 << 20))));
         assert!(!turns_away(&notice(closing())));
         assert!(!turns_away("alice was disconnected: it fell behind"));
     }
 
     #[test]
     fn the_greeting_is_recognised_by_its_marker_and_version() {
-        assert!(is_room_greeting(&greeting()));
+        assert!(is_room_greeting(&greeting(1 << 20)));
         assert!(is_room_greeting(&full(3)));
         assert!(is_room_greeting(&closing()));
         assert!(is_room_greeting("-- anything [room protocol 7]"));
@@ -264,9 +308,27 @@ mod tests {
             assert!(!is_room_greeting(not), "{not:?}");
         }
         assert_eq!(
-            parse(&greeting()),
-            Heard::Notice("welcome to the room (/help lists the commands)")
+            parse(&greeting(1 << 20)),
+            Heard::Notice(
+                "welcome to the room (/help lists the commands; messages up to 1048588 bytes)"
+            )
         );
+    }
+
+    #[test]
+    fn the_greeting_declares_the_largest_frame_and_nothing_else_does() {
+        assert_eq!(
+            declared_max(greeting(1000).as_bytes()),
+            Some(1000 + EARLIER.len())
+        );
+        for not in [
+            "-- welcome (messages up to 99 bytes)".to_string(),
+            "alice: ; messages up to 99 bytes) [room protocol 2]".to_string(),
+            full(3),
+            "-- x; messages up to lots bytes) [room protocol 2]".to_string(),
+        ] {
+            assert_eq!(declared_max(not.as_bytes()), None, "{not:?}");
+        }
     }
 
     #[test]
@@ -274,6 +336,22 @@ mod tests {
         assert_eq!(parse("no form at all"), Heard::Notice("no form at all"));
         assert_eq!(parse("two words: x"), Heard::Notice("two words: x"));
         assert_eq!(parse("-- earlier: gone"), Heard::Notice("earlier: gone"));
+    }
+
+    #[test]
+    fn portions_are_whole_frames_within_the_limit_but_never_empty() {
+        let frame = |n: usize| {
+            let mut f = (n as u32).to_be_bytes().to_vec();
+            f.extend(std::iter::repeat_n(b'x', n));
+            f
+        };
+        let bytes = [frame(10), frame(10), frame(100), frame(1), frame(1)].concat();
+        let sizes: Vec<usize> = portions(&bytes, 30).map(<[u8]>::len).collect();
+        assert_eq!(sizes, [28, 104, 10]);
+        assert_eq!(portions(&bytes, 30).collect::<Vec<_>>().concat(), bytes);
+        assert_eq!(portions(&[], 30).count(), 0);
+        let sizes: Vec<usize> = portions(&bytes, usize::MAX).map(<[u8]>::len).collect();
+        assert_eq!(sizes, [bytes.len()]);
     }
 
     #[test]

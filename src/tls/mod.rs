@@ -24,6 +24,7 @@ pub use code::{Failure as CodeFailure, generate as generate_code, normalize as n
 pub use identity::{Identity, data_dir, load_or_create as load_identity};
 pub use trust::{Expect, KnownHosts};
 
+use crate::farewell::refusal;
 use crate::transport::Transport;
 
 const ALPN_CHAT: &[u8] = b"chat";
@@ -92,7 +93,7 @@ impl ServerTls {
     pub fn accept(&self, mut stream: TcpStream, timeout: Duration) -> Result<Transport, Refused> {
         let deadline = Instant::now() + timeout;
         if !speaks_first_with_tls(&stream)? {
-            tell(&Transport::plain(stream), SPEAK_TLS);
+            tell(&Transport::plain(stream), &refusal(SPEAK_TLS));
             return Err(Refused::Plain);
         }
         let session = rustls::ServerConnection::new(Arc::clone(&self.config))
@@ -128,7 +129,7 @@ impl ServerTls {
         };
         if !with_code {
             // A client that offered no protocol at all (a generic TLS peer).
-            tell(&transport, NEEDS_CODE);
+            tell(&transport, &refusal(NEEDS_CODE));
             return Err(Refused::NoCode);
         }
         code::as_server(&transport, code, deadline, &self.gate).map_err(Refused::Code)?;
