@@ -16,14 +16,14 @@ use std::sync::mpsc::Sender;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crate::display::push_visible;
+use crate::display::push_visible_line;
 use crate::ending::Observed;
 use crate::event::{Event, ReceiveEnd};
-use crate::frame::{FrameReader, too_long_error};
+use crate::frame::{FrameReader, Payload, too_long_error};
 use crate::outbox::Outbox;
 use crate::output::Output;
-use crate::platform::unacknowledged;
-use crate::transport::{Progress, Reader, Transport, Writer};
+use crate::platform::{SENDS_NOW, unacknowledged};
+use crate::transport::{Progress, Reader, SentNow, Transport, Writer};
 
 /// How often a read or write blocked on the socket looks whether it was
 /// aborted: a shutdown wakes it on Linux, but not everywhere (Windows).
@@ -50,7 +50,7 @@ struct Shared {
 /// conversation), or handed to a room's relay.
 pub trait Inbound: Send + 'static {
     /// One message, in the order received.
-    fn message(&mut self, payload: &[u8]);
+    fn message(&mut self, payload: Payload<'_>);
     /// The end of one read: hands over what the read brought. False once
     /// nothing more will be taken (the socket is then drained unread); waits
     /// that could block give up when `cancelled` is set.
@@ -84,13 +84,13 @@ struct Show {
 }
 
 impl Inbound for Show {
-    fn message(&mut self, payload: &[u8]) {
+    #[inline]
+    fn message(&mut self, payload: Payload<'_>) {
         if self.answer.is_some() && self.first.is_none() {
-            self.first = Some(payload.to_vec());
+            self.first = Some(payload.bytes().to_vec());
         }
         let text = self.text.get_or_insert_with(|| self.output.buffer());
-        push_visible(text, payload);
-        text.push(b'\n');
+        push_visible_line(text, payload);
     }
 
     fn flush(&mut self, cancelled: &AtomicBool) -> bool {
@@ -193,12 +193,30 @@ impl Connection {
         stream.set_write_timeout(Some(RECHECK))?;
         stream.set_read_timeout(Some(RECHECK))?;
         let shared = Arc::new(Shared::default());
-        let outbox = {
+        let mut outbox = {
             let events = std::sync::Mutex::new(events.clone());
-            Arc::new(Outbox::with_backlog_alarm(move || {
+            Outbox::with_backlog_alarm(move || {
                 let _ = crate::lock(&events).send(Event::Backlogged);
-            }))
+            })
         };
+        // A conversation's lines (not a room's relay, which serves many
+        // sockets from one thread) are written at once by whoever pushes
+        // them when the sending thread is idle: one thread wake-up less
+        // per line.
+        if output.is_some() && SENDS_NOW {
+            let (sender, shared) = (transport.sender()?, Arc::clone(&shared));
+            outbox = outbox.writing_at_once(Box::new(move |frames| {
+                let sent = sender.send_now(frames, |socket, payload| {
+                    shared.written.fetch_add(socket as u64, Ordering::SeqCst);
+                    shared.sent.fetch_add(payload as u64, Ordering::SeqCst);
+                });
+                match sent {
+                    SentNow::Bytes(n) => Some(n),
+                    SentNow::Owing => None,
+                }
+            }));
+        }
+        let outbox = Arc::new(outbox);
         // The sender first: if the receiver cannot start, the sender is
         // stopped and joined, and it waits on nothing but its outbox (a
         // receiver may already be waiting on whoever takes its messages).
@@ -339,7 +357,7 @@ fn receive(
             Err(e) => return ReceiveEnd::Failed(e),
         };
         shared.received.fetch_add(read as u64, Ordering::SeqCst);
-        let mut decoded = frames.drain_buffered(|payload| {
+        let mut decoded = frames.drain_payloads(|payload| {
             if showing {
                 inbound.message(payload);
             }
@@ -354,7 +372,7 @@ fn receive(
             && let Some(max) = inbound.declared_max().filter(|&max| max >= too_long.len)
         {
             frames.set_max(max);
-            decoded = frames.drain_buffered(|payload| {
+            decoded = frames.drain_payloads(|payload| {
                 if showing {
                     inbound.message(payload);
                 }

@@ -65,6 +65,34 @@ fn too_long_to_send(len: usize, max: usize) -> io::Error {
     io::Error::new(ErrorKind::InvalidInput, TooLong { len, max })
 }
 
+/// One received payload, where it lies in a [`FrameReader`]'s buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Payload<'a> {
+    /// The payload, then whatever follows it in the buffer.
+    rest: &'a [u8],
+    len: usize,
+}
+
+impl<'a> Payload<'a> {
+    /// The first `len` bytes of `rest`, for tests.
+    #[cfg(test)]
+    pub(crate) fn new(rest: &'a [u8], len: usize) -> Self {
+        assert!(len <= rest.len());
+        Self { rest, len }
+    }
+
+    pub fn bytes(&self) -> &'a [u8] {
+        &self.rest[..self.len]
+    }
+
+    /// The payload's bytes followed by whatever comes after them in the
+    /// buffer (later frames, or bytes of an earlier read): a copy may take a
+    /// fixed-size block from here and keep only the payload's length of it.
+    pub fn with_slack(&self) -> &'a [u8] {
+        self.rest
+    }
+}
+
 /// Decodes frames from a byte stream, reusing one buffer for all of them.
 pub struct FrameReader<R> {
     inner: R,
@@ -142,11 +170,18 @@ impl<R: Read> FrameReader<R> {
     /// Hands every complete non-empty frame already buffered to `each`, in
     /// order, and makes room for the next [`fill`](Self::fill). A header over
     /// the maximum stops it, after every frame before it was handed out.
+    #[inline]
+    pub fn drain_buffered(&mut self, mut each: impl FnMut(&[u8])) -> Result<(), TooLong> {
+        self.drain_payloads(|payload| each(payload.bytes()))
+    }
+
+    /// [`drain_buffered`](Self::drain_buffered), each payload handed out
+    /// with what follows it in the buffer, for copies of a fixed size.
     ///
     /// One loop over the whole buffer: this runs for every message received,
     /// so it keeps the position in a local and makes room once at the end.
     #[inline]
-    pub fn drain_buffered(&mut self, mut each: impl FnMut(&[u8])) -> Result<(), TooLong> {
+    pub fn drain_payloads(&mut self, mut each: impl FnMut(Payload<'_>)) -> Result<(), TooLong> {
         let buffered = &self.buf[..self.end];
         let mut start = self.start;
         let outcome = loop {
@@ -158,11 +193,14 @@ impl<R: Read> FrameReader<R> {
                 break Err(TooLong { len, max: self.max });
             }
             let total = HEADER_LEN + len;
-            let Some(frame) = buffered.get(start..start + total) else {
+            if buffered.len() < start + total {
                 break Ok(total);
-            };
+            }
             if len != 0 {
-                each(&frame[HEADER_LEN..]);
+                // The whole buffer from the payload on: what lies past `end`
+                // was read earlier or zeroed, never uninitialized.
+                let rest = &self.buf[start + HEADER_LEN..];
+                each(Payload { rest, len });
             }
             start += total;
         };

@@ -36,7 +36,14 @@
 //! thread (outbox to socket). One thread reads the user's input (the plain
 //! reader, or the line editor's key reader), one consumes the output queue
 //! (the plain writer, or the line editor). The server adds an accepting
-//! thread and one that tidies its line of waiting clients.
+//! thread and one that tidies its line of waiting clients. Two hand-offs
+//! are skipped when the thread handed to is idle and nothing is queued:
+//! whoever pushes lines to a conversation's outbox sends them itself, and
+//! the receiving thread writes to stdout itself, each only as far as the
+//! socket or stdout takes the bytes without waiting (what is left goes to
+//! the other thread as before), so neither can be held up by a peer or a
+//! stdout that reads nothing, and each socket and stdout still has one
+//! writer at a time.
 
 // The layout above links to private modules on purpose: it is for readers
 // of the source (`cargo doc --document-private-items`).

@@ -7,6 +7,15 @@
 //! are appended in batches and taken whole, so the writer, the socket's only
 //! writer, sends one large write per batch under load and a lone typed line
 //! the moment it arrives.
+//!
+//! An outbox may also be given a way to write at once, without waiting
+//! (a non-blocking send): then a batch pushed while the writer is idle and
+//! nothing is queued is written by the pushing thread itself, as much as the
+//! socket takes, and only the rest is queued. A typed line then goes out
+//! without waking the writer thread, and a flood's frames are written by
+//! the thread that framed them while they are still in its cache. The
+//! socket still has one writer at a time: the writer thread waits while a
+//! push writes, and a push writes only while the writer has nothing in hand.
 
 use std::collections::VecDeque;
 use std::mem;
@@ -16,9 +25,18 @@ use std::time::Instant;
 /// How many bytes may wait for the socket before a waiting push blocks.
 pub const OUTBOX_LIMIT: usize = 1 << 20;
 
+/// Writes what it can of the bytes at once, never waiting, and says how
+/// many that was (0 if none, or on any error: the writer thread meets the
+/// error itself when it writes the rest); `None` if it took them all but
+/// left the writer thread something to finish (TLS: ciphertext the socket
+/// did not take), which then runs next.
+pub type WriteNow = Box<dyn Fn(&[u8]) -> Option<usize> + Send + Sync>;
+
 #[derive(Default)]
 pub struct Outbox {
     state: Mutex<State>,
+    /// Lets a push write at once when the writer is idle.
+    write_now: Option<WriteNow>,
     /// Called when a push starts waiting for room: the peer is holding us up.
     on_backlog: Option<Box<dyn Fn() + Send + Sync>>,
     /// Signalled when frames arrive or the outbox closes.
@@ -46,10 +64,12 @@ struct State {
     /// frames a reply to the peer's first frame must go before are held.
     held_until: Option<Instant>,
     released: bool,
-    /// The writer waits for frames. (Waking a condition variable costs a
-    /// system call even when nobody waits: a room pushes to every member
-    /// for every read, so only a waiting writer is woken.)
-    taker_waiting: bool,
+    /// The writer thread holds batches it has taken and not yet written.
+    sending: bool,
+    /// A push is writing its batch itself.
+    writing_now: bool,
+    /// The writer thread waits on `filled`.
+    writer_waits: bool,
     /// No more frames will be accepted; the writer sends what is queued and stops.
     closed: bool,
     /// Queued frames are discarded and the writer stops at once.
@@ -90,6 +110,18 @@ impl Outbox {
         }
     }
 
+    /// Lets a push write its batch itself with `write_now` when the writer
+    /// thread is idle and nothing is queued.
+    pub fn writing_at_once(mut self, write_now: WriteNow) -> Self {
+        self.write_now = Some(write_now);
+        self
+    }
+
+    /// Whether a push may write its batch itself.
+    pub fn writes_at_once(&self) -> bool {
+        self.write_now.is_some()
+    }
+
     /// Whether a push is waiting for room now.
     pub fn is_backlogged(&self) -> bool {
         self.lock().waiting > 0
@@ -123,16 +155,59 @@ impl Outbox {
         if batch.is_empty() {
             return Pushed::Queued;
         }
-        state.queued_bytes += batch.len();
         state.accepted += batch.len() as u64;
+        if let Some(write_now) = &self.write_now
+            && state.queue.is_empty()
+            && !state.sending
+            && !state.writing_now
+            && state.held_until.is_none_or(|until| Instant::now() >= until)
+        {
+            state.writing_now = true;
+            drop(state);
+            let written = write_now(batch);
+            state = self.lock();
+            state.writing_now = false;
+            let Some(written) = written else {
+                // An empty batch, ahead of the rest, has the writer finish.
+                batch.clear();
+                if !state.aborted {
+                    state.queue.push_front(Vec::new());
+                }
+                self.wake_writer(state);
+                return Pushed::Queued;
+            };
+            if written == batch.len() || state.aborted {
+                batch.clear();
+                // The writer waits for this write to end only if it has
+                // something to do once it has.
+                if !state.queue.is_empty() || state.closed || state.aborted {
+                    self.wake_writer(state);
+                }
+                return Pushed::Queued;
+            }
+            batch.drain(..written);
+            // Ahead of whatever was pushed meanwhile.
+            state.queued_bytes += batch.len();
+            let spare = state.spare.pop().unwrap_or_default();
+            state.queue.push_front(mem::replace(batch, spare));
+            self.wake_writer(state);
+            return Pushed::Queued;
+        }
+        state.queued_bytes += batch.len();
         let spare = state.spare.pop().unwrap_or_default();
         state.queue.push_back(mem::replace(batch, spare));
-        let wake = state.taker_waiting;
+        self.wake_writer(state);
+        Pushed::Queued
+    }
+
+    /// Wakes the writer thread if it is waiting (a wake-up is a system call
+    /// even when nobody waits).
+    fn wake_writer(&self, state: MutexGuard<'_, State>) {
+        let waiting = state.writer_waits;
         drop(state);
-        if wake {
+        if waiting {
             self.filled.notify_one();
         }
-        Pushed::Queued
     }
 
     /// Holds what is pushed from the writer until [`release`](Self::release)
@@ -150,11 +225,7 @@ impl Outbox {
         let mut state = self.lock();
         state.held_until = None;
         state.released = true;
-        let wake = state.taker_waiting;
-        drop(state);
-        if wake {
-            self.filled.notify_one();
-        }
+        self.wake_writer(state);
     }
 
     /// Queues the frames in `batch` before everything queued: for a reply
@@ -201,36 +272,41 @@ impl Outbox {
                 state.spare.push(batch);
             }
         }
+        state.sending = false;
+        // Never while a push writes: it may still queue what it could not.
         loop {
             if state.aborted {
-                break;
+                return false;
             }
             if let Some(until) = state.held_until {
                 let now = Instant::now();
                 if now < until {
-                    state.taker_waiting = true;
+                    state.writer_waits = true;
                     state = self
                         .filled
                         .wait_timeout(state, until - now)
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
-                    state.taker_waiting = false;
+                    state.writer_waits = false;
                     continue;
                 }
                 state.held_until = None;
             }
-            if !state.queue.is_empty() || state.closed {
-                break;
+            if !state.writing_now {
+                if !state.queue.is_empty() {
+                    break;
+                }
+                if state.closed {
+                    return false;
+                }
             }
-            state.taker_waiting = true;
+            state.writer_waits = true;
             state = self.filled.wait(state).unwrap_or_else(|e| e.into_inner());
-            state.taker_waiting = false;
-        }
-        if state.aborted || state.queue.is_empty() {
-            return false;
+            state.writer_waits = false;
         }
         batches.extend(state.queue.drain(..));
         state.queued_bytes = 0;
+        state.sending = true;
         let wake = state.waiting > 0;
         drop(state);
         if wake {
@@ -324,6 +400,82 @@ mod tests {
         assert_eq!(outbox.accepted(), OUTBOX_LIMIT as u64 + 10);
     }
 
+    /// A socket that takes what a test allows, and checks that it never
+    /// has two writers at once.
+    #[derive(Default)]
+    struct Socket {
+        bytes: Mutex<Vec<u8>>,
+        busy: std::sync::atomic::AtomicBool,
+        /// Taken but not yet written (as TLS ciphertext can be): the
+        /// writer thread writes it first.
+        owed: Mutex<Vec<u8>>,
+    }
+
+    impl Socket {
+        fn write(&self, bytes: &[u8]) {
+            use std::sync::atomic::Ordering;
+            assert!(!self.busy.swap(true, Ordering::SeqCst), "two writers");
+            thread::yield_now();
+            let owed = std::mem::take(&mut *self.owed.lock().unwrap());
+            let mut written = self.bytes.lock().unwrap();
+            written.extend_from_slice(&owed);
+            written.extend_from_slice(bytes);
+            drop(written);
+            self.busy.store(false, Ordering::SeqCst);
+        }
+
+        fn owe(&self, bytes: &[u8]) {
+            assert!(self.owed.lock().unwrap().is_empty(), "owed twice");
+            self.owed.lock().unwrap().extend_from_slice(bytes);
+        }
+    }
+
+    proptest::proptest! {
+        /// With pushes writing at once what the socket takes (all, some,
+        /// nothing, or all but owed to the writer thread, by turns),
+        /// everything arrives in order, once, from one writer at a time.
+        #[test]
+        fn writing_at_once_keeps_order_and_one_writer(
+            batches in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 1..50), 0..40),
+            takes in proptest::collection::vec(proptest::option::weighted(0.8, 0usize..60), 1..10),
+        ) {
+            let socket = Arc::new(Socket::default());
+            let turn = std::sync::atomic::AtomicUsize::new(0);
+            let outbox = {
+                let socket = Arc::clone(&socket);
+                Arc::new(Outbox::new().writing_at_once(Box::new(move |bytes| {
+                    let i = turn.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(n) = takes[i % takes.len()] else {
+                        socket.owe(bytes);
+                        return None;
+                    };
+                    let n = n.min(bytes.len());
+                    socket.write(&bytes[..n]);
+                    Some(n)
+                })))
+            };
+            let writer = {
+                let (outbox, socket) = (Arc::clone(&outbox), Arc::clone(&socket));
+                thread::spawn(move || {
+                    let mut taken = Vec::new();
+                    while outbox.take(&mut taken) {
+                        assert!(!taken.is_empty());
+                        taken.iter().for_each(|batch| socket.write(batch));
+                    }
+                })
+            };
+            let mut expected = Vec::new();
+            for batch in &batches {
+                expected.extend_from_slice(batch);
+                proptest::prop_assert_eq!(outbox.push(&mut batch.clone(), Room::Wait), Pushed::Queued);
+            }
+            outbox.close();
+            writer.join().unwrap();
+            proptest::prop_assert_eq!(&*socket.bytes.lock().unwrap(), &expected);
+            proptest::prop_assert_eq!(outbox.accepted(), expected.len() as u64);
+        }
+    }
+
     #[test]
     fn written_batches_come_back_as_spares() {
         let outbox = Outbox::new();
@@ -370,6 +522,26 @@ mod tests {
         // Once released, a later hold is too late to hold anything.
         outbox.hold_until(Instant::now() + Duration::from_secs(600));
         assert!(!outbox.take(&mut Vec::new()), "closed and empty, at once");
+    }
+
+    #[test]
+    fn a_push_does_not_write_itself_while_the_outbox_holds() {
+        let wrote = Arc::new(Mutex::new(Vec::new()));
+        let outbox = {
+            let wrote = Arc::clone(&wrote);
+            Outbox::new().writing_at_once(Box::new(move |bytes| {
+                crate::lock(&wrote).push(bytes.to_vec());
+                Some(bytes.len())
+            }))
+        };
+        outbox.hold_until(Instant::now() + Duration::from_secs(600));
+        outbox.push(&mut b"line".to_vec(), Room::Wait);
+        assert!(crate::lock(&wrote).is_empty(), "held, not written");
+        outbox.push_front(&mut b"answer".to_vec());
+        outbox.release();
+        let mut batches = Vec::new();
+        assert!(outbox.take(&mut batches));
+        assert_eq!(batches, [b"answer".to_vec(), b"line".to_vec()]);
     }
 
     #[test]

@@ -7,6 +7,12 @@
 //! writing. So a stdout that nobody reads, a terminal on hold or a closed
 //! stderr can delay what is shown but never `q`, Ctrl-C or the next client.
 //!
+//! One exception, for speed: with the plain writer, a receiving thread that
+//! finds nothing queued or being written writes its messages to stdout
+//! itself, as far as stdout takes them without waiting, and queues the rest
+//! ([`Output::show_now`]); the writer waits meanwhile, so the order holds
+//! and stdout has one writer at a time.
+//!
 //! Messages are bounded in bytes: a receiving thread that outruns the screen
 //! waits (which is TCP flow control towards the peer) and gives up at once
 //! when its conversation is cut off. Status lines and errors never wait.
@@ -15,12 +21,13 @@ use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::errors::to_stderr;
 use crate::event::Event;
+use crate::platform::write_stdout_now;
 
 /// How many bytes of messages may wait for the screen before receiving waits.
 const QUEUE_LIMIT: usize = 1 << 20;
@@ -31,6 +38,11 @@ const WRITE_BATCH: usize = 256 * 1024;
 /// Messages of at least this many bytes (a whole read's worth, under a
 /// flood) are written as they are rather than copied into a batch.
 const WRITE_DIRECTLY: usize = 16 * 1024;
+
+/// Writes what the destination takes of the bytes at once, never waiting:
+/// how many bytes that was (0 if none, or on an error the consumer's next
+/// write meets again), or `None` if it cannot be written that way.
+type WriteNow = Box<dyn Fn(&[u8]) -> Option<usize> + Send + Sync>;
 
 /// One thing to show.
 #[derive(Debug)]
@@ -90,6 +102,12 @@ pub struct Output {
     waker: Mutex<Option<Box<dyn Fn() + Send>>>,
     /// What reads received lines before they are shown, if anything does.
     interpreter: Mutex<Option<Box<dyn Interpret>>>,
+    /// Messages may be written to stdout by the thread that has them, when
+    /// nothing is queued or being written and stdout takes them without
+    /// waiting (see [`Output::show_now`]): set by the plain consumer.
+    write_now: OnceLock<WriteNow>,
+    /// Stdout cannot be written that way after all.
+    write_now_refused: AtomicBool,
     events: Sender<Event>,
 }
 
@@ -104,6 +122,8 @@ struct State {
     queued: usize,
     /// The consumer has taken items and not finished writing them.
     writing: bool,
+    /// A producer is writing its messages to stdout itself.
+    writing_now: bool,
     /// Stdout is gone: messages are dropped from now on.
     closed: bool,
 }
@@ -116,6 +136,8 @@ impl Output {
             changed: Condvar::new(),
             waker: Mutex::new(None),
             interpreter: Mutex::new(None),
+            write_now: OnceLock::new(),
+            write_now_refused: AtomicBool::new(false),
             events,
         })
     }
@@ -143,9 +165,60 @@ impl Output {
         let Some(state) = self.lock_with_room(cancelled) else {
             return false;
         };
-        let from = Arc::clone(from);
-        self.push(state, Shown::Messages { from, text });
+        self.show_now(state, from, text);
         true
+    }
+
+    /// Shows messages: written to stdout at once by the calling thread if
+    /// nothing is queued or being written and stdout takes them without
+    /// waiting, as much as it takes; queued for the consumer otherwise, or
+    /// whatever was not taken, ahead of what was queued meanwhile. So
+    /// received lines reach stdout without waking the consumer thread, and
+    /// a stdout that nobody reads still never holds up the caller: a write
+    /// that would wait is not made (Linux: `RWF_NOWAIT`, on pipes; not on
+    /// terminals, which then always go through the consumer).
+    fn show_now(&self, mut state: MutexGuard<'_, State>, from: &Arc<str>, mut text: Vec<u8>) {
+        let write_now = match self.write_now.get() {
+            Some(write_now) if !self.write_now_refused.load(Ordering::Relaxed) => write_now,
+            _ => {
+                let from = Arc::clone(from);
+                self.push(state, Shown::Messages { from, text });
+                return;
+            }
+        };
+        if !state.items.is_empty() || state.writing || state.writing_now {
+            let from = Arc::clone(from);
+            self.push(state, Shown::Messages { from, text });
+            return;
+        }
+        state.writing_now = true;
+        drop(state);
+        let written = write_now(&text);
+        let mut state = self.lock();
+        state.writing_now = false;
+        let written = match written {
+            Some(written) => written,
+            None => {
+                // Not for this stdout: the consumer writes everything.
+                self.write_now_refused.store(true, Ordering::Relaxed);
+                0
+            }
+        };
+        if written < text.len() && !state.closed {
+            text.drain(..written);
+            state.queued += text.len();
+            let from = Arc::clone(from);
+            state.items.push_front(Shown::Messages { from, text });
+        } else if state.spare.len() < SPARE_BUFFERS {
+            text.clear();
+            state.spare.push(text);
+        }
+        // The consumer waits while this write goes on.
+        let waiting = !state.items.is_empty();
+        drop(state);
+        if waiting {
+            self.changed.notify_all();
+        }
     }
 
     /// The state, once the queue has room: `None` if the output is closed,
@@ -163,10 +236,16 @@ impl Output {
 
     /// Queues `items` together, waiting while the queue is full unless
     /// `cancelled` is set; as [`messages`](Self::messages).
-    fn show_waiting(&self, items: Vec<Shown>, cancelled: &AtomicBool) -> bool {
+    fn show_waiting(&self, mut items: Vec<Shown>, cancelled: &AtomicBool) -> bool {
         let Some(mut state) = self.lock_with_room(cancelled) else {
             return false;
         };
+        if let [Shown::Messages { .. }] = &items[..]
+            && let Some(Shown::Messages { from, text }) = items.pop()
+        {
+            self.show_now(state, &from, text);
+            return true;
+        }
         let was_idle = state.items.is_empty();
         for item in items {
             state.queued += item.weight();
@@ -189,6 +268,12 @@ impl Output {
         }
         self.push(state, item);
         true
+    }
+
+    /// Lets producers write messages with `write_now` (once; for the
+    /// consumer that writes to the same place).
+    fn set_write_now(&self, write_now: WriteNow) {
+        let _ = self.write_now.set(write_now);
     }
 
     /// Has `interpreter` read every received line from now on.
@@ -215,7 +300,7 @@ impl Output {
         let mut state = self.lock();
         let mut last = (state.queued, Instant::now());
         loop {
-            if state.closed || (state.items.is_empty() && !state.writing) {
+            if state.closed || (state.items.is_empty() && !state.writing && !state.writing_now) {
                 return true;
             }
             if state.queued != last.0 {
@@ -258,8 +343,12 @@ impl Output {
     /// something first if `wait`. Call [`done`](Self::done) once written.
     pub(crate) fn take(&self, into: &mut Vec<Shown>, wait: bool) {
         let mut state = self.lock();
-        while wait && state.items.is_empty() {
+        // Never while a producer writes to stdout itself.
+        while wait && (state.items.is_empty() || state.writing_now) {
             state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        if state.writing_now {
+            return;
         }
         into.extend(state.items.drain(..));
         state.writing = !into.is_empty();
@@ -306,6 +395,7 @@ impl Output {
 /// Starts the plain consumer: messages to stdout as lines, status and errors
 /// to stderr.
 pub fn spawn_plain_writer(output: &Arc<Output>) -> io::Result<()> {
+    output.set_write_now(Box::new(write_stdout_now));
     let output = Arc::clone(output);
     thread::Builder::new()
         .name("output".into())
@@ -417,6 +507,90 @@ fn write_stdout(bytes: &[u8], output: &Output) -> bool {
 mod tests {
     use super::*;
     use std::sync::mpsc;
+
+    /// A stdout that takes what a test allows, and checks that it never has
+    /// two writers at once.
+    #[derive(Default)]
+    struct Stdout {
+        bytes: Mutex<Vec<u8>>,
+        busy: AtomicBool,
+    }
+
+    impl Stdout {
+        fn write(&self, bytes: &[u8]) {
+            assert!(!self.busy.swap(true, Ordering::SeqCst), "two writers");
+            thread::yield_now();
+            self.bytes.lock().unwrap().extend_from_slice(bytes);
+            self.busy.store(false, Ordering::SeqCst);
+        }
+    }
+
+    proptest::proptest! {
+        /// With messages written at once by the receiving thread as far as
+        /// stdout takes them (all, some, none, or refused outright), what
+        /// reaches stdout is every message once, in order, from one writer
+        /// at a time, as through the consumer alone.
+        #[test]
+        fn messages_written_at_once_match_the_consumer_path(
+            texts in proptest::collection::vec(proptest::collection::vec(b'a'..=b'z', 1..40), 0..40),
+            takes in proptest::collection::vec(proptest::option::weighted(0.9, 0usize..50), 1..10),
+        ) {
+            let stdout = Arc::new(Stdout::default());
+            let (tx, _rx) = mpsc::channel();
+            let output = Output::new(tx);
+            let turn = std::sync::atomic::AtomicUsize::new(0);
+            {
+                let stdout = Arc::clone(&stdout);
+                output.set_write_now(Box::new(move |bytes| {
+                    let i = turn.fetch_add(1, Ordering::SeqCst);
+                    let n = takes[i % takes.len()]?.min(bytes.len());
+                    stdout.write(&bytes[..n]);
+                    Some(n)
+                }));
+            }
+            {
+                let (output, stdout) = (Arc::clone(&output), Arc::clone(&stdout));
+                thread::spawn(move || {
+                    let mut items = Vec::new();
+                    loop {
+                        output.take(&mut items, true);
+                        for item in &items {
+                            match item {
+                                Shown::Messages { text, .. } => stdout.write(text),
+                                Shown::Status(text) => stdout.write(text.as_bytes()),
+                                _ => {}
+                            }
+                        }
+                        output.done(&mut items);
+                    }
+                });
+            }
+            // Status lines from another thread meanwhile (upper case here,
+            // to be told apart), as the main thread says things.
+            let statuses = {
+                let output = Arc::clone(&output);
+                thread::spawn(move || {
+                    for _ in 0..20 {
+                        output.status("S");
+                        thread::yield_now();
+                    }
+                })
+            };
+            let from: Arc<str> = Arc::from("peer");
+            let never = AtomicBool::new(false);
+            let mut expected = Vec::new();
+            for text in texts {
+                expected.extend_from_slice(&text);
+                proptest::prop_assert!(output.messages(&from, text, &never));
+            }
+            statuses.join().unwrap();
+            proptest::prop_assert!(output.drain(Duration::from_secs(10)));
+            let mut shown = stdout.bytes.lock().unwrap().clone();
+            proptest::prop_assert_eq!(shown.iter().filter(|&&b| b == b'S').count(), 20);
+            shown.retain(|&b| b != b'S');
+            proptest::prop_assert_eq!(shown, expected);
+        }
+    }
 
     #[test]
     fn a_full_queue_holds_a_producer_until_cancelled() {

@@ -3,6 +3,66 @@
 
 use std::net::TcpStream;
 
+/// Sends what the socket takes of `bytes` at once, without waiting: how
+/// many bytes that was, 0 if none or on any error. Where a single call
+/// cannot be made non-blocking (Windows), nothing is sent this way.
+#[cfg(unix)]
+pub(crate) fn send_now(stream: &TcpStream, bytes: &[u8]) -> usize {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let flags = libc::MSG_DONTWAIT;
+    let socket = socket2::SockRef::from(stream);
+    loop {
+        match socket.send_with_flags(bytes, flags) {
+            Ok(n) => return n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return 0,
+        }
+    }
+}
+
+#[cfg(windows)]
+pub(crate) fn send_now(_stream: &TcpStream, _bytes: &[u8]) -> usize {
+    0
+}
+
+/// Whether [`send_now`] can send anything here.
+pub(crate) const SENDS_NOW: bool = cfg!(unix);
+
+/// Writes what stdout takes of `bytes` at once, without waiting: how many
+/// bytes that was (0 if none, or on an error, which the next ordinary write
+/// meets again), or `None` if stdout cannot be written that way. Linux
+/// (`pwritev2` with `RWF_NOWAIT`: pipes, `/dev/null`; terminals say no).
+#[cfg(target_os = "linux")]
+pub(crate) fn write_stdout_now(bytes: &[u8]) -> Option<usize> {
+    let iov = libc::iovec {
+        iov_base: bytes.as_ptr().cast_mut().cast(),
+        iov_len: bytes.len(),
+    };
+    // Nothing goes through std's stdout meanwhile (which holds nothing
+    // back: the plain writer flushes every write).
+    let _stdout = std::io::stdout().lock();
+    loop {
+        // SAFETY: one iovec describing `bytes`, which lives through the
+        // call and is only read; offset -1 is the file's own position.
+        let n = unsafe { libc::pwritev2(libc::STDOUT_FILENO, &iov, 1, -1, libc::RWF_NOWAIT) };
+        if let Ok(n) = usize::try_from(n) {
+            return Some(n);
+        }
+        return match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => None,
+            _ => Some(0),
+        };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn write_stdout_now(_bytes: &[u8]) -> Option<usize> {
+    None
+}
+
 /// Bytes we wrote to `stream` that the peer has not yet acknowledged (still
 /// in our kernel's send queue), where the system says; `None` where it does
 /// not, and then what the kernel took counts as delivered.

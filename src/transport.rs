@@ -33,6 +33,28 @@ pub struct Transport {
     /// Bytes read from the stream before anyone read frames (a waiting
     /// client's early lines): the first reader returns them first.
     unread: Mutex<Vec<u8>>,
+    /// Ciphertext sealed and sent in part by [`Sender::send_now`].
+    owed: Arc<Mutex<Owed>>,
+}
+
+/// Ciphertext that [`Sender::send_now`] sealed and the socket did not take
+/// at once, with the plaintext it carries: the writer sends it before
+/// anything else.
+#[derive(Default)]
+struct Owed {
+    ciphertext: Vec<u8>,
+    plaintext: usize,
+}
+
+/// What [`Sender::send_now`] did with a batch of frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentNow {
+    /// This many bytes of it are wholly on the socket (plain TCP; all or
+    /// none under TLS).
+    Bytes(usize),
+    /// All of it was taken (sealed, under TLS) but not all sent: the writer
+    /// must write next.
+    Owing,
 }
 
 impl Transport {
@@ -41,6 +63,7 @@ impl Transport {
             stream,
             tls: None,
             unread: Mutex::default(),
+            owed: Arc::default(),
         }
     }
 
@@ -52,6 +75,7 @@ impl Transport {
             stream,
             tls: Some(Arc::new(Mutex::new(session))),
             unread: Mutex::default(),
+            owed: Arc::default(),
         }
     }
 
@@ -114,7 +138,65 @@ impl Transport {
             socket: self.stream.try_clone()?,
             tls: self.tls.clone(),
             sealed: Vec::new(),
+            owed: Arc::clone(&self.owed),
         })
+    }
+
+    /// Sends frames without waiting, for whoever writes while the writer
+    /// is idle (never at the same time as it).
+    pub fn sender(&self) -> io::Result<Sender> {
+        Ok(Sender {
+            socket: self.stream.try_clone()?,
+            tls: self.tls.clone(),
+            owed: Arc::clone(&self.owed),
+        })
+    }
+}
+
+/// Sends frames at once, as far as the socket takes them without waiting.
+pub struct Sender {
+    socket: TcpStream,
+    tls: Option<Session>,
+    owed: Arc<Mutex<Owed>>,
+}
+
+impl Sender {
+    /// Sends `frames`, reporting socket bytes through `wrote(socket,
+    /// payload)` as [`Progress::wrote`] does. Under TLS they are sealed
+    /// first, so all of them are taken: what the socket does not take of
+    /// the ciphertext is owed, and the writer sends it before anything else.
+    pub fn send_now(&self, frames: &[u8], wrote: impl Fn(usize, usize)) -> SentNow {
+        let Some(tls) = &self.tls else {
+            let n = crate::platform::send_now(&self.socket, frames);
+            wrote(n, n);
+            return SentNow::Bytes(n);
+        };
+        let mut sealed = Vec::new();
+        {
+            let mut session = crate::lock(tls);
+            if session.writer().write_all(frames).is_err() {
+                return SentNow::Bytes(0);
+            }
+            // Records the receiving side queued go first, as they were
+            // queued first.
+            while session.wants_write() {
+                if session.write_tls(&mut sealed).is_err() {
+                    break;
+                }
+            }
+        }
+        let n = crate::platform::send_now(&self.socket, &sealed);
+        wrote(n, 0);
+        if n == sealed.len() {
+            wrote(0, frames.len());
+            return SentNow::Bytes(frames.len());
+        }
+        sealed.drain(..n);
+        *crate::lock(&self.owed) = Owed {
+            ciphertext: sealed,
+            plaintext: frames.len(),
+        };
+        SentNow::Owing
     }
 }
 
@@ -223,6 +305,7 @@ pub struct Writer {
     socket: TcpStream,
     tls: Option<Session>,
     sealed: Vec<u8>,
+    owed: Arc<Mutex<Owed>>,
 }
 
 /// Progress of a write, for the connection's counters.
@@ -244,6 +327,9 @@ impl Writer {
         let Some(tls) = self.tls.clone() else {
             return write_vectored_all(&mut self.socket, batches, progress, true);
         };
+        if !self.pay_owed(progress)? {
+            return Ok(false);
+        }
         for batch in batches {
             for piece in batch.chunks(SEAL_CHUNK) {
                 self.sealed.clear();
@@ -264,8 +350,26 @@ impl Writer {
         Ok(true)
     }
 
+    /// Sends what [`Sender::send_now`] owes first. False if `progress`
+    /// said to stop.
+    fn pay_owed(&mut self, progress: &dyn Progress) -> io::Result<bool> {
+        let owed = std::mem::take(&mut *crate::lock(&self.owed));
+        if owed.ciphertext.is_empty() {
+            return Ok(true);
+        }
+        let owed_bytes = std::slice::from_ref(&owed.ciphertext);
+        if !write_vectored_all(&mut self.socket, owed_bytes, progress, false)? {
+            return Ok(false);
+        }
+        progress.wrote(0, owed.plaintext);
+        Ok(true)
+    }
+
     /// Ends our sending half: TLS's close_notify, then the TCP end of stream.
     pub fn close(&mut self, progress: &dyn Progress) -> io::Result<()> {
+        if self.tls.is_some() && !self.pay_owed(progress)? {
+            return Ok(());
+        }
         if let Some(tls) = self.tls.clone() {
             let mut sealed = Vec::new();
             {
@@ -302,7 +406,11 @@ fn write_vectored_all(
     progress: &dyn Progress,
     payload: bool,
 ) -> io::Result<bool> {
-    let mut slices: Vec<IoSlice<'_>> = batches.iter().map(|b| IoSlice::new(b)).collect();
+    let mut slices: Vec<IoSlice<'_>> = batches
+        .iter()
+        .filter(|b| !b.is_empty())
+        .map(|b| IoSlice::new(b))
+        .collect();
     let mut slices = &mut slices[..];
     while !slices.is_empty() {
         match socket.write_vectored(slices) {

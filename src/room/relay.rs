@@ -28,7 +28,7 @@ use crate::ending::{Closing, Ending, Happening, Rules};
 use crate::errors::{describe_failure, lowercase_os_error};
 use crate::event::Event;
 use crate::farewell::Farewells;
-use crate::frame::encode_frame;
+use crate::frame::{Payload, encode_frame};
 use crate::gate::Admit;
 use crate::outbox::{Outbox, Room as Space};
 use crate::output::{Output, Said, Shown};
@@ -152,8 +152,8 @@ struct FromMember {
 }
 
 impl Inbound for FromMember {
-    fn message(&mut self, payload: &[u8]) {
-        let _ = encode_frame(&mut self.frames, payload, usize::MAX);
+    fn message(&mut self, payload: Payload<'_>) {
+        let _ = encode_frame(&mut self.frames, payload.bytes(), usize::MAX);
     }
 
     fn flush(&mut self, cancelled: &AtomicBool) -> bool {
