@@ -675,16 +675,7 @@ fn a_flood_is_slowed_to_the_pace_and_an_attentive_slower_reader_stays() {
     // 2 MB at 512 KiB/s, less the burst (128 KiB) and one read (256 KiB):
     // over 3 s paced; at loopback speed the reader alone would take 1 s.
     assert!(took >= Duration::from_secs(2), "not slowed: {took:?}");
-    reader.say("/who");
-    reader.expect_status("here (3): server, reader, flooder");
-    assert!(
-        !reader
-            .drain_stderr()
-            .iter()
-            .any(|l| l.contains("disconnected")),
-        "{:?}",
-        reader.all_stderr()
-    );
+    still_here(&mut reader, "here (3): server, reader, flooder");
 }
 
 /// A member whose idle timeout runs out is told why, and so is the room.
@@ -736,16 +727,7 @@ fn a_small_bound_does_not_cut_off_a_reader_that_keeps_up() {
     for line in &lines {
         assert_eq!(reader.next_message(), format!("talker: {line}"));
     }
-    reader.say("/who");
-    reader.expect_status("here (3): server, reader, talker");
-    assert!(
-        !reader
-            .drain_stderr()
-            .iter()
-            .any(|l| l.contains("disconnected")),
-        "{:?}",
-        reader.all_stderr()
-    );
+    still_here(&mut reader, "here (3): server, reader, talker");
 }
 
 /// A member still sending when the room closes is told that what it sent
@@ -767,4 +749,13 @@ fn lines_cut_short_by_the_room_closing_are_reported_not_lost_silently() {
     assert_eq!(talker.wait().code(), Some(1));
     quiet.expect_status("server closed the room");
     assert_eq!(quiet.wait().code(), Some(0));
+}
+
+/// `member` is in the room, `/who` says `here`, and it was never told it
+/// was disconnected.
+fn still_here(member: &mut Program, here: &str) {
+    member.say("/who");
+    member.expect_status(here);
+    let seen = member.drain_stderr();
+    assert!(!seen.iter().any(|l| l.contains("disconnected")), "{seen:?}");
 }
