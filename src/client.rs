@@ -14,8 +14,9 @@ use crate::ending::{Ending, Rules};
 use crate::errors::{describe_failure, lowercase_os_error};
 use crate::event::{Event, Input};
 use crate::frame::encode_frame;
-use crate::input::AfterQuit;
+use crate::input::{AfterQuit, Recipient};
 use crate::outbox::Outbox;
+use crate::output::Output;
 use crate::room::view::RoomView;
 use crate::terminal::Console;
 use crate::tls::{ClientSettings, KnownHosts};
@@ -213,7 +214,7 @@ pub fn run(connected: Connected, config: Config) -> io::Result<Exit> {
         0,
         transport,
         config.max_message_size,
-        Some(answer_greeting(&config)),
+        Some(answer_greeting(&config, &console.recipient, &output)),
         &output,
         "server",
         &events,
@@ -317,12 +318,32 @@ pub fn run(connected: Connected, config: Config) -> io::Result<Exit> {
 
 /// Answers the server's first frame: if it is a room's greeting, our name
 /// goes before every line (they are held until now, so a script's lines are
-/// relayed under its name, and its own `/nick` comes after ours); then the
-/// lines go. Returns the room's maximum, if it declared one.
-fn answer_greeting(config: &Config) -> FirstFrame {
+/// relayed under its name, and its own `/nick` comes after ours), and lines
+/// over the room's maximum are refused here; then the lines go. Returns the
+/// largest frame the room said it sends, to be taken from it.
+fn answer_greeting(
+    config: &Config,
+    recipient: &Arc<Recipient>,
+    output: &Arc<Output>,
+) -> FirstFrame {
     let nick = config.name.as_ref().map(|name| format!("/nick {name}"));
     let max = config.max_message_size;
+    let recipient = Arc::clone(recipient);
+    let output = Arc::clone(output);
     Box::new(move |first: &[u8], outbox: &Outbox| {
+        // Lines over what the room takes are refused here from now on,
+        // rather than sent and taken as a protocol error.
+        if let Some(takes) = crate::room::takes(first).filter(|&takes| takes < max) {
+            recipient.set_limit(takes);
+            // Those framed already, or being framed now, are dropped.
+            let output = Arc::clone(&output);
+            outbox.limit_frames(takes, move |n| {
+                output.error(format!(
+                    "{n} {} over the room's maximum of {takes} bytes; not sent",
+                    if n == 1 { "line was" } else { "lines were" }
+                ))
+            });
+        }
         if let Some(line) = nick.filter(|_| crate::room::is_greeting(first)) {
             let mut frame = Vec::new();
             if encode_frame(&mut frame, line.as_bytes(), max).is_ok() {

@@ -8,7 +8,7 @@
 
 use std::io::{ErrorKind, Read};
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
@@ -42,6 +42,8 @@ pub struct Recipient {
     slot: Mutex<Option<Arc<Outbox>>>,
     /// The lines go to a room, where unknown commands are answered here.
     room: AtomicBool,
+    /// A maximum smaller than ours that the server takes (0: none said).
+    limit: AtomicUsize,
 }
 
 impl Recipient {
@@ -56,6 +58,20 @@ impl Recipient {
 
     pub fn is_room(&self) -> bool {
         self.room.load(Ordering::SeqCst)
+    }
+
+    /// The server takes messages of at most `max` bytes: longer lines are
+    /// refused here, rather than sent and taken as a protocol error.
+    pub fn set_limit(&self, max: usize) {
+        self.limit.store(max.max(1), Ordering::SeqCst);
+    }
+
+    /// The most the server takes, as far as we know.
+    pub fn limit(&self) -> usize {
+        match self.limit.load(Ordering::Relaxed) {
+            0 => usize::MAX,
+            max => max,
+        }
     }
 
     fn current(&self) -> Option<Arc<Outbox>> {
@@ -74,7 +90,10 @@ pub enum Entered {
 
 /// Turns the user's lines into frames and hands them to the recipient.
 pub struct Composer {
+    /// The largest line sent now: our own maximum, or a room's if smaller.
     max_message_size: usize,
+    /// Our own maximum.
+    own_max: usize,
     batch: Vec<u8>,
     lines_in_batch: usize,
     recipient: Arc<Recipient>,
@@ -99,6 +118,7 @@ impl Composer {
     ) -> Self {
         Self {
             max_message_size,
+            own_max: max_message_size,
             batch: Vec::new(),
             lines_in_batch: 0,
             recipient,
@@ -107,6 +127,12 @@ impl Composer {
             once,
             ended: false,
         }
+    }
+
+    /// Takes up a smaller maximum the recipient learned (a room's), for the
+    /// lines from now on.
+    fn follow_limit(&mut self) {
+        self.max_message_size = self.own_max.min(self.recipient.limit());
     }
 
     /// Whether the one conversation of a client has ended.
@@ -122,6 +148,7 @@ impl Composer {
     /// Takes one line; `known_utf8` says it was already checked, as part of a
     /// larger chunk (one check per chunk costs far less than one per line).
     fn enter_text(&mut self, line: &[u8], known_utf8: bool) -> Entered {
+        self.follow_limit();
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             return Entered::Accepted;
@@ -280,6 +307,7 @@ pub fn read_plain(
             }
         };
         let used = chunk.len();
+        composer.follow_limit();
         // Room for the frames of this read at once (lines of a dozen bytes
         // or more), rather than growing the batch step by step.
         composer.batch.reserve(used + used / 4);

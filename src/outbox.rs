@@ -19,7 +19,7 @@
 
 use std::collections::VecDeque;
 use std::mem;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 /// How many bytes may wait for the socket before a waiting push blocks.
@@ -39,6 +39,8 @@ pub struct Outbox {
     write_now: Option<WriteNow>,
     /// Called when a push starts waiting for room: the peer is holding us up.
     on_backlog: Option<Box<dyn Fn() + Send + Sync>>,
+    /// Told how many frames over the limit were dropped.
+    over_limit: OnceLock<Box<dyn Fn(usize) + Send + Sync>>,
     /// Signalled when frames arrive or the outbox closes.
     filled: Condvar,
     /// Signalled when the writer takes frames or the outbox closes.
@@ -60,6 +62,8 @@ struct State {
     spare: Vec<Vec<u8>>,
     /// Pushes waiting for room.
     waiting: usize,
+    /// Frames with payloads over this are dropped (see `limit_frames`).
+    limit: Option<usize>,
     /// Nothing is handed to the writer before this, unless released: the
     /// frames a reply to the peer's first frame must go before are held.
     held_until: Option<Instant>,
@@ -152,6 +156,10 @@ impl Outbox {
             batch.clear();
             return Pushed::Closed;
         }
+        if let Some(max) = state.limit {
+            let dropped = keep_frames_within(batch, max);
+            self.report_over_limit(dropped);
+        }
         if batch.is_empty() {
             return Pushed::Queued;
         }
@@ -242,6 +250,40 @@ impl Outbox {
         state.queue.push_front(mem::take(batch));
     }
 
+    /// From now on, frames with payloads over `max` are dropped, those
+    /// queued (held while the peer had not yet said what it takes) and those
+    /// pushed later; `report` is told how many each time.
+    pub fn limit_frames(&self, max: usize, report: impl Fn(usize) + Send + Sync + 'static) {
+        let _ = self.over_limit.set(Box::new(report));
+        let mut state = self.lock();
+        state.limit = Some(max);
+        let mut dropped = 0;
+        let mut kept_bytes = 0;
+        // An empty batch is a signal to the writer (see `push`), kept as is.
+        for batch in state.queue.iter_mut().filter(|batch| !batch.is_empty()) {
+            dropped += keep_frames_within(batch, max);
+            // A batch left empty holds one empty frame, which every peer
+            // ignores, rather than becoming such a signal.
+            if batch.is_empty() {
+                batch.extend_from_slice(&[0; 4]);
+            }
+            kept_bytes += batch.len();
+        }
+        let removed = state.queued_bytes.saturating_sub(kept_bytes);
+        state.queued_bytes = kept_bytes;
+        state.accepted -= removed as u64;
+        drop(state);
+        self.report_over_limit(dropped);
+    }
+
+    fn report_over_limit(&self, dropped: usize) {
+        if dropped > 0
+            && let Some(report) = self.over_limit.get()
+        {
+            report(dropped);
+        }
+    }
+
     /// No more frames: the writer sends what is queued, then ends its side.
     pub fn close(&self) {
         self.lock().closed = true;
@@ -329,6 +371,26 @@ impl Outbox {
         // is still usable.
         crate::lock(&self.state)
     }
+}
+
+/// Keeps the frames of `batch` whose payloads are at most `max` bytes;
+/// returns how many it dropped.
+fn keep_frames_within(batch: &mut Vec<u8>, max: usize) -> usize {
+    let mut dropped = 0;
+    let mut kept = Vec::with_capacity(batch.len());
+    let mut rest = &batch[..];
+    while let Some((header, after)) = rest.split_first_chunk::<4>() {
+        let len = (u32::from_be_bytes(*header) as usize).min(after.len());
+        match len > max {
+            true => dropped += 1,
+            false => kept.extend_from_slice(&rest[..4 + len]),
+        }
+        rest = &after[len..];
+    }
+    if dropped > 0 {
+        *batch = kept;
+    }
+    dropped
 }
 
 #[cfg(test)]
@@ -542,6 +604,38 @@ mod tests {
         let mut batches = Vec::new();
         assert!(outbox.take(&mut batches));
         assert_eq!(batches, [b"answer".to_vec(), b"line".to_vec()]);
+    }
+
+    #[test]
+    fn frames_over_a_maximum_learned_late_are_dropped_and_no_longer_counted() {
+        let outbox = Outbox::new();
+        outbox.hold_until(Instant::now() + Duration::from_secs(600));
+        let frame = |text: &[u8]| {
+            let mut f = (text.len() as u32).to_be_bytes().to_vec();
+            f.extend_from_slice(text);
+            f
+        };
+        outbox.push(&mut [frame(b"ok"), frame(b"too long")].concat(), Room::Wait);
+        outbox.push(&mut frame(b"far too long"), Room::Wait);
+        outbox.push(&mut frame(b"fine"), Room::Wait);
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let report = Arc::clone(&told);
+        outbox.limit_frames(4, move |n| crate::lock(&report).push(n));
+        assert_eq!(*crate::lock(&told), [2]);
+        // And those pushed later.
+        outbox.push(
+            &mut [frame(b"later, too long"), frame(b"")].concat(),
+            Room::Wait,
+        );
+        assert_eq!(*crate::lock(&told), [2, 1]);
+        assert_eq!(outbox.accepted(), 6 + 4 + 8 + 4);
+        outbox.release();
+        let mut batches = Vec::new();
+        assert!(outbox.take(&mut batches));
+        assert_eq!(
+            batches,
+            [frame(b"ok"), frame(b""), frame(b"fine"), frame(b"")]
+        );
     }
 
     #[test]

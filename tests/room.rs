@@ -759,3 +759,32 @@ fn still_here(member: &mut Program, here: &str) {
     let seen = member.drain_stderr();
     assert!(!seen.iter().any(|l| l.contains("disconnected")), "{seen:?}");
 }
+
+/// A line over the room's maximum, though within the client's own, is
+/// refused on the client's side, before or after the greeting; the member
+/// stays and its other lines are heard.
+#[test]
+fn a_line_over_the_rooms_maximum_is_refused_by_the_client_not_the_room() {
+    let server = start_room(&["--max-message-size", "1000"]);
+    let mut listener = server.join_room("listener");
+    let addr = server.addr.to_string();
+    let long = "l".repeat(5000);
+    let mut big = Program::spawn(support::CLIENT, &["--connect", &addr, "--name", "big"]);
+    big.type_raw(format!("short\n{long}\n").as_bytes());
+    assert_eq!(listener.next_message(), "big: short");
+    big.expect_status("you joined as big;");
+    big.say(&long);
+    big.say("after");
+    assert_eq!(listener.next_message(), "big: after");
+    big.close_stdin();
+    assert_eq!(big.wait().code(), Some(0));
+    let said = big.all_stderr();
+    let refused = said
+        .iter()
+        .filter(|l| {
+            l.contains("over the room's maximum of 1000 bytes; not sent")
+                || l.contains("message of 5000 bytes is over the maximum of 1000 bytes; not sent")
+        })
+        .count();
+    assert_eq!(refused, 2, "{said:?}");
+}

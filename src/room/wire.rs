@@ -37,7 +37,12 @@ pub fn greeting(max: usize) -> String {
     format!("{NOTICE}welcome to the room (/help lists the commands{UP_TO}{largest} bytes) {MARKER}")
 }
 
-/// The largest message a room's greeting says it relays.
+/// The largest message a room takes from a member, by its greeting.
+pub fn takes(greeting: &[u8]) -> Option<usize> {
+    declared_max(greeting)?.checked_sub(EARLIER.len())
+}
+
+/// The largest frame a room's greeting says it sends.
 pub fn declared_max(greeting: &[u8]) -> Option<usize> {
     let text = std::str::from_utf8(greeting).ok()?;
     if !is_room_greeting(text) {
@@ -368,6 +373,7 @@ mod tests {
             declared_max(greeting(1000).as_bytes()),
             Some(1000 + EARLIER.len())
         );
+        assert_eq!(takes(greeting(1000).as_bytes()), Some(1000));
         for not in [
             "-- welcome (messages up to 99 bytes)".to_string(),
             "alice: ; messages up to 99 bytes) [room protocol 2]".to_string(),
