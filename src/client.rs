@@ -238,6 +238,7 @@ pub fn run(connected: Connected, config: Config) -> io::Result<Exit> {
     let mut turned_away = false;
     let mut closing_from = None;
     let mut cut_short = false;
+    let mut told_goodbye = false;
     let gauge = connection.gauge();
     let ending = conversation::run(
         0,
@@ -250,8 +251,14 @@ pub fn run(connected: Connected, config: Config) -> io::Result<Exit> {
             Event::Input(Input::Closed) => input_ended = true,
             Event::TurnedAway => turned_away = true,
             // What was not yet sent, and all sent from now on, is not relayed.
-            Event::RoomClosing { cut_short: cut } => {
-                closing_from = closing_from.or(Some(gauge.sent()));
+            Event::RoomGoodbye {
+                closing,
+                cut_short: cut,
+            } => {
+                told_goodbye = true;
+                if closing {
+                    closing_from = closing_from.or(Some(gauge.sent()));
+                }
                 cut_short |= cut;
             }
             Event::RoomFound => console.recipient.set_room(),
@@ -285,6 +292,12 @@ pub fn run(connected: Connected, config: Config) -> io::Result<Exit> {
         Ending::PeerLeft if input_ended => {
             output.status("input ended, and the server has closed its side too");
             Exit::Success
+        }
+        // A room says why before it ends a connection; a server that
+        // vanished (killed, crashed) does not.
+        Ending::PeerLeft if in_room && !told_goodbye => {
+            output.error("the server ended the connection without a word (it may have stopped)");
+            Exit::Failure
         }
         Ending::PeerLeft if in_room => {
             output.status("disconnected from the room");

@@ -27,9 +27,10 @@ pub enum Event {
     RoomChanged,
     /// The client found that the server is a room (see `room::view`).
     RoomFound,
-    /// The room is closing: nothing the client sends from now on is
-    /// relayed; `cut_short`, the room says the client was still sending.
-    RoomClosing { cut_short: bool },
+    /// The room said why it ends the client's connection; `closing`, the
+    /// room is closing (nothing the client sends from now on is relayed);
+    /// `cut_short`, the room says the client was still sending.
+    RoomGoodbye { closing: bool, cut_short: bool },
     /// The server refused the client, or the room turned it away or
     /// disconnected it.
     TurnedAway,

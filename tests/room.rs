@@ -788,3 +788,15 @@ fn a_line_over_the_rooms_maximum_is_refused_by_the_client_not_the_room() {
         .count();
     assert_eq!(refused, 2, "{said:?}");
 }
+
+/// A room says why before it ends a member's connection; a server that
+/// vanishes does not, and its members fail, saying so.
+#[cfg(unix)]
+#[test]
+fn a_room_server_that_vanishes_is_a_failure_for_its_members() {
+    let server = start_room(&[]);
+    let mut alice = server.join_room("alice");
+    support::kill(server.pid(), "KILL");
+    alice.expect_status("the server ended the connection without a word");
+    assert_eq!(alice.wait().code(), Some(1));
+}

@@ -253,7 +253,8 @@ impl Room {
             self.farewells.send_off(&transport, &why);
             if present >= self.config.max_clients {
                 self.output.status(format!(
-                    "{peer} turned away: the room is full ({present} members)"
+                    "{peer} turned away: the room is full ({})",
+                    wire::members(present)
                 ));
             }
             let _ = self.events.send(Event::RoomChanged);
@@ -506,11 +507,7 @@ impl Room {
             for member in state.members.values_mut() {
                 member.present = false;
             }
-            let left = match state.members.len() {
-                0 => None,
-                1 => Some("1 member".to_string()),
-                n => Some(format!("{n} members")),
-            };
+            let left = (!state.members.is_empty()).then(|| wire::members(state.members.len()));
             if let Some(left) = left {
                 self.output
                     .status(format!("closing the room: waiting for {left} to leave"));

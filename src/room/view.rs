@@ -60,8 +60,9 @@ impl Interpret for RoomView {
                 if wire::turns_away(notice) {
                     let _ = self.events.send(Event::TurnedAway);
                 }
-                if wire::closes(notice) || wire::was_cut_short(notice) {
-                    let _ = self.events.send(Event::RoomClosing {
+                if wire::says_goodbye(notice) {
+                    let _ = self.events.send(Event::RoomGoodbye {
+                        closing: wire::closes(notice) || wire::was_cut_short(notice),
                         cut_short: wire::was_cut_short(notice),
                     });
                 }

@@ -58,11 +58,18 @@ const DROPPED: &str = "you were disconnected:";
 
 /// The only frame to one more than the room holds.
 pub fn full(max_clients: usize) -> String {
-    let members = match max_clients {
+    format!(
+        "{NOTICE}{FULL} ({}); try again later {MARKER}",
+        members(max_clients)
+    )
+}
+
+/// "1 member", "3 members".
+pub fn members(n: usize) -> String {
+    match n {
         1 => "1 member".to_string(),
         n => format!("{n} members"),
-    };
-    format!("{NOTICE}{FULL} ({members}); try again later {MARKER}")
+    }
 }
 
 /// To a member disconnected for falling more than `bound` bytes behind.
@@ -108,9 +115,18 @@ pub fn closes(notice: &str) -> bool {
 /// The last frame to a member whose idle timeout ran out.
 pub fn idle(after: Duration) -> String {
     format!(
-        "nothing sent or received for {} s (the room's idle timeout): the server ends your connection",
+        "nothing sent or received for {} s (the room's idle timeout){ENDS_YOURS}",
         after.as_secs()
     )
+}
+
+const ENDS_YOURS: &str = ": the server ends your connection";
+
+/// Whether a notice says why the room ends its reader's connection: it
+/// closes, turns the reader away, or found it idle. A room never ends a
+/// connection without one, so an end without it is the server's failure.
+pub fn says_goodbye(notice: &str) -> bool {
+    closes(notice) || was_cut_short(notice) || turns_away(notice) || notice.ends_with(ENDS_YOURS)
 }
 
 /// The only frame to a client that arrives while the room closes.
@@ -333,6 +349,10 @@ mod tests {
         assert!(was_cut_short(&cut_short(&closed_by("server"))));
         assert!(!was_cut_short(&closed_by("server")));
         assert!(!was_cut_short(&cut_short("alice: hi")));
+        assert!(says_goodbye(&idle(Duration::from_secs(5))));
+        assert!(says_goodbye(&dropped_behind(10)));
+        assert!(says_goodbye(&closed_by("server")));
+        assert!(!says_goodbye("bob left"));
         for not in [
             "alice: server closed the room",
             "bob left",
