@@ -39,6 +39,11 @@ const WRITE_BATCH: usize = 256 * 1024;
 /// flood) are written as they are rather than copied into a batch.
 const WRITE_DIRECTLY: usize = 16 * 1024;
 
+/// Stdout is written this much at a time when it is slow, each slice making
+/// room in the queue as it is taken: a reader of 2 KB/s still lets the
+/// receiving thread read its socket every 8 s, within a peer's stall timeout.
+const DRAIN_SLICE: usize = 16 * 1024;
+
 /// Writes what the destination takes of the bytes at once, never waiting:
 /// how many bytes that was (0 if none, or on an error the consumer's next
 /// write meets again), or `None` if it cannot be written that way.
@@ -122,6 +127,8 @@ struct State {
     queued: usize,
     /// The consumer has taken items and not finished writing them.
     writing: bool,
+    /// Bytes of the items being written already counted off `queued`.
+    credited: usize,
     /// A producer is writing its messages to stdout itself.
     writing_now: bool,
     /// Stdout is gone: messages are dropped from now on.
@@ -354,11 +361,26 @@ impl Output {
         state.writing = !into.is_empty();
     }
 
+    /// For the consumer: `bytes` of what it took have reached stdout. The
+    /// queue has that much room at once, not only once all it took is
+    /// written: a producer waiting for room is the receiving thread, which
+    /// reads nothing from its socket meanwhile, and a peer whose bytes are
+    /// not taken for its stall timeout cuts us off, though stdout is read
+    /// (slowly) all along.
+    pub(crate) fn drained(&self, bytes: usize) {
+        let mut state = self.lock();
+        state.queued = state.queued.saturating_sub(bytes);
+        state.credited += bytes;
+        drop(state);
+        self.changed.notify_all();
+    }
+
     /// For the consumer: `items` were written (or dropped); the queue has room.
     pub(crate) fn done(&self, items: &mut Vec<Shown>) {
         let mut state = self.lock();
         let weight: usize = items.iter().map(Shown::weight).sum();
-        state.queued = state.queued.saturating_sub(weight);
+        let left = weight.saturating_sub(std::mem::take(&mut state.credited));
+        state.queued = state.queued.saturating_sub(left);
         state.writing = false;
         for item in items.drain(..) {
             if let Shown::Messages { mut text, .. } = item
@@ -490,17 +512,22 @@ fn flush_batch(batch: &mut Vec<u8>, output: &Output) -> bool {
     open
 }
 
-/// Writes `bytes`; false (and the output closed) if stdout is gone.
+/// Writes `bytes`, a slice at a time, each counted as drained once
+/// written (see [`Output::drained`]); false (and the output closed) if
+/// stdout is gone.
 fn write_stdout(bytes: &[u8], output: &Output) -> bool {
     let mut out = io::stdout().lock();
-    match out.write_all(bytes).and_then(|()| out.flush()) {
-        Ok(()) => true,
-        Err(e) if e.kind() == ErrorKind::Interrupted => true,
-        Err(_) => {
-            output.close();
-            false
+    for slice in bytes.chunks(DRAIN_SLICE) {
+        match out.write_all(slice).and_then(|()| out.flush()) {
+            Ok(()) => output.drained(slice.len()),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => {
+                output.close();
+                return false;
+            }
         }
     }
+    true
 }
 
 #[cfg(test)]

@@ -406,3 +406,26 @@ fn flood_text(bytes: usize) -> String {
     text.push('\n');
     text
 }
+
+/// A client whose stdout is read steadily but slowly (100 KB/s: its queued
+/// megabyte takes ten seconds to drain) keeps reading its socket as its
+/// stdout takes bytes, so the server never sees it stall: every line
+/// arrives, and nobody is cut off.
+#[test]
+fn a_steady_reader_slower_than_its_queue_is_never_cut_off() {
+    const RATE: usize = 100_000;
+    let lines = flood("operator", 2_000_000);
+    let mut server = Server::start(&["--once"]);
+    let addr = server.addr.to_string();
+    let mut client = Program::spawn_reading_stdout(CLIENT, &["--connect", &addr], RATE);
+    server.expect_status("connected");
+    server.type_raw(format!("{}\nq\n", lines.join("\n")).as_bytes());
+    for line in &lines {
+        client.expect_message(line);
+    }
+    client.expect_status("the server ended the conversation");
+    assert_eq!(client.wait().code(), Some(0));
+    assert_eq!(server.wait().code(), Some(0));
+    no_errors(&mut server, "server with a slow, steady reader");
+    no_errors(&mut client, "slow, steady client");
+}
