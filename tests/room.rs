@@ -743,12 +743,26 @@ fn lines_cut_short_by_the_room_closing_are_reported_not_lost_silently() {
     talker.type_raw(format!("{}\n", lines.join("\n")).as_bytes());
     talker.close_stdin();
     talker.expect_status("you are sending faster than the room takes");
+    let asked = Instant::now();
     server.say("q");
     talker.expect_status("server closed the room; what you were still sending was not relayed");
     talker.expect_status("the room closed while you were still sending; the rest");
     assert_eq!(talker.wait().code(), Some(1));
     quiet.expect_status("server closed the room");
     assert_eq!(quiet.wait().code(), Some(0));
+    // The server does not wait out the talker's pace (over 10 s of it
+    // here) to see it go.
+    assert_eq!(server.wait().code(), Some(0));
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    let said = server.all_stderr();
+    assert!(
+        !said.iter().any(|l| l.contains("did not close its side")),
+        "{said:?}"
+    );
 }
 
 /// `member` is in the room, `/who` says `here`, and it was never told it

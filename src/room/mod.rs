@@ -124,7 +124,7 @@ pub fn run(listener: TcpListener, mut config: Config) -> io::Result<Exit> {
                 while lines.take(&mut batches) {
                     for batch in &batches {
                         room.hear(OPERATOR, batch);
-                        relay::pause(pace.take(batch.len(), Instant::now()), &closing);
+                        relay::pause(pace.take(batch.len(), Instant::now()), &[&closing]);
                     }
                 }
             })?

@@ -58,6 +58,8 @@ pub struct Room {
     events: Sender<Event>,
     output: Arc<Output>,
     farewells: Arc<Farewells>,
+    /// `State::closing`, readable without the lock (by paced talkers).
+    closing_now: AtomicBool,
 }
 
 struct Member {
@@ -170,7 +172,9 @@ impl Inbound for FromMember {
                 // Not reading meanwhile is the point: TCP holds the rest
                 // back in the member's client.
                 self.owing.store(true, Ordering::SeqCst);
-                pause(wait, cancelled);
+                // Not once the room closes: nothing more is relayed, and
+                // the member's end must be read at once.
+                pause(wait, &[cancelled, &self.room.closing_now]);
                 self.owing.store(false, Ordering::SeqCst);
             }
         }
@@ -179,11 +183,11 @@ impl Inbound for FromMember {
     }
 }
 
-/// Sleeps for `wait`, or less once `cancelled` is set.
-pub(super) fn pause(wait: Duration, cancelled: &AtomicBool) {
+/// Sleeps for `wait`, or less once one of `stop` is set.
+pub(super) fn pause(wait: Duration, stop: &[&AtomicBool]) {
     let until = Instant::now() + wait;
     loop {
-        if cancelled.load(Ordering::SeqCst) {
+        if stop.iter().any(|flag| flag.load(Ordering::SeqCst)) {
             return;
         }
         let left = until.saturating_duration_since(Instant::now());
@@ -233,6 +237,7 @@ impl Room {
             events,
             output,
             farewells,
+            closing_now: AtomicBool::new(false),
         })
     }
 
@@ -490,6 +495,7 @@ impl Room {
         let mut state = self.lock();
         if !state.closing {
             state.closing = true;
+            self.closing_now.store(true, Ordering::SeqCst);
             if let Some(why) = why {
                 // A member held back by its pace had more to say: it is
                 // told that it will not be relayed.
