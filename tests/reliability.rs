@@ -8,7 +8,7 @@ use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, SockRef, Socket, Type};
-use support::{Server, frame, polite_exchange, read_frame};
+use support::{Server, frame, read_frame};
 #[cfg(unix)]
 use support::{fds_and_threads, status_kib, wait_until};
 
@@ -279,7 +279,7 @@ fn a_client_that_never_stops_sending_cannot_hold_the_server() {
     let line = server.expect_status("did not close its side within 30 s");
     assert!(line.contains(&me), "{line}");
     sender.join().unwrap();
-    polite_exchange(server.addr, &["next"]);
+    let _next = support::says_and_stays(server.addr, "next");
     server.expect_message_eventually("next");
 }
 
@@ -334,6 +334,7 @@ fn out_of_descriptors_the_server_reports_without_flooding_its_log() {
         .count();
     assert_eq!(reports, 1, "{:?}", server.drain_stderr());
     drop(clients);
-    polite_exchange(addr, &["descriptors are free again"]);
+    // It may wait in line behind the dropped ones while they are found gone.
+    let _late = support::says_and_stays(addr, "descriptors are free again");
     server.expect_message_eventually("descriptors are free again");
 }

@@ -389,6 +389,15 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// A raw client that says `text` and stays connected (returned): unlike one
+/// that closes at once, it cannot leave the line with what it said if it
+/// has to wait for its turn.
+pub fn says_and_stays(server: SocketAddr, text: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(server).expect("connect");
+    stream.write_all(&frame(text.as_bytes())).unwrap();
+    stream
+}
+
 /// Behaves as a well-mannered client: sends `messages`, ends its sending half
 /// and reads until the server closes. Returns what the server sent.
 pub fn polite_exchange(server: SocketAddr, messages: &[&str]) -> Vec<String> {
