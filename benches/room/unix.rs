@@ -37,21 +37,22 @@ pub fn main() {
     // CPU per delivery, ns: the server's, and the members' (this process).
     let (mut our_cpu, mut their_cpu) = (Vec::new(), Vec::new());
     let (mut our_members, mut their_members) = (Vec::new(), Vec::new());
-    let per_delivery = |d: Duration| d.as_secs_f64() * 1e9 / DELIVERIES as f64;
     let (mut our_broken, mut their_broken) = (0, 0);
     for round in 0..rounds {
-        let run = room_ours();
-        our_peak = our_peak.max(run.peak_kib);
-        our_cpu.push(per_delivery(run.server_cpu));
-        our_members.push(per_delivery(run.members_cpu));
-        our_broken += run.broken;
-        ours.push(run.elapsed);
-        let run = room_ncat();
-        their_peak = their_peak.max(run.peak_kib);
-        their_cpu.push(per_delivery(run.server_cpu));
-        their_members.push(per_delivery(run.members_cpu));
-        their_broken += run.broken;
-        theirs.push(run.elapsed);
+        room_ours().add_to(
+            &mut ours,
+            &mut our_peak,
+            &mut our_cpu,
+            &mut our_members,
+            &mut our_broken,
+        );
+        room_ncat().add_to(
+            &mut theirs,
+            &mut their_peak,
+            &mut their_cpu,
+            &mut their_members,
+            &mut their_broken,
+        );
         eprintln!(
             "round {}: ours {:.2} s, ncat {:.2} s",
             round + 1,
@@ -135,6 +136,25 @@ struct Run {
     peak_kib: u64,
     /// Lines that arrived cut or mixed with another sender's.
     broken: usize,
+}
+
+impl Run {
+    /// Adds this run to a side's figures (CPU as ns per delivery).
+    fn add_to(
+        &self,
+        elapsed: &mut Vec<Duration>,
+        peak_kib: &mut u64,
+        server_cpu: &mut Vec<f64>,
+        members_cpu: &mut Vec<f64>,
+        broken: &mut usize,
+    ) {
+        let per_delivery = |d: Duration| d.as_secs_f64() * 1e9 / DELIVERIES as f64;
+        elapsed.push(self.elapsed);
+        *peak_kib = (*peak_kib).max(self.peak_kib);
+        server_cpu.push(per_delivery(self.server_cpu));
+        members_cpu.push(per_delivery(self.members_cpu));
+        *broken += self.broken;
+    }
 }
 
 /// Whether `line` is one line as a member sent it: `mN line K`.
