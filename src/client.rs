@@ -12,7 +12,7 @@ use crate::connection::{Connection, FirstFrame};
 use crate::conversation;
 use crate::ending::{Ending, Rules};
 use crate::errors::{describe_failure, lowercase_os_error};
-use crate::event::{Event, Input};
+use crate::event::{Event, Events, Input};
 use crate::frame::encode_frame;
 use crate::input::{AfterQuit, Recipient};
 use crate::outbox::Outbox;
@@ -197,6 +197,7 @@ fn connect_tcp(address: &str, timeout: Duration) -> Result<TcpStream, ConnectErr
 pub fn run(connected: Connected, config: Config) -> io::Result<Exit> {
     let Connected { transport, notes } = connected;
     let (events, inbox) = mpsc::channel();
+    let events = Events::new(events);
     let console = Console::open(config.max_message_size, &events, "> ")?;
     let output = Arc::clone(&console.output);
     let peer = transport.stream().peer_addr()?;

@@ -12,13 +12,12 @@ use std::io::{self, ErrorKind};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::display::push_visible_line;
 use crate::ending::Observed;
-use crate::event::{Event, ReceiveEnd};
+use crate::event::{Event, Events, ReceiveEnd};
 use crate::frame::{FrameReader, Payload, too_long_error};
 use crate::outbox::Outbox;
 use crate::output::Output;
@@ -124,11 +123,6 @@ impl Gauge {
         self.shared.sent.load(Ordering::SeqCst)
     }
 
-    /// Bytes accepted for sending and not yet handed to the kernel.
-    pub fn unsent(&self) -> u64 {
-        self.outbox.accepted().saturating_sub(self.sent())
-    }
-
     /// Bytes ever accepted for sending.
     pub fn accepted(&self) -> u64 {
         self.outbox.accepted()
@@ -155,7 +149,7 @@ impl Connection {
         answer: Option<FirstFrame>,
         output: &Arc<Output>,
         label: &str,
-        events: &Sender<Event>,
+        events: &Events,
     ) -> io::Result<Self> {
         let show = Show {
             output: Arc::clone(output),
@@ -168,25 +162,13 @@ impl Connection {
         Self::launch(id, transport, max_message_size, show, Some(output), events)
     }
 
-    /// Like [`start`](Self::start), with received messages handed to
-    /// `inbound` rather than shown.
-    pub fn start_relaying(
-        id: u64,
-        transport: Transport,
-        max_message_size: usize,
-        inbound: impl Inbound,
-        events: &Sender<Event>,
-    ) -> io::Result<Self> {
-        Self::launch(id, transport, max_message_size, inbound, None, events)
-    }
-
     fn launch(
         id: u64,
         transport: Transport,
         max_message_size: usize,
         mut inbound: impl Inbound,
         output: Option<&Arc<Output>>,
-        events: &Sender<Event>,
+        events: &Events,
     ) -> io::Result<Self> {
         let stream = transport.stream().try_clone()?;
         stream.set_nodelay(true)?;
@@ -271,7 +253,7 @@ impl Connection {
         let sent = self.shared.sent.load(Ordering::SeqCst);
         let accepted = self.outbox.accepted();
         let fin = u64::from(self.shared.shut_down.load(Ordering::SeqCst));
-        let unacked = unacknowledged(&self.stream)
+        let unacked = unacknowledged(socket2::SockRef::from(&self.stream))
             .unwrap_or(0)
             .saturating_sub(fin)
             .min(written);
@@ -308,12 +290,6 @@ impl Connection {
         if let Some(output) = &self.output {
             output.wake_waiting();
         }
-    }
-
-    /// Bytes accepted for sending that the sending thread has not yet
-    /// wholly handed to the kernel: what this connection holds in memory.
-    pub fn unsent(&self) -> u64 {
-        self.gauge().unsent()
     }
 
     /// What this connection has sent, readable after it has been handed on.

@@ -58,6 +58,9 @@ pub enum Happening {
     SendFinished,
     /// Sending failed; the text says how.
     SendFailed(String),
+    /// Nothing happened, but what is observed changed (a caller's marker;
+    /// stepping with it is stepping with nothing).
+    Nothing,
 }
 
 /// What the caller can see of the connection, read just before each step.
@@ -261,6 +264,7 @@ impl Closing {
                 self.sending = false;
                 self.fail(why, decision);
             }
+            Happening::Nothing => {}
         }
     }
 

@@ -3,6 +3,47 @@
 //! the server's line of clients.
 
 use std::io;
+use std::sync::mpsc::{SendError, Sender};
+use std::sync::{Arc, OnceLock};
+
+/// Where the events for a program's main thread go: its channel, and the
+/// waker of its event loop if it runs one (the server), so that an event
+/// wakes the loop.
+#[derive(Clone)]
+pub struct Events {
+    sender: Sender<Event>,
+    /// Set once the loop exists; shared by every clone.
+    waker: Arc<OnceLock<Arc<mio::Waker>>>,
+}
+
+impl Events {
+    pub fn new(sender: Sender<Event>) -> Self {
+        Self {
+            sender,
+            waker: Arc::default(),
+        }
+    }
+
+    /// From now on every event (from any clone) also wakes the loop that
+    /// `waker` belongs to.
+    pub fn wake_with(&self, waker: Arc<mio::Waker>) {
+        let _ = self.waker.set(waker);
+    }
+
+    pub fn send(&self, event: Event) -> Result<(), SendError<Event>> {
+        let sent = self.sender.send(event);
+        self.wake();
+        sent
+    }
+
+    /// Wakes the loop, if there is one, without an event: it has something
+    /// else to look at (the operator's lines).
+    pub fn wake(&self) {
+        if let Some(waker) = self.waker.get() {
+            let _ = waker.wake();
+        }
+    }
+}
 
 #[derive(Debug)]
 pub enum Event {
@@ -19,12 +60,6 @@ pub enum Event {
     Backlogged,
     /// Stdout is gone (a closed pipe): nothing more can be shown.
     OutputClosed,
-    /// The server's line has a client for an idle server.
-    ClientArrived,
-    /// Clients joined or left the server's line.
-    LineChanged,
-    /// A room server has work for its main thread (see `room`).
-    RoomChanged,
     /// The client found that the server is a room (see `room::view`).
     RoomFound,
     /// The room said why it ends the client's connection; `closing`, the

@@ -45,6 +45,39 @@ impl fmt::Display for TooLong {
 
 impl std::error::Error for TooLong {}
 
+/// The payload length a frame's header at the start of `buf` declares, if
+/// the header is there.
+#[inline]
+pub fn header_len(buf: &[u8]) -> Option<usize> {
+    buf.get(..HEADER_LEN)
+        .map(|header| BigEndian::read_u32(header) as usize)
+}
+
+/// The payloads of the whole frames in `bytes` (keepalives included, as
+/// empty payloads), as far as they are whole.
+pub fn payloads(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let len = header_len(bytes)?;
+        let payload = bytes.get(HEADER_LEN..HEADER_LEN + len)?;
+        bytes = &bytes[HEADER_LEN + len..];
+        Some(payload)
+    })
+}
+
+/// [`payloads`], each with what follows it in `bytes` (see
+/// [`Payload::with_slack`]).
+pub fn payloads_with_slack(mut bytes: &[u8]) -> impl Iterator<Item = Payload<'_>> {
+    std::iter::from_fn(move || {
+        let len = header_len(bytes)?;
+        let rest = bytes.get(HEADER_LEN..)?;
+        if rest.len() < len {
+            return None;
+        }
+        bytes = &rest[len..];
+        Some(Payload { rest, len })
+    })
+}
+
 /// Appends one frame carrying `payload` to `dst`.
 ///
 /// A payload over `max` is refused with `InvalidInput` and `dst` is left as it was.

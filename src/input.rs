@@ -9,11 +9,10 @@
 use std::io::{ErrorKind, Read};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
 use crate::errors::lowercase_os_error;
-use crate::event::{Event, Input};
+use crate::event::{Event, Events, Input};
 use crate::frame::{TooLong, encode_frame};
 use crate::outbox::{Outbox, Pushed, Room};
 use crate::output::Output;
@@ -282,7 +281,7 @@ pub enum AfterQuit {
 pub fn read_plain(
     mut input: impl Read,
     mut composer: Composer,
-    events: Sender<Event>,
+    events: Events,
     after_quit: AfterQuit,
 ) {
     let mut buffer = vec![0; READ_SENDING];
@@ -348,7 +347,7 @@ pub fn read_plain(
 
 /// Reports `q` and says whether to read on.
 #[cold]
-fn quit(events: &Sender<Event>, after_quit: AfterQuit) -> ControlFlow<()> {
+fn quit(events: &Events, after_quit: AfterQuit) -> ControlFlow<()> {
     let _ = events.send(Event::Input(Input::Quit));
     match after_quit {
         AfterQuit::Stop => ControlFlow::Break(()),
@@ -524,11 +523,17 @@ mod tests {
         recipient.set(Some(Arc::clone(&outbox)));
         let (tx, rx) = mpsc::channel();
         let (shown, _) = mpsc::channel();
-        let composer = Composer::new(max, recipient, Output::new(shown), Room::Wait, false);
+        let composer = Composer::new(
+            max,
+            recipient,
+            Output::new(crate::event::Events::new(shown)),
+            Room::Wait,
+            false,
+        );
         read_plain(
             Trickle(input, size),
             composer,
-            tx.clone(),
+            crate::event::Events::new(tx.clone()),
             AfterQuit::Continue,
         );
         outbox.close();

@@ -39,6 +39,9 @@ pub struct Outbox {
     write_now: Option<WriteNow>,
     /// Called when a push starts waiting for room: the peer is holding us up.
     on_backlog: Option<Box<dyn Fn() + Send + Sync>>,
+    /// Called when frames are queued for a writer that is an event loop,
+    /// not a thread waiting on `filled`.
+    on_queued: Option<Box<dyn Fn() + Send + Sync>>,
     /// Told how many frames over the limit were dropped.
     over_limit: OnceLock<Box<dyn Fn(usize) + Send + Sync>>,
     /// Signalled when frames arrive or the outbox closes.
@@ -112,6 +115,46 @@ impl Outbox {
             on_backlog: Some(Box::new(on_backlog)),
             ..Self::default()
         }
+    }
+
+    /// An outbox whose writer is an event loop: `wake` is called whenever
+    /// frames are queued, it closes, or a push starts waiting for room; the
+    /// loop takes the frames with [`take_now`](Self::take_now).
+    pub fn waking(wake: impl Fn() + Send + Sync + 'static) -> Self {
+        let wake = std::sync::Arc::new(wake);
+        let on_backlog = std::sync::Arc::clone(&wake);
+        Self {
+            on_queued: Some(Box::new(move || wake())),
+            on_backlog: Some(Box::new(move || on_backlog())),
+            ..Self::default()
+        }
+    }
+
+    /// For a writer that never waits: moves what is queued into `batches`
+    /// (after returning the batches it holds for reuse); false once there
+    /// is nothing more to send (closed and empty, or aborted).
+    pub fn take_now(&self, batches: &mut Vec<Vec<u8>>) -> bool {
+        let mut state = self.lock();
+        for mut batch in batches.drain(..) {
+            if state.spare.len() < SPARE_BUFFERS {
+                batch.clear();
+                state.spare.push(batch);
+            }
+        }
+        if state.aborted {
+            return false;
+        }
+        if state.queue.is_empty() {
+            return !state.closed;
+        }
+        batches.extend(state.queue.drain(..));
+        state.queued_bytes = 0;
+        let wake = state.waiting > 0;
+        drop(state);
+        if wake {
+            self.drained.notify_all();
+        }
+        true
     }
 
     /// Lets a push write its batch itself with `write_now` when the writer
@@ -213,6 +256,9 @@ impl Outbox {
     fn wake_writer(&self, state: MutexGuard<'_, State>) {
         let waiting = state.writer_waits;
         drop(state);
+        if let Some(wake) = &self.on_queued {
+            wake();
+        }
         if waiting {
             self.filled.notify_one();
         }
@@ -287,6 +333,9 @@ impl Outbox {
     /// No more frames: the writer sends what is queued, then ends its side.
     pub fn close(&self) {
         self.lock().closed = true;
+        if let Some(wake) = &self.on_queued {
+            wake();
+        }
         self.filled.notify_all();
         self.drained.notify_all();
     }
@@ -355,6 +404,11 @@ impl Outbox {
             self.drained.notify_all();
         }
         true
+    }
+
+    /// Bytes queued and not yet taken.
+    pub fn queued(&self) -> usize {
+        self.lock().queued_bytes
     }
 
     pub fn is_aborted(&self) -> bool {

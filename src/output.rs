@@ -20,13 +20,12 @@
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::errors::to_stderr;
-use crate::event::Event;
+use crate::event::{Event, Events};
 use crate::platform::write_stdout_now;
 
 /// How many bytes of messages may wait for the screen before receiving waits.
@@ -113,7 +112,10 @@ pub struct Output {
     write_now: OnceLock<WriteNow>,
     /// Stdout cannot be written that way after all.
     write_now_refused: AtomicBool,
-    events: Sender<Event>,
+    /// Called when the queue has room again after a producer that never
+    /// waits (an event loop) found it full.
+    on_room: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    events: Events,
 }
 
 /// Emptied message buffers kept for reuse: a steady flow of messages then
@@ -131,13 +133,16 @@ struct State {
     credited: usize,
     /// A producer is writing its messages to stdout itself.
     writing_now: bool,
+    /// A producer that never waits found the queue full and is to be told
+    /// when it has room.
+    full_seen: bool,
     /// Stdout is gone: messages are dropped from now on.
     closed: bool,
 }
 
 impl Output {
     /// `events` is told once if stdout goes away.
-    pub fn new(events: Sender<Event>) -> Arc<Self> {
+    pub fn new(events: Events) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
@@ -145,6 +150,7 @@ impl Output {
             interpreter: Mutex::new(None),
             write_now: OnceLock::new(),
             write_now_refused: AtomicBool::new(false),
+            on_room: OnceLock::new(),
             events,
         })
     }
@@ -225,6 +231,57 @@ impl Output {
         drop(state);
         if waiting {
             self.changed.notify_all();
+        }
+    }
+
+    /// For a producer that never waits (an event loop): whether the queue
+    /// has room for messages now. If not, `on_room` is called once it has.
+    pub fn has_room(&self) -> bool {
+        let mut state = self.lock();
+        let room = state.queued < QUEUE_LIMIT || state.closed;
+        state.full_seen |= !room;
+        room
+    }
+
+    /// Calls `on_room` whenever the queue has room again after
+    /// [`has_room`](Self::has_room) said it had none.
+    pub fn when_room(&self, on_room: impl Fn() + Send + Sync + 'static) {
+        let _ = self.on_room.set(Box::new(on_room));
+    }
+
+    /// Shows messages from `from` without waiting, whether or not the
+    /// queue has room (ask [`has_room`](Self::has_room) before taking
+    /// them); false if stdout is gone.
+    pub fn messages_now(&self, from: &Arc<str>, text: Vec<u8>) -> bool {
+        let interpreted = match crate::lock(&self.interpreter).as_mut() {
+            Some(interpreter) => Ok(interpreter.interpret(from, text)),
+            None => Err(text),
+        };
+        let state = self.lock();
+        if state.closed {
+            return false;
+        }
+        match interpreted {
+            Ok(items) => {
+                drop(state);
+                for item in items {
+                    self.queue(item);
+                }
+            }
+            Err(text) => self.show_now(state, from, text),
+        }
+        true
+    }
+
+    /// Tells a producer that never waits that the queue has room, if one
+    /// found it full.
+    fn room_again(&self, mut state: MutexGuard<'_, State>) {
+        if state.full_seen && state.queued < QUEUE_LIMIT {
+            state.full_seen = false;
+            drop(state);
+            if let Some(on_room) = self.on_room.get() {
+                on_room();
+            }
         }
     }
 
@@ -371,7 +428,7 @@ impl Output {
         let mut state = self.lock();
         state.queued = state.queued.saturating_sub(bytes);
         state.credited += bytes;
-        drop(state);
+        self.room_again(state);
         self.changed.notify_all();
     }
 
@@ -390,7 +447,7 @@ impl Output {
                 state.spare.push(text);
             }
         }
-        drop(state);
+        self.room_again(state);
         self.changed.notify_all();
     }
 
@@ -564,7 +621,7 @@ mod tests {
         ) {
             let stdout = Arc::new(Stdout::default());
             let (tx, _rx) = mpsc::channel();
-            let output = Output::new(tx);
+            let output = Output::new(crate::event::Events::new(tx));
             let turn = std::sync::atomic::AtomicUsize::new(0);
             {
                 let stdout = Arc::clone(&stdout);
@@ -622,7 +679,7 @@ mod tests {
     #[test]
     fn a_full_queue_holds_a_producer_until_cancelled() {
         let (tx, _rx) = mpsc::channel();
-        let output = Output::new(tx);
+        let output = Output::new(crate::event::Events::new(tx));
         let from: Arc<str> = Arc::from("peer");
         let never = AtomicBool::new(false);
         assert!(output.messages(&from, vec![b'x'; QUEUE_LIMIT], &never));
@@ -647,7 +704,7 @@ mod tests {
     #[test]
     fn a_closed_output_drops_messages_keeps_status_and_says_so_once() {
         let (tx, rx) = mpsc::channel();
-        let output = Output::new(tx);
+        let output = Output::new(crate::event::Events::new(tx));
         let from: Arc<str> = Arc::from("peer");
         let never = AtomicBool::new(false);
         assert!(output.messages(&from, b"a\n".to_vec(), &never));

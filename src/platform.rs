@@ -67,7 +67,7 @@ pub(crate) fn write_stdout_now(_bytes: &[u8]) -> Option<usize> {
 /// in our kernel's send queue), where the system says; `None` where it does
 /// not, and then what the kernel took counts as delivered.
 #[cfg(target_os = "linux")]
-pub(crate) fn unacknowledged(stream: &TcpStream) -> Option<u64> {
+pub(crate) fn unacknowledged(stream: socket2::SockRef<'_>) -> Option<u64> {
     use std::os::fd::AsRawFd;
     let mut queued: libc::c_int = 0;
     // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int for a TCP socket descriptor.
@@ -76,7 +76,7 @@ pub(crate) fn unacknowledged(stream: &TcpStream) -> Option<u64> {
 }
 
 #[cfg(target_os = "macos")]
-pub(crate) fn unacknowledged(stream: &TcpStream) -> Option<u64> {
+pub(crate) fn unacknowledged(stream: socket2::SockRef<'_>) -> Option<u64> {
     use std::os::fd::AsRawFd;
     let mut queued: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -94,6 +94,6 @@ pub(crate) fn unacknowledged(stream: &TcpStream) -> Option<u64> {
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
-pub(crate) fn unacknowledged(_stream: &TcpStream) -> Option<u64> {
+pub(crate) fn unacknowledged(_stream: socket2::SockRef<'_>) -> Option<u64> {
     None
 }

@@ -1,36 +1,52 @@
-//! `chat-server`: clients let in by the [`crate::gate`] wait in line, and one
-//! conversation at a time runs between the operator and the first of them.
+//! `chat-server`: one conversation at a time between the operator and the
+//! first client in line, on the server's event loop ([`crate::engine`]).
+//!
+//! Clients let in by the gate wait in a line of at most `max_waiting`,
+//! told by an ordinary text message that the server is busy and their
+//! place in it, and told again when the line moves. What a waiting client
+//! sends is read ahead and kept, up to [`READ_AHEAD`], and shown first when
+//! its turn comes; reading it is also how the line sees a client that left.
+//! One more than the line holds is told the server is full and let go.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::thread;
+use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use crate::Exit;
 use crate::access::Access;
-use crate::connection::Connection;
-use crate::conversation;
-use crate::ending::{Ending, Rules};
-use crate::errors::{describe_failure, lowercase_os_error};
-use crate::event::{Event, Input};
-use crate::farewell::Farewells;
-use crate::frame::encode_frame;
-pub use crate::gate::TlsConfig;
-use crate::gate::{Admit, open_gate};
+use crate::display::push_visible_line;
+use crate::ending::{Ending, Happening, Rules};
+pub use crate::engine::TlsConfig;
+use crate::engine::{Engine, GateConfig, Id, Io, News, Service, Tick, secure};
+use crate::errors::describe_failure;
+use crate::event::{Event, Events, Input};
+use crate::farewell::refusal;
+use crate::frame::{encode_frame, payloads_with_slack};
 use crate::input::AfterQuit;
-use crate::outbox::Room;
+use crate::outbox::{OUTBOX_LIMIT, Outbox};
 use crate::output::Output;
-use crate::queue::{TIDY_INTERVAL, WaitingLine};
 use crate::terminal::Console;
-use crate::transport::Transport;
 
 /// Said when the operator's standard input ends.
 const INPUT_ENDED: &str = "standard input has ended: from now on, only receiving";
 
 /// The operator's prompt while no client is connected.
 const WAITING_PROMPT: &str = "[waiting for a client] > ";
+
+/// What a waiting client sent is kept up to this; past it, the rest waits in
+/// the kernel's buffers (and so does the client's end of stream).
+const READ_AHEAD: usize = 256 * 1024;
+
+/// Newcomers in line are told the server is busy this long after they
+/// arrive: a conversation that is just ending may free the server first,
+/// and then they are simply served.
+const TELL_AFTER: Duration = Duration::from_millis(200);
+
+/// A received read is shown this much at a time at most.
+const SHOW_AT_ONCE: usize = 256 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -47,148 +63,431 @@ pub struct Config {
 /// Serves clients from `listener`, which is already bound, until Ctrl-C (or
 /// after one conversation with `once`).
 pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
-    let (events, inbox) = mpsc::channel();
+    let (sender, inbox) = mpsc::channel();
+    let events = Events::new(sender);
     let console = Console::open(config.max_message_size, &events, WAITING_PROMPT)?;
-    console.start_input(&events, AfterQuit::Continue)?;
     let output = Arc::clone(&console.output);
     let address = listener.local_addr()?;
-    let farewells = Arc::new(Farewells::default());
-    let line = Arc::new(WaitingLine::new(
-        config.max_waiting,
-        events.clone(),
-        Arc::clone(&output),
-        Arc::clone(&farewells),
-    ));
-    let refusals = open_gate(
-        listener,
-        &config.access,
-        config.tls.as_ref(),
-        Arc::clone(&line) as Arc<dyn Admit>,
-        &output,
-        &farewells,
-    )?;
-    {
-        let (line, output) = (Arc::clone(&line), Arc::clone(&output));
-        thread::Builder::new().name("tidy".into()).spawn(move || {
-            loop {
-                thread::sleep(TIDY_INTERVAL);
-                line.tidy();
-                farewells.tidy(Instant::now());
-                refusals.report_overdue(&output);
-            }
-        })?;
+    let tls = match &config.tls {
+        Some(tls) => Some(Arc::new(secure(tls, &output).map_err(io::Error::other)?)),
+        None => None,
+    };
+    if tls.is_none() && !address.ip().is_loopback() {
+        output.status(
+            "warning: conversations are not encrypted: anyone on the network path can read them (start with --tls to encrypt)",
+        );
     }
+    let gate = GateConfig {
+        access: config.access.clone(),
+        tls,
+    };
+    let rules = Rules {
+        input_end_closes: false,
+        idle_timeout: config.idle_timeout,
+    };
+    let mut engine = Engine::new(listener, gate, rules, config.max_message_size, &output)?;
+    events.wake_with(engine.waker());
+    {
+        let events = events.clone();
+        output.when_room(move || events.wake());
+    }
+    console.start_input(&events, AfterQuit::Continue)?;
     output.status(format!("listening on {address}"));
-    let exit = serve(&console, &line, &config, &events, &inbox);
+    let mut service = Conversations {
+        console: &console,
+        config,
+        events: events.clone(),
+        inbox,
+        current: None,
+        line: VecDeque::new(),
+        tell_at: None,
+        operator_gone: false,
+        exit: None,
+    };
+    // Events sent before the loop could be woken are waiting.
+    events.wake();
+    let exit = match engine.run(&mut service) {
+        Ok(()) => service.exit.unwrap_or(Exit::Success),
+        Err(e) => {
+            output.error(format!(
+                "the event loop failed: {}",
+                crate::errors::lowercase_os_error(&e)
+            ));
+            Exit::Failure
+        }
+    };
     console.close();
     console.finish_for(exit);
     Ok(exit)
 }
 
-/// Serves the clients in line, one conversation at a time, until the server
-/// should exit.
-fn serve(
-    console: &Console,
-    line: &WaitingLine,
-    config: &Config,
-    events: &Sender<Event>,
-    inbox: &Receiver<Event>,
-) -> Exit {
-    let output = &console.output;
-    let rules = Rules {
-        input_end_closes: false,
-        idle_timeout: config.idle_timeout,
-    };
-    let mut operator_gone = false;
-    let mut next_id = 0;
-    let mut next = None;
-    loop {
-        let Some(client) = next.take().or_else(|| line.next()) else {
-            console.set_prompt(WAITING_PROMPT);
-            match inbox.recv().expect("main holds a sender") {
-                Event::Interrupt | Event::Input(Input::Interrupted) => return Exit::Interrupted,
-                Event::OutputClosed => return Exit::Success,
-                Event::Input(Input::Closed) => {
-                    operator_gone = true;
-                    output.status(INPUT_ENDED);
-                }
-                Event::Input(Input::Quit) => output.error("nobody is connected; nothing to end"),
-                _ => {}
-            }
-            continue;
+/// The conversation going on.
+struct Current {
+    id: Id,
+    peer: SocketAddr,
+    label: Arc<str>,
+    /// The operator's lines for this client.
+    outbox: Arc<Outbox>,
+    batches: Vec<Vec<u8>>,
+    /// Reading waits for the screen to have room.
+    held_by_screen: bool,
+    /// The ending is under way (the operator's `q`).
+    ending: bool,
+}
+
+/// A client waiting in line.
+struct Waiting {
+    id: Id,
+    peer: SocketAddr,
+    /// The place in line it was last told; 0 before its first notice.
+    told_place: usize,
+    /// Whole frames it sent while waiting (see [`READ_AHEAD`]).
+    early: Vec<u8>,
+}
+
+struct Conversations<'a> {
+    console: &'a Console,
+    config: Config,
+    events: Events,
+    inbox: Receiver<Event>,
+    current: Option<Current>,
+    line: VecDeque<Waiting>,
+    /// When to tell newcomers in line that the server is busy.
+    tell_at: Option<Instant>,
+    operator_gone: bool,
+    exit: Option<Exit>,
+}
+
+impl Conversations<'_> {
+    fn output(&self) -> &Output {
+        &self.console.output
+    }
+
+    /// Starts the conversation with `id`, which `waited` in line (and was
+    /// told so), sending `early` meanwhile (shown first).
+    fn serve(&mut self, io: &mut Io, id: Id, peer: SocketAddr, waited: bool, early: Vec<u8>) {
+        io.start_ending(id);
+        let outbox = {
+            let events = self.events.clone();
+            Arc::new(Outbox::waking(move || events.wake()))
         };
-        next_id += 1;
-        let (peer, waited) = (client.peer, client.waited);
-        let label = peer.to_string();
-        let connection = match Connection::start(
-            next_id,
-            client.into_transport(),
-            config.max_message_size,
-            None,
-            output,
-            &label,
-            events,
-        ) {
-            Ok(connection) => connection,
-            Err(e) => {
-                output.error(format!("{peer}: cannot start: {}", lowercase_os_error(&e)));
-                continue;
-            }
-        };
-        let outbox = connection.outbox();
         if waited {
             let mut notice = Vec::new();
             let text = "your turn: you are now talking with the server";
             encode_frame(&mut notice, text.as_bytes(), usize::MAX).expect("notices are short");
-            outbox.push(&mut notice, Room::Take);
+            io.send(id, &notice);
         }
-        console.recipient.set(Some(outbox));
-        let waiting = match line.len() {
+        self.console.recipient.set(Some(Arc::clone(&outbox)));
+        let waiting = match self.line.len() {
             0 => String::new(),
             n => format!(" ({n} waiting)"),
         };
-        let prompt = || match line.len() {
-            0 => format!("[{peer}] > "),
-            n => format!("[{peer}, {n} waiting] > "),
+        let quiet = match self.operator_gone {
+            true => "; standard input has ended, so only receiving",
+            false => "",
         };
-        console.set_prompt(&prompt());
-        let quiet = if operator_gone {
-            "; standard input has ended, so only receiving"
-        } else {
-            ""
-        };
-        output.status(format!("{peer} connected{waiting}{quiet}"));
+        self.output()
+            .status(format!("{peer} connected{waiting}{quiet}"));
+        let label: Arc<str> = Arc::from(peer.to_string());
+        self.show(&label, &early);
+        self.current = Some(Current {
+            id,
+            peer,
+            label,
+            outbox,
+            batches: Vec::new(),
+            held_by_screen: false,
+            ending: false,
+        });
+        self.set_prompt();
+        self.read_current(io);
+    }
 
-        let ending = conversation::run(
-            next_id,
-            connection,
-            &label,
-            output,
-            inbox,
-            rules,
-            |event| match event {
-                Event::Input(Input::Closed) => {
-                    operator_gone = true;
-                    output.status(INPUT_ENDED);
-                }
-                Event::LineChanged => console.set_prompt(&prompt()),
-                Event::Input(Input::Quit) => console.set_prompt(&format!("[ending {peer}] > ")),
-                _ => {}
-            },
-        );
-        console.recipient.set(None);
-        // Free the server (or take the next in line) before saying so, so that a
-        // client that connects after reading the report is served at once.
-        if !config.once {
-            next = line.next();
+    fn set_prompt(&self) {
+        let prompt = match (&self.current, self.line.len()) {
+            (None, _) => WAITING_PROMPT.to_string(),
+            (Some(current), _) if current.ending => format!("[ending {}] > ", current.peer),
+            (Some(current), 0) => format!("[{}] > ", current.peer),
+            (Some(current), n) => format!("[{}, {n} waiting] > ", current.peer),
+        };
+        self.console.set_prompt(&prompt);
+    }
+
+    /// Shows the messages in `frames` as from `label`.
+    fn show(&self, label: &Arc<str>, frames: &[u8]) {
+        let mut text = self.output().buffer();
+        for payload in payloads_with_slack(frames).filter(|p| !p.bytes().is_empty()) {
+            push_visible_line(&mut text, payload);
         }
-        let failed = report(output, &label, &ending);
-        match ending {
-            Ending::Interrupted => return Exit::Interrupted,
-            Ending::OutputClosed => return Exit::Success,
-            _ if config.once && failed => return Exit::Failure,
-            _ if config.once => return Exit::Success,
+        if !text.is_empty() {
+            self.output().messages_now(label, text);
+        }
+    }
+
+    /// Reads the conversation's messages as far as the screen takes them.
+    fn read_current(&mut self, io: &mut Io) {
+        let Some(current) = &self.current else {
+            return;
+        };
+        let (id, label) = (current.id, Arc::clone(&current.label));
+        let mut frames = Vec::new();
+        loop {
+            let room = self.output().has_room();
+            if let Some(current) = &mut self.current {
+                current.held_by_screen = !room;
+            }
+            if !room {
+                return;
+            }
+            frames.clear();
+            let more = io.read(id, &mut frames, SHOW_AT_ONCE);
+            self.show(&label, &frames);
+            if !more {
+                return;
+            }
+        }
+    }
+
+    /// Reads ahead what waiting client `id` sent, within [`READ_AHEAD`].
+    fn read_waiting(&mut self, io: &mut Io, id: Id) {
+        let Some(waiting) = self.line.iter_mut().find(|w| w.id == id) else {
+            return;
+        };
+        while waiting.early.len() < READ_AHEAD {
+            let room = READ_AHEAD - waiting.early.len();
+            if !io.read(id, &mut waiting.early, room) {
+                break;
+            }
+        }
+    }
+
+    /// Moves the operator's lines to the conversation, as far as the peer
+    /// takes them: the outbox's bound holds a piped flood back meanwhile.
+    fn pump(&mut self, io: &mut Io) {
+        let Some(current) = &mut self.current else {
+            return;
+        };
+        while io.unsent(current.id) < OUTBOX_LIMIT {
+            current.outbox.take_now(&mut current.batches);
+            if current.batches.is_empty() {
+                break;
+            }
+            for batch in &current.batches {
+                io.send(current.id, batch);
+            }
+        }
+        let held = current.outbox.queued() as u64;
+        io.set_held(current.id, held, current.outbox.is_backlogged());
+    }
+
+    /// Our side of the conversation is ending: everything the operator
+    /// typed so far goes (the outbox is bounded, so this is bounded too),
+    /// and nothing typed from now on.
+    fn last_words(&mut self, io: &mut Io) {
+        let Some(current) = &mut self.current else {
+            return;
+        };
+        current.outbox.close();
+        while current.outbox.take_now(&mut current.batches) && !current.batches.is_empty() {
+            for batch in &current.batches {
+                io.send(current.id, batch);
+            }
+        }
+        io.set_held(current.id, 0, false);
+    }
+
+    /// Tells each waiting client that the server is busy and its place,
+    /// once, and again whenever its place changes.
+    fn tell_places(&mut self, io: &mut Io) {
+        for (at, waiting) in self.line.iter_mut().enumerate() {
+            let here = at + 1;
+            let notice = match waiting.told_place {
+                0 => format!(
+                    "server is busy; you are number {here} in line. What you type now is delivered when your turn comes."
+                ),
+                told if told != here => format!("you are now number {here} in line"),
+                _ => continue,
+            };
+            let mut frame = Vec::new();
+            encode_frame(&mut frame, notice.as_bytes(), usize::MAX).expect("notices are short");
+            io.send(waiting.id, &frame);
+            waiting.told_place = here;
+        }
+    }
+
+    /// The next in line, if any, is served.
+    fn next(&mut self, io: &mut Io) {
+        if let Some(waiting) = self.line.pop_front() {
+            let waited = waiting.told_place > 0;
+            self.serve(io, waiting.id, waiting.peer, waited, waiting.early);
+            self.tell_places(io);
+        }
+    }
+
+    fn event(&mut self, io: &mut Io, event: Event) {
+        match event {
+            Event::Input(Input::Quit) => match &mut self.current {
+                Some(current) => {
+                    current.ending = true;
+                    // What was typed before `q` goes first.
+                    let id = current.id;
+                    self.last_words(io);
+                    io.happen(id, Happening::Quit);
+                    self.set_prompt();
+                }
+                None => self.output().error("nobody is connected; nothing to end"),
+            },
+            Event::Input(Input::Closed) => {
+                self.operator_gone = true;
+                self.output().status(INPUT_ENDED);
+            }
+            Event::Interrupt | Event::Input(Input::Interrupted) => {
+                self.exit = Some(Exit::Interrupted);
+                if let Some(current) = &self.current {
+                    let id = current.id;
+                    self.last_words(io);
+                    io.happen(id, Happening::Interrupted);
+                }
+            }
+            Event::OutputClosed => {
+                self.exit.get_or_insert(Exit::Success);
+                if let Some(current) = &self.current {
+                    io.happen(current.id, Happening::OutputClosed);
+                }
+            }
             _ => {}
+        }
+    }
+
+    /// The conversation with `current` ended as `ending`.
+    fn ended(&mut self, io: &mut Io, current: Current, ending: Ending) {
+        self.console.recipient.set(None);
+        // Free the server (or take the next in line) before saying so, so
+        // that a client that connects after reading the report is served
+        // at once.
+        let stopping = matches!(ending, Ending::Interrupted | Ending::OutputClosed)
+            || self.exit.is_some()
+            || self.config.once;
+        if !stopping {
+            self.next(io);
+        }
+        let failed = report(self.output(), &current.label, &ending);
+        match ending {
+            Ending::Interrupted => self.exit = Some(Exit::Interrupted),
+            Ending::OutputClosed => {
+                self.exit.get_or_insert(Exit::Success);
+            }
+            _ if self.config.once => {
+                self.exit = Some(if failed { Exit::Failure } else { Exit::Success });
+            }
+            _ => {}
+        }
+        self.set_prompt();
+    }
+}
+
+impl Service for Conversations<'_> {
+    fn admit(&mut self, io: &mut Io, id: Id) {
+        let Some(peer) = io.peer(id) else {
+            return;
+        };
+        if self.current.is_none() && self.line.is_empty() && self.exit.is_none() {
+            self.serve(io, id, peer, false, Vec::new());
+            return;
+        }
+        let waiting = self.line.len();
+        if waiting >= self.config.max_waiting {
+            let notice = format!("server is full ({waiting} already waiting); try again later");
+            io.refuse(id, &refusal(&notice));
+            self.output().status(format!(
+                "{peer} turned away: the line is full ({waiting} waiting)"
+            ));
+            return;
+        }
+        self.line.push_back(Waiting {
+            id,
+            peer,
+            told_place: 0,
+            early: Vec::new(),
+        });
+        self.output().status(format!(
+            "{peer} is waiting (number {} in line)",
+            waiting + 1
+        ));
+        self.tell_at.get_or_insert(io.now() + TELL_AFTER);
+        self.set_prompt();
+        self.read_waiting(io, id);
+    }
+
+    fn readable(&mut self, io: &mut Io, id: Id) {
+        match &self.current {
+            Some(current) if current.id == id => self.read_current(io),
+            _ => self.read_waiting(io, id),
+        }
+    }
+
+    fn news(&mut self, io: &mut Io, id: Id, news: News) {
+        if self.current.as_ref().is_some_and(|c| c.id == id) {
+            match news {
+                News::StillWaiting { undelivered } => {
+                    let peer = self.current.as_ref().expect("current").peer;
+                    self.output().status(match undelivered {
+                        0 => format!("waiting for {peer} to close its side (Ctrl-C to stop now)"),
+                        n => format!(
+                            "waiting for {peer} to take the last {n} bytes and close (Ctrl-C to stop now)"
+                        ),
+                    });
+                }
+                News::Ended(ending) => {
+                    let current = self.current.take().expect("current");
+                    // Wakes the operator's input if it waits for room.
+                    current.outbox.abort();
+                    self.ended(io, current, ending);
+                }
+                // Our side finishes: what was typed so far goes first.
+                News::PeerClosed | News::WentIdle(_) => self.last_words(io),
+                News::Failed(_) => {
+                    if let Some(current) = &self.current {
+                        current.outbox.abort();
+                    }
+                }
+            }
+            return;
+        }
+        if let Some(at) = self.line.iter().position(|w| w.id == id)
+            && matches!(news, News::PeerClosed | News::Failed(_))
+        {
+            let waiting = self.line.remove(at).expect("in line");
+            io.drop_now(id);
+            self.output()
+                .status(format!("{} left the line", waiting.peer));
+            self.tell_places(io);
+            self.set_prompt();
+        }
+    }
+
+    fn woken(&mut self, io: &mut Io) {
+        while let Ok(event) = self.inbox.try_recv() {
+            self.event(io, event);
+        }
+        if self.current.as_ref().is_some_and(|c| c.held_by_screen) {
+            self.read_current(io);
+        }
+        self.pump(io);
+    }
+
+    fn tick(&mut self, io: &mut Io) -> Tick {
+        if self.current.is_none() && self.exit.is_none() && !self.config.once {
+            self.next(io);
+        }
+        if self.tell_at.is_some_and(|at| at <= io.now()) {
+            self.tell_at = None;
+            self.tell_places(io);
+        }
+        self.pump(io);
+        Tick {
+            wake_at: self.tell_at,
+            done: self.exit.is_some() && self.current.is_none(),
         }
     }
 }
@@ -212,10 +511,4 @@ fn report(output: &Output, peer: &str, ending: &Ending) -> bool {
         Ending::OutputClosed | Ending::CutOff { .. } | Ending::Failed { .. } => {}
     }
     false
-}
-
-impl Admit for WaitingLine {
-    fn admit(&self, transport: Transport, peer: SocketAddr) {
-        WaitingLine::admit(self, transport, peer);
-    }
 }

@@ -442,8 +442,8 @@ fn two_hundred_members_join_and_leave_without_leaking_descriptors_or_threads() {
         let mut members: Vec<_> = (0..200).map(|_| server.raw_member()).collect();
         let (fds, threads) = fds_and_threads(pid);
         assert!(
-            fds >= baseline.0 + 200 && threads >= baseline.1 + 400,
-            "round {round}: 200 members hold descriptors and threads: {:?} vs {baseline:?}",
+            fds >= baseline.0 + 200 && threads == baseline.1,
+            "round {round}: 200 members hold descriptors and no threads: {:?} vs {baseline:?}",
             (fds, threads)
         );
         alice.say(&format!("round {round}"));
@@ -813,4 +813,61 @@ fn a_room_server_that_vanishes_is_a_failure_for_its_members() {
     support::kill(server.pid(), "KILL");
     alice.expect_status("the server ended the connection without a word");
     assert_eq!(alice.wait().code(), Some(1));
+}
+
+#[test]
+fn a_room_with_a_shared_code_lets_in_who_knows_it_and_refuses_the_rest() {
+    let dir = support::scratch("room-code");
+    let code = [("CHAT_CODE", "42-orbit-velvet-candle")];
+    let (mut server, _) = support::tls_server(&dir, &["--room", "--code"], &code);
+    server.expect_status("the room is open");
+
+    let mut wrong = support::tls_client(
+        &server,
+        &dir,
+        &["--code", "--name", "mallory"],
+        &[("CHAT_CODE", "42-orbit-velvet-candles")],
+    );
+    wrong.say("must not arrive");
+    assert_eq!(wrong.wait().code(), Some(1));
+    let said = wrong.all_stderr().join("\n");
+    assert!(said.contains("refused the code: wrong code"), "{said}");
+    server.expect_status("wrong code");
+
+    let mut alice = support::tls_client(
+        &server,
+        &dir,
+        &["--code", "--name", "alice"],
+        &[("CHAT_CODE", "42 Orbit velvet CANDLE")],
+    );
+    alice.expect_status("you joined as alice;");
+    alice.say("inside");
+    server.expect_message("alice: inside");
+
+    // A TLS client without the code is told to use one; a plain one is
+    // told to speak TLS. Neither gets in.
+    let mut no_code = support::tls_client(&server, &dir, &["--name", "bob"], &[]);
+    assert_eq!(no_code.wait().code(), Some(1));
+    let said = no_code.all_stderr().join("\n");
+    assert!(said.contains("needs a shared code"), "{said}");
+    let mut plain = server.raw();
+    assert_eq!(
+        support::read_text(&mut plain),
+        "-- refused: this server speaks TLS only: connect with chat-client --tls"
+    );
+    server.say("/who");
+    server.expect_status("here (2): server, alice");
+    server.say("q");
+    assert_eq!(alice.wait().code(), Some(0));
+    assert_eq!(server.wait().code(), Some(0));
+}
+
+#[test]
+fn a_room_refuses_a_denied_address_saying_why() {
+    let mut server = start_room(&["--deny", "127.0.0.0/8"]);
+    let mut client = server.connect_client(&["--name", "alice"]);
+    client.say("never delivered");
+    client.expect_status("this server does not accept connections from your address");
+    assert_eq!(client.wait().code(), Some(1));
+    server.expect_status("refused a connection from 127.0.0.1: not allowed by --allow/--deny");
 }

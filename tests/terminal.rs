@@ -361,9 +361,17 @@ fn prompt_changes_while_typing_are_never_taken_for_ctrl_c() {
         })
     };
     let typed = "typing while the prompt changes";
+    // The terminal is read meanwhile, as a user's is: one that is not
+    // stops the editor once its buffer is full, whatever the prompt does.
+    let mut shown = [0u8; 64 * 1024];
     for key in typed.chars() {
         session.send(key.to_string()).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(3));
+        while session.try_read(&mut shown).is_ok_and(|n| n > 0) {}
+    }
+    while !churn.is_finished() {
+        while session.try_read(&mut shown).is_ok_and(|n| n > 0) {}
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
     churn.join().unwrap();
     session.send("\r").unwrap();

@@ -32,11 +32,6 @@ impl Pace {
         }
     }
 
-    /// Bytes that may be said at once after a quiet spell.
-    pub fn burst(&self) -> usize {
-        self.burst as usize
-    }
-
     /// Takes `bytes` said at `now`; returns how long the talker must wait
     /// before more is taken from it (zero when it is within its pace). What
     /// was said is never refused: one read may go over the allowance, and

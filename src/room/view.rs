@@ -4,10 +4,9 @@
 //! so it sees the first frame.
 
 use std::sync::Arc;
-use std::sync::mpsc::Sender;
 
 use super::wire::{self, Heard};
-use crate::event::Event;
+use crate::event::{Event, Events};
 use crate::farewell::read_refusal;
 use crate::output::{Interpret, Said, Shown};
 
@@ -22,11 +21,11 @@ enum Server {
 pub struct RoomView {
     server: Server,
     /// Told once, when the server turns out to be a room.
-    events: Sender<Event>,
+    events: Events,
 }
 
 impl RoomView {
-    pub fn new(events: Sender<Event>) -> Self {
+    pub fn new(events: Events) -> Self {
         Self {
             server: Server::Unknown,
             events,
@@ -150,7 +149,7 @@ mod tests {
     #[test]
     fn a_room_is_read_by_its_forms_and_said_once() {
         let (tx, rx) = mpsc::channel();
-        let mut view = RoomView::new(tx);
+        let mut view = RoomView::new(crate::event::Events::new(tx));
         let first = format!(
             "{}\n-- earlier: bob: before\nalice: hi\nalice: bob: fake\n* alice waves\n-- carol joined\n",
             wire::greeting(1 << 20)
@@ -176,7 +175,7 @@ mod tests {
     #[test]
     fn a_plain_server_is_shown_as_before_whatever_it_sends_later() {
         let (tx, rx) = mpsc::channel();
-        let mut view = RoomView::new(tx);
+        let mut view = RoomView::new(crate::event::Events::new(tx));
         assert_eq!(shown(&mut view, "hello\n"), ["plain server \"hello\\n\""]);
         let later = format!("{}\nbob: x\n", wire::greeting(1 << 20));
         assert_eq!(

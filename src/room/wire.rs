@@ -178,24 +178,6 @@ pub fn frames(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// `bytes`, whole frames, in runs of consecutive frames of at most `limit`
-/// bytes each (a single larger frame is a run of its own).
-pub fn portions(mut bytes: &[u8], limit: usize) -> impl Iterator<Item = &[u8]> {
-    std::iter::from_fn(move || {
-        let mut end = 0;
-        while let Some(header) = bytes[end..].first_chunk::<4>() {
-            let next = (end + 4 + u32::from_be_bytes(*header) as usize).min(bytes.len());
-            if end > 0 && next > limit {
-                break;
-            }
-            end = next;
-        }
-        let (portion, rest) = bytes.split_at(end);
-        bytes = rest;
-        (!portion.is_empty()).then_some(portion)
-    })
-}
-
 /// Whether `line`, the first a server sent, says the server is a room: a
 /// notice ending in `[room protocol N]` with N ≥ 2.
 pub fn is_room_greeting(line: &str) -> bool {
@@ -409,22 +391,6 @@ mod tests {
         assert_eq!(parse("no form at all"), Heard::Notice("no form at all"));
         assert_eq!(parse("two words: x"), Heard::Notice("two words: x"));
         assert_eq!(parse("-- earlier: gone"), Heard::Notice("earlier: gone"));
-    }
-
-    #[test]
-    fn portions_are_whole_frames_within_the_limit_but_never_empty() {
-        let frame = |n: usize| {
-            let mut f = (n as u32).to_be_bytes().to_vec();
-            f.extend(std::iter::repeat_n(b'x', n));
-            f
-        };
-        let bytes = [frame(10), frame(10), frame(100), frame(1), frame(1)].concat();
-        let sizes: Vec<usize> = portions(&bytes, 30).map(<[u8]>::len).collect();
-        assert_eq!(sizes, [28, 104, 10]);
-        assert_eq!(portions(&bytes, 30).collect::<Vec<_>>().concat(), bytes);
-        assert_eq!(portions(&[], 30).count(), 0);
-        let sizes: Vec<usize> = portions(&bytes, usize::MAX).map(<[u8]>::len).collect();
-        assert_eq!(sizes, [bytes.len()]);
     }
 
     #[test]

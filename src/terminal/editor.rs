@@ -20,7 +20,7 @@ use unicode_width::UnicodeWidthChar;
 
 use super::line::{Line, Outcome};
 use crate::errors::to_stderr;
-use crate::event::{Event, Input};
+use crate::event::{Event, Events, Input};
 use crate::input::{AfterQuit, Composer, Entered};
 use crate::output::{Output, Said, Shown, write_plain};
 
@@ -34,7 +34,7 @@ pub(super) enum Msg {
     /// Start taking keys: lines go to the composer.
     StartInput {
         composer: Box<Composer>,
-        events: Sender<Event>,
+        events: Events,
         after_quit: AfterQuit,
         keys: Sender<Msg>,
     },
@@ -109,7 +109,7 @@ impl Palette {
 /// The user's side, once input has started.
 struct Typing {
     composer: Box<Composer>,
-    events: Sender<Event>,
+    events: Events,
     after_quit: AfterQuit,
     /// The client stops taking lines after `q`.
     done: bool,

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use crate::Exit;
 use crate::ending::STALL_TIMEOUT;
-use crate::event::Event;
+use crate::event::{Event, Events};
 use crate::input::{AfterQuit, Composer, Recipient, read_plain};
 use crate::outbox::Room;
 use crate::output::{Output, spawn_plain_writer};
@@ -55,7 +55,7 @@ pub struct Console {
 impl Console {
     /// Sets up the screen and forwards Ctrl-C, SIGTERM and hangups to
     /// `events`; `prompt` is the editor's first prompt.
-    pub fn open(max_message_size: usize, events: &Sender<Event>, prompt: &str) -> io::Result<Self> {
+    pub fn open(max_message_size: usize, events: &Events, prompt: &str) -> io::Result<Self> {
         forward_interrupts(events.clone())?;
         let output = Output::new(events.clone());
         let interactive = io::stdin().is_terminal() && io::stdout().is_terminal();
@@ -82,7 +82,7 @@ impl Console {
 
     /// Starts reading the user's input; point [`recipient`](Self::recipient)
     /// where the first lines should go first.
-    pub fn start_input(&self, events: &Sender<Event>, after_quit: AfterQuit) -> io::Result<()> {
+    pub fn start_input(&self, events: &Events, after_quit: AfterQuit) -> io::Result<()> {
         let room = match self.editor {
             Some(_) => Room::Take,
             None => Room::Wait,
@@ -209,7 +209,7 @@ fn suspend() {
     let _ = crossterm::terminal::enable_raw_mode();
 }
 
-fn forward_interrupts(events: Sender<Event>) -> io::Result<()> {
+fn forward_interrupts(events: Events) -> io::Result<()> {
     ctrlc::set_handler(move || {
         let _ = events.send(Event::Interrupt);
     })

@@ -18,7 +18,7 @@
 use std::collections::HashSet;
 use std::io::{self, ErrorKind, Read};
 use std::net::IpAddr;
-use std::sync::Mutex;
+
 use std::time::{Duration, Instant};
 
 use ring::hmac;
@@ -44,7 +44,7 @@ const LONGEST_WAIT: Duration = Duration::from_secs(5);
 const PROOF_LEN: usize = 32;
 
 /// Largest frame read during the exchange.
-const MAX_EXCHANGE_FRAME: usize = 1024;
+pub const MAX_EXCHANGE_FRAME: usize = 1024;
 
 /// A fresh code: a number and three words, such as `7-orbit-velvet-candle`.
 pub fn generate() -> Result<String, String> {
@@ -158,38 +158,162 @@ pub fn as_client(transport: &Transport, code: &str, deadline: Instant) -> Result
         .map_err(|_| Failure::ServerUnproven)
 }
 
-/// The server's side: Ok once the client has proved it knows `code`. The
-/// check waits for its turn at `gate`.
-pub fn as_server(
-    transport: &Transport,
-    code: &str,
-    deadline: Instant,
-    gate: &Mutex<Gate>,
-) -> Result<(), Failure> {
-    let Opened {
-        spake,
-        exporter,
-        mut link,
-        theirs,
-    } = open(transport, code, deadline, Spake2::start_b)?;
-    let their_proof = link.receive()?;
-    let from = transport
-        .stream()
-        .peer_addr()
-        .map_err(|e| Failure::Broken(crate::errors::lowercase_os_error(&e)))?
-        .ip();
-    let Some(at) = crate::lock(gate).reserve(Instant::now(), from) else {
-        let _ = link.send(BUSY_NOTICE.as_bytes());
-        return Err(Failure::TooManyAttempts);
-    };
-    std::thread::sleep(at.saturating_duration_since(Instant::now()));
-    let checked = check(spake, &theirs, &their_proof, &exporter);
-    crate::lock(gate).done(from);
-    let Some(key) = checked? else {
-        let _ = link.send(WRONG_CODE_NOTICE.as_bytes());
-        return Err(Failure::WrongCode);
-    };
-    link.send(proof(&key, b"server", &exporter).as_ref())
+/// The server's side of the exchange, as a state machine with no I/O and
+/// no clock of its own: fed the client's frames and the time, it says what
+/// to send and when to look again.
+pub struct ServerExchange {
+    from: IpAddr,
+    exporter: [u8; 32],
+    stage: Stage,
+}
+
+enum Stage {
+    /// Waiting for the client's SPAKE2 message.
+    Theirs(Spake2<Ed25519Group>),
+    /// Waiting for the client's proof.
+    Proof {
+        spake: Spake2<Ed25519Group>,
+        theirs: Vec<u8>,
+    },
+    /// The proof is in; the check waits for its slot at the gate.
+    Slot {
+        spake: Spake2<Ed25519Group>,
+        theirs: Vec<u8>,
+        proof: Vec<u8>,
+        at: Instant,
+    },
+    Done,
+}
+
+/// What to do after a step of a [`ServerExchange`].
+#[derive(Debug)]
+pub struct Step {
+    /// Payloads to send to the client, in order, each as one frame.
+    pub send: Vec<Vec<u8>>,
+    pub state: Progress,
+}
+
+/// Where a [`ServerExchange`] is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Waiting for the client's next frame, or (`at`) for its slot at the
+    /// gate: step again with [`ServerExchange::tick`] then.
+    Waiting { at: Option<Instant> },
+    /// The client proved the code; the conversation's frames follow.
+    Admitted,
+    /// Refused (the notice, if any, is in `send`; then close).
+    Refused(Failure),
+}
+
+impl Step {
+    fn waiting(send: Vec<Vec<u8>>, at: Option<Instant>) -> Self {
+        Self {
+            send,
+            state: Progress::Waiting { at },
+        }
+    }
+
+    fn refused(send: Vec<Vec<u8>>, failure: Failure) -> Self {
+        Self {
+            send,
+            state: Progress::Refused(failure),
+        }
+    }
+}
+
+impl ServerExchange {
+    /// Starts the exchange with a client at `from` over a TLS session whose
+    /// exported keying material ([`EXPORTER_LABEL`]) is `exporter`: the
+    /// step sends our SPAKE2 message.
+    pub fn start(code: &str, exporter: [u8; 32], from: IpAddr) -> (Self, Step) {
+        let (spake, ours) = Spake2::<Ed25519Group>::start_b(
+            &Password::new(normalize(code).as_bytes()),
+            &Identity::new(b"chat-client"),
+            &Identity::new(b"chat-server"),
+        );
+        let exchange = Self {
+            from,
+            exporter,
+            stage: Stage::Theirs(spake),
+        };
+        (exchange, Step::waiting(vec![ours], None))
+    }
+
+    /// The payload of one frame from the client, received at `now`.
+    pub fn received(&mut self, payload: &[u8], now: Instant, gate: &mut Gate) -> Step {
+        match std::mem::replace(&mut self.stage, Stage::Done) {
+            Stage::Theirs(spake) => {
+                self.stage = Stage::Proof {
+                    spake,
+                    theirs: payload.to_vec(),
+                };
+                Step::waiting(Vec::new(), None)
+            }
+            Stage::Proof { spake, theirs } => {
+                let Some(at) = gate.reserve(now, self.from) else {
+                    return Step::refused(
+                        vec![BUSY_NOTICE.as_bytes().to_vec()],
+                        Failure::TooManyAttempts,
+                    );
+                };
+                self.stage = Stage::Slot {
+                    spake,
+                    theirs,
+                    proof: payload.to_vec(),
+                    at,
+                };
+                self.tick(now, gate)
+            }
+            Stage::Slot { .. } => {
+                gate.done(self.from);
+                Step::refused(Vec::new(), Failure::Broken("unexpected message".into()))
+            }
+            Stage::Done => Step::refused(Vec::new(), Failure::Broken("unexpected message".into())),
+        }
+    }
+
+    /// Time passed: the check is made once its slot at the gate has come.
+    pub fn tick(&mut self, now: Instant, gate: &mut Gate) -> Step {
+        if let Stage::Slot { at, .. } = &self.stage
+            && now < *at
+        {
+            return Step::waiting(Vec::new(), Some(*at));
+        }
+        match std::mem::replace(&mut self.stage, Stage::Done) {
+            Stage::Slot {
+                spake,
+                theirs,
+                proof: their_proof,
+                ..
+            } => {
+                let checked = check(spake, &theirs, &their_proof, &self.exporter);
+                gate.done(self.from);
+                match checked {
+                    Ok(Some(key)) => Step {
+                        send: vec![proof(&key, b"server", &self.exporter).as_ref().to_vec()],
+                        state: Progress::Admitted,
+                    },
+                    Ok(None) => Step::refused(
+                        vec![WRONG_CODE_NOTICE.as_bytes().to_vec()],
+                        Failure::WrongCode,
+                    ),
+                    Err(failure) => Step::refused(Vec::new(), failure),
+                }
+            }
+            other => {
+                self.stage = other;
+                Step::waiting(Vec::new(), None)
+            }
+        }
+    }
+
+    /// The connection ended or timed out before the exchange did: its
+    /// reservation at the gate, if any, is freed.
+    pub fn abandon(self, gate: &mut Gate) {
+        if let Stage::Slot { .. } = self.stage {
+            gate.done(self.from);
+        }
+    }
 }
 
 /// How one side starts SPAKE2: as A (the client) or B (the server).
@@ -407,5 +531,173 @@ mod tests {
             gate.reserve(start, guesser),
             Some(start + ATTEMPT_INTERVAL * 2)
         );
+    }
+
+    /// The client's side of an exchange, played in memory.
+    struct Client {
+        spake: Option<Spake2<Ed25519Group>>,
+        key: Option<hmac::Key>,
+        exporter: [u8; 32],
+    }
+
+    impl Client {
+        fn new(code: &str, exporter: [u8; 32]) -> (Self, Vec<u8>) {
+            let (spake, ours) = Spake2::<Ed25519Group>::start_a(
+                &Password::new(normalize(code).as_bytes()),
+                &Identity::new(b"chat-client"),
+                &Identity::new(b"chat-server"),
+            );
+            let client = Self {
+                spake: Some(spake),
+                key: None,
+                exporter,
+            };
+            (client, ours)
+        }
+
+        /// Its proof, given the server's SPAKE2 message.
+        fn prove(&mut self, theirs: &[u8]) -> Vec<u8> {
+            let key = self.spake.take().unwrap().finish(theirs).unwrap();
+            let key = hmac::Key::new(hmac::HMAC_SHA256, &key);
+            let proof = proof(&key, b"client", &self.exporter).as_ref().to_vec();
+            self.key = Some(key);
+            proof
+        }
+
+        fn trusts(&self, answer: &[u8]) -> bool {
+            let key = self.key.as_ref().unwrap();
+            hmac::verify(key, &transcript(b"server", &self.exporter), answer).is_ok()
+        }
+    }
+
+    const EXPORTER: [u8; 32] = [7; 32];
+
+    fn client_at(n: u8) -> IpAddr {
+        IpAddr::from([198, 51, 100, n])
+    }
+
+    /// Runs an exchange up to the client's proof, at `now`.
+    fn up_to_proof(
+        server_code: &str,
+        client_code: &str,
+        from: IpAddr,
+        now: Instant,
+        gate: &mut Gate,
+    ) -> (ServerExchange, Client, Step) {
+        let (mut server, first) = ServerExchange::start(server_code, EXPORTER, from);
+        assert_eq!(first.state, Progress::Waiting { at: None });
+        let (mut client, ours) = Client::new(client_code, EXPORTER);
+        let step = server.received(&ours, now, gate);
+        assert_eq!(step.state, Progress::Waiting { at: None });
+        assert!(step.send.is_empty());
+        let proof = client.prove(&first.send[0]);
+        let step = server.received(&proof, now, gate);
+        (server, client, step)
+    }
+
+    #[test]
+    fn the_right_code_is_admitted_at_once_when_the_gate_is_free() {
+        let (now, mut gate) = (Instant::now(), Gate::default());
+        let (_, client, step) = up_to_proof(
+            "7-orbit-velvet-candle",
+            "7 Orbit velvet CANDLE",
+            client_at(1),
+            now,
+            &mut gate,
+        );
+        assert_eq!(step.state, Progress::Admitted);
+        assert!(client.trusts(&step.send[0]), "the server proves it too");
+        // Its reservation was given back.
+        assert_eq!(
+            gate.reserve(now, client_at(1)),
+            Some(now + ATTEMPT_INTERVAL)
+        );
+    }
+
+    #[test]
+    fn a_check_waits_for_its_slot_without_sending_anything() {
+        let (t0, mut gate) = (Instant::now(), Gate::default());
+        for n in 10..14 {
+            gate.reserve(t0, client_at(n)).unwrap();
+        }
+        // Four checks ahead: its slot is 4 s on.
+        let (mut server, client, step) =
+            up_to_proof("1-a-b-c", "1-a-b-c", client_at(1), t0, &mut gate);
+        let slot = t0 + ATTEMPT_INTERVAL * 4;
+        assert_eq!(step.state, Progress::Waiting { at: Some(slot) });
+        assert!(step.send.is_empty());
+        let early = server.tick(t0 + Duration::from_millis(100), &mut gate);
+        assert_eq!(early.state, Progress::Waiting { at: Some(slot) });
+        assert!(early.send.is_empty());
+        let due = server.tick(slot, &mut gate);
+        assert_eq!(due.state, Progress::Admitted);
+        assert!(client.trusts(&due.send[0]));
+    }
+
+    #[test]
+    fn a_wrong_code_is_refused_with_a_notice() {
+        let (now, mut gate) = (Instant::now(), Gate::default());
+        let (_, client, step) = up_to_proof("1-a-b-c", "1-a-b-d", client_at(1), now, &mut gate);
+        assert_eq!(step.state, Progress::Refused(Failure::WrongCode));
+        assert_eq!(step.send, [WRONG_CODE_NOTICE.as_bytes()]);
+        assert!(!client.trusts(&step.send[0]));
+    }
+
+    #[test]
+    fn a_busy_gate_refuses_a_second_check_from_an_address_and_a_long_queue() {
+        let (now, mut gate) = (Instant::now(), Gate::default());
+        gate.reserve(now, client_at(1)).unwrap();
+        let (_, _, step) = up_to_proof("1-a-b-c", "1-a-b-c", client_at(1), now, &mut gate);
+        assert_eq!(step.state, Progress::Refused(Failure::TooManyAttempts));
+        assert_eq!(step.send, [BUSY_NOTICE.as_bytes()]);
+        for n in 2..7 {
+            gate.reserve(now, client_at(n)).unwrap();
+        }
+        let (_, _, step) = up_to_proof("1-a-b-c", "1-a-b-c", client_at(9), now, &mut gate);
+        assert_eq!(step.state, Progress::Refused(Failure::TooManyAttempts));
+        // Ten minutes on, the gate is free again.
+        let later = now + Duration::from_secs(600);
+        for n in 1..7 {
+            gate.done(client_at(n));
+        }
+        let (_, _, step) = up_to_proof("1-a-b-c", "1-a-b-c", client_at(9), later, &mut gate);
+        assert_eq!(step.state, Progress::Admitted);
+    }
+
+    #[test]
+    fn a_malformed_message_or_an_unexpected_frame_is_refused() {
+        let (now, mut gate) = (Instant::now(), Gate::default());
+        let (mut server, _) = ServerExchange::start("1-a-b-c", EXPORTER, client_at(1));
+        server.received(b"not a spake2 message", now, &mut gate);
+        let step = server.received(&[0; 32], now, &mut gate);
+        assert!(
+            matches!(step.state, Progress::Refused(Failure::Broken(_))),
+            "{step:?}"
+        );
+        // A third frame while the check waits for its slot.
+        gate.reserve(now, client_at(5)).unwrap();
+        let (mut server, _, step) = up_to_proof("1-a-b-c", "1-a-b-c", client_at(2), now, &mut gate);
+        assert!(matches!(step.state, Progress::Waiting { at: Some(_) }));
+        let step = server.received(b"more", now, &mut gate);
+        assert_eq!(
+            step.state,
+            Progress::Refused(Failure::Broken("unexpected message".into()))
+        );
+        // Its reservation was freed: the address may try again.
+        assert!(gate.reserve(now, client_at(2)).is_some());
+    }
+
+    #[test]
+    fn abandoning_a_waiting_check_frees_its_reservation() {
+        let (now, mut gate) = (Instant::now(), Gate::default());
+        gate.reserve(now, client_at(5)).unwrap();
+        let (server, _, _) = up_to_proof("1-a-b-c", "1-a-b-c", client_at(1), now, &mut gate);
+        assert_eq!(
+            gate.reserve(now, client_at(1)),
+            None,
+            "one waiting per address"
+        );
+        server.abandon(&mut gate);
+        assert!(gate.reserve(now, client_at(1)).is_some());
     }
 }

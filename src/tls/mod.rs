@@ -7,11 +7,11 @@
 //! frames). A server offers only the one it speaks, so a client with the
 //! wrong expectation is refused during the handshake with a clear reason.
 
-mod code;
+pub(crate) mod code;
 mod identity;
 mod trust;
 
-use std::io::{self, ErrorKind, Read};
+use std::io::{self, ErrorKind};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -24,25 +24,25 @@ pub use code::{Failure as CodeFailure, generate as generate_code, normalize as n
 pub use identity::{Identity, data_dir, load_or_create as load_identity};
 pub use trust::{Expect, KnownHosts};
 
-use crate::farewell::refusal;
 use crate::transport::Transport;
 
 const ALPN_CHAT: &[u8] = b"chat";
 const ALPN_CODE: &[u8] = b"chat-code";
 
 /// The first byte of every TLS handshake record: what a TLS client sends first.
-const HANDSHAKE_RECORD: u8 = 0x16;
+pub(crate) const HANDSHAKE_RECORD: u8 = 0x16;
 
 /// How long a TLS server waits for a client's first bytes before it takes
 /// the client for a plain one (a TLS client speaks at once; a plain client
 /// waits for its user) and tells it so in plain text.
-const PLAIN_CLIENT_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const PLAIN_CLIENT_GRACE: Duration = Duration::from_secs(2);
 
 /// Said in plain text to a client that does not speak TLS.
-const SPEAK_TLS: &str = "this server speaks TLS only: connect with chat-client --tls";
+pub(crate) const SPEAK_TLS: &str = "this server speaks TLS only: connect with chat-client --tls";
 
 /// Said inside TLS to a client without the code exchange.
-const NEEDS_CODE: &str = "this server needs a shared code: connect with chat-client --tls --code";
+pub(crate) const NEEDS_CODE: &str =
+    "this server needs a shared code: connect with chat-client --tls --code";
 
 /// ring's TLS 1.3 suites, AES-128-GCM first: both sides are ours, and it is
 /// the fastest with AES instructions at a strength nobody can brute-force.
@@ -87,107 +87,52 @@ impl ServerTls {
             gate: Mutex::new(code::Gate::default()),
         })
     }
+}
 
-    /// Makes a TLS connection of a client's TCP stream, and checks its code
-    /// if the server has one; all within `timeout`.
-    pub fn accept(&self, mut stream: TcpStream, timeout: Duration) -> Result<Transport, Refused> {
-        let deadline = Instant::now() + timeout;
-        if !speaks_first_with_tls(&stream)? {
-            tell(&Transport::plain(stream), &refusal(SPEAK_TLS));
-            return Err(Refused::Plain);
-        }
-        let session = rustls::ServerConnection::new(Arc::clone(&self.config))
-            .map_err(|e| Refused::Handshake(e.to_string()))?;
-        let mut session = rustls::Connection::Server(session);
-        if let Err(e) = handshake(&mut stream, &mut session, deadline) {
-            return Err(Refused::Handshake(match e {
-                Handshake::Tls(rustls::Error::NoApplicationProtocol) if self.code.is_some() => {
-                    "its client has no code (told to use --code)".to_string()
-                }
-                Handshake::Tls(rustls::Error::NoApplicationProtocol) => {
-                    "its client asks for another protocol (a code exchange?), and this server has no code".to_string()
-                }
-                Handshake::Tls(rustls::Error::PeerIncompatible(
-                    rustls::PeerIncompatible::SupportedVersionsExtensionRequired,
-                )) => "its client offers only TLS 1.2 or older; TLS 1.3 is required".to_string(),
-                Handshake::Tls(rustls::Error::PeerIncompatible(why)) => {
-                    format!("its client's TLS is incompatible ({why:?})")
-                }
-                Handshake::Tls(rustls::Error::AlertReceived(
-                    AlertDescription::AccessDenied
-                    | AlertDescription::BadCertificate
-                    | AlertDescription::UnknownCA
-                    | AlertDescription::CertificateUnknown,
-                )) => "its client refused this server's certificate (it expects another server identity at this address)".to_string(),
-                other => other.to_string(),
-            }));
-        }
-        let with_code = session.alpn_protocol() == Some(ALPN_CODE);
-        let transport = Transport::tls(stream, session);
-        let Some(code) = &self.code else {
-            return Ok(transport);
-        };
-        if !with_code {
-            // A client that offered no protocol at all (a generic TLS peer).
-            tell(&transport, &refusal(NEEDS_CODE));
-            return Err(Refused::NoCode);
-        }
-        code::as_server(&transport, code, deadline, &self.gate).map_err(Refused::Code)?;
-        Ok(transport)
+impl ServerTls {
+    /// A session for a client that opened a TLS handshake.
+    pub(crate) fn session(&self) -> Result<rustls::ServerConnection, String> {
+        rustls::ServerConnection::new(Arc::clone(&self.config)).map_err(|e| e.to_string())
     }
-}
 
-/// Why a client was not let in, for the operator.
-#[derive(Debug)]
-pub enum Refused {
-    /// It closed before saying anything.
-    Gone,
-    /// It spoke plain TCP (and was told to use TLS).
-    Plain,
-    Handshake(String),
-    /// A generic TLS client without the code exchange.
-    NoCode,
-    Code(CodeFailure),
-}
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Refused::Gone => write!(f, "closed before the TLS handshake"),
-            Refused::Plain => write!(f, "does not speak TLS; told to connect with --tls"),
-            Refused::Handshake(why) => write!(f, "TLS handshake failed: {why}"),
-            Refused::NoCode => write!(f, "has no code (told to use --code)"),
-            Refused::Code(failure) => write!(f, "{failure}"),
-        }
+    /// The code clients must prove, if the server has one.
+    pub(crate) fn code(&self) -> Option<&str> {
+        self.code.as_deref()
     }
-}
 
-/// Waits for a client's first byte: true if it opens a TLS handshake.
-fn speaks_first_with_tls(stream: &TcpStream) -> Result<bool, Refused> {
-    let _ = stream.set_read_timeout(Some(PLAIN_CLIENT_GRACE));
-    let mut first = [0u8; 1];
-    let seen = loop {
-        match stream.peek(&mut first) {
-            Ok(0) => return Err(Refused::Gone),
-            Ok(_) => break first[0] == HANDSHAKE_RECORD,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                break false;
+    /// Spaces out code checks for the whole server.
+    pub(crate) fn code_gate(&self) -> &Mutex<code::Gate> {
+        &self.gate
+    }
+
+    /// Whether a finished handshake chose the code exchange.
+    pub(crate) fn chose_code(session: &rustls::ServerConnection) -> bool {
+        session.alpn_protocol() == Some(ALPN_CODE)
+    }
+
+    /// Why a client's handshake failed, for the operator.
+    pub(crate) fn describe_failure(&self, e: &rustls::Error) -> String {
+        match e {
+            rustls::Error::NoApplicationProtocol if self.code.is_some() => {
+                "its client has no code (told to use --code)".to_string()
             }
-            Err(_) => return Err(Refused::Gone),
+            rustls::Error::NoApplicationProtocol => {
+                "its client asks for another protocol (a code exchange?), and this server has no code".to_string()
+            }
+            rustls::Error::PeerIncompatible(
+                rustls::PeerIncompatible::SupportedVersionsExtensionRequired,
+            ) => "its client offers only TLS 1.2 or older; TLS 1.3 is required".to_string(),
+            rustls::Error::PeerIncompatible(why) => {
+                format!("its client's TLS is incompatible ({why:?})")
+            }
+            rustls::Error::AlertReceived(
+                AlertDescription::AccessDenied
+                | AlertDescription::BadCertificate
+                | AlertDescription::UnknownCA
+                | AlertDescription::CertificateUnknown,
+            ) => "its client refused this server's certificate (it expects another server identity at this address)".to_string(),
+            other => other.to_string(),
         }
-    };
-    Ok(seen)
-}
-
-/// Tells a client something as an ordinary text frame (inside TLS if the
-/// transport is), then closes our side. What it sent meanwhile is taken,
-/// briefly, so that it reads the notice before the close, not a reset.
-fn tell(transport: &Transport, notice: &str) {
-    if transport.send_notice(notice, Duration::from_secs(1)) && transport.close_write().is_ok() {
-        let mut stream = transport.stream();
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-        let _ = stream.read(&mut [0u8; 4096]);
     }
 }
 

@@ -1,0 +1,540 @@
+//! One connection on the event loop: a non-blocking socket, TLS over it
+//! when the server speaks it, what was received and not yet taken, what is
+//! queued to send, and the counts of bytes moved.
+//!
+//! Nothing here waits and nothing decides: a read or a write goes as far as
+//! the socket allows and says what happened; the loop ([`super::Io`])
+//! turns that into [`crate::ending`]'s happenings.
+//!
+//! Memory follows traffic, not members: reads go into the loop's one
+//! scratch buffer, and a connection keeps bytes of its own only for a frame
+//! that arrived in part (never more than the bytes that came, whatever
+//! length its header declares) and for what the peer has not yet taken.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::time::Duration;
+
+use mio::net::TcpStream;
+
+use crate::ending::Observed;
+use crate::frame::{HEADER_LEN, TooLong, header_len, too_long_error};
+use crate::platform::unacknowledged;
+
+/// Plaintext sealed into TLS records at once: the socket is offered about
+/// this much at a time, so rustls never holds much that the peer has not
+/// yet taken (what it holds is counted as unsent).
+const SEAL_CHUNK: usize = 16 * 1024;
+
+/// Buffers of a connection larger than this are let go once empty, so an
+/// idle member that once had a burst holds nothing.
+const KEEP_CAPACITY: usize = 4 * 1024;
+
+/// How our sending half stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sending {
+    Open,
+    /// Send what is queued, then shut our half down.
+    Finishing,
+    /// Shut down (or aborted): nothing more goes out.
+    Done,
+}
+
+/// How a read ended the receiving half.
+#[derive(Debug)]
+pub enum ReadEnd {
+    /// End of stream at a frame boundary.
+    Closed,
+    Failed(io::Error),
+}
+
+/// What a flush did.
+#[derive(Debug)]
+pub enum Flushed {
+    /// Everything queued is on the socket (and our half is shut down if it
+    /// was finishing: see [`Conn::finished_sending`]).
+    Idle,
+    /// The socket is full: wait until it is writable.
+    Blocked,
+    Failed(io::Error),
+}
+
+pub struct Conn {
+    stream: TcpStream,
+    tls: Option<Box<rustls::ServerConnection>>,
+    peer: SocketAddr,
+    max: usize,
+    /// Received plaintext not yet handed out: whole frames past the last
+    /// read's limit, then at most one partial frame.
+    pending: Vec<u8>,
+    /// Frames to send, from `out_start` on.
+    out: Vec<u8>,
+    out_start: usize,
+    received: u64,
+    /// Bytes written to the socket (TLS records included).
+    written: u64,
+    /// Bytes of frames wholly handed to the socket (sealed, under TLS).
+    sent: u64,
+    accepted: u64,
+    /// The most `moved` ever reported, so the count never goes back.
+    moved: u64,
+    /// The socket may have more to read: it was reported readable and no
+    /// read has met `WouldBlock` since.
+    readable: bool,
+    /// The receiving half has ended; how, until it is taken.
+    read_end: Option<Option<ReadEnd>>,
+    sending: Sending,
+    /// The shutdown of our half is done and not yet reported.
+    shut_unreported: bool,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream, peer: SocketAddr, max: usize) -> Self {
+        let _ = stream.set_nodelay(true);
+        Self {
+            stream,
+            tls: None,
+            peer,
+            max,
+            pending: Vec::new(),
+            out: Vec::new(),
+            out_start: 0,
+            received: 0,
+            written: 0,
+            sent: 0,
+            accepted: 0,
+            moved: 0,
+            readable: true,
+            read_end: None,
+            sending: Sending::Open,
+            shut_unreported: false,
+        }
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    pub fn stream_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// From now on the bytes are TLS records for `session`.
+    pub fn start_tls(&mut self, mut session: rustls::ServerConnection) {
+        // What is sealed is bounded by SEAL_CHUNK per flush.
+        session.set_buffer_limit(None);
+        self.tls = Some(Box::new(session));
+    }
+
+    pub fn tls(&self) -> Option<&rustls::ServerConnection> {
+        self.tls.as_deref()
+    }
+
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max;
+    }
+
+    /// The socket was reported readable.
+    pub fn set_readable(&mut self) {
+        self.readable = true;
+    }
+
+    /// Whether a read could bring something now: whole frames are pending,
+    /// or the socket has not said it is empty, or an end is to be told.
+    pub fn can_read(&self) -> bool {
+        self.readable || self.read_end.as_ref().is_some_and(Option::is_some) || {
+            matches!(header_len(&self.pending), Some(len) if self.pending.len() >= HEADER_LEN + len)
+        }
+    }
+
+    /// Whether the receiving half has ended (told or not).
+    pub fn read_ended(&self) -> bool {
+        self.read_end.is_some()
+    }
+
+    /// Moves whole frames (headers included) into `into`, about `limit`
+    /// bytes at most (one frame always, if one is there), reading the
+    /// socket through `scratch` as needed. Returns how the receiving half
+    /// ended, once, when it has.
+    pub fn read_frames(
+        &mut self,
+        scratch: &mut [u8],
+        into: &mut Vec<u8>,
+        limit: usize,
+    ) -> Option<ReadEnd> {
+        let start = into.len();
+        loop {
+            if let Err(too_long) = self.take_whole(into, limit.saturating_sub(into.len() - start)) {
+                self.end_reading(ReadEnd::Failed(too_long_error(too_long)));
+            }
+            if into.len() - start >= limit || into.len() > start && !self.pending.is_empty() {
+                return None;
+            }
+            if let Some(end) = &mut self.read_end {
+                return end.take();
+            }
+            if !self.readable {
+                return None;
+            }
+            match self.read_plaintext(scratch) {
+                Ok(0) => {
+                    let end = match self.pending.is_empty() {
+                        true => ReadEnd::Closed,
+                        false => ReadEnd::Failed(io::Error::new(
+                            ErrorKind::UnexpectedEof,
+                            "connection closed mid-message",
+                        )),
+                    };
+                    self.end_reading(end);
+                }
+                Ok(n) => {
+                    let got = &scratch[..n];
+                    if self.pending.is_empty() {
+                        // The usual case: whole frames straight from the
+                        // scratch buffer, only a tail kept.
+                        match whole_frames(got, self.max, limit - (into.len() - start)) {
+                            Ok(whole) => {
+                                into.extend_from_slice(&got[..whole]);
+                                self.pending.extend_from_slice(&got[whole..]);
+                            }
+                            Err(too_long) => {
+                                self.end_reading(ReadEnd::Failed(too_long_error(too_long)))
+                            }
+                        }
+                    } else {
+                        self.pending.extend_from_slice(got);
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.readable = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => self.end_reading(ReadEnd::Failed(e)),
+            }
+        }
+    }
+
+    /// Moves whole frames from `pending` into `into`, up to `room` bytes
+    /// (one frame at least).
+    fn take_whole(&mut self, into: &mut Vec<u8>, room: usize) -> Result<(), TooLong> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let whole = whole_frames(&self.pending, self.max, room.max(1));
+        let n = *whole.as_ref().unwrap_or(&0);
+        into.extend_from_slice(&self.pending[..n]);
+        self.pending.drain(..n);
+        if self.pending.is_empty() && self.pending.capacity() > KEEP_CAPACITY {
+            self.pending = Vec::new();
+        }
+        whole.map(|_| ())
+    }
+
+    fn end_reading(&mut self, end: ReadEnd) {
+        self.readable = false;
+        if self.read_end.is_none() {
+            self.read_end = Some(Some(end));
+        }
+    }
+
+    /// Reads plaintext into `buf`: straight from the socket, or what TLS
+    /// records decrypt to. 0 is the end of the stream.
+    fn read_plaintext(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(tls) = &mut self.tls else {
+            let n = self.stream.read(buf)?;
+            self.received += n as u64;
+            return Ok(n);
+        };
+        loop {
+            match tls.reader().read(buf) {
+                // The peer's close_notify.
+                Ok(0) => return Ok(0),
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                // The TCP stream ended without a close_notify: an end like
+                // any other, and the frames decide whether it was clean.
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) => return Err(e),
+            }
+            let n = tls.read_tls(&mut self.stream)?;
+            self.received += n as u64;
+            if n == 0 {
+                // rustls now knows the stream ended; what it holds comes next.
+                if let Err(e) = tls.process_new_packets() {
+                    return Err(tls_error(e));
+                }
+                continue;
+            }
+            if let Err(e) = tls.process_new_packets() {
+                // Tell the peer why, as far as the socket takes it.
+                let _ = tls.write_tls(&mut self.stream);
+                return Err(tls_error(e));
+            }
+        }
+    }
+
+    /// Drives a TLS handshake as far as the socket allows: `Ok(true)` once
+    /// it is complete.
+    pub fn handshake(&mut self) -> Result<bool, Handshake> {
+        let Some(tls) = &mut self.tls else {
+            return Ok(true);
+        };
+        loop {
+            while tls.wants_write() {
+                match tls.write_tls(&mut self.stream) {
+                    Ok(n) => self.written += n as u64,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(Handshake::Io(e)),
+                }
+            }
+            if !tls.is_handshaking() {
+                return Ok(true);
+            }
+            match tls.read_tls(&mut self.stream) {
+                Ok(0) => return Err(Handshake::Closed),
+                Ok(n) => self.received += n as u64,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(Handshake::Io(e)),
+            }
+            if let Err(e) = tls.process_new_packets() {
+                // Tell the peer why (the alert rustls queued), then give up.
+                let _ = tls.write_tls(&mut self.stream);
+                return Err(Handshake::Tls(e));
+            }
+        }
+    }
+
+    /// Queues `frames` to send (after what is queued); dropped once our
+    /// half is done.
+    pub fn queue(&mut self, frames: &[u8]) {
+        if self.sending == Sending::Done || frames.is_empty() {
+            return;
+        }
+        if self.out_start == self.out.len() {
+            self.out.clear();
+            self.out_start = 0;
+        }
+        self.out.extend_from_slice(frames);
+        self.accepted += frames.len() as u64;
+    }
+
+    /// Bytes queued that the socket has not yet taken: what this
+    /// connection holds for its peer.
+    pub fn unsent(&self) -> usize {
+        self.out.len() - self.out_start
+    }
+
+    /// Whether there is something to write.
+    pub fn wants_write(&self) -> bool {
+        self.unsent() > 0
+            || self.tls.as_ref().is_some_and(|tls| tls.wants_write())
+            || self.sending == Sending::Finishing
+    }
+
+    /// Send what is queued, then shut our half down.
+    pub fn finish(&mut self) {
+        if self.sending == Sending::Open {
+            self.sending = Sending::Finishing;
+        }
+    }
+
+    /// Our half was shut down since the last call.
+    pub fn finished_sending(&mut self) -> bool {
+        std::mem::take(&mut self.shut_unreported)
+    }
+
+    /// Writes what is queued, as far as the socket takes it.
+    pub fn flush(&mut self) -> Flushed {
+        match self.write_out() {
+            Ok(true) => {}
+            Ok(false) => return Flushed::Blocked,
+            Err(e) => {
+                self.sending = Sending::Done;
+                self.drop_out();
+                return Flushed::Failed(e);
+            }
+        }
+        if self.sending == Sending::Finishing {
+            if let Some(tls) = &mut self.tls {
+                tls.send_close_notify();
+                match self.write_out() {
+                    Ok(true) => {}
+                    Ok(false) => return Flushed::Blocked,
+                    Err(e) => {
+                        self.sending = Sending::Done;
+                        return Flushed::Failed(e);
+                    }
+                }
+            }
+            self.sending = Sending::Done;
+            match self.stream.shutdown(Shutdown::Write) {
+                // The peer may already be gone entirely; that is its end,
+                // not our error.
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotConnected => {}
+                Err(e) => return Flushed::Failed(e),
+            }
+            self.shut_unreported = true;
+        }
+        Flushed::Idle
+    }
+
+    /// Ok(true) once everything queued (and sealed) is on the socket.
+    fn write_out(&mut self) -> io::Result<bool> {
+        loop {
+            if let Some(tls) = &mut self.tls {
+                while tls.wants_write() {
+                    match tls.write_tls(&mut self.stream) {
+                        Ok(n) => self.written += n as u64,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                if self.out_start == self.out.len() {
+                    break;
+                }
+                let end = self.out.len().min(self.out_start + SEAL_CHUNK);
+                let piece = &self.out[self.out_start..end];
+                tls.writer().write_all(piece)?;
+                self.sent += piece.len() as u64;
+                self.out_start = end;
+                continue;
+            }
+            if self.out_start == self.out.len() {
+                break;
+            }
+            match self.stream.write(&self.out[self.out_start..]) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.out_start += n;
+                    self.written += n as u64;
+                    self.sent += n as u64;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.drop_out();
+        Ok(true)
+    }
+
+    fn drop_out(&mut self) {
+        self.out_start = 0;
+        match self.out.capacity() > KEEP_CAPACITY {
+            true => self.out = Vec::new(),
+            false => self.out.clear(),
+        }
+    }
+
+    /// Stops both halves now: what is queued is dropped and the socket shut
+    /// down both ways. Closed with unread bytes, it sends a reset: what the
+    /// peer was still sending was not taken (otherwise a peer blocked on
+    /// our full window would wait for its kernel to give up on us).
+    pub fn abort(&mut self) {
+        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+        let _ = self.stream.shutdown(Shutdown::Both);
+        self.sending = Sending::Done;
+        self.drop_out();
+        self.pending = Vec::new();
+        self.readable = false;
+        if self.read_end.is_none() {
+            self.read_end = Some(None);
+        }
+    }
+
+    /// Bytes moved so far and not yet delivered, for [`crate::ending`].
+    pub fn observe(&mut self) -> Observed {
+        let fin = u64::from(self.sending == Sending::Done);
+        let unacked = unacknowledged(socket2::SockRef::from(&self.stream))
+            .unwrap_or(0)
+            .saturating_sub(fin)
+            .min(self.written);
+        let moved = self.received + self.written - unacked;
+        self.moved = self.moved.max(moved);
+        Observed {
+            moved: self.moved,
+            undelivered: self.accepted.saturating_sub(self.sent) + unacked,
+            backlogged: false,
+        }
+    }
+}
+
+/// How many bytes at the start of `buf` are whole frames, about `limit` at
+/// most (one frame always, if one is there); a header over `max` is an
+/// error once every frame before it is counted (none of its payload is
+/// ever kept).
+fn whole_frames(buf: &[u8], max: usize, limit: usize) -> Result<usize, TooLong> {
+    let mut end = 0;
+    while let Some(len) = header_len(&buf[end..]) {
+        if len > max {
+            return match end {
+                0 => Err(TooLong { len, max }),
+                _ => Ok(end),
+            };
+        }
+        let next = end + HEADER_LEN + len;
+        if next > buf.len() || (end > 0 && next > limit) {
+            break;
+        }
+        end = next;
+    }
+    Ok(end)
+}
+
+/// How a TLS handshake failed.
+#[derive(Debug)]
+pub enum Handshake {
+    Tls(rustls::Error),
+    Closed,
+    Io(io::Error),
+}
+
+/// A TLS failure on an established connection, as an I/O error.
+fn tls_error(e: rustls::Error) -> io::Error {
+    io::Error::new(ErrorKind::InvalidData, crate::transport::TlsFailure(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::encode_frame;
+
+    fn frames(payloads: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for p in payloads {
+            encode_frame(&mut out, p, usize::MAX).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn whole_frames_stop_at_a_partial_one_and_at_the_limit() {
+        let buf = frames(&[b"abc", b"defgh", b"ij"]);
+        assert_eq!(whole_frames(&buf, 100, usize::MAX), Ok(buf.len()));
+        assert_eq!(whole_frames(&buf[..buf.len() - 1], 100, usize::MAX), Ok(16));
+        // The limit cuts between frames, but one frame always goes.
+        assert_eq!(whole_frames(&buf, 100, 10), Ok(7));
+        assert_eq!(whole_frames(&buf, 100, 1), Ok(7));
+        assert_eq!(whole_frames(&buf[..3], 100, 10), Ok(0));
+    }
+
+    #[test]
+    fn a_header_over_the_maximum_is_refused_after_the_frames_before_it() {
+        let mut buf = frames(&[b"ok"]);
+        buf.extend_from_slice(&1_000_000u32.to_be_bytes());
+        assert_eq!(whole_frames(&buf, 100, usize::MAX), Ok(6));
+        assert_eq!(
+            whole_frames(&buf[6..], 100, usize::MAX),
+            Err(TooLong {
+                len: 1_000_000,
+                max: 100
+            })
+        );
+    }
+}

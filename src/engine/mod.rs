@@ -1,0 +1,607 @@
+//! The server's one event loop: every socket (the listener, clients at the
+//! gate, members) is non-blocking and driven from one thread through `mio`
+//! (epoll, kqueue, IOCP), with timers as a deadline heap read by the loop.
+//!
+//! The loop owns the connections ([`conn::Conn`]) and, for each admitted
+//! one, its ending ([`crate::ending::Closing`]): it observes the bytes moved,
+//! feeds the happenings (end of stream, failures, what the program asked),
+//! and does what the ending decides. What a program does with a connection
+//! is a [`Service`]'s: it is told of admissions, of readable connections
+//! (it reads when it wants: a paced talker is simply not read), of news
+//! (the peer left, the ending is done) and of wake-ups from other threads,
+//! and it acts through [`Io`]: queue frames, read frames, end a connection.
+//! Nothing a service does is re-entered: news are gathered while it runs
+//! and told after.
+//!
+//! One round of the loop: wait for events or the next deadline; accept new
+//! connections into the [`gate`]; hand readable connections to the gate or
+//! the service; step the endings that are due; flush every connection that
+//! has something queued; tell the news; let the service do what is due.
+
+pub mod conn;
+mod gate;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use slab::Slab;
+
+use crate::ending::{Closing, Ending, Happening, Rules};
+use crate::errors::{describe_receive_error, describe_send_error, lowercase_os_error};
+use crate::output::Output;
+use crate::throttle::Throttle;
+use conn::{Conn, Flushed, ReadEnd};
+use gate::{Gate, Phase};
+pub use gate::{GateConfig, TlsConfig, secure};
+
+/// A connection's handle, valid until its [`News::Ended`].
+pub type Id = usize;
+
+const LISTENER: Token = Token(usize::MAX);
+const WAKER: Token = Token(usize::MAX - 1);
+
+/// The loop's one read buffer: every read of every connection goes here.
+const SCRATCH: usize = 256 * 1024;
+
+/// After a failed `accept` (out of file descriptors, say), the wait before
+/// trying again starts here and doubles up to [`ACCEPT_BACKOFF_MAX`].
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// A failing `accept` is reported at most this often.
+const ACCEPT_REPORT_PERIOD: Duration = Duration::from_secs(10);
+
+/// What happened to an admitted connection, for its service.
+#[derive(Debug)]
+pub enum News {
+    /// The peer closed its side; everything it sent before was read.
+    PeerClosed,
+    /// Receiving or sending failed, or the peer broke the protocol: how.
+    Failed(String),
+    /// No traffic either way for this long: the ending began now.
+    WentIdle(Duration),
+    /// The ending has waited on the peer for a while.
+    StillWaiting { undelivered: u64 },
+    /// Both halves are done and the connection is gone.
+    Ended(Ending),
+}
+
+/// A program run on the loop.
+pub trait Service {
+    /// Connection `id` passed the gate.
+    fn admit(&mut self, io: &mut Io, id: Id);
+    /// Connection `id` may have frames to read ([`Io::read`]).
+    fn readable(&mut self, io: &mut Io, id: Id);
+    fn news(&mut self, io: &mut Io, id: Id, news: News);
+    /// Another thread woke the loop ([`Engine::waker`]).
+    fn woken(&mut self, io: &mut Io);
+    /// Does what is due at [`Io::now`]; called after every round.
+    fn tick(&mut self, io: &mut Io) -> Tick;
+}
+
+/// What a service says after a round.
+#[derive(Debug, Default)]
+pub struct Tick {
+    /// Call [`Service::tick`] again at this time, if nothing happens first.
+    pub wake_at: Option<Instant>,
+    /// The service is done: the loop returns.
+    pub done: bool,
+}
+
+struct Link {
+    conn: Conn,
+    phase: Phase,
+    closing: Option<Closing>,
+    /// Our user's input waits on the peer.
+    backlogged: bool,
+    /// Bytes the service holds for it, not yet queued.
+    held: u64,
+    /// The deadline in the heap that counts, with `generation`.
+    wake_at: Option<Instant>,
+    generation: u64,
+}
+
+/// What a service acts through, and the loop's state besides the poll.
+pub struct Io {
+    registry: Registry,
+    links: Slab<Link>,
+    /// (when, which, generation): stale entries are skipped.
+    timers: BinaryHeap<Reverse<(Instant, Id, u64)>>,
+    generation: u64,
+    scratch: Vec<u8>,
+    /// Connections with something to write since the last flush.
+    dirty: Vec<Id>,
+    happenings: VecDeque<(Id, Happening)>,
+    news: VecDeque<(Id, News)>,
+    rules: Rules,
+    max_message_size: usize,
+    now: Instant,
+    gate: Gate,
+}
+
+/// The loop itself.
+pub struct Engine {
+    poll: Poll,
+    events: Events,
+    listener: TcpListener,
+    waker: Arc<Waker>,
+    io: Io,
+    /// When to try `accept` again after it failed.
+    accept_at: Option<Instant>,
+    backoff: Duration,
+    accept_reports: Throttle,
+    output: Arc<Output>,
+}
+
+impl Engine {
+    /// A loop accepting on `listener` through the gate `gate`; admitted
+    /// connections end by `rules`.
+    pub fn new(
+        listener: std::net::TcpListener,
+        gate: GateConfig,
+        rules: Rules,
+        max_message_size: usize,
+        output: &Arc<Output>,
+    ) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(listener);
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let io = Io {
+            registry: poll.registry().try_clone()?,
+            links: Slab::new(),
+            timers: BinaryHeap::new(),
+            generation: 0,
+            scratch: vec![0; SCRATCH],
+            dirty: Vec::new(),
+            happenings: VecDeque::new(),
+            news: VecDeque::new(),
+            rules,
+            max_message_size,
+            now: Instant::now(),
+            gate: Gate::new(gate, Arc::clone(output)),
+        };
+        Ok(Self {
+            poll,
+            events: Events::with_capacity(1024),
+            listener,
+            waker,
+            io,
+            accept_at: None,
+            backoff: ACCEPT_BACKOFF,
+            accept_reports: Throttle::new(ACCEPT_REPORT_PERIOD),
+            output: Arc::clone(output),
+        })
+    }
+
+    /// Wakes the loop from another thread: the service's
+    /// [`woken`](Service::woken) runs next.
+    pub fn waker(&self) -> Arc<Waker> {
+        Arc::clone(&self.waker)
+    }
+
+    /// Runs `service` until it is done.
+    pub fn run(&mut self, service: &mut impl Service) -> io::Result<()> {
+        let mut service_at: Option<Instant> = None;
+        loop {
+            let report_at = self.io.gate.report_at(Instant::now());
+            let next = [self.io.next_timer(), service_at, self.accept_at, report_at]
+                .into_iter()
+                .flatten()
+                .min();
+            let timeout = next.map(|at| at.saturating_duration_since(Instant::now()));
+            match self.poll.poll(&mut self.events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            self.io.now = Instant::now();
+            let mut woken = false;
+            let mut accept = self.accept_at.is_some_and(|at| at <= self.io.now);
+            let mut ready = Vec::new();
+            for event in &self.events {
+                match event.token() {
+                    WAKER => woken = true,
+                    LISTENER => accept = true,
+                    Token(id) => ready.push((
+                        id,
+                        event.is_readable() || event.is_read_closed() || event.is_error(),
+                        event.is_writable(),
+                    )),
+                }
+            }
+            if accept {
+                self.accept(service);
+            }
+            for (id, readable, writable) in ready {
+                self.io.ready(service, id, readable, writable);
+            }
+            if woken {
+                service.woken(&mut self.io);
+            }
+            self.io.fire_timers(service);
+            self.io.gate.report_overdue();
+            self.io.settle(service);
+            let tick = service.tick(&mut self.io);
+            self.io.settle(service);
+            if tick.done {
+                return Ok(());
+            }
+            service_at = tick.wake_at;
+        }
+    }
+
+    fn accept(&mut self, service: &mut impl Service) {
+        self.accept_at = None;
+        loop {
+            match self.listener.accept() {
+                Ok((stream, peer)) => {
+                    self.backoff = ACCEPT_BACKOFF;
+                    self.io.accepted(service, stream, peer);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // A client that gave up before we accepted it (wine says
+                // "not connected" for one reset while waiting).
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::ConnectionAborted | ErrorKind::NotConnected
+                    ) => {}
+                Err(e) => {
+                    if let Some(times) = self.accept_reports.occurred(self.io.now) {
+                        let again = match times {
+                            1 => String::new(),
+                            n => format!(" ({n} times since the last report)"),
+                        };
+                        self.output.error(format!(
+                            "cannot accept a connection: {}{again}; retrying",
+                            lowercase_os_error(&e)
+                        ));
+                    }
+                    // The waiting connections stay queued: no new event
+                    // comes for them, so the loop looks again later.
+                    self.accept_at = Some(self.io.now + self.backoff);
+                    self.backoff = (self.backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// What a happening is news of for the service, if anything.
+fn news_of(happening: &Happening) -> Option<News> {
+    match happening {
+        Happening::PeerClosed => Some(News::PeerClosed),
+        Happening::ReceiveFailed(why) | Happening::SendFailed(why) => {
+            Some(News::Failed(why.clone()))
+        }
+        _ => None,
+    }
+}
+
+impl Io {
+    /// The time of this round.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    pub fn peer(&self, id: Id) -> Option<SocketAddr> {
+        self.links.get(id).map(|link| link.conn.peer())
+    }
+
+    /// Queues `frames` to connection `id`; they go out when the round
+    /// ends, with whatever else was queued for it meanwhile.
+    pub fn send(&mut self, id: Id, frames: &[u8]) {
+        if let Some(link) = self.links.get_mut(id) {
+            if link.conn.unsent() == 0 {
+                self.dirty.push(id);
+            }
+            link.conn.queue(frames);
+        }
+    }
+
+    /// Bytes queued for connection `id` that its peer has not yet taken.
+    pub fn unsent(&self, id: Id) -> usize {
+        self.links.get(id).map_or(0, |link| link.conn.unsent())
+    }
+
+    /// Moves whole frames from connection `id` into `into`, about `limit`
+    /// bytes at most (one frame always). True if it may have more now.
+    pub fn read(&mut self, id: Id, into: &mut Vec<u8>, limit: usize) -> bool {
+        let Some(link) = self.links.get_mut(id) else {
+            return false;
+        };
+        if let Some(end) = link.conn.read_frames(&mut self.scratch, into, limit) {
+            let happening = match end {
+                ReadEnd::Closed => Happening::PeerClosed,
+                ReadEnd::Failed(e) => Happening::ReceiveFailed(describe_receive_error(&e)),
+            };
+            match link.closing.is_some() {
+                true => self.happenings.push_back((id, happening)),
+                false => self
+                    .news
+                    .push_back((id, news_of(&happening).expect("an end"))),
+            }
+        }
+        // Records rustls queued while reading (a key update) go out too.
+        if link.conn.wants_write() {
+            self.dirty.push(id);
+        }
+        link.conn.can_read()
+    }
+
+    /// Whether connection `id` may have frames to read now.
+    pub fn can_read(&self, id: Id) -> bool {
+        self.links.get(id).is_some_and(|link| link.conn.can_read())
+    }
+
+    /// Starts connection `id`'s ending: from now on its end of stream,
+    /// failures, idle time and stalls are judged by the rules, and told as
+    /// news. Before, only its end of stream or failure is told.
+    pub fn start_ending(&mut self, id: Id) {
+        let Some(link) = self.links.get_mut(id) else {
+            return;
+        };
+        if link.closing.is_none() {
+            link.closing = Some(Closing::new(self.rules, self.now));
+            self.step(id, None);
+        }
+    }
+
+    /// Closes connection `id` at once, without an ending (a client that
+    /// left the waiting line). No news of it follow.
+    pub fn drop_now(&mut self, id: Id) {
+        if self.links.contains(id) {
+            self.remove(id);
+        }
+    }
+
+    /// What the service holds for connection `id` before it is queued
+    /// here: `held` bytes, and whether our user's input waits for the peer
+    /// to take what is queued (its stall clock then runs). The bytes count
+    /// as not delivered if the connection ends.
+    pub fn set_held(&mut self, id: Id, held: u64, backlogged: bool) {
+        if let Some(link) = self.links.get_mut(id) {
+            link.held = held;
+            if link.backlogged != backlogged {
+                link.backlogged = backlogged;
+                if link.closing.is_some() {
+                    self.happenings.push_back((id, Happening::Nothing));
+                }
+            }
+        }
+    }
+
+    /// Tells connection `id`'s ending what happened (our user quit, an
+    /// interrupt): its decisions are done when the round ends.
+    pub fn happen(&mut self, id: Id, happening: Happening) {
+        if self.links.contains(id) {
+            self.happenings.push_back((id, happening));
+        }
+    }
+
+    /// Tells the client on connection `id` why it is not served, in one
+    /// frame (`notice`, as it goes on the wire), and lets it go (its side
+    /// is read until it closes, briefly). No news of it follow.
+    pub fn refuse(&mut self, id: Id, notice: &str) {
+        if self.links.contains(id) {
+            gate::refuse(self, id, notice);
+        }
+    }
+
+    fn next_timer(&mut self) -> Option<Instant> {
+        while let Some(Reverse((at, id, generation))) = self.timers.peek().copied() {
+            match self.links.get(id) {
+                Some(link) if link.generation == generation && link.wake_at == Some(at) => {
+                    return Some(at);
+                }
+                _ => {
+                    self.timers.pop();
+                }
+            }
+        }
+        None
+    }
+
+    fn set_timer(&mut self, id: Id, at: Option<Instant>) {
+        let Some(link) = self.links.get_mut(id) else {
+            return;
+        };
+        if link.wake_at == at {
+            return;
+        }
+        link.wake_at = at;
+        if let Some(at) = at {
+            self.timers.push(Reverse((at, id, link.generation)));
+        }
+    }
+
+    fn fire_timers(&mut self, service: &mut impl Service) {
+        while let Some(at) = self.next_timer() {
+            if at > self.now {
+                break;
+            }
+            let Reverse((_, id, _)) = self.timers.pop().expect("peeked");
+            self.links[id].wake_at = None;
+            match self.links[id].phase {
+                Phase::Admitted => self.step(id, None),
+                _ => gate::timed_out(self, service, id),
+            }
+        }
+    }
+
+    fn accepted(
+        &mut self,
+        service: &mut impl Service,
+        stream: mio::net::TcpStream,
+        peer: SocketAddr,
+    ) {
+        gate::accepted(self, service, stream, peer);
+    }
+
+    /// Adds a connection to the loop.
+    fn insert(
+        &mut self,
+        mut stream: mio::net::TcpStream,
+        peer: SocketAddr,
+        phase: Phase,
+    ) -> io::Result<Id> {
+        let entry = self.links.vacant_entry();
+        let id = entry.key();
+        // Both, once: edge-triggered, so an idle socket costs nothing, and
+        // nobody re-registers when what is wanted changes.
+        self.registry.register(
+            &mut stream,
+            Token(id),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        self.generation += 1;
+        entry.insert(Link {
+            conn: Conn::new(stream, peer, self.max_message_size),
+            phase,
+            closing: None,
+            backlogged: false,
+            held: 0,
+            wake_at: None,
+            generation: self.generation,
+        });
+        Ok(id)
+    }
+
+    fn remove(&mut self, id: Id) -> Link {
+        let mut link = self.links.remove(id);
+        let _ = self.registry.deregister(link.conn.stream_mut());
+        link
+    }
+
+    /// Connection `id` passed the gate: its ending starts now.
+    fn admit(&mut self, service: &mut impl Service, id: Id) {
+        let link = &mut self.links[id];
+        link.phase = Phase::Admitted;
+        link.conn.set_max(self.max_message_size);
+        service.admit(self, id);
+    }
+
+    fn ready(&mut self, service: &mut impl Service, id: Id, readable: bool, writable: bool) {
+        let Some(link) = self.links.get_mut(id) else {
+            return;
+        };
+        if readable {
+            link.conn.set_readable();
+        }
+        if writable && link.conn.wants_write() {
+            self.dirty.push(id);
+        }
+        match link.phase {
+            Phase::Admitted if readable => service.readable(self, id),
+            Phase::Admitted => {}
+            _ => gate::ready(self, service, id),
+        }
+    }
+
+    /// Does what the endings decide and tells the news, then writes what
+    /// is queued, until nothing is left to do. The news come before the
+    /// writes: what a service says about an ending (why a member leaves)
+    /// goes out before the end of stream that the ending decided.
+    fn settle(&mut self, service: &mut impl Service) {
+        loop {
+            if let Some((id, happening)) = self.happenings.pop_front() {
+                self.step(id, Some(happening));
+                continue;
+            }
+            if let Some((id, news)) = self.news.pop_front() {
+                service.news(self, id, news);
+                continue;
+            }
+            if self.dirty.is_empty() {
+                return;
+            }
+            for id in std::mem::take(&mut self.dirty) {
+                self.flush(id);
+            }
+        }
+    }
+
+    fn flush(&mut self, id: Id) {
+        let Some(link) = self.links.get_mut(id) else {
+            return;
+        };
+        match link.conn.flush() {
+            Flushed::Idle | Flushed::Blocked => {}
+            Flushed::Failed(e) => {
+                if link.closing.is_some() {
+                    self.happenings
+                        .push_back((id, Happening::SendFailed(describe_send_error(&e))));
+                }
+            }
+        }
+        if link.conn.finished_sending() && link.closing.is_some() {
+            self.happenings.push_back((id, Happening::SendFinished));
+        }
+        if link.closing.is_none() && link.conn.read_ended() && !link.conn.wants_write() {
+            // A client let go at the gate, done.
+            if matches!(link.phase, Phase::Leaving) {
+                gate::gone(self, id);
+            }
+        }
+    }
+
+    /// Steps connection `id`'s ending with what it shows now and what
+    /// happened, and does what it decides.
+    fn step(&mut self, id: Id, happening: Option<Happening>) {
+        let Some(link) = self.links.get_mut(id) else {
+            return;
+        };
+        let Some(closing) = &mut link.closing else {
+            return;
+        };
+        let news = happening.as_ref().and_then(news_of);
+        let happening = happening.filter(|h| *h != Happening::Nothing);
+        let mut seen = link.conn.observe();
+        seen.backlogged = link.backlogged;
+        seen.undelivered += link.held;
+        let decision = closing.step(self.now, seen, happening);
+        if let Some(news) = news {
+            self.news.push_back((id, news));
+        }
+        if let Some(idle) = decision.went_idle {
+            self.news.push_back((id, News::WentIdle(idle)));
+        }
+        if decision.still_waiting {
+            self.news.push_back((
+                id,
+                News::StillWaiting {
+                    undelivered: seen.undelivered,
+                },
+            ));
+        }
+        if decision.finish_sending {
+            link.conn.finish();
+            self.dirty.push(id);
+        }
+        if decision.abort {
+            link.conn.abort();
+            // Both threads of a connection used to report their end once
+            // stopped; here both halves are done now.
+            self.happenings.push_back((id, Happening::SendFinished));
+            self.happenings
+                .push_back((id, Happening::ReceiveFailed("aborted".to_string())));
+        }
+        if let Some(ending) = decision.ended {
+            self.remove(id);
+            self.news.push_back((id, News::Ended(ending)));
+            return;
+        }
+        self.set_timer(id, decision.wake_at);
+    }
+}

@@ -1,0 +1,1019 @@
+//! The room itself, as a state machine with no I/O and no clock of its
+//! own: who is here under which name, what was said lately, each member's
+//! pace, and every decision about what goes to whom. What it decides goes
+//! out through [`World`], which the server implements over its event loop
+//! and the unit tests over a record.
+//!
+//! Members are told every message in the order the room heard them. A
+//! member whose queue would grow past its bound gets nothing more and is
+//! disconnected (after a notice saying why); a talker faster than its pace
+//! is read more slowly, so that one flood never disconnects an attentive
+//! reader.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::clock::{Deadlines, HELLO_WAIT};
+use super::commands::{self, Command, HELP};
+use super::names;
+use super::pace::Pace;
+use super::wire;
+use crate::frame::encode_frame;
+use crate::output::{Said, Shown};
+
+/// Who is speaking or spoken to: a member (by its connection's id) or
+/// the operator.
+pub type Who = usize;
+
+/// The operator's id; a connection never has it.
+pub const OPERATOR: Who = usize::MAX;
+
+/// How many messages a newcomer is shown from before it joined.
+pub const HISTORY: usize = 20;
+
+/// How many bytes a newcomer's lines may take while they wait for it to be
+/// announced; past this it is announced under the name it has.
+const HELD_BEFORE_NAMED: usize = 64 * 1024;
+
+/// Messages the operator's screen had to drop are reported at most this often.
+const SCREEN_REPORT_PERIOD: Duration = Duration::from_secs(5);
+
+/// What the room does to the world.
+pub trait World {
+    /// Queues `frames` for member `to`. With `bounded`, false (and nothing
+    /// queued) if that would put it more than the room's bound behind.
+    fn deliver(&mut self, to: Who, frames: &[u8], bounded: bool) -> bool;
+    /// Ends member `who`'s connection: what is queued goes first.
+    fn end(&mut self, who: Who);
+    /// A status line for the operator.
+    fn status(&mut self, text: String);
+    /// An error for the operator.
+    fn error(&mut self, text: String);
+    /// Offers members' messages to the operator's screen: false if it has
+    /// no room for them now.
+    fn show(&mut self, shown: Shown) -> bool;
+}
+
+/// What the room is configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub max_message_size: usize,
+    pub max_clients: usize,
+    /// Bytes a member may fall behind before it is disconnected.
+    pub backlog: usize,
+    /// Bytes a second a member may talk, sustained.
+    pub rate: usize,
+    pub operator: String,
+}
+
+struct Member {
+    name: String,
+    peer: SocketAddr,
+    /// In the room: gets what is said and holds its name.
+    present: bool,
+    /// The room was told it joined.
+    announced: bool,
+    /// Fell behind by more than the bound: it gets nothing more.
+    behind: bool,
+    /// Frames it sent before it was announced, handled once it is.
+    early: Vec<u8>,
+    pace: Pace,
+    /// Not read before this: it talked faster than its pace.
+    paced_until: Option<Instant>,
+    /// It was told once that it talks faster than the room takes.
+    told_pace: bool,
+}
+
+pub struct Room {
+    settings: Settings,
+    members: BTreeMap<Who, Member>,
+    operator: String,
+    operator_pace: Pace,
+    /// The operator's lines are not taken before this.
+    paced_operator: Option<Instant>,
+    /// The last [`HISTORY`] messages, as relayed (without the frame header).
+    history: VecDeque<Vec<u8>>,
+    guests: u64,
+    /// The room is closing: nobody joins, nothing more is relayed.
+    closing: bool,
+    /// Newcomers not yet announced, by when they will be.
+    arrivals: Deadlines<Who>,
+    /// Members found behind, to be disconnected once the relay is done.
+    fell_behind: Vec<Who>,
+    /// Messages the operator's screen had no room for, not yet reported.
+    unshown: u64,
+    unshown_told: Option<Instant>,
+}
+
+/// Messages said in a row by one sender, relayed together.
+#[derive(Default)]
+struct Run {
+    /// Their frames, as every other member gets them.
+    frames: Vec<u8>,
+    /// Their payloads, for the history.
+    said: Vec<Vec<u8>>,
+    /// What the operator's screen shows.
+    screen: Vec<Shown>,
+}
+
+/// Whether a member's connection is to be let in.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admission {
+    Member,
+    /// Told this in one frame and let go.
+    Refused(String),
+}
+
+impl Room {
+    pub fn new(mut settings: Settings) -> Self {
+        // A member must be able to take at least one message of the largest size.
+        settings.backlog = settings.backlog.max(settings.max_message_size + 64);
+        let pace = Pace::new(settings.rate, settings.backlog / 4);
+        Self {
+            operator: settings.operator.clone(),
+            operator_pace: pace,
+            paced_operator: None,
+            settings,
+            members: BTreeMap::new(),
+            history: VecDeque::with_capacity(HISTORY),
+            guests: 0,
+            closing: false,
+            arrivals: Deadlines::default(),
+            fell_behind: Vec::new(),
+            unshown: 0,
+            unshown_told: None,
+        }
+    }
+
+    /// A talker's pace: the room's rate, and a quarter of a member's bound
+    /// at once, read in portions of at most that, so that a reader that
+    /// keeps up with the rate is never more than half its bound behind one
+    /// talker.
+    fn pace(&self) -> Pace {
+        Pace::new(self.settings.rate, self.settings.backlog / 4)
+    }
+
+    /// The most a talker's frames are read at once.
+    pub fn portion(&self) -> usize {
+        self.settings.backlog / 4
+    }
+
+    pub fn backlog(&self) -> usize {
+        self.settings.backlog
+    }
+
+    /// A client `who` from `peer` connected (and passed the gate): a
+    /// member, greeted and shown what was said lately, or refused.
+    pub fn join(
+        &mut self,
+        who: Who,
+        peer: SocketAddr,
+        now: Instant,
+        world: &mut impl World,
+    ) -> Admission {
+        let present = self.present();
+        if self.closing {
+            return Admission::Refused(wire::closing());
+        }
+        if present >= self.settings.max_clients {
+            world.status(format!(
+                "{peer} turned away: the room is full ({})",
+                wire::members(present)
+            ));
+            return Admission::Refused(wire::full(self.settings.max_clients));
+        }
+        self.guests += 1;
+        let guest = format!("guest-{}", self.guests);
+        let name = names::free_form(&guest, |key| self.is_taken(key, None));
+        let mut hello = Vec::new();
+        let _ = encode_frame(
+            &mut hello,
+            wire::greeting(self.settings.max_message_size).as_bytes(),
+            usize::MAX,
+        );
+        // The newest earlier messages that fit in half the member's bound,
+        // so that what a member holds stays within the bound from the start.
+        let mut budget = self.settings.backlog / 2;
+        let fitting = self
+            .history
+            .iter()
+            .rev()
+            .take_while(|said| {
+                let cost = said.len() + 64;
+                budget = budget.saturating_sub(cost);
+                budget > 0
+            })
+            .count();
+        let skip = self.history.len() - fitting;
+        for said in self.history.iter().skip(skip) {
+            let _ = encode_frame(&mut hello, &wire::earlier(said), usize::MAX);
+        }
+        world.deliver(who, &hello, false);
+        self.arrivals.set(who, now + HELLO_WAIT);
+        let pace = self.pace();
+        self.members.insert(
+            who,
+            Member {
+                name,
+                peer,
+                present: true,
+                announced: false,
+                behind: false,
+                early: Vec::new(),
+                pace,
+                paced_until: None,
+                told_pace: false,
+            },
+        );
+        Admission::Member
+    }
+
+    fn present(&self) -> usize {
+        self.members.values().filter(|m| m.present).count()
+    }
+
+    /// Whether member `who` is in the room (gets what is said).
+    pub fn is_here(&self, who: Who) -> bool {
+        who == OPERATOR || self.members.get(&who).is_some_and(|m| m.present)
+    }
+
+    /// Until when `who` is not read (it talked faster than its pace).
+    pub fn paced_until(&self, who: Who) -> Option<Instant> {
+        match who {
+            OPERATOR => self.paced_operator,
+            _ => self.members.get(&who).and_then(|m| m.paced_until),
+        }
+    }
+
+    /// Takes whole frames said by `who` (or the operator) at `now`:
+    /// messages are relayed, commands done; its pace is charged, and it is
+    /// not to be read again before [`paced_until`](Self::paced_until).
+    pub fn hear(&mut self, who: Who, frames: &[u8], now: Instant, world: &mut impl World) {
+        self.hear_frames(who, frames, world);
+        let rate = self.settings.rate;
+        let pace = match who {
+            OPERATOR => &mut self.operator_pace,
+            _ => match self.members.get_mut(&who) {
+                Some(member) => &mut member.pace,
+                None => return,
+            },
+        };
+        let wait = pace.take(frames.len(), now);
+        let until = (!wait.is_zero()).then(|| now + wait);
+        if who == OPERATOR {
+            self.paced_operator = until;
+        } else if let Some(member) = self.members.get_mut(&who) {
+            member.paced_until = until;
+            if until.is_some() && !member.told_pace && !self.closing {
+                member.told_pace = true;
+                let text = format!(
+                    "you are sending faster than the room takes ({rate} bytes a second): the server reads your lines more slowly"
+                );
+                self.tell(who, &text, world);
+            }
+        }
+        self.disconnect_behind(world);
+    }
+
+    fn hear_frames(&mut self, who: Who, frames: &[u8], world: &mut impl World) {
+        let mut run = Run::default();
+        for payload in wire::frames(frames) {
+            if self.closing || !self.is_here(who) {
+                break;
+            }
+            if payload.is_empty() {
+                continue;
+            }
+            if who != OPERATOR && !self.members[&who].announced {
+                if let Command::Nick(wanted) = commands::parse(payload) {
+                    self.claim(who, wanted, world);
+                    continue;
+                }
+                // Lines sent before the name was chosen (our client sends
+                // `/nick` once it sees the greeting; a script's first lines
+                // may be on their way already) wait for it, up to a bound.
+                let member = self.members.get_mut(&who).expect("a member");
+                if member.early.len() + payload.len() <= HELD_BEFORE_NAMED {
+                    let _ = encode_frame(&mut member.early, payload, usize::MAX);
+                    continue;
+                }
+                self.announce(who, None, world);
+            }
+            match commands::parse(payload) {
+                Command::Say(text) => self.say(who, Said::Message, text, &mut run, world),
+                Command::Me(text) => self.say(who, Said::Action, text, &mut run, world),
+                other => {
+                    self.relay(who, &mut run, world);
+                    self.command(who, other, world);
+                }
+            }
+        }
+        self.relay(who, &mut run, world);
+    }
+
+    /// Does what is due at `now`: newcomers that did not choose a name are
+    /// announced, and the operator told what its screen missed. Returns
+    /// when to look again.
+    pub fn tick(&mut self, now: Instant, world: &mut impl World) -> Option<Instant> {
+        for who in self.arrivals.due(now) {
+            if self.is_here(who) && !self.closing {
+                self.announce(who, None, world);
+            }
+        }
+        let report_at = self.unshown_told.map(|at| at + SCREEN_REPORT_PERIOD);
+        if self.unshown > 0 && report_at.is_none_or(|at| now >= at) {
+            let n = std::mem::take(&mut self.unshown);
+            let what = match n {
+                1 => "1 message was".to_string(),
+                n => format!("{n} messages were"),
+            };
+            world.error(format!(
+                "the screen fell behind the room: {what} not shown here"
+            ));
+            self.unshown_told = Some(now);
+        }
+        self.disconnect_behind(world);
+        let report_at = (self.unshown > 0)
+            .then(|| self.unshown_told.map(|at| at + SCREEN_REPORT_PERIOD))
+            .flatten();
+        [self.arrivals.next(), report_at]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Member `who` is no longer in the room: it closed (`why` is `None`),
+    /// or its connection failed or went idle (`why` says how).
+    pub fn leave(&mut self, who: Who, why: Option<&str>, world: &mut impl World) {
+        self.arrivals.cancel(who);
+        let Some(member) = self.members.get_mut(&who) else {
+            return;
+        };
+        if !member.present {
+            return;
+        }
+        if !member.announced {
+            if member.early.is_empty() {
+                member.present = false;
+                return;
+            }
+            // A script that said its lines and closed before it was
+            // announced: it joins, its lines are relayed, then it leaves.
+            self.announce(who, None, world);
+        }
+        let member = self.members.get_mut(&who).expect("a member");
+        member.present = false;
+        let name = member.name.clone();
+        let text = match why {
+            None => format!("{name} left"),
+            Some(why) => format!("{name} left ({why})"),
+        };
+        self.notice_all(who, &text, world);
+        world.status(text);
+        self.disconnect_behind(world);
+    }
+
+    /// Member `who` went quiet for `idle`: told why (before its side is
+    /// closed, so it is the last it reads), and the room too.
+    pub fn went_idle(&mut self, who: Who, idle: Duration, world: &mut impl World) {
+        if !self.is_here(who) {
+            return;
+        }
+        self.tell(who, &wire::idle(idle), world);
+        let why = format!("idle for {} s", idle.as_secs());
+        self.leave(who, Some(&why), world);
+    }
+
+    /// Member `who`'s connection is gone: forgotten. True if the room was
+    /// told it joined (and so, when it left, why).
+    pub fn forget(&mut self, who: Who) -> Option<(String, SocketAddr, bool)> {
+        self.arrivals.cancel(who);
+        self.members
+            .remove(&who)
+            .map(|m| (m.name, m.peer, m.announced))
+    }
+
+    /// Closes the room: everyone is told `why`, a member still sending
+    /// (held back by its pace, or with more to read: `sending`) that the
+    /// rest will not be relayed; nobody joins and nothing is relayed from
+    /// now on. Returns the members still connected.
+    pub fn close(
+        &mut self,
+        why: &str,
+        sending: impl Fn(Who) -> bool,
+        now: Instant,
+        world: &mut impl World,
+    ) -> Vec<Who> {
+        if !self.closing {
+            self.closing = true;
+            let ids: Vec<Who> = self.members.keys().copied().collect();
+            for &who in &ids {
+                let member = &self.members[&who];
+                if !member.present && !member.behind {
+                    continue;
+                }
+                let paced = member.paced_until.is_some_and(|until| until > now);
+                let text = match paced || sending(who) {
+                    true => wire::cut_short(why),
+                    false => why.to_string(),
+                };
+                let mut frame = Vec::new();
+                let _ = encode_frame(&mut frame, &wire::notice(&text), usize::MAX);
+                if self.members[&who].present {
+                    world.deliver(who, &frame, false);
+                }
+            }
+            for member in self.members.values_mut() {
+                member.present = false;
+            }
+            if !self.members.is_empty() {
+                world.status(format!(
+                    "closing the room: waiting for {} to leave",
+                    wire::members(self.members.len())
+                ));
+            }
+        }
+        self.members.keys().copied().collect()
+    }
+
+    /// Every member's connection, in the room or leaving.
+    pub fn members(&self) -> Vec<Who> {
+        self.members.keys().copied().collect()
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The operator's name as it is now (`/nick` changes it).
+    pub fn operator_name(&self) -> &str {
+        &self.operator
+    }
+
+    /// Relays the messages of `run`, said by `from`, to everyone else.
+    fn relay(&mut self, from: Who, run: &mut Run, world: &mut impl World) {
+        if run.said.is_empty() {
+            return;
+        }
+        let ids: Vec<Who> = self.members.keys().copied().collect();
+        for who in ids {
+            if who != from {
+                self.deliver(who, &run.frames, world);
+            }
+        }
+        for item in run.screen.drain(..) {
+            let lines = match &item {
+                Shown::Room { lines, .. } => lines.iter().filter(|&&b| b == b'\n').count(),
+                _ => 1,
+            };
+            if !world.show(item) {
+                self.unshown += lines as u64;
+            }
+        }
+        let skip = run.said.len().saturating_sub(HISTORY);
+        for said in run.said.drain(..).skip(skip) {
+            if self.history.len() == HISTORY {
+                self.history.pop_front();
+            }
+            self.history.push_back(said);
+        }
+        run.frames.clear();
+    }
+
+    /// A message or action from `who`, added to the run.
+    fn say(&mut self, who: Who, how: Said, text: &[u8], run: &mut Run, world: &mut impl World) {
+        let name = self.name_of(who).to_string();
+        let payload = match how {
+            Said::Message => wire::message(&name, text),
+            Said::Action => wire::action(&name, text),
+        };
+        if encode_frame(&mut run.frames, &payload, self.settings.max_message_size).is_err() {
+            self.relay(who, run, world);
+            let text = format!(
+                "your message is too long for the room: {} bytes as relayed, over the maximum of {}; not sent",
+                payload.len(),
+                self.settings.max_message_size
+            );
+            self.tell(who, &text, world);
+            return;
+        }
+        if who != OPERATOR {
+            let start = payload.len() - visible_len(&payload, &name, how);
+            let line = &payload[start..];
+            match run.screen.last_mut() {
+                Some(Shown::Room { said, lines, .. }) if *said == how => {
+                    lines.extend_from_slice(line);
+                    lines.push(b'\n');
+                }
+                _ => {
+                    let mut lines = line.to_vec();
+                    lines.push(b'\n');
+                    run.screen.push(Shown::Room {
+                        said: how,
+                        earlier: false,
+                        from: Arc::from(name.as_str()),
+                        lines,
+                    });
+                }
+            }
+        }
+        run.said.push(payload);
+    }
+
+    fn command(&mut self, who: Who, command: Command<'_>, world: &mut impl World) {
+        match command {
+            Command::Say(_) | Command::Me(_) => unreachable!("said, not a command"),
+            Command::Who => {
+                let mut here = vec![self.operator.clone()];
+                here.extend(
+                    self.members
+                        .values()
+                        .filter(|m| m.present && m.announced)
+                        .map(|m| m.name.clone()),
+                );
+                let text = format!("here ({}): {}", here.len(), here.join(", "));
+                self.tell(who, &text, world);
+            }
+            Command::Help => {
+                let help = match who {
+                    OPERATOR => HELP.replace("q alone on a line leaves", "q closes the room"),
+                    _ => HELP.to_string(),
+                };
+                self.tell(who, &help, world);
+            }
+            Command::Usage(how) => self.tell(who, how, world),
+            Command::Unknown(word) => self.tell(who, &commands::unknown(word), world),
+            Command::Nick(wanted) => self.rename(who, wanted, world),
+        }
+    }
+
+    /// `/nick` from someone already announced.
+    fn rename(&mut self, who: Who, wanted: &[u8], world: &mut impl World) {
+        let wanted = String::from_utf8_lossy(wanted);
+        if let Err(why) = names::check(&wanted) {
+            self.tell(who, &format!("cannot use that name: {why}"), world);
+            return;
+        }
+        let old = self.name_of(who).to_string();
+        if wanted == old {
+            self.tell(who, &format!("you are already {old}"), world);
+            return;
+        }
+        if self.is_taken(&names::key(&wanted), Some(who)) {
+            let text = format!("the name {wanted} is taken; you are still {old}");
+            self.tell(who, &text, world);
+            return;
+        }
+        self.set_name(who, wanted.to_string());
+        self.tell(who, &format!("you are now {wanted}"), world);
+        self.notice_all(who, &format!("{old} is now {wanted}"), world);
+        if who != OPERATOR {
+            world.status(format!("{old} is now {wanted}"));
+        }
+    }
+
+    /// The first `/nick` of a newcomer: the name it asked for, or the first
+    /// free form of it, and the room is told it joined.
+    fn claim(&mut self, who: Who, wanted: &[u8], world: &mut impl World) {
+        let wanted = String::from_utf8_lossy(wanted);
+        let note = match names::check(&wanted) {
+            Err(why) => Some(format!("cannot use that name: {why}")),
+            Ok(()) => {
+                let name = names::free_form(&wanted, |key| self.is_taken(key, Some(who)));
+                let note = (name != wanted)
+                    .then(|| format!("the name {wanted} is taken, so you are {name}"));
+                self.set_name(who, name);
+                note
+            }
+        };
+        self.announce(who, note, world);
+    }
+
+    /// Tells the room that `who` joined, and `who` who is here.
+    fn announce(&mut self, who: Who, note: Option<String>, world: &mut impl World) {
+        self.arrivals.cancel(who);
+        let Some(member) = self.members.get_mut(&who) else {
+            return;
+        };
+        member.announced = true;
+        let (name, peer) = (member.name.clone(), member.peer);
+        let mut here = vec![self.operator.clone()];
+        here.extend(
+            self.members
+                .iter()
+                .filter(|(other, m)| **other != who && m.present && m.announced)
+                .map(|(_, m)| m.name.clone()),
+        );
+        let note = note.map(|n| format!("{n}; ")).unwrap_or_default();
+        let text = format!(
+            "{note}you joined as {name}; here: {} (/nick NEW changes your name)",
+            here.join(", ")
+        );
+        self.tell(who, &text, world);
+        self.notice_all(who, &format!("{name} joined"), world);
+        world.status(format!("{name} joined ({peer})"));
+        let early = std::mem::take(&mut self.members.get_mut(&who).expect("a member").early);
+        if !early.is_empty() {
+            self.hear_frames(who, &early, world);
+        }
+    }
+
+    /// Members found behind: told why (after what they already have
+    /// queued), the room too, and their connections ended.
+    fn disconnect_behind(&mut self, world: &mut impl World) {
+        while let Some(who) = self.fell_behind.pop() {
+            let bound = self.settings.backlog;
+            let Some(member) = self.members.get_mut(&who) else {
+                continue;
+            };
+            if !member.present {
+                continue;
+            }
+            member.present = false;
+            self.arrivals.cancel(who);
+            let (name, announced) = (member.name.clone(), member.announced);
+            let mut notice = Vec::new();
+            let _ = encode_frame(
+                &mut notice,
+                &wire::notice(&wire::dropped_behind(bound)),
+                usize::MAX,
+            );
+            world.deliver(who, &notice, false);
+            let text = format!("{name} was disconnected: it fell more than {bound} bytes behind");
+            if announced {
+                self.notice_all(who, &text, world);
+            }
+            world.status(text);
+            world.end(who);
+        }
+    }
+
+    /// Tells `who` alone.
+    fn tell(&mut self, who: Who, text: &str, world: &mut impl World) {
+        if who == OPERATOR {
+            world.status(text.to_string());
+            return;
+        }
+        let mut frame = Vec::new();
+        let _ = encode_frame(&mut frame, &wire::notice(text), usize::MAX);
+        self.deliver(who, &frame, world);
+    }
+
+    /// Tells every member but `except` (the operator is told by the caller,
+    /// in its own words).
+    fn notice_all(&mut self, except: Who, text: &str, world: &mut impl World) {
+        let mut frame = Vec::new();
+        let _ = encode_frame(&mut frame, &wire::notice(text), usize::MAX);
+        let ids: Vec<Who> = self.members.keys().copied().collect();
+        for who in ids {
+            if who != except {
+                self.deliver(who, &frame, world);
+            }
+        }
+    }
+
+    /// Queues `frames` for member `who`, unless that would put it more than
+    /// the bound behind: then it is marked, gets nothing more, and is
+    /// disconnected once the relay at hand is done.
+    fn deliver(&mut self, who: Who, frames: &[u8], world: &mut impl World) {
+        let Some(member) = self.members.get_mut(&who) else {
+            return;
+        };
+        if !member.present || member.behind {
+            return;
+        }
+        if !world.deliver(who, frames, true) {
+            member.behind = true;
+            self.fell_behind.push(who);
+        }
+    }
+
+    fn name_of(&self, who: Who) -> &str {
+        match who {
+            OPERATOR => &self.operator,
+            _ => &self.members[&who].name,
+        }
+    }
+
+    fn set_name(&mut self, who: Who, name: String) {
+        match who {
+            OPERATOR => self.operator = name,
+            _ => self.members.get_mut(&who).expect("a member").name = name,
+        }
+    }
+
+    /// Whether a name whose key is `key` is held by someone other than `by`.
+    fn is_taken(&self, key: &str, by: Option<Who>) -> bool {
+        (by != Some(OPERATOR) && names::key(&self.operator) == key)
+            || self
+                .members
+                .iter()
+                .any(|(who, m)| Some(*who) != by && m.present && names::key(&m.name) == key)
+    }
+}
+
+/// How many bytes at the end of `payload` are the text (after the name).
+fn visible_len(payload: &[u8], name: &str, how: Said) -> usize {
+    let prefix = match how {
+        Said::Message => name.len() + 2,
+        Said::Action => 2 + name.len() + 1,
+    };
+    payload.len() - prefix
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// The world as a record of what the room did to it.
+    #[derive(Default)]
+    struct Record {
+        /// Payloads each member was sent, in order.
+        got: BTreeMap<Who, Vec<String>>,
+        /// Members whose bounded deliveries are refused (they fell behind).
+        full: BTreeSet<Who>,
+        ended: Vec<Who>,
+        status: Vec<String>,
+        errors: Vec<String>,
+        /// The operator's screen takes nothing.
+        screen_full: bool,
+        shown: usize,
+    }
+
+    impl World for Record {
+        fn deliver(&mut self, to: Who, frames: &[u8], bounded: bool) -> bool {
+            if bounded && self.full.contains(&to) {
+                return false;
+            }
+            let got = self.got.entry(to).or_default();
+            got.extend(
+                crate::frame::payloads(frames).map(|p| String::from_utf8_lossy(p).into_owned()),
+            );
+            true
+        }
+        fn end(&mut self, who: Who) {
+            self.ended.push(who);
+        }
+        fn status(&mut self, text: String) {
+            self.status.push(text);
+        }
+        fn error(&mut self, text: String) {
+            self.errors.push(text);
+        }
+        fn show(&mut self, _shown: Shown) -> bool {
+            self.shown += 1;
+            !self.screen_full
+        }
+    }
+
+    impl Record {
+        /// What `who` was sent since the last look.
+        fn take(&mut self, who: Who) -> Vec<String> {
+            self.got.remove(&who).unwrap_or_default()
+        }
+    }
+
+    const KIB: usize = 1024;
+
+    fn room() -> Room {
+        Room::new(Settings {
+            max_message_size: 64 * KIB,
+            max_clients: 3,
+            backlog: 400 * KIB,
+            rate: 100 * KIB,
+            operator: "server".into(),
+        })
+    }
+
+    fn frames(lines: &[&str]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for line in lines {
+            encode_frame(&mut out, line.as_bytes(), usize::MAX).unwrap();
+        }
+        out
+    }
+
+    fn peer(n: u8) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, n], 5000))
+    }
+
+    /// `who` joins and names itself `name` at `now`.
+    fn named(room: &mut Room, world: &mut Record, who: Who, name: &str, now: Instant) {
+        assert_eq!(
+            room.join(who, peer(who as u8), now, world),
+            Admission::Member
+        );
+        room.hear(who, &frames(&[&format!("/nick {name}")]), now, world);
+    }
+
+    #[test]
+    fn members_are_greeted_named_and_relayed_to_everyone_else_in_order() {
+        let (mut room, mut world, t0) = (room(), Record::default(), Instant::now());
+        named(&mut room, &mut world, 1, "alice", t0);
+        let alice = world.take(1);
+        assert!(wire::is_room_greeting(&alice[0]), "{alice:?}");
+        assert!(
+            alice[1].starts_with("-- you joined as alice; here: server"),
+            "{alice:?}"
+        );
+        named(&mut room, &mut world, 2, "bob", t0);
+        assert_eq!(world.take(1), ["-- bob joined"]);
+        assert!(world.take(2)[1].contains("here: server, alice"));
+        room.hear(1, &frames(&["hi", "/me waves", "there"]), t0, &mut world);
+        assert_eq!(
+            world.take(2),
+            ["alice: hi", "* alice waves", "alice: there"]
+        );
+        assert_eq!(world.take(1), Vec::<String>::new(), "not to its sender");
+        room.hear(OPERATOR, &frames(&["hello"]), t0, &mut world);
+        assert_eq!(world.take(1), ["server: hello"]);
+        assert_eq!(world.take(2), ["server: hello"]);
+        // A newcomer sees what was said, marked as earlier.
+        named(&mut room, &mut world, 3, "carol", t0);
+        let carol = world.take(3);
+        assert_eq!(carol[1], "-- earlier: alice: hi");
+        assert_eq!(carol[4], "-- earlier: server: hello");
+        // One more than max_clients is refused, and the operator told.
+        let full = room.join(4, peer(4), t0, &mut world);
+        assert_eq!(full, Admission::Refused(wire::full(3)));
+        assert!(
+            world
+                .status
+                .last()
+                .unwrap()
+                .contains("turned away: the room is full")
+        );
+    }
+
+    #[test]
+    fn a_newcomer_that_names_no_one_is_announced_after_a_second_with_its_lines() {
+        let (mut room, mut world, t0) = (room(), Record::default(), Instant::now());
+        named(&mut room, &mut world, 1, "alice", t0);
+        world.take(1);
+        assert_eq!(room.join(2, peer(2), t0, &mut world), Admission::Member);
+        room.hear(2, &frames(&["early words"]), t0, &mut world);
+        assert_eq!(
+            world.take(1),
+            Vec::<String>::new(),
+            "held until it is named"
+        );
+        let next = room.tick(t0 + Duration::from_millis(100), &mut world);
+        assert_eq!(next, Some(t0 + HELLO_WAIT));
+        assert_eq!(world.take(1), Vec::<String>::new());
+        room.tick(t0 + HELLO_WAIT, &mut world);
+        assert_eq!(world.take(1), ["-- guest-2 joined", "guest-2: early words"]);
+    }
+
+    #[test]
+    fn a_script_that_speaks_and_leaves_before_it_is_named_is_heard_first() {
+        let (mut room, mut world, t0) = (room(), Record::default(), Instant::now());
+        named(&mut room, &mut world, 1, "alice", t0);
+        world.take(1);
+        room.join(2, peer(2), t0, &mut world);
+        room.hear(2, &frames(&["one line"]), t0, &mut world);
+        room.leave(2, None, &mut world);
+        assert_eq!(
+            world.take(1),
+            ["-- guest-2 joined", "guest-2: one line", "-- guest-2 left"]
+        );
+    }
+
+    #[test]
+    fn a_talker_past_its_burst_is_paced_and_told_once_at_the_rate() {
+        let (mut room, mut world, t0) = (room(), Record::default(), Instant::now());
+        named(&mut room, &mut world, 1, "alice", t0);
+        named(&mut room, &mut world, 2, "bob", t0);
+        world.take(1);
+        // The burst is a quarter of the bound: 100 KiB; 10 KiB more waits
+        // 0.1 s at 100 KiB/s.
+        let line = "x".repeat(KIB - 4);
+        let lines: Vec<&str> = vec![line.as_str(); 110];
+        let bytes = frames(&lines);
+        room.hear(1, &bytes, t0, &mut world);
+        let until = room.paced_until(1).expect("paced");
+        let wait = until - t0;
+        assert!(
+            wait > Duration::from_millis(95) && wait < Duration::from_millis(105),
+            "{wait:?}"
+        );
+        assert!(
+            world
+                .take(1)
+                .iter()
+                .any(|n| n.contains("faster than the room takes"))
+        );
+        // Paced again ten minutes later, with a full burst: not paced, and
+        // never told twice.
+        let later = t0 + Duration::from_secs(600);
+        room.hear(1, &frames(&["calm"]), later, &mut world);
+        assert_eq!(room.paced_until(1), None);
+        room.hear(1, &bytes, later, &mut world);
+        assert!(room.paced_until(1).is_some());
+        assert!(!world.take(1).iter().any(|n| n.contains("faster")));
+    }
+
+    #[test]
+    fn a_member_past_its_bound_is_told_disconnected_and_the_room_hears_why() {
+        let (mut room, mut world, t0) = (room(), Record::default(), Instant::now());
+        named(&mut room, &mut world, 1, "alice", t0);
+        named(&mut room, &mut world, 2, "bob", t0);
+        world.take(1);
+        world.take(2);
+        world.full.insert(2);
+        room.hear(1, &frames(&["one", "two"]), t0, &mut world);
+        assert_eq!(
+            world.take(2),
+            [String::from_utf8(wire::notice(&wire::dropped_behind(400 * KIB))).unwrap()]
+        );
+        assert_eq!(world.ended, [2]);
+        assert!(!room.is_here(2));
+        assert!(world.take(1)[0].starts_with("-- bob was disconnected: it fell more than"));
+        // It gets nothing more.
+        world.full.clear();
+        room.hear(1, &frames(&["three"]), t0, &mut world);
+        assert_eq!(world.take(2), Vec::<String>::new());
+    }
+
+    #[test]
+    fn closing_tells_everyone_and_a_paced_talker_that_its_rest_was_not_relayed() {
+        let (mut room, mut world, t0) = (room(), Record::default(), Instant::now());
+        named(&mut room, &mut world, 1, "alice", t0);
+        named(&mut room, &mut world, 2, "bob", t0);
+        named(&mut room, &mut world, 3, "carol", t0);
+        let line = "x".repeat(KIB);
+        room.hear(1, &frames(&vec![line.as_str(); 200]), t0, &mut world);
+        assert!(room.paced_until(1).is_some());
+        for who in 1..=3 {
+            world.take(who);
+        }
+        let why = wire::closed_by("server");
+        // Carol has more to read (the loop says so); Bob has not.
+        let left = room.close(&why, |who| who == 3, t0, &mut world);
+        assert_eq!(left, [1, 2, 3]);
+        assert_eq!(world.take(1), [format!("-- {}", wire::cut_short(&why))]);
+        assert_eq!(world.take(2), [format!("-- {why}")]);
+        assert_eq!(world.take(3), [format!("-- {}", wire::cut_short(&why))]);
+        // Nothing more is relayed and nobody joins.
+        room.hear(2, &frames(&["late"]), t0, &mut world);
+        assert_eq!(world.take(1), Vec::<String>::new());
+        assert_eq!(
+            room.join(4, peer(4), t0, &mut world),
+            Admission::Refused(wire::closing())
+        );
+        // It is empty once every connection is forgotten.
+        for who in 1..=3 {
+            assert!(room.forget(who).is_some());
+        }
+        assert!(room.is_empty());
+    }
+
+    #[test]
+    fn an_idle_member_is_told_why_before_the_room_hears_it_left() {
+        let (mut room, mut world, t0) = (room(), Record::default(), Instant::now());
+        named(&mut room, &mut world, 1, "alice", t0);
+        named(&mut room, &mut world, 2, "bob", t0);
+        world.take(1);
+        world.take(2);
+        room.went_idle(2, Duration::from_secs(2), &mut world);
+        assert_eq!(
+            world.take(2),
+            [String::from_utf8(wire::notice(&wire::idle(Duration::from_secs(2)))).unwrap()]
+        );
+        assert_eq!(world.take(1), ["-- bob left (idle for 2 s)"]);
+        assert!(!room.is_here(2));
+    }
+
+    #[test]
+    fn what_the_operators_screen_misses_is_counted_and_told_every_five_seconds() {
+        let (mut room, mut world, t0) = (room(), Record::default(), Instant::now());
+        named(&mut room, &mut world, 1, "alice", t0);
+        world.screen_full = true;
+        room.hear(1, &frames(&["a", "b"]), t0, &mut world);
+        room.tick(t0, &mut world);
+        assert_eq!(
+            world.errors,
+            ["the screen fell behind the room: 2 messages were not shown here"]
+        );
+        room.hear(
+            1,
+            &frames(&["c"]),
+            t0 + Duration::from_millis(100),
+            &mut world,
+        );
+        let next = room.tick(t0 + Duration::from_millis(100), &mut world);
+        assert_eq!(next, Some(t0 + SCREEN_REPORT_PERIOD));
+        assert_eq!(world.errors.len(), 1);
+        room.tick(t0 + SCREEN_REPORT_PERIOD, &mut world);
+        assert_eq!(
+            world.errors[1],
+            "the screen fell behind the room: 1 message was not shown here"
+        );
+    }
+}
