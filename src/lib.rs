@@ -1,49 +1,52 @@
-//! A TCP chat pair: `chat-server` and `chat-client` let two people talk by
-//! typing lines, full duplex, over the length-prefixed protocol in
-//! `PROTOCOL.md`.
+//! A TCP chat pair: `chat-server` and `chat-client` let people talk by
+//! typing lines, over the length-prefixed protocol in `docs/PROTOCOL.md`.
 //!
-//! Layout:
-//! - [`frame`]: the wire format, a 4-byte big-endian length before each payload.
-//! - [`display`]: how a peer's text is made safe to show.
-//! - [`ending`]: how a conversation ends, a state machine fed the time.
-//! - [`connection`]: one socket, its receiving thread and its only writer.
-//! - [`outbox`]: the bounded queue between the user's lines and that writer.
-//! - [`conversation`]: drives a connection by the ending's decisions.
-//! - [`output`]: everything shown, through one queue and one consumer.
-//! - [`input`]: the user's lines turned into frames.
-//! - [`terminal`]: the user's side: plain pipes or the line editor.
-//! - [`event`]: what the main thread reacts to.
-//! - [`errors`]: how failures are worded.
-//! - [`queue`]: the server's line of waiting clients.
-//! - [`room`]: room mode, everyone with everyone under names nobody can
-//!   fake; its own `//!` doc has its layout and threads.
-//! - [`scan`]: vectorized scans of whole buffers (printable text, line ends).
-//! - [`throttle`]: reports of recurring trouble, at most one per period.
-//! - [`platform`]: what differs between operating systems.
-//! - [`transport`]: what carries a connection's frames: TCP, or TLS over it.
-//! - [`tls`]: the server's identity, whom a client trusts, the shared code.
-//! - [`access`]: which addresses may connect to the server.
-//! - [`gate`]: what every accepted connection goes through first: access
-//!   control, then TLS and the code, for the waiting line and the room alike.
-//! - [`farewell`]: how a client the server will not serve is told why and
-//!   let go.
-//! - [`server`], [`client`]: the two programs, called by the binaries in
-//!   `src/bin/`, which only parse arguments.
+//! Layers, each using only those above it:
+//! - The wire: [`frame`] (a 4-byte big-endian length before each payload),
+//!   [`display`] (a peer's text made safe to show), [`scan`] (vectorized
+//!   scans of whole buffers), [`farewell`] (the refusal's form), and the
+//!   room's forms in `room::wire`.
+//! - State machines with no I/O and no clock of their own, fed the time:
+//!   [`ending`] (how a connection ends), `room::state` (who is in a room,
+//!   what goes to whom), `room::pace` (how fast a member may talk),
+//!   `tls::code`'s `ServerExchange` and `Gate` (the shared code), and
+//!   [`throttle`], [`access`].
+//! - The I/O engine: [`engine`], the server's one event loop over every
+//!   socket (the listener, clients at the gate, conversations, room
+//!   members), with TLS by rustls' non-blocking API and timers as a
+//!   deadline heap; [`transport`] and [`connection`], the client's socket
+//!   and its two threads; [`tls`], identities and trust; [`platform`].
+//! - The console: [`terminal`] (plain lines or the line editor), [`output`]
+//!   (everything shown, through one queue), [`input`] (typed lines turned
+//!   into frames), [`outbox`] (the bounded queue from the user's lines to a
+//!   connection), [`event`] (what a program's main thread reacts to).
+//! - The programs: [`server`] (one conversation at a time, a waiting line),
+//!   [`room`] (everyone in one room), [`client`]; the binaries in `src/bin/`
+//!   only parse arguments. [`errors`] words failures for all of them.
 //!
-//! Threads: the main thread runs the programs and every decision; it never
-//! writes to the terminal, stdout or stderr and never waits on them. Each
-//! connection has a receiving thread (socket to output queue) and a sending
-//! thread (outbox to socket). One thread reads the user's input (the plain
-//! reader, or the line editor's key reader), one consumes the output queue
-//! (the plain writer, or the line editor). The server adds an accepting
-//! thread and one that tidies its line of waiting clients. Two hand-offs
-//! are skipped when the thread handed to is idle and nothing is queued:
-//! whoever pushes lines to a conversation's outbox sends them itself, and
-//! the receiving thread writes to stdout itself, each only as far as the
-//! socket or stdout takes the bytes without waiting (what is left goes to
-//! the other thread as before), so neither can be held up by a peer or a
-//! stdout that reads nothing, and each socket and stdout still has one
-//! writer at a time.
+//! Threads. The server: its main thread runs the event loop, which reads,
+//! writes and decides for every connection; besides it only the operator's
+//! console has threads, one reading input (the plain reader or the editor's
+//! key reader) and one showing output (the plain writer or the editor). The
+//! client: its main thread decides; its connection has a receiving thread
+//! (socket to output) and a sending thread (outbox to socket); the console
+//! has the same two threads as the server's.
+//!
+//! Where a received byte goes (server): the loop reads it into its one
+//! scratch buffer ([`engine::conn::Conn`]); whole frames go to the program
+//! (`Service::readable`): in a conversation they are made safe to show and
+//! queued on [`output`], whose thread writes them (or the loop itself, when
+//! stdout takes them at once); in a room, `room::state` relays each message
+//! to the other members' connections, whose queued frames the loop writes
+//! at the end of its round. A typed line: the input thread frames it into
+//! an [`outbox`], which wakes the loop; the loop moves it to the
+//! connection as far as the peer takes it.
+//!
+//! Who decides that a connection ends: its [`ending::Closing`], stepped by
+//! the loop with the bytes moved and what happened (the peer's end of
+//! stream, a failure, the operator's `q`, Ctrl-C, the idle timeout); the
+//! program is told (`engine::News`) and says why to the people concerned.
+//! Exit statuses are [`Exit`]'s.
 
 // The layout above links to private modules on purpose: it is for readers
 // of the source (`cargo doc --document-private-items`).

@@ -2,7 +2,7 @@
 //! service sees it: access control (`--allow`/`--deny`), then, on a TLS
 //! server, a look at the client's first byte, the handshake and the shared
 //! code, each a phase of the connection with a deadline. Clients that are
-//! not served are told why in one frame and let go ([`send_off`]).
+//! not served are told why in one frame and let go ([`refuse`]).
 //!
 //! Nothing here waits: a phase moves on when its socket is ready or its
 //! deadline comes, so a client that trickles bytes holds one slot, never a
@@ -24,7 +24,7 @@ use crate::farewell::refusal;
 use crate::frame::encode_frame;
 use crate::output::Output;
 use crate::throttle::Throttle;
-use crate::tls::code::{EXPORTER_LABEL, MAX_EXCHANGE_FRAME, Progress, ServerExchange, Step};
+use crate::tls::code::{EXPORTER_LABEL, Progress, ServerExchange, Step};
 use crate::tls::{
     CodeFailure, HANDSHAKE_RECORD, NEEDS_CODE, PLAIN_CLIENT_GRACE, SPEAK_TLS, ServerTls,
 };
@@ -332,7 +332,7 @@ fn handshake(io: &mut Io, service: &mut impl Service, id: Id) {
                 Phase::Handshaking { until } => until,
                 _ => io.now + HANDSHAKE_TIMEOUT,
             };
-            link.conn.set_max(MAX_EXCHANGE_FRAME);
+            link.conn.set_max(ServerExchange::MAX_FRAME);
             link.phase = Phase::Proving {
                 exchange: Box::new(exchange),
                 until,

@@ -6,7 +6,6 @@
 //! - [`commands`]: `/who`, `/me`, `/nick`, `/help` and `//text`.
 //! - [`wire`]: the room's forms on the wire (room protocol 2), built by the
 //!   server and read by the client.
-//! - [`relay`]: the room's state and the relay, under one lock.
 //! - [`clock`]: the room's own deadlines (each member's ending is a
 //!   [`crate::ending::Closing`]).
 //! - [`view`]: the client's side: how it reads a room server's frames.

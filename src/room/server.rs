@@ -1,4 +1,4 @@
-//! The room on the server's event loop: [`state::Room`] decides, this
+//! The room on the server's event loop: [`super::state::Room`] decides, this
 //! carries it out over the loop's connections and the operator's console.
 //!
 //! A member is read when its socket is readable and its pace allows, a

@@ -14,11 +14,13 @@
 //! 3. the server checks it, at most one check a second for the whole server,
 //!    and answers with its own proof (`"server"`), or with a text frame that
 //!    says why it refuses, and closes.
+//!
+//! The server's side is [`ServerExchange`], a state machine with no I/O and
+//! no clock, driven by the server's event loop (`crate::engine`'s gate).
 
 use std::collections::HashSet;
 use std::io::{self, ErrorKind, Read};
 use std::net::IpAddr;
-
 use std::time::{Duration, Instant};
 
 use ring::hmac;
@@ -44,7 +46,7 @@ const LONGEST_WAIT: Duration = Duration::from_secs(5);
 const PROOF_LEN: usize = 32;
 
 /// Largest frame read during the exchange.
-pub const MAX_EXCHANGE_FRAME: usize = 1024;
+const MAX_EXCHANGE_FRAME: usize = 1024;
 
 /// A fresh code: a number and three words, such as `7-orbit-velvet-candle`.
 pub fn generate() -> Result<String, String> {
@@ -101,7 +103,7 @@ impl Gate {
 }
 
 /// Why an exchange failed, worded for the user.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
     /// The client's proof was wrong: the codes differ, or someone is in the middle.
     WrongCode,
@@ -134,70 +136,96 @@ const BUSY_NOTICE: &str = "too many code attempts right now; try again in a few 
 
 /// The client's side: Ok once the server has proved it knows `code`.
 pub fn as_client(transport: &Transport, code: &str, deadline: Instant) -> Result<(), Failure> {
-    let Opened {
-        spake,
-        exporter,
-        mut link,
-        theirs,
-    } = open(transport, code, deadline, Spake2::start_a)?;
-    let key = spake
-        .finish(&theirs)
-        .map_err(|_| Failure::Broken("the server sent a malformed code message".into()))?;
-    let key = hmac::Key::new(hmac::HMAC_SHA256, &key);
+    let (spake, ours) = start_spake(code, Spake2::start_a);
+    let exporter = transport.export(EXPORTER_LABEL).map_err(Failure::Broken)?;
+    let mut link = Link::new(transport, deadline)?;
+    link.send(&ours)?;
+    let theirs = link.receive()?;
+    let key = client_key(spake, &theirs)?;
     link.send(proof(&key, b"client", &exporter).as_ref())?;
     let answer = link.receive()?;
+    judge_answer(&key, &exporter, &answer)
+}
+
+/// How one side starts SPAKE2: as A (the client) or B (the server).
+type Start = fn(&Password, &Identity, &Identity) -> (Spake2<Ed25519Group>, Vec<u8>);
+
+/// Starts SPAKE2 with the normalized `code` as `start` says: the state, and
+/// the message to send.
+fn start_spake(code: &str, start: Start) -> (Spake2<Ed25519Group>, Vec<u8>) {
+    start(
+        &Password::new(normalize(code).as_bytes()),
+        &Identity::new(b"chat-client"),
+        &Identity::new(b"chat-server"),
+    )
+}
+
+/// The client's key, from the server's SPAKE2 message.
+fn client_key(spake: Spake2<Ed25519Group>, theirs: &[u8]) -> Result<hmac::Key, Failure> {
+    let key = spake
+        .finish(theirs)
+        .map_err(|_| Failure::Broken("the server sent a malformed code message".into()))?;
+    Ok(hmac::Key::new(hmac::HMAC_SHA256, &key))
+}
+
+/// The client's reading of the server's answer to its proof: Ok if it is
+/// the server's proof; a refusal, shown safely, if it is not proof-sized.
+fn judge_answer(key: &hmac::Key, exporter: &[u8], answer: &[u8]) -> Result<(), Failure> {
     if answer.len() != PROOF_LEN {
-        let why = String::from_utf8_lossy(&answer);
+        let why = String::from_utf8_lossy(answer);
         let mut shown = Vec::new();
         crate::display::push_visible(&mut shown, why.as_bytes());
         return Err(Failure::Refused(
             String::from_utf8_lossy(&shown).into_owned(),
         ));
     }
-    hmac::verify(&key, &transcript(b"server", &exporter), &answer)
-        .map_err(|_| Failure::ServerUnproven)
+    hmac::verify(key, &transcript(b"server", exporter), answer).map_err(|_| Failure::ServerUnproven)
 }
 
-/// The server's side of the exchange, as a state machine with no I/O and
-/// no clock of its own: fed the client's frames and the time, it says what
-/// to send and when to look again.
+/// The server's side of the code exchange, fed the client's frames (their
+/// payloads) and the time. It does no I/O and reads no clock, so an event
+/// loop drives it without blocking. The client's SPAKE2 message comes first, then its
+/// proof; the proof is checked at the slot it gets at the [`Gate`].
 pub struct ServerExchange {
     from: IpAddr,
     exporter: [u8; 32],
     stage: Stage,
 }
 
+/// Where a [`ServerExchange`] is.
 enum Stage {
     /// Waiting for the client's SPAKE2 message.
-    Theirs(Spake2<Ed25519Group>),
+    Message(Spake2<Ed25519Group>),
     /// Waiting for the client's proof.
     Proof {
         spake: Spake2<Ed25519Group>,
         theirs: Vec<u8>,
     },
-    /// The proof is in; the check waits for its slot at the gate.
+    /// Holding the gate's slot at `at` for the check of `proof`.
     Slot {
         spake: Spake2<Ed25519Group>,
         theirs: Vec<u8>,
         proof: Vec<u8>,
         at: Instant,
     },
-    Done,
+    /// Over, as it ended (nothing held at the gate).
+    Over(Progress),
 }
 
-/// What to do after a step of a [`ServerExchange`].
-#[derive(Debug)]
+/// What to do after a step.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Step {
     /// Payloads to send to the client, in order, each as one frame.
     pub send: Vec<Vec<u8>>,
+    /// Where the exchange is.
     pub state: Progress,
 }
 
-/// Where a [`ServerExchange`] is.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
-    /// Waiting for the client's next frame, or (`at`) for its slot at the
-    /// gate: step again with [`ServerExchange::tick`] then.
+    /// Waiting for the client's next frame, or for `at` (its slot at the
+    /// gate), whichever the caller sees first; step again with
+    /// [`ServerExchange::tick`] at `at`.
     Waiting { at: Option<Instant> },
     /// The client proved the code; the conversation's frames follow.
     Admitted,
@@ -206,151 +234,143 @@ pub enum Progress {
 }
 
 impl Step {
-    fn waiting(send: Vec<Vec<u8>>, at: Option<Instant>) -> Self {
+    fn waiting(at: Option<Instant>) -> Self {
         Self {
-            send,
+            send: Vec::new(),
             state: Progress::Waiting { at },
-        }
-    }
-
-    fn refused(send: Vec<Vec<u8>>, failure: Failure) -> Self {
-        Self {
-            send,
-            state: Progress::Refused(failure),
         }
     }
 }
 
 impl ServerExchange {
-    /// Starts the exchange with a client at `from` over a TLS session whose
-    /// exported keying material ([`EXPORTER_LABEL`]) is `exporter`: the
-    /// step sends our SPAKE2 message.
+    /// The largest frame the exchange takes: the caller refuses bigger ones
+    /// before reading them (a bigger payload given is refused as broken).
+    pub const MAX_FRAME: usize = MAX_EXCHANGE_FRAME;
+
+    /// Starts the exchange for a client at `from` over a TLS session whose
+    /// exporter ([`EXPORTER_LABEL`]) is `exporter`; the step's `send` holds
+    /// our SPAKE2 message.
     pub fn start(code: &str, exporter: [u8; 32], from: IpAddr) -> (Self, Step) {
-        let (spake, ours) = Spake2::<Ed25519Group>::start_b(
-            &Password::new(normalize(code).as_bytes()),
-            &Identity::new(b"chat-client"),
-            &Identity::new(b"chat-server"),
-        );
+        let (spake, ours) = start_spake(code, Spake2::start_b);
         let exchange = Self {
             from,
             exporter,
-            stage: Stage::Theirs(spake),
+            stage: Stage::Message(spake),
         };
-        (exchange, Step::waiting(vec![ours], None))
+        let step = Step {
+            send: vec![ours],
+            state: Progress::Waiting { at: None },
+        };
+        (exchange, step)
     }
 
-    /// The payload of one frame from the client, received at `now`.
+    /// The payload of one frame from the client, received at `now`. Its
+    /// proof reserves a slot at `gate`, and is checked at once if the slot
+    /// has come. A frame when none is expected (while waiting for the slot,
+    /// or after the end) is a protocol error.
     pub fn received(&mut self, payload: &[u8], now: Instant, gate: &mut Gate) -> Step {
-        match std::mem::replace(&mut self.stage, Stage::Done) {
-            Stage::Theirs(spake) => {
-                self.stage = Stage::Proof {
-                    spake,
-                    theirs: payload.to_vec(),
-                };
-                Step::waiting(Vec::new(), None)
+        if payload.len() > Self::MAX_FRAME {
+            let why = format!("unexpected message of {} bytes", payload.len());
+            return self.fail(Failure::Broken(why), gate);
+        }
+        match self.take() {
+            Stage::Message(spake) => {
+                let theirs = payload.to_vec();
+                self.stage = Stage::Proof { spake, theirs };
+                Step::waiting(None)
             }
             Stage::Proof { spake, theirs } => {
                 let Some(at) = gate.reserve(now, self.from) else {
-                    return Step::refused(
-                        vec![BUSY_NOTICE.as_bytes().to_vec()],
-                        Failure::TooManyAttempts,
-                    );
+                    return self.end(vec![BUSY_NOTICE.into()], Failure::TooManyAttempts);
                 };
+                let proof = payload.to_vec();
                 self.stage = Stage::Slot {
                     spake,
                     theirs,
-                    proof: payload.to_vec(),
+                    proof,
                     at,
                 };
                 self.tick(now, gate)
             }
-            Stage::Slot { .. } => {
-                gate.done(self.from);
-                Step::refused(Vec::new(), Failure::Broken("unexpected message".into()))
+            stage => {
+                self.stage = stage;
+                self.fail(Failure::Broken("unexpected message".into()), gate)
             }
-            Stage::Done => Step::refused(Vec::new(), Failure::Broken("unexpected message".into())),
         }
     }
 
-    /// Time passed: the check is made once its slot at the gate has come.
+    /// Time passed: the slot reserved at the gate may have come. If it has,
+    /// the proof is checked, and the reservation released.
     pub fn tick(&mut self, now: Instant, gate: &mut Gate) -> Step {
-        if let Stage::Slot { at, .. } = &self.stage
-            && now < *at
-        {
-            return Step::waiting(Vec::new(), Some(*at));
+        match &self.stage {
+            Stage::Message(_) | Stage::Proof { .. } => return Step::waiting(None),
+            Stage::Slot { at, .. } if now < *at => return Step::waiting(Some(*at)),
+            Stage::Over(progress) => {
+                return Step {
+                    send: Vec::new(),
+                    state: progress.clone(),
+                };
+            }
+            Stage::Slot { .. } => {}
         }
-        match std::mem::replace(&mut self.stage, Stage::Done) {
-            Stage::Slot {
-                spake,
-                theirs,
-                proof: their_proof,
-                ..
-            } => {
-                let checked = check(spake, &theirs, &their_proof, &self.exporter);
-                gate.done(self.from);
-                match checked {
-                    Ok(Some(key)) => Step {
-                        send: vec![proof(&key, b"server", &self.exporter).as_ref().to_vec()],
-                        state: Progress::Admitted,
-                    },
-                    Ok(None) => Step::refused(
-                        vec![WRONG_CODE_NOTICE.as_bytes().to_vec()],
-                        Failure::WrongCode,
-                    ),
-                    Err(failure) => Step::refused(Vec::new(), failure),
+        let Stage::Slot {
+            spake,
+            theirs,
+            proof: their_proof,
+            ..
+        } = self.take()
+        else {
+            unreachable!("matched above");
+        };
+        let checked = check(spake, &theirs, &their_proof, &self.exporter);
+        gate.done(self.from);
+        match checked {
+            Ok(Some(key)) => {
+                let ours = proof(&key, b"server", &self.exporter);
+                self.stage = Stage::Over(Progress::Admitted);
+                Step {
+                    send: vec![ours.as_ref().to_vec()],
+                    state: Progress::Admitted,
                 }
             }
-            other => {
-                self.stage = other;
-                Step::waiting(Vec::new(), None)
-            }
+            Ok(None) => self.end(vec![WRONG_CODE_NOTICE.into()], Failure::WrongCode),
+            Err(failure) => self.end(Vec::new(), failure),
         }
     }
 
-    /// The connection ended or timed out before the exchange did: its
-    /// reservation at the gate, if any, is freed.
-    pub fn abandon(self, gate: &mut Gate) {
+    /// The connection ended or timed out before the exchange did: frees its
+    /// gate reservation, if any.
+    pub fn abandon(mut self, gate: &mut Gate) {
+        self.release(gate);
+    }
+
+    /// The stage, to move on from; what is left in its place is never
+    /// taken for a success.
+    fn take(&mut self) -> Stage {
+        let placeholder = Progress::Refused(Failure::Broken("interrupted".into()));
+        std::mem::replace(&mut self.stage, Stage::Over(placeholder))
+    }
+
+    /// Ends the exchange with `failure`, releasing any reservation.
+    fn fail(&mut self, failure: Failure, gate: &mut Gate) -> Step {
+        self.release(gate);
+        self.end(Vec::new(), failure)
+    }
+
+    /// Frees the gate's slot if this exchange holds one.
+    fn release(&mut self, gate: &mut Gate) {
         if let Stage::Slot { .. } = self.stage {
             gate.done(self.from);
+            self.stage = Stage::Over(Progress::Refused(Failure::Broken("abandoned".into())));
         }
     }
-}
 
-/// How one side starts SPAKE2: as A (the client) or B (the server).
-type Start = fn(&Password, &Identity, &Identity) -> (Spake2<Ed25519Group>, Vec<u8>);
-
-/// The first step, the same on both sides: start SPAKE2 as `start` says,
-/// export the session's keying material, and swap SPAKE2 messages.
-fn open<'a>(
-    transport: &'a Transport,
-    code: &str,
-    deadline: Instant,
-    start: Start,
-) -> Result<Opened<'a>, Failure> {
-    let (spake, ours) = start(
-        &Password::new(normalize(code).as_bytes()),
-        &Identity::new(b"chat-client"),
-        &Identity::new(b"chat-server"),
-    );
-    let exporter = transport.export(EXPORTER_LABEL).map_err(Failure::Broken)?;
-    let mut link = Link::new(transport, deadline)?;
-    link.send(&ours)?;
-    let theirs = link.receive()?;
-    Ok(Opened {
-        spake,
-        exporter,
-        link,
-        theirs,
-    })
-}
-
-/// Where both sides are after [`open`].
-struct Opened<'a> {
-    spake: Spake2<Ed25519Group>,
-    exporter: [u8; 32],
-    link: Link<'a>,
-    /// The other side's SPAKE2 message.
-    theirs: Vec<u8>,
+    /// Ends the exchange refused: `send`, then close.
+    fn end(&mut self, send: Vec<Vec<u8>>, failure: Failure) -> Step {
+        let state = Progress::Refused(failure);
+        self.stage = Stage::Over(state.clone());
+        Step { send, state }
+    }
 }
 
 /// The server's check of the client's proof: the key if it is right.
@@ -533,171 +553,291 @@ mod tests {
         );
     }
 
-    /// The client's side of an exchange, played in memory.
+    const CODE: &str = "7-orbit-velvet-candle";
+    const EXPORTER: [u8; 32] = [7; 32];
+
+    fn address(n: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, n])
+    }
+
+    /// The client, played in memory with its own code: its SPAKE2 message
+    /// and proof, and the key to judge the server's answer with.
     struct Client {
-        spake: Option<Spake2<Ed25519Group>>,
-        key: Option<hmac::Key>,
+        message: Vec<u8>,
+        proof: Vec<u8>,
+        key: hmac::Key,
         exporter: [u8; 32],
     }
 
     impl Client {
-        fn new(code: &str, exporter: [u8; 32]) -> (Self, Vec<u8>) {
-            let (spake, ours) = Spake2::<Ed25519Group>::start_a(
-                &Password::new(normalize(code).as_bytes()),
-                &Identity::new(b"chat-client"),
-                &Identity::new(b"chat-server"),
-            );
-            let client = Self {
-                spake: Some(spake),
-                key: None,
+        /// As `as_client` does, having read the server's first frame.
+        fn new(code: &str, exporter: [u8; 32], server_message: &[u8]) -> Self {
+            let (spake, message) = start_spake(code, Spake2::start_a);
+            let key = client_key(spake, server_message).unwrap();
+            let proof = proof(&key, b"client", &exporter).as_ref().to_vec();
+            Self {
+                message,
+                proof,
+                key,
                 exporter,
-            };
-            (client, ours)
+            }
         }
 
-        /// Its proof, given the server's SPAKE2 message.
-        fn prove(&mut self, theirs: &[u8]) -> Vec<u8> {
-            let key = self.spake.take().unwrap().finish(theirs).unwrap();
-            let key = hmac::Key::new(hmac::HMAC_SHA256, &key);
-            let proof = proof(&key, b"client", &self.exporter).as_ref().to_vec();
-            self.key = Some(key);
-            proof
-        }
-
-        fn trusts(&self, answer: &[u8]) -> bool {
-            let key = self.key.as_ref().unwrap();
-            hmac::verify(key, &transcript(b"server", &self.exporter), answer).is_ok()
+        fn judge(&self, step: &Step) -> Result<(), Failure> {
+            assert_eq!(step.send.len(), 1, "{step:?}");
+            judge_answer(&self.key, &self.exporter, &step.send[0])
         }
     }
 
-    const EXPORTER: [u8; 32] = [7; 32];
-
-    fn client_at(n: u8) -> IpAddr {
-        IpAddr::from([198, 51, 100, n])
-    }
-
-    /// Runs an exchange up to the client's proof, at `now`.
-    fn up_to_proof(
-        server_code: &str,
-        client_code: &str,
+    /// Starts an exchange from `from` and plays a client knowing `code`
+    /// (over a session exporting `exporter`) up to its proof, sent at `now`.
+    fn until_proof(
+        code: &str,
+        exporter: [u8; 32],
         from: IpAddr,
         now: Instant,
         gate: &mut Gate,
     ) -> (ServerExchange, Client, Step) {
-        let (mut server, first) = ServerExchange::start(server_code, EXPORTER, from);
+        let (mut server, first) = ServerExchange::start(CODE, EXPORTER, from);
         assert_eq!(first.state, Progress::Waiting { at: None });
-        let (mut client, ours) = Client::new(client_code, EXPORTER);
-        let step = server.received(&ours, now, gate);
-        assert_eq!(step.state, Progress::Waiting { at: None });
-        assert!(step.send.is_empty());
-        let proof = client.prove(&first.send[0]);
-        let step = server.received(&proof, now, gate);
+        assert_eq!(first.send.len(), 1);
+        assert_eq!(first.send[0].len(), 33);
+        let client = Client::new(code, exporter, &first.send[0]);
+        assert_eq!(server.tick(now, gate), Step::waiting(None));
+        assert_eq!(
+            server.received(&client.message, now, gate),
+            Step::waiting(None)
+        );
+        assert_eq!(server.tick(now, gate), Step::waiting(None));
+        let step = server.received(&client.proof, now, gate);
         (server, client, step)
+    }
+
+    /// True if `from` has no check waiting at `gate` (its reservation, if
+    /// any, was released). Takes a slot if so.
+    fn free_for(gate: &mut Gate, now: Instant, from: IpAddr) -> bool {
+        gate.reserve(now, from).is_some()
     }
 
     #[test]
     fn the_right_code_is_admitted_at_once_when_the_gate_is_free() {
-        let (now, mut gate) = (Instant::now(), Gate::default());
-        let (_, client, step) = up_to_proof(
-            "7-orbit-velvet-candle",
-            "7 Orbit velvet CANDLE",
-            client_at(1),
-            now,
-            &mut gate,
-        );
-        assert_eq!(step.state, Progress::Admitted);
-        assert!(client.trusts(&step.send[0]), "the server proves it too");
-        // Its reservation was given back.
-        assert_eq!(
-            gate.reserve(now, client_at(1)),
-            Some(now + ATTEMPT_INTERVAL)
-        );
+        let now = Instant::now();
+        let from = address(1);
+        for typed in [CODE, " 7 Orbit  velvet-CANDLE\n"] {
+            let mut gate = Gate::default();
+            let (mut server, client, step) = until_proof(typed, EXPORTER, from, now, &mut gate);
+            assert_eq!(step.state, Progress::Admitted, "{typed:?}");
+            assert_eq!(client.judge(&step), Ok(()));
+            // Nothing more to do, and the check is released.
+            let later = server.tick(now, &mut gate);
+            assert_eq!(later.state, Progress::Admitted);
+            assert!(later.send.is_empty());
+            assert!(free_for(&mut gate, now, from));
+        }
     }
 
     #[test]
-    fn a_check_waits_for_its_slot_without_sending_anything() {
-        let (t0, mut gate) = (Instant::now(), Gate::default());
-        for n in 10..14 {
-            gate.reserve(t0, client_at(n)).unwrap();
+    fn the_right_code_is_admitted_only_at_its_slot() {
+        let start = Instant::now();
+        let us = address(100);
+        for wait in [Duration::from_millis(100), Duration::from_secs(4)] {
+            let mut gate = Gate::default();
+            // Others ahead, checked a second apart from `start`.
+            let ahead = wait.as_secs_f64().ceil() as u8;
+            for n in 0..ahead {
+                assert!(gate.reserve(start, address(n)).is_some());
+            }
+            let now = start + ATTEMPT_INTERVAL * u32::from(ahead) - wait;
+            let slot = now + wait;
+            let (mut server, client, step) = until_proof(CODE, EXPORTER, us, now, &mut gate);
+            assert_eq!(step, Step::waiting(Some(slot)), "{wait:?}");
+            // Just before the slot: still waiting, nothing said.
+            let before = slot - Duration::from_millis(1);
+            assert_eq!(server.tick(before, &mut gate), Step::waiting(Some(slot)));
+            // Its check is the one waiting for this address.
+            assert_eq!(gate.reserve(before, us), None);
+            let step = server.tick(slot, &mut gate);
+            assert_eq!(step.state, Progress::Admitted, "{wait:?}");
+            assert_eq!(client.judge(&step), Ok(()));
+            assert!(free_for(&mut gate, slot, us));
         }
-        // Four checks ahead: its slot is 4 s on.
+    }
+
+    #[test]
+    fn a_late_tick_checks_at_once() {
+        let start = Instant::now();
+        let mut gate = Gate::default();
+        gate.reserve(start, address(1)).unwrap();
+        let (mut server, client, step) = until_proof(CODE, EXPORTER, address(2), start, &mut gate);
+        let slot = start + ATTEMPT_INTERVAL;
+        assert_eq!(step, Step::waiting(Some(slot)));
+        let step = server.tick(slot + Duration::from_secs(3), &mut gate);
+        assert_eq!(step.state, Progress::Admitted);
+        assert_eq!(client.judge(&step), Ok(()));
+    }
+
+    #[test]
+    fn a_wrong_code_is_refused_with_the_notice() {
+        let now = Instant::now();
+        let mut gate = Gate::default();
+        let from = address(1);
         let (mut server, client, step) =
-            up_to_proof("1-a-b-c", "1-a-b-c", client_at(1), t0, &mut gate);
-        let slot = t0 + ATTEMPT_INTERVAL * 4;
-        assert_eq!(step.state, Progress::Waiting { at: Some(slot) });
-        assert!(step.send.is_empty());
-        let early = server.tick(t0 + Duration::from_millis(100), &mut gate);
-        assert_eq!(early.state, Progress::Waiting { at: Some(slot) });
-        assert!(early.send.is_empty());
-        let due = server.tick(slot, &mut gate);
-        assert_eq!(due.state, Progress::Admitted);
-        assert!(client.trusts(&due.send[0]));
-    }
-
-    #[test]
-    fn a_wrong_code_is_refused_with_a_notice() {
-        let (now, mut gate) = (Instant::now(), Gate::default());
-        let (_, client, step) = up_to_proof("1-a-b-c", "1-a-b-d", client_at(1), now, &mut gate);
+            until_proof("8-orbit-velvet-candle", EXPORTER, from, now, &mut gate);
         assert_eq!(step.state, Progress::Refused(Failure::WrongCode));
-        assert_eq!(step.send, [WRONG_CODE_NOTICE.as_bytes()]);
-        assert!(!client.trusts(&step.send[0]));
+        assert_eq!(step.send, vec![WRONG_CODE_NOTICE.as_bytes().to_vec()]);
+        assert_eq!(
+            client.judge(&step),
+            Err(Failure::Refused(WRONG_CODE_NOTICE.into()))
+        );
+        assert_ne!(WRONG_CODE_NOTICE.len(), PROOF_LEN);
+        assert!(free_for(&mut gate, now, from));
+        // It stays refused, and says nothing more.
+        let later = server.tick(now, &mut gate);
+        assert_eq!(later.state, Progress::Refused(Failure::WrongCode));
+        assert!(later.send.is_empty());
     }
 
     #[test]
-    fn a_busy_gate_refuses_a_second_check_from_an_address_and_a_long_queue() {
-        let (now, mut gate) = (Instant::now(), Gate::default());
-        gate.reserve(now, client_at(1)).unwrap();
-        let (_, _, step) = up_to_proof("1-a-b-c", "1-a-b-c", client_at(1), now, &mut gate);
+    fn the_right_code_over_another_session_is_refused() {
+        // A man in the middle relays the SPAKE2 messages between two TLS
+        // sessions: the exporters differ, so the proof fails.
+        let now = Instant::now();
+        let mut gate = Gate::default();
+        let (_, _, step) = until_proof(CODE, [8; 32], address(1), now, &mut gate);
+        assert_eq!(step.state, Progress::Refused(Failure::WrongCode));
+        assert_eq!(step.send, vec![WRONG_CODE_NOTICE.as_bytes().to_vec()]);
+    }
+
+    #[test]
+    fn a_second_check_waiting_from_an_address_is_refused_as_busy() {
+        let start = Instant::now();
+        let mut gate = Gate::default();
+        let us = address(1);
+        gate.reserve(start, address(2)).unwrap();
+        let (mut first, first_client, step) = until_proof(CODE, EXPORTER, us, start, &mut gate);
+        let slot = start + ATTEMPT_INTERVAL;
+        assert_eq!(step, Step::waiting(Some(slot)));
+        let (_, second_client, step) = until_proof(CODE, EXPORTER, us, start, &mut gate);
         assert_eq!(step.state, Progress::Refused(Failure::TooManyAttempts));
-        assert_eq!(step.send, [BUSY_NOTICE.as_bytes()]);
-        for n in 2..7 {
-            gate.reserve(now, client_at(n)).unwrap();
-        }
-        let (_, _, step) = up_to_proof("1-a-b-c", "1-a-b-c", client_at(9), now, &mut gate);
-        assert_eq!(step.state, Progress::Refused(Failure::TooManyAttempts));
-        // Ten minutes on, the gate is free again.
-        let later = now + Duration::from_secs(600);
-        for n in 1..7 {
-            gate.done(client_at(n));
-        }
-        let (_, _, step) = up_to_proof("1-a-b-c", "1-a-b-c", client_at(9), later, &mut gate);
+        assert_eq!(step.send, vec![BUSY_NOTICE.as_bytes().to_vec()]);
+        assert_eq!(
+            second_client.judge(&step),
+            Err(Failure::Refused(BUSY_NOTICE.into()))
+        );
+        // The refused one held nothing, and released nothing: the first
+        // still holds the address's one check, and gets it.
+        assert_eq!(gate.reserve(start, us), None);
+        let step = first.tick(slot, &mut gate);
         assert_eq!(step.state, Progress::Admitted);
+        assert_eq!(first_client.judge(&step), Ok(()));
     }
 
     #[test]
-    fn a_malformed_message_or_an_unexpected_frame_is_refused() {
-        let (now, mut gate) = (Instant::now(), Gate::default());
-        let (mut server, _) = ServerExchange::start("1-a-b-c", EXPORTER, client_at(1));
-        server.received(b"not a spake2 message", now, &mut gate);
-        let step = server.received(&[0; 32], now, &mut gate);
-        assert!(
-            matches!(step.state, Progress::Refused(Failure::Broken(_))),
-            "{step:?}"
-        );
-        // A third frame while the check waits for its slot.
-        gate.reserve(now, client_at(5)).unwrap();
-        let (mut server, _, step) = up_to_proof("1-a-b-c", "1-a-b-c", client_at(2), now, &mut gate);
+    fn a_queue_longer_than_five_seconds_is_refused_as_busy() {
+        let start = Instant::now();
+        let mut gate = Gate::default();
+        for n in 0..6 {
+            gate.reserve(start, address(n)).unwrap();
+        }
+        let us = address(100);
+        let (_, _, step) = until_proof(CODE, EXPORTER, us, start, &mut gate);
+        assert_eq!(step.state, Progress::Refused(Failure::TooManyAttempts));
+        assert_eq!(step.send, vec![BUSY_NOTICE.as_bytes().to_vec()]);
+        // It took no slot: a second later the wait is 5 s, and allowed.
+        let later = start + ATTEMPT_INTERVAL;
+        assert_eq!(gate.reserve(later, us), Some(start + ATTEMPT_INTERVAL * 6));
+    }
+
+    #[test]
+    fn a_malformed_spake2_message_is_refused_as_broken() {
+        let now = Instant::now();
+        let from = address(1);
+        let mut well_sized = vec![b'B'];
+        well_sized.extend([0u8; 32]);
+        for message in [b"not a SPAKE2 message".to_vec(), well_sized] {
+            let mut gate = Gate::default();
+            let (mut server, _) = ServerExchange::start(CODE, EXPORTER, from);
+            assert_eq!(
+                server.received(&message, now, &mut gate),
+                Step::waiting(None)
+            );
+            let step = server.received(&[0; PROOF_LEN], now, &mut gate);
+            assert_eq!(
+                step,
+                Step {
+                    send: Vec::new(),
+                    state: Progress::Refused(Failure::Broken(
+                        "the client sent a malformed code message".into()
+                    )),
+                }
+            );
+            assert!(free_for(&mut gate, now, from));
+        }
+    }
+
+    #[test]
+    fn a_frame_when_none_is_expected_is_refused_as_broken() {
+        let start = Instant::now();
+        let from = address(1);
+        let unexpected = Progress::Refused(Failure::Broken("unexpected message".into()));
+        // A third frame while the proof waits for its slot.
+        let mut gate = Gate::default();
+        gate.reserve(start, address(2)).unwrap();
+        let (mut server, _, step) = until_proof(CODE, EXPORTER, from, start, &mut gate);
         assert!(matches!(step.state, Progress::Waiting { at: Some(_) }));
-        let step = server.received(b"more", now, &mut gate);
+        let step = server.received(b"hello", start, &mut gate);
+        assert_eq!(step.state, unexpected);
+        assert!(step.send.is_empty());
+        assert!(free_for(&mut gate, start, from));
+        // The check never comes.
+        let step = server.tick(start + Duration::from_secs(10), &mut gate);
+        assert_eq!(step.state, unexpected);
+        assert!(step.send.is_empty());
+        // A frame after the end.
+        let mut gate = Gate::default();
+        let (mut server, _, step) = until_proof(CODE, EXPORTER, from, start, &mut gate);
+        assert_eq!(step.state, Progress::Admitted);
         assert_eq!(
-            step.state,
-            Progress::Refused(Failure::Broken("unexpected message".into()))
+            server.received(b"hello", start, &mut gate).state,
+            unexpected
         );
-        // Its reservation was freed: the address may try again.
-        assert!(gate.reserve(now, client_at(2)).is_some());
+        // A frame bigger than the exchange takes, even where one is expected.
+        let mut gate = Gate::default();
+        let (mut server, _) = ServerExchange::start(CODE, EXPORTER, from);
+        let big = vec![0; ServerExchange::MAX_FRAME + 1];
+        assert_eq!(
+            server.received(&big, start, &mut gate).state,
+            Progress::Refused(Failure::Broken("unexpected message of 1025 bytes".into()))
+        );
     }
 
     #[test]
-    fn abandoning_a_waiting_check_frees_its_reservation() {
-        let (now, mut gate) = (Instant::now(), Gate::default());
-        gate.reserve(now, client_at(5)).unwrap();
-        let (server, _, _) = up_to_proof("1-a-b-c", "1-a-b-c", client_at(1), now, &mut gate);
-        assert_eq!(
-            gate.reserve(now, client_at(1)),
-            None,
-            "one waiting per address"
-        );
+    fn abandoning_frees_the_reservation() {
+        let start = Instant::now();
+        let mut gate = Gate::default();
+        let from = address(1);
+        gate.reserve(start, address(2)).unwrap();
+        let (server, _, step) = until_proof(CODE, EXPORTER, from, start, &mut gate);
+        assert!(matches!(step.state, Progress::Waiting { at: Some(_) }));
+        // An exchange from the same address abandoned before its proof holds
+        // nothing, and releases nothing.
+        let (early, _) = ServerExchange::start(CODE, EXPORTER, from);
+        early.abandon(&mut gate);
+        assert_eq!(gate.reserve(start, from), None);
         server.abandon(&mut gate);
-        assert!(gate.reserve(now, client_at(1)).is_some());
+        assert!(free_for(&mut gate, start, from));
+    }
+
+    #[test]
+    fn ten_minutes_after_a_full_queue_the_gate_is_free() {
+        let start = Instant::now();
+        let mut gate = Gate::default();
+        for n in 0..6 {
+            gate.reserve(start, address(n)).unwrap();
+        }
+        let much_later = start + Duration::from_secs(600);
+        let (_, client, step) = until_proof(CODE, EXPORTER, address(100), much_later, &mut gate);
+        assert_eq!(step.state, Progress::Admitted);
+        assert_eq!(client.judge(&step), Ok(()));
     }
 }
