@@ -63,7 +63,12 @@ pub fn run(
                 other(Event::Input(Input::Closed));
                 Some(Happening::InputEnded)
             }
-            Event::Input(Input::Interrupted) | Event::Interrupt => Some(Happening::Interrupted),
+            Event::Input(Input::Interrupted) | Event::Interrupt => {
+                // What is held for the peer's first frame goes now: the
+                // interrupt's grace is shorter than the hold.
+                connection.outbox().release();
+                Some(Happening::Interrupted)
+            }
             Event::OutputClosed => Some(Happening::OutputClosed),
             Event::Received { id: from, end } if from == id => Some(match end {
                 ReceiveEnd::Closed => Happening::PeerClosed,

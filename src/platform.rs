@@ -27,6 +27,21 @@ pub(crate) fn send_now(_stream: &TcpStream, _bytes: &[u8]) -> usize {
     0
 }
 
+/// How often the server's event loop looks at every connection whether or
+/// not it was told that one is ready: never where readiness is reported
+/// reliably (epoll, kqueue); every quarter second on Windows, where the
+/// emulation the tests run under (wine's AFD polling) can leave a reset or
+/// an end of stream unreported for a long time.
+#[cfg(unix)]
+pub(crate) fn readiness_recheck() -> Option<std::time::Duration> {
+    None
+}
+
+#[cfg(windows)]
+pub(crate) fn readiness_recheck() -> Option<std::time::Duration> {
+    Some(std::time::Duration::from_millis(250))
+}
+
 /// Whether [`send_now`] can send anything here.
 pub(crate) const SENDS_NOW: bool = cfg!(unix);
 

@@ -216,9 +216,7 @@ impl Conversations<'_> {
     /// Shows the messages in `frames` as from `label`.
     fn show(&self, label: &Arc<str>, frames: &[u8]) {
         let mut text = self.output().buffer();
-        for payload in payloads_with_slack(frames).filter(|p| !p.bytes().is_empty()) {
-            push_visible_line(&mut text, payload);
-        }
+        push_lines(&mut text, frames);
         if !text.is_empty() {
             self.output().messages_now(label, text);
         }
@@ -230,18 +228,21 @@ impl Conversations<'_> {
             return;
         };
         let (id, label) = (current.id, Arc::clone(&current.label));
-        let mut frames = Vec::new();
         loop {
-            let room = self.output().has_room();
+            let output = &self.console.output;
+            let room = output.has_room();
             if let Some(current) = &mut self.current {
                 current.held_by_screen = !room;
             }
             if !room {
                 return;
             }
-            frames.clear();
-            let more = io.read(id, &mut frames, SHOW_AT_ONCE);
-            self.show(&label, &frames);
+            let mut text = output.buffer();
+            // Straight from the loop's read buffer to what is shown.
+            let more = io.read_with(id, SHOW_AT_ONCE, |frames| push_lines(&mut text, frames));
+            if !text.is_empty() {
+                output.messages_now(&label, text);
+            }
             if !more {
                 return;
             }
@@ -489,6 +490,13 @@ impl Service for Conversations<'_> {
             wake_at: self.tell_at,
             done: self.exit.is_some() && self.current.is_none(),
         }
+    }
+}
+
+/// Appends the messages in `frames`, made safe to show, a line each.
+fn push_lines(text: &mut Vec<u8>, frames: &[u8]) {
+    for payload in payloads_with_slack(frames).filter(|p| !p.bytes().is_empty()) {
+        push_visible_line(text, payload);
     }
 }
 

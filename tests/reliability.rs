@@ -338,3 +338,26 @@ fn out_of_descriptors_the_server_reports_without_flooding_its_log() {
     let _late = support::says_and_stays(addr, "descriptors are free again");
     server.expect_message_eventually("descriptors are free again");
 }
+
+/// A client that holds its lines for a room's greeting (with `--name`)
+/// and is interrupted before the server said anything: it still ends its
+/// side cleanly, its line delivered, not with a reset (the hold used to
+/// outlast the interrupt's grace).
+#[cfg(unix)]
+#[test]
+fn an_interrupt_during_the_greeting_wait_still_closes_cleanly() {
+    use std::net::TcpListener;
+    use support::{CLIENT, Program, read_text};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut client = Program::spawn(CLIENT, &["--connect", &addr, "--name", "alice"]);
+    let (mut server, _) = listener.accept().unwrap();
+    server.set_read_timeout(Some(support::PATIENCE)).unwrap();
+    client.expect_status("connected to");
+    client.say("said in the first second");
+    std::thread::sleep(Duration::from_millis(100));
+    client.interrupt();
+    assert_eq!(client.wait().code(), Some(130));
+    assert_eq!(read_text(&mut server), "said in the first second");
+    assert_eq!(read_frame(&mut server), None, "a clean end, not a reset");
+}

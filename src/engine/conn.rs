@@ -166,12 +166,37 @@ impl Conn {
         into: &mut Vec<u8>,
         limit: usize,
     ) -> Option<ReadEnd> {
-        let start = into.len();
+        self.read_with(scratch, limit, |frames| into.extend_from_slice(frames))
+    }
+
+    /// [`read_frames`](Self::read_frames), handing each run of whole frames
+    /// to `each` where it lies (most often in `scratch`, straight from the
+    /// socket), without a copy.
+    pub fn read_with(
+        &mut self,
+        scratch: &mut [u8],
+        limit: usize,
+        mut each: impl FnMut(&[u8]),
+    ) -> Option<ReadEnd> {
+        let mut taken = 0;
         loop {
-            if let Err(too_long) = self.take_whole(into, limit.saturating_sub(into.len() - start)) {
-                self.end_reading(ReadEnd::Failed(too_long_error(too_long)));
+            if !self.pending.is_empty() {
+                let room = limit.saturating_sub(taken).max(1);
+                match whole_frames(&self.pending, self.max, room) {
+                    Ok(n) => {
+                        if n > 0 {
+                            each(&self.pending[..n]);
+                            taken += n;
+                            self.pending.drain(..n);
+                            if self.pending.is_empty() && self.pending.capacity() > KEEP_CAPACITY {
+                                self.pending = Vec::new();
+                            }
+                        }
+                    }
+                    Err(too_long) => self.end_reading(ReadEnd::Failed(too_long_error(too_long))),
+                }
             }
-            if into.len() - start >= limit || into.len() > start && !self.pending.is_empty() {
+            if taken >= limit || taken > 0 && !self.pending.is_empty() {
                 return None;
             }
             if let Some(end) = &mut self.read_end {
@@ -193,20 +218,23 @@ impl Conn {
                 }
                 Ok(n) => {
                     let got = &scratch[..n];
-                    if self.pending.is_empty() {
-                        // The usual case: whole frames straight from the
-                        // scratch buffer, only a tail kept.
-                        match whole_frames(got, self.max, limit - (into.len() - start)) {
-                            Ok(whole) => {
-                                into.extend_from_slice(&got[..whole]);
-                                self.pending.extend_from_slice(&got[whole..]);
-                            }
-                            Err(too_long) => {
-                                self.end_reading(ReadEnd::Failed(too_long_error(too_long)))
-                            }
-                        }
-                    } else {
+                    if !self.pending.is_empty() {
                         self.pending.extend_from_slice(got);
+                        continue;
+                    }
+                    // The usual case: whole frames straight from the
+                    // scratch buffer, only a tail kept.
+                    match whole_frames(got, self.max, limit - taken) {
+                        Ok(whole) => {
+                            if whole > 0 {
+                                each(&got[..whole]);
+                                taken += whole;
+                            }
+                            self.pending.extend_from_slice(&got[whole..]);
+                        }
+                        Err(too_long) => {
+                            self.end_reading(ReadEnd::Failed(too_long_error(too_long)))
+                        }
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.readable = false,
@@ -214,22 +242,6 @@ impl Conn {
                 Err(e) => self.end_reading(ReadEnd::Failed(e)),
             }
         }
-    }
-
-    /// Moves whole frames from `pending` into `into`, up to `room` bytes
-    /// (one frame at least).
-    fn take_whole(&mut self, into: &mut Vec<u8>, room: usize) -> Result<(), TooLong> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let whole = whole_frames(&self.pending, self.max, room.max(1));
-        let n = *whole.as_ref().unwrap_or(&0);
-        into.extend_from_slice(&self.pending[..n]);
-        self.pending.drain(..n);
-        if self.pending.is_empty() && self.pending.capacity() > KEEP_CAPACITY {
-            self.pending = Vec::new();
-        }
-        whole.map(|_| ())
     }
 
     fn end_reading(&mut self, end: ReadEnd) {

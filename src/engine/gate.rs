@@ -338,6 +338,15 @@ fn handshake(io: &mut Io, service: &mut impl Service, id: Id) {
                 until,
             };
             apply(io, service, id, step);
+            // The client's first frames may have come with its last
+            // handshake record: rustls holds them, and the socket will not
+            // say it is readable again for them.
+            if matches!(
+                io.links.get(id).map(|l| &l.phase),
+                Some(Phase::Proving { .. })
+            ) {
+                prove(io, service, id);
+            }
         }
         Err(why) => {
             use super::conn::Handshake;
@@ -364,35 +373,40 @@ fn handshake(io: &mut Io, service: &mut impl Service, id: Id) {
 }
 
 fn prove(io: &mut Io, service: &mut impl Service, id: Id) {
-    let mut frames = Vec::new();
-    let link = &mut io.links[id];
-    let end = link
-        .conn
-        .read_frames(&mut io.scratch, &mut frames, usize::MAX);
-    for payload in crate::frame::payloads(&frames) {
-        let tls = io.gate.config.tls.as_ref().expect("a TLS gate");
-        let Phase::Proving { exchange, .. } = &mut io.links[id].phase else {
-            return;
-        };
-        let step = exchange.received(payload, io.now, &mut crate::lock(tls.code_gate()));
-        let done = !matches!(step.state, Progress::Waiting { .. });
-        apply(io, service, id, step);
-        if done {
-            // Anything after the client's proof is the conversation's:
-            // our client waits for the server's proof before it sends.
+    // One frame at a time: what follows the client's proof is the
+    // conversation's, left for the service.
+    let mut frame = Vec::new();
+    loop {
+        frame.clear();
+        let link = &mut io.links[id];
+        let end = link.conn.read_frames(&mut io.scratch, &mut frame, 1);
+        if let Some(payload) = crate::frame::payloads(&frame).next() {
+            let tls = io.gate.config.tls.as_ref().expect("a TLS gate");
+            let Phase::Proving { exchange, .. } = &mut io.links[id].phase else {
+                return;
+            };
+            let step = exchange.received(payload, io.now, &mut crate::lock(tls.code_gate()));
+            let waiting = matches!(step.state, Progress::Waiting { .. });
+            apply(io, service, id, step);
+            if !waiting {
+                return;
+            }
+        }
+        if let Some(end) = end {
+            let peer = io.links[id].conn.peer();
+            let why = match end {
+                super::conn::ReadEnd::Closed => "the other side closed the connection".to_string(),
+                super::conn::ReadEnd::Failed(e) => crate::errors::describe_receive_error(&e),
+            };
+            io.gate
+                .output
+                .error(format!("{peer}: {}", CodeFailure::Broken(why)));
+            drop_at_gate(io, id);
             return;
         }
-    }
-    if let Some(end) = end {
-        let peer = io.links[id].conn.peer();
-        let why = match end {
-            super::conn::ReadEnd::Closed => "the other side closed the connection".to_string(),
-            super::conn::ReadEnd::Failed(e) => crate::errors::describe_receive_error(&e),
-        };
-        io.gate
-            .output
-            .error(format!("{peer}: {}", CodeFailure::Broken(why)));
-        drop_at_gate(io, id);
+        if frame.is_empty() && !io.links[id].conn.can_read() {
+            return;
+        }
     }
 }
 

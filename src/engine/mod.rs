@@ -191,12 +191,20 @@ impl Engine {
     /// Runs `service` until it is done.
     pub fn run(&mut self, service: &mut impl Service) -> io::Result<()> {
         let mut service_at: Option<Instant> = None;
+        let recheck = crate::platform::readiness_recheck();
+        let mut recheck_at = recheck.map(|every| Instant::now() + every);
         loop {
             let report_at = self.io.gate.report_at(Instant::now());
-            let next = [self.io.next_timer(), service_at, self.accept_at, report_at]
-                .into_iter()
-                .flatten()
-                .min();
+            let next = [
+                self.io.next_timer(),
+                service_at,
+                self.accept_at,
+                report_at,
+                recheck_at,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let timeout = next.map(|at| at.saturating_duration_since(Instant::now()));
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => {}
@@ -223,6 +231,15 @@ impl Engine {
             }
             for (id, readable, writable) in ready {
                 self.io.ready(service, id, readable, writable);
+            }
+            if let (Some(at), Some(every)) = (recheck_at, recheck)
+                && at <= self.io.now
+            {
+                recheck_at = Some(self.io.now + every);
+                let ids: Vec<Id> = self.io.links.iter().map(|(id, _)| id).collect();
+                for id in ids {
+                    self.io.ready(service, id, true, true);
+                }
             }
             if woken {
                 service.woken(&mut self.io);
@@ -318,10 +335,16 @@ impl Io {
     /// Moves whole frames from connection `id` into `into`, about `limit`
     /// bytes at most (one frame always). True if it may have more now.
     pub fn read(&mut self, id: Id, into: &mut Vec<u8>, limit: usize) -> bool {
+        self.read_with(id, limit, |frames| into.extend_from_slice(frames))
+    }
+
+    /// [`read`](Self::read), handing each run of whole frames to `each`
+    /// where it lies, without a copy.
+    pub fn read_with(&mut self, id: Id, limit: usize, each: impl FnMut(&[u8])) -> bool {
         let Some(link) = self.links.get_mut(id) else {
             return false;
         };
-        if let Some(end) = link.conn.read_frames(&mut self.scratch, into, limit) {
+        if let Some(end) = link.conn.read_with(&mut self.scratch, limit, each) {
             let happening = match end {
                 ReadEnd::Closed => Happening::PeerClosed,
                 ReadEnd::Failed(e) => Happening::ReceiveFailed(describe_receive_error(&e)),
