@@ -11,18 +11,23 @@
 //!   what goes to whom), `room::pace` (how fast a member may talk),
 //!   `tls::code`'s `ServerExchange` and `Gate` (the shared code), and
 //!   [`throttle`], [`access`].
+//! - The console: [`terminal`] (plain lines or the line editor), [`output`]
+//!   (everything shown, through one queue), [`input`] (typed lines turned
+//!   into frames), [`outbox`] (the bounded queue from the user's lines to a
+//!   connection), [`event`] (what a program's main thread reacts to).
 //! - The I/O engine: [`engine`], the server's one event loop over every
 //!   socket (the listener, clients at the gate, conversations, room
 //!   members), with TLS by rustls' non-blocking API and timers as a
 //!   deadline heap; [`transport`] and [`connection`], the client's socket
 //!   and its two threads; [`tls`], identities and trust; [`platform`].
-//! - The console: [`terminal`] (plain lines or the line editor), [`output`]
-//!   (everything shown, through one queue), [`input`] (typed lines turned
-//!   into frames), [`outbox`] (the bounded queue from the user's lines to a
-//!   connection), [`event`] (what a program's main thread reacts to).
 //! - The programs: [`server`] (one conversation at a time, a waiting line),
 //!   [`room`] (everyone in one room), [`client`]; the binaries in `src/bin/`
 //!   only parse arguments. [`errors`] words failures for all of them.
+//!
+//! Not yet so: the console and the client's connection still know rooms
+//! (the client's hold for a room's greeting in [`outbox`] and [`connection`],
+//! room commands answered in [`input`], room lines in [`output`]); they are
+//! to move up into the client program.
 //!
 //! Threads. The server: its main thread runs the event loop, which reads,
 //! writes and decides for every connection; besides it only the operator's

@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use crate::Exit;
 use crate::access::Access;
 use crate::display::push_visible_line;
-use crate::ending::{Ending, Happening, Rules};
+use crate::ending::{Ending, Happening};
 pub use crate::engine::TlsConfig;
-use crate::engine::{Engine, GateConfig, Id, Io, News, Service, Tick, secure};
+use crate::engine::{Id, Io, Listening, News, Service, Tick, listen};
 use crate::errors::describe_failure;
 use crate::event::{Event, Events, Input};
 use crate::farewell::refusal;
@@ -68,25 +68,13 @@ pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
     let console = Console::open(config.max_message_size, &events, WAITING_PROMPT)?;
     let output = Arc::clone(&console.output);
     let address = listener.local_addr()?;
-    let tls = match &config.tls {
-        Some(tls) => Some(Arc::new(secure(tls, &output).map_err(io::Error::other)?)),
-        None => None,
-    };
-    if tls.is_none() && !address.ip().is_loopback() {
-        output.status(
-            "warning: conversations are not encrypted: anyone on the network path can read them (start with --tls to encrypt)",
-        );
-    }
-    let gate = GateConfig {
-        access: config.access.clone(),
-        tls,
-    };
-    let rules = Rules {
-        input_end_closes: false,
+    let listening = Listening {
+        tls: config.tls.as_ref(),
+        access: &config.access,
         idle_timeout: config.idle_timeout,
+        max_message_size: config.max_message_size,
     };
-    let mut engine = Engine::new(listener, gate, rules, config.max_message_size, &output)?;
-    events.wake_with(engine.waker());
+    let mut engine = listen(listener, listening, &output, &events)?;
     {
         let events = events.clone();
         output.when_room(move || events.wake());
@@ -106,15 +94,9 @@ pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
     };
     // Events sent before the loop could be woken are waiting.
     events.wake();
-    let exit = match engine.run(&mut service) {
-        Ok(()) => service.exit.unwrap_or(Exit::Success),
-        Err(e) => {
-            output.error(format!(
-                "the event loop failed: {}",
-                crate::errors::lowercase_os_error(&e)
-            ));
-            Exit::Failure
-        }
+    let exit = match engine.run_to_end(&mut service) {
+        true => service.exit.unwrap_or(Exit::Success),
+        false => Exit::Failure,
     };
     console.close();
     console.finish_for(exit);
@@ -363,16 +345,16 @@ impl Conversations<'_> {
     /// The conversation with `current` ended as `ending`.
     fn ended(&mut self, io: &mut Io, current: Current, ending: Ending) {
         self.console.recipient.set(None);
-        // Free the server (or take the next in line) before saying so, so
-        // that a client that connects after reading the report is served
-        // at once.
+        // Said before the next in line is served; a client that connects
+        // after reading the report is served at once all the same (the
+        // loop takes it after this round).
         let stopping = matches!(ending, Ending::Interrupted | Ending::OutputClosed)
             || self.exit.is_some()
             || self.config.once;
+        let failed = report(self.output(), &current.label, &ending);
         if !stopping {
             self.next(io);
         }
-        let failed = report(self.output(), &current.label, &ending);
         match ending {
             Ending::Interrupted => self.exit = Some(Exit::Interrupted),
             Ending::OutputClosed => {

@@ -29,11 +29,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events as Readiness, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
 
+use crate::access::Access;
 use crate::ending::{Closing, Ending, Happening, Rules};
 use crate::errors::{describe_receive_error, describe_send_error, lowercase_os_error};
+use crate::event::Events;
 use crate::output::Output;
 use crate::throttle::Throttle;
 use conn::{Conn, Flushed, ReadEnd};
@@ -128,7 +130,7 @@ pub struct Io {
 /// The loop itself.
 pub struct Engine {
     poll: Poll,
-    events: Events,
+    events: Readiness,
     listener: TcpListener,
     waker: Arc<Waker>,
     io: Io,
@@ -139,7 +141,60 @@ pub struct Engine {
     output: Arc<Output>,
 }
 
+/// What a server program listens with.
+pub struct Listening<'a> {
+    pub tls: Option<&'a TlsConfig>,
+    pub access: &'a Access,
+    pub idle_timeout: Option<Duration>,
+    pub max_message_size: usize,
+}
+
+/// Opens a server's loop on `listener`: its TLS identity and code loaded
+/// or made (and said), a warning if it talks in the clear beyond this
+/// machine, and `events` (the operator's console) waking the loop.
+pub fn listen(
+    listener: std::net::TcpListener,
+    listening: Listening<'_>,
+    output: &Arc<Output>,
+    events: &Events,
+) -> io::Result<Engine> {
+    let address = listener.local_addr()?;
+    let tls = match listening.tls {
+        Some(tls) => Some(Arc::new(secure(tls, output).map_err(io::Error::other)?)),
+        None => None,
+    };
+    if tls.is_none() && !address.ip().is_loopback() {
+        output.status(
+            "warning: conversations are not encrypted: anyone on the network path can read them (start with --tls to encrypt)",
+        );
+    }
+    let gate = GateConfig {
+        access: listening.access.clone(),
+        tls,
+    };
+    let rules = Rules {
+        input_end_closes: false,
+        idle_timeout: listening.idle_timeout,
+    };
+    let engine = Engine::new(listener, gate, rules, listening.max_message_size, output)?;
+    events.wake_with(engine.waker());
+    Ok(engine)
+}
+
 impl Engine {
+    /// Runs `service` until it is done: false if the loop itself failed
+    /// (said to the operator).
+    pub fn run_to_end(&mut self, service: &mut impl Service) -> bool {
+        match self.run(service) {
+            Ok(()) => true,
+            Err(e) => {
+                self.output
+                    .error(format!("the event loop failed: {}", lowercase_os_error(&e)));
+                false
+            }
+        }
+    }
+
     /// A loop accepting on `listener` through the gate `gate`; admitted
     /// connections end by `rules`.
     pub fn new(
@@ -171,7 +226,7 @@ impl Engine {
         };
         Ok(Self {
             poll,
-            events: Events::with_capacity(1024),
+            events: Readiness::with_capacity(1024),
             listener,
             waker,
             io,

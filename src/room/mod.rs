@@ -37,8 +37,8 @@ use std::time::Duration;
 
 use crate::Exit;
 use crate::access::Access;
-use crate::ending::Rules;
-use crate::engine::{Engine, GateConfig, TlsConfig, secure};
+pub use crate::engine::TlsConfig;
+use crate::engine::{Listening, listen};
 use crate::event::Events;
 use crate::input::AfterQuit;
 use crate::outbox::Outbox;
@@ -92,25 +92,13 @@ pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
     let console = Console::open(config.max_message_size, &events, "> ")?;
     let output = Arc::clone(&console.output);
     let address = listener.local_addr()?;
-    let tls = match &config.tls {
-        Some(tls) => Some(Arc::new(secure(tls, &output).map_err(io::Error::other)?)),
-        None => None,
-    };
-    if tls.is_none() && !address.ip().is_loopback() {
-        output.status(
-            "warning: conversations are not encrypted: anyone on the network path can read them (start with --tls to encrypt)",
-        );
-    }
-    let gate = GateConfig {
-        access: config.access.clone(),
-        tls,
-    };
-    let rules = Rules {
-        input_end_closes: false,
+    let listening = Listening {
+        tls: config.tls.as_ref(),
+        access: &config.access,
         idle_timeout: config.idle_timeout,
+        max_message_size: config.max_message_size,
     };
-    let mut engine = Engine::new(listener, gate, rules, config.max_message_size, &output)?;
-    events.wake_with(engine.waker());
+    let mut engine = listen(listener, listening, &output, &events)?;
     let lines = {
         let events = events.clone();
         Arc::new(Outbox::waking(move || events.wake()))
@@ -141,16 +129,9 @@ pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
     console.start_input(&events, AfterQuit::Continue)?;
     // Events sent before the loop could be woken are waiting.
     events.wake();
-    let result = engine.run(&mut service);
-    let exit = match result {
-        Ok(()) => service.exit.unwrap_or(Exit::Success),
-        Err(e) => {
-            output.error(format!(
-                "the event loop failed: {}",
-                crate::errors::lowercase_os_error(&e)
-            ));
-            Exit::Failure
-        }
+    let exit = match engine.run_to_end(&mut service) {
+        true => service.exit.unwrap_or(Exit::Success),
+        false => Exit::Failure,
     };
     console.close();
     console.finish_for(exit);
