@@ -48,6 +48,11 @@ const TELL_AFTER: Duration = Duration::from_millis(200);
 /// A received read is shown this much at a time at most.
 const SHOW_AT_ONCE: usize = 256 * 1024;
 
+/// A conversation is read this much in one round of the loop at most; the
+/// rest next round, so that a flood never holds the operator's `q`, the
+/// waiting line or the timers.
+const READ_PER_ROUND: usize = 4 << 20;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub max_message_size: usize,
@@ -210,7 +215,12 @@ impl Conversations<'_> {
             return;
         };
         let (id, label) = (current.id, Arc::clone(&current.label));
+        let mut read = 0;
         loop {
+            if read >= READ_PER_ROUND {
+                io.read_later(id);
+                return;
+            }
             let output = &self.console.output;
             let room = output.has_room();
             if let Some(current) = &mut self.current {
@@ -221,7 +231,10 @@ impl Conversations<'_> {
             }
             let mut text = output.buffer();
             // Straight from the loop's read buffer to what is shown.
-            let more = io.read_with(id, SHOW_AT_ONCE, |frames| push_lines(&mut text, frames));
+            let more = io.read_with(id, SHOW_AT_ONCE, |frames| {
+                read += frames.len();
+                push_lines(&mut text, frames);
+            });
             if !text.is_empty() {
                 output.messages_now(&label, text);
             }

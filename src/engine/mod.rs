@@ -119,6 +119,9 @@ pub struct Io {
     scratch: Vec<u8>,
     /// Connections with something to write since the last flush.
     dirty: Vec<Id>,
+    /// Connections a service stopped reading with more at hand: read again
+    /// next round (the socket will not say so again).
+    again: Vec<Id>,
     happenings: VecDeque<(Id, Happening)>,
     news: VecDeque<(Id, News)>,
     rules: Rules,
@@ -217,6 +220,7 @@ impl Engine {
             generation: 0,
             scratch: vec![0; SCRATCH],
             dirty: Vec::new(),
+            again: Vec::new(),
             happenings: VecDeque::new(),
             news: VecDeque::new(),
             rules,
@@ -260,7 +264,10 @@ impl Engine {
             .into_iter()
             .flatten()
             .min();
-            let timeout = next.map(|at| at.saturating_duration_since(Instant::now()));
+            let timeout = match self.io.again.is_empty() {
+                true => next.map(|at| at.saturating_duration_since(Instant::now())),
+                false => Some(Duration::ZERO),
+            };
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -286,6 +293,9 @@ impl Engine {
             }
             for (id, readable, writable) in ready {
                 self.io.ready(service, id, readable, writable);
+            }
+            for id in std::mem::take(&mut self.io.again) {
+                self.io.ready(service, id, true, false);
             }
             if let (Some(at), Some(every)) = (recheck_at, recheck)
                 && at <= self.io.now
@@ -416,6 +426,15 @@ impl Io {
             self.dirty.push(id);
         }
         link.conn.can_read()
+    }
+
+    /// The service stops reading connection `id` for this round with more
+    /// at hand, so that one fast peer cannot hold the loop: it is readable
+    /// again next round.
+    pub fn read_later(&mut self, id: Id) {
+        if self.links.contains(id) && !self.again.contains(&id) {
+            self.again.push(id);
+        }
     }
 
     /// Whether connection `id` may have frames to read now.

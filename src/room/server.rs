@@ -21,6 +21,11 @@ use crate::event::{Event, Input};
 use crate::outbox::Outbox;
 use crate::output::{Output, Shown};
 
+/// A member is read this much in one round of the loop at most (its pace
+/// usually stops it long before); the rest next round, so that no talker
+/// holds the loop.
+const READ_PER_ROUND: usize = 4 << 20;
+
 pub(super) struct RoomService {
     pub room: Room,
     pub output: Arc<Output>,
@@ -81,12 +86,18 @@ impl RoomService {
     /// Reads member `id` as far as its pace allows; one no longer in the
     /// room is read to its end and what it says dropped.
     fn read(&mut self, io: &mut Io, id: Id) {
+        let mut read = 0;
         loop {
+            if read >= READ_PER_ROUND {
+                io.read_later(id);
+                return;
+            }
             self.frames.clear();
             if !self.room.is_here(id) || self.room.is_closing() {
                 if !io.read(id, &mut self.frames, usize::MAX) {
                     return;
                 }
+                read += self.frames.len().max(1);
                 continue;
             }
             if self
@@ -98,6 +109,7 @@ impl RoomService {
                 return;
             }
             let more = io.read(id, &mut self.frames, self.room.portion());
+            read += self.frames.len();
             if !self.frames.is_empty() {
                 let now = io.now();
                 let mut world = Self::over(io, &self.output, &self.room);
