@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 use crate::display::push_visible;
+use crate::frame::{HEADER_LEN, split_frames};
 use crate::room::names;
 
 /// Ends the first frame a room server sends, and says which version of the
@@ -168,14 +169,8 @@ pub fn earlier(said: &[u8]) -> Vec<u8> {
 }
 
 /// The payloads of well-formed frames (as we encode them) in `bytes`.
-pub fn frames(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    std::iter::from_fn(move || {
-        let (header, rest) = bytes.split_first_chunk::<4>()?;
-        let len = (u32::from_be_bytes(*header) as usize).min(rest.len());
-        let (payload, rest) = rest.split_at(len);
-        bytes = rest;
-        Some(payload)
-    })
+pub fn frames(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    split_frames(bytes).map(|frame| &frame[HEADER_LEN..])
 }
 
 /// `bytes`, whole frames, in runs of consecutive frames of at most `limit`
@@ -183,8 +178,8 @@ pub fn frames(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 pub fn portions(mut bytes: &[u8], limit: usize) -> impl Iterator<Item = &[u8]> {
     std::iter::from_fn(move || {
         let mut end = 0;
-        while let Some(header) = bytes[end..].first_chunk::<4>() {
-            let next = (end + 4 + u32::from_be_bytes(*header) as usize).min(bytes.len());
+        for frame in split_frames(bytes) {
+            let next = end + frame.len();
             if end > 0 && next > limit {
                 break;
             }
