@@ -5,6 +5,8 @@
 //! messages reaches the socket in one write; [`FrameReader`] decodes frames from
 //! any byte stream, however the bytes are chunked, and checks the declared length
 //! against its maximum before it reserves a single byte for the payload.
+//! [`read_header`] is the one place a header is read, and [`split_frames`]
+//! walks a buffer of frames we encoded (a batch, a queue's contents).
 
 use std::fmt;
 use std::io::{self, ErrorKind, Read};
@@ -45,30 +47,11 @@ impl fmt::Display for TooLong {
 
 impl std::error::Error for TooLong {}
 
-/// The payload length a frame's header at the start of `buf` declares, if
-/// the header is there.
-#[inline]
-pub fn header_len(buf: &[u8]) -> Option<usize> {
-    buf.get(..HEADER_LEN)
-        .map(|header| BigEndian::read_u32(header) as usize)
-}
-
-/// The payloads of the whole frames in `bytes` (keepalives included, as
-/// empty payloads), as far as they are whole.
-pub fn payloads(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    std::iter::from_fn(move || {
-        let len = header_len(bytes)?;
-        let payload = bytes.get(HEADER_LEN..HEADER_LEN + len)?;
-        bytes = &bytes[HEADER_LEN + len..];
-        Some(payload)
-    })
-}
-
 /// [`payloads`], each with what follows it in `bytes` (see
 /// [`Payload::with_slack`]).
 pub fn payloads_with_slack(mut bytes: &[u8]) -> impl Iterator<Item = Payload<'_>> {
     std::iter::from_fn(move || {
-        let len = header_len(bytes)?;
+        let len = read_header(bytes)?;
         let rest = bytes.get(HEADER_LEN..)?;
         if rest.len() < len {
             return None;
@@ -96,6 +79,34 @@ pub fn encode_frame(dst: &mut Vec<u8>, payload: &[u8], max: usize) -> io::Result
 #[cold]
 fn too_long_to_send(len: usize, max: usize) -> io::Error {
     io::Error::new(ErrorKind::InvalidInput, TooLong { len, max })
+}
+
+/// The payload length declared by the header `bytes` starts with; `None`
+/// if they are shorter than a header.
+#[inline]
+pub fn read_header(bytes: &[u8]) -> Option<usize> {
+    let header = bytes.get(..HEADER_LEN)?;
+    Some(BigEndian::read_u32(header) as usize)
+}
+
+/// The payload of each frame of `bytes` (see [`split_frames`]), keepalives
+/// included as empty payloads.
+pub fn payloads(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    split_frames(bytes).map(|frame| &frame[HEADER_LEN..])
+}
+
+/// Each frame of `bytes`, header included, in order: for buffers of frames
+/// as we encode them, whole and back to back. A last frame cut short is
+/// handed out as far as it goes; fewer than [`HEADER_LEN`] bytes left at the
+/// end are not a frame.
+pub fn split_frames(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let len = read_header(bytes)?;
+        let whole = HEADER_LEN + len.min(bytes.len() - HEADER_LEN);
+        let (frame, rest) = bytes.split_at(whole);
+        bytes = rest;
+        Some(frame)
+    })
 }
 
 /// One received payload, where it lies in a [`FrameReader`]'s buffer.
@@ -218,10 +229,9 @@ impl<R: Read> FrameReader<R> {
         let buffered = &self.buf[..self.end];
         let mut start = self.start;
         let outcome = loop {
-            let Some(header) = buffered.get(start..start + HEADER_LEN) else {
+            let Some(len) = buffered.get(start..).and_then(read_header) else {
                 break Ok(HEADER_LEN);
             };
-            let len = BigEndian::read_u32(header) as usize;
             if len > self.max {
                 break Err(TooLong { len, max: self.max });
             }
@@ -274,12 +284,10 @@ impl<R: Read> FrameReader<R> {
     /// making room for whatever is still missing.
     fn next_buffered(&mut self) -> Result<Option<Range<usize>>, TooLong> {
         loop {
-            let avail = self.end - self.start;
-            if avail < HEADER_LEN {
+            let Some(len) = read_header(&self.buf[self.start..self.end]) else {
                 self.make_room(HEADER_LEN);
                 return Ok(None);
-            }
-            let len = BigEndian::read_u32(&self.buf[self.start..]) as usize;
+            };
             if len > self.max {
                 return Err(TooLong { len, max: self.max });
             }
@@ -288,7 +296,7 @@ impl<R: Read> FrameReader<R> {
                 continue;
             }
             let total = HEADER_LEN + len;
-            if avail < total {
+            if self.end - self.start < total {
                 self.make_room(total);
                 return Ok(None);
             }
@@ -321,4 +329,45 @@ impl<R: Read> FrameReader<R> {
 /// A [`TooLong`] header as the I/O error [`FrameReader::read_frame`] returns.
 pub fn too_long_error(too_long: TooLong) -> io::Error {
     io::Error::new(ErrorKind::InvalidData, too_long)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_frame(&mut out, payload, DEFAULT_MAX_MESSAGE_SIZE).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_header_is_four_bytes_big_endian() {
+        assert_eq!(read_header(&[0, 0, 1, 2, 9]), Some(258));
+        assert_eq!(read_header(&[0xff; 4]), Some(u32::MAX as usize));
+        assert_eq!(read_header(&[0, 0, 1]), None);
+        assert_eq!(read_header(&[]), None);
+    }
+
+    #[test]
+    fn frames_are_split_whole_in_order() {
+        let bytes = [frame(b"one"), frame(b""), frame(b"three")].concat();
+        let frames: Vec<&[u8]> = split_frames(&bytes).collect();
+        assert_eq!(
+            frames,
+            [&frame(b"one")[..], &frame(b"")[..], &frame(b"three")[..]]
+        );
+        assert_eq!(split_frames(&[]).count(), 0);
+    }
+
+    #[test]
+    fn a_last_frame_cut_short_goes_as_far_as_it_goes_and_a_partial_header_is_none() {
+        let mut bytes = [frame(b"one"), frame(b"three")].concat();
+        bytes.truncate(bytes.len() - 2);
+        let frames: Vec<&[u8]> = split_frames(&bytes).collect();
+        assert_eq!(frames, [&frame(b"one")[..], &frame(b"three")[..7]]);
+        let frames: Vec<&[u8]> = split_frames(&[0xff; 7]).collect();
+        assert_eq!(frames, [&[0xff; 7][..]]);
+        assert_eq!(split_frames(&[0, 0, 0]).count(), 0);
+    }
 }

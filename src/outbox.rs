@@ -22,6 +22,8 @@ use std::mem;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
+use crate::frame::{HEADER_LEN, split_frames};
+
 /// How many bytes may wait for the socket before a waiting push blocks.
 pub const OUTBOX_LIMIT: usize = 1 << 20;
 
@@ -432,14 +434,11 @@ impl Outbox {
 fn keep_frames_within(batch: &mut Vec<u8>, max: usize) -> usize {
     let mut dropped = 0;
     let mut kept = Vec::with_capacity(batch.len());
-    let mut rest = &batch[..];
-    while let Some((header, after)) = rest.split_first_chunk::<4>() {
-        let len = (u32::from_be_bytes(*header) as usize).min(after.len());
-        match len > max {
+    for frame in split_frames(batch) {
+        match frame.len() - HEADER_LEN > max {
             true => dropped += 1,
-            false => kept.extend_from_slice(&rest[..4 + len]),
+            false => kept.extend_from_slice(frame),
         }
-        rest = &after[len..];
     }
     if dropped > 0 {
         *batch = kept;

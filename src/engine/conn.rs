@@ -18,7 +18,7 @@ use std::time::Duration;
 use mio::net::TcpStream;
 
 use crate::ending::Observed;
-use crate::frame::{HEADER_LEN, TooLong, header_len, too_long_error};
+use crate::frame::{HEADER_LEN, TooLong, read_header, too_long_error};
 use crate::platform::unacknowledged;
 
 /// Plaintext sealed into TLS records at once: the socket is offered about
@@ -146,9 +146,11 @@ impl Conn {
     /// Whether a read could bring something now: whole frames are pending,
     /// or the socket has not said it is empty, or an end is to be told.
     pub fn can_read(&self) -> bool {
-        self.readable || self.read_end.as_ref().is_some_and(Option::is_some) || {
-            matches!(header_len(&self.pending), Some(len) if self.pending.len() >= HEADER_LEN + len)
-        }
+        self.readable
+            || self.read_end.as_ref().is_some_and(Option::is_some)
+            || {
+                matches!(read_header(&self.pending), Some(len) if self.pending.len() >= HEADER_LEN + len)
+            }
     }
 
     /// Whether the receiving half has ended (told or not).
@@ -483,7 +485,7 @@ impl Conn {
 /// ever kept).
 fn whole_frames(buf: &[u8], max: usize, limit: usize) -> Result<usize, TooLong> {
     let mut end = 0;
-    while let Some(len) = header_len(&buf[end..]) {
+    while let Some(len) = read_header(&buf[end..]) {
         if len > max {
             return match end {
                 0 => Err(TooLong { len, max }),

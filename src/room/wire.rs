@@ -168,14 +168,8 @@ pub fn earlier(said: &[u8]) -> Vec<u8> {
 }
 
 /// The payloads of well-formed frames (as we encode them) in `bytes`.
-pub fn frames(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    std::iter::from_fn(move || {
-        let (header, rest) = bytes.split_first_chunk::<4>()?;
-        let len = (u32::from_be_bytes(*header) as usize).min(rest.len());
-        let (payload, rest) = rest.split_at(len);
-        bytes = rest;
-        Some(payload)
-    })
+pub fn frames(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    crate::frame::payloads(bytes)
 }
 
 /// Whether `line`, the first a server sent, says the server is a room: a
