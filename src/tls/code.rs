@@ -444,7 +444,7 @@ impl<'a> Link<'a> {
     fn receive(&mut self) -> Result<Vec<u8>, Failure> {
         let mut header = [0u8; HEADER_LEN];
         self.read_exact(&mut header)?;
-        let len = u32::from_be_bytes(header) as usize;
+        let len = crate::frame::read_header(&header).expect("a whole header");
         if len > MAX_EXCHANGE_FRAME {
             return Err(Failure::Broken(format!(
                 "unexpected message of {len} bytes"
