@@ -20,6 +20,10 @@ mod unix;
 mod scale;
 
 #[cfg(unix)]
+#[path = "room/members.rs"]
+mod members;
+
+#[cfg(unix)]
 #[path = "room/svg.rs"]
 mod svg;
 
