@@ -138,9 +138,13 @@ impl Conn {
         self.max = max;
     }
 
-    /// The socket was reported readable.
+    /// The socket was reported readable. (Not once the receiving half has
+    /// ended: a readiness report after the end, an error or a hang-up, must
+    /// not make a read look possible again, or a reader loops on nothing.)
     pub fn set_readable(&mut self) {
-        self.readable = true;
+        if self.read_end.is_none() {
+            self.readable = true;
+        }
     }
 
     /// Whether a read could bring something now: whole frames are pending,
@@ -202,6 +206,7 @@ impl Conn {
                 return None;
             }
             if let Some(end) = &mut self.read_end {
+                self.readable = false;
                 return end.take();
             }
             if !self.readable {
@@ -525,6 +530,44 @@ mod tests {
             encode_frame(&mut out, p, usize::MAX).unwrap();
         }
         out
+    }
+
+    /// A connection over a loopback pair, and the peer's end of it.
+    fn pair() -> (Conn, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, addr) = listener.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        (Conn::new(TcpStream::from_std(ours), addr, 1 << 20), peer)
+    }
+
+    #[test]
+    fn after_its_end_a_connection_is_never_readable_again() {
+        use std::io::Write;
+        let (mut conn, mut peer) = pair();
+        peer.write_all(&frames(&[b"last"])).unwrap();
+        drop(peer);
+        let mut scratch = vec![0; 1024];
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let end = loop {
+            if let Some(end) = conn.read_frames(&mut scratch, &mut got, usize::MAX) {
+                break end;
+            }
+            assert!(std::time::Instant::now() < deadline, "no end");
+            conn.set_readable();
+        };
+        assert!(matches!(end, ReadEnd::Closed), "{end:?}");
+        assert_eq!(got, frames(&[b"last"]));
+        // A readiness report after the end (a hang-up, the Windows
+        // recheck, a read put off to the next round) changes nothing.
+        conn.set_readable();
+        assert!(!conn.can_read());
+        assert!(
+            conn.read_frames(&mut scratch, &mut got, usize::MAX)
+                .is_none()
+        );
+        assert!(!conn.can_read());
     }
 
     #[test]
