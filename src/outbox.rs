@@ -85,6 +85,19 @@ struct State {
     aborted: bool,
 }
 
+impl State {
+    /// Keeps the batches a writer has written (emptied) for reuse, as many
+    /// as are worth keeping.
+    fn recycle(&mut self, batches: &mut Vec<Vec<u8>>) {
+        for mut batch in batches.drain(..) {
+            if self.spare.len() < SPARE_BUFFERS {
+                batch.clear();
+                self.spare.push(batch);
+            }
+        }
+    }
+}
+
 /// What became of a batch handed to [`Outbox::push`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Pushed {
@@ -137,12 +150,7 @@ impl Outbox {
     /// is nothing more to send (closed and empty, or aborted).
     pub fn take_now(&self, batches: &mut Vec<Vec<u8>>) -> bool {
         let mut state = self.lock();
-        for mut batch in batches.drain(..) {
-            if state.spare.len() < SPARE_BUFFERS {
-                batch.clear();
-                state.spare.push(batch);
-            }
-        }
+        state.recycle(batches);
         if state.aborted {
             return false;
         }
@@ -359,12 +367,7 @@ impl Outbox {
     /// closed and is empty, or was aborted.
     pub fn take(&self, batches: &mut Vec<Vec<u8>>) -> bool {
         let mut state = self.lock();
-        for mut batch in batches.drain(..) {
-            if state.spare.len() < SPARE_BUFFERS {
-                batch.clear();
-                state.spare.push(batch);
-            }
-        }
+        state.recycle(batches);
         state.sending = false;
         // Never while a push writes: it may still queue what it could not.
         loop {

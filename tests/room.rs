@@ -821,17 +821,7 @@ fn a_room_with_a_shared_code_lets_in_who_knows_it_and_refuses_the_rest() {
     let code = [("CHAT_CODE", "42-orbit-velvet-candle")];
     let (mut server, _) = support::tls_server(&dir, &["--room", "--code"], &code);
 
-    let mut wrong = support::tls_client(
-        &server,
-        &dir,
-        &["--code", "--name", "mallory"],
-        &[("CHAT_CODE", "42-orbit-velvet-candles")],
-    );
-    wrong.say("must not arrive");
-    assert_eq!(wrong.wait().code(), Some(1));
-    let said = wrong.all_stderr().join("\n");
-    assert!(said.contains("refused the code: wrong code"), "{said}");
-    server.expect_status("wrong code");
+    support::wrong_code_is_refused(&mut server, &dir, &["--name", "mallory"]);
 
     let mut alice = support::tls_client(
         &server,

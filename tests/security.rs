@@ -162,17 +162,7 @@ fn a_shared_code_authenticates_and_a_wrong_one_is_refused_on_both_sides() {
         server.drain_stderr()
     );
 
-    let mut wrong = tls_client(
-        &server,
-        &dir,
-        &["--code"],
-        &[("CHAT_CODE", "42-orbit-velvet-candles")],
-    );
-    wrong.say("must not arrive");
-    assert_eq!(wrong.wait().code(), Some(1));
-    let said = wrong.all_stderr().join("\n");
-    assert!(said.contains("refused the code: wrong code"), "{said}");
-    server.expect_status("wrong code");
+    support::wrong_code_is_refused(&mut server, &dir, &[]);
 
     // Typed differently (spaces, capitals): the same code.
     let mut right = tls_client(

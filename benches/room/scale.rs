@@ -337,6 +337,12 @@ fn proc_status(pid: u32, field: &str) -> Option<u64> {
 
 /// User + system CPU time of a process, all its threads, from `/proc`.
 fn cpu_time(pid: u32) -> Duration {
+    cpu_time_of(&pid.to_string())
+}
+
+/// User + system CPU time of the process `pid` (a number, or `self`), all
+/// its threads, from `/proc`.
+pub fn cpu_time_of(pid: &str) -> Duration {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name, which is in parentheses: utime and
     // stime are the 12th and 13th of them, in clock ticks.

@@ -375,19 +375,7 @@ struct Relayed {
 
 /// User + system CPU time of a process (`self` or a pid), from `/proc`.
 fn cpu_time(pid: &str) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses: utime and
-    // stime are the 12th and 13th of them, in clock ticks.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
-        .sum();
-    // sysconf(_SC_CLK_TCK) is 100 on every Linux in use.
-    Duration::from_millis(ticks * 10)
+    crate::scale::cpu_time_of(pid)
 }
 
 /// Reads the server's peak memory and CPU time, then stops it.

@@ -684,3 +684,21 @@ pub fn slow_to_answer(server: SocketAddr, delay: Duration) -> SocketAddr {
     });
     addr
 }
+
+/// A TLS client with the wrong code (`extra` added to its arguments) is
+/// refused on both sides and delivers nothing.
+pub fn wrong_code_is_refused(server: &mut Server, dir: &std::path::Path, extra: &[&str]) {
+    let mut args = vec!["--code"];
+    args.extend_from_slice(extra);
+    let mut wrong = tls_client(
+        server,
+        dir,
+        &args,
+        &[("CHAT_CODE", "42-orbit-velvet-candles")],
+    );
+    wrong.say("must not arrive");
+    assert_eq!(wrong.wait().code(), Some(1));
+    let said = wrong.all_stderr().join("\n");
+    assert!(said.contains("refused the code: wrong code"), "{said}");
+    server.expect_status("wrong code");
+}
