@@ -20,7 +20,7 @@ use crate::access::Access;
 use crate::display::push_visible_line;
 use crate::ending::{Ending, Happening};
 pub use crate::engine::TlsConfig;
-use crate::engine::{Id, Io, Listening, News, Service, Tick, listen};
+use crate::engine::{Engine, Id, Io, Listening, News, Service, Tick, listen};
 use crate::errors::describe_failure;
 use crate::event::{Event, Events, Input};
 use crate::farewell::refusal;
@@ -68,18 +68,20 @@ pub struct Config {
 /// Serves clients from `listener`, which is already bound, until Ctrl-C (or
 /// after one conversation with `once`).
 pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
-    let (sender, inbox) = mpsc::channel();
-    let events = Events::new(sender);
-    let console = Console::open(config.max_message_size, &events, WAITING_PROMPT)?;
+    let listening = Listening::new(
+        config.tls.as_ref(),
+        &config.access,
+        config.idle_timeout,
+        config.max_message_size,
+    );
+    let Opened {
+        events,
+        inbox,
+        console,
+        mut engine,
+        address,
+    } = open(listener, listening, WAITING_PROMPT)?;
     let output = Arc::clone(&console.output);
-    let address = listener.local_addr()?;
-    let listening = Listening {
-        tls: config.tls.as_ref(),
-        access: &config.access,
-        idle_timeout: config.idle_timeout,
-        max_message_size: config.max_message_size,
-    };
-    let mut engine = listen(listener, listening, &output, &events)?;
     {
         let events = events.clone();
         output.when_room(move || events.wake());
@@ -106,6 +108,37 @@ pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
     console.close();
     console.finish_for(exit);
     Ok(exit)
+}
+
+/// A server program's console and loop, opened.
+pub(crate) struct Opened {
+    pub events: Events,
+    pub inbox: Receiver<Event>,
+    pub console: Console,
+    pub engine: Engine,
+    pub address: SocketAddr,
+}
+
+/// Opens the operator's console (with `prompt`) and the loop on `listener`,
+/// the console's events waking the loop: what both server programs start
+/// with.
+pub(crate) fn open(
+    listener: TcpListener,
+    listening: Listening<'_>,
+    prompt: &str,
+) -> io::Result<Opened> {
+    let (sender, inbox) = mpsc::channel();
+    let events = Events::new(sender);
+    let console = Console::open(listening.max_message_size(), &events, prompt)?;
+    let address = listener.local_addr()?;
+    let engine = listen(listener, listening, &console.output, &events)?;
+    Ok(Opened {
+        events,
+        inbox,
+        console,
+        engine,
+        address,
+    })
 }
 
 /// The conversation going on.

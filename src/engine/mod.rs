@@ -146,10 +146,30 @@ pub struct Engine {
 
 /// What a server program listens with.
 pub struct Listening<'a> {
-    pub tls: Option<&'a TlsConfig>,
-    pub access: &'a Access,
-    pub idle_timeout: Option<Duration>,
-    pub max_message_size: usize,
+    tls: Option<&'a TlsConfig>,
+    access: &'a Access,
+    idle_timeout: Option<Duration>,
+    max_message_size: usize,
+}
+
+impl<'a> Listening<'a> {
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    pub fn new(
+        tls: Option<&'a TlsConfig>,
+        access: &'a Access,
+        idle_timeout: Option<Duration>,
+        max_message_size: usize,
+    ) -> Self {
+        Self {
+            tls,
+            access,
+            idle_timeout,
+            max_message_size,
+        }
+    }
 }
 
 /// Opens a server's loop on `listener`: its TLS identity and code loaded

@@ -32,17 +32,15 @@ use std::collections::BTreeSet;
 use std::io;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::Exit;
 use crate::access::Access;
+use crate::engine::Listening;
 pub use crate::engine::TlsConfig;
-use crate::engine::{Listening, listen};
-use crate::event::Events;
 use crate::input::AfterQuit;
 use crate::outbox::Outbox;
-use crate::terminal::Console;
+use crate::server::{Opened, open};
 use server::RoomService;
 use state::{Room, Settings};
 
@@ -87,18 +85,20 @@ pub fn parse_name(text: &str) -> Result<String, String> {
 /// Runs the room on `listener`, which is already bound, until the operator
 /// closes it (`q`) or Ctrl-C.
 pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
-    let (sender, inbox) = mpsc::channel();
-    let events = Events::new(sender);
-    let console = Console::open(config.max_message_size, &events, "> ")?;
+    let listening = Listening::new(
+        config.tls.as_ref(),
+        &config.access,
+        config.idle_timeout,
+        config.max_message_size,
+    );
+    let Opened {
+        events,
+        inbox,
+        console,
+        mut engine,
+        address,
+    } = open(listener, listening, "> ")?;
     let output = Arc::clone(&console.output);
-    let address = listener.local_addr()?;
-    let listening = Listening {
-        tls: config.tls.as_ref(),
-        access: &config.access,
-        idle_timeout: config.idle_timeout,
-        max_message_size: config.max_message_size,
-    };
-    let mut engine = listen(listener, listening, &output, &events)?;
     let lines = {
         let events = events.clone();
         Arc::new(Outbox::waking(move || events.wake()))
