@@ -308,20 +308,6 @@ impl Engine {
                     )),
                 }
             }
-            // Where readiness is looked for by hand, also before a newcomer
-            // is taken in: what the others did before it came (a reset, an
-            // end) is then known first, as it happened first.
-            let due = recheck_at.is_some_and(|at| at <= self.io.now);
-            if let Some(every) = recheck
-                && (due || accept)
-            {
-                recheck_at = Some(self.io.now + every);
-                let ids: Vec<Id> = self.io.links.iter().map(|(id, _)| id).collect();
-                for id in ids {
-                    self.io.ready(service, id, true, true);
-                }
-                self.io.settle(service);
-            }
             if accept {
                 self.accept(service);
             }
@@ -330,6 +316,15 @@ impl Engine {
             }
             for id in std::mem::take(&mut self.io.again) {
                 self.io.ready(service, id, true, false);
+            }
+            if let (Some(at), Some(every)) = (recheck_at, recheck)
+                && at <= self.io.now
+            {
+                recheck_at = Some(self.io.now + every);
+                let ids: Vec<Id> = self.io.links.iter().map(|(id, _)| id).collect();
+                for id in ids {
+                    self.io.ready(service, id, true, true);
+                }
             }
             if woken {
                 service.woken(&mut self.io);
