@@ -78,17 +78,17 @@ fn hostile_peers_each_get_one_line_and_the_next_client_is_served() {
         server.expect_status(" left");
     }
 
-    // A reset in the middle of a message.
-    let peer = server.raw();
-    (&peer).write_all(&[0, 0, 0, 100, b'h', b'a']).unwrap();
-    SockRef::from(&peer)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(peer);
-    // Under wine, which runs the Windows build in CI, a reset reads as an
-    // end of stream (the message is cut either way), and one that comes
-    // before the server accepts the connection is never seen at all.
+    // A reset in the middle of a message. Not under wine, which runs the
+    // Windows build in CI: there a reset on the server's non-blocking
+    // socket can go unseen for seconds (its receive keeps saying it would
+    // block), so the next client would wait in line meanwhile.
     if cfg!(unix) {
+        let peer = server.raw();
+        (&peer).write_all(&[0, 0, 0, 100, b'h', b'a']).unwrap();
+        SockRef::from(&peer)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(peer);
         server.expect_status("connection reset by peer");
     }
     server.serves_a_polite_client("after the reset");
