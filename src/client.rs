@@ -12,13 +12,14 @@ use crate::connection::{Connection, FirstFrame};
 use crate::conversation;
 use crate::ending::{Ending, Rules};
 use crate::errors::{describe_failure, lowercase_os_error};
+pub use crate::event::Shutdown;
 use crate::event::{Event, Events, Input};
 use crate::frame::encode_frame;
 use crate::input::{AfterQuit, Recipient};
 use crate::outbox::Outbox;
 use crate::output::Output;
 use crate::room::view::RoomView;
-use crate::terminal::Console;
+use crate::terminal::{Console, Stdio};
 use crate::tls::{ClientSettings, KnownHosts};
 use crate::transport::Transport;
 
@@ -194,11 +195,17 @@ fn connect_tcp(address: &str, timeout: Duration) -> Result<TcpStream, ConnectErr
 }
 
 /// Talks with the server until either side ends it.
-pub fn run(connected: Connected, config: Config) -> io::Result<Exit> {
+pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> io::Result<Exit> {
     let Connected { transport, notes } = connected;
     let (events, inbox) = mpsc::channel();
     let events = Events::new(events);
-    let console = Console::open(config.max_message_size, &events, "> ")?;
+    let console = Console::open(
+        config.max_message_size,
+        &events,
+        "> ",
+        Stdio::process(),
+        shutdown,
+    )?;
     let output = Arc::clone(&console.output);
     let peer = transport.stream().peer_addr()?;
     // Said first, so that it comes before anything the server sends.

@@ -4,7 +4,7 @@
 
 use std::io;
 use std::sync::mpsc::{SendError, Sender};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Where the events for a program's main thread go: its channel, and the
 /// waker of its event loop if it runs one (the server), so that an event
@@ -42,6 +42,51 @@ impl Events {
         if let Some(waker) = self.waker.get() {
             let _ = waker.wake();
         }
+    }
+}
+
+/// A request from outside to stop a program: the binaries point Ctrl-C,
+/// SIGTERM and hangups at it; a test calls [`request`](Self::request).
+/// Cheap to clone; clones are the same request.
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    state: Arc<Mutex<Stopping>>,
+}
+
+#[derive(Default)]
+struct Stopping {
+    requested: bool,
+    /// The running program's events, once it listens.
+    events: Option<Events>,
+}
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the program to stop, as Ctrl-C does. False if no program
+    /// listens yet (one that starts later is told at once).
+    pub fn request(&self) -> bool {
+        let mut state = crate::lock(&self.state);
+        state.requested = true;
+        match &state.events {
+            Some(events) => {
+                let _ = events.send(Event::Interrupt);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// From now on a request is an [`Event::Interrupt`] on `events`, and at
+    /// once if one came already.
+    pub(crate) fn tell(&self, events: &Events) {
+        let mut state = crate::lock(&self.state);
+        if state.requested {
+            let _ = events.send(Event::Interrupt);
+        }
+        state.events = Some(events.clone());
     }
 }
 

@@ -59,6 +59,7 @@
 
 pub mod access;
 pub mod client;
+pub mod clock;
 mod connection;
 mod conversation;
 mod display;
@@ -79,6 +80,9 @@ mod terminal;
 mod throttle;
 pub mod tls;
 mod transport;
+
+pub use event::Shutdown;
+pub use terminal::Stdio;
 
 /// Locks `mutex`, poisoned or not: nothing here can leave shared state half
 /// updated when a thread panics, so the state is still good to use.

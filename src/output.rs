@@ -24,9 +24,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::errors::to_stderr;
 use crate::event::{Event, Events};
-use crate::platform::write_stdout_now;
 
 /// How many bytes of messages may wait for the screen before receiving waits.
 const QUEUE_LIMIT: usize = 1 << 20;
@@ -138,6 +136,8 @@ struct State {
     full_seen: bool,
     /// Stdout is gone: messages are dropped from now on.
     closed: bool,
+    /// The program is done: the consumer stops once the queue is empty.
+    stopped: bool,
 }
 
 impl Output {
@@ -403,19 +403,32 @@ impl Output {
         *crate::lock(&self.waker) = waker;
     }
 
+    /// The program is done showing: the consumer thread ends once it has
+    /// written what is queued (see [`take`](Self::take)).
+    pub fn stop(&self) {
+        self.lock().stopped = true;
+        self.changed.notify_all();
+        if let Some(wake) = crate::lock(&self.waker).as_ref() {
+            wake();
+        }
+    }
+
     /// For the consumer: moves everything queued into `into`; waits for
-    /// something first if `wait`. Call [`done`](Self::done) once written.
-    pub(crate) fn take(&self, into: &mut Vec<Shown>, wait: bool) {
+    /// something first if `wait`, unless the output is stopped. Call
+    /// [`done`](Self::done) once written. False when there is nothing more
+    /// to show, ever: the output was stopped and everything was taken.
+    pub(crate) fn take(&self, into: &mut Vec<Shown>, wait: bool) -> bool {
         let mut state = self.lock();
         // Never while a producer writes to stdout itself.
-        while wait && (state.items.is_empty() || state.writing_now) {
+        while wait && (state.items.is_empty() || state.writing_now) && !state.stopped {
             state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
         if state.writing_now {
-            return;
+            return true;
         }
         into.extend(state.items.drain(..));
         state.writing = !into.is_empty();
+        !(state.stopped && into.is_empty())
     }
 
     /// For the consumer: `bytes` of what it took have reached stdout. The
@@ -471,24 +484,49 @@ impl Output {
     }
 }
 
+/// Where the plain consumer writes: messages to `stdout`, status and errors
+/// to `stderr`; `write_now`, if given, writes to the same stdout without
+/// waiting (see [`Output::show_now`]).
+pub struct Sinks {
+    pub stdout: Box<dyn Write + Send>,
+    pub stderr: Box<dyn Write + Send>,
+    pub write_now: Option<WriteNow>,
+}
+
+impl Sinks {
+    /// The process's own stdout and stderr.
+    pub fn process() -> Self {
+        Self {
+            stdout: Box::new(io::stdout()),
+            stderr: Box::new(io::stderr()),
+            write_now: Some(Box::new(crate::platform::write_stdout_now)),
+        }
+    }
+}
+
 /// Starts the plain consumer: messages to stdout as lines, status and errors
-/// to stderr.
-pub fn spawn_plain_writer(output: &Arc<Output>) -> io::Result<()> {
-    output.set_write_now(Box::new(write_stdout_now));
+/// to stderr. The thread ends once the output is stopped and everything
+/// queued was written.
+pub fn spawn_plain_writer(output: &Arc<Output>, mut sinks: Sinks) -> io::Result<()> {
+    if let Some(write_now) = sinks.write_now.take() {
+        output.set_write_now(write_now);
+    }
     let output = Arc::clone(output);
     thread::Builder::new()
         .name("output".into())
-        .spawn(move || write_plain(&output))?;
+        .spawn(move || write_plain(&output, &mut sinks))?;
     Ok(())
 }
 
-/// The plain consumer's loop, for the life of the program.
-pub(crate) fn write_plain(output: &Output) {
+/// The plain consumer's loop, until the output is stopped.
+pub(crate) fn write_plain(output: &Output, sinks: &mut Sinks) {
     let mut items = Vec::new();
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     let mut stdout_open = true;
     loop {
-        output.take(&mut items, true);
+        if !output.take(&mut items, true) {
+            return;
+        }
         for item in &items {
             match item {
                 Shown::Messages { text, .. } => {
@@ -497,21 +535,22 @@ pub(crate) fn write_plain(output: &Output) {
                     }
                     if text.len() >= WRITE_DIRECTLY {
                         // Large already: written as it is, without a copy.
-                        stdout_open = flush_batch(&mut batch, output) && write_stdout(text, output);
+                        stdout_open = flush_batch(&mut batch, output, sinks)
+                            && write_stdout(text, output, sinks);
                         continue;
                     }
                     batch.extend_from_slice(text);
                     if batch.len() >= WRITE_BATCH {
-                        stdout_open = flush_batch(&mut batch, output);
+                        stdout_open = flush_batch(&mut batch, output, sinks);
                     }
                 }
                 Shown::Status(text) => {
-                    stdout_open = stdout_open && flush_batch(&mut batch, output);
-                    to_stderr(text);
+                    stdout_open = stdout_open && flush_batch(&mut batch, output, sinks);
+                    line_to(&mut sinks.stderr, text);
                 }
                 Shown::Error(text) => {
-                    stdout_open = stdout_open && flush_batch(&mut batch, output);
-                    to_stderr(&format!("error: {text}"));
+                    stdout_open = stdout_open && flush_batch(&mut batch, output, sinks);
+                    line_to(&mut sinks.stderr, &format!("error: {text}"));
                 }
                 Shown::Room {
                     earlier: true,
@@ -519,13 +558,16 @@ pub(crate) fn write_plain(output: &Output) {
                     from,
                     lines,
                 } => {
-                    stdout_open = stdout_open && flush_batch(&mut batch, output);
+                    stdout_open = stdout_open && flush_batch(&mut batch, output, sinks);
                     for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                         let line = String::from_utf8_lossy(line);
-                        to_stderr(&match said {
-                            Said::Message => format!("-- earlier: {from}: {line}"),
-                            Said::Action => format!("-- earlier: * {from} {line}"),
-                        });
+                        line_to(
+                            &mut sinks.stderr,
+                            &match said {
+                                Said::Message => format!("-- earlier: {from}: {line}"),
+                                Said::Action => format!("-- earlier: * {from} {line}"),
+                            },
+                        );
                     }
                 }
                 Shown::Room {
@@ -549,13 +591,13 @@ pub(crate) fn write_plain(output: &Output) {
                         batch.extend_from_slice(line);
                     }
                     if batch.len() >= WRITE_BATCH {
-                        stdout_open = flush_batch(&mut batch, output);
+                        stdout_open = flush_batch(&mut batch, output, sinks);
                     }
                 }
             }
         }
         if stdout_open {
-            stdout_open = flush_batch(&mut batch, output);
+            stdout_open = flush_batch(&mut batch, output, sinks);
         }
         batch.clear();
         output.done(&mut items);
@@ -563,17 +605,27 @@ pub(crate) fn write_plain(output: &Output) {
 }
 
 /// Writes and empties `batch`; false (and the output closed) if stdout is gone.
-fn flush_batch(batch: &mut Vec<u8>, output: &Output) -> bool {
-    let open = batch.is_empty() || write_stdout(batch, output);
+fn flush_batch(batch: &mut Vec<u8>, output: &Output, sinks: &mut Sinks) -> bool {
+    let open = batch.is_empty() || write_stdout(batch, output, sinks);
     batch.clear();
     open
+}
+
+/// One line to `err`. A closed or broken stderr is not our failure: the
+/// line is dropped, never a panic.
+fn line_to(err: &mut dyn Write, line: &str) {
+    let mut bytes = Vec::with_capacity(line.len() + 1);
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.push(b'\n');
+    let _ = err.write_all(&bytes);
+    let _ = err.flush();
 }
 
 /// Writes `bytes`, a slice at a time, each counted as drained once
 /// written (see [`Output::drained`]); false (and the output closed) if
 /// stdout is gone.
-fn write_stdout(bytes: &[u8], output: &Output) -> bool {
-    let mut out = io::stdout().lock();
+fn write_stdout(bytes: &[u8], output: &Output, sinks: &mut Sinks) -> bool {
+    let out = &mut sinks.stdout;
     for slice in bytes.chunks(DRAIN_SLICE) {
         match out.write_all(slice).and_then(|()| out.flush()) {
             Ok(()) => output.drained(slice.len()),

@@ -7,6 +7,9 @@
 //! sends is read ahead and kept, up to [`READ_AHEAD`], and shown first when
 //! its turn comes; reading it is also how the line sees a client that left.
 //! One more than the line holds is told the server is full and let go.
+//!
+//! [`Server`] is either mode as a value: bound, then run until it is done
+//! or told to stop, on any console and any clock.
 
 use std::collections::VecDeque;
 use std::io;
@@ -17,18 +20,19 @@ use std::time::{Duration, Instant};
 
 use crate::Exit;
 use crate::access::Access;
+use crate::clock::Clock;
 use crate::display::push_visible_line;
 use crate::ending::{Ending, Happening};
 pub use crate::engine::TlsConfig;
 use crate::engine::{Engine, Id, Io, Listening, News, Service, Tick, listen};
 use crate::errors::describe_failure;
-use crate::event::{Event, Events, Input};
+use crate::event::{Event, Events, Input, Shutdown};
 use crate::farewell::refusal;
 use crate::frame::{encode_frame, payloads_with_slack};
 use crate::input::AfterQuit;
 use crate::outbox::{OUTBOX_LIMIT, Outbox};
 use crate::output::Output;
-use crate::terminal::Console;
+use crate::terminal::{Console, Stdio};
 
 /// Said when the operator's standard input ends.
 const INPUT_ENDED: &str = "standard input has ended: from now on, only receiving";
@@ -65,9 +69,79 @@ pub struct Config {
     pub access: Access,
 }
 
-/// Serves clients from `listener`, which is already bound, until Ctrl-C (or
-/// after one conversation with `once`).
-pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
+/// What a server serves.
+pub enum Mode {
+    /// One conversation at a time, the others waiting in line.
+    Conversations(Config),
+    /// Everyone in one room.
+    Room(crate::room::Config),
+}
+
+/// A server, bound and ready to run.
+pub struct Server {
+    listener: TcpListener,
+    mode: Mode,
+    stdio: Stdio,
+    clock: Clock,
+}
+
+impl Server {
+    /// Listens on `address` (`HOST:PORT`; port 0 picks a free one), with
+    /// the process's standard streams as the operator's console and the
+    /// system's clock.
+    pub fn bind(address: &str, mode: Mode) -> io::Result<Self> {
+        Ok(Self {
+            listener: TcpListener::bind(address)?,
+            mode,
+            stdio: Stdio::process(),
+            clock: Clock::system(),
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The operator's console reads and writes `stdio` instead.
+    pub fn with_stdio(mut self, stdio: Stdio) -> Self {
+        self.stdio = stdio;
+        self
+    }
+
+    /// Timeouts and pacing follow `clock` instead.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Serves until the server is done (the room closed, the one
+    /// conversation of `once` ended) or `shutdown` is requested. The loop
+    /// and the output's thread have ended when it returns; the input's
+    /// thread ends at the end of its input.
+    pub fn run(self, shutdown: &Shutdown) -> io::Result<Exit> {
+        let around = Surroundings {
+            stdio: self.stdio,
+            clock: self.clock,
+            shutdown: shutdown.clone(),
+        };
+        match self.mode {
+            Mode::Conversations(config) => converse(self.listener, config, around),
+            Mode::Room(config) => crate::room::run(self.listener, config, around),
+        }
+    }
+}
+
+/// What a server program runs in: its console's streams, its clock, and
+/// the request to stop from outside.
+pub(crate) struct Surroundings {
+    pub stdio: Stdio,
+    pub clock: Clock,
+    pub shutdown: Shutdown,
+}
+
+/// Serves clients from `listener`, one conversation at a time, until told
+/// to stop (or after one conversation with `once`).
+fn converse(listener: TcpListener, config: Config, around: Surroundings) -> io::Result<Exit> {
     let listening = Listening::new(
         config.tls.as_ref(),
         &config.access,
@@ -80,7 +154,7 @@ pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
         console,
         mut engine,
         address,
-    } = open(listener, listening, WAITING_PROMPT)?;
+    } = open(listener, listening, WAITING_PROMPT, around)?;
     let output = Arc::clone(&console.output);
     {
         let events = events.clone();
@@ -126,12 +200,19 @@ pub(crate) fn open(
     listener: TcpListener,
     listening: Listening<'_>,
     prompt: &str,
+    around: Surroundings,
 ) -> io::Result<Opened> {
     let (sender, inbox) = mpsc::channel();
     let events = Events::new(sender);
-    let console = Console::open(listening.max_message_size(), &events, prompt)?;
+    let console = Console::open(
+        listening.max_message_size(),
+        &events,
+        prompt,
+        around.stdio,
+        &around.shutdown,
+    )?;
     let address = listener.local_addr()?;
-    let engine = listen(listener, listening, &console.output, &events)?;
+    let engine = listen(listener, listening, &console.output, &events, around.clock)?;
     Ok(Opened {
         events,
         inbox,

@@ -168,35 +168,6 @@ fn the_idle_timeout_says_so_on_either_side() {
     no_errors(&mut client, "client after its idle timeout");
 }
 
-/// A message trickling in byte by byte, and keepalives, are traffic.
-#[test]
-fn the_idle_timeout_counts_bytes_and_keepalives() {
-    let mut server = Server::start(&["--once", "--idle-timeout", "2"]);
-    let mut raw = server.raw();
-    server.expect_status("connected");
-    let message = frame(b"slowly but surely");
-    // Three seconds of traffic that completes no message until the end, then
-    // three of keepalives only.
-    for byte in &message {
-        raw.write_all(&[*byte]).unwrap();
-        thread::sleep(std::time::Duration::from_millis(150));
-    }
-    server.expect_message("slowly but surely");
-    for _ in 0..6 {
-        raw.write_all(&frame(b"")).unwrap();
-        thread::sleep(std::time::Duration::from_millis(500));
-    }
-    raw.write_all(&frame(b"still here")).unwrap();
-    server.expect_message("still here");
-    // Then silence: the timeout ends it, and the peer, told so by the end of
-    // the stream, closes too.
-    raw.set_read_timeout(Some(PATIENCE)).unwrap();
-    assert_eq!(read_frame(&mut raw), None);
-    raw.shutdown(Shutdown::Write).unwrap();
-    server.expect_status("no traffic for 2 s; conversation ended");
-    assert_eq!(server.wait().code(), Some(0));
-}
-
 #[test]
 fn a_message_followed_by_a_keepalive_is_shown_at_once_both_ways() {
     // A peer writes a message and a keepalive together, then waits.

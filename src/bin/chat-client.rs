@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process;
 use std::time::Duration;
 
+use chat::Shutdown;
 use chat::client::{self, Config, TlsConfig};
 use chat::frame::DEFAULT_MAX_MESSAGE_SIZE;
 use clap::Parser;
@@ -89,6 +90,18 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
 
 fn main() {
     let args: Args = chat::parse_args();
+    // Until the conversation listens, Ctrl-C ends the client at once, as
+    // shells report it.
+    let shutdown = Shutdown::new();
+    let on_interrupt = shutdown.clone();
+    if let Err(e) = ctrlc::set_handler(move || {
+        if !on_interrupt.request() {
+            process::exit(chat::Exit::Interrupted.code());
+        }
+    }) {
+        chat::errors::to_stderr(&format!("chat-client: {e}"));
+        process::exit(1);
+    }
     let tls = args.tls.then(|| TlsConfig {
         fingerprint: args.fingerprint.clone(),
         authority: args.ca.clone(),
@@ -111,7 +124,7 @@ fn main() {
         name_chosen: args.name.is_some(),
         name: args.name.or_else(login_name),
     };
-    match client::run(connected, config) {
+    match client::run(connected, config, &shutdown) {
         Ok(exit) => process::exit(exit.code()),
         Err(e) => {
             chat::errors::to_stderr(&format!(

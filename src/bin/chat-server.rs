@@ -1,15 +1,15 @@
 //! `chat-server`: talk with one client at a time; others wait in line.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process;
 use std::time::Duration;
 
 use anyhow::anyhow;
+use chat::Shutdown;
 use chat::access::{Access, parse_network};
 use chat::errors::lowercase_os_error;
 use chat::frame::DEFAULT_MAX_MESSAGE_SIZE;
-use chat::server::{self, Config, TlsConfig};
+use chat::server::{Config, Mode, Server, TlsConfig};
 use clap::Parser;
 use ipnet::IpNet;
 
@@ -115,14 +115,12 @@ fn main() {
 }
 
 fn serve(args: Args) -> anyhow::Result<i32> {
-    let listener = TcpListener::bind(&args.bind)
-        .map_err(|e| anyhow!("cannot listen on {}: {}", args.bind, lowercase_os_error(&e)))?;
     let tls = args.tls.then(|| TlsConfig {
         identity: args.identity.clone(),
         code: args.code,
     });
-    if args.room {
-        let config = chat::room::Config {
+    let mode = match args.room {
+        true => Mode::Room(chat::room::Config {
             max_message_size: args.max_message_size as usize,
             max_clients: args.max_clients as usize,
             backlog: args.member_backlog as usize,
@@ -131,16 +129,28 @@ fn serve(args: Args) -> anyhow::Result<i32> {
             idle_timeout: args.idle_timeout.map(Duration::from_secs),
             tls,
             access: Access::new(args.allow, args.deny),
-        };
-        return Ok(chat::room::run(listener, config)?.code());
-    }
-    let config = Config {
-        max_message_size: args.max_message_size as usize,
-        max_waiting: args.max_waiting,
-        once: args.once,
-        idle_timeout: args.idle_timeout.map(Duration::from_secs),
-        tls,
-        access: Access::new(args.allow, args.deny),
+        }),
+        false => Mode::Conversations(Config {
+            max_message_size: args.max_message_size as usize,
+            max_waiting: args.max_waiting,
+            once: args.once,
+            idle_timeout: args.idle_timeout.map(Duration::from_secs),
+            tls,
+            access: Access::new(args.allow, args.deny),
+        }),
     };
-    Ok(server::run(listener, config)?.code())
+    let server = Server::bind(&args.bind, mode)
+        .map_err(|e| anyhow!("cannot listen on {}: {}", args.bind, lowercase_os_error(&e)))?;
+    let shutdown = Shutdown::new();
+    on_interrupt(&shutdown)?;
+    Ok(server.run(&shutdown)?.code())
+}
+
+/// Ctrl-C, SIGTERM and hangups ask the server to stop.
+fn on_interrupt(shutdown: &Shutdown) -> anyhow::Result<()> {
+    let shutdown = shutdown.clone();
+    ctrlc::set_handler(move || {
+        shutdown.request();
+    })?;
+    Ok(())
 }

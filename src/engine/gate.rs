@@ -150,9 +150,9 @@ impl Gate {
         }
     }
 
-    fn refused(&mut self, why: Refusal, peer: SocketAddr) {
-        self.last_refused = Some(Instant::now());
-        self.refusals.occurred(&self.output, &why, peer);
+    fn refused(&mut self, why: Refusal, peer: SocketAddr, now: Instant) {
+        self.last_refused = Some(now);
+        self.refusals.occurred(&self.output, &why, peer, now);
     }
 
     /// When to look again for refusals whose report is due (the end of a
@@ -165,8 +165,8 @@ impl Gate {
     }
 
     /// Reports the refusals counted since the last report, once due.
-    pub(super) fn report_overdue(&self) {
-        self.refusals.report_overdue(&self.output);
+    pub(super) fn report_overdue(&self, now: Instant) {
+        self.refusals.report_overdue(&self.output, now);
     }
 }
 
@@ -177,7 +177,7 @@ pub(super) fn accepted(
     peer: SocketAddr,
 ) {
     if !io.gate.config.access.permits(peer.ip()) {
-        io.gate.refused(Refusal::Access, peer);
+        io.gate.refused(Refusal::Access, peer, io.now);
         // One that expects TLS would read a plain frame as a server
         // without TLS, and is just closed.
         if io.gate.config.tls.is_none()
@@ -199,7 +199,7 @@ pub(super) fn accepted(
         return;
     }
     if !io.gate.handshakes.enter(peer.ip()) {
-        io.gate.refused(Refusal::Crowded, peer);
+        io.gate.refused(Refusal::Crowded, peer, io.now);
         return;
     }
     let until = io.now + PLAIN_CLIENT_GRACE;
@@ -292,7 +292,7 @@ fn sniff(io: &mut Io, service: &mut impl Service, id: Id) {
 /// A client that does not speak TLS: told so in plain text, and let go.
 fn plain_client(io: &mut Io, id: Id) {
     let peer = io.links[id].conn.peer();
-    io.gate.refused(Refusal::Plain, peer);
+    io.gate.refused(Refusal::Plain, peer, io.now);
     leave_handshakes(io, id);
     refuse(io, id, &refusal(SPEAK_TLS));
 }
@@ -432,7 +432,7 @@ fn apply(io: &mut Io, service: &mut impl Service, id: Id, step: Step) {
         }
         Progress::Refused(failure) => {
             match failure {
-                CodeFailure::TooManyAttempts => io.gate.refused(Refusal::CodeBusy, peer),
+                CodeFailure::TooManyAttempts => io.gate.refused(Refusal::CodeBusy, peer, io.now),
                 other => io.gate.output.error(format!("{peer}: {other}")),
             }
             leave_handshakes(io, id);
@@ -581,19 +581,19 @@ struct Refusals {
 }
 
 impl Refusals {
-    fn occurred(&self, output: &Output, why: &Refusal, peer: SocketAddr) {
+    fn occurred(&self, output: &Output, why: &Refusal, peer: SocketAddr, now: Instant) {
         let slot = self.slot(why);
         let mut slot = crate::lock(slot);
         let (throttle, last) =
             slot.get_or_insert_with(|| (Throttle::new(REFUSAL_REPORT_PERIOD), peer));
         *last = peer;
-        if let Some(count) = throttle.occurred(Instant::now()) {
+        if let Some(count) = throttle.occurred(now) {
             output.status(describe_refusal(why, count, peer));
         }
     }
 
     /// Tells the refusals counted since the last report, once it is due.
-    fn report_overdue(&self, output: &Output) {
+    fn report_overdue(&self, output: &Output, now: Instant) {
         for why in [
             Refusal::Access,
             Refusal::Crowded,
@@ -602,7 +602,7 @@ impl Refusals {
         ] {
             let mut slot = crate::lock(self.slot(&why));
             if let Some((throttle, last)) = slot.as_mut()
-                && let Some(count) = throttle.overdue(Instant::now())
+                && let Some(count) = throttle.overdue(now)
             {
                 output.status(describe_refusal(&why, count, *last));
             }

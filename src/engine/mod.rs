@@ -33,6 +33,7 @@ use mio::{Events as Readiness, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
 
 use crate::access::Access;
+use crate::clock::Clock;
 use crate::ending::{Closing, Ending, Happening, Rules};
 use crate::errors::{describe_receive_error, describe_send_error, lowercase_os_error};
 use crate::event::Events;
@@ -142,6 +143,7 @@ pub struct Engine {
     backoff: Duration,
     accept_reports: Throttle,
     output: Arc<Output>,
+    clock: Clock,
 }
 
 /// What a server program listens with.
@@ -174,12 +176,14 @@ impl<'a> Listening<'a> {
 
 /// Opens a server's loop on `listener`: its TLS identity and code loaded
 /// or made (and said), a warning if it talks in the clear beyond this
-/// machine, and `events` (the operator's console) waking the loop.
+/// machine, and `events` (the operator's console) waking the loop, which
+/// reads the time from `clock`.
 pub fn listen(
     listener: std::net::TcpListener,
     listening: Listening<'_>,
     output: &Arc<Output>,
     events: &Events,
+    clock: Clock,
 ) -> io::Result<Engine> {
     let address = listener.local_addr()?;
     let tls = match listening.tls {
@@ -199,7 +203,14 @@ pub fn listen(
         input_end_closes: false,
         idle_timeout: listening.idle_timeout,
     };
-    let engine = Engine::new(listener, gate, rules, listening.max_message_size, output)?;
+    let engine = Engine::new(
+        listener,
+        gate,
+        rules,
+        listening.max_message_size,
+        output,
+        clock,
+    )?;
     events.wake_with(engine.waker());
     Ok(engine)
 }
@@ -219,13 +230,14 @@ impl Engine {
     }
 
     /// A loop accepting on `listener` through the gate `gate`; admitted
-    /// connections end by `rules`.
+    /// connections end by `rules`; the time is `clock`'s.
     pub fn new(
         listener: std::net::TcpListener,
         gate: GateConfig,
         rules: Rules,
         max_message_size: usize,
         output: &Arc<Output>,
+        clock: Clock,
     ) -> io::Result<Self> {
         listener.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(listener);
@@ -233,6 +245,12 @@ impl Engine {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        {
+            let waker = Arc::clone(&waker);
+            clock.on_advance(move || {
+                let _ = waker.wake();
+            });
+        }
         let io = Io {
             registry: poll.registry().try_clone()?,
             links: Slab::new(),
@@ -245,7 +263,7 @@ impl Engine {
             news: VecDeque::new(),
             rules,
             max_message_size,
-            now: Instant::now(),
+            now: clock.now(),
             gate: Gate::new(gate, Arc::clone(output)),
         };
         Ok(Self {
@@ -258,6 +276,7 @@ impl Engine {
             backoff: ACCEPT_BACKOFF,
             accept_reports: Throttle::new(ACCEPT_REPORT_PERIOD),
             output: Arc::clone(output),
+            clock,
         })
     }
 
@@ -269,23 +288,28 @@ impl Engine {
 
     /// Runs `service` until it is done.
     pub fn run(&mut self, service: &mut impl Service) -> io::Result<()> {
+        let ran = self.rounds(service);
+        self.clock.round_done(None);
+        ran
+    }
+
+    fn rounds(&mut self, service: &mut impl Service) -> io::Result<()> {
         let mut service_at: Option<Instant> = None;
+        // In real time whatever the clock: it makes up for the system.
         let recheck = crate::platform::readiness_recheck();
         let mut recheck_at = recheck.map(|every| Instant::now() + every);
         loop {
-            let report_at = self.io.gate.report_at(Instant::now());
-            let next = [
-                self.io.next_timer(),
-                service_at,
-                self.accept_at,
-                report_at,
-                recheck_at,
-            ]
-            .into_iter()
-            .flatten()
-            .min();
+            let report_at = self.io.gate.report_at(self.clock.now());
+            let next = [self.io.next_timer(), service_at, self.accept_at, report_at]
+                .into_iter()
+                .flatten()
+                .min();
+            let recheck_in = recheck_at.map(|at| at.saturating_duration_since(Instant::now()));
             let timeout = match self.io.again.is_empty() {
-                true => next.map(|at| at.saturating_duration_since(Instant::now())),
+                true => [self.clock.sleep_until(next), recheck_in]
+                    .into_iter()
+                    .flatten()
+                    .min(),
                 false => Some(Duration::ZERO),
             };
             match self.poll.poll(&mut self.events, timeout) {
@@ -293,7 +317,7 @@ impl Engine {
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
-            self.io.now = Instant::now();
+            self.io.now = self.clock.now();
             let mut woken = false;
             let mut accept = self.accept_at.is_some_and(|at| at <= self.io.now);
             let mut ready = Vec::new();
@@ -318,9 +342,9 @@ impl Engine {
                 self.io.ready(service, id, true, false);
             }
             if let (Some(at), Some(every)) = (recheck_at, recheck)
-                && at <= self.io.now
+                && at <= Instant::now()
             {
-                recheck_at = Some(self.io.now + every);
+                recheck_at = Some(Instant::now() + every);
                 let ids: Vec<Id> = self.io.links.iter().map(|(id, _)| id).collect();
                 for id in ids {
                     self.io.ready(service, id, true, true);
@@ -330,7 +354,7 @@ impl Engine {
                 service.woken(&mut self.io);
             }
             self.io.fire_timers(service);
-            self.io.gate.report_overdue();
+            self.io.gate.report_overdue(self.io.now);
             self.io.settle(service);
             let tick = service.tick(&mut self.io);
             self.io.settle(service);
@@ -338,6 +362,7 @@ impl Engine {
                 return Ok(());
             }
             service_at = tick.wake_at;
+            self.clock.round_done(Some(self.io.now));
         }
     }
 

@@ -40,7 +40,7 @@ use crate::engine::Listening;
 pub use crate::engine::TlsConfig;
 use crate::input::AfterQuit;
 use crate::outbox::Outbox;
-use crate::server::{Opened, open};
+use crate::server::{Opened, Surroundings, open};
 use server::RoomService;
 use state::{Room, Settings};
 
@@ -83,8 +83,8 @@ pub fn parse_name(text: &str) -> Result<String, String> {
 }
 
 /// Runs the room on `listener`, which is already bound, until the operator
-/// closes it (`q`) or Ctrl-C.
-pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
+/// closes it (`q`) or is told to stop.
+pub(crate) fn run(listener: TcpListener, config: Config, around: Surroundings) -> io::Result<Exit> {
     let listening = Listening::new(
         config.tls.as_ref(),
         &config.access,
@@ -97,7 +97,7 @@ pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
         console,
         mut engine,
         address,
-    } = open(listener, listening, "> ")?;
+    } = open(listener, listening, "> ", around)?;
     let output = Arc::clone(&console.output);
     let lines = {
         let events = events.clone();

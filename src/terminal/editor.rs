@@ -22,7 +22,7 @@ use super::line::{Line, Outcome};
 use crate::errors::to_stderr;
 use crate::event::{Event, Events, Input};
 use crate::input::{AfterQuit, Composer, Entered};
-use crate::output::{Output, Said, Shown, write_plain};
+use crate::output::{Output, Said, Shown, Sinks, write_plain};
 
 /// What the editor thread is told.
 pub(super) enum Msg {
@@ -159,7 +159,11 @@ pub(super) fn run(output: Arc<Output>, inbox: Receiver<Msg>, prompt: String) {
                     editor.leave();
                     let _ = ack.send(());
                     editor.output.set_waker(None);
-                    write_plain(&editor.output);
+                    // Never written to without waiting: that is set up
+                    // for a plain consumer from the start, or not at all.
+                    let mut sinks = Sinks::process();
+                    sinks.write_now = None;
+                    write_plain(&editor.output, &mut sinks);
                     return;
                 }
                 other => editor.handle(other),

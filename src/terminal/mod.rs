@@ -19,7 +19,7 @@ mod editor;
 mod line;
 pub mod secret;
 
-use std::io::{self, IsTerminal};
+use std::io::{self, IsTerminal, Read, Write};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -27,10 +27,10 @@ use std::time::Duration;
 
 use crate::Exit;
 use crate::ending::STALL_TIMEOUT;
-use crate::event::{Event, Events};
+use crate::event::{Events, Shutdown};
 use crate::input::{AfterQuit, Composer, Recipient, read_plain};
 use crate::outbox::Room;
-use crate::output::{Output, spawn_plain_writer};
+use crate::output::{Output, Sinks, spawn_plain_writer};
 
 use editor::Msg;
 
@@ -41,6 +41,43 @@ const LAST_WORDS_ON_INTERRUPT: Duration = Duration::from_millis(200);
 /// before doing it itself.
 const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// Where a program reads what the user types and writes what it shows:
+/// the process's standard streams, or any reader and writers (a program
+/// run in-process, as the tests do).
+pub struct Stdio {
+    input: Box<dyn Read + Send>,
+    sinks: Sinks,
+    /// The process's own streams: at a terminal, the line editor.
+    process: bool,
+}
+
+impl Stdio {
+    pub fn process() -> Self {
+        Self {
+            input: Box::new(io::stdin()),
+            sinks: Sinks::process(),
+            process: true,
+        }
+    }
+
+    /// Plain lines from `input`; messages to `stdout`, status to `stderr`.
+    pub fn piped(
+        input: impl Read + Send + 'static,
+        stdout: impl Write + Send + 'static,
+        stderr: impl Write + Send + 'static,
+    ) -> Self {
+        Self {
+            input: Box::new(input),
+            sinks: Sinks {
+                stdout: Box::new(stdout),
+                stderr: Box::new(stderr),
+                write_now: None,
+            },
+            process: false,
+        }
+    }
+}
+
 pub struct Console {
     /// Where everything shown goes.
     pub output: Arc<Output>,
@@ -50,20 +87,29 @@ pub struct Console {
     max_message_size: usize,
     /// The editor thread's inbox, in the line-editor form.
     editor: Option<Mutex<Sender<Msg>>>,
+    /// Plain input, until it is read.
+    input: Mutex<Option<Box<dyn Read + Send>>>,
 }
 
 impl Console {
-    /// Sets up the screen and forwards Ctrl-C, SIGTERM and hangups to
-    /// `events`; `prompt` is the editor's first prompt.
-    pub fn open(max_message_size: usize, events: &Events, prompt: &str) -> io::Result<Self> {
-        forward_interrupts(events.clone())?;
+    /// Sets up the screen on `stdio` and has `shutdown` (Ctrl-C, SIGTERM,
+    /// hangups, as the binaries arrange) tell `events`; `prompt` is the
+    /// editor's first prompt.
+    pub fn open(
+        max_message_size: usize,
+        events: &Events,
+        prompt: &str,
+        stdio: Stdio,
+        shutdown: &Shutdown,
+    ) -> io::Result<Self> {
+        shutdown.tell(events);
         let output = Output::new(events.clone());
-        let interactive = io::stdin().is_terminal() && io::stdout().is_terminal();
-        let editor = match interactive && editor::enter_terminal().is_ok() {
-            true => Some(start_editor(&output, prompt)?),
+        let interactive = stdio.process && io::stdin().is_terminal() && io::stdout().is_terminal();
+        let (editor, input) = match interactive && editor::enter_terminal().is_ok() {
+            true => (Some(start_editor(&output, prompt)?), None),
             false => {
-                spawn_plain_writer(&output)?;
-                None
+                spawn_plain_writer(&output, stdio.sinks)?;
+                (None, Some(stdio.input))
             }
         };
         Ok(Self {
@@ -71,6 +117,7 @@ impl Console {
             recipient: Arc::new(Recipient::default()),
             max_message_size,
             editor: editor.map(Mutex::new),
+            input: Mutex::new(input),
         })
     }
 
@@ -96,9 +143,15 @@ impl Console {
         );
         let events = events.clone();
         let Some(editor) = &self.editor else {
+            let Some(input) = crate::lock(&self.input).take() else {
+                return Ok(());
+            };
+            // It ends at the end of its input (a process's own stdin is
+            // left to the process's exit: a blocking read cannot be taken
+            // back portably).
             thread::Builder::new()
                 .name("input".into())
-                .spawn(move || read_plain(io::stdin(), composer, events, after_quit))?;
+                .spawn(move || read_plain(input, composer, events, after_quit))?;
             return Ok(());
         };
         let keys = crate::lock(editor).clone();
@@ -131,12 +184,13 @@ impl Console {
 
     /// The last words of a program ending as `exit`: what is queued is shown,
     /// unless the screen moves nothing for a while (briefly after Ctrl-C,
-    /// the stall timeout otherwise).
+    /// the stall timeout otherwise); then the output's thread ends.
     pub fn finish_for(&self, exit: Exit) {
         self.finish(match exit {
             Exit::Interrupted => LAST_WORDS_ON_INTERRUPT,
             _ => STALL_TIMEOUT,
         });
+        self.output.stop();
     }
 
     fn tell_editor(&self, msg: Msg) {
@@ -207,11 +261,4 @@ fn suspend() {
     restore_terminal();
     let _ = signal_hook::low_level::raise(signal_hook::consts::SIGTSTP);
     let _ = crossterm::terminal::enable_raw_mode();
-}
-
-fn forward_interrupts(events: Events) -> io::Result<()> {
-    ctrlc::set_handler(move || {
-        let _ = events.send(Event::Interrupt);
-    })
-    .map_err(io::Error::other)
 }

@@ -7,7 +7,7 @@ use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -24,14 +24,33 @@ pub const HUMAN_PAUSE: Duration = Duration::from_secs(11);
 pub const SERVER: &str = env!("CARGO_BIN_EXE_chat-server");
 pub const CLIENT: &str = env!("CARGO_BIN_EXE_chat-client");
 
-/// A running binary with its standard streams in our hands.
-pub struct Program {
-    pub child: Child,
-    stdin: Option<ChildStdin>,
+/// A program's standard streams in our hands: its input to write, its
+/// stdout and stderr as lines.
+pub struct Streams {
+    stdin: Option<Box<dyn Write + Send>>,
     pub stdout: Receiver<String>,
     pub stderr: Receiver<String>,
     /// Everything read from stderr so far, for failure messages.
     stderr_seen: Vec<String>,
+}
+
+/// A running binary with its standard streams in our hands.
+pub struct Program {
+    pub child: Child,
+    pub io: Streams,
+}
+
+impl std::ops::Deref for Program {
+    type Target = Streams;
+    fn deref(&self) -> &Streams {
+        &self.io
+    }
+}
+
+impl std::ops::DerefMut for Program {
+    fn deref_mut(&mut self) -> &mut Streams {
+        &mut self.io
+    }
 }
 
 impl Program {
@@ -67,9 +86,50 @@ impl Program {
             rate => lines_of(Slow::new(stdout, rate)),
         };
         let stderr = lines_of(child.stderr.take().unwrap());
+        let stdin = child.stdin.take().unwrap();
         Self {
-            stdin: child.stdin.take(),
             child,
+            io: Streams::new(stdin, stdout, stderr),
+        }
+    }
+
+    /// Waits for the program to exit.
+    pub fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("program did not exit; stderr: {:?}", self.drain_stderr());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn interrupt(&self) {
+        self.signal("INT");
+    }
+
+    /// Sends the signal named `name` (`INT`, `TERM`…).
+    pub fn signal(&self, name: &str) {
+        kill(self.pid(), name);
+    }
+}
+
+impl Streams {
+    pub fn new(
+        stdin: impl Write + Send + 'static,
+        stdout: Receiver<String>,
+        stderr: Receiver<String>,
+    ) -> Self {
+        Self {
+            stdin: Some(Box::new(stdin)),
             stdout,
             stderr,
             stderr_seen: Vec::new(),
@@ -136,6 +196,19 @@ impl Program {
         }
     }
 
+    /// Waits for a stderr line containing `part`, and checks that no line
+    /// before it contained `not`: with a line the test caused itself as
+    /// `part`, that nothing happened before it.
+    pub fn expects_before(&mut self, part: &str, not: &str) {
+        let seen = self.stderr_seen.len();
+        self.expect_status(part);
+        let early: Vec<&String> = self.stderr_seen[seen..]
+            .iter()
+            .filter(|line| line.contains(not))
+            .collect();
+        assert!(early.is_empty(), "too early: {early:?}");
+    }
+
     /// Every stderr line, once the program has closed its stderr (exited).
     pub fn all_stderr(&mut self) -> Vec<String> {
         let deadline = Instant::now() + PATIENCE;
@@ -157,21 +230,6 @@ impl Program {
         self.stderr_seen.clone()
     }
 
-    /// Waits for the program to exit.
-    pub fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("program did not exit; stderr: {:?}", self.drain_stderr());
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
     /// All remaining stdout lines, up to the program closing stdout.
     pub fn rest_of_stdout(&mut self) -> Vec<String> {
         let mut lines = Vec::new();
@@ -184,19 +242,6 @@ impl Program {
                 }
             }
         }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn interrupt(&self) {
-        self.signal("INT");
-    }
-
-    /// Sends the signal named `name` (`INT`, `TERM`…).
-    pub fn signal(&self, name: &str) {
-        kill(self.pid(), name);
     }
 }
 
@@ -240,7 +285,7 @@ impl<R: Read> Read for Slow<R> {
     }
 }
 
-fn lines_of(stream: impl Read + Send + 'static) -> Receiver<String> {
+pub fn lines_of(stream: impl Read + Send + 'static) -> Receiver<String> {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let mut reader = BufReader::new(stream);
@@ -702,3 +747,5 @@ pub fn wrong_code_is_refused(server: &mut Server, dir: &std::path::Path, extra: 
     assert!(said.contains("refused the code: wrong code"), "{said}");
     server.expect_status("wrong code");
 }
+
+pub mod inproc;

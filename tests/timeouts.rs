@@ -1,0 +1,187 @@
+//! The server's timeouts, run in-process on a manual clock: a silence of
+//! ten minutes, the stall rule, the idle timeout and the close limit take
+//! a call each, not real seconds. The peers are raw protocol sockets; what
+//! only a real process shows (signals, terminals, exit codes, the client's
+//! own timeouts) is tested on the binaries elsewhere.
+
+mod support;
+
+use std::io::Write;
+use std::net::Shutdown;
+use std::time::Duration;
+
+use chat::Exit;
+use chat::server::Mode;
+use support::inproc::{Running, conversations};
+use support::{frame, read_frame, read_text};
+
+const TENTH: Duration = Duration::from_millis(100);
+const TEN_MINUTES: Duration = Duration::from_secs(600);
+
+fn server() -> Running {
+    Running::start(Mode::Conversations(conversations()))
+}
+
+fn server_with_idle_timeout(secs: u64) -> Running {
+    let mut config = conversations();
+    config.idle_timeout = Some(Duration::from_secs(secs));
+    Running::start(Mode::Conversations(config))
+}
+
+/// Without an idle timeout, a conversation silent for ten minutes goes on
+/// both ways, and so does a client waiting in line meanwhile: no timeout
+/// the server runs is taken for the peer's silence.
+#[test]
+fn ten_silent_minutes_end_nothing() {
+    let mut server = server();
+    let mut talking = server.raw();
+    talking.write_all(&frame(b"before the pause")).unwrap();
+    server.expect_message("before the pause");
+    let mut waiting = server.raw();
+    server.expect_status("is waiting (number 1 in line)");
+    // The notice that it waits comes on the server's clock.
+    server.pass(Duration::from_secs(1));
+    assert!(read_text(&mut waiting).starts_with("server is busy; you are number 1 in line"));
+
+    server.pass(TEN_MINUTES);
+    talking.write_all(&frame(b"after the pause")).unwrap();
+    server.expect_message("after the pause");
+    server.say("still here");
+    assert_eq!(read_text(&mut talking), "still here");
+
+    // The one waiting is served next, with what it said while waiting.
+    waiting.write_all(&frame(b"said while waiting")).unwrap();
+    talking.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_frame(&mut talking), None);
+    server.expect_status(" left");
+    assert_eq!(
+        read_text(&mut waiting),
+        "your turn: you are now talking with the server"
+    );
+    server.expect_message("said while waiting");
+    let no_errors = server.drain_stderr();
+    assert!(
+        !no_errors.iter().any(|l| l.starts_with("error")),
+        "{no_errors:?}"
+    );
+}
+
+/// The idle timeout counts from the last traffic, which the server notes
+/// within a second (its progress sample): a conversation idle for 5 s is
+/// ended between 5 and 6 s after its last message, not before.
+#[test]
+fn the_idle_timeout_ends_a_silent_conversation_and_says_so() {
+    let mut server = server_with_idle_timeout(5);
+    let mut idle = server.raw();
+    server.expect_status("connected");
+    server.pass(Duration::from_secs(4));
+    idle.write_all(&frame(b"just in time")).unwrap();
+    server.expect_message("just in time");
+    server.pass(Duration::from_secs(5) - TENTH);
+    let mut next = server.raw();
+    server.expects_before("is waiting", "no traffic");
+    server.pass(Duration::from_secs(1) + TENTH);
+    assert_eq!(read_frame(&mut idle), None, "the server closes");
+    idle.shutdown(Shutdown::Write).unwrap();
+    server.expect_status("no traffic for 5 s; conversation ended");
+    next.write_all(&frame(b"still serving")).unwrap();
+    server.expect_message("still serving");
+}
+
+/// A message trickling in byte by byte, and keepalives, are traffic.
+#[test]
+fn the_idle_timeout_counts_bytes_and_keepalives() {
+    let mut server = server_with_idle_timeout(2);
+    let mut raw = server.raw();
+    server.expect_status("connected");
+    // Three seconds of traffic that completes no message until the end,
+    // then three of keepalives only.
+    let message = frame(b"slowly but surely");
+    for byte in &message {
+        raw.write_all(&[*byte]).unwrap();
+        server.pass(Duration::from_millis(150));
+    }
+    server.expect_message("slowly but surely");
+    for _ in 0..6 {
+        raw.write_all(&frame(b"")).unwrap();
+        server.pass(Duration::from_millis(500));
+    }
+    raw.write_all(&frame(b"still here")).unwrap();
+    server.expect_message("still here");
+    // Then silence: the timeout ends it, and the peer, told so by the end
+    // of the stream, closes too.
+    server.pass(Duration::from_secs(3));
+    assert_eq!(read_frame(&mut raw), None);
+    raw.shutdown(Shutdown::Write).unwrap();
+    server.expect_status("no traffic for 2 s; conversation ended");
+}
+
+/// A peer that sent half a frame and went silent: the operator's `q`
+/// closes our side at once, and the stall rule ends the wait for the
+/// peer's side ten seconds later, not a tenth before.
+#[test]
+fn half_a_frame_then_silence_can_be_ended_by_the_operator() {
+    let mut server = server();
+    let mut silent = server.raw();
+    silent.write_all(&[0, 0, 0, 50, b'h']).unwrap();
+    server.expect_status("connected");
+    server.say("q");
+    // Our side closes at once; the peer gets the end of stream.
+    assert_eq!(read_frame(&mut silent), None);
+    server.pass(Duration::from_secs(10) - TENTH);
+    let mut next = server.raw();
+    server.expects_before("is waiting", "stopped responding");
+    server.pass(TENTH);
+    server.expect_status("stopped responding");
+    next.write_all(&frame(b"served after the silent one"))
+        .unwrap();
+    server.expect_message("served after the silent one");
+}
+
+/// A client that never stops sending after the operator's `q` cannot hold
+/// the server: its side is given 30 s to close, then it is cut off.
+#[test]
+fn a_client_that_never_stops_sending_cannot_hold_the_server() {
+    let mut server = server();
+    let mut flood = server.raw();
+    let me = flood.local_addr().unwrap().to_string();
+    server.expect_status("connected");
+    let batch = frame(b"more").repeat(100);
+    flood.write_all(&batch).unwrap();
+    server.expect_message("more");
+    server.say("q");
+    // Our side ends at once (the clock moves only once it has).
+    assert_eq!(read_frame(&mut flood), None);
+    // It sends something every second: never a stall.
+    for _ in 0..29 {
+        flood.write_all(&batch).unwrap();
+        server.pass(Duration::from_secs(1));
+    }
+    let mut next = server.raw();
+    server.expects_before("is waiting", "did not close its side");
+    for _ in 0..2 {
+        let _ = flood.write_all(&batch);
+        server.pass(Duration::from_secs(1));
+    }
+    let line = server.expect_status("did not close its side within 30 s");
+    assert!(line.contains(&me), "{line}");
+    next.write_all(&frame(b"next")).unwrap();
+    server.expect_message_eventually("next");
+}
+
+/// The server stops when asked, as Ctrl-C asks it, and says so.
+#[test]
+fn a_shutdown_request_ends_the_server_and_its_conversation() {
+    let mut server = server();
+    let mut talking = server.raw();
+    talking.write_all(&frame(b"hello")).unwrap();
+    server.expect_message("hello");
+    server.shutdown.request();
+    assert_eq!(read_frame(&mut talking), None);
+    // The peer does not close its side: it is given half a second.
+    server.pass(Duration::from_secs(1));
+    server.expect_status("interrupted; closed the conversation with");
+    assert_eq!(server.exit(), Exit::Interrupted);
+    // Its output has ended: nothing is left running that writes.
+    assert!(server.rest_of_stdout().is_empty());
+}
