@@ -320,23 +320,16 @@ fn describe_certificate(
 }
 
 /// How a handshake failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 enum Handshake {
+    #[error("{0}")]
     Tls(rustls::Error),
+    #[error("the connection closed")]
     Closed,
+    #[error("no answer in time")]
     TimedOut,
+    #[error("{}", crate::errors::lowercase_os_error(.0))]
     Io(io::Error),
-}
-
-impl std::fmt::Display for Handshake {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Handshake::Tls(e) => write!(f, "{e}"),
-            Handshake::Closed => write!(f, "the connection closed"),
-            Handshake::TimedOut => write!(f, "no answer in time"),
-            Handshake::Io(e) => write!(f, "{}", crate::errors::lowercase_os_error(e)),
-        }
-    }
 }
 
 /// Drives a handshake to its end on a blocking socket, by `deadline`: one
