@@ -9,13 +9,11 @@
 //! One more than the line holds is told the server is full and let go.
 
 use std::collections::VecDeque;
-use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use crate::Exit;
 use crate::access::Access;
 use crate::display::push_visible_line;
 use crate::ending::{Ending, Happening};
@@ -29,6 +27,7 @@ use crate::input::AfterQuit;
 use crate::outbox::{OUTBOX_LIMIT, Outbox};
 use crate::output::Output;
 use crate::terminal::Console;
+use crate::{Error, Exit};
 
 /// Said when the operator's standard input ends.
 const INPUT_ENDED: &str = "standard input has ended: from now on, only receiving";
@@ -67,7 +66,7 @@ pub struct Config {
 
 /// Serves clients from `listener`, which is already bound, until Ctrl-C (or
 /// after one conversation with `once`).
-pub fn run(listener: TcpListener, config: Config) -> io::Result<Exit> {
+pub fn run(listener: TcpListener, config: Config) -> Result<Exit, Error> {
     let listening = Listening::new(
         config.tls.as_ref(),
         &config.access,
@@ -126,7 +125,7 @@ pub(crate) fn open(
     listener: TcpListener,
     listening: Listening<'_>,
     prompt: &str,
-) -> io::Result<Opened> {
+) -> Result<Opened, Error> {
     let (sender, inbox) = mpsc::channel();
     let events = Events::new(sender);
     let console = Console::open(listening.max_message_size(), &events, prompt)?;
@@ -138,6 +137,15 @@ pub(crate) fn open(
         console,
         engine,
         address,
+    })
+}
+
+/// The listening socket on `address` (`host:port`), for either server
+/// program.
+pub fn bind(address: &str) -> Result<TcpListener, Error> {
+    TcpListener::bind(address).map_err(|cause| Error::Listen {
+        address: address.to_string(),
+        cause,
     })
 }
 

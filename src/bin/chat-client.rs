@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process;
 use std::time::Duration;
 
+use chat::Exit;
 use chat::client::{self, Config, TlsConfig};
 use chat::frame::DEFAULT_MAX_MESSAGE_SIZE;
 use clap::Parser;
@@ -87,8 +88,16 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Parse, run, report: the status is the library's to choose (`chat::Exit`).
 fn main() {
-    let args: Args = chat::parse_args();
+    let exit = match chat::parse_args::<Args>() {
+        Ok(args) => talk(args).unwrap_or_else(|e| chat::report("chat-client", e.as_ref())),
+        Err(exit) => exit,
+    };
+    process::exit(exit.code());
+}
+
+fn talk(args: Args) -> anyhow::Result<Exit> {
     let tls = args.tls.then(|| TlsConfig {
         fingerprint: args.fingerprint.clone(),
         authority: args.ca.clone(),
@@ -96,29 +105,12 @@ fn main() {
         code: args.code,
     });
     let timeout = Duration::from_secs_f64(args.connect_timeout);
-    let connected = match client::connect(&args.connect, timeout, tls.as_ref()) {
-        Ok(connected) => connected,
-        Err(e) => {
-            if !e.to_string().is_empty() {
-                chat::errors::to_stderr(&format!("chat-client: {e}"));
-            }
-            process::exit(e.exit().code());
-        }
-    };
+    let connected = client::connect(&args.connect, timeout, tls.as_ref())?;
     let config = Config {
         max_message_size: args.max_message_size as usize,
         idle_timeout: args.idle_timeout.map(Duration::from_secs),
         name_chosen: args.name.is_some(),
         name: args.name.or_else(login_name),
     };
-    match client::run(connected, config) {
-        Ok(exit) => process::exit(exit.code()),
-        Err(e) => {
-            chat::errors::to_stderr(&format!(
-                "chat-client: {}",
-                chat::errors::lowercase_os_error(&e)
-            ));
-            process::exit(1);
-        }
-    }
+    Ok(client::run(connected, config)?)
 }

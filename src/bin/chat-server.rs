@@ -1,13 +1,11 @@
 //! `chat-server`: talk with one client at a time; others wait in line.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process;
 use std::time::Duration;
 
-use anyhow::anyhow;
+use chat::Exit;
 use chat::access::{Access, parse_network};
-use chat::errors::lowercase_os_error;
 use chat::frame::DEFAULT_MAX_MESSAGE_SIZE;
 use chat::server::{self, Config, TlsConfig};
 use clap::Parser;
@@ -103,20 +101,17 @@ struct Args {
     member_rate: u32,
 }
 
+/// Parse, run, report: the status is the library's to choose (`chat::Exit`).
 fn main() {
-    let args: Args = chat::parse_args();
-    match serve(args) {
-        Ok(code) => process::exit(code),
-        Err(e) => {
-            chat::errors::to_stderr(&format!("chat-server: {e:#}"));
-            process::exit(1);
-        }
-    }
+    let exit = match chat::parse_args::<Args>() {
+        Ok(args) => serve(args).unwrap_or_else(|e| chat::report("chat-server", e.as_ref())),
+        Err(exit) => exit,
+    };
+    process::exit(exit.code());
 }
 
-fn serve(args: Args) -> anyhow::Result<i32> {
-    let listener = TcpListener::bind(&args.bind)
-        .map_err(|e| anyhow!("cannot listen on {}: {}", args.bind, lowercase_os_error(&e)))?;
+fn serve(args: Args) -> anyhow::Result<Exit> {
+    let listener = server::bind(&args.bind)?;
     let tls = args.tls.then(|| TlsConfig {
         identity: args.identity.clone(),
         code: args.code,
@@ -132,7 +127,7 @@ fn serve(args: Args) -> anyhow::Result<i32> {
             tls,
             access: Access::new(args.allow, args.deny),
         };
-        return Ok(chat::room::run(listener, config)?.code());
+        return Ok(chat::room::run(listener, config)?);
     }
     let config = Config {
         max_message_size: args.max_message_size as usize,
@@ -142,5 +137,5 @@ fn serve(args: Args) -> anyhow::Result<i32> {
         tls,
         access: Access::new(args.allow, args.deny),
     };
-    Ok(server::run(listener, config)?.code())
+    Ok(server::run(listener, config)?)
 }

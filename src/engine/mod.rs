@@ -180,10 +180,12 @@ pub fn listen(
     listening: Listening<'_>,
     output: &Arc<Output>,
     events: &Events,
-) -> io::Result<Engine> {
+) -> Result<Engine, crate::Error> {
     let address = listener.local_addr()?;
     let tls = match listening.tls {
-        Some(tls) => Some(Arc::new(secure(tls, output).map_err(io::Error::other)?)),
+        Some(tls) => Some(Arc::new(
+            secure(tls, output).map_err(crate::Error::ServerTls)?,
+        )),
         None => None,
     };
     if tls.is_none() && !address.ip().is_loopback() {
