@@ -1,27 +1,27 @@
 //! `chat-client`: connect, then one conversation with the server's operator.
 
-use std::fmt;
 use std::io::{self, ErrorKind, IsTerminal};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use crate::Exit;
 use crate::connection::{Connection, FirstFrame};
 use crate::conversation;
 use crate::ending::{Ending, Rules};
-use crate::errors::{describe_failure, lowercase_os_error};
+use crate::errors::describe_failure;
 pub use crate::event::Shutdown;
 use crate::event::{Event, Events, Input};
 use crate::frame::encode_frame;
 use crate::input::{AfterQuit, Recipient};
 use crate::outbox::Outbox;
+use crate::outcome::Unreachable;
 use crate::output::Output;
 use crate::room::view::RoomView;
 use crate::terminal::{Console, Stdio};
-use crate::tls::{ClientSettings, KnownHosts};
+use crate::tls::{ClientError, ClientSettings, KnownHosts};
 use crate::transport::Transport;
+use crate::{Error, Exit};
 
 /// How long our lines wait for the server's first frame before they go
 /// anyway (to a version 1 server, which speaks first only when its user
@@ -60,50 +60,13 @@ pub struct Connected {
     notes: Vec<String>,
 }
 
-/// Why a connection could not be made, worded for the user, and the exit
-/// status it calls for.
-#[derive(Debug)]
-pub struct ConnectError {
-    message: String,
-    exit: Exit,
-}
-
-impl ConnectError {
-    fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            exit: Exit::Failure,
-        }
-    }
-
-    /// Ctrl-C before the connection was made: nothing more to say.
-    fn interrupted() -> Self {
-        Self {
-            message: String::new(),
-            exit: Exit::Interrupted,
-        }
-    }
-
-    pub fn exit(&self) -> Exit {
-        self.exit
-    }
-}
-
-impl fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for ConnectError {}
-
 /// Connects to `address` (`host:port`, IPv6 as `[::1]:port`), over TLS if
 /// `tls` says how; TCP and TLS together take at most `timeout`.
 pub fn connect(
     address: &str,
     timeout: Duration,
     tls: Option<&TlsConfig>,
-) -> Result<Connected, ConnectError> {
+) -> Result<Connected, Error> {
     let Some(tls) = tls else {
         let stream = connect_tcp(address, timeout)?;
         return Ok(Connected {
@@ -120,7 +83,7 @@ pub fn connect(
     let known_hosts = match &tls.known_hosts {
         Some(path) => path.clone(),
         None => crate::tls::data_dir()
-            .map_err(ConnectError::new)?
+            .map_err(ClientError::Trust)?
             .join("known_hosts"),
     };
     let settings = ClientSettings {
@@ -135,7 +98,7 @@ pub fn connect(
     let left = timeout
         .saturating_sub(start.elapsed())
         .max(Duration::from_millis(1));
-    let secured = crate::tls::connect(stream, &settings, left).map_err(ConnectError::new)?;
+    let secured = crate::tls::connect(stream, &settings, left)?;
     Ok(Connected {
         transport: secured.transport,
         notes: secured.notes,
@@ -144,34 +107,33 @@ pub fn connect(
 
 /// The shared code: `CHAT_CODE`, or typed on the terminal without echo (never
 /// a command-line argument, which other users can read).
-fn read_code() -> Result<String, ConnectError> {
+fn read_code() -> Result<String, Error> {
     use crate::terminal::secret::{Unanswered, ask};
     let code = match std::env::var("CHAT_CODE") {
         Ok(code) => code,
         Err(_) => ask("code (from the server's operator): ").map_err(|e| match e {
-            Unanswered::Interrupted => ConnectError::interrupted(),
-            Unanswered::Declined => ConnectError::new("no code given"),
-            Unanswered::NoTerminal(why) => ConnectError::new(format!(
-                "cannot ask for the code ({why}): set CHAT_CODE instead"
-            )),
+            Unanswered::Interrupted => Error::Interrupted,
+            Unanswered::Declined => Error::NoCode,
+            Unanswered::NoTerminal(why) => Error::CannotAskCode(why),
         })?,
     };
     if crate::tls::normalize_code(&code).is_empty() {
-        return Err(ConnectError::new("no code given"));
+        return Err(Error::NoCode);
     }
     Ok(code)
 }
 
 /// The TCP connection, to the first address that answers.
-fn connect_tcp(address: &str, timeout: Duration) -> Result<TcpStream, ConnectError> {
-    let fail = |reason: String| ConnectError::new(format!("cannot connect to {address}: {reason}"));
+fn connect_tcp(address: &str, timeout: Duration) -> Result<TcpStream, Error> {
+    let fail = |why| Error::Connect {
+        address: address.to_string(),
+        why,
+    };
     let candidates: Vec<SocketAddr> = address
         .to_socket_addrs()
         .map_err(|e| match e.kind() {
-            ErrorKind::InvalidInput => {
-                fail("expected HOST:PORT, such as 127.0.0.1:9527".to_string())
-            }
-            _ => fail(format!("cannot resolve it: {}", lowercase_os_error(&e))),
+            ErrorKind::InvalidInput => fail(Unreachable::Malformed),
+            _ => fail(Unreachable::Unresolved(e)),
         })?
         .collect();
     let mut last = None;
@@ -181,21 +143,18 @@ fn connect_tcp(address: &str, timeout: Duration) -> Result<TcpStream, ConnectErr
             Err(e) => last = Some(e),
         }
     }
-    let reason = match last {
-        None => "the name resolved to no address".to_string(),
-        Some(e) if e.kind() == ErrorKind::ConnectionRefused => {
-            "connection refused (is chat-server running there?)".to_string()
-        }
+    Err(fail(match last {
+        None => Unreachable::NoAddress,
+        Some(e) if e.kind() == ErrorKind::ConnectionRefused => Unreachable::Refused,
         Some(e) if e.kind() == ErrorKind::TimedOut || e.kind() == ErrorKind::WouldBlock => {
-            format!("no answer within {} s", timeout.as_secs_f64())
+            Unreachable::TimedOut(timeout)
         }
-        Some(e) => lowercase_os_error(&e),
-    };
-    Err(fail(reason))
+        Some(e) => Unreachable::Failed(e),
+    }))
 }
 
 /// Talks with the server until either side ends it.
-pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> io::Result<Exit> {
+pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<Exit, Error> {
     let Connected { transport, notes } = connected;
     let (events, inbox) = mpsc::channel();
     let events = Events::new(events);

@@ -8,7 +8,6 @@
 //! [`read_header`] is the one place a header is read, and [`split_frames`]
 //! walks a buffer of frames we encoded (a batch, a queue's contents).
 
-use std::fmt;
 use std::io::{self, ErrorKind, Read};
 use std::ops::Range;
 
@@ -29,23 +28,12 @@ pub const READ_CHUNK: usize = 256 * 1024;
 const MIN_READ: usize = 16 * 1024;
 
 /// A message longer than the maximum a side accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("message of {len} bytes is over the maximum of {max} bytes")]
 pub struct TooLong {
     pub len: usize,
     pub max: usize,
 }
-
-impl fmt::Display for TooLong {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "message of {} bytes is over the maximum of {} bytes",
-            self.len, self.max
-        )
-    }
-}
-
-impl std::error::Error for TooLong {}
 
 /// [`payloads`], each with what follows it in `bytes` (see
 /// [`Payload::with_slack`]).

@@ -22,7 +22,10 @@
 //!   and its two threads; [`tls`], identities and trust; [`platform`].
 //! - The programs: [`server`] (one conversation at a time, a waiting line),
 //!   [`room`] (everyone in one room), [`client`]; the binaries in `src/bin/`
-//!   only parse arguments. [`errors`] words failures for all of them.
+//!   only parse arguments, run one of these, and report. [`errors`] words
+//!   failures for all of them; [`outcome`] holds the typed errors they give
+//!   back to the binaries, and is the one place that turns an outcome into
+//!   an exit status.
 //!
 //! Not yet so: the console and the client's connection still know rooms
 //! (the client's hold for a room's greeting in [`outbox`] and [`connection`],
@@ -51,7 +54,7 @@
 //! the loop with the bytes moved and what happened (the peer's end of
 //! stream, a failure, the operator's `q`, Ctrl-C, the idle timeout); the
 //! program is told (`engine::News`) and says why to the people concerned.
-//! Exit statuses are [`Exit`]'s.
+//! Exit statuses are [`Exit`]'s, chosen in [`outcome`] alone.
 
 // The layout above links to private modules on purpose: it is for readers
 // of the source (`cargo doc --document-private-items`).
@@ -65,12 +68,13 @@ mod conversation;
 mod display;
 mod ending;
 mod engine;
-pub mod errors;
+mod errors;
 mod event;
 mod farewell;
 pub mod frame;
 mod input;
 mod outbox;
+mod outcome;
 mod output;
 mod platform;
 pub mod room;
@@ -82,28 +86,13 @@ pub mod tls;
 mod transport;
 
 pub use event::Shutdown;
+pub use outcome::{Error, Exit, parse_args, report};
 pub use terminal::Stdio;
 
 /// Locks `mutex`, poisoned or not: nothing here can leave shared state half
 /// updated when a thread panics, so the state is still good to use.
 pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Exit status by kind of outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    Success = 0,
-    /// The connection could not be made or failed.
-    Failure = 1,
-    /// Ctrl-C, as shells report a SIGINT.
-    Interrupted = 130,
-}
-
-impl Exit {
-    pub fn code(self) -> i32 {
-        self as i32
-    }
 }
 
 /// Checks that `text` has the form `HOST:PORT` (IPv6 as `[::1]:PORT`), for
@@ -133,18 +122,6 @@ pub fn parse_idle_seconds(text: &str) -> Result<u64, String> {
     match text.parse::<u64>() {
         Ok(secs) if secs >= 1 => Ok(secs),
         _ => Err("expected a whole number of seconds, at least 1".to_string()),
-    }
-}
-
-/// Parses the command line, printing clap's message (help, version, or a
-/// bad argument with status 2) without panicking on a closed stream.
-pub fn parse_args<T: clap::Parser>() -> T {
-    match T::try_parse() {
-        Ok(args) => args,
-        Err(e) => {
-            let _ = e.print();
-            std::process::exit(e.exit_code());
-        }
     }
 }
 

@@ -12,13 +12,11 @@
 //! or told to stop, on any console and any clock.
 
 use std::collections::VecDeque;
-use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use crate::Exit;
 use crate::access::Access;
 use crate::clock::Clock;
 use crate::display::push_visible_line;
@@ -33,6 +31,7 @@ use crate::input::AfterQuit;
 use crate::outbox::{OUTBOX_LIMIT, Outbox};
 use crate::output::Output;
 use crate::terminal::{Console, Stdio};
+use crate::{Error, Exit};
 
 /// Said when the operator's standard input ends.
 const INPUT_ENDED: &str = "standard input has ended: from now on, only receiving";
@@ -89,16 +88,20 @@ impl Server {
     /// Listens on `address` (`HOST:PORT`; port 0 picks a free one), with
     /// the process's standard streams as the operator's console and the
     /// system's clock.
-    pub fn bind(address: &str, mode: Mode) -> io::Result<Self> {
+    pub fn bind(address: &str, mode: Mode) -> Result<Self, Error> {
+        let listener = TcpListener::bind(address).map_err(|cause| Error::Listen {
+            address: address.to_string(),
+            cause,
+        })?;
         Ok(Self {
-            listener: TcpListener::bind(address)?,
+            listener,
             mode,
             stdio: Stdio::process(),
             clock: Clock::system(),
         })
     }
 
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
@@ -118,7 +121,7 @@ impl Server {
     /// conversation of `once` ended) or `shutdown` is requested. The loop
     /// and the output's thread have ended when it returns; the input's
     /// thread ends at the end of its input.
-    pub fn run(self, shutdown: &Shutdown) -> io::Result<Exit> {
+    pub fn run(self, shutdown: &Shutdown) -> Result<Exit, Error> {
         let around = Surroundings {
             stdio: self.stdio,
             clock: self.clock,
@@ -141,7 +144,7 @@ pub(crate) struct Surroundings {
 
 /// Serves clients from `listener`, one conversation at a time, until told
 /// to stop (or after one conversation with `once`).
-fn converse(listener: TcpListener, config: Config, around: Surroundings) -> io::Result<Exit> {
+fn converse(listener: TcpListener, config: Config, around: Surroundings) -> Result<Exit, Error> {
     let listening = Listening::new(
         config.tls.as_ref(),
         &config.access,
@@ -201,7 +204,7 @@ pub(crate) fn open(
     listening: Listening<'_>,
     prompt: &str,
     around: Surroundings,
-) -> io::Result<Opened> {
+) -> Result<Opened, Error> {
     let (sender, inbox) = mpsc::channel();
     let events = Events::new(sender);
     let console = Console::open(

@@ -435,13 +435,6 @@ fn tls_error(e: rustls::Error) -> io::Error {
 }
 
 /// A TLS error carried inside an `io::Error`, so that it can be worded.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("TLS error: {0}")]
 pub struct TlsFailure(pub rustls::Error);
-
-impl std::fmt::Display for TlsFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TLS error: {}", self.0)
-    }
-}
-
-impl std::error::Error for TlsFailure {}

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::process;
 use std::time::Duration;
 
-use chat::Shutdown;
 use chat::client::{self, Config, TlsConfig};
 use chat::frame::DEFAULT_MAX_MESSAGE_SIZE;
+use chat::{Exit, Shutdown};
 use clap::Parser;
 
 /// Chat with a chat-server by typing lines.
@@ -88,20 +88,25 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Parse, run, report: the status is the library's to choose (`chat::Exit`).
 fn main() {
-    let args: Args = chat::parse_args();
+    let exit = match chat::parse_args::<Args>() {
+        Ok(args) => talk(args).unwrap_or_else(|e| chat::report("chat-client", e.as_ref())),
+        Err(exit) => exit,
+    };
+    process::exit(exit.code());
+}
+
+fn talk(args: Args) -> anyhow::Result<Exit> {
     // Until the conversation listens, Ctrl-C ends the client at once, as
     // shells report it.
     let shutdown = Shutdown::new();
     let on_interrupt = shutdown.clone();
-    if let Err(e) = ctrlc::set_handler(move || {
+    ctrlc::set_handler(move || {
         if !on_interrupt.request() {
-            process::exit(chat::Exit::Interrupted.code());
+            process::exit(Exit::Interrupted.code());
         }
-    }) {
-        chat::errors::to_stderr(&format!("chat-client: {e}"));
-        process::exit(1);
-    }
+    })?;
     let tls = args.tls.then(|| TlsConfig {
         fingerprint: args.fingerprint.clone(),
         authority: args.ca.clone(),
@@ -109,29 +114,12 @@ fn main() {
         code: args.code,
     });
     let timeout = Duration::from_secs_f64(args.connect_timeout);
-    let connected = match client::connect(&args.connect, timeout, tls.as_ref()) {
-        Ok(connected) => connected,
-        Err(e) => {
-            if !e.to_string().is_empty() {
-                chat::errors::to_stderr(&format!("chat-client: {e}"));
-            }
-            process::exit(e.exit().code());
-        }
-    };
+    let connected = client::connect(&args.connect, timeout, tls.as_ref())?;
     let config = Config {
         max_message_size: args.max_message_size as usize,
         idle_timeout: args.idle_timeout.map(Duration::from_secs),
         name_chosen: args.name.is_some(),
         name: args.name.or_else(login_name),
     };
-    match client::run(connected, config, &shutdown) {
-        Ok(exit) => process::exit(exit.code()),
-        Err(e) => {
-            chat::errors::to_stderr(&format!(
-                "chat-client: {}",
-                chat::errors::lowercase_os_error(&e)
-            ));
-            process::exit(1);
-        }
-    }
+    Ok(client::run(connected, config, &shutdown)?)
 }

@@ -4,12 +4,10 @@ use std::path::PathBuf;
 use std::process;
 use std::time::Duration;
 
-use anyhow::anyhow;
-use chat::Shutdown;
 use chat::access::{Access, parse_network};
-use chat::errors::lowercase_os_error;
 use chat::frame::DEFAULT_MAX_MESSAGE_SIZE;
 use chat::server::{Config, Mode, Server, TlsConfig};
+use chat::{Exit, Shutdown};
 use clap::Parser;
 use ipnet::IpNet;
 
@@ -103,18 +101,16 @@ struct Args {
     member_rate: u32,
 }
 
+/// Parse, run, report: the status is the library's to choose (`chat::Exit`).
 fn main() {
-    let args: Args = chat::parse_args();
-    match serve(args) {
-        Ok(code) => process::exit(code),
-        Err(e) => {
-            chat::errors::to_stderr(&format!("chat-server: {e:#}"));
-            process::exit(1);
-        }
-    }
+    let exit = match chat::parse_args::<Args>() {
+        Ok(args) => serve(args).unwrap_or_else(|e| chat::report("chat-server", e.as_ref())),
+        Err(exit) => exit,
+    };
+    process::exit(exit.code());
 }
 
-fn serve(args: Args) -> anyhow::Result<i32> {
+fn serve(args: Args) -> anyhow::Result<Exit> {
     let tls = args.tls.then(|| TlsConfig {
         identity: args.identity.clone(),
         code: args.code,
@@ -139,11 +135,10 @@ fn serve(args: Args) -> anyhow::Result<i32> {
             access: Access::new(args.allow, args.deny),
         }),
     };
-    let server = Server::bind(&args.bind, mode)
-        .map_err(|e| anyhow!("cannot listen on {}: {}", args.bind, lowercase_os_error(&e)))?;
+    let server = Server::bind(&args.bind, mode)?;
     let shutdown = Shutdown::new();
     on_interrupt(&shutdown)?;
-    Ok(server.run(&shutdown)?.code())
+    Ok(server.run(&shutdown)?)
 }
 
 /// Ctrl-C, SIGTERM and hangups ask the server to stop.

@@ -184,10 +184,12 @@ pub fn listen(
     output: &Arc<Output>,
     events: &Events,
     clock: Clock,
-) -> io::Result<Engine> {
+) -> Result<Engine, crate::Error> {
     let address = listener.local_addr()?;
     let tls = match listening.tls {
-        Some(tls) => Some(Arc::new(secure(tls, output).map_err(io::Error::other)?)),
+        Some(tls) => Some(Arc::new(
+            secure(tls, output).map_err(crate::Error::ServerTls)?,
+        )),
         None => None,
     };
     if tls.is_none() && !address.ip().is_loopback() {

@@ -29,18 +29,17 @@ pub(crate) mod view;
 mod wire;
 
 use std::collections::BTreeSet;
-use std::io;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::Exit;
 use crate::access::Access;
 use crate::engine::Listening;
 pub use crate::engine::TlsConfig;
 use crate::input::AfterQuit;
 use crate::outbox::Outbox;
 use crate::server::{Opened, Surroundings, open};
+use crate::{Error, Exit};
 use server::RoomService;
 use state::{Room, Settings};
 
@@ -84,7 +83,11 @@ pub fn parse_name(text: &str) -> Result<String, String> {
 
 /// Runs the room on `listener`, which is already bound, until the operator
 /// closes it (`q`) or is told to stop.
-pub(crate) fn run(listener: TcpListener, config: Config, around: Surroundings) -> io::Result<Exit> {
+pub(crate) fn run(
+    listener: TcpListener,
+    config: Config,
+    around: Surroundings,
+) -> Result<Exit, Error> {
     let listening = Listening::new(
         config.tls.as_ref(),
         &config.access,

@@ -103,32 +103,24 @@ impl Gate {
 }
 
 /// Why an exchange failed, worded for the user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
     /// The client's proof was wrong: the codes differ, or someone is in the middle.
+    #[error("wrong code (or someone in the middle); refused")]
     WrongCode,
     /// The server refused, and said why.
+    #[error("the server refused the code: {0}")]
     Refused(String),
     /// The server's proof was wrong.
+    #[error(
+        "the server does not know the code: the code is wrong, or someone is in the middle; nothing was sent"
+    )]
     ServerUnproven,
+    #[error("too many code attempts at once; refused")]
     TooManyAttempts,
     /// Malformed, missing or late messages.
+    #[error("code exchange failed: {0}")]
     Broken(String),
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::WrongCode => write!(f, "wrong code (or someone in the middle); refused"),
-            Failure::Refused(why) => write!(f, "the server refused the code: {why}"),
-            Failure::ServerUnproven => write!(
-                f,
-                "the server does not know the code: the code is wrong, or someone is in the middle; nothing was sent"
-            ),
-            Failure::TooManyAttempts => write!(f, "too many code attempts at once; refused"),
-            Failure::Broken(why) => write!(f, "code exchange failed: {why}"),
-        }
-    }
 }
 
 const WRONG_CODE_NOTICE: &str = "wrong code (or someone in the middle)";

@@ -153,13 +153,30 @@ pub struct Secured {
     pub notes: Vec<String>,
 }
 
-/// Makes a TLS connection over `stream` as `settings` say, within `timeout`;
-/// the error is one line for the user.
+/// Why a client's TLS connection was not made, by what failed; each worded
+/// for the user in one line (the details here, where they are known).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// A file the client trusts by could not be used: the authorities'
+    /// (`--ca`), the known hosts, or the data directory they are kept in.
+    #[error("{0}")]
+    Trust(String),
+    /// No session with the server it trusts: the server presented another
+    /// identity, speaks otherwise (no TLS, a code or none), closed, or did
+    /// not answer in time.
+    #[error("{0}")]
+    Handshake(String),
+    /// The shared code was not proved, either way.
+    #[error(transparent)]
+    Code(#[from] CodeFailure),
+}
+
+/// Makes a TLS connection over `stream` as `settings` say, within `timeout`.
 pub fn connect(
     mut stream: TcpStream,
     settings: &ClientSettings,
     timeout: Duration,
-) -> Result<Secured, String> {
+) -> Result<Secured, ClientError> {
     let deadline = Instant::now() + timeout;
     let address = &settings.address;
     let provider = provider();
@@ -167,20 +184,26 @@ pub fn connect(
     let expect = if let Some(print) = &settings.fingerprint {
         Expect::Fingerprint(vec![print.clone()])
     } else if let Some(path) = &settings.authority {
-        Expect::Authority(Arc::new(trust::load_authorities(path)?))
+        Expect::Authority(Arc::new(
+            trust::load_authorities(path).map_err(ClientError::Trust)?,
+        ))
     } else if settings.code.is_some() {
         Expect::Anything
     } else {
-        known = settings.known_hosts.lookup(address)?;
+        known = settings
+            .known_hosts
+            .lookup(address)
+            .map_err(ClientError::Trust)?;
         match known.is_empty() {
             false => Expect::Fingerprint(known.iter().map(|k| k.fingerprint.clone()).collect()),
             true => Expect::Anything,
         }
     };
-    let verifier = Arc::new(trust::Verifier::new(expect, &provider)?);
+    let verifier =
+        Arc::new(trust::Verifier::new(expect, &provider).map_err(ClientError::Handshake)?);
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| e.to_string())?
+        .map_err(|e| ClientError::Handshake(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::clone(&verifier) as Arc<_>)
         .with_no_client_auth();
@@ -189,7 +212,7 @@ pub fn connect(
         None => ALPN_CHAT.to_vec(),
     }];
     let session = rustls::ClientConnection::new(Arc::new(config), server_name(address))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ClientError::Handshake(e.to_string()))?;
     let mut session = rustls::Connection::Client(session);
     let seen = || crate::lock(&verifier.seen).clone().unwrap_or_default();
     if let Err(e) = handshake(&mut stream, &mut session, deadline) {
@@ -199,7 +222,7 @@ pub fn connect(
                 CertificateError::ApplicationVerificationFailure
             ))
         );
-        return Err(match (&e, &settings.fingerprint, &known) {
+        let why = match (&e, &settings.fingerprint, &known) {
             (_, Some(expected), _) if bad_certificate => format!(
                 "the server at {address} presented {}, not the expected {expected}; refused, nothing was sent",
                 seen()
@@ -244,18 +267,22 @@ pub fn connect(
                 "no TLS answer from {address} in time (--connect-timeout): the server may not speak TLS (try without --tls)"
             ),
             (e, _, _) => format!("TLS with {address} failed: {e}"),
-        });
+        };
+        return Err(ClientError::Handshake(why));
     }
     let transport = Transport::tls(stream, session);
     let mut notes = Vec::new();
     if let Some(code) = &settings.code {
-        code::as_client(&transport, code, deadline).map_err(|e| e.to_string())?;
+        code::as_client(&transport, code, deadline)?;
         notes.push(format!(
             "the server at {address} knows the code: both sides are authenticated"
         ));
     } else if settings.fingerprint.is_none() && settings.authority.is_none() && known.is_empty() {
         let print = seen();
-        settings.known_hosts.record(address, &print)?;
+        settings
+            .known_hosts
+            .record(address, &print)
+            .map_err(ClientError::Trust)?;
         notes.push(format!(
             "first connection to {address}: its fingerprint {print} is now recorded in {}; check it with the server's operator",
             settings.known_hosts.path.display()
@@ -320,23 +347,16 @@ fn describe_certificate(
 }
 
 /// How a handshake failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 enum Handshake {
+    #[error("{0}")]
     Tls(rustls::Error),
+    #[error("the connection closed")]
     Closed,
+    #[error("no answer in time")]
     TimedOut,
+    #[error("{}", crate::errors::lowercase_os_error(.0))]
     Io(io::Error),
-}
-
-impl std::fmt::Display for Handshake {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Handshake::Tls(e) => write!(f, "{e}"),
-            Handshake::Closed => write!(f, "the connection closed"),
-            Handshake::TimedOut => write!(f, "no answer in time"),
-            Handshake::Io(e) => write!(f, "{}", crate::errors::lowercase_os_error(e)),
-        }
-    }
 }
 
 /// Drives a handshake to its end on a blocking socket, by `deadline`: one

@@ -21,7 +21,7 @@ pub struct Running {
     pub addr: SocketAddr,
     pub clock: Clock,
     pub shutdown: Shutdown,
-    server: Option<JoinHandle<io::Result<Exit>>>,
+    server: Option<JoinHandle<Result<Exit, chat::Error>>>,
 }
 
 /// The conversation mode's settings, as `chat-server` has them by default.

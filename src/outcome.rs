@@ -1,0 +1,274 @@
+//! What a program's run comes to, and the one place that turns it into an
+//! exit status: [`Exit`] for runs that ended as they may (a conversation
+//! over, Ctrl-C), [`Error`] for the failures the library gives back to the
+//! programs, [`parse_args`] for the command line and [`report`] for the
+//! binaries' last line. The binaries choose no status of their own.
+//!
+//! Each error's message is the whole line the user reads (after the
+//! program's name), worded as [`crate::errors`] words failures: one
+//! lowercase line, no OS error numbers. So an error that words its cause
+//! does not also give it as its `source()`: a chain printer (anyhow's
+//! `{:#}`, or [`report`]) would say it twice.
+
+use std::io;
+use std::time::Duration;
+
+use crate::errors::{lowercase_os_error, to_stderr};
+use crate::tls::ClientError;
+
+/// Exit status by kind of outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Success = 0,
+    /// The connection could not be made or failed.
+    Failure = 1,
+    /// A bad command line, as clap and most tools report it.
+    Usage = 2,
+    /// Ctrl-C, as shells report a SIGINT.
+    Interrupted = 130,
+}
+
+impl Exit {
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+
+    /// The status `error` calls for: its [`Error`]'s, if it is or wraps one
+    /// (the binaries hold it in an `anyhow::Error`), else a failure.
+    fn of(error: &(dyn std::error::Error + 'static)) -> Exit {
+        std::iter::successors(Some(error), |e| e.source())
+            .find_map(|e| e.downcast_ref::<Error>())
+            .map_or(Exit::Failure, Error::exit)
+    }
+
+    /// The status for a command line clap did not take: help and version
+    /// asked for are a success, anything else a bad argument.
+    fn of_arguments(e: &clap::Error) -> Exit {
+        match e.use_stderr() {
+            true => Exit::Usage,
+            false => Exit::Success,
+        }
+    }
+}
+
+/// Why a program could not run, or stopped: what the library gives back to
+/// the binaries.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server could not take its address.
+    #[error("cannot listen on {address}: {}", lowercase_os_error(.cause))]
+    Listen { address: String, cause: io::Error },
+    /// The client has no TCP connection to the server.
+    #[error("cannot connect to {address}: {why}")]
+    Connect { address: String, why: Unreachable },
+    /// The client's TLS: its trust files, the server's identity, the
+    /// handshake, the shared code.
+    #[error(transparent)]
+    Tls(#[from] ClientError),
+    /// The server's TLS: its identity file (read, made or checked), the
+    /// data directory it is kept in, its shared code.
+    #[error("{0}")]
+    ServerTls(String),
+    /// The client was to prove a code, and the user gave none.
+    #[error("no code given")]
+    NoCode,
+    /// The client was to ask for the code, and has no terminal to ask on.
+    #[error("cannot ask for the code ({0}): set CHAT_CODE instead")]
+    CannotAskCode(String),
+    /// Ctrl-C before the conversation began.
+    #[error("interrupted")]
+    Interrupted,
+    /// The console or a socket failed under a running program.
+    #[error("{}", lowercase_os_error(.0))]
+    Io(io::Error),
+}
+
+/// Not `#[from]`: that would make the I/O error the source too, and the
+/// line already says it.
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl Error {
+    /// The exit status this failure calls for. Every variant is named, so
+    /// that a new one must be given its status here.
+    pub fn exit(&self) -> Exit {
+        match self {
+            Error::Interrupted => Exit::Interrupted,
+            Error::Listen { .. }
+            | Error::Connect { .. }
+            | Error::Tls(_)
+            | Error::ServerTls(_)
+            | Error::NoCode
+            | Error::CannotAskCode(_)
+            | Error::Io(_) => Exit::Failure,
+        }
+    }
+}
+
+/// Why the TCP connection to a server was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum Unreachable {
+    /// Not `HOST:PORT` (the command line checks the form; this is for
+    /// other callers).
+    #[error("expected HOST:PORT, such as 127.0.0.1:9527")]
+    Malformed,
+    #[error("cannot resolve it: {}", lowercase_os_error(.0))]
+    Unresolved(io::Error),
+    #[error("the name resolved to no address")]
+    NoAddress,
+    #[error("connection refused (is chat-server running there?)")]
+    Refused,
+    /// No answer within the connect timeout.
+    #[error("no answer within {} s", .0.as_secs_f64())]
+    TimedOut(Duration),
+    #[error("{}", lowercase_os_error(.0))]
+    Failed(io::Error),
+}
+
+/// Parses the command line. If the program is not to run, clap's message
+/// is printed (help, version, or a bad argument), without panicking on a
+/// closed stream, and the status to exit with at once is returned.
+pub fn parse_args<T: clap::Parser>() -> Result<T, Exit> {
+    T::try_parse().map_err(|e| {
+        let _ = e.print();
+        Exit::of_arguments(&e)
+    })
+}
+
+/// Says on stderr why `program` stops, in one line (`program: why`), and
+/// returns the status it exits with. A Ctrl-C is not worded: the user
+/// knows.
+pub fn report(program: &str, error: &(dyn std::error::Error + 'static)) -> Exit {
+    let exit = Exit::of(error);
+    if exit != Exit::Interrupted {
+        to_stderr(&line(program, error));
+    }
+    exit
+}
+
+/// `program: why`, with the causes the error gives as its sources, as
+/// anyhow's `{:#}` joins them.
+fn line(program: &str, error: &(dyn std::error::Error + 'static)) -> String {
+    std::iter::successors(Some(error), |e| e.source())
+        .fold(program.to_string(), |line, e| format!("{line}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::CodeFailure;
+
+    fn every_error() -> Vec<Error> {
+        vec![
+            Error::Listen {
+                address: "127.0.0.1:9527".into(),
+                cause: io::Error::from(io::ErrorKind::AddrInUse),
+            },
+            Error::Connect {
+                address: "127.0.0.1:9527".into(),
+                why: Unreachable::Refused,
+            },
+            Error::Tls(ClientError::Trust("cannot read known_hosts".into())),
+            Error::Tls(ClientError::Handshake("TLS failed".into())),
+            Error::Tls(ClientError::Code(CodeFailure::WrongCode)),
+            Error::ServerTls("identity.pem holds no certificate".into()),
+            Error::NoCode,
+            Error::CannotAskCode("no terminal".into()),
+            Error::Io(io::Error::from(io::ErrorKind::BrokenPipe)),
+        ]
+    }
+
+    #[test]
+    fn every_failure_exits_1_and_an_interruption_130() {
+        for error in every_error() {
+            assert_eq!(error.exit(), Exit::Failure, "{error:?}");
+            assert_eq!(error.exit().code(), 1);
+        }
+        assert_eq!(Error::Interrupted.exit(), Exit::Interrupted);
+        assert_eq!(Error::Interrupted.exit().code(), 130);
+    }
+
+    #[test]
+    fn the_status_is_found_through_wrappers() {
+        // As anyhow holds it in the binaries: a wrapper whose source is ours.
+        #[derive(Debug, thiserror::Error)]
+        #[error("while starting")]
+        struct Context(#[source] Error);
+        let interrupted = Context(Error::Interrupted);
+        assert_eq!(Exit::of(&interrupted), Exit::Interrupted);
+        assert_eq!(Exit::of(&Error::NoCode), Exit::Failure);
+        // Not ours at all: a failure.
+        let other = io::Error::other("something else");
+        assert_eq!(Exit::of(&other), Exit::Failure);
+    }
+
+    #[test]
+    fn bad_arguments_exit_2_and_help_0() {
+        #[derive(clap::Parser, Debug)]
+        struct Args {
+            #[arg(long)]
+            port: u16,
+        }
+        let parse = |args: &[&str]| {
+            <Args as clap::Parser>::try_parse_from(args).map_err(|e| Exit::of_arguments(&e))
+        };
+        assert_eq!(parse(&["x", "--port", "99999"]).unwrap_err(), Exit::Usage);
+        assert_eq!(parse(&["x", "--nope"]).unwrap_err(), Exit::Usage);
+        assert_eq!(parse(&["x"]).unwrap_err(), Exit::Usage);
+        assert_eq!(Exit::Usage.code(), 2);
+        assert_eq!(parse(&["x", "--help"]).unwrap_err(), Exit::Success);
+        assert_eq!(Exit::Success.code(), 0);
+        assert!(parse(&["x", "--port", "1"]).is_ok());
+    }
+
+    #[test]
+    fn messages_are_the_users_one_line() {
+        // A real OS error, worded the same on every platform.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = taken.local_addr().unwrap().to_string();
+        let listen = Error::Listen {
+            cause: std::net::TcpListener::bind(&address).unwrap_err(),
+            address: address.clone(),
+        };
+        assert_eq!(
+            line("chat-server", &listen),
+            format!("chat-server: cannot listen on {address}: address already in use")
+        );
+        let refused = Error::Connect {
+            address: "127.0.0.1:9527".into(),
+            why: Unreachable::Refused,
+        };
+        assert_eq!(
+            line("chat-client", &refused),
+            "chat-client: cannot connect to 127.0.0.1:9527: connection refused (is chat-server running there?)"
+        );
+        let timed_out = Error::Connect {
+            address: "example.com:9527".into(),
+            why: Unreachable::TimedOut(Duration::from_millis(2500)),
+        };
+        assert_eq!(
+            timed_out.to_string(),
+            "cannot connect to example.com:9527: no answer within 2.5 s"
+        );
+        let wrong_code = Error::Tls(ClientError::Code(CodeFailure::WrongCode));
+        assert_eq!(
+            wrong_code.to_string(),
+            "wrong code (or someone in the middle); refused"
+        );
+        assert_eq!(
+            Error::CannotAskCode("stdin is not a terminal".into()).to_string(),
+            "cannot ask for the code (stdin is not a terminal): set CHAT_CODE instead"
+        );
+    }
+
+    #[test]
+    fn a_worded_cause_is_not_said_twice() {
+        for error in every_error() {
+            let said = line("chat", &error);
+            assert_eq!(said, format!("chat: {error}"), "{error:?}");
+        }
+    }
+}
