@@ -3,8 +3,13 @@
 
 use std::io::{self, ErrorKind, Write};
 
-use crate::ending::{Ending, Stall};
-use crate::frame::TooLong;
+use crate::state::ending::{Ending, Stall};
+use crate::wire::frame::TooLong;
+
+/// A TLS error carried inside an `io::Error`, so that it can be worded.
+#[derive(Debug, thiserror::Error)]
+#[error("TLS error: {0}")]
+pub struct TlsFailure(pub rustls::Error);
 
 /// One line describing why receiving failed.
 pub fn describe_receive_error(e: &io::Error) -> String {
@@ -21,7 +26,7 @@ pub fn describe_receive_error(e: &io::Error) -> String {
     }
     if let Some(failure) = e
         .get_ref()
-        .and_then(|inner| inner.downcast_ref::<crate::transport::TlsFailure>())
+        .and_then(|inner| inner.downcast_ref::<TlsFailure>())
     {
         return failure.to_string();
     }

@@ -1,93 +1,89 @@
 //! A TCP chat pair: `chat-server` and `chat-client` let people talk by
 //! typing lines, over the length-prefixed protocol in `docs/PROTOCOL.md`.
 //!
-//! Layers, each using only those above it:
-//! - The wire: [`frame`] (a 4-byte big-endian length before each payload),
-//!   [`display`] (a peer's text made safe to show), [`scan`] (vectorized
-//!   scans of whole buffers), [`farewell`] (the refusal's form), and the
-//!   room's forms in `room::wire`.
-//! - State machines with no I/O and no clock of their own, fed the time:
-//!   [`ending`] (how a connection ends), `room::state` (who is in a room,
-//!   what goes to whom), `room::pace` (how fast a member may talk),
-//!   `tls::code`'s `ServerExchange` and `Gate` (the shared code), and
-//!   [`throttle`], [`access`].
-//! - The console: [`terminal`] (plain lines or the line editor), [`output`]
-//!   (everything shown, through one queue), [`input`] (typed lines turned
-//!   into frames), [`outbox`] (the bounded queue from the user's lines to a
-//!   connection), [`event`] (what a program's main thread reacts to).
-//! - The I/O engine: [`engine`], the server's one event loop over every
-//!   socket (the listener, clients at the gate, conversations, room
-//!   members), with TLS by rustls' non-blocking API and timers as a
-//!   deadline heap; [`transport`] and [`connection`], the client's socket
-//!   and its two threads; [`tls`], identities and trust; [`platform`].
-//! - The programs: [`server`] (one conversation at a time, a waiting line),
-//!   [`room`] (everyone in one room), [`client`]; the binaries in `src/bin/`
-//!   only parse arguments, run one of these, and report. [`errors`] words
-//!   failures for all of them; [`outcome`] holds the typed errors they give
-//!   back to the binaries, and is the one place that turns an outcome into
-//!   an exit status.
+//! Layers, one folder each, each using only those listed before it:
+//! - [`wire`]: the protocol's forms. [`wire::frame`] (a 4-byte big-endian
+//!   length before each payload), the room's forms ([`wire::room`]) and
+//!   names ([`wire::names`]), the refusal's ([`wire::farewell`]), a peer's
+//!   text made safe to show ([`wire::display`]), whole-buffer scans.
+//! - [`state`]: state machines with no I/O and no clock of their own, fed
+//!   the time: how a connection ends ([`state::ending`]), the room (who is
+//!   in it, what goes to whom, each member's pace: [`state::room`]),
+//!   [`state::throttle`], [`state::access`]; and [`state::clock`], where the
+//!   programs take the time from (the system's, or one a test moves).
+//! - [`console`]: the user's side. Plain lines or the line editor, on the
+//!   process's standard streams or any others ([`Stdio`]);
+//!   [`console::output`] (everything shown, through one queue),
+//!   [`console::input`] (typed lines turned into frames),
+//!   [`console::outbox`] (the bounded queue from the user's lines to a
+//!   connection), [`console::event`] (what a program reacts to, and the
+//!   [`Shutdown`] request the binaries point Ctrl-C at).
+//! - [`engine`]: the I/O. The server's one event loop over every socket
+//!   (the listener, clients at the gate, conversations, room members), with
+//!   TLS by rustls' non-blocking API and timers as a deadline heap;
+//!   [`engine::tls`] (identities, trust, the shared code); the client's
+//!   socket and its two threads ([`engine::transport`],
+//!   [`engine::connection`]).
+//! - [`programs`]: [`server`] (one conversation at a time and a waiting
+//!   line, or with [`room`] everyone in one room), [`client`], and
+//!   [`programs::outcome`], the typed errors they give back and the one
+//!   place that turns an outcome into an exit status. The binaries in
+//!   `src/bin/` only parse arguments, run one of these, and report.
 //!
-//! Not yet so: the console and the client's connection still know rooms
-//! (the client's hold for a room's greeting in [`outbox`] and [`connection`],
-//! room commands answered in [`input`], room lines in [`output`]); they are
-//! to move up into the client program.
+//! At the root, for every layer: [`errors`] (how failures are worded: one
+//! lowercase line) and [`platform`] (what differs between systems).
 //!
-//! Threads. The server: its main thread runs the event loop, which reads,
-//! writes and decides for every connection; besides it only the operator's
-//! console has threads, one reading input (the plain reader or the editor's
-//! key reader) and one showing output (the plain writer or the editor). The
-//! client: its main thread decides; its connection has a receiving thread
-//! (socket to output) and a sending thread (outbox to socket); the console
-//! has the same two threads as the server's.
+//! Not yet so: the client still runs its connection on threads of its own
+//! ([`engine::connection`]) rather than on the event loop, and with it the
+//! console still knows rooms (the client's hold for a room's greeting in
+//! [`console::outbox`], room commands answered in [`console::input`], room
+//! lines in [`console::output`]); they are to move into the client program.
+//!
+//! Threads. The server: the thread that calls [`server::Server::run`] runs
+//! the event loop, which reads, writes and decides for every connection;
+//! besides it only the operator's console has threads, one reading input
+//! (the plain reader or the editor's key reader) and one showing output
+//! (the plain writer or the editor). The client: its main thread decides;
+//! its connection has a receiving thread (socket to output) and a sending
+//! thread (outbox to socket); the console has the same two threads as the
+//! server's.
 //!
 //! Where a received byte goes (server): the loop reads it into its one
 //! scratch buffer ([`engine::conn::Conn`]); whole frames go to the program
 //! (`Service::readable`): in a conversation they are made safe to show and
-//! queued on [`output`], whose thread writes them (or the loop itself, when
-//! stdout takes them at once); in a room, `room::state` relays each message
-//! to the other members' connections, whose queued frames the loop writes
-//! at the end of its round. A typed line: the input thread frames it into
-//! an [`outbox`], which wakes the loop; the loop moves it to the
-//! connection as far as the peer takes it.
+//! queued on [`console::output`], whose thread writes them (or the loop
+//! itself, when stdout takes them at once); in a room, [`state::room`]
+//! relays each message to the other members' connections, whose queued
+//! frames the loop writes at the end of its round. A typed line: the input
+//! thread frames it into an [`console::outbox`], which wakes the loop; the
+//! loop moves it to the connection as far as the peer takes it.
 //!
-//! Who decides that a connection ends: its [`ending::Closing`], stepped by
-//! the loop with the bytes moved and what happened (the peer's end of
-//! stream, a failure, the operator's `q`, Ctrl-C, the idle timeout); the
-//! program is told (`engine::News`) and says why to the people concerned.
-//! Exit statuses are [`Exit`]'s, chosen in [`outcome`] alone.
+//! Who decides that a connection ends: its [`state::ending::Closing`],
+//! stepped by the loop with the time, the bytes moved and what happened
+//! (the peer's end of stream, a failure, the operator's `q`, a shutdown
+//! request, the idle timeout); the program is told (`engine::News`) and
+//! says why to the people concerned. Exit statuses are [`Exit`]'s, chosen
+//! in [`programs::outcome`] alone.
 
 // The layout above links to private modules on purpose: it is for readers
 // of the source (`cargo doc --document-private-items`).
 #![allow(rustdoc::private_intra_doc_links)]
 
-pub mod access;
-pub mod client;
-pub mod clock;
-mod connection;
-mod conversation;
-mod display;
-mod ending;
+mod console;
 mod engine;
 mod errors;
-mod event;
-mod farewell;
-pub mod frame;
-mod input;
-mod outbox;
-mod outcome;
-mod output;
 mod platform;
-pub mod room;
-mod scan;
-pub mod server;
-mod terminal;
-mod throttle;
-pub mod tls;
-mod transport;
+mod programs;
+mod state;
+mod wire;
 
-pub use event::Shutdown;
-pub use outcome::{Error, Exit, parse_args, report};
-pub use terminal::Stdio;
+pub use console::Stdio;
+pub use console::event::Shutdown;
+pub use engine::tls;
+pub use programs::outcome::{Error, Exit, parse_args, report};
+pub use programs::{client, room, server};
+pub use state::{access, clock};
+pub use wire::frame;
 
 /// Locks `mutex`, poisoned or not: nothing here can leave shared state half
 /// updated when a thread panics, so the state is still good to use.

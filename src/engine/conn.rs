@@ -4,7 +4,7 @@
 //!
 //! Nothing here waits and nothing decides: a read or a write goes as far as
 //! the socket allows and says what happened; the loop ([`super::Io`])
-//! turns that into [`crate::ending`]'s happenings.
+//! turns that into [`crate::state::ending`]'s happenings.
 //!
 //! Memory follows traffic, not members: reads go into the loop's one
 //! scratch buffer, and a connection keeps bytes of its own only for a frame
@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use mio::net::TcpStream;
 
-use crate::ending::Observed;
-use crate::frame::{HEADER_LEN, TooLong, read_header, too_long_error};
 use crate::platform::unacknowledged;
+use crate::state::ending::Observed;
+use crate::wire::frame::{HEADER_LEN, TooLong, read_header, too_long_error};
 
 /// Plaintext sealed into TLS records at once: the socket is offered about
 /// this much at a time, so rustls never holds much that the peer has not
@@ -467,7 +467,7 @@ impl Conn {
         }
     }
 
-    /// Bytes moved so far and not yet delivered, for [`crate::ending`].
+    /// Bytes moved so far and not yet delivered, for [`crate::state::ending`].
     pub fn observe(&mut self) -> Observed {
         let fin = u64::from(self.sending == Sending::Done);
         let unacked = unacknowledged(socket2::SockRef::from(&self.stream))
@@ -516,13 +516,13 @@ pub enum Handshake {
 
 /// A TLS failure on an established connection, as an I/O error.
 fn tls_error(e: rustls::Error) -> io::Error {
-    io::Error::new(ErrorKind::InvalidData, crate::transport::TlsFailure(e))
+    io::Error::new(ErrorKind::InvalidData, crate::errors::TlsFailure(e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::encode_frame;
+    use crate::wire::frame::encode_frame;
 
     fn frames(payloads: &[&[u8]]) -> Vec<u8> {
         let mut out = Vec::new();

@@ -19,15 +19,15 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 
 use super::{Id, Io, Service};
-use crate::access::Access;
-use crate::farewell::refusal;
-use crate::frame::encode_frame;
-use crate::output::Output;
-use crate::throttle::Throttle;
-use crate::tls::code::{EXPORTER_LABEL, Progress, ServerExchange, Step};
-use crate::tls::{
+use crate::console::output::Output;
+use crate::engine::tls::code::{EXPORTER_LABEL, Progress, ServerExchange, Step};
+use crate::engine::tls::{
     CodeFailure, HANDSHAKE_RECORD, NEEDS_CODE, PLAIN_CLIENT_GRACE, SPEAK_TLS, ServerTls,
 };
+use crate::state::access::Access;
+use crate::state::throttle::Throttle;
+use crate::wire::farewell::refusal;
+use crate::wire::frame::encode_frame;
 
 /// A code shorter than this (normalized) is warned about.
 const WEAK_CODE: usize = 10;
@@ -67,9 +67,9 @@ pub struct TlsConfig {
 pub fn secure(config: &TlsConfig, output: &Output) -> Result<ServerTls, String> {
     let path = match &config.identity {
         Some(path) => path.clone(),
-        None => crate::tls::data_dir()?.join("identity.pem"),
+        None => crate::engine::tls::data_dir()?.join("identity.pem"),
     };
-    let (identity, created) = crate::tls::load_identity(&path)?;
+    let (identity, created) = crate::engine::tls::load_identity(&path)?;
     let made = if created { "made now, " } else { "" };
     output.status(format!(
         "TLS identity {} ({made}kept in {})",
@@ -79,9 +79,9 @@ pub fn secure(config: &TlsConfig, output: &Output) -> Result<ServerTls, String> 
     let code = match config.code {
         false => None,
         true => Some(match std::env::var("CHAT_CODE") {
-            Ok(code) if !crate::tls::normalize_code(&code).is_empty() => {
+            Ok(code) if !crate::engine::tls::normalize_code(&code).is_empty() => {
                 output.status("code taken from CHAT_CODE; clients connect with --tls --code");
-                if crate::tls::normalize_code(&code).len() < WEAK_CODE {
+                if crate::engine::tls::normalize_code(&code).len() < WEAK_CODE {
                     output.status(
                         "warning: this code is short: one guess a second may find it soon (a number and three words, as the server makes, are safe)",
                     );
@@ -90,7 +90,7 @@ pub fn secure(config: &TlsConfig, output: &Output) -> Result<ServerTls, String> 
             }
             Ok(_) => return Err("CHAT_CODE is set but holds no code".to_string()),
             Err(_) => {
-                let code = crate::tls::generate_code()?;
+                let code = crate::engine::tls::generate_code()?;
                 output.status(format!(
                     "code: {code} (tell it to the client's user: chat-client --tls --code asks for it)"
                 ));
@@ -380,7 +380,7 @@ fn prove(io: &mut Io, service: &mut impl Service, id: Id) {
         frame.clear();
         let link = &mut io.links[id];
         let end = link.conn.read_frames(&mut io.scratch, &mut frame, 1);
-        if let Some(payload) = crate::frame::payloads(&frame).next() {
+        if let Some(payload) = crate::wire::frame::payloads(&frame).next() {
             let tls = io.gate.config.tls.as_ref().expect("a TLS gate");
             let Phase::Proving { exchange, .. } = &mut io.links[id].phase else {
                 return;

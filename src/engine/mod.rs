@@ -3,7 +3,7 @@
 //! (epoll, kqueue, IOCP), with timers as a deadline heap read by the loop.
 //!
 //! The loop owns the connections ([`conn::Conn`]) and, for each admitted
-//! one, its ending ([`crate::ending::Closing`]): it observes the bytes moved,
+//! one, its ending ([`crate::state::ending::Closing`]): it observes the bytes moved,
 //! feeds the happenings (end of stream, failures, what the program asked),
 //! and does what the ending decides. What a program does with a connection
 //! is a [`Service`]'s: it is told of admissions, of readable connections
@@ -19,7 +19,10 @@
 //! has something queued; tell the news; let the service do what is due.
 
 pub mod conn;
+pub(crate) mod connection;
 mod gate;
+pub mod tls;
+pub(crate) mod transport;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -32,13 +35,13 @@ use mio::net::TcpListener;
 use mio::{Events as Readiness, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
 
-use crate::access::Access;
-use crate::clock::Clock;
-use crate::ending::{Closing, Ending, Happening, Rules};
+use crate::console::event::Events;
+use crate::console::output::Output;
 use crate::errors::{describe_receive_error, describe_send_error, lowercase_os_error};
-use crate::event::Events;
-use crate::output::Output;
-use crate::throttle::Throttle;
+use crate::state::access::Access;
+use crate::state::clock::Clock;
+use crate::state::ending::{Closing, Ending, Happening, Rules};
+use crate::state::throttle::Throttle;
 use conn::{Conn, Flushed, ReadEnd};
 use gate::{Gate, Phase};
 pub use gate::{GateConfig, TlsConfig, secure};

@@ -13,8 +13,8 @@
 use std::io;
 use std::time::Duration;
 
+use crate::engine::tls::ClientError;
 use crate::errors::{lowercase_os_error, to_stderr};
-use crate::tls::ClientError;
 
 /// Exit status by kind of outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,7 +159,7 @@ fn line(program: &str, error: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tls::CodeFailure;
+    use crate::engine::tls::CodeFailure;
 
     fn every_error() -> Vec<Error> {
         vec![

@@ -24,7 +24,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::event::{Event, Events};
+use crate::console::event::{Event, Events};
+pub use crate::wire::room::Said;
 
 /// How many bytes of messages may wait for the screen before receiving waits.
 const QUEUE_LIMIT: usize = 1 << 20;
@@ -67,17 +68,8 @@ pub enum Shown {
     },
 }
 
-/// How a room member said something.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Said {
-    /// `NAME: TEXT`
-    Message,
-    /// `* NAME TEXT` (`/me`)
-    Action,
-}
-
 /// Turns a peer's lines into what is shown, for a peer whose lines carry
-/// more than text (a room server's: see `crate::room::view`).
+/// more than text (a room server's: see `crate::programs::room::view`).
 pub trait Interpret: Send {
     /// `text` is lines, each ending in `\n`, received from `from`.
     fn interpret(&mut self, from: &Arc<str>, text: Vec<u8>) -> Vec<Shown>;
@@ -673,7 +665,7 @@ mod tests {
         ) {
             let stdout = Arc::new(Stdout::default());
             let (tx, _rx) = mpsc::channel();
-            let output = Output::new(crate::event::Events::new(tx));
+            let output = Output::new(crate::console::event::Events::new(tx));
             let turn = std::sync::atomic::AtomicUsize::new(0);
             {
                 let stdout = Arc::clone(&stdout);
@@ -731,7 +723,7 @@ mod tests {
     #[test]
     fn a_full_queue_holds_a_producer_until_cancelled() {
         let (tx, _rx) = mpsc::channel();
-        let output = Output::new(crate::event::Events::new(tx));
+        let output = Output::new(crate::console::event::Events::new(tx));
         let from: Arc<str> = Arc::from("peer");
         let never = AtomicBool::new(false);
         assert!(output.messages(&from, vec![b'x'; QUEUE_LIMIT], &never));
@@ -756,7 +748,7 @@ mod tests {
     #[test]
     fn a_closed_output_drops_messages_keeps_status_and_says_so_once() {
         let (tx, rx) = mpsc::channel();
-        let output = Output::new(crate::event::Events::new(tx));
+        let output = Output::new(crate::console::event::Events::new(tx));
         let from: Arc<str> = Arc::from("peer");
         let never = AtomicBool::new(false);
         assert!(output.messages(&from, b"a\n".to_vec(), &never));

@@ -17,20 +17,20 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use crate::access::Access;
-use crate::clock::Clock;
-use crate::display::push_visible_line;
-use crate::ending::{Ending, Happening};
+use crate::console::event::{Event, Events, Input, Shutdown};
+use crate::console::input::AfterQuit;
+use crate::console::outbox::{OUTBOX_LIMIT, Outbox};
+use crate::console::output::Output;
+use crate::console::{Console, Stdio};
 pub use crate::engine::TlsConfig;
 use crate::engine::{Engine, Id, Io, Listening, News, Service, Tick, listen};
 use crate::errors::describe_failure;
-use crate::event::{Event, Events, Input, Shutdown};
-use crate::farewell::refusal;
-use crate::frame::{encode_frame, payloads_with_slack};
-use crate::input::AfterQuit;
-use crate::outbox::{OUTBOX_LIMIT, Outbox};
-use crate::output::Output;
-use crate::terminal::{Console, Stdio};
+use crate::state::access::Access;
+use crate::state::clock::Clock;
+use crate::state::ending::{Ending, Happening};
+use crate::wire::display::push_visible_line;
+use crate::wire::farewell::refusal;
+use crate::wire::frame::{encode_frame, payloads_with_slack};
 use crate::{Error, Exit};
 
 /// Said when the operator's standard input ends.
@@ -73,7 +73,7 @@ pub enum Mode {
     /// One conversation at a time, the others waiting in line.
     Conversations(Config),
     /// Everyone in one room.
-    Room(crate::room::Config),
+    Room(crate::programs::room::Config),
 }
 
 /// A server, bound and ready to run.
@@ -129,7 +129,7 @@ impl Server {
         };
         match self.mode {
             Mode::Conversations(config) => converse(self.listener, config, around),
-            Mode::Room(config) => crate::room::run(self.listener, config, around),
+            Mode::Room(config) => crate::programs::room::run(self.listener, config, around),
         }
     }
 }

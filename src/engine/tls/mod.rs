@@ -24,7 +24,7 @@ pub use code::{Failure as CodeFailure, generate as generate_code, normalize as n
 pub use identity::{Identity, data_dir, load_or_create as load_identity};
 pub use trust::{Expect, KnownHosts};
 
-use crate::transport::Transport;
+use crate::engine::transport::Transport;
 
 const ALPN_CHAT: &[u8] = b"chat";
 const ALPN_CODE: &[u8] = b"chat-code";

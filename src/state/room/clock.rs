@@ -1,5 +1,5 @@
 //! The room's own deadlines, kept without a clock: the caller says what
-//! time it is. (How each member's connection ends is `crate::ending`'s,
+//! time it is. (How each member's connection ends is `crate::state::ending`'s,
 //! one state machine per member.)
 
 use std::collections::BTreeMap;

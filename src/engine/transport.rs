@@ -15,7 +15,8 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::frame::encode_frame;
+use crate::errors::TlsFailure;
+use crate::wire::frame::encode_frame;
 
 /// Largest piece of plaintext sealed at once: a few TLS records, so one write
 /// carries much and the lock is held briefly.
@@ -433,8 +434,3 @@ fn write_vectored_all(
 fn tls_error(e: rustls::Error) -> io::Error {
     io::Error::new(ErrorKind::InvalidData, TlsFailure(e))
 }
-
-/// A TLS error carried inside an `io::Error`, so that it can be worded.
-#[derive(Debug, thiserror::Error)]
-#[error("TLS error: {0}")]
-pub struct TlsFailure(pub rustls::Error);

@@ -9,14 +9,23 @@
 //!
 //! A name has no space and no colon, so the first `: ` ends it, and no
 //! message can start with `-- ` or `* `. TEXT is the sender's text in its
-//! displayable form (`crate::display`), so a frame is always one line.
+//! displayable form (`crate::wire::display`), so a frame is always one line.
 //! The first frame to each newcomer is a notice ending in [`MARKER`]: how a
 //! client learns that it is in a room.
 
 use std::time::Duration;
 
-use crate::display::push_visible;
-use crate::room::names;
+use crate::wire::display::push_visible;
+use crate::wire::names;
+
+/// How a room member said something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Said {
+    /// `NAME: TEXT`
+    Message,
+    /// `* NAME TEXT` (`/me`)
+    Action,
+}
 
 /// Ends the first frame a room server sends, and says which version of the
 /// room protocol it speaks.
@@ -169,7 +178,7 @@ pub fn earlier(said: &[u8]) -> Vec<u8> {
 
 /// The payloads of well-formed frames (as we encode them) in `bytes`.
 pub fn frames(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    crate::frame::payloads(bytes)
+    crate::wire::frame::payloads(bytes)
 }
 
 /// Whether `line`, the first a server sent, says the server is a room: a
@@ -391,7 +400,7 @@ mod tests {
     fn frames_are_split_back_into_payloads() {
         let mut bytes = Vec::new();
         for payload in [&b"one"[..], b"", "二".as_bytes()] {
-            crate::frame::encode_frame(&mut bytes, payload, usize::MAX).unwrap();
+            crate::wire::frame::encode_frame(&mut bytes, payload, usize::MAX).unwrap();
         }
         let got: Vec<&[u8]> = frames(&bytes).collect();
         assert_eq!(got, [&b"one"[..], b"", "二".as_bytes()]);

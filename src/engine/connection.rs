@@ -4,7 +4,7 @@
 //!
 //! Nothing here decides when to stop: each thread reports how its half ended
 //! as an [`Event`], and the owner calls [`Connection::finish_sending`] or
-//! [`Connection::abort`] as [`crate::ending`] says. Received frames are shown
+//! [`Connection::abort`] as [`crate::state::ending`] says. Received frames are shown
 //! a whole read at a time, the moment they are read, whatever frame (a
 //! keepalive, a broken header, the end) follows them.
 
@@ -15,14 +15,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crate::display::push_visible_line;
-use crate::ending::Observed;
-use crate::event::{Event, Events, ReceiveEnd};
-use crate::frame::{FrameReader, Payload, too_long_error};
-use crate::outbox::Outbox;
-use crate::output::Output;
+use crate::console::event::{Event, Events, ReceiveEnd};
+use crate::console::outbox::Outbox;
+use crate::console::output::Output;
+use crate::engine::transport::{Progress, Reader, SentNow, Transport, Writer};
 use crate::platform::{SENDS_NOW, unacknowledged};
-use crate::transport::{Progress, Reader, SentNow, Transport, Writer};
+use crate::state::ending::Observed;
+use crate::wire::display::push_visible_line;
+use crate::wire::frame::{FrameReader, Payload, too_long_error};
 
 /// How often a read or write blocked on the socket looks whether it was
 /// aborted: a shutdown wakes it on Linux, but not everywhere (Windows).
@@ -247,7 +247,7 @@ impl Connection {
         Arc::clone(&self.outbox)
     }
 
-    /// Bytes moved so far and bytes not yet delivered, for [`crate::ending`].
+    /// Bytes moved so far and bytes not yet delivered, for [`crate::state::ending`].
     pub fn observe(&self) -> Observed {
         let written = self.shared.written.load(Ordering::SeqCst);
         let sent = self.shared.sent.load(Ordering::SeqCst);

@@ -16,7 +16,11 @@
 //! draws it, `secret` asks for the shared code without echo.
 
 mod editor;
+pub(crate) mod event;
+pub(crate) mod input;
 mod line;
+pub(crate) mod outbox;
+pub(crate) mod output;
 pub mod secret;
 
 use std::io::{self, IsTerminal, Read, Write};
@@ -26,11 +30,11 @@ use std::thread;
 use std::time::Duration;
 
 use crate::Exit;
-use crate::ending::STALL_TIMEOUT;
-use crate::event::{Events, Shutdown};
-use crate::input::{AfterQuit, Composer, Recipient, read_plain};
-use crate::outbox::Room;
-use crate::output::{Output, Sinks, spawn_plain_writer};
+use crate::console::event::{Events, Shutdown};
+use crate::console::input::{AfterQuit, Composer, Recipient, read_plain};
+use crate::console::outbox::Room;
+use crate::console::output::{Output, Sinks, spawn_plain_writer};
+use crate::state::ending::STALL_TIMEOUT;
 
 use editor::Msg;
 

@@ -1,14 +1,14 @@
 //! The client's reading of what a server sends: plain text from a plain
 //! server, or the room's forms (`super::wire`) once the first frame said the
-//! server is a room; or, from either, a refusal (`crate::farewell`). Installed on the client's output before it connects,
+//! server is a room; or, from either, a refusal (`crate::wire::farewell`). Installed on the client's output before it connects,
 //! so it sees the first frame.
 
 use std::sync::Arc;
 
-use super::wire::{self, Heard};
-use crate::event::{Event, Events};
-use crate::farewell::read_refusal;
-use crate::output::{Interpret, Said, Shown};
+use crate::console::event::{Event, Events};
+use crate::console::output::{Interpret, Said, Shown};
+use crate::wire::farewell::read_refusal;
+use crate::wire::room::{self as wire, Heard};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Server {
@@ -149,7 +149,7 @@ mod tests {
     #[test]
     fn a_room_is_read_by_its_forms_and_said_once() {
         let (tx, rx) = mpsc::channel();
-        let mut view = RoomView::new(crate::event::Events::new(tx));
+        let mut view = RoomView::new(crate::console::event::Events::new(tx));
         let first = format!(
             "{}\n-- earlier: bob: before\nalice: hi\nalice: bob: fake\n* alice waves\n-- carol joined\n",
             wire::greeting(1 << 20)
@@ -175,7 +175,7 @@ mod tests {
     #[test]
     fn a_plain_server_is_shown_as_before_whatever_it_sends_later() {
         let (tx, rx) = mpsc::channel();
-        let mut view = RoomView::new(crate::event::Events::new(tx));
+        let mut view = RoomView::new(crate::console::event::Events::new(tx));
         assert_eq!(shown(&mut view, "hello\n"), ["plain server \"hello\\n\""]);
         let later = format!("{}\nbob: x\n", wire::greeting(1 << 20));
         assert_eq!(

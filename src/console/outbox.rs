@@ -22,7 +22,7 @@ use std::mem;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
-use crate::frame::{HEADER_LEN, split_frames};
+use crate::wire::frame::{HEADER_LEN, split_frames};
 
 /// How many bytes may wait for the socket before a waiting push blocks.
 pub const OUTBOX_LIMIT: usize = 1 << 20;

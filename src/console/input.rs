@@ -4,19 +4,19 @@
 //! [`Composer`] holds the rules every typed line goes through (a trailing `\r`
 //! dropped, empty lines skipped, `q` alone quits, a line over the maximum refused
 //! locally). [`read_plain`] feeds it from a pipe or file, a whole read at a
-//! time; the line editor feeds it one line at a time (see [`crate::terminal`]).
+//! time; the line editor feeds it one line at a time (see [`crate::console`]).
 
 use std::io::{ErrorKind, Read};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::console::event::{Event, Events, Input};
+use crate::console::outbox::{Outbox, Pushed, Room};
+use crate::console::output::Output;
 use crate::errors::lowercase_os_error;
-use crate::event::{Event, Events, Input};
-use crate::frame::{TooLong, encode_frame};
-use crate::outbox::{Outbox, Pushed, Room};
-use crate::output::Output;
-use crate::scan::LineEnds;
+use crate::wire::frame::{TooLong, encode_frame};
+use crate::wire::scan::LineEnds;
 
 /// Piped input is read this much at a time when this thread sends the
 /// frames itself (see [`Outbox::writing_at_once`]): each read's frames go
@@ -50,7 +50,7 @@ impl Recipient {
         *crate::lock(&self.slot) = outbox;
     }
 
-    /// From now on the lines go to a room (see `crate::room::commands`).
+    /// From now on the lines go to a room (see `crate::state::room::commands`).
     pub fn set_room(&self) {
         self.room.store(true, Ordering::SeqCst);
     }
@@ -166,7 +166,7 @@ impl Composer {
         };
         if text[0] == b'/'
             && self.recipient.is_room()
-            && let Some(answer) = crate::room::commands::answered_locally(text)
+            && let Some(answer) = crate::state::room::commands::answered_locally(text)
         {
             self.output.error(answer);
             return Entered::Accepted;
@@ -494,7 +494,7 @@ impl LineSplitter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::FrameReader;
+    use crate::wire::frame::FrameReader;
     use proptest::prelude::*;
     use std::sync::mpsc;
 
@@ -526,14 +526,14 @@ mod tests {
         let composer = Composer::new(
             max,
             recipient,
-            Output::new(crate::event::Events::new(shown)),
+            Output::new(crate::console::event::Events::new(shown)),
             Room::Wait,
             false,
         );
         read_plain(
             Trickle(input, size),
             composer,
-            crate::event::Events::new(tx.clone()),
+            crate::console::event::Events::new(tx.clone()),
             AfterQuit::Continue,
         );
         outbox.close();

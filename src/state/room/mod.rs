@@ -15,13 +15,26 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::clock::{Deadlines, HELLO_WAIT};
-use super::commands::{self, Command, HELP};
-use super::names;
-use super::pace::Pace;
-use super::wire;
-use crate::frame::encode_frame;
-use crate::output::{Said, Shown};
+pub(crate) mod clock;
+pub(crate) mod commands;
+mod pace;
+
+use self::clock::{Deadlines, HELLO_WAIT};
+use self::commands::{Command, HELP};
+use self::pace::Pace;
+use crate::wire::frame::encode_frame;
+use crate::wire::names;
+use crate::wire::room as wire;
+use crate::wire::room::Said;
+
+/// Members' lines for the operator's screen: one sender's, said one way,
+/// each line ending in `\n`.
+#[derive(Debug)]
+pub struct Spoken {
+    pub said: Said,
+    pub from: Arc<str>,
+    pub lines: Vec<u8>,
+}
 
 /// Who is speaking or spoken to: a member (by its connection's id) or
 /// the operator.
@@ -53,7 +66,7 @@ pub trait World {
     fn error(&mut self, text: String);
     /// Offers members' messages to the operator's screen: false if it has
     /// no room for them now.
-    fn show(&mut self, shown: Shown) -> bool;
+    fn show(&mut self, spoken: Spoken) -> bool;
 }
 
 /// What the room is configured with.
@@ -115,7 +128,7 @@ struct Run {
     /// Their payloads, for the history.
     said: Vec<Vec<u8>>,
     /// What the operator's screen shows.
-    screen: Vec<Shown>,
+    screen: Vec<Spoken>,
 }
 
 /// Whether a member's connection is to be let in.
@@ -468,10 +481,7 @@ impl Room {
             }
         }
         for item in run.screen.drain(..) {
-            let lines = match &item {
-                Shown::Room { lines, .. } => lines.iter().filter(|&&b| b == b'\n').count(),
-                _ => 1,
-            };
+            let lines = item.lines.iter().filter(|&&b| b == b'\n').count();
             if !world.show(item) {
                 self.unshown += lines as u64;
             }
@@ -507,16 +517,15 @@ impl Room {
             let start = payload.len() - visible_len(&payload, &name, how);
             let line = &payload[start..];
             match run.screen.last_mut() {
-                Some(Shown::Room { said, lines, .. }) if *said == how => {
+                Some(Spoken { said, lines, .. }) if *said == how => {
                     lines.extend_from_slice(line);
                     lines.push(b'\n');
                 }
                 _ => {
                     let mut lines = line.to_vec();
                     lines.push(b'\n');
-                    run.screen.push(Shown::Room {
+                    run.screen.push(Spoken {
                         said: how,
-                        earlier: false,
                         from: Arc::from(name.as_str()),
                         lines,
                     });
@@ -754,7 +763,8 @@ mod tests {
             }
             let got = self.got.entry(to).or_default();
             got.extend(
-                crate::frame::payloads(frames).map(|p| String::from_utf8_lossy(p).into_owned()),
+                crate::wire::frame::payloads(frames)
+                    .map(|p| String::from_utf8_lossy(p).into_owned()),
             );
             true
         }
@@ -767,7 +777,7 @@ mod tests {
         fn error(&mut self, text: String) {
             self.errors.push(text);
         }
-        fn show(&mut self, _shown: Shown) -> bool {
+        fn show(&mut self, _spoken: Spoken) -> bool {
             self.shown += 1;
             !self.screen_full
         }

@@ -19,10 +19,10 @@ use crossterm::{cursor, queue, terminal};
 use unicode_width::UnicodeWidthChar;
 
 use super::line::{Line, Outcome};
+use crate::console::event::{Event, Events, Input};
+use crate::console::input::{AfterQuit, Composer, Entered};
+use crate::console::output::{Output, Said, Shown, Sinks, write_plain};
 use crate::errors::to_stderr;
-use crate::event::{Event, Events, Input};
-use crate::input::{AfterQuit, Composer, Entered};
-use crate::output::{Output, Said, Shown, Sinks, write_plain};
 
 /// What the editor thread is told.
 pub(super) enum Msg {

@@ -5,11 +5,11 @@
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Instant;
 
-use crate::connection::Connection;
-use crate::ending::{Closing, Ending, Happening, Rules};
+use crate::console::event::{Event, Input, ReceiveEnd};
+use crate::console::output::Output;
+use crate::engine::connection::Connection;
 use crate::errors::{describe_receive_error, describe_send_error};
-use crate::event::{Event, Input, ReceiveEnd};
-use crate::output::Output;
+use crate::state::ending::{Closing, Ending, Happening, Rules};
 
 /// Runs the conversation with `peer` on `connection` (reporting as `id`) to
 /// its end, handling the events that concern it; every other event goes to

@@ -6,21 +6,21 @@ use std::path::PathBuf;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use crate::connection::{Connection, FirstFrame};
-use crate::conversation;
-use crate::ending::{Ending, Rules};
+pub use crate::console::event::Shutdown;
+use crate::console::event::{Event, Events, Input};
+use crate::console::input::{AfterQuit, Recipient};
+use crate::console::outbox::Outbox;
+use crate::console::output::Output;
+use crate::console::{Console, Stdio};
+use crate::engine::connection::{Connection, FirstFrame};
+use crate::engine::tls::{ClientError, ClientSettings, KnownHosts};
+use crate::engine::transport::Transport;
 use crate::errors::describe_failure;
-pub use crate::event::Shutdown;
-use crate::event::{Event, Events, Input};
-use crate::frame::encode_frame;
-use crate::input::{AfterQuit, Recipient};
-use crate::outbox::Outbox;
-use crate::outcome::Unreachable;
-use crate::output::Output;
-use crate::room::view::RoomView;
-use crate::terminal::{Console, Stdio};
-use crate::tls::{ClientError, ClientSettings, KnownHosts};
-use crate::transport::Transport;
+use crate::programs::conversation;
+use crate::programs::outcome::Unreachable;
+use crate::programs::room::view::RoomView;
+use crate::state::ending::{Ending, Rules};
+use crate::wire::frame::encode_frame;
 use crate::{Error, Exit};
 
 /// How long our lines wait for the server's first frame before they go
@@ -82,7 +82,7 @@ pub fn connect(
     };
     let known_hosts = match &tls.known_hosts {
         Some(path) => path.clone(),
-        None => crate::tls::data_dir()
+        None => crate::engine::tls::data_dir()
             .map_err(ClientError::Trust)?
             .join("known_hosts"),
     };
@@ -98,7 +98,7 @@ pub fn connect(
     let left = timeout
         .saturating_sub(start.elapsed())
         .max(Duration::from_millis(1));
-    let secured = crate::tls::connect(stream, &settings, left)?;
+    let secured = crate::engine::tls::connect(stream, &settings, left)?;
     Ok(Connected {
         transport: secured.transport,
         notes: secured.notes,
@@ -108,7 +108,7 @@ pub fn connect(
 /// The shared code: `CHAT_CODE`, or typed on the terminal without echo (never
 /// a command-line argument, which other users can read).
 fn read_code() -> Result<String, Error> {
-    use crate::terminal::secret::{Unanswered, ask};
+    use crate::console::secret::{Unanswered, ask};
     let code = match std::env::var("CHAT_CODE") {
         Ok(code) => code,
         Err(_) => ask("code (from the server's operator): ").map_err(|e| match e {
@@ -117,7 +117,7 @@ fn read_code() -> Result<String, Error> {
             Unanswered::NoTerminal(why) => Error::CannotAskCode(why),
         })?,
     };
-    if crate::tls::normalize_code(&code).is_empty() {
+    if crate::engine::tls::normalize_code(&code).is_empty() {
         return Err(Error::NoCode);
     }
     Ok(code)
@@ -313,7 +313,7 @@ fn answer_greeting(
     Box::new(move |first: &[u8], outbox: &Outbox| {
         // Lines over what the room takes are refused here from now on,
         // rather than sent and taken as a protocol error.
-        if let Some(takes) = crate::room::takes(first).filter(|&takes| takes < max) {
+        if let Some(takes) = crate::programs::room::takes(first).filter(|&takes| takes < max) {
             recipient.set_limit(takes);
             // Those framed already, or being framed now, are dropped.
             let output = Arc::clone(&output);
@@ -324,13 +324,13 @@ fn answer_greeting(
                 ))
             });
         }
-        if let Some(line) = nick.filter(|_| crate::room::is_greeting(first)) {
+        if let Some(line) = nick.filter(|_| crate::programs::room::is_greeting(first)) {
             let mut frame = Vec::new();
             if encode_frame(&mut frame, line.as_bytes(), max).is_ok() {
                 outbox.push_front(&mut frame);
             }
         }
         outbox.release();
-        crate::room::declared_max(first)
+        crate::programs::room::declared_max(first)
     })
 }

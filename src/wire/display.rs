@@ -11,8 +11,8 @@
 
 use std::fmt::Write as _;
 
-use crate::frame::Payload;
-use crate::scan::printable_ascii;
+use crate::wire::frame::Payload;
+use crate::wire::scan::printable_ascii;
 
 /// Payloads shorter than this are copied as one block of this size when
 /// the buffer holds that many bytes from their start.
@@ -122,7 +122,7 @@ fn push_char(out: &mut String, c: char) {
 #[cfg(test)]
 mod tests {
     use super::{push_char, visible};
-    use crate::frame::Payload;
+    use crate::wire::frame::Payload;
     use proptest::prelude::*;
 
     /// The displayable form, one character at a time: the reference the

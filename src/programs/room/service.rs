@@ -1,4 +1,4 @@
-//! The room on the server's event loop: [`super::state::Room`] decides, this
+//! The room on the server's event loop: [`crate::state::room::Room`] decides, this
 //! carries it out over the loop's connections and the operator's console.
 //!
 //! A member is read when its socket is readable and its pace allows, a
@@ -11,15 +11,15 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
-use super::state::{Admission, OPERATOR, Room, Who, World};
-use super::wire;
 use crate::Exit;
-use crate::ending::{Ending, Happening};
+use crate::console::event::{Event, Input};
+use crate::console::outbox::Outbox;
+use crate::console::output::{Output, Shown};
 use crate::engine::{Id, Io, News, Service, Tick};
 use crate::errors::describe_failure;
-use crate::event::{Event, Input};
-use crate::outbox::Outbox;
-use crate::output::{Output, Shown};
+use crate::state::ending::{Ending, Happening};
+use crate::state::room::{Admission, OPERATOR, Room, Spoken, Who, World};
+use crate::wire::room as wire;
 
 /// A member is read this much in one round of the loop at most (its pace
 /// usually stops it long before); the rest next round, so that no talker
@@ -69,8 +69,13 @@ impl World for Over<'_> {
         self.output.error(text);
     }
 
-    fn show(&mut self, shown: Shown) -> bool {
-        self.output.offer(shown)
+    fn show(&mut self, spoken: Spoken) -> bool {
+        self.output.offer(Shown::Room {
+            said: spoken.said,
+            earlier: false,
+            from: spoken.from,
+            lines: spoken.lines,
+        })
     }
 }
 

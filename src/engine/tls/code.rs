@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use ring::hmac;
 use spake2::{Ed25519Group, Identity, Password, Spake2};
 
-use crate::frame::{HEADER_LEN, encode_frame};
-use crate::transport::{GiveUp, Transport};
+use crate::engine::transport::{GiveUp, Transport};
+use crate::wire::frame::{HEADER_LEN, encode_frame};
 
 /// The label for the TLS exporter (RFC 8446 section 7.5).
 pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-chat-code-v1";
@@ -166,7 +166,7 @@ fn judge_answer(key: &hmac::Key, exporter: &[u8], answer: &[u8]) -> Result<(), F
     if answer.len() != PROOF_LEN {
         let why = String::from_utf8_lossy(answer);
         let mut shown = Vec::new();
-        crate::display::push_visible(&mut shown, why.as_bytes());
+        crate::wire::display::push_visible(&mut shown, why.as_bytes());
         return Err(Failure::Refused(
             String::from_utf8_lossy(&shown).into_owned(),
         ));
@@ -393,7 +393,7 @@ fn proof(key: &hmac::Key, role: &[u8], exporter: &[u8]) -> hmac::Tag {
 /// within one deadline.
 struct Link<'a> {
     transport: &'a Transport,
-    reader: crate::transport::Reader,
+    reader: crate::engine::transport::Reader,
     deadline: Instant,
 }
 
@@ -436,7 +436,7 @@ impl<'a> Link<'a> {
     fn receive(&mut self) -> Result<Vec<u8>, Failure> {
         let mut header = [0u8; HEADER_LEN];
         self.read_exact(&mut header)?;
-        let len = crate::frame::read_header(&header).expect("a whole header");
+        let len = crate::wire::frame::read_header(&header).expect("a whole header");
         if len > MAX_EXCHANGE_FRAME {
             return Err(Failure::Broken(format!(
                 "unexpected message of {len} bytes"

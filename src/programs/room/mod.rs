@@ -1,47 +1,38 @@
 //! Room mode (`chat-server --room`): every client and the operator in one
 //! room, each message relayed to everyone else under its sender's name.
 //!
-//! Layout:
-//! - [`names`]: what a name may be, and how a taken one gets a suffix.
-//! - [`commands`]: `/who`, `/me`, `/nick`, `/help` and `//text`.
-//! - [`wire`]: the room's forms on the wire (room protocol 2), built by the
-//!   server and read by the client.
-//! - [`clock`]: the room's own deadlines (each member's ending is a
-//!   [`crate::ending::Closing`]).
-//! - [`view`]: the client's side: how it reads a room server's frames.
-//!
-//! - [`state`]: the room itself, a state machine with no I/O: who is here,
-//!   what was said, each member's pace, what goes to whom.
-//! - [`server`]: the room on the server's event loop ([`crate::engine`]).
+//! The room's parts live in their layers: its forms on the wire and what
+//! a name may be in [`crate::wire::room`] and [`crate::wire::names`]; the
+//! room itself (who is here, what was said, each member's pace, what goes
+//! to whom, its commands and deadlines), a state machine with no I/O, in
+//! [`crate::state::room`]. Here: [`service`], the room on the server's
+//! event loop ([`crate::engine`]), and [`view`], the client's side (how it
+//! reads a room server's frames).
 //!
 //! Threads: one, the event loop, runs the room and every member's
 //! connection; besides it only the operator's console has threads (its
 //! input, and its output). The operator's lines reach the loop through an
 //! outbox that wakes it.
 
-mod clock;
-pub(crate) mod commands;
-mod names;
-mod pace;
-mod server;
-mod state;
+mod service;
 pub(crate) mod view;
-mod wire;
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::access::Access;
+use crate::console::input::AfterQuit;
+use crate::console::outbox::Outbox;
 use crate::engine::Listening;
 pub use crate::engine::TlsConfig;
-use crate::input::AfterQuit;
-use crate::outbox::Outbox;
-use crate::server::{Opened, Surroundings, open};
+use crate::programs::server::{Opened, Surroundings, open};
+use crate::state::access::Access;
+use crate::state::room::{Room, Settings};
+use crate::wire::names;
+use crate::wire::room as wire;
 use crate::{Error, Exit};
-use server::RoomService;
-use state::{Room, Settings};
+use service::RoomService;
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -1,0 +1,13 @@
+//! State machines with no I/O and no clock of their own: each is fed the
+//! time and what happened, and says what to do.
+//!
+//! [`ending`] decides how a connection ends; [`room`] who is in a room and
+//! what goes to whom (with each member's pace); [`throttle`] how often a
+//! repeated event is reported; [`access`] who may connect. [`clock`] is
+//! where the programs take the time from: the system's, or a test's.
+
+pub mod access;
+pub mod clock;
+pub(crate) mod ending;
+pub(crate) mod room;
+pub(crate) mod throttle;
