@@ -12,10 +12,12 @@
 //! (a non-blocking send): then a batch pushed while the writer is idle and
 //! nothing is queued is written by the pushing thread itself, as much as the
 //! socket takes, and only the rest is queued. A typed line then goes out
-//! without waking the writer thread, and a flood's frames are written by
-//! the thread that framed them while they are still in its cache. The
-//! socket still has one writer at a time: the writer thread waits while a
-//! push writes, and a push writes only while the writer has nothing in hand.
+//! without waking the writer (a thread, or an event loop), and a flood's
+//! frames are written by the thread that framed them while they are still
+//! in its cache. The socket still has one writer at a time: the writer
+//! waits while a push writes (an event loop does not wait: it is woken when
+//! the push is done), and a push writes only while the writer has nothing
+//! in hand.
 
 use std::collections::VecDeque;
 use std::mem;
@@ -73,12 +75,16 @@ struct State {
     /// frames a reply to the peer's first frame must go before are held.
     held_until: Option<Instant>,
     released: bool,
-    /// The writer thread holds batches it has taken and not yet written.
+    /// The writer holds batches it has taken and not yet written (an
+    /// event loop: it holds the socket, see [`Outbox::claim_socket`]).
     sending: bool,
     /// A push is writing its batch itself.
     writing_now: bool,
     /// The writer thread waits on `filled`.
     writer_waits: bool,
+    /// An event loop found a push writing and waits to be woken when it
+    /// is done.
+    loop_waits: bool,
     /// No more frames will be accepted; the writer sends what is queued and stops.
     closed: bool,
     /// Queued frames are discarded and the writer stops at once.
@@ -133,8 +139,9 @@ impl Outbox {
     }
 
     /// An outbox whose writer is an event loop: `wake` is called whenever
-    /// frames are queued, it closes, or a push starts waiting for room; the
-    /// loop takes the frames with [`take_now`](Self::take_now).
+    /// frames are queued, it closes, a push starts waiting for room, or a
+    /// push that the loop waited for is done writing; the loop takes the
+    /// frames with [`take_now`](Self::take_now).
     pub fn waking(wake: impl Fn() + Send + Sync + 'static) -> Self {
         let wake = std::sync::Arc::new(wake);
         let on_backlog = std::sync::Arc::clone(&wake);
@@ -147,18 +154,28 @@ impl Outbox {
 
     /// For a writer that never waits: moves what is queued into `batches`
     /// (after returning the batches it holds for reuse); false once there
-    /// is nothing more to send (closed and empty, or aborted).
+    /// is nothing more to send (closed and empty, or aborted). While a push
+    /// writes at once nothing is taken (what it cannot write goes ahead of
+    /// the queue): the writer is woken when it is done.
     pub fn take_now(&self, batches: &mut Vec<Vec<u8>>) -> bool {
         let mut state = self.lock();
         state.recycle(batches);
         if state.aborted {
             return false;
         }
+        // Nothing to wait for then: a push that cannot write everything
+        // queues the rest and wakes the writer anyway.
         if state.queue.is_empty() {
             return !state.closed;
         }
+        if state.writing_now {
+            state.loop_waits = true;
+            return true;
+        }
         batches.extend(state.queue.drain(..));
         state.queued_bytes = 0;
+        // Until they are written, a push must not write past them.
+        state.sending = true;
         let wake = state.waiting > 0;
         drop(state);
         if wake {
@@ -172,6 +189,27 @@ impl Outbox {
     pub fn writing_at_once(mut self, write_now: WriteNow) -> Self {
         self.write_now = Some(write_now);
         self
+    }
+
+    /// For an event loop that writes the socket `write_now` writes: it is
+    /// about to write (what it took, or its end of stream). True if it may;
+    /// false while a push is writing, and then the loop is woken when the
+    /// push is done. From now until [`socket_idle`](Self::socket_idle), a
+    /// push queues what it is given.
+    pub fn claim_socket(&self) -> bool {
+        let mut state = self.lock();
+        if state.writing_now {
+            state.loop_waits = true;
+            return false;
+        }
+        state.sending = true;
+        true
+    }
+
+    /// For an event loop: everything it took is written, so a push may
+    /// write at once again (if nothing is queued).
+    pub fn socket_idle(&self) {
+        self.lock().sending = false;
     }
 
     /// Whether a push may write its batch itself.
@@ -241,7 +279,7 @@ impl Outbox {
                 batch.clear();
                 // The writer waits for this write to end only if it has
                 // something to do once it has.
-                if !state.queue.is_empty() || state.closed || state.aborted {
+                if !state.queue.is_empty() || state.closed || state.aborted || state.loop_waits {
                     self.wake_writer(state);
                 }
                 return Pushed::Queued;
@@ -263,8 +301,9 @@ impl Outbox {
 
     /// Wakes the writer thread if it is waiting (a wake-up is a system call
     /// even when nobody waits).
-    fn wake_writer(&self, state: MutexGuard<'_, State>) {
+    fn wake_writer(&self, mut state: MutexGuard<'_, State>) {
         let waiting = state.writer_waits;
+        state.loop_waits = false;
         drop(state);
         if let Some(wake) = &self.on_queued {
             wake();
@@ -592,6 +631,105 @@ mod tests {
             proptest::prop_assert_eq!(&*socket.bytes.lock().unwrap(), &expected);
             proptest::prop_assert_eq!(outbox.accepted(), expected.len() as u64);
         }
+    }
+
+    /// An event loop's turn at the socket, as the server's engine takes
+    /// it: it takes what is queued into its own buffer, writes that once it
+    /// may claim the socket, and lets pushes write again once its buffer is
+    /// empty; it sleeps only until it is woken.
+    fn run_loop_writer(outbox: &Outbox, woken: &std::sync::mpsc::Receiver<()>, socket: &Socket) {
+        let mut held = Vec::new();
+        let mut batches = Vec::new();
+        loop {
+            let more = outbox.take_now(&mut batches);
+            batches
+                .iter()
+                .for_each(|batch| held.extend_from_slice(batch));
+            batches.iter_mut().for_each(Vec::clear);
+            if !held.is_empty() && outbox.claim_socket() {
+                socket.write(&std::mem::take(&mut held));
+            }
+            if held.is_empty() {
+                outbox.socket_idle();
+                if !more {
+                    return;
+                }
+            }
+            woken
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a wake-up was lost");
+        }
+    }
+
+    proptest::proptest! {
+        /// With an event loop as the writer and pushes writing at once
+        /// what the socket takes (all, some or nothing, by turns) while
+        /// the loop holds nothing, everything arrives in order, once, from
+        /// one writer at a time, and the loop is woken whenever it has
+        /// something to do.
+        #[test]
+        fn a_loop_writer_and_pushes_take_turns(
+            batches in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 1..50), 0..40),
+            takes in proptest::collection::vec(0usize..60, 1..10),
+        ) {
+            let socket = Arc::new(Socket::default());
+            let (wake, woken) = std::sync::mpsc::channel();
+            let turn = std::sync::atomic::AtomicUsize::new(0);
+            let outbox = {
+                let socket = Arc::clone(&socket);
+                let wake = Mutex::new(wake);
+                Arc::new(Outbox::waking(move || {
+                    let _ = crate::lock(&wake).send(());
+                })
+                .writing_at_once(Box::new(move |bytes| {
+                    let i = turn.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let n = takes[i % takes.len()].min(bytes.len());
+                    socket.write(&bytes[..n]);
+                    Some(n)
+                })))
+            };
+            let writer = {
+                let (outbox, socket) = (Arc::clone(&outbox), Arc::clone(&socket));
+                thread::spawn(move || run_loop_writer(&outbox, &woken, &socket))
+            };
+            let mut expected = Vec::new();
+            for batch in &batches {
+                expected.extend_from_slice(batch);
+                proptest::prop_assert_eq!(outbox.push(&mut batch.clone(), Room::Wait), Pushed::Queued);
+            }
+            outbox.close();
+            writer.join().unwrap();
+            proptest::prop_assert_eq!(&*socket.bytes.lock().unwrap(), &expected);
+        }
+    }
+
+    #[test]
+    fn a_loop_writer_holding_the_socket_has_pushes_queue() {
+        let wrote = Arc::new(Mutex::new(Vec::new()));
+        let outbox = {
+            let wrote = Arc::clone(&wrote);
+            Outbox::waking(|| {}).writing_at_once(Box::new(move |bytes| {
+                crate::lock(&wrote).push(bytes.to_vec());
+                Some(bytes.len())
+            }))
+        };
+        assert!(outbox.claim_socket());
+        outbox.push(&mut b"queued".to_vec(), Room::Wait);
+        assert!(crate::lock(&wrote).is_empty(), "the loop holds the socket");
+        outbox.socket_idle();
+        // Still behind what is queued.
+        outbox.push(&mut b"behind".to_vec(), Room::Wait);
+        assert!(crate::lock(&wrote).is_empty());
+        let mut batches = Vec::new();
+        assert!(outbox.take_now(&mut batches));
+        assert_eq!(batches, [b"queued".to_vec(), b"behind".to_vec()]);
+        // Taken and not yet written: the loop holds the socket again.
+        outbox.push(&mut b"next".to_vec(), Room::Wait);
+        assert!(crate::lock(&wrote).is_empty());
+        assert!(outbox.take_now(&mut batches));
+        outbox.socket_idle();
+        outbox.push(&mut b"at once".to_vec(), Room::Wait);
+        assert_eq!(*crate::lock(&wrote), [b"at once".to_vec()]);
     }
 
     #[test]

@@ -13,11 +13,14 @@
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mio::net::TcpStream;
 
-use crate::platform::unacknowledged;
+use crate::console::outbox::WriteNow;
+use crate::platform::{SENDS_NOW, send_now, unacknowledged};
 use crate::state::ending::Observed;
 use crate::wire::frame::{HEADER_LEN, TooLong, read_header, too_long_error};
 
@@ -86,6 +89,29 @@ pub struct Conn {
     sending: Sending,
     /// The shutdown of our half is done and not yet reported.
     shut_unreported: bool,
+    /// Another thread may write the socket too (see [`Conn::write_beside`]).
+    beside: Option<Arc<Beside>>,
+}
+
+/// The socket as another thread writes it while the loop holds nothing for
+/// it, and what that thread wrote, which the loop counts as its own.
+struct Beside {
+    /// Let go when the connection is: the socket closes with its last handle.
+    socket: Mutex<Option<std::net::TcpStream>>,
+    written: AtomicU64,
+}
+
+impl Beside {
+    /// Writes what the socket takes of `bytes` at once; how many that was.
+    fn send_now(&self, bytes: &[u8]) -> usize {
+        let socket = crate::lock(&self.socket);
+        let Some(socket) = socket.as_ref() else {
+            return 0;
+        };
+        let n = send_now(socket, bytes);
+        self.written.fetch_add(n as u64, Ordering::SeqCst);
+        n
+    }
 }
 
 impl Conn {
@@ -108,6 +134,7 @@ impl Conn {
             read_end: None,
             sending: Sending::Open,
             shut_unreported: false,
+            beside: None,
         }
     }
 
@@ -354,6 +381,29 @@ impl Conn {
             || self.sending == Sending::Finishing
     }
 
+    /// Whether another thread may write the socket now: our half is open
+    /// and nothing is queued or sealed here.
+    pub fn idle_open(&self) -> bool {
+        self.sending == Sending::Open && !self.wants_write()
+    }
+
+    /// A way for another thread to write the socket at once, without
+    /// waiting, whose bytes count as this connection's (plain TCP where a
+    /// send can be made without waiting; `None` otherwise). The caller
+    /// keeps the two from writing at the same time.
+    pub fn write_beside(&mut self) -> Option<WriteNow> {
+        if !SENDS_NOW || self.tls.is_some() {
+            return None;
+        }
+        let socket = socket2::SockRef::from(&self.stream).try_clone().ok()?;
+        let beside = Arc::new(Beside {
+            socket: Mutex::new(Some(socket.into())),
+            written: AtomicU64::new(0),
+        });
+        self.beside = Some(Arc::clone(&beside));
+        Some(Box::new(move |bytes| Some(beside.send_now(bytes))))
+    }
+
     /// Send what is queued, then shut our half down.
     pub fn finish(&mut self) {
         if self.sending == Sending::Open {
@@ -469,6 +519,13 @@ impl Conn {
 
     /// Bytes moved so far and not yet delivered, for [`crate::state::ending`].
     pub fn observe(&mut self) -> Observed {
+        if let Some(beside) = &self.beside {
+            // Taken and sent in one go, as far as the counts go.
+            let written = beside.written.swap(0, Ordering::SeqCst);
+            self.accepted += written;
+            self.sent += written;
+            self.written += written;
+        }
         let fin = u64::from(self.sending == Sending::Done);
         let unacked = unacknowledged(socket2::SockRef::from(&self.stream))
             .unwrap_or(0)
@@ -480,6 +537,17 @@ impl Conn {
             moved: self.moved,
             undelivered: self.accepted.saturating_sub(self.sent) + unacked,
             backlogged: false,
+        }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // The other thread's handle goes too, so that the socket closes now
+        // (a reset, if the connection was aborted), not when that thread
+        // lets go of its writer.
+        if let Some(beside) = &self.beside {
+            crate::lock(&beside.socket).take();
         }
     }
 }
@@ -568,6 +636,35 @@ mod tests {
                 .is_none()
         );
         assert!(!conn.can_read());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn bytes_written_beside_count_and_the_socket_closes_with_the_connection() {
+        use std::io::Read;
+        let (mut conn, mut peer) = pair();
+        let write_now = conn.write_beside().expect("plain TCP on Unix");
+        let line = frames(&[b"typed"]);
+        assert_eq!(write_now(&line), Some(line.len()));
+        let mut got = vec![0; line.len()];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(got, line);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = conn.observe();
+            if seen.moved == line.len() as u64 {
+                assert_eq!(seen.undelivered, 0);
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "not counted");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The other thread still holds its writer; the socket closes anyway.
+        drop(conn);
+        peer.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        assert_eq!(peer.read(&mut got).unwrap(), 0, "end of stream");
+        assert_eq!(write_now(&line), Some(0));
     }
 
     #[test]

@@ -13,6 +13,12 @@
 //! Nothing a service does is re-entered: news are gathered while it runs
 //! and told after.
 //!
+//! One exception to the loop's being a socket's only writer: a service may
+//! let another thread write a connection's socket at once while the loop
+//! holds nothing for it ([`Io::write_beside`]: the server's operator types
+//! a line, and it goes out without a thread wake-up). The two take turns
+//! through the outbox between them, and the loop counts the bytes.
+//!
 //! One round of the loop: wait for events or the next deadline; accept new
 //! connections into the [`gate`]; hand readable connections to the gate or
 //! the service; step the endings that are due; flush every connection that
@@ -36,6 +42,7 @@ use mio::{Events as Readiness, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
 
 use crate::console::event::Events;
+use crate::console::outbox::Outbox;
 use crate::console::output::Output;
 use crate::errors::{describe_receive_error, describe_send_error, lowercase_os_error};
 use crate::state::access::Access;
@@ -108,6 +115,9 @@ struct Link {
     backlogged: bool,
     /// Bytes the service holds for it, not yet queued.
     held: u64,
+    /// Pushes to this outbox write the socket themselves while the loop
+    /// holds nothing for it (see [`Io::write_beside`]).
+    beside: Option<Arc<Outbox>>,
     /// The deadline in the heap that counts, with `generation`.
     wake_at: Option<Instant>,
     generation: u64,
@@ -123,6 +133,9 @@ pub struct Io {
     scratch: Vec<u8>,
     /// Connections with something to write since the last flush.
     dirty: Vec<Id>,
+    /// Connections not flushed because a push was writing them: flushed
+    /// when the loop is woken (the push wakes it when done).
+    after_push: Vec<Id>,
     /// Connections a service stopped reading with more at hand: read again
     /// next round (the socket will not say so again).
     again: Vec<Id>,
@@ -263,6 +276,7 @@ impl Engine {
             generation: 0,
             scratch: vec![0; SCRATCH],
             dirty: Vec::new(),
+            after_push: Vec::new(),
             again: Vec::new(),
             happenings: VecDeque::new(),
             news: VecDeque::new(),
@@ -356,7 +370,9 @@ impl Engine {
                 }
             }
             if woken {
-                service.woken(&mut self.io);
+                let io = &mut self.io;
+                io.dirty.append(&mut io.after_push);
+                service.woken(io);
             }
             self.io.fire_timers(service);
             self.io.gate.report_overdue(self.io.now);
@@ -440,6 +456,29 @@ impl Io {
             }
             link.conn.queue(frames);
         }
+    }
+
+    /// Lets pushes to `outbox`, the service's lines for connection `id`
+    /// (which the loop takes with [`Outbox::take_now`] and sends), write
+    /// the socket themselves, at once, while the loop holds nothing for it:
+    /// a typed line then goes out without waking the loop. Plain TCP only,
+    /// and where a send can be made without waiting; the bytes count as
+    /// the connection's, and the socket has one writer at a time.
+    pub fn write_beside(&mut self, id: Id, outbox: Outbox) -> Arc<Outbox> {
+        let write_now = self
+            .links
+            .get_mut(id)
+            .and_then(|link| link.conn.write_beside());
+        let Some(write_now) = write_now else {
+            return Arc::new(outbox);
+        };
+        let outbox = Arc::new(outbox.writing_at_once(write_now));
+        // What the loop queued so far (a notice) goes first: the loop holds
+        // the socket until it is written.
+        outbox.claim_socket();
+        self.links[id].beside = Some(Arc::clone(&outbox));
+        self.dirty.push(id);
+        outbox
     }
 
     /// Bytes queued for connection `id` that its peer has not yet taken.
@@ -619,6 +658,7 @@ impl Io {
             closing: None,
             backlogged: false,
             held: 0,
+            beside: None,
             wake_at: None,
             generation: self.generation,
         });
@@ -683,7 +723,20 @@ impl Io {
         let Some(link) = self.links.get_mut(id) else {
             return;
         };
-        match link.conn.flush() {
+        if let Some(outbox) = &link.beside
+            && link.conn.wants_write()
+            && !outbox.claim_socket()
+        {
+            self.after_push.push(id);
+            return;
+        }
+        let flushed = link.conn.flush();
+        if let Some(outbox) = &link.beside
+            && link.conn.idle_open()
+        {
+            outbox.socket_idle();
+        }
+        match flushed {
             Flushed::Idle | Flushed::Blocked => {}
             Flushed::Failed(e) => {
                 if link.closing.is_some() {

@@ -273,7 +273,10 @@ impl Conversations<'_> {
         io.start_ending(id);
         let outbox = {
             let events = self.events.clone();
-            Arc::new(Outbox::waking(move || events.wake()))
+            // A typed line goes out from the thread that read it when the
+            // loop is not writing to this client: waking the loop to send
+            // it cost a thread wake-up per line.
+            io.write_beside(id, Outbox::waking(move || events.wake()))
         };
         if waited {
             let mut notice = Vec::new();
