@@ -1,8 +1,7 @@
-//! What the main thread of either program reacts to: the user's input,
-//! signals, each connection's threads reporting how their half ended, and
-//! the server's line of clients.
+//! What a program's event loop reacts to besides its sockets: the user's
+//! input, the request to stop, a stdout that went away, and what the
+//! client's reading of a room found.
 
-use std::io;
 use std::sync::mpsc::{SendError, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -96,13 +95,6 @@ pub enum Event {
     Input(Input),
     /// SIGINT, SIGTERM or a hangup (Ctrl-C or a closed console on Windows).
     Interrupt,
-    /// Connection `id` stopped receiving.
-    Received { id: u64, end: ReceiveEnd },
-    /// Connection `id` stopped sending; `Ok` once everything was written and
-    /// its sending half shut down (or it was aborted).
-    Sent { id: u64, result: io::Result<()> },
-    /// A connection's outbox is full and the user's input waits on the peer.
-    Backlogged,
     /// Stdout is gone (a closed pipe): nothing more can be shown.
     OutputClosed,
     /// The client found that the server is a room (see `room::view`).
@@ -124,11 +116,4 @@ pub enum Input {
     Closed,
     /// Ctrl-C in the line editor (which reads it as a key).
     Interrupted,
-}
-
-#[derive(Debug)]
-pub enum ReceiveEnd {
-    /// End of stream at a frame boundary.
-    Closed,
-    Failed(io::Error),
 }

@@ -539,7 +539,7 @@ mod tests {
         outbox.close();
         let mut bytes = Vec::new();
         let mut batches = Vec::new();
-        while outbox.take(&mut batches) {
+        while outbox.take_now(&mut batches) {
             batches.iter().for_each(|b| bytes.extend_from_slice(b));
         }
         let mut frames = FrameReader::new(&bytes[..], max);

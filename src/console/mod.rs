@@ -64,6 +64,12 @@ impl Stdio {
         }
     }
 
+    /// Whether what the user types comes from a terminal (a person, who
+    /// never types within a second of the start).
+    pub fn input_is_terminal(&self) -> bool {
+        self.process && io::stdin().is_terminal()
+    }
+
     /// Plain lines from `input`; messages to `stdout`, status to `stderr`.
     pub fn piped(
         input: impl Read + Send + 'static,

@@ -22,9 +22,6 @@
 use std::collections::VecDeque;
 use std::mem;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
-use std::time::Instant;
-
-use crate::wire::frame::{HEADER_LEN, split_frames};
 
 /// How many bytes may wait for the socket before a waiting push blocks.
 pub const OUTBOX_LIMIT: usize = 1 << 20;
@@ -40,16 +37,11 @@ pub type WriteNow = Box<dyn Fn(&[u8]) -> Option<usize> + Send + Sync>;
 pub struct Outbox {
     state: Mutex<State>,
     /// Lets a push write at once when the writer is idle.
-    write_now: Option<WriteNow>,
+    write_now: OnceLock<WriteNow>,
     /// Called when a push starts waiting for room: the peer is holding us up.
     on_backlog: Option<Box<dyn Fn() + Send + Sync>>,
-    /// Called when frames are queued for a writer that is an event loop,
-    /// not a thread waiting on `filled`.
+    /// Called when frames are queued for the writer, an event loop.
     on_queued: Option<Box<dyn Fn() + Send + Sync>>,
-    /// Told how many frames over the limit were dropped.
-    over_limit: OnceLock<Box<dyn Fn(usize) + Send + Sync>>,
-    /// Signalled when frames arrive or the outbox closes.
-    filled: Condvar,
     /// Signalled when the writer takes frames or the outbox closes.
     drained: Condvar,
 }
@@ -69,19 +61,11 @@ struct State {
     spare: Vec<Vec<u8>>,
     /// Pushes waiting for room.
     waiting: usize,
-    /// Frames with payloads over this are dropped (see `limit_frames`).
-    limit: Option<usize>,
-    /// Nothing is handed to the writer before this, unless released: the
-    /// frames a reply to the peer's first frame must go before are held.
-    held_until: Option<Instant>,
-    released: bool,
     /// The writer holds batches it has taken and not yet written (an
     /// event loop: it holds the socket, see [`Outbox::claim_socket`]).
     sending: bool,
     /// A push is writing its batch itself.
     writing_now: bool,
-    /// The writer thread waits on `filled`.
-    writer_waits: bool,
     /// An event loop found a push writing and waits to be woken when it
     /// is done.
     loop_waits: bool,
@@ -127,15 +111,6 @@ impl Outbox {
     #[cfg(test)]
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// An outbox that calls `on_backlog` whenever a push starts waiting for
-    /// room.
-    pub fn with_backlog_alarm(on_backlog: impl Fn() + Send + Sync + 'static) -> Self {
-        Self {
-            on_backlog: Some(Box::new(on_backlog)),
-            ..Self::default()
-        }
     }
 
     /// An outbox whose writer is an event loop: `wake` is called whenever
@@ -186,9 +161,16 @@ impl Outbox {
 
     /// Lets a push write its batch itself with `write_now` when the writer
     /// thread is idle and nothing is queued.
-    pub fn writing_at_once(mut self, write_now: WriteNow) -> Self {
-        self.write_now = Some(write_now);
+    #[cfg(test)]
+    pub fn writing_at_once(self, write_now: WriteNow) -> Self {
+        self.write_at_once(write_now);
         self
+    }
+
+    /// [`writing_at_once`](Self::writing_at_once), for an outbox already
+    /// shared (once: a second `write_now` is ignored).
+    pub fn write_at_once(&self, write_now: WriteNow) {
+        let _ = self.write_now.set(write_now);
     }
 
     /// For an event loop that writes the socket `write_now` writes: it is
@@ -214,7 +196,7 @@ impl Outbox {
 
     /// Whether a push may write its batch itself.
     pub fn writes_at_once(&self) -> bool {
-        self.write_now.is_some()
+        self.write_now.get().is_some()
     }
 
     /// Whether a push is waiting for room now.
@@ -247,19 +229,14 @@ impl Outbox {
             batch.clear();
             return Pushed::Closed;
         }
-        if let Some(max) = state.limit {
-            let dropped = keep_frames_within(batch, max);
-            self.report_over_limit(dropped);
-        }
         if batch.is_empty() {
             return Pushed::Queued;
         }
         state.accepted += batch.len() as u64;
-        if let Some(write_now) = &self.write_now
+        if let Some(write_now) = self.write_now.get()
             && state.queue.is_empty()
             && !state.sending
             && !state.writing_now
-            && state.held_until.is_none_or(|until| Instant::now() >= until)
         {
             state.writing_now = true;
             drop(state);
@@ -299,83 +276,12 @@ impl Outbox {
         Pushed::Queued
     }
 
-    /// Wakes the writer thread if it is waiting (a wake-up is a system call
-    /// even when nobody waits).
+    /// Wakes the writer, an event loop.
     fn wake_writer(&self, mut state: MutexGuard<'_, State>) {
-        let waiting = state.writer_waits;
         state.loop_waits = false;
         drop(state);
         if let Some(wake) = &self.on_queued {
             wake();
-        }
-        if waiting {
-            self.filled.notify_one();
-        }
-    }
-
-    /// Holds what is pushed from the writer until [`release`](Self::release)
-    /// or `until`, whichever comes first.
-    /// (Not once released: the two may come in either order.)
-    pub fn hold_until(&self, until: Instant) {
-        let mut state = self.lock();
-        if !state.released {
-            state.held_until = Some(until);
-        }
-    }
-
-    /// Hands what is held to the writer, and what will be pushed.
-    pub fn release(&self) {
-        let mut state = self.lock();
-        state.held_until = None;
-        state.released = true;
-        self.wake_writer(state);
-    }
-
-    /// Queues the frames in `batch` before everything queued: for a reply
-    /// that must go first while the outbox is held. Taken even once the
-    /// outbox is closed (the writer has not finished while it holds).
-    pub fn push_front(&self, batch: &mut Vec<u8>) {
-        let mut state = self.lock();
-        if state.aborted || batch.is_empty() {
-            batch.clear();
-            return;
-        }
-        state.queued_bytes += batch.len();
-        state.accepted += batch.len() as u64;
-        state.queue.push_front(mem::take(batch));
-    }
-
-    /// From now on, frames with payloads over `max` are dropped, those
-    /// queued (held while the peer had not yet said what it takes) and those
-    /// pushed later; `report` is told how many each time.
-    pub fn limit_frames(&self, max: usize, report: impl Fn(usize) + Send + Sync + 'static) {
-        let _ = self.over_limit.set(Box::new(report));
-        let mut state = self.lock();
-        state.limit = Some(max);
-        let mut dropped = 0;
-        let mut kept_bytes = 0;
-        // An empty batch is a signal to the writer (see `push`), kept as is.
-        for batch in state.queue.iter_mut().filter(|batch| !batch.is_empty()) {
-            dropped += keep_frames_within(batch, max);
-            // A batch left empty holds one empty frame, which every peer
-            // ignores, rather than becoming such a signal.
-            if batch.is_empty() {
-                batch.extend_from_slice(&[0; 4]);
-            }
-            kept_bytes += batch.len();
-        }
-        let removed = state.queued_bytes.saturating_sub(kept_bytes);
-        state.queued_bytes = kept_bytes;
-        state.accepted -= removed as u64;
-        drop(state);
-        self.report_over_limit(dropped);
-    }
-
-    fn report_over_limit(&self, dropped: usize) {
-        if dropped > 0
-            && let Some(report) = self.over_limit.get()
-        {
-            report(dropped);
         }
     }
 
@@ -385,7 +291,6 @@ impl Outbox {
         if let Some(wake) = &self.on_queued {
             wake();
         }
-        self.filled.notify_all();
         self.drained.notify_all();
     }
 
@@ -396,67 +301,12 @@ impl Outbox {
         state.queue.clear();
         state.queued_bytes = 0;
         drop(state);
-        self.filled.notify_all();
         self.drained.notify_all();
-    }
-
-    /// For the writer: returns the batches it has written (in `batches`) for
-    /// reuse, then waits for more and moves them all into `batches`, oldest
-    /// first. Returns false when there is nothing more to send: the outbox was
-    /// closed and is empty, or was aborted.
-    pub fn take(&self, batches: &mut Vec<Vec<u8>>) -> bool {
-        let mut state = self.lock();
-        state.recycle(batches);
-        state.sending = false;
-        // Never while a push writes: it may still queue what it could not.
-        loop {
-            if state.aborted {
-                return false;
-            }
-            if let Some(until) = state.held_until {
-                let now = Instant::now();
-                if now < until {
-                    state.writer_waits = true;
-                    state = self
-                        .filled
-                        .wait_timeout(state, until - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                    state.writer_waits = false;
-                    continue;
-                }
-                state.held_until = None;
-            }
-            if !state.writing_now {
-                if !state.queue.is_empty() {
-                    break;
-                }
-                if state.closed {
-                    return false;
-                }
-            }
-            state.writer_waits = true;
-            state = self.filled.wait(state).unwrap_or_else(|e| e.into_inner());
-            state.writer_waits = false;
-        }
-        batches.extend(state.queue.drain(..));
-        state.queued_bytes = 0;
-        state.sending = true;
-        let wake = state.waiting > 0;
-        drop(state);
-        if wake {
-            self.drained.notify_all();
-        }
-        true
     }
 
     /// Bytes queued and not yet taken.
     pub fn queued(&self) -> usize {
         self.lock().queued_bytes
-    }
-
-    pub fn is_aborted(&self) -> bool {
-        self.lock().aborted
     }
 
     /// Every byte ever queued.
@@ -471,57 +321,12 @@ impl Outbox {
     }
 }
 
-/// Keeps the frames of `batch` whose payloads are at most `max` bytes;
-/// returns how many it dropped.
-fn keep_frames_within(batch: &mut Vec<u8>, max: usize) -> usize {
-    let mut dropped = 0;
-    let mut kept = Vec::with_capacity(batch.len());
-    for frame in split_frames(batch) {
-        match frame.len() - HEADER_LEN > max {
-            true => dropped += 1,
-            false => kept.extend_from_slice(frame),
-        }
-    }
-    if dropped > 0 {
-        *batch = kept;
-    }
-    dropped
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Arc;
     use std::thread;
     use std::time::Duration;
-
-    #[test]
-    fn frames_arrive_in_order_and_close_ends_after_draining() {
-        let outbox = Arc::new(Outbox::new());
-        let writer = {
-            let outbox = Arc::clone(&outbox);
-            thread::spawn(move || {
-                let mut got = Vec::new();
-                let mut batches = Vec::new();
-                while outbox.take(&mut batches) {
-                    for batch in &batches {
-                        got.extend_from_slice(batch);
-                    }
-                }
-                got
-            })
-        };
-        let mut expected = Vec::new();
-        for i in 0..1000u32 {
-            let mut batch = i.to_be_bytes().to_vec();
-            expected.extend_from_slice(&batch);
-            assert_eq!(outbox.push(&mut batch, Room::Wait), Pushed::Queued);
-            assert!(batch.is_empty());
-        }
-        outbox.close();
-        assert_eq!(writer.join().unwrap(), expected);
-        assert_eq!(outbox.push(&mut vec![1], Room::Wait), Pushed::Closed);
-    }
 
     #[test]
     fn abort_releases_a_blocked_pusher() {
@@ -543,7 +348,7 @@ mod tests {
         outbox.abort();
         assert_eq!(pusher.join().unwrap(), Pushed::Closed);
         assert!(!outbox.is_backlogged());
-        assert!(!outbox.take(&mut Vec::new()));
+        assert!(!outbox.take_now(&mut Vec::new()));
     }
 
     #[test]
@@ -563,9 +368,6 @@ mod tests {
     struct Socket {
         bytes: Mutex<Vec<u8>>,
         busy: std::sync::atomic::AtomicBool,
-        /// Taken but not yet written (as TLS ciphertext can be): the
-        /// writer thread writes it first.
-        owed: Mutex<Vec<u8>>,
     }
 
     impl Socket {
@@ -573,64 +375,54 @@ mod tests {
             use std::sync::atomic::Ordering;
             assert!(!self.busy.swap(true, Ordering::SeqCst), "two writers");
             thread::yield_now();
-            let owed = std::mem::take(&mut *self.owed.lock().unwrap());
-            let mut written = self.bytes.lock().unwrap();
-            written.extend_from_slice(&owed);
-            written.extend_from_slice(bytes);
-            drop(written);
+            self.bytes.lock().unwrap().extend_from_slice(bytes);
             self.busy.store(false, Ordering::SeqCst);
-        }
-
-        fn owe(&self, bytes: &[u8]) {
-            assert!(self.owed.lock().unwrap().is_empty(), "owed twice");
-            self.owed.lock().unwrap().extend_from_slice(bytes);
         }
     }
 
-    proptest::proptest! {
-        /// With pushes writing at once what the socket takes (all, some,
-        /// nothing, or all but owed to the writer thread, by turns),
-        /// everything arrives in order, once, from one writer at a time.
-        #[test]
-        fn writing_at_once_keeps_order_and_one_writer(
-            batches in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 1..50), 0..40),
-            takes in proptest::collection::vec(proptest::option::weighted(0.8, 0usize..60), 1..10),
-        ) {
-            let socket = Arc::new(Socket::default());
-            let turn = std::sync::atomic::AtomicUsize::new(0);
-            let outbox = {
-                let socket = Arc::clone(&socket);
-                Arc::new(Outbox::new().writing_at_once(Box::new(move |bytes| {
-                    let i = turn.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some(n) = takes[i % takes.len()] else {
-                        socket.owe(bytes);
-                        return None;
-                    };
-                    let n = n.min(bytes.len());
-                    socket.write(&bytes[..n]);
-                    Some(n)
-                })))
-            };
-            let writer = {
-                let (outbox, socket) = (Arc::clone(&outbox), Arc::clone(&socket));
-                thread::spawn(move || {
-                    let mut taken = Vec::new();
-                    while outbox.take(&mut taken) {
-                        assert!(!taken.is_empty());
-                        taken.iter().for_each(|batch| socket.write(batch));
-                    }
-                })
-            };
-            let mut expected = Vec::new();
-            for batch in &batches {
-                expected.extend_from_slice(batch);
-                proptest::prop_assert_eq!(outbox.push(&mut batch.clone(), Room::Wait), Pushed::Queued);
+    #[test]
+    fn frames_arrive_in_order_and_close_ends_after_draining() {
+        let outbox = Outbox::new();
+        let mut expected = Vec::new();
+        let (mut got, mut batches) = (Vec::new(), Vec::new());
+        for i in 0..1000u32 {
+            let mut batch = i.to_be_bytes().to_vec();
+            expected.extend_from_slice(&batch);
+            assert_eq!(outbox.push(&mut batch, Room::Wait), Pushed::Queued);
+            assert!(batch.is_empty());
+            if i % 7 == 0 {
+                assert!(outbox.take_now(&mut batches));
+                batches
+                    .iter()
+                    .for_each(|batch| got.extend_from_slice(batch));
             }
-            outbox.close();
-            writer.join().unwrap();
-            proptest::prop_assert_eq!(&*socket.bytes.lock().unwrap(), &expected);
-            proptest::prop_assert_eq!(outbox.accepted(), expected.len() as u64);
         }
+        outbox.close();
+        assert_eq!(outbox.push(&mut vec![1], Room::Wait), Pushed::Closed);
+        while outbox.take_now(&mut batches) {
+            batches
+                .iter()
+                .for_each(|batch| got.extend_from_slice(batch));
+        }
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn taken_batches_come_back_as_spares() {
+        let outbox = Outbox::new();
+        let mut batch = Vec::with_capacity(4096);
+        batch.extend_from_slice(b"frames");
+        outbox.push(&mut batch, Room::Wait);
+        let mut batches = Vec::new();
+        assert!(outbox.take_now(&mut batches));
+        assert_eq!(batches, [b"frames".to_vec()]);
+        outbox.push(&mut b"more".to_vec(), Room::Wait);
+        assert!(outbox.take_now(&mut batches));
+        assert_eq!(batches, [b"more".to_vec()]);
+        // The first batch's allocation is handed to the next pusher.
+        let mut next = b"x".to_vec();
+        outbox.push(&mut next, Room::Wait);
+        assert!(next.is_empty() && next.capacity() >= 4096);
     }
 
     /// An event loop's turn at the socket, as the server's engine takes
@@ -730,115 +522,5 @@ mod tests {
         outbox.socket_idle();
         outbox.push(&mut b"at once".to_vec(), Room::Wait);
         assert_eq!(*crate::lock(&wrote), [b"at once".to_vec()]);
-    }
-
-    #[test]
-    fn written_batches_come_back_as_spares() {
-        let outbox = Outbox::new();
-        let mut batch = Vec::with_capacity(4096);
-        batch.extend_from_slice(b"frames");
-        outbox.push(&mut batch, Room::Wait);
-        let mut batches = Vec::new();
-        assert!(outbox.take(&mut batches));
-        assert_eq!(batches, [b"frames".to_vec()]);
-        outbox.push(&mut b"more".to_vec(), Room::Wait);
-        assert!(outbox.take(&mut batches));
-        assert_eq!(batches, [b"more".to_vec()]);
-        // The first batch's allocation is handed to the next pusher.
-        let mut next = b"x".to_vec();
-        outbox.push(&mut next, Room::Wait);
-        assert!(next.is_empty() && next.capacity() >= 4096);
-    }
-
-    #[test]
-    fn held_frames_wait_for_the_release_and_an_answer_goes_first_even_after_close() {
-        let outbox = Arc::new(Outbox::new());
-        outbox.hold_until(Instant::now() + Duration::from_secs(600));
-        outbox.push(&mut b"line".to_vec(), Room::Wait);
-        outbox.close();
-        let taker = {
-            let outbox = Arc::clone(&outbox);
-            thread::spawn(move || {
-                let mut batches = Vec::new();
-                let mut taken = Vec::new();
-                while outbox.take(&mut batches) {
-                    taken.extend(batches.iter().cloned());
-                }
-                taken
-            })
-        };
-        thread::sleep(Duration::from_millis(100));
-        assert!(!taker.is_finished(), "held");
-        outbox.push_front(&mut b"answer".to_vec());
-        outbox.release();
-        assert_eq!(
-            taker.join().unwrap(),
-            [b"answer".to_vec(), b"line".to_vec()]
-        );
-        // Once released, a later hold is too late to hold anything.
-        outbox.hold_until(Instant::now() + Duration::from_secs(600));
-        assert!(!outbox.take(&mut Vec::new()), "closed and empty, at once");
-    }
-
-    #[test]
-    fn a_push_does_not_write_itself_while_the_outbox_holds() {
-        let wrote = Arc::new(Mutex::new(Vec::new()));
-        let outbox = {
-            let wrote = Arc::clone(&wrote);
-            Outbox::new().writing_at_once(Box::new(move |bytes| {
-                crate::lock(&wrote).push(bytes.to_vec());
-                Some(bytes.len())
-            }))
-        };
-        outbox.hold_until(Instant::now() + Duration::from_secs(600));
-        outbox.push(&mut b"line".to_vec(), Room::Wait);
-        assert!(crate::lock(&wrote).is_empty(), "held, not written");
-        outbox.push_front(&mut b"answer".to_vec());
-        outbox.release();
-        let mut batches = Vec::new();
-        assert!(outbox.take(&mut batches));
-        assert_eq!(batches, [b"answer".to_vec(), b"line".to_vec()]);
-    }
-
-    #[test]
-    fn frames_over_a_maximum_learned_late_are_dropped_and_no_longer_counted() {
-        let outbox = Outbox::new();
-        outbox.hold_until(Instant::now() + Duration::from_secs(600));
-        let frame = |text: &[u8]| {
-            let mut f = (text.len() as u32).to_be_bytes().to_vec();
-            f.extend_from_slice(text);
-            f
-        };
-        outbox.push(&mut [frame(b"ok"), frame(b"too long")].concat(), Room::Wait);
-        outbox.push(&mut frame(b"far too long"), Room::Wait);
-        outbox.push(&mut frame(b"fine"), Room::Wait);
-        let told = Arc::new(Mutex::new(Vec::new()));
-        let report = Arc::clone(&told);
-        outbox.limit_frames(4, move |n| crate::lock(&report).push(n));
-        assert_eq!(*crate::lock(&told), [2]);
-        // And those pushed later.
-        outbox.push(
-            &mut [frame(b"later, too long"), frame(b"")].concat(),
-            Room::Wait,
-        );
-        assert_eq!(*crate::lock(&told), [2, 1]);
-        assert_eq!(outbox.accepted(), 6 + 4 + 8 + 4);
-        outbox.release();
-        let mut batches = Vec::new();
-        assert!(outbox.take(&mut batches));
-        assert_eq!(
-            batches,
-            [frame(b"ok"), frame(b""), frame(b"fine"), frame(b"")]
-        );
-    }
-
-    #[test]
-    fn a_hold_ends_by_itself_at_its_time() {
-        let outbox = Outbox::new();
-        outbox.hold_until(Instant::now() + Duration::from_millis(50));
-        outbox.push(&mut b"line".to_vec(), Room::Wait);
-        let mut batches = Vec::new();
-        assert!(outbox.take(&mut batches));
-        assert_eq!(batches, [b"line".to_vec()]);
     }
 }

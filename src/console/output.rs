@@ -155,25 +155,6 @@ impl Output {
         self.queue(Shown::Error(text.into()));
     }
 
-    /// Queues messages from `from`, waiting while the queue is full unless
-    /// `cancelled` is set (then they are dropped). Returns false when they
-    /// will never be shown: stdout is gone, or the wait was cancelled.
-    pub fn messages(&self, from: &Arc<str>, text: Vec<u8>, cancelled: &AtomicBool) -> bool {
-        let interpreted = match crate::lock(&self.interpreter).as_mut() {
-            Some(interpreter) => Ok(interpreter.interpret(from, text)),
-            None => Err(text),
-        };
-        let text = match interpreted {
-            Ok(items) => return self.show_waiting(items, cancelled),
-            Err(text) => text,
-        };
-        let Some(state) = self.lock_with_room(cancelled) else {
-            return false;
-        };
-        self.show_now(state, from, text);
-        true
-    }
-
     /// Shows messages: written to stdout at once by the calling thread if
     /// nothing is queued or being written and stdout takes them without
     /// waiting, as much as it takes; queued for the consumer otherwise, or
@@ -277,44 +258,6 @@ impl Output {
         }
     }
 
-    /// The state, once the queue has room: `None` if the output is closed,
-    /// or `cancelled` was set while waiting.
-    fn lock_with_room(&self, cancelled: &AtomicBool) -> Option<MutexGuard<'_, State>> {
-        let mut state = self.lock();
-        while state.queued >= QUEUE_LIMIT && !state.closed {
-            if cancelled.load(Ordering::SeqCst) {
-                return None;
-            }
-            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
-        }
-        (!state.closed).then_some(state)
-    }
-
-    /// Queues `items` together, waiting while the queue is full unless
-    /// `cancelled` is set; as [`messages`](Self::messages).
-    fn show_waiting(&self, mut items: Vec<Shown>, cancelled: &AtomicBool) -> bool {
-        let Some(mut state) = self.lock_with_room(cancelled) else {
-            return false;
-        };
-        if let [Shown::Messages { .. }] = &items[..]
-            && let Some(Shown::Messages { from, text }) = items.pop()
-        {
-            self.show_now(state, &from, text);
-            return true;
-        }
-        let was_idle = state.items.is_empty();
-        for item in items {
-            state.queued += item.weight();
-            state.items.push_back(item);
-        }
-        drop(state);
-        self.changed.notify_all();
-        if was_idle && let Some(wake) = crate::lock(&self.waker).as_ref() {
-            wake();
-        }
-        true
-    }
-
     /// Queues `item` unless the queue is full (or stdout gone); never
     /// waits. False if it was dropped.
     pub fn offer(&self, item: Shown) -> bool {
@@ -341,13 +284,6 @@ impl Output {
     /// at hand.
     pub fn buffer(&self) -> Vec<u8> {
         self.lock().spare.pop().unwrap_or_default()
-    }
-
-    /// Wakes producers waiting for room, so that they look at their
-    /// cancellation flag.
-    pub fn wake_waiting(&self) {
-        let _state = self.lock();
-        self.changed.notify_all();
     }
 
     /// Waits until everything queued has been written, stdout is gone, or
@@ -705,11 +641,10 @@ mod tests {
                 })
             };
             let from: Arc<str> = Arc::from("peer");
-            let never = AtomicBool::new(false);
             let mut expected = Vec::new();
             for text in texts {
                 expected.extend_from_slice(&text);
-                proptest::prop_assert!(output.messages(&from, text, &never));
+                proptest::prop_assert!(output.messages_now(&from, text));
             }
             statuses.join().unwrap();
             proptest::prop_assert!(output.drain(Duration::from_secs(10)));
@@ -721,41 +656,15 @@ mod tests {
     }
 
     #[test]
-    fn a_full_queue_holds_a_producer_until_cancelled() {
-        let (tx, _rx) = mpsc::channel();
-        let output = Output::new(crate::console::event::Events::new(tx));
-        let from: Arc<str> = Arc::from("peer");
-        let never = AtomicBool::new(false);
-        assert!(output.messages(&from, vec![b'x'; QUEUE_LIMIT], &never));
-        let cancelled = Arc::new(AtomicBool::new(false));
-        let producer = {
-            let (output, from, cancelled) = (
-                Arc::clone(&output),
-                Arc::clone(&from),
-                Arc::clone(&cancelled),
-            );
-            thread::spawn(move || output.messages(&from, b"more\n".to_vec(), &cancelled))
-        };
-        thread::sleep(Duration::from_millis(50));
-        assert!(!producer.is_finished(), "a full queue makes it wait");
-        cancelled.store(true, Ordering::SeqCst);
-        output.wake_waiting();
-        assert!(!producer.join().unwrap(), "cancelled, so not queued");
-        // Status lines never wait, full or not.
-        output.status("still shown");
-    }
-
-    #[test]
     fn a_closed_output_drops_messages_keeps_status_and_says_so_once() {
         let (tx, rx) = mpsc::channel();
         let output = Output::new(crate::console::event::Events::new(tx));
         let from: Arc<str> = Arc::from("peer");
-        let never = AtomicBool::new(false);
-        assert!(output.messages(&from, b"a\n".to_vec(), &never));
+        assert!(output.messages_now(&from, b"a\n".to_vec()));
         output.status("s");
         output.close();
         output.close();
-        assert!(!output.messages(&from, b"b\n".to_vec(), &never));
+        assert!(!output.messages_now(&from, b"b\n".to_vec()));
         let mut items = Vec::new();
         output.take(&mut items, false);
         assert!(matches!(&items[..], [Shown::Status(s)] if s == "s"));

@@ -64,7 +64,7 @@ pub enum Flushed {
 
 pub struct Conn {
     stream: TcpStream,
-    tls: Option<Box<rustls::ServerConnection>>,
+    tls: Option<Box<rustls::Connection>>,
     peer: SocketAddr,
     max: usize,
     /// Received plaintext not yet handed out: whole frames past the last
@@ -150,15 +150,23 @@ impl Conn {
         &self.stream
     }
 
-    /// From now on the bytes are TLS records for `session`.
-    pub fn start_tls(&mut self, mut session: rustls::ServerConnection) {
+    /// From now on the bytes are TLS records for `session` (a server's,
+    /// before its handshake; or a client's, handshake done).
+    pub fn start_tls(&mut self, mut session: rustls::Connection) {
         // What is sealed is bounded by SEAL_CHUNK per flush.
         session.set_buffer_limit(None);
         self.tls = Some(Box::new(session));
     }
 
-    pub fn tls(&self) -> Option<&rustls::ServerConnection> {
+    pub fn tls(&self) -> Option<&rustls::Connection> {
         self.tls.as_deref()
+    }
+
+    /// Bytes of frames wholly handed to the kernel (sealed, under TLS),
+    /// by the loop or beside it.
+    pub fn sent(&self) -> u64 {
+        let beside = self.beside.as_ref();
+        self.sent + beside.map_or(0, |beside| beside.written.load(Ordering::SeqCst))
     }
 
     pub fn set_max(&mut self, max: usize) {

@@ -268,7 +268,7 @@ fn sniff(io: &mut Io, service: &mut impl Service, id: Id) {
             let tls = io.gate.config.tls.as_ref().expect("a TLS gate");
             match tls.session() {
                 Ok(session) => {
-                    link.conn.start_tls(session);
+                    link.conn.start_tls(rustls::Connection::Server(session));
                     let until = io.now - PLAIN_CLIENT_GRACE + HANDSHAKE_TIMEOUT;
                     link.phase = Phase::Handshaking { until };
                     io.set_timer(id, Some(until));

@@ -25,7 +25,6 @@
 //! has something queued; tell the news; let the service do what is due.
 
 pub mod conn;
-pub(crate) mod connection;
 mod gate;
 pub mod tls;
 pub(crate) mod transport;
@@ -151,7 +150,8 @@ pub struct Io {
 pub struct Engine {
     poll: Poll,
     events: Readiness,
-    listener: TcpListener,
+    /// A server's; a client's loop has none.
+    listener: Option<TcpListener>,
     waker: Arc<Waker>,
     io: Io,
     /// When to try `accept` again after it failed.
@@ -222,7 +222,7 @@ pub fn listen(
         idle_timeout: listening.idle_timeout,
     };
     let engine = Engine::new(
-        listener,
+        Some(listener),
         gate,
         rules,
         listening.max_message_size,
@@ -247,21 +247,27 @@ impl Engine {
         }
     }
 
-    /// A loop accepting on `listener` through the gate `gate`; admitted
-    /// connections end by `rules`; the time is `clock`'s.
+    /// A loop accepting on `listener`, if any, through the gate `gate`;
+    /// admitted connections end by `rules`; the time is `clock`'s.
     pub fn new(
-        listener: std::net::TcpListener,
+        listener: Option<std::net::TcpListener>,
         gate: GateConfig,
         rules: Rules,
         max_message_size: usize,
         output: &Arc<Output>,
         clock: Clock,
     ) -> io::Result<Self> {
-        listener.set_nonblocking(true)?;
-        let mut listener = TcpListener::from_std(listener);
         let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let listener = match listener {
+            Some(listener) => {
+                listener.set_nonblocking(true)?;
+                let mut listener = TcpListener::from_std(listener);
+                poll.registry()
+                    .register(&mut listener, LISTENER, Interest::READABLE)?;
+                Some(listener)
+            }
+            None => None,
+        };
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         {
             let waker = Arc::clone(&waker);
@@ -297,6 +303,15 @@ impl Engine {
             output: Arc::clone(output),
             clock,
         })
+    }
+
+    /// Adds a connection made elsewhere (see [`Io::adopt`]).
+    pub fn adopt(
+        &mut self,
+        stream: std::net::TcpStream,
+        tls: Option<rustls::Connection>,
+    ) -> io::Result<Id> {
+        self.io.adopt(stream, tls)
     }
 
     /// Wakes the loop from another thread: the service's
@@ -389,8 +404,11 @@ impl Engine {
 
     fn accept(&mut self, service: &mut impl Service) {
         self.accept_at = None;
+        let Some(listener) = &self.listener else {
+            return;
+        };
         loop {
-            match self.listener.accept() {
+            match listener.accept() {
                 Ok((stream, peer)) => {
                     self.backoff = ACCEPT_BACKOFF;
                     self.io.accepted(service, stream, peer);
@@ -464,21 +482,54 @@ impl Io {
     /// a typed line then goes out without waking the loop. Plain TCP only,
     /// and where a send can be made without waiting; the bytes count as
     /// the connection's, and the socket has one writer at a time.
-    pub fn write_beside(&mut self, id: Id, outbox: Outbox) -> Arc<Outbox> {
+    pub fn write_beside(&mut self, id: Id, outbox: &Arc<Outbox>) {
         let write_now = self
             .links
             .get_mut(id)
             .and_then(|link| link.conn.write_beside());
         let Some(write_now) = write_now else {
-            return Arc::new(outbox);
+            return;
         };
-        let outbox = Arc::new(outbox.writing_at_once(write_now));
+        outbox.write_at_once(write_now);
         // What the loop queued so far (a notice) goes first: the loop holds
         // the socket until it is written.
         outbox.claim_socket();
-        self.links[id].beside = Some(Arc::clone(&outbox));
+        self.links[id].beside = Some(Arc::clone(outbox));
         self.dirty.push(id);
-        outbox
+    }
+
+    /// Adds `stream`, a connection made elsewhere (a client's, with its
+    /// TLS session if `tls`, the handshake done), as admitted: its ending
+    /// starts now, and what it may hold already is read next round.
+    pub fn adopt(
+        &mut self,
+        stream: std::net::TcpStream,
+        tls: Option<rustls::Connection>,
+    ) -> io::Result<Id> {
+        stream.set_nonblocking(true)?;
+        let peer = stream.peer_addr()?;
+        let id = self.insert(mio::net::TcpStream::from_std(stream), peer, Phase::Admitted)?;
+        let link = &mut self.links[id];
+        if let Some(tls) = tls {
+            link.conn.start_tls(tls);
+        }
+        link.conn.set_max(self.max_message_size);
+        self.start_ending(id);
+        self.again.push(id);
+        Ok(id)
+    }
+
+    /// Frames from connection `id` may be up to `max` bytes from now on
+    /// (a peer that declared it sends larger ones).
+    pub fn set_max(&mut self, id: Id, max: usize) {
+        if let Some(link) = self.links.get_mut(id) {
+            link.conn.set_max(max);
+        }
+    }
+
+    /// Bytes of frames connection `id` has handed wholly to the kernel.
+    pub fn sent(&self, id: Id) -> u64 {
+        self.links.get(id).map_or(0, |link| link.conn.sent())
     }
 
     /// Bytes queued for connection `id` that its peer has not yet taken.

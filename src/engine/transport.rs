@@ -123,6 +123,32 @@ impl Transport {
         unread.extend_from_slice(&later);
     }
 
+    /// The stream and its TLS session, for an event loop to carry on
+    /// with: bytes read ahead (ciphertext) are handed to the session.
+    pub fn into_parts(self) -> io::Result<(TcpStream, Option<rustls::Connection>)> {
+        self.stream.set_read_timeout(None)?;
+        self.stream.set_write_timeout(None)?;
+        let unread = self.unread.into_inner().unwrap_or_else(|e| e.into_inner());
+        let Some(tls) = self.tls else {
+            if !unread.is_empty() {
+                return Err(io::Error::other("bytes read ahead of a plain stream"));
+            }
+            return Ok((self.stream, None));
+        };
+        let mut session = Arc::try_unwrap(tls)
+            .map_err(|_| io::Error::other("the TLS session is still shared"))?
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut rest = &unread[..];
+        while !rest.is_empty() {
+            if session.read_tls(&mut rest)? == 0 {
+                break;
+            }
+            session.process_new_packets().map_err(tls_error)?;
+        }
+        Ok((self.stream, Some(session)))
+    }
+
     /// A reader of the plaintext, for the receiving thread.
     pub fn reader(&self) -> io::Result<Reader> {
         Ok(Reader {
@@ -211,6 +237,14 @@ pub struct Reader {
     /// or ciphertext not yet taken by rustls (its buffer was full).
     raw: Vec<u8>,
     fed: usize,
+}
+
+impl Reader {
+    /// Ciphertext read from the socket and not yet handed to the session.
+    pub fn into_unfed(mut self) -> Vec<u8> {
+        self.raw.drain(..self.fed);
+        self.raw
+    }
 }
 
 impl Read for Reader {

@@ -1,26 +1,28 @@
 //! `chat-client`: connect, then one conversation with the server's operator.
 
-use std::io::{self, ErrorKind, IsTerminal};
+use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 pub use crate::console::event::Shutdown;
 use crate::console::event::{Event, Events, Input};
-use crate::console::input::{AfterQuit, Recipient};
-use crate::console::outbox::Outbox;
+use crate::console::input::AfterQuit;
+use crate::console::outbox::{OUTBOX_LIMIT, Outbox};
 use crate::console::output::Output;
 use crate::console::{Console, Stdio};
-use crate::engine::connection::{Connection, FirstFrame};
 use crate::engine::tls::{ClientError, ClientSettings, KnownHosts};
-use crate::engine::transport::Transport;
+use crate::engine::{Engine, GateConfig, Id, Io, News, Service, Tick};
 use crate::errors::describe_failure;
-use crate::programs::conversation;
 use crate::programs::outcome::Unreachable;
 use crate::programs::room::view::RoomView;
-use crate::state::ending::{Ending, Rules};
-use crate::wire::frame::encode_frame;
+use crate::state::access::Access;
+use crate::state::clock::Clock;
+use crate::state::ending::{Ending, Happening, Rules};
+use crate::wire::display::push_visible_frames;
+use crate::wire::frame::{HEADER_LEN, encode_frame, keep_frames_within, read_header};
 use crate::{Error, Exit};
 
 /// How long our lines wait for the server's first frame before they go
@@ -53,11 +55,40 @@ pub struct TlsConfig {
     pub code: bool,
 }
 
-/// A connection made, ready for [`run`].
+/// A connection made, ready for [`run`]: by default on the process's
+/// standard streams and the system's clock.
 pub struct Connected {
-    transport: Transport,
+    stream: TcpStream,
+    /// The TLS session, its handshake (and the code's exchange) done.
+    tls: Option<rustls::Connection>,
     /// What the user should hear before the conversation starts.
     notes: Vec<String>,
+    stdio: Stdio,
+    clock: Clock,
+}
+
+impl Connected {
+    fn new(stream: TcpStream, tls: Option<rustls::Connection>, notes: Vec<String>) -> Self {
+        Self {
+            stream,
+            tls,
+            notes,
+            stdio: Stdio::process(),
+            clock: Clock::system(),
+        }
+    }
+
+    /// The user's side reads and writes `stdio` instead.
+    pub fn with_stdio(mut self, stdio: Stdio) -> Self {
+        self.stdio = stdio;
+        self
+    }
+
+    /// Timeouts follow `clock` instead.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
 }
 
 /// Connects to `address` (`host:port`, IPv6 as `[::1]:port`), over TLS if
@@ -69,10 +100,7 @@ pub fn connect(
 ) -> Result<Connected, Error> {
     let Some(tls) = tls else {
         let stream = connect_tcp(address, timeout)?;
-        return Ok(Connected {
-            transport: Transport::plain(stream),
-            notes: Vec::new(),
-        });
+        return Ok(Connected::new(stream, None, Vec::new()));
     };
     // Asked before connecting: the time a person takes to type it must not
     // count against the server's handshake timeout.
@@ -99,10 +127,8 @@ pub fn connect(
         .saturating_sub(start.elapsed())
         .max(Duration::from_millis(1));
     let secured = crate::engine::tls::connect(stream, &settings, left)?;
-    Ok(Connected {
-        transport: secured.transport,
-        notes: secured.notes,
-    })
+    let (stream, tls) = secured.transport.into_parts()?;
+    Ok(Connected::new(stream, tls, secured.notes))
 }
 
 /// The shared code: `CHAT_CODE`, or typed on the terminal without echo (never
@@ -155,182 +181,442 @@ fn connect_tcp(address: &str, timeout: Duration) -> Result<TcpStream, Error> {
 
 /// Talks with the server until either side ends it.
 pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<Exit, Error> {
-    let Connected { transport, notes } = connected;
-    let (events, inbox) = mpsc::channel();
-    let events = Events::new(events);
-    let console = Console::open(
-        config.max_message_size,
-        &events,
-        "> ",
-        Stdio::process(),
-        shutdown,
-    )?;
+    let Connected {
+        stream,
+        tls,
+        notes,
+        stdio,
+        clock,
+    } = connected;
+    let peer = stream.peer_addr()?;
+    let secure = if tls.is_some() { " over TLS" } else { "" };
+    // With a chosen name, or a person at the keys (who never types within
+    // the wait), our lines wait for the server's first frame: a room's
+    // greeting is answered with our name before any of them. A script
+    // without a name sends at once: a plain server may never speak first.
+    let hold = config.name_chosen || stdio.input_is_terminal();
+    let (sender, inbox) = mpsc::channel();
+    let events = Events::new(sender);
+    let console = Console::open(config.max_message_size, &events, "> ", stdio, shutdown)?;
     let output = Arc::clone(&console.output);
-    let peer = transport.stream().peer_addr()?;
     // Said first, so that it comes before anything the server sends.
     for note in notes {
         output.status(note);
     }
-    let secure = if transport.is_tls() { " over TLS" } else { "" };
     output.status(format!(
         "connected to {peer}{secure}; type a line and press Enter to send it, q to quit"
     ));
     // Reads the first frame to learn whether the server is a room.
     output.set_interpreter(Box::new(RoomView::new(events.clone())));
-    let connection = Connection::start(
-        0,
-        transport,
-        config.max_message_size,
-        Some(answer_greeting(&config, &console.recipient, &output)),
-        &output,
-        "server",
-        &events,
-    )?;
-    let outbox = connection.outbox();
-    // With a chosen name, or a person at the keys (who never types within
-    // the wait), our lines wait for the server's first frame: a room's
-    // greeting is answered with our name before any of them (see
-    // `answer_greeting`). A script without a name sends at once: a plain
-    // server may never speak first.
-    if config.name_chosen || io::stdin().is_terminal() {
-        outbox.hold_until(Instant::now() + GREETING_WAIT);
+    {
+        let events = events.clone();
+        output.when_room(move || events.wake());
     }
-    console.recipient.set(Some(Arc::clone(&outbox)));
-    console.start_input(&events, AfterQuit::Stop)?;
     let rules = Rules {
         input_end_closes: true,
         idle_timeout: config.idle_timeout,
     };
-    let mut input_ended = false;
-    let mut turned_away = false;
-    let mut closing_from = None;
-    let mut cut_short = false;
-    let mut told_goodbye = false;
-    let gauge = connection.gauge();
-    let ending = conversation::run(
-        0,
-        connection,
-        "the server",
-        &output,
-        &inbox,
-        rules,
-        |event| match event {
-            Event::Input(Input::Closed) => input_ended = true,
-            Event::TurnedAway => turned_away = true,
-            // What was not yet sent, and all sent from now on, is not relayed.
-            Event::RoomGoodbye {
-                closing,
-                cut_short: cut,
-            } => {
-                told_goodbye = true;
-                if closing {
-                    closing_from = closing_from.or(Some(gauge.sent()));
-                }
-                cut_short |= cut;
-            }
-            Event::RoomFound => console.recipient.set_room(),
-            _ => {}
-        },
-    );
+    let gate = GateConfig {
+        access: Access::new(Vec::new(), Vec::new()),
+        tls: None,
+    };
+    let start = clock.now();
+    let mut engine = Engine::new(None, gate, rules, config.max_message_size, &output, clock)?;
+    events.wake_with(engine.waker());
+    let id = engine.adopt(stream, tls)?;
+    let outbox = {
+        let events = events.clone();
+        Arc::new(Outbox::waking(move || events.wake()))
+    };
+    console.recipient.set(Some(Arc::clone(&outbox)));
+    console.start_input(&events, AfterQuit::Stop)?;
+    let mut talk = Talk {
+        console: &console,
+        config,
+        inbox,
+        id,
+        label: Arc::from("server"),
+        outbox,
+        batches: Vec::new(),
+        held_by_screen: false,
+        greeted: false,
+        hold: hold.then_some(start + GREETING_WAIT),
+        deferred: None,
+        limit: None,
+        input_ended: false,
+        turned_away: false,
+        closing_from: None,
+        cut_short: false,
+        told_goodbye: false,
+        ending: None,
+    };
+    // Events sent before the loop could be woken are waiting.
+    events.wake();
+    let ended = engine.run_to_end(&mut talk);
     let in_room = console.recipient.is_room();
     console.recipient.set(None);
     console.close();
-    // Sent after the room began to close, or still unsent then.
-    let unrelayed = closing_from.map_or(0, |sent| gauge.accepted().saturating_sub(sent));
-    let exit = match &ending {
-        // Told why already (the refusal or the room's notice).
-        Ending::PeerLeft if turned_away => {
-            output.status(match in_room {
-                true => "disconnected from the room",
-                false => "not served: the server refused this client",
-            });
-            Exit::Failure
-        }
-        Ending::PeerLeft if cut_short || unrelayed > 0 => {
-            output.error(match unrelayed {
-                0 => "the room closed while you were still sending; the rest was not relayed"
-                    .to_string(),
-                n => format!(
-                    "the room closed while you were still sending; the rest, at least {n} bytes, was not relayed"
-                ),
-            });
-            Exit::Failure
-        }
-        Ending::PeerLeft if input_ended => {
-            output.status("input ended, and the server has closed its side too");
-            Exit::Success
-        }
-        // A room says why before it ends a connection; a server that
-        // vanished (killed, crashed) does not.
-        Ending::PeerLeft if in_room && !told_goodbye => {
-            output.error("the server ended the connection without a word (it may have stopped)");
-            Exit::Failure
-        }
-        Ending::PeerLeft if in_room => {
-            output.status("disconnected from the room");
-            Exit::Success
-        }
-        Ending::PeerLeft => {
-            output.status("the server ended the conversation");
-            Exit::Success
-        }
-        Ending::Quit | Ending::OutputClosed => Exit::Success,
-        Ending::Idle(after) => {
-            output.status(format!(
-                "no traffic for {} s; conversation ended",
-                after.as_secs()
-            ));
-            Exit::Success
-        }
-        Ending::Interrupted => Exit::Interrupted,
-        Ending::CutOff { .. } | Ending::Failed { .. } => {
-            let why = describe_failure(&ending).expect("a failure has a description");
-            match ending {
-                Ending::CutOff { .. } => output.error(format!("the server {why}")),
-                _ => output.error(why),
-            }
-            Exit::Failure
-        }
+    let exit = match talk.ending.take() {
+        Some(ending) if ended => talk.report(&output, in_room, ending),
+        _ => Exit::Failure,
     };
     console.finish_for(exit);
     Ok(exit)
 }
 
-/// Answers the server's first frame: if it is a room's greeting, our name
-/// goes before every line (they are held until now, so a script's lines are
-/// relayed under its name, and its own `/nick` comes after ours), and lines
-/// over the room's maximum are refused here; then the lines go. Returns the
-/// largest frame the room said it sends, to be taken from it.
-fn answer_greeting(
-    config: &Config,
-    recipient: &Arc<Recipient>,
-    output: &Arc<Output>,
-) -> FirstFrame {
-    let nick = config.name.as_ref().map(|name| format!("/nick {name}"));
-    let max = config.max_message_size;
-    let recipient = Arc::clone(recipient);
-    let output = Arc::clone(output);
-    Box::new(move |first: &[u8], outbox: &Outbox| {
-        // Lines over what the room takes are refused here from now on,
-        // rather than sent and taken as a protocol error.
-        if let Some(takes) = crate::programs::room::takes(first).filter(|&takes| takes < max) {
-            recipient.set_limit(takes);
-            // Those framed already, or being framed now, are dropped.
-            let output = Arc::clone(&output);
-            outbox.limit_frames(takes, move |n| {
-                output.error(format!(
-                    "{n} {} over the room's maximum of {takes} bytes; not sent",
-                    if n == 1 { "line was" } else { "lines were" }
-                ))
+/// A received read is shown this much at a time at most.
+const SHOW_AT_ONCE: usize = 256 * 1024;
+
+/// The conversation is read this much in one round of the loop at most;
+/// the rest next round, so that a flood never holds `q` or the timers.
+const READ_PER_ROUND: usize = 4 << 20;
+
+/// The client's conversation on its event loop.
+struct Talk<'a> {
+    console: &'a Console,
+    config: Config,
+    inbox: Receiver<Event>,
+    id: Id,
+    label: Arc<str>,
+    /// The user's lines.
+    outbox: Arc<Outbox>,
+    batches: Vec<Vec<u8>>,
+    /// Reading waits for the screen to have room.
+    held_by_screen: bool,
+    /// The server's first frame has come.
+    greeted: bool,
+    /// Our lines wait for the server's first frame, until this time.
+    hold: Option<Instant>,
+    /// The user's `q` or end of input while our lines were held: our side
+    /// ends once they have gone.
+    deferred: Option<Happening>,
+    /// The most a room takes, if less than our maximum: longer lines held
+    /// for its greeting are not sent.
+    limit: Option<usize>,
+    input_ended: bool,
+    turned_away: bool,
+    /// The bytes sent when the room said it closes.
+    closing_from: Option<u64>,
+    cut_short: bool,
+    told_goodbye: bool,
+    ending: Option<Ending>,
+}
+
+impl Talk<'_> {
+    fn output(&self) -> &Output {
+        &self.console.output
+    }
+
+    /// Reads the server's frames as far as the screen takes them.
+    fn read(&mut self, io: &mut Io) {
+        let id = self.id;
+        let mut read = 0;
+        loop {
+            if read >= READ_PER_ROUND {
+                io.read_later(id);
+                return;
+            }
+            let output = &self.console.output;
+            self.held_by_screen = !output.has_room();
+            if self.held_by_screen {
+                return;
+            }
+            if !self.greeted {
+                // The first frame alone: it may say how large the next are.
+                let mut first = Vec::new();
+                let more = io.read(id, &mut first, 1);
+                if first.is_empty() {
+                    return;
+                }
+                read += first.len();
+                self.greet(io, id, &first);
+                self.show(io, &first);
+                if !more {
+                    return;
+                }
+                continue;
+            }
+            let mut text = output.buffer();
+            // Straight from the loop's read buffer to what is shown.
+            let more = io.read_with(id, SHOW_AT_ONCE, |frames| {
+                read += frames.len();
+                push_visible_frames(&mut text, frames);
             });
-        }
-        if let Some(line) = nick.filter(|_| crate::programs::room::is_greeting(first)) {
-            let mut frame = Vec::new();
-            if encode_frame(&mut frame, line.as_bytes(), max).is_ok() {
-                outbox.push_front(&mut frame);
+            if !text.is_empty() {
+                output.messages_now(&self.label, text);
+                self.events(io);
+            }
+            if !more {
+                return;
             }
         }
-        outbox.release();
-        crate::programs::room::declared_max(first)
-    })
+    }
+
+    /// Shows the messages in `frames`.
+    fn show(&mut self, io: &mut Io, frames: &[u8]) {
+        let mut text = self.output().buffer();
+        push_visible_frames(&mut text, frames);
+        if !text.is_empty() {
+            self.output().messages_now(&self.label, text);
+            self.events(io);
+        }
+    }
+
+    /// Answers the server's first frame (at the start of `first`): a room's greeting
+    /// gets our name before any of our lines (which were held for it, so a
+    /// script's lines go under its name, and its own `/nick` after ours),
+    /// and lines over the room's maximum are refused from now on; then our
+    /// lines go.
+    fn greet(&mut self, io: &mut Io, id: Id, first: &[u8]) {
+        self.greeted = true;
+        // Whole frames: the first, and maybe more that came with it.
+        let len = read_header(first).unwrap_or_default();
+        let payload = first.get(HEADER_LEN..HEADER_LEN + len).unwrap_or_default();
+        let max = self.config.max_message_size;
+        if let Some(takes) = crate::programs::room::takes(payload).filter(|&takes| takes < max) {
+            self.console.recipient.set_limit(takes);
+            self.limit = Some(takes);
+        }
+        if crate::programs::room::is_greeting(payload)
+            && let Some(name) = &self.config.name
+        {
+            let mut frame = Vec::new();
+            if encode_frame(&mut frame, format!("/nick {name}").as_bytes(), max).is_ok() {
+                io.send(id, &frame);
+            }
+        }
+        if let Some(declared) = crate::programs::room::declared_max(payload) {
+            io.set_max(id, declared.max(max));
+        }
+        self.release(io);
+    }
+
+    /// Our lines go from now on.
+    fn release(&mut self, io: &mut Io) {
+        if self.hold.take().is_none() {
+            return;
+        }
+        self.pump(io);
+        // A typed line goes out from the thread that read it when the loop
+        // is not writing: waking the loop for it costs a thread wake-up per
+        // line.
+        io.write_beside(self.id, &self.outbox);
+        if let Some(happening) = self.deferred.take() {
+            self.last_words(io);
+            io.happen(self.id, happening);
+        }
+    }
+
+    /// Moves our lines to the connection, as far as the server takes them:
+    /// the outbox's bound holds a piped flood back meanwhile.
+    fn pump(&mut self, io: &mut Io) {
+        let id = self.id;
+        if self.hold.is_some() {
+            return;
+        }
+        while io.unsent(id) < OUTBOX_LIMIT {
+            self.outbox.take_now(&mut self.batches);
+            if self.batches.is_empty() {
+                break;
+            }
+            self.send_batches(io, id);
+        }
+        let held = self.outbox.queued() as u64;
+        io.set_held(id, held, self.outbox.is_backlogged());
+    }
+
+    /// Sends what was taken from the outbox, but lines over the room's
+    /// maximum (typed before its greeting said it).
+    fn send_batches(&mut self, io: &mut Io, id: Id) {
+        let mut dropped = 0;
+        for batch in &mut self.batches {
+            if let Some(max) = self.limit {
+                dropped += keep_frames_within(batch, max);
+            }
+            io.send(id, batch);
+        }
+        if dropped > 0 {
+            let takes = self.limit.unwrap_or_default();
+            self.console.output.error(format!(
+                "{dropped} {} over the room's maximum of {takes} bytes; not sent",
+                if dropped == 1 {
+                    "line was"
+                } else {
+                    "lines were"
+                }
+            ));
+        }
+    }
+
+    /// Our side is ending: everything typed so far goes (the outbox is
+    /// bounded, so this is bounded too), and nothing typed from now on.
+    fn last_words(&mut self, io: &mut Io) {
+        self.hold = None;
+        let id = self.id;
+        self.outbox.close();
+        while self.outbox.take_now(&mut self.batches) && !self.batches.is_empty() {
+            self.send_batches(io, id);
+        }
+        io.set_held(id, 0, false);
+    }
+
+    fn event(&mut self, io: &mut Io, event: Event) {
+        let id = self.id;
+        match event {
+            // Held lines go first (with our name, to a room).
+            Event::Input(Input::Quit) if self.hold.is_some() => {
+                self.deferred = Some(Happening::Quit);
+            }
+            Event::Input(Input::Closed) if self.hold.is_some() => {
+                self.input_ended = true;
+                self.deferred = Some(Happening::InputEnded);
+            }
+            Event::Input(Input::Quit) => {
+                self.last_words(io);
+                io.happen(id, Happening::Quit);
+            }
+            Event::Input(Input::Closed) => {
+                self.input_ended = true;
+                self.last_words(io);
+                io.happen(id, Happening::InputEnded);
+            }
+            // What is held for the server's first frame goes now: the
+            // interrupt's grace is shorter than the hold.
+            Event::Interrupt | Event::Input(Input::Interrupted) => {
+                self.last_words(io);
+                io.happen(id, Happening::Interrupted);
+            }
+            Event::OutputClosed => io.happen(id, Happening::OutputClosed),
+            Event::TurnedAway => self.turned_away = true,
+            // What was not yet sent, and all sent from now on, is not relayed.
+            Event::RoomGoodbye { closing, cut_short } => {
+                self.told_goodbye = true;
+                if closing {
+                    self.closing_from = self.closing_from.or(Some(io.sent(id)));
+                }
+                self.cut_short |= cut_short;
+            }
+            Event::RoomFound => self.console.recipient.set_room(),
+        }
+    }
+
+    /// Handles the events waiting: the user's, and what the room's frames
+    /// said as they were shown (at once, while the bytes sent so far say
+    /// where the room's closing began).
+    fn events(&mut self, io: &mut Io) {
+        while let Ok(event) = self.inbox.try_recv() {
+            self.event(io, event);
+        }
+    }
+
+    /// Says how the conversation ended, and what the exit status is.
+    fn report(&self, output: &Output, in_room: bool, ending: Ending) -> Exit {
+        // Sent after the room began to close, or still unsent then.
+        let unrelayed = self
+            .closing_from
+            .map_or(0, |sent| self.outbox.accepted().saturating_sub(sent));
+        match &ending {
+            // Told why already (the refusal or the room's notice).
+            Ending::PeerLeft if self.turned_away => {
+                output.status(match in_room {
+                    true => "disconnected from the room",
+                    false => "not served: the server refused this client",
+                });
+                Exit::Failure
+            }
+            Ending::PeerLeft if self.cut_short || unrelayed > 0 => {
+                output.error(match unrelayed {
+                    0 => "the room closed while you were still sending; the rest was not relayed"
+                        .to_string(),
+                    n => format!(
+                        "the room closed while you were still sending; the rest, at least {n} bytes, was not relayed"
+                    ),
+                });
+                Exit::Failure
+            }
+            Ending::PeerLeft if self.input_ended => {
+                output.status("input ended, and the server has closed its side too");
+                Exit::Success
+            }
+            // A room says why before it ends a connection; a server that
+            // vanished (killed, crashed) does not.
+            Ending::PeerLeft if in_room && !self.told_goodbye => {
+                output
+                    .error("the server ended the connection without a word (it may have stopped)");
+                Exit::Failure
+            }
+            Ending::PeerLeft if in_room => {
+                output.status("disconnected from the room");
+                Exit::Success
+            }
+            Ending::PeerLeft => {
+                output.status("the server ended the conversation");
+                Exit::Success
+            }
+            Ending::Quit | Ending::OutputClosed => Exit::Success,
+            Ending::Idle(after) => {
+                output.status(format!(
+                    "no traffic for {} s; conversation ended",
+                    after.as_secs()
+                ));
+                Exit::Success
+            }
+            Ending::Interrupted => Exit::Interrupted,
+            Ending::CutOff { .. } | Ending::Failed { .. } => {
+                let why = describe_failure(&ending).expect("a failure has a description");
+                match ending {
+                    Ending::CutOff { .. } => output.error(format!("the server {why}")),
+                    _ => output.error(why),
+                }
+                Exit::Failure
+            }
+        }
+    }
+}
+
+impl Service for Talk<'_> {
+    fn admit(&mut self, _io: &mut Io, _id: Id) {}
+
+    fn readable(&mut self, io: &mut Io, _id: Id) {
+        self.read(io);
+    }
+
+    fn news(&mut self, io: &mut Io, _id: Id, news: News) {
+        match news {
+            News::StillWaiting { undelivered } => self.output().status(match undelivered {
+                0 => "waiting for the server to close its side (Ctrl-C to stop now)".to_string(),
+                n => format!(
+                    "waiting for the server to take the last {n} bytes and close (Ctrl-C to stop now)"
+                ),
+            }),
+            News::Ended(ending) => {
+                self.events(io);
+                // Wakes the user's input if it waits for room.
+                self.outbox.abort();
+                self.ending = Some(ending);
+            }
+            // Our side finishes: what was typed so far goes first.
+            News::PeerClosed | News::WentIdle(_) => self.last_words(io),
+            News::Failed(_) => self.outbox.abort(),
+        }
+    }
+
+    fn woken(&mut self, io: &mut Io) {
+        self.events(io);
+        if self.held_by_screen {
+            self.read(io);
+        }
+        self.pump(io);
+    }
+
+    fn tick(&mut self, io: &mut Io) -> Tick {
+        if self.hold.is_some_and(|until| until <= io.now()) {
+            self.release(io);
+        }
+        self.pump(io);
+        Tick {
+            wake_at: self.hold,
+            done: self.ending.is_some(),
+        }
+    }
 }

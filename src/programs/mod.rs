@@ -3,7 +3,6 @@
 //! [`client`]; [`outcome`] is what a run comes to and its exit status.
 
 pub mod client;
-pub(crate) mod conversation;
 pub mod outcome;
 pub mod room;
 pub mod server;

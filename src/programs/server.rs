@@ -28,9 +28,9 @@ use crate::errors::describe_failure;
 use crate::state::access::Access;
 use crate::state::clock::Clock;
 use crate::state::ending::{Ending, Happening};
-use crate::wire::display::push_visible_line;
+use crate::wire::display::push_visible_frames;
 use crate::wire::farewell::refusal;
-use crate::wire::frame::{encode_frame, payloads_with_slack};
+use crate::wire::frame::encode_frame;
 use crate::{Error, Exit};
 
 /// Said when the operator's standard input ends.
@@ -276,7 +276,9 @@ impl Conversations<'_> {
             // A typed line goes out from the thread that read it when the
             // loop is not writing to this client: waking the loop to send
             // it cost a thread wake-up per line.
-            io.write_beside(id, Outbox::waking(move || events.wake()))
+            let outbox = Arc::new(Outbox::waking(move || events.wake()));
+            io.write_beside(id, &outbox);
+            outbox
         };
         if waited {
             let mut notice = Vec::new();
@@ -323,7 +325,7 @@ impl Conversations<'_> {
     /// Shows the messages in `frames` as from `label`.
     fn show(&self, label: &Arc<str>, frames: &[u8]) {
         let mut text = self.output().buffer();
-        push_lines(&mut text, frames);
+        push_visible_frames(&mut text, frames);
         if !text.is_empty() {
             self.output().messages_now(label, text);
         }
@@ -353,7 +355,7 @@ impl Conversations<'_> {
             // Straight from the loop's read buffer to what is shown.
             let more = io.read_with(id, SHOW_AT_ONCE, |frames| {
                 read += frames.len();
-                push_lines(&mut text, frames);
+                push_visible_frames(&mut text, frames);
             });
             if !text.is_empty() {
                 output.messages_now(&label, text);
@@ -605,13 +607,6 @@ impl Service for Conversations<'_> {
             wake_at: self.tell_at,
             done: self.exit.is_some() && self.current.is_none(),
         }
-    }
-}
-
-/// Appends the messages in `frames`, made safe to show, a line each.
-fn push_lines(text: &mut Vec<u8>, frames: &[u8]) {
-    for payload in payloads_with_slack(frames).filter(|p| !p.bytes().is_empty()) {
-        push_visible_line(text, payload);
     }
 }
 

@@ -78,6 +78,15 @@ fn push_escaped(out: &mut Vec<u8>, payload: &[u8]) {
 }
 
 /// The displayable form of `payload` as a `String`.
+/// Appends the messages in `frames` (whole frames), made safe to show, a
+/// line each; keepalives (empty frames) show nothing.
+pub fn push_visible_frames(text: &mut Vec<u8>, frames: &[u8]) {
+    for payload in crate::wire::frame::payloads_with_slack(frames).filter(|p| !p.bytes().is_empty())
+    {
+        push_visible_line(text, payload);
+    }
+}
+
 #[cfg(test)]
 fn visible(payload: &[u8]) -> String {
     let mut out = Vec::with_capacity(payload.len());

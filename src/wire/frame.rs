@@ -319,6 +319,23 @@ pub fn too_long_error(too_long: TooLong) -> io::Error {
     io::Error::new(ErrorKind::InvalidData, too_long)
 }
 
+/// Keeps the frames of `batch` whose payloads are at most `max` bytes;
+/// returns how many it dropped.
+pub fn keep_frames_within(batch: &mut Vec<u8>, max: usize) -> usize {
+    let mut dropped = 0;
+    let mut kept = Vec::with_capacity(batch.len());
+    for frame in split_frames(batch) {
+        match frame.len() - HEADER_LEN > max {
+            true => dropped += 1,
+            false => kept.extend_from_slice(frame),
+        }
+    }
+    if dropped > 0 {
+        *batch = kept;
+    }
+    dropped
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -127,7 +127,7 @@ const WRONG_CODE_NOTICE: &str = "wrong code (or someone in the middle)";
 const BUSY_NOTICE: &str = "too many code attempts right now; try again in a few seconds";
 
 /// The client's side: Ok once the server has proved it knows `code`.
-pub fn as_client(transport: &Transport, code: &str, deadline: Instant) -> Result<(), Failure> {
+pub fn as_client(transport: &mut Transport, code: &str, deadline: Instant) -> Result<(), Failure> {
     let (spake, ours) = start_spake(code, Spake2::start_a);
     let exporter = transport.export(EXPORTER_LABEL).map_err(Failure::Broken)?;
     let mut link = Link::new(transport, deadline)?;
@@ -136,6 +136,9 @@ pub fn as_client(transport: &Transport, code: &str, deadline: Instant) -> Result
     let key = client_key(spake, &theirs)?;
     link.send(proof(&key, b"client", &exporter).as_ref())?;
     let answer = link.receive()?;
+    // What came after the answer is the conversation's.
+    let rest = link.reader.into_unfed();
+    transport.unread(rest);
     judge_answer(&key, &exporter, &answer)
 }
 

@@ -106,7 +106,7 @@ impl ServerTls {
     }
 
     /// Whether a finished handshake chose the code exchange.
-    pub(crate) fn chose_code(session: &rustls::ServerConnection) -> bool {
+    pub(crate) fn chose_code(session: &rustls::Connection) -> bool {
         session.alpn_protocol() == Some(ALPN_CODE)
     }
 
@@ -270,10 +270,10 @@ pub fn connect(
         };
         return Err(ClientError::Handshake(why));
     }
-    let transport = Transport::tls(stream, session);
+    let mut transport = Transport::tls(stream, session);
     let mut notes = Vec::new();
     if let Some(code) = &settings.code {
-        code::as_client(&transport, code, deadline)?;
+        code::as_client(&mut transport, code, deadline)?;
         notes.push(format!(
             "the server at {address} knows the code: both sides are authenticated"
         ));
