@@ -10,9 +10,10 @@ use std::process::{Command, Stdio};
 use std::thread;
 
 use support::{
-    CLIENT, HUMAN_PAUSE, PATIENCE, Program, SERVER, Server, Wire, args, flood, frame, no_errors,
-    read_frame, talking,
+    CLIENT, HUMAN_PAUSE, Program, SERVER, Server, Wire, args, flood, frame, no_errors, talking,
 };
+#[cfg(unix)]
+use support::{PATIENCE, read_frame};
 
 /// A server and a client that have exchanged a line each way.
 fn talking_pair(server_args: &[&str], client_args: &[&str]) -> (Server, Program) {

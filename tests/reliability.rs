@@ -8,9 +8,9 @@ use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
 use socket2::{Domain, SockRef, Socket, Type};
-use support::{Server, frame, read_frame};
+use support::{Server, frame};
 #[cfg(unix)]
-use support::{fds_and_threads, status_kib, wait_until};
+use support::{fds_and_threads, read_frame, status_kib, wait_until};
 
 /// Each hostile peer, what the server's one stderr line about it says, and
 /// what it prints on stdout meanwhile.
