@@ -27,7 +27,6 @@
 pub mod conn;
 mod gate;
 pub mod tls;
-pub(crate) mod transport;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};

@@ -127,8 +127,11 @@ pub fn connect(
         .saturating_sub(start.elapsed())
         .max(Duration::from_millis(1));
     let secured = crate::engine::tls::connect(stream, &settings, left)?;
-    let (stream, tls) = secured.transport.into_parts()?;
-    Ok(Connected::new(stream, tls, secured.notes))
+    Ok(Connected::new(
+        secured.stream,
+        Some(rustls::Connection::Client(secured.session)),
+        secured.notes,
+    ))
 }
 
 /// The shared code: `CHAT_CODE`, or typed on the terminal without echo (never

@@ -19,14 +19,13 @@
 //! no clock, driven by the server's event loop (`crate::engine`'s gate).
 
 use std::collections::HashSet;
-use std::io::{self, ErrorKind, Read};
-use std::net::IpAddr;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{IpAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use ring::hmac;
 use spake2::{Ed25519Group, Identity, Password, Spake2};
 
-use crate::engine::transport::{GiveUp, Transport};
 use crate::wire::frame::{HEADER_LEN, encode_frame};
 
 /// The label for the TLS exporter (RFC 8446 section 7.5).
@@ -127,18 +126,26 @@ const WRONG_CODE_NOTICE: &str = "wrong code (or someone in the middle)";
 const BUSY_NOTICE: &str = "too many code attempts right now; try again in a few seconds";
 
 /// The client's side: Ok once the server has proved it knows `code`.
-pub fn as_client(transport: &mut Transport, code: &str, deadline: Instant) -> Result<(), Failure> {
+pub fn as_client(
+    stream: &mut TcpStream,
+    session: &mut rustls::ClientConnection,
+    code: &str,
+    deadline: Instant,
+) -> Result<(), Failure> {
     let (spake, ours) = start_spake(code, Spake2::start_a);
-    let exporter = transport.export(EXPORTER_LABEL).map_err(Failure::Broken)?;
-    let mut link = Link::new(transport, deadline)?;
+    let exporter = session
+        .export_keying_material([0u8; 32], EXPORTER_LABEL, None)
+        .map_err(|e| Failure::Broken(e.to_string()))?;
+    let mut link = Link {
+        stream,
+        session,
+        deadline,
+    };
     link.send(&ours)?;
     let theirs = link.receive()?;
     let key = client_key(spake, &theirs)?;
     link.send(proof(&key, b"client", &exporter).as_ref())?;
     let answer = link.receive()?;
-    // What came after the answer is the conversation's.
-    let rest = link.reader.into_unfed();
-    transport.unread(rest);
     judge_answer(&key, &exporter, &answer)
 }
 
@@ -391,27 +398,17 @@ fn proof(key: &hmac::Key, role: &[u8], exporter: &[u8]) -> hmac::Tag {
     hmac::sign(key, &transcript(role, exporter))
 }
 
-/// Frames over the connection before the conversation starts, each read
-/// exactly (nothing past the last frame is taken from the session), all
-/// within one deadline.
+/// The client's side of the exchange, on a blocking socket: frames sent
+/// and read through the TLS session, exactly (what comes after the last
+/// frame stays in the session, for the conversation), all within one
+/// deadline.
 struct Link<'a> {
-    transport: &'a Transport,
-    reader: crate::engine::transport::Reader,
+    stream: &'a mut TcpStream,
+    session: &'a mut rustls::ClientConnection,
     deadline: Instant,
 }
 
-impl<'a> Link<'a> {
-    fn new(transport: &'a Transport, deadline: Instant) -> Result<Self, Failure> {
-        let reader = transport
-            .reader()
-            .map_err(|e| Failure::Broken(crate::errors::lowercase_os_error(&e)))?;
-        Ok(Self {
-            transport,
-            reader,
-            deadline,
-        })
-    }
-
+impl Link<'_> {
     fn remaining(&self) -> Result<Duration, Failure> {
         let left = self.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -424,14 +421,15 @@ impl<'a> Link<'a> {
         let mut frame = Vec::new();
         encode_frame(&mut frame, payload, usize::MAX).expect("exchange frames are short");
         let left = self.remaining()?;
-        let sent = self
-            .transport
-            .stream()
+        self.stream
             .set_write_timeout(Some(left))
-            .and_then(|()| self.transport.writer()?.write_batches(&[frame], &GiveUp));
-        match sent {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(Failure::Broken("no answer in time".into())),
+            .map_err(|e| Failure::Broken(crate::errors::lowercase_os_error(&e)))?;
+        let mut tls = rustls::Stream::new(&mut *self.session, &mut *self.stream);
+        match tls.write_all(&frame).and_then(|()| tls.flush()) {
+            Ok(()) => Ok(()),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                Err(Failure::Broken("no answer in time".into()))
+            }
             Err(e) => Err(Failure::Broken(crate::errors::lowercase_os_error(&e))),
         }
     }
@@ -453,11 +451,11 @@ impl<'a> Link<'a> {
     fn read_exact(&mut self, mut buf: &mut [u8]) -> Result<(), Failure> {
         while !buf.is_empty() {
             let left = self.remaining()?;
-            self.transport
-                .stream()
+            self.stream
                 .set_read_timeout(Some(left))
                 .map_err(|e| Failure::Broken(crate::errors::lowercase_os_error(&e)))?;
-            match self.reader.read(buf) {
+            let mut tls = rustls::Stream::new(&mut *self.session, &mut *self.stream);
+            match tls.read(buf) {
                 Ok(0) => {
                     return Err(Failure::Broken(
                         "the other side closed the connection".into(),

@@ -24,8 +24,6 @@ pub use code::{Failure as CodeFailure, generate as generate_code, normalize as n
 pub use identity::{Identity, data_dir, load_or_create as load_identity};
 pub use trust::{Expect, KnownHosts};
 
-use crate::engine::transport::Transport;
-
 const ALPN_CHAT: &[u8] = b"chat";
 const ALPN_CODE: &[u8] = b"chat-code";
 
@@ -148,7 +146,9 @@ pub struct ClientSettings {
 
 /// A client's TLS connection, made and checked.
 pub struct Secured {
-    pub transport: Transport,
+    pub stream: TcpStream,
+    /// The session, its handshake (and the code's exchange) done.
+    pub session: rustls::ClientConnection,
     /// Said to the user before the conversation (a first-use recording).
     pub notes: Vec<String>,
 }
@@ -211,9 +211,8 @@ pub fn connect(
         Some(_) => ALPN_CODE.to_vec(),
         None => ALPN_CHAT.to_vec(),
     }];
-    let session = rustls::ClientConnection::new(Arc::new(config), server_name(address))
+    let mut session = rustls::ClientConnection::new(Arc::new(config), server_name(address))
         .map_err(|e| ClientError::Handshake(e.to_string()))?;
-    let mut session = rustls::Connection::Client(session);
     let seen = || crate::lock(&verifier.seen).clone().unwrap_or_default();
     if let Err(e) = handshake(&mut stream, &mut session, deadline) {
         let bad_certificate = matches!(
@@ -270,10 +269,9 @@ pub fn connect(
         };
         return Err(ClientError::Handshake(why));
     }
-    let mut transport = Transport::tls(stream, session);
     let mut notes = Vec::new();
     if let Some(code) = &settings.code {
-        code::as_client(&mut transport, code, deadline)?;
+        code::as_client(&mut stream, &mut session, code, deadline)?;
         notes.push(format!(
             "the server at {address} knows the code: both sides are authenticated"
         ));
@@ -288,7 +286,11 @@ pub fn connect(
             settings.known_hosts.path.display()
         ));
     }
-    Ok(Secured { transport, notes })
+    Ok(Secured {
+        stream,
+        session,
+        notes,
+    })
 }
 
 /// Parses `--fingerprint`: `SHA256:` and 43 characters of unpadded base64.
@@ -363,7 +365,7 @@ enum Handshake {
 /// read or write at a time, so a peer that trickles bytes cannot stretch it.
 fn handshake(
     stream: &mut TcpStream,
-    session: &mut rustls::Connection,
+    session: &mut rustls::ClientConnection,
     deadline: Instant,
 ) -> Result<(), Handshake> {
     let io_failure = |e: io::Error| match e.kind() {
