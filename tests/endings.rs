@@ -15,12 +15,7 @@ use support::{
 #[cfg(unix)]
 use support::{PATIENCE, read_frame};
 
-/// A server and a client that have exchanged a line each way.
-fn talking_pair(server_args: &[&str], client_args: &[&str]) -> (Server, Program) {
-    talking_pair_over(&Wire::Plain, server_args, client_args)
-}
-
-/// The same, over `wire`.
+/// A server and a client over `wire` that have exchanged a line each way.
 fn talking_pair_over(wire: &Wire, server_args: &[&str], client_args: &[&str]) -> (Server, Program) {
     let server = Server::start(&args(server_args, &wire.server_args()));
     let client = server.connect_client(&args(client_args, &wire.client_args()));
@@ -148,25 +143,6 @@ fn signals_after_a_pause(
     assert_eq!(server.wait().code(), Some(130));
     client.expect_status("the server ended the conversation");
     assert_eq!(client.wait().code(), Some(0));
-}
-
-/// The idle timeout, on either side, after the same kind of silence: its own
-/// message, not a stall.
-#[test]
-fn the_idle_timeout_says_so_on_either_side() {
-    let (mut server, mut client) = talking_pair(&["--once", "--idle-timeout", "2"], &[]);
-    server.expect_status("no traffic for 2 s; conversation ended");
-    client.expect_status("the server ended the conversation");
-    assert_eq!(client.wait().code(), Some(0));
-    assert_eq!(server.wait().code(), Some(0));
-    no_errors(&mut server, "server after its idle timeout");
-
-    let (mut server, mut client) = talking_pair(&["--once"], &["--idle-timeout", "2"]);
-    client.expect_status("no traffic for 2 s; conversation ended");
-    assert_eq!(client.wait().code(), Some(0));
-    server.expect_status(" left");
-    assert_eq!(server.wait().code(), Some(0));
-    no_errors(&mut client, "client after its idle timeout");
 }
 
 #[test]
@@ -349,41 +325,6 @@ fn a_closed_stderr_is_never_a_crash_and_loses_no_message() {
         .unwrap();
     assert_eq!(out, "heard anyway\n");
     assert_eq!(support::wait_child(&mut server).code(), Some(0));
-}
-
-/// A client whose piped input floods a server that reads nothing: one line
-/// says what happened and how much was not delivered, and nothing else.
-#[test]
-fn a_piped_flood_to_a_peer_that_reads_nothing_is_one_clear_error() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let flood = std::env::temp_dir().join(format!("chat-flood-{}", std::process::id()));
-    std::fs::write(&flood, flood_text(6 << 20)).unwrap();
-    let client = Command::new(CLIENT)
-        .args(["--connect", &addr])
-        .stdin(std::fs::File::open(&flood).unwrap())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (never_reads, _) = listener.accept().unwrap();
-    let out = client.wait_with_output().unwrap();
-    std::fs::remove_file(&flood).unwrap();
-    drop(never_reads);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert_eq!(errors.len(), 1, "{stderr}");
-    assert!(
-        errors[0].contains("stopped responding") && errors[0].contains("bytes not delivered"),
-        "{stderr}"
-    );
-}
-
-fn flood_text(bytes: usize) -> String {
-    let mut text = flood("piped", bytes).join("\n");
-    text.push('\n');
-    text
 }
 
 /// A client whose stdout is read steadily but slowly (100 KB/s: its queued

@@ -1,19 +1,19 @@
-//! The server's timeouts, run in-process on a manual clock: a silence of
+//! The timeouts of both programs, run in-process on a manual clock: a silence of
 //! ten minutes, the stall rule, the idle timeout and the close limit take
 //! a call each, not real seconds. The peers are raw protocol sockets; what
-//! only a real process shows (signals, terminals, exit codes, the client's
-//! own timeouts) is tested on the binaries elsewhere.
+//! only a real process shows (signals, terminals, exit codes) is tested on
+//! the binaries elsewhere.
 
 mod support;
 
 use std::io::Write;
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use chat::Exit;
 use chat::server::Mode;
-use support::inproc::{Running, conversations};
-use support::{frame, read_frame, read_text};
+use support::inproc::{Client, Running, client_config, conversations};
+use support::{PATIENCE, frame, read_frame, read_text};
 
 const TENTH: Duration = Duration::from_millis(100);
 const TEN_MINUTES: Duration = Duration::from_secs(600);
@@ -184,4 +184,93 @@ fn a_shutdown_request_ends_the_server_and_its_conversation() {
     assert_eq!(server.exit(), Exit::Interrupted);
     // Its output has ended: nothing is left running that writes.
     assert!(server.rest_of_stdout().is_empty());
+}
+
+/// A raw server for an in-process client: the listener, and the client's
+/// connection once accepted.
+fn raw_server() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+fn accept(listener: &TcpListener) -> TcpStream {
+    let (stream, _) = listener.accept().unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream
+}
+
+/// The client, silent for ten minutes with a server as silent: nothing
+/// ends, and then lines go both ways.
+#[test]
+fn the_client_sits_through_ten_silent_minutes() {
+    let (listener, addr) = raw_server();
+    let mut client = Client::start(addr, client_config(), None);
+    let mut server = accept(&listener);
+    client.say("before the pause");
+    assert_eq!(read_text(&mut server), "before the pause");
+    client.pass(TEN_MINUTES);
+    server.write_all(&frame(b"after the pause")).unwrap();
+    client.expect_message("after the pause");
+    client.say("still here");
+    assert_eq!(read_text(&mut server), "still here");
+    client.say("q");
+    assert_eq!(read_frame(&mut server), None, "the client closes");
+    drop(server);
+    assert_eq!(client.exit(), Exit::Success);
+    assert!(
+        !client.all_stderr().iter().any(|l| l.starts_with("error")),
+        "no errors"
+    );
+}
+
+/// The client's idle timeout: its own words, not a stall, and a clean end.
+#[test]
+fn the_clients_idle_timeout_says_so() {
+    let (listener, addr) = raw_server();
+    let mut config = client_config();
+    config.idle_timeout = Some(Duration::from_secs(2));
+    let mut client = Client::start(addr, config, None);
+    let mut server = accept(&listener);
+    server.write_all(&frame(b"hello")).unwrap();
+    client.expect_message("hello");
+    client.pass(Duration::from_secs(3));
+    assert_eq!(read_frame(&mut server), None, "the client closes");
+    drop(server);
+    client.expect_status("no traffic for 2 s; conversation ended");
+    assert_eq!(client.exit(), Exit::Success);
+}
+
+/// A client whose piped input floods a server that reads nothing: one
+/// line says what happened and how much was not delivered, and the status
+/// is a failure.
+#[test]
+fn a_piped_flood_to_a_server_that_reads_nothing_is_one_clear_error() {
+    let (listener, addr) = raw_server();
+    let mut text = support::flood("piped", 6 << 20).join("\n");
+    text.push('\n');
+    let input: Box<dyn std::io::Read + Send> = Box::new(std::io::Cursor::new(text.into_bytes()));
+    let mut client = Client::start(addr, client_config(), Some(input));
+    let _never_reads = accept(&listener);
+    // However long filling the buffers takes, ten seconds without progress
+    // after it ends the conversation.
+    let mut passed = Duration::ZERO;
+    while passed < Duration::from_secs(120)
+        && !client
+            .drain_stderr()
+            .iter()
+            .any(|l| l.contains("stopped responding"))
+    {
+        client.pass(Duration::from_secs(1));
+        passed += Duration::from_secs(1);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(client.exit(), Exit::Failure);
+    let stderr = client.all_stderr();
+    let errors: Vec<&String> = stderr.iter().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "{stderr:?}");
+    assert!(
+        errors[0].contains("stopped responding") && errors[0].contains("bytes not delivered"),
+        "{stderr:?}"
+    );
 }

@@ -321,6 +321,9 @@ impl Engine {
 
     /// Runs `service` until it is done.
     pub fn run(&mut self, service: &mut impl Service) -> io::Result<()> {
+        // From now on a move of a manual clock waits for a round at the new
+        // time, the first round included.
+        self.clock.round_done(Some(self.io.now));
         let ran = self.rounds(service);
         self.clock.round_done(None);
         ran

@@ -1,4 +1,4 @@
-//! A server run in-process, as a value: the operator's console on pipes
+//! A server or a client run in-process, as a value: the operator's console on pipes
 //! the test holds, and a manual clock, so that a test lets minutes pass in
 //! a call instead of sleeping through them.
 
@@ -69,13 +69,7 @@ impl Running {
     /// taken by the server's loop (its timers fire, what its peers sent
     /// meanwhile is read) before the next.
     pub fn pass(&self, by: Duration) {
-        let step = Duration::from_secs(1);
-        let mut left = by;
-        while !left.is_zero() {
-            let now = left.min(step);
-            self.clock.advance(now);
-            left -= now;
-        }
+        pass(&self.clock, by);
     }
 
     /// A raw protocol peer, for sending exactly the bytes a test wants.
@@ -94,13 +88,7 @@ impl Running {
 
     /// Waits for the server to return, and what it returned.
     pub fn exit(&mut self) -> Exit {
-        let server = self.server.take().expect("still running");
-        let deadline = Instant::now() + PATIENCE;
-        while !server.is_finished() {
-            assert!(Instant::now() < deadline, "the server did not stop");
-            thread::sleep(Duration::from_millis(10));
-        }
-        server.join().expect("no panic").expect("no failure")
+        join(self.server.take().expect("still running"))
     }
 }
 
@@ -124,4 +112,121 @@ impl std::ops::DerefMut for Running {
     fn deref_mut(&mut self) -> &mut Streams {
         &mut self.io
     }
+}
+
+/// A client in a thread of the test, talking with `server` (a raw peer the
+/// test holds, say), its time standing still until the test moves it.
+pub struct Client {
+    pub io: Streams,
+    pub clock: Clock,
+    pub shutdown: Shutdown,
+    client: Option<JoinHandle<Result<Exit, chat::Error>>>,
+}
+
+/// The client's settings, as `chat-client` has them by default (no name).
+pub fn client_config() -> chat::client::Config {
+    chat::client::Config {
+        max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+        idle_timeout: None,
+        name: None,
+        name_chosen: false,
+    }
+}
+
+impl Client {
+    /// Connects to `server` and starts talking, with `input` as what the
+    /// user types (the test writes the rest through [`Streams::say`] if
+    /// `input` is `None`).
+    pub fn start(
+        server: SocketAddr,
+        config: chat::client::Config,
+        input: Option<Box<dyn io::Read + Send>>,
+    ) -> Self {
+        let (stdout_reader, stdout) = io::pipe().unwrap();
+        let (stderr_reader, stderr) = io::pipe().unwrap();
+        let (stdin, stdin_writer): (Box<dyn io::Read + Send>, Box<dyn io::Write + Send>) =
+            match input {
+                Some(input) => (input, Box::new(io::sink())),
+                None => {
+                    let (reader, writer) = io::pipe().unwrap();
+                    (Box::new(reader), Box::new(writer))
+                }
+            };
+        let clock = Clock::manual();
+        let connected = chat::client::connect(&server.to_string(), PATIENCE, None)
+            .unwrap()
+            .with_stdio(Stdio::piped(stdin, stdout, stderr))
+            .with_clock(clock.clone());
+        let shutdown = Shutdown::new();
+        let client = {
+            let shutdown = shutdown.clone();
+            thread::spawn(move || chat::client::run(connected, config, &shutdown))
+        };
+        let mut io = Streams::new(
+            stdin_writer,
+            lines_of(stdout_reader),
+            lines_of(stderr_reader),
+        );
+        io.expect_status("connected to ");
+        Self {
+            io,
+            clock,
+            shutdown,
+            client: Some(client),
+        }
+    }
+
+    /// Lets `by` pass for the client, a second at a time (as
+    /// [`Running::pass`]).
+    pub fn pass(&self, by: Duration) {
+        pass(&self.clock, by);
+    }
+
+    /// Waits for the client to return, and what it returned.
+    pub fn exit(&mut self) -> Exit {
+        join(self.client.take().expect("still running"))
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if self.client.is_some() {
+            self.shutdown.request();
+        }
+    }
+}
+
+impl std::ops::Deref for Client {
+    type Target = Streams;
+    fn deref(&self) -> &Streams {
+        &self.io
+    }
+}
+
+impl std::ops::DerefMut for Client {
+    fn deref_mut(&mut self) -> &mut Streams {
+        &mut self.io
+    }
+}
+
+/// Moves `clock` by `by`, a second at a time, each step taken by the loop
+/// that reads it before the next.
+fn pass(clock: &Clock, by: Duration) {
+    let step = Duration::from_secs(1);
+    let mut left = by;
+    while !left.is_zero() {
+        let now = left.min(step);
+        clock.advance(now);
+        left -= now;
+    }
+}
+
+/// Waits for a program's thread to return, and what it returned.
+fn join(program: JoinHandle<Result<Exit, chat::Error>>) -> Exit {
+    let deadline = Instant::now() + PATIENCE;
+    while !program.is_finished() {
+        assert!(Instant::now() < deadline, "the program did not stop");
+        thread::sleep(Duration::from_millis(10));
+    }
+    program.join().expect("no panic").expect("no failure")
 }
