@@ -77,8 +77,8 @@ mod programs;
 mod state;
 mod wire;
 
-pub use console::Stdio;
 pub use console::event::Shutdown;
+pub use console::{Stdio, restore_terminal};
 pub use engine::tls;
 pub use programs::outcome::{Error, Exit, parse_args, report};
 pub use programs::{client, room, server};

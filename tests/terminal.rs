@@ -414,3 +414,21 @@ fn a_paste_of_megabytes_to_a_client_that_reads_nothing_never_freezes_q() {
     expect_exit_and_sane_terminal(&mut session, 130);
     drop(stalled);
 }
+
+/// A signal while the client asks for the shared code (its terminal in raw
+/// mode, before any conversation listens) ends it as Ctrl-C would, with
+/// the terminal given back.
+#[test]
+fn a_signal_at_the_code_prompt_gives_the_terminal_back() {
+    for name in ["TERM", "HUP", "INT"] {
+        let (mut session, pid, tty) = exec_in_terminal(&format!(
+            "env -u CHAT_CODE {CLIENT} --tls --code --connect 127.0.0.1:9"
+        ));
+        session
+            .expect("code (from the server's operator): ")
+            .unwrap();
+        signal(pid, name);
+        wait_for_exit(pid);
+        assert_eq!(terminal_modes(&tty), ["icanon", "echo"], "after SIG{name}");
+    }
+}

@@ -104,6 +104,8 @@ fn talk(args: Args) -> anyhow::Result<Exit> {
     let on_interrupt = shutdown.clone();
     ctrlc::set_handler(move || {
         if !on_interrupt.request() {
+            // The code's prompt may hold the terminal in raw mode.
+            chat::restore_terminal();
             process::exit(Exit::Interrupted.code());
         }
     })?;

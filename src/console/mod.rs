@@ -230,8 +230,9 @@ fn start_editor(output: &Arc<Output>, prompt: &str) -> io::Result<Sender<Msg>> {
     Ok(inbox)
 }
 
-/// Puts the terminal back as it was before the editor.
-fn restore_terminal() {
+/// Puts the terminal back as it was before the editor (or the code's
+/// prompt) took it; nothing if neither did.
+pub fn restore_terminal() {
     let _ = crossterm::terminal::disable_raw_mode();
 }
 
