@@ -1,149 +1,19 @@
-//! Every message and every ending right at human pace: pauses longer than
-//! every internal timeout, slow readers, a stdout nobody reads, keepalives
-//! after messages, a closed stderr.
+//! Every message and every ending right at human pace, between the real
+//! binaries: slow readers, a stdout nobody reads, keepalives after
+//! messages, a closed stderr, signals. (Pauses longer than every timeout
+//! are in `timeouts.rs`, in-process on a manual clock.)
 
 mod support;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
+#[cfg(unix)]
 use std::thread;
 
-use support::{
-    CLIENT, HUMAN_PAUSE, Program, SERVER, Server, Wire, args, flood, frame, no_errors, talking,
-};
+use support::{CLIENT, Program, SERVER, Server, Wire, args, flood, frame, no_errors};
 #[cfg(unix)]
 use support::{PATIENCE, read_frame};
-
-/// A server and a client over `wire` that have exchanged a line each way.
-fn talking_pair_over(wire: &Wire, server_args: &[&str], client_args: &[&str]) -> (Server, Program) {
-    let server = Server::start(&args(server_args, &wire.server_args()));
-    let client = server.connect_client(&args(client_args, &wire.client_args()));
-    talking(server, client)
-}
-
-/// Each way a conversation ends, after a silence longer than every internal
-/// timeout, over plain TCP and over TLS (where each side ends its half with
-/// close_notify then FIN). The pairs are set up first and share one pause.
-#[test]
-fn every_ending_is_right_after_a_pause_longer_than_every_timeout() {
-    let pairs: Vec<Endings> = Wire::both("endings").iter().map(Endings::new).collect();
-    thread::sleep(HUMAN_PAUSE);
-    for endings in pairs {
-        endings.check();
-    }
-}
-
-/// A talking pair for each kind of ending, over one kind of wire.
-struct Endings {
-    wire: Wire,
-    client_quits: (Server, Program),
-    server_quits: (Server, Program),
-    client_input_ends: (Server, Program),
-    server_input_ends: (Server, Program),
-    #[cfg(unix)]
-    signalled: [(Server, Program); 3],
-}
-
-impl Endings {
-    fn new(wire: &Wire) -> Self {
-        let pair = || talking_pair_over(wire, &["--once"], &[]);
-        Self {
-            wire: wire.clone(),
-            client_quits: pair(),
-            server_quits: pair(),
-            client_input_ends: pair(),
-            server_input_ends: pair(),
-            #[cfg(unix)]
-            signalled: [pair(), pair(), pair()],
-        }
-    }
-
-    fn check(mut self) {
-        let over = format!("{:?}", self.wire);
-        let no_errors =
-            |program: &mut Program, who: &str| no_errors(program, &format!("{who} over {over}"));
-
-        // `q` from the client.
-        let (server, client) = &mut self.client_quits;
-        client.say("q");
-        assert_eq!(client.wait().code(), Some(0));
-        server.expect_status(" left");
-        assert_eq!(server.wait().code(), Some(0));
-        no_errors(client, "client after q");
-        no_errors(server, "server after the client's q");
-
-        // `q` from the server, right after its last words.
-        let (server, client) = &mut self.server_quits;
-        server.say("last words");
-        server.say("q");
-        client.expect_message("last words");
-        client.expect_status("the server ended the conversation");
-        assert_eq!(client.wait().code(), Some(0));
-        server.expect_status("ended the conversation with");
-        assert_eq!(server.wait().code(), Some(0));
-        no_errors(client, "client after the server's q");
-        no_errors(server, "server after q");
-
-        // The client's input ends: it keeps listening until the server ends.
-        let (server, client) = &mut self.client_input_ends;
-        client.say("said before the end of input");
-        client.close_stdin();
-        server.expect_message("said before the end of input");
-        server.expect_status(" left");
-        client.expect_status("input ended, and the server has closed its side too");
-        assert_eq!(client.wait().code(), Some(0));
-        assert_eq!(server.wait().code(), Some(0));
-        no_errors(client, "client after its input ended");
-        no_errors(server, "server after the client's input ended");
-
-        // The operator's input ends: the conversation goes on, receive-only.
-        let (server, client) = &mut self.server_input_ends;
-        server.close_stdin();
-        server.expect_status("standard input has ended");
-        client.say("still heard");
-        server.expect_message("still heard");
-        client.say("q");
-        assert_eq!(client.wait().code(), Some(0));
-        assert_eq!(server.wait().code(), Some(0));
-        no_errors(server, "server after its input ended");
-
-        #[cfg(unix)]
-        {
-            let [client_interrupted, server_interrupted, server_terminated] = &mut self.signalled;
-            signals_after_a_pause(client_interrupted, server_interrupted, server_terminated);
-        }
-    }
-}
-
-/// Ctrl-C on the client (130, and the server sees a clean leave), and
-/// Ctrl-C and SIGTERM on the server (130, and the client is told).
-#[cfg(unix)]
-fn signals_after_a_pause(
-    client_interrupted: &mut (Server, Program),
-    server_interrupted: &mut (Server, Program),
-    server_terminated: &mut (Server, Program),
-) {
-    let (server, client) = client_interrupted;
-    client.interrupt();
-    assert_eq!(client.wait().code(), Some(130));
-    server.expect_status(" left");
-    assert_eq!(server.wait().code(), Some(0));
-    no_errors(server, "server after the client's Ctrl-C");
-
-    let (server, client) = server_interrupted;
-    server.interrupt();
-    assert_eq!(server.wait().code(), Some(130));
-    client.expect_status("the server ended the conversation");
-    assert_eq!(client.wait().code(), Some(0));
-    no_errors(client, "client after the server's Ctrl-C");
-
-    let (server, client) = server_terminated;
-    server.signal("TERM");
-    assert_eq!(server.wait().code(), Some(130));
-    client.expect_status("the server ended the conversation");
-    assert_eq!(client.wait().code(), Some(0));
-}
 
 #[test]
 fn a_message_followed_by_a_keepalive_is_shown_at_once_both_ways() {

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use chat::Exit;
 use chat::server::Mode;
-use support::inproc::{Client, Running, client_config, conversations};
+use support::inproc::{
+    Client, Running, Wire, client_config, conversations, no_errors, talking_once,
+};
 use support::{PATIENCE, frame, read_frame, read_text};
 
 const TENTH: Duration = Duration::from_millis(100);
@@ -273,4 +275,107 @@ fn a_piped_flood_to_a_server_that_reads_nothing_is_one_clear_error() {
         errors[0].contains("stopped responding") && errors[0].contains("bytes not delivered"),
         "{stderr:?}"
     );
+}
+
+/// Each way a conversation ends, after ten minutes of silence, over plain
+/// TCP and over TLS: the right words on each side, the right statuses,
+/// and no error anywhere.
+#[test]
+fn every_ending_is_right_after_ten_silent_minutes() {
+    for wire in Wire::both("endings-in-process") {
+        let mut pairs: Vec<(Running, Client)> = (0..6).map(|_| talking_once(&wire)).collect();
+        for (server, client) in &pairs {
+            server.pass(TEN_MINUTES);
+            client.pass(TEN_MINUTES);
+        }
+        let over = match wire {
+            Wire::Plain => "plain TCP",
+            Wire::Tls(_) => "TLS",
+        };
+        let [
+            (mut server_a, mut client_a),
+            (mut server_b, mut client_b),
+            (mut server_c, mut client_c),
+            (mut server_d, mut client_d),
+            (mut server_e, mut client_e),
+            (mut server_f, mut client_f),
+        ] = <[(Running, Client); 6]>::try_from(std::mem::take(&mut pairs))
+            .ok()
+            .unwrap();
+
+        // `q` from the client.
+        client_a.say("q");
+        assert_eq!(client_a.exit(), Exit::Success, "{over}");
+        server_a.expect_status(" left");
+        assert_eq!(server_a.exit(), Exit::Success, "{over}");
+        no_errors(&mut client_a, &format!("client after q over {over}"));
+        no_errors(
+            &mut server_a,
+            &format!("server after the client's q over {over}"),
+        );
+
+        // `q` from the server, right after its last words.
+        server_b.say("last words");
+        server_b.say("q");
+        client_b.expect_message("last words");
+        client_b.expect_status("the server ended the conversation");
+        assert_eq!(client_b.exit(), Exit::Success, "{over}");
+        server_b.expect_status("ended the conversation with");
+        assert_eq!(server_b.exit(), Exit::Success, "{over}");
+        no_errors(
+            &mut client_b,
+            &format!("client after the server's q over {over}"),
+        );
+        no_errors(&mut server_b, &format!("server after q over {over}"));
+
+        // The client's input ends: it keeps listening until the server ends.
+        client_c.say("said before the end of input");
+        client_c.close_stdin();
+        server_c.expect_message("said before the end of input");
+        server_c.expect_status(" left");
+        client_c.expect_status("input ended, and the server has closed its side too");
+        assert_eq!(client_c.exit(), Exit::Success, "{over}");
+        assert_eq!(server_c.exit(), Exit::Success, "{over}");
+        no_errors(
+            &mut client_c,
+            &format!("client after its input ended over {over}"),
+        );
+        no_errors(
+            &mut server_c,
+            &format!("server after the client's input ended over {over}"),
+        );
+
+        // The operator's input ends: the conversation goes on, receive-only.
+        server_d.close_stdin();
+        server_d.expect_status("standard input has ended");
+        client_d.say("still heard");
+        server_d.expect_message("still heard");
+        client_d.say("q");
+        assert_eq!(client_d.exit(), Exit::Success, "{over}");
+        assert_eq!(server_d.exit(), Exit::Success, "{over}");
+        no_errors(
+            &mut server_d,
+            &format!("server after its input ended over {over}"),
+        );
+
+        // Ctrl-C on the client: 130, and the server sees a clean leave.
+        client_e.shutdown.request();
+        assert_eq!(client_e.exit(), Exit::Interrupted, "{over}");
+        server_e.expect_status(" left");
+        assert_eq!(server_e.exit(), Exit::Success, "{over}");
+        no_errors(
+            &mut server_e,
+            &format!("server after the client's Ctrl-C over {over}"),
+        );
+
+        // Ctrl-C on the server: 130, and the client is told.
+        server_f.shutdown.request();
+        assert_eq!(server_f.exit(), Exit::Interrupted, "{over}");
+        client_f.expect_status("the server ended the conversation");
+        assert_eq!(client_f.exit(), Exit::Success, "{over}");
+        no_errors(
+            &mut client_f,
+            &format!("client after the server's Ctrl-C over {over}"),
+        );
+    }
 }

@@ -142,6 +142,16 @@ impl Client {
         config: chat::client::Config,
         input: Option<Box<dyn io::Read + Send>>,
     ) -> Self {
+        Self::start_over(server, config, input, None)
+    }
+
+    /// [`start`](Self::start), over TLS if `tls` says how.
+    pub fn start_over(
+        server: SocketAddr,
+        config: chat::client::Config,
+        input: Option<Box<dyn io::Read + Send>>,
+        tls: Option<chat::client::TlsConfig>,
+    ) -> Self {
         let (stdout_reader, stdout) = io::pipe().unwrap();
         let (stderr_reader, stderr) = io::pipe().unwrap();
         let (stdin, stdin_writer): (Box<dyn io::Read + Send>, Box<dyn io::Write + Send>) =
@@ -153,7 +163,7 @@ impl Client {
                 }
             };
         let clock = Clock::manual();
-        let connected = chat::client::connect(&server.to_string(), PATIENCE, None)
+        let connected = chat::client::connect(&server.to_string(), PATIENCE, tls.as_ref())
             .unwrap()
             .with_stdio(Stdio::piped(stdin, stdout, stderr))
             .with_clock(clock.clone());
@@ -229,4 +239,61 @@ fn join(program: JoinHandle<Result<Exit, chat::Error>>) -> Exit {
         thread::sleep(Duration::from_millis(10));
     }
     program.join().expect("no panic").expect("no failure")
+}
+
+/// How an in-process pair connects: plain TCP, or TLS with the server's
+/// identity and the client's known hosts in a directory of the test's own.
+pub enum Wire {
+    Plain,
+    Tls(std::path::PathBuf),
+}
+
+impl Wire {
+    /// Both kinds, for a test that must hold over each.
+    pub fn both(test: &str) -> [Wire; 2] {
+        [Wire::Plain, Wire::Tls(super::scratch(test))]
+    }
+
+    pub fn server(&self) -> Option<chat::server::TlsConfig> {
+        match self {
+            Wire::Plain => None,
+            Wire::Tls(dir) => Some(chat::server::TlsConfig {
+                identity: Some(dir.join("identity.pem")),
+                code: false,
+            }),
+        }
+    }
+
+    pub fn client(&self) -> Option<chat::client::TlsConfig> {
+        match self {
+            Wire::Plain => None,
+            Wire::Tls(dir) => Some(chat::client::TlsConfig {
+                known_hosts: Some(dir.join("known_hosts")),
+                ..Default::default()
+            }),
+        }
+    }
+}
+
+/// A server serving one conversation and a client, over `wire`, that have
+/// exchanged a line each way.
+pub fn talking_once(wire: &Wire) -> (Running, Client) {
+    let mut config = conversations();
+    config.once = true;
+    config.tls = wire.server();
+    let mut server = Running::start(Mode::Conversations(config));
+    let mut client = Client::start_over(server.addr, client_config(), None, wire.client());
+    server.expect_status("connected");
+    client.say("hello from the client");
+    server.expect_message("hello from the client");
+    server.say("hello from the server");
+    client.expect_message("hello from the server");
+    (server, client)
+}
+
+/// Checks that a program said no error (on stderr, which it has closed).
+pub fn no_errors(program: &mut Streams, who: &str) {
+    let stderr = program.all_stderr();
+    let errors: Vec<&String> = stderr.iter().filter(|l| l.starts_with("error")).collect();
+    assert!(errors.is_empty(), "{who}: {errors:?}");
 }

@@ -17,10 +17,6 @@ use std::time::{Duration, Instant};
 /// loaded CI machine. Tests go on as soon as what they wait for happens.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
-/// A pause longer than every timeout the programs run while a conversation
-/// goes on (the 10 s stall timeout is the longest), as a person takes.
-pub const HUMAN_PAUSE: Duration = Duration::from_secs(11);
-
 pub const SERVER: &str = env!("CARGO_BIN_EXE_chat-server");
 pub const CLIENT: &str = env!("CARGO_BIN_EXE_chat-client");
 
@@ -591,17 +587,6 @@ pub fn flood(who: &str, bytes: usize) -> Vec<String> {
         lines.push(line);
     }
     lines
-}
-
-/// Waits for `server` to take `client`, then has them exchange a line each
-/// way: a pair known to be talking.
-pub fn talking(mut server: Server, mut client: Program) -> (Server, Program) {
-    server.expect_status("connected");
-    client.say("hello from the client");
-    server.expect_message("hello from the client");
-    server.say("hello from the server");
-    client.expect_message("hello from the server");
-    (server, client)
 }
 
 /// A directory of the test's own, emptied first.
