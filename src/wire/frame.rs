@@ -14,7 +14,7 @@ use std::ops::Range;
 use byteorder::{BigEndian, ByteOrder};
 
 /// Size of the length header in front of every payload.
-pub const HEADER_LEN: usize = 4;
+pub(crate) const HEADER_LEN: usize = 4;
 
 /// The protocol's default maximum payload: 1 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
@@ -37,7 +37,7 @@ pub struct TooLong {
 
 /// [`payloads`], each with what follows it in `bytes` (see
 /// [`Payload::with_slack`]).
-pub fn payloads_with_slack(mut bytes: &[u8]) -> impl Iterator<Item = Payload<'_>> {
+pub(crate) fn payloads_with_slack(mut bytes: &[u8]) -> impl Iterator<Item = Payload<'_>> {
     std::iter::from_fn(move || {
         let len = read_header(bytes)?;
         let rest = bytes.get(HEADER_LEN..)?;
@@ -72,14 +72,14 @@ fn too_long_to_send(len: usize, max: usize) -> io::Error {
 /// The payload length declared by the header `bytes` starts with; `None`
 /// if they are shorter than a header.
 #[inline]
-pub fn read_header(bytes: &[u8]) -> Option<usize> {
+pub(crate) fn read_header(bytes: &[u8]) -> Option<usize> {
     let header = bytes.get(..HEADER_LEN)?;
     Some(BigEndian::read_u32(header) as usize)
 }
 
 /// The payload of each frame of `bytes` (see [`split_frames`]), keepalives
 /// included as empty payloads.
-pub fn payloads(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn payloads(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     split_frames(bytes).map(|frame| &frame[HEADER_LEN..])
 }
 
@@ -87,7 +87,7 @@ pub fn payloads(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// as we encode them, whole and back to back. A last frame cut short is
 /// handed out as far as it goes; fewer than [`HEADER_LEN`] bytes left at the
 /// end are not a frame.
-pub fn split_frames(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn split_frames(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     std::iter::from_fn(move || {
         let len = read_header(bytes)?;
         let whole = HEADER_LEN + len.min(bytes.len() - HEADER_LEN);
@@ -99,7 +99,7 @@ pub fn split_frames(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// One received payload, where it lies in a [`FrameReader`]'s buffer.
 #[derive(Debug, Clone, Copy)]
-pub struct Payload<'a> {
+pub(crate) struct Payload<'a> {
     /// The payload, then whatever follows it in the buffer.
     rest: &'a [u8],
     len: usize,
@@ -120,7 +120,7 @@ impl<'a> Payload<'a> {
     /// The payload's bytes followed by whatever comes after them in the
     /// buffer (later frames, or bytes of an earlier read): a copy may take a
     /// fixed-size block from here and keep only the payload's length of it.
-    pub fn with_slack(&self) -> &'a [u8] {
+    pub(crate) fn with_slack(&self) -> &'a [u8] {
         self.rest
     }
 }
@@ -147,18 +147,6 @@ impl<R: Read> FrameReader<R> {
             max,
             framed: false,
         }
-    }
-
-    /// Whether [`drain_buffered`](Self::drain_buffered) has passed a whole
-    /// frame, a keepalive included: the peer has spoken.
-    pub fn has_framed(&self) -> bool {
-        self.framed
-    }
-
-    /// From now on, payloads up to `max` are taken (the peer said it sends
-    /// such: a room's greeting).
-    pub fn set_max(&mut self, max: usize) {
-        self.max = max;
     }
 
     /// Returns the next non-empty payload, `Ok(None)` when the stream ends
@@ -213,7 +201,10 @@ impl<R: Read> FrameReader<R> {
     /// One loop over the whole buffer: this runs for every message received,
     /// so it keeps the position in a local and makes room once at the end.
     #[inline]
-    pub fn drain_payloads(&mut self, mut each: impl FnMut(Payload<'_>)) -> Result<(), TooLong> {
+    pub(crate) fn drain_payloads(
+        &mut self,
+        mut each: impl FnMut(Payload<'_>),
+    ) -> Result<(), TooLong> {
         let buffered = &self.buf[..self.end];
         let mut start = self.start;
         let outcome = loop {
@@ -264,10 +255,6 @@ impl<R: Read> FrameReader<R> {
         self.buf.len()
     }
 
-    pub fn get_ref(&self) -> &R {
-        &self.inner
-    }
-
     /// Finds a complete non-empty frame in the buffer, consuming keepalives and
     /// making room for whatever is still missing.
     fn next_buffered(&mut self) -> Result<Option<Range<usize>>, TooLong> {
@@ -315,13 +302,13 @@ impl<R: Read> FrameReader<R> {
 }
 
 /// A [`TooLong`] header as the I/O error [`FrameReader::read_frame`] returns.
-pub fn too_long_error(too_long: TooLong) -> io::Error {
+pub(crate) fn too_long_error(too_long: TooLong) -> io::Error {
     io::Error::new(ErrorKind::InvalidData, too_long)
 }
 
 /// Keeps the frames of `batch` whose payloads are at most `max` bytes;
 /// returns how many it dropped.
-pub fn keep_frames_within(batch: &mut Vec<u8>, max: usize) -> usize {
+pub(crate) fn keep_frames_within(batch: &mut Vec<u8>, max: usize) -> usize {
     let mut dropped = 0;
     let mut kept = Vec::with_capacity(batch.len());
     for frame in split_frames(batch) {

@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::ServerName;
 use rustls::{AlertDescription, CertificateError};
 
-pub use code::{Failure as CodeFailure, generate as generate_code, normalize as normalize_code};
-pub use identity::{Identity, data_dir, load_or_create as load_identity};
-pub use trust::{Expect, KnownHosts};
+pub use code::Failure as CodeFailure;
+pub(crate) use code::{generate as generate_code, normalize as normalize_code};
+pub(crate) use identity::{Identity, data_dir, load_or_create as load_identity};
+pub(crate) use trust::{Expect, KnownHosts};
 
 const ALPN_CHAT: &[u8] = b"chat";
 const ALPN_CODE: &[u8] = b"chat-code";
@@ -57,9 +58,8 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// The server's side of TLS, shared by every connection.
-pub struct ServerTls {
+pub(crate) struct ServerTls {
     config: Arc<rustls::ServerConfig>,
-    pub fingerprint: String,
     code: Option<String>,
     gate: Mutex<code::Gate>,
 }
@@ -80,7 +80,6 @@ impl ServerTls {
         config.send_tls13_tickets = 0;
         Ok(Self {
             config: Arc::new(config),
-            fingerprint: identity.fingerprint,
             code,
             gate: Mutex::new(code::Gate::default()),
         })
@@ -135,7 +134,7 @@ impl ServerTls {
 }
 
 /// What the client is told to expect, and where it keeps what it learns.
-pub struct ClientSettings {
+pub(crate) struct ClientSettings {
     /// `HOST:PORT` as given: the known-hosts key and the name sent to the server.
     pub address: String,
     pub fingerprint: Option<String>,
@@ -145,7 +144,7 @@ pub struct ClientSettings {
 }
 
 /// A client's TLS connection, made and checked.
-pub struct Secured {
+pub(crate) struct Secured {
     pub stream: TcpStream,
     /// The session, its handshake (and the code's exchange) done.
     pub session: rustls::ClientConnection,
@@ -172,7 +171,7 @@ pub enum ClientError {
 }
 
 /// Makes a TLS connection over `stream` as `settings` say, within `timeout`.
-pub fn connect(
+pub(crate) fn connect(
     mut stream: TcpStream,
     settings: &ClientSettings,
     timeout: Duration,

@@ -53,17 +53,17 @@ pub struct Config {
 }
 
 /// Whether a server's first frame is a room's greeting.
-pub fn is_greeting(first: &[u8]) -> bool {
+pub(crate) fn is_greeting(first: &[u8]) -> bool {
     std::str::from_utf8(first).is_ok_and(wire::is_room_greeting)
 }
 
 /// The largest message a room takes from a member, by its greeting.
-pub fn takes(first: &[u8]) -> Option<usize> {
+pub(crate) fn takes(first: &[u8]) -> Option<usize> {
     wire::takes(first)
 }
 
 /// The largest frame a room's greeting (its first frame) says it sends.
-pub fn declared_max(first: &[u8]) -> Option<usize> {
+pub(crate) fn declared_max(first: &[u8]) -> Option<usize> {
     wire::declared_max(first)
 }
 
