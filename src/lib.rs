@@ -18,12 +18,14 @@
 //!   [`console::outbox`] (the bounded queue from the user's lines to a
 //!   connection), [`console::event`] (what a program reacts to, and the
 //!   [`Shutdown`] request the binaries point Ctrl-C at).
-//! - [`engine`]: the I/O. The server's one event loop over every socket
-//!   (the listener, clients at the gate, conversations, room members), with
-//!   TLS by rustls' non-blocking API and timers as a deadline heap;
-//!   [`engine::tls`] (identities, trust, the shared code); the client's
-//!   socket and its two threads ([`engine::transport`],
-//!   [`engine::connection`]).
+//! - [`engine`]: the I/O. One event loop per program over every socket
+//!   (the server's listener, clients at its gate, conversations, room
+//!   members; the client's one connection, adopted once made), with TLS by
+//!   rustls' non-blocking API and timers as a deadline heap, each
+//!   connection ([`engine::conn`]) written by the loop or, while the loop
+//!   holds nothing for it, by the thread that read a typed line;
+//!   [`engine::tls`] (identities, trust, the shared code, and the client's
+//!   blocking handshake before its loop starts).
 //! - [`programs`]: [`server`] (one conversation at a time and a waiting
 //!   line, or with [`room`] everyone in one room), [`client`], and
 //!   [`programs::outcome`], the typed errors they give back and the one
@@ -33,30 +35,31 @@
 //! At the root, for every layer: [`errors`] (how failures are worded: one
 //! lowercase line) and [`platform`] (what differs between systems).
 //!
-//! Not yet so: the client still runs its connection on threads of its own
-//! ([`engine::connection`]) rather than on the event loop, and with it the
-//! console still knows rooms (the client's hold for a room's greeting in
-//! [`console::outbox`], room commands answered in [`console::input`], room
-//! lines in [`console::output`]); they are to move into the client program.
+//! Not yet so: the console still knows rooms in three places (room
+//! commands answered in [`console::input`], room lines in
+//! [`console::output`], the room's findings as [`console::event`]s); they
+//! are to move into the client program.
 //!
-//! Threads. The server: the thread that calls [`server::Server::run`] runs
-//! the event loop, which reads, writes and decides for every connection;
-//! besides it only the operator's console has threads, one reading input
-//! (the plain reader or the editor's key reader) and one showing output
-//! (the plain writer or the editor). The client: its main thread decides;
-//! its connection has a receiving thread (socket to output) and a sending
-//! thread (outbox to socket); the console has the same two threads as the
-//! server's.
+//! Threads, the same in both programs: the thread that calls
+//! [`server::Server::run`] or [`client::run`] runs the event loop, which
+//! reads, writes and decides for every connection; besides it only the
+//! user's console has threads, one reading input (the plain reader or the
+//! editor's key reader) and one showing output (the plain writer or the
+//! editor). `run` returns once the loop is done and the output thread has
+//! shown what it could; the input thread ends at its input's end (a
+//! blocking read of a process's stdin cannot be taken back portably).
 //!
-//! Where a received byte goes (server): the loop reads it into its one
+//! Where a received byte goes: the loop reads it into its one
 //! scratch buffer ([`engine::conn::Conn`]); whole frames go to the program
-//! (`Service::readable`): in a conversation they are made safe to show and
-//! queued on [`console::output`], whose thread writes them (or the loop
-//! itself, when stdout takes them at once); in a room, [`state::room`]
-//! relays each message to the other members' connections, whose queued
-//! frames the loop writes at the end of its round. A typed line: the input
-//! thread frames it into an [`console::outbox`], which wakes the loop; the
-//! loop moves it to the connection as far as the peer takes it.
+//! (`Service::readable`): in a conversation (either program) they are made
+//! safe to show and queued on [`console::output`], whose thread writes
+//! them (or the loop itself, when stdout takes them at once); in a room,
+//! [`state::room`] relays each message to the other members' connections,
+//! whose queued frames the loop writes at the end of its round. A typed
+//! line: the input thread frames it into an [`console::outbox`] and writes
+//! it to the socket itself if the loop holds nothing for that connection
+//! (plain TCP, Unix); otherwise the outbox wakes the loop, which moves it
+//! to the connection as far as the peer takes it.
 //!
 //! Who decides that a connection ends: its [`state::ending::Closing`],
 //! stepped by the loop with the time, the bytes moved and what happened

@@ -19,17 +19,17 @@ use crate::wire::frame::{TooLong, encode_frame};
 use crate::wire::scan::LineEnds;
 
 /// Piped input is read this much at a time when this thread sends the
-/// frames itself (see [`Outbox::writing_at_once`]): each read's frames go
+/// frames itself (see [`Outbox::write_at_once`]): each read's frames go
 /// out in one write, and on loopback the receiving side's work per write
 /// (its wake-ups, acknowledgements, reads) is much of the cost; 512 KiB cost
 /// the two programs less CPU per line than 128, 256 or 1024 KiB did.
 const READ_SENDING: usize = 512 * 1024;
 
 /// Piped input is read this much at a time when the frames are handed to
-/// the sending thread (Windows, where a send cannot be made without
-/// waiting): small enough that a batch stays in the caches while the other
-/// thread takes it (with 512 KiB handed over, the TLS client cost a sixth
-/// more CPU per line, before it sent its own frames).
+/// the event loop (TLS, or Windows, where a send cannot be made without
+/// waiting): small enough that a batch stays in the caches while the loop
+/// takes it (with 512 KiB handed over, the TLS client cost a sixth more
+/// CPU per line, before it sent its own frames).
 const READ_HANDING_OVER: usize = 128 * 1024;
 
 /// A batch is handed over at this size even within one read.
@@ -277,7 +277,7 @@ pub enum AfterQuit {
 /// Reads lines from a pipe or file until it ends, reporting `q` and the end of
 /// input as events. The lines of each read are handed over together, at
 /// once: a line is never held back waiting for more input, and under a flood
-/// the sending thread writes everything queued meanwhile in one go.
+/// the loop writes everything queued meanwhile in one go.
 pub fn read_plain(
     mut input: impl Read,
     mut composer: Composer,

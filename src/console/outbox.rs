@@ -27,10 +27,9 @@ use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 pub const OUTBOX_LIMIT: usize = 1 << 20;
 
 /// Writes what it can of the bytes at once, never waiting, and says how
-/// many that was (0 if none, or on any error: the writer thread meets the
-/// error itself when it writes the rest); `None` if it took them all but
-/// left the writer thread something to finish (TLS: ciphertext the socket
-/// did not take), which then runs next.
+/// many that was (0 if none, or on any error: the writer, the loop, meets
+/// the error itself when it writes the rest); `None` if they cannot be
+/// written that way (they are queued for the loop).
 pub type WriteNow = Box<dyn Fn(&[u8]) -> Option<usize> + Send + Sync>;
 
 #[derive(Default)]
@@ -159,16 +158,16 @@ impl Outbox {
         true
     }
 
-    /// Lets a push write its batch itself with `write_now` when the writer
-    /// thread is idle and nothing is queued.
+    /// [`write_at_once`](Self::write_at_once), as it is made.
     #[cfg(test)]
     pub fn writing_at_once(self, write_now: WriteNow) -> Self {
         self.write_at_once(write_now);
         self
     }
 
-    /// [`writing_at_once`](Self::writing_at_once), for an outbox already
-    /// shared (once: a second `write_now` is ignored).
+    /// Lets a push write its batch itself with `write_now` while the writer
+    /// (the loop) holds nothing and nothing is queued; once: a second
+    /// `write_now` is ignored.
     pub fn write_at_once(&self, write_now: WriteNow) {
         let _ = self.write_now.set(write_now);
     }
@@ -243,15 +242,8 @@ impl Outbox {
             let written = write_now(batch);
             state = self.lock();
             state.writing_now = false;
-            let Some(written) = written else {
-                // An empty batch, ahead of the rest, has the writer finish.
-                batch.clear();
-                if !state.aborted {
-                    state.queue.push_front(Vec::new());
-                }
-                self.wake_writer(state);
-                return Pushed::Queued;
-            };
+            // Not for this socket after all: the loop writes it all.
+            let written = written.unwrap_or(0);
             if written == batch.len() || state.aborted {
                 batch.clear();
                 // The writer waits for this write to end only if it has

@@ -1,21 +1,22 @@
 //! What the user is shown: the peer's messages, status lines and errors, in
 //! the order they happened, through one queue with one consumer.
 //!
-//! Nothing that decides (the main thread, a conversation's ending) ever
-//! writes to stdout or stderr itself: it queues, and the consumer (the plain
-//! writer thread here, or the line editor's thread in a terminal) does the
+//! Nothing that decides (the event loop, a conversation's ending) ever
+//! waits on stdout or stderr: it queues, and the consumer (the plain writer
+//! thread here, or the line editor's thread in a terminal) does the
 //! writing. So a stdout that nobody reads, a terminal on hold or a closed
 //! stderr can delay what is shown but never `q`, Ctrl-C or the next client.
 //!
-//! One exception, for speed: with the plain writer, a receiving thread that
-//! finds nothing queued or being written writes its messages to stdout
+//! One exception, for speed: with the plain writer, the loop, finding
+//! nothing queued or being written, writes received messages to stdout
 //! itself, as far as stdout takes them without waiting, and queues the rest
 //! ([`Output::show_now`]); the writer waits meanwhile, so the order holds
 //! and stdout has one writer at a time.
 //!
-//! Messages are bounded in bytes: a receiving thread that outruns the screen
-//! waits (which is TCP flow control towards the peer) and gives up at once
-//! when its conversation is cut off. Status lines and errors never wait.
+//! Messages are bounded in bytes: while the queue is full the loop reads
+//! nothing more from that peer ([`Output::has_room`]; which is TCP flow
+//! control towards it) and is woken when there is room. Status lines and
+//! errors never wait.
 
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Write};
@@ -39,7 +40,7 @@ const WRITE_DIRECTLY: usize = 16 * 1024;
 
 /// Stdout is written this much at a time when it is slow, each slice making
 /// room in the queue as it is taken: a reader of 2 KB/s still lets the
-/// receiving thread read its socket every 8 s, within a peer's stall timeout.
+/// loop read the peer's socket every 8 s, within a peer's stall timeout.
 const DRAIN_SLICE: usize = 16 * 1024;
 
 /// Writes what the destination takes of the bytes at once, never waiting:
@@ -280,7 +281,7 @@ impl Output {
         *crate::lock(&self.interpreter) = Some(interpreter);
     }
 
-    /// An empty buffer for [`messages`](Self::messages), reused when one is
+    /// An empty buffer for [`messages_now`](Self::messages_now), reused when one is
     /// at hand.
     pub fn buffer(&self) -> Vec<u8> {
         self.lock().spare.pop().unwrap_or_default()
@@ -361,8 +362,8 @@ impl Output {
 
     /// For the consumer: `bytes` of what it took have reached stdout. The
     /// queue has that much room at once, not only once all it took is
-    /// written: a producer waiting for room is the receiving thread, which
-    /// reads nothing from its socket meanwhile, and a peer whose bytes are
+    /// written: the loop reads nothing from the peer while the queue is
+    /// full, and a peer whose bytes are
     /// not taken for its stall timeout cuts us off, though stdout is read
     /// (slowly) all along.
     pub(crate) fn drained(&self, bytes: usize) {
