@@ -379,3 +379,23 @@ fn every_ending_is_right_after_ten_silent_minutes() {
         );
     }
 }
+
+/// Ctrl-C while a named client's lines wait for a room's greeting (from a
+/// server that never speaks), the interrupt's half-second grace running
+/// out before the second the lines wait: the client closes its side
+/// cleanly, not with a reset (once, the core held the socket for the
+/// greeting longer than the grace).
+#[test]
+fn ctrl_c_while_lines_wait_for_the_greeting_closes_cleanly() {
+    let (listener, addr) = raw_server();
+    let mut config = client_config();
+    config.name = Some("early".into());
+    config.name_chosen = true;
+    let mut client = Client::start(addr, config, None);
+    let mut server = accept(&listener);
+    client.shutdown.request();
+    client.pass(Duration::from_secs(1));
+    assert_eq!(read_frame(&mut server), None, "a clean end, not a reset");
+    drop(server);
+    assert_eq!(client.exit(), Exit::Interrupted);
+}
