@@ -256,15 +256,11 @@ fn a_piped_flood_to_a_server_that_reads_nothing_is_one_clear_error() {
     let _never_reads = accept(&listener);
     // However long filling the buffers takes, ten seconds without progress
     // after it ends the conversation.
-    let mut passed = Duration::ZERO;
-    while passed < Duration::from_secs(120)
-        && !client
-            .drain_stderr()
-            .iter()
-            .any(|l| l.contains("stopped responding"))
-    {
+    let mut passed = 0;
+    while client.said("stopped responding").is_none() {
+        assert!(passed < 120, "never cut off");
         client.pass(Duration::from_secs(1));
-        passed += Duration::from_secs(1);
+        passed += 1;
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(client.exit(), Exit::Failure);
@@ -398,4 +394,59 @@ fn ctrl_c_while_lines_wait_for_the_greeting_closes_cleanly() {
     assert_eq!(read_frame(&mut server), None, "a clean end, not a reset");
     drop(server);
     assert_eq!(client.exit(), Exit::Interrupted);
+}
+
+/// A client that stops reading (a tiny receive buffer, never a read) while
+/// the operator pipes eight megabytes and `q`: ten seconds without progress
+/// end it with one line that counts what was not delivered, the rest of the
+/// flood finds nobody to go to, and the next client is served.
+#[test]
+#[cfg_attr(
+    windows,
+    ignore = "under wine, the server's piped stdin stops being read after the cut-off; unexplained, see the README"
+)]
+fn a_client_that_stops_reading_never_freezes_the_operator() {
+    let mut server = server();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let stalled: TcpStream = socket.into();
+    server.expect_status("connected");
+    let line = "y".repeat(199);
+    let mut flood: String = (0..40_000).map(|_| format!("{line}\n")).collect();
+    flood.push_str("q\n");
+    let typing = server.type_in_background(flood.into_bytes());
+    // However long filling the buffers takes, ten seconds without progress
+    // after it end the conversation.
+    let mut passed = 0;
+    let said = loop {
+        if let Some(said) = server.said("stopped responding") {
+            break said;
+        }
+        assert!(passed < 120, "never cut off");
+        server.pass(Duration::from_secs(1));
+        passed += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        said.contains(&stalled.local_addr().unwrap().to_string()),
+        "{said}"
+    );
+    let undelivered: u64 = said
+        .split("; ")
+        .find_map(|part| part.strip_suffix(" bytes not delivered"))
+        .unwrap_or_else(|| panic!("no count of what was not delivered: {said}"))
+        .parse()
+        .unwrap();
+    // Linux and macOS count what sits in the kernel's send queue too; on
+    // Windows only what never left our own queue (at least 1 MiB here).
+    let least = if cfg!(windows) { 1 << 20 } else { 4_000_000 };
+    assert!(undelivered > least, "{said}");
+    // The rest of the piped flood, and its `q`, find nobody to go to; only
+    // then is the next client sure to get nothing of it.
+    drop(typing.join().unwrap());
+    support::wait_until("the flood's q finds nobody", || {
+        server.said("nobody is connected; nothing to end").is_some()
+    });
+    server.serves_a_polite_client("next client");
 }

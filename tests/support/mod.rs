@@ -148,6 +148,20 @@ impl Streams {
         self.stdin = None;
     }
 
+    /// Types `text` from another thread (a flood that the program takes
+    /// its time to read); the input comes back when it is all typed.
+    pub fn type_in_background(
+        &mut self,
+        text: Vec<u8>,
+    ) -> thread::JoinHandle<Box<dyn Write + Send>> {
+        let mut stdin = self.stdin.take().expect("stdin still open");
+        thread::spawn(move || {
+            let _ = stdin.write_all(&text);
+            let _ = stdin.flush();
+            stdin
+        })
+    }
+
     /// Waits for the next stdout line and returns it.
     pub fn next_message(&mut self) -> String {
         match self.stdout.recv_timeout(PATIENCE) {
@@ -218,6 +232,14 @@ impl Streams {
                 }
             }
         }
+    }
+
+    /// The first stderr line so far (printed by now, without waiting) that
+    /// contains `part`.
+    pub fn said(&mut self, part: &str) -> Option<String> {
+        self.drain_stderr()
+            .into_iter()
+            .find(|line| line.contains(part))
     }
 
     /// Stderr lines already printed, without waiting.
