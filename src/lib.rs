@@ -35,10 +35,11 @@
 //! At the root, for every layer: [`errors`] (how failures are worded: one
 //! lowercase line) and [`platform`] (what differs between systems).
 //!
-//! Not yet so: the console still knows rooms in three places (room
-//! commands answered in [`console::input`], room lines in
-//! [`console::output`], the room's findings as [`console::event`]s); they
-//! are to move into the client program.
+//! The console never names the room: what the client's reading of a room
+//! found goes to the client program ([`programs::room::view::Found`]), not
+//! through the console's events; the room's unknown commands are answered
+//! through a hook the program sets ([`console::input::Recipient`]); the
+//! console shows lines from named senders, whoever names them.
 //!
 //! Threads, the same in both programs: the thread that calls
 //! [`server::Server::run`] or [`client::run`] runs the event loop, which

@@ -53,7 +53,7 @@ struct Palette {
     peer: Style,
     status: Style,
     error: Style,
-    /// Room members' names each get a colour of their own.
+    /// Named senders (a room's members) each get a colour of their own.
     names: bool,
 }
 
@@ -79,7 +79,7 @@ impl Palette {
         }
     }
 
-    /// The style of a room member's name: bold, in a colour that depends
+    /// The style of a named sender's name: bold, in a colour that depends
     /// only on the name (the same in every session), never the errors' red.
     fn name(&self, name: &str) -> Style {
         const COLOURS: [AnsiColor; 10] = [
@@ -334,7 +334,7 @@ impl Editor {
                         text.push_str(&format!("{style}{from}:{style:#} {line}\r\n"));
                     }
                 }
-                Shown::Room {
+                Shown::Named {
                     said,
                     earlier,
                     from,

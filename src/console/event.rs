@@ -1,6 +1,5 @@
 //! What a program's event loop reacts to besides its sockets: the user's
-//! input, the request to stop, a stdout that went away, and what the
-//! client's reading of a room found.
+//! input, the request to stop, and a stdout that went away.
 
 use std::sync::mpsc::{SendError, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -97,15 +96,6 @@ pub enum Event {
     Interrupt,
     /// Stdout is gone (a closed pipe): nothing more can be shown.
     OutputClosed,
-    /// The client found that the server is a room (see `room::view`).
-    RoomFound,
-    /// The room said why it ends the client's connection; `closing`, the
-    /// room is closing (nothing the client sends from now on is relayed);
-    /// `cut_short`, the room says the client was still sending.
-    RoomGoodbye { closing: bool, cut_short: bool },
-    /// The server refused the client, or the room turned it away or
-    /// disconnected it.
-    TurnedAway,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

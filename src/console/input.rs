@@ -8,8 +8,8 @@
 
 use std::io::{ErrorKind, Read};
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::console::event::{Event, Events, Input};
 use crate::console::outbox::{Outbox, Pushed, Room};
@@ -35,12 +35,16 @@ const READ_HANDING_OVER: usize = 128 * 1024;
 /// A batch is handed over at this size even within one read.
 const BATCH_LIMIT: usize = 1024 * 1024;
 
+/// Answers a command line here instead of sending it (`None`: send it).
+pub type LocalAnswer = Box<dyn Fn(&[u8]) -> Option<String> + Send + Sync>;
+
 /// Where typed lines go: the current conversation's outbox, if there is one.
 #[derive(Default)]
 pub struct Recipient {
     slot: Mutex<Option<Arc<Outbox>>>,
-    /// The lines go to a room, where unknown commands are answered here.
-    room: AtomicBool,
+    /// Lines that start with `/` it answers are not sent (a room's
+    /// unknown commands, which the program knows).
+    answer: OnceLock<LocalAnswer>,
     /// A maximum smaller than ours that the server takes (0: none said).
     limit: AtomicUsize,
 }
@@ -50,13 +54,10 @@ impl Recipient {
         *crate::lock(&self.slot) = outbox;
     }
 
-    /// From now on the lines go to a room (see `crate::state::room::commands`).
-    pub fn set_room(&self) {
-        self.room.store(true, Ordering::SeqCst);
-    }
-
-    pub fn is_room(&self) -> bool {
-        self.room.load(Ordering::SeqCst)
+    /// From now on lines starting with `/` that `answer` answers are
+    /// answered here, not sent (once: a second answer is ignored).
+    pub fn answer_locally(&self, answer: LocalAnswer) {
+        let _ = self.answer.set(answer);
     }
 
     /// The server takes messages of at most `max` bytes: longer lines are
@@ -165,8 +166,7 @@ impl Composer {
             }
         };
         if text[0] == b'/'
-            && self.recipient.is_room()
-            && let Some(answer) = crate::state::room::commands::answered_locally(text)
+            && let Some(answer) = self.recipient.answer.get().and_then(|answer| answer(text))
         {
             self.output.error(answer);
             return Entered::Accepted;

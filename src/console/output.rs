@@ -26,7 +26,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::console::event::{Event, Events};
-pub use crate::wire::room::Said;
+pub use crate::wire::display::Said;
 
 /// How many bytes of messages may wait for the screen before receiving waits.
 const QUEUE_LIMIT: usize = 1 << 20;
@@ -59,9 +59,10 @@ pub enum Shown {
     },
     Status(String),
     Error(String),
-    /// Room members' messages from one sender, already made safe to show:
-    /// each line ends in `\n`; `earlier` ones are from before we joined.
-    Room {
+    /// Lines from one named sender (a room member's), already made safe to
+    /// show: each line ends in `\n`; `earlier` ones are from before we
+    /// joined.
+    Named {
         said: Said,
         earlier: bool,
         from: Arc<str>,
@@ -80,7 +81,7 @@ impl Shown {
     fn weight(&self) -> usize {
         match self {
             Shown::Messages { text, .. } => text.len(),
-            Shown::Room { lines, .. } => lines.len(),
+            Shown::Named { lines, .. } => lines.len(),
             Shown::Status(text) | Shown::Error(text) => text.len(),
         }
     }
@@ -481,7 +482,7 @@ pub(crate) fn write_plain(output: &Output, sinks: &mut Sinks) {
                     stdout_open = stdout_open && flush_batch(&mut batch, output, sinks);
                     line_to(&mut sinks.stderr, &format!("error: {text}"));
                 }
-                Shown::Room {
+                Shown::Named {
                     earlier: true,
                     said,
                     from,
@@ -499,7 +500,7 @@ pub(crate) fn write_plain(output: &Output, sinks: &mut Sinks) {
                         );
                     }
                 }
-                Shown::Room {
+                Shown::Named {
                     said, from, lines, ..
                 } => {
                     if !stdout_open {

@@ -17,7 +17,7 @@ use crate::engine::tls::{ClientError, ClientSettings, KnownHosts};
 use crate::engine::{Engine, GateConfig, Id, Io, News, Service, Tick};
 use crate::errors::describe_failure;
 use crate::programs::outcome::Unreachable;
-use crate::programs::room::view::RoomView;
+use crate::programs::room::view::{Found, RoomView};
 use crate::state::access::Access;
 use crate::state::clock::Clock;
 use crate::state::ending::{Ending, Happening, Rules};
@@ -210,7 +210,8 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
         "connected to {peer}{secure}; type a line and press Enter to send it, q to quit"
     ));
     // Reads the first frame to learn whether the server is a room.
-    output.set_interpreter(Box::new(RoomView::new(events.clone())));
+    let (finds, found) = mpsc::channel();
+    output.set_interpreter(Box::new(RoomView::new(finds)));
     {
         let events = events.clone();
         output.when_room(move || events.wake());
@@ -237,6 +238,7 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
         console: &console,
         config,
         inbox,
+        found,
         id,
         label: Arc::from("server"),
         outbox,
@@ -247,6 +249,7 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
         deferred: None,
         limit: None,
         input_ended: false,
+        in_room: false,
         turned_away: false,
         closing_from: None,
         cut_short: false,
@@ -256,7 +259,7 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
     // Events sent before the loop could be woken are waiting.
     events.wake();
     let ended = engine.run_to_end(&mut talk);
-    let in_room = console.recipient.is_room();
+    let in_room = talk.in_room;
     console.recipient.set(None);
     console.close();
     let exit = match talk.ending.take() {
@@ -279,6 +282,8 @@ struct Talk<'a> {
     console: &'a Console,
     config: Config,
     inbox: Receiver<Event>,
+    /// What the reading of the server's frames found.
+    found: Receiver<Found>,
     id: Id,
     label: Arc<str>,
     /// The user's lines.
@@ -297,6 +302,8 @@ struct Talk<'a> {
     /// for its greeting are not sent.
     limit: Option<usize>,
     input_ended: bool,
+    /// The server is a room.
+    in_room: bool,
     turned_away: bool,
     /// The bytes sent when the room said it closes.
     closing_from: Option<u64>,
@@ -490,23 +497,37 @@ impl Talk<'_> {
                 io.happen(id, Happening::Interrupted);
             }
             Event::OutputClosed => io.happen(id, Happening::OutputClosed),
-            Event::TurnedAway => self.turned_away = true,
-            // What was not yet sent, and all sent from now on, is not relayed.
-            Event::RoomGoodbye { closing, cut_short } => {
-                self.told_goodbye = true;
-                if closing {
-                    self.closing_from = self.closing_from.or(Some(io.sent(id)));
-                }
-                self.cut_short |= cut_short;
-            }
-            Event::RoomFound => self.console.recipient.set_room(),
         }
     }
 
-    /// Handles the events waiting: the user's, and what the room's frames
+    /// What the reading of the server's frames found.
+    fn found(&mut self, io: &mut Io, found: Found) {
+        match found {
+            Found::TurnedAway => self.turned_away = true,
+            // What was not yet sent, and all sent from now on, is not relayed.
+            Found::Goodbye { closing, cut_short } => {
+                self.told_goodbye = true;
+                if closing {
+                    self.closing_from = self.closing_from.or(Some(io.sent(self.id)));
+                }
+                self.cut_short |= cut_short;
+            }
+            Found::Room => {
+                self.in_room = true;
+                self.console
+                    .recipient
+                    .answer_locally(Box::new(crate::state::room::commands::answered_locally));
+            }
+        }
+    }
+
+    /// Handles what waits: the user's events, and what the server's frames
     /// said as they were shown (at once, while the bytes sent so far say
     /// where the room's closing began).
     fn events(&mut self, io: &mut Io) {
+        while let Ok(found) = self.found.try_recv() {
+            self.found(io, found);
+        }
         while let Ok(event) = self.inbox.try_recv() {
             self.event(io, event);
         }

@@ -473,7 +473,6 @@ impl Conversations<'_> {
                     io.happen(current.id, Happening::OutputClosed);
                 }
             }
-            _ => {}
         }
     }
 

@@ -14,6 +14,15 @@ use std::fmt::Write as _;
 use crate::wire::frame::Payload;
 use crate::wire::scan::printable_ascii;
 
+/// How a named sender said a line: the two forms a chat line is shown in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Said {
+    /// `NAME: TEXT`
+    Message,
+    /// `* NAME TEXT` (`/me`)
+    Action,
+}
+
 /// Payloads shorter than this are copied as one block of this size when
 /// the buffer holds that many bytes from their start.
 const BLOCK_COPY: usize = 64;

@@ -18,15 +18,6 @@ use std::time::Duration;
 use crate::wire::display::push_visible;
 use crate::wire::names;
 
-/// How a room member said something.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Said {
-    /// `NAME: TEXT`
-    Message,
-    /// `* NAME TEXT` (`/me`)
-    Action,
-}
-
 /// Ends the first frame a room server sends, and says which version of the
 /// room protocol it speaks.
 pub const MARKER: &str = "[room protocol 2]";

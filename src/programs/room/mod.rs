@@ -98,7 +98,9 @@ pub(crate) fn run(
         Arc::new(Outbox::waking(move || events.wake()))
     };
     console.recipient.set(Some(Arc::clone(&lines)));
-    console.recipient.set_room();
+    console
+        .recipient
+        .answer_locally(Box::new(crate::state::room::commands::answered_locally));
     let name = config.name.clone();
     let mut service = RoomService {
         room: Room::new(Settings {

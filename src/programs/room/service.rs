@@ -70,7 +70,7 @@ impl World for Over<'_> {
     }
 
     fn show(&mut self, spoken: Spoken) -> bool {
-        self.output.offer(Shown::Room {
+        self.output.offer(Shown::Named {
             said: spoken.said,
             earlier: false,
             from: spoken.from,
@@ -199,7 +199,6 @@ impl RoomService {
                     Happening::OutputClosed,
                 );
             }
-            _ => {}
         }
     }
 

@@ -1,11 +1,13 @@
 //! The client's reading of what a server sends: plain text from a plain
-//! server, or the room's forms (`super::wire`) once the first frame said the
-//! server is a room; or, from either, a refusal (`crate::wire::farewell`). Installed on the client's output before it connects,
-//! so it sees the first frame.
+//! server, or the room's forms (`crate::wire::room`) once the first frame
+//! said the server is a room; or, from either, a refusal
+//! (`crate::wire::farewell`). Installed on the client's output before it
+//! connects, so it sees the first frame; what it finds goes to the client
+//! program as [`Found`].
 
 use std::sync::Arc;
+use std::sync::mpsc::Sender;
 
-use crate::console::event::{Event, Events};
 use crate::console::output::{Interpret, Said, Shown};
 use crate::wire::farewell::read_refusal;
 use crate::wire::room::{self as wire, Heard};
@@ -18,17 +20,32 @@ enum Server {
     Room,
 }
 
+/// What the reading found that the client program must know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// The server is a room (said once).
+    Room,
+    /// The server refused the client, or the room turned it away or
+    /// disconnected it.
+    TurnedAway,
+    /// The room said why it ends the client's connection; `closing`, the
+    /// room is closing (nothing the client sends from now on is relayed);
+    /// `cut_short`, the room says the client was still sending.
+    Goodbye { closing: bool, cut_short: bool },
+}
+
 pub struct RoomView {
     server: Server,
-    /// Told once, when the server turns out to be a room.
-    events: Events,
+    found: Sender<Found>,
 }
 
 impl RoomView {
-    pub fn new(events: Events) -> Self {
+    /// Reads what the server sends; tells `found` what it finds as it
+    /// reads (on the thread that shows it: the client's loop).
+    pub fn new(found: Sender<Found>) -> Self {
         Self {
             server: Server::Unknown,
-            events,
+            found,
         }
     }
 }
@@ -40,13 +57,13 @@ impl Interpret for RoomView {
             if let Some(why) = read_refusal(first) {
                 // Any server, room or not: the one frame before the end.
                 self.server = Server::Plain;
-                let _ = self.events.send(Event::TurnedAway);
+                let _ = self.found.send(Found::TurnedAway);
                 return vec![Shown::Status(why.to_string())];
             }
             let room = std::str::from_utf8(first).is_ok_and(wire::is_room_greeting);
             self.server = if room { Server::Room } else { Server::Plain };
             if room {
-                let _ = self.events.send(Event::RoomFound);
+                let _ = self.found.send(Found::Room);
             }
         }
         if self.server == Server::Plain {
@@ -57,10 +74,10 @@ impl Interpret for RoomView {
         for item in &items {
             if let Shown::Status(notice) = item {
                 if wire::turns_away(notice) {
-                    let _ = self.events.send(Event::TurnedAway);
+                    let _ = self.found.send(Found::TurnedAway);
                 }
                 if wire::says_goodbye(notice) {
-                    let _ = self.events.send(Event::RoomGoodbye {
+                    let _ = self.found.send(Found::Goodbye {
                         closing: wire::closes(notice) || wire::was_cut_short(notice),
                         cut_short: wire::was_cut_short(notice),
                     });
@@ -91,7 +108,7 @@ fn read_room_lines(text: &[u8]) -> Vec<Shown> {
             // Only a message or an action is ever marked as earlier.
             Heard::Earlier(_) => continue,
         };
-        if let Some(Shown::Room {
+        if let Some(Shown::Named {
             said: last_said,
             earlier: last_earlier,
             from,
@@ -108,7 +125,7 @@ fn read_room_lines(text: &[u8]) -> Vec<Shown> {
         let mut lines = Vec::with_capacity(text.len() + 1);
         lines.extend_from_slice(text.as_bytes());
         lines.push(b'\n');
-        items.push(Shown::Room {
+        items.push(Shown::Named {
             said,
             earlier,
             from: Arc::from(name),
@@ -133,7 +150,7 @@ mod tests {
                 }
                 Shown::Status(s) => format!("status {s}"),
                 Shown::Error(s) => format!("error {s}"),
-                Shown::Room {
+                Shown::Named {
                     said,
                     earlier,
                     from,
@@ -149,7 +166,7 @@ mod tests {
     #[test]
     fn a_room_is_read_by_its_forms_and_said_once() {
         let (tx, rx) = mpsc::channel();
-        let mut view = RoomView::new(crate::console::event::Events::new(tx));
+        let mut view = RoomView::new(tx);
         let first = format!(
             "{}\n-- earlier: bob: before\nalice: hi\nalice: bob: fake\n* alice waves\n-- carol joined\n",
             wire::greeting(1 << 20)
@@ -168,14 +185,14 @@ mod tests {
             shown(&mut view, "bob: 你好 🎉\n"),
             ["Message earlier=false bob \"你好 🎉\\n\""]
         );
-        assert!(matches!(rx.try_recv(), Ok(Event::RoomFound)));
+        assert_eq!(rx.try_recv(), Ok(Found::Room));
         assert!(rx.try_recv().is_err(), "said once");
     }
 
     #[test]
     fn a_plain_server_is_shown_as_before_whatever_it_sends_later() {
         let (tx, rx) = mpsc::channel();
-        let mut view = RoomView::new(crate::console::event::Events::new(tx));
+        let mut view = RoomView::new(tx);
         assert_eq!(shown(&mut view, "hello\n"), ["plain server \"hello\\n\""]);
         let later = format!("{}\nbob: x\n", wire::greeting(1 << 20));
         assert_eq!(

@@ -22,10 +22,10 @@ mod pace;
 use self::clock::{Deadlines, HELLO_WAIT};
 use self::commands::{Command, HELP};
 use self::pace::Pace;
+use crate::wire::display::Said;
 use crate::wire::frame::encode_frame;
 use crate::wire::names;
 use crate::wire::room as wire;
-use crate::wire::room::Said;
 
 /// Members' lines for the operator's screen: one sender's, said one way,
 /// each line ending in `\n`.
