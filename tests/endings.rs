@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 #[cfg(unix)]
 use std::thread;
 
-use support::{CLIENT, Program, SERVER, Server, Wire, args, flood, frame, no_errors};
+use support::{CLIENT, Program, Server, frame};
 #[cfg(unix)]
 use support::{PATIENCE, read_frame};
 
@@ -43,61 +43,6 @@ fn a_message_followed_by_a_keepalive_is_shown_at_once_both_ways() {
     client.expect_message("last words");
     client.expect_status("the server ended the conversation");
     assert_eq!(client.wait().code(), Some(0));
-}
-
-/// Each side floods and quits at once, towards a peer whose stdout is read at
-/// about 1 MB/s: everything arrives, byte for byte, and both exit 0; over
-/// plain TCP and over TLS.
-#[test]
-fn a_flood_then_q_reaches_a_slow_reader_byte_exact() {
-    for wire in Wire::both("flood") {
-        flood_then_q(&wire);
-    }
-}
-
-/// The operator pipes `bytes` of lines and `q` to a client whose stdout is
-/// read at `rate`: every line arrives, both end well, nobody reports an error.
-fn operator_floods_a_slow_reader(wire: &Wire, bytes: usize, rate: usize) {
-    let (server_args, client_args) = (wire.server_args(), wire.client_args());
-    let lines = flood("operator", bytes);
-    let mut server = Server::start(&args(&["--once"], &server_args));
-    let addr = server.addr.to_string();
-    let mut client =
-        Program::spawn_reading_stdout(CLIENT, &args(&["--connect", &addr], &client_args), rate);
-    server.expect_status("connected");
-    server.type_raw(format!("{}\nq\n", lines.join("\n")).as_bytes());
-    for line in &lines {
-        client.expect_message(line);
-    }
-    client.expect_status("the server ended the conversation");
-    assert_eq!(client.wait().code(), Some(0));
-    assert_eq!(server.wait().code(), Some(0));
-    no_errors(&mut server, "server after flooding a slow reader");
-    no_errors(&mut client, "slow client");
-}
-
-fn flood_then_q(wire: &Wire) {
-    const RATE: usize = 1 << 20;
-    operator_floods_a_slow_reader(wire, 4 << 20, RATE);
-    let (server_args, client_args) = (wire.server_args(), wire.client_args());
-
-    let lines = flood("client", 4 << 20);
-    let mut server = Program::spawn_reading_stdout(
-        SERVER,
-        &args(&["--bind", "127.0.0.1:0", "--once"], &server_args),
-        RATE,
-    );
-    let listening = server.expect_status("listening on ");
-    let addr = listening.trim_start_matches("listening on ").to_string();
-    let mut client = Program::spawn(CLIENT, &args(&["--connect", &addr], &client_args));
-    client.type_raw(format!("{}\nq\n", lines.join("\n")).as_bytes());
-    for line in &lines {
-        server.expect_message(line);
-    }
-    assert_eq!(client.wait().code(), Some(0));
-    assert_eq!(server.wait().code(), Some(0));
-    no_errors(&mut server, "slow server");
-    no_errors(&mut client, "client after flooding a slow reader");
 }
 
 /// A client whose stdout is a pipe nobody reads.
@@ -195,13 +140,4 @@ fn a_closed_stderr_is_never_a_crash_and_loses_no_message() {
         .unwrap();
     assert_eq!(out, "heard anyway\n");
     assert_eq!(support::wait_child(&mut server).code(), Some(0));
-}
-
-/// A client whose stdout is read steadily but slowly (100 KB/s: its queued
-/// megabyte takes ten seconds to drain) keeps reading its socket as its
-/// stdout takes bytes, so the server never sees it stall: every line
-/// arrives, and nobody is cut off.
-#[test]
-fn a_steady_reader_slower_than_its_queue_is_never_cut_off() {
-    operator_floods_a_slow_reader(&Wire::Plain, 2_000_000, 100_000);
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chat::Exit;
 use chat::server::Mode;
 use support::inproc::{
-    Client, Running, Wire, client_config, conversations, no_errors, talking_once,
+    Budget, Client, Running, Wire, client_config, conversations, no_errors, talking_once,
 };
 use support::{PATIENCE, frame, read_frame, read_text};
 
@@ -449,4 +449,107 @@ fn a_client_that_stops_reading_never_freezes_the_operator() {
         server.said("nobody is connected; nothing to end").is_some()
     });
     server.serves_a_polite_client("next client");
+}
+
+/// The operator pipes `bytes` of lines and `q` to a client whose stdout is
+/// read `rate` bytes each second (of both programs' clocks): every line
+/// arrives in order, both end well, nobody reports an error.
+fn operator_floods_a_slow_reader(wire: &Wire, bytes: usize, rate: usize) {
+    let lines = support::flood("operator", bytes);
+    let mut config = conversations();
+    config.once = true;
+    config.tls = wire.server();
+    let mut server = Running::start(Mode::Conversations(config));
+    let budget = Budget::default();
+    let mut client = Client::start_reading(
+        server.addr,
+        client_config(),
+        None,
+        wire.client(),
+        Some(budget.clone()),
+    );
+    server.expect_status("connected");
+    let typing = server.type_in_background(format!("{}\nq\n", lines.join("\n")).into_bytes());
+    let mut next = 0;
+    while next < lines.len() {
+        budget.grant(rate);
+        // The reader takes its share (or all there is) before time moves.
+        for _ in 0..40 {
+            let spent = budget.spent_within(Duration::from_millis(50));
+            while let Ok(line) = client.stdout.try_recv() {
+                assert_eq!(line, lines[next], "line {next}");
+                next += 1;
+            }
+            if spent || next == lines.len() {
+                break;
+            }
+        }
+        server.pass(Duration::from_secs(1));
+        client.pass(Duration::from_secs(1));
+    }
+    budget.grant(usize::MAX / 2);
+    drop(typing.join().unwrap());
+    client.expect_status("the server ended the conversation");
+    assert_eq!(client.exit(), Exit::Success);
+    assert_eq!(server.exit(), Exit::Success);
+    no_errors(&mut server, "server after flooding a slow reader");
+    no_errors(&mut client, "slow client");
+}
+
+/// A client whose stdout is read steadily but slowly (100 KB a second: its
+/// queued megabyte takes ten seconds to drain) keeps reading its socket as
+/// its stdout takes bytes, so the server never sees it stall: every line
+/// arrives, and nobody is cut off.
+#[test]
+fn a_steady_reader_slower_than_its_queue_is_never_cut_off() {
+    operator_floods_a_slow_reader(&Wire::Plain, 2_000_000, 100_000);
+}
+
+/// A client pipes `bytes` of lines and `q` to a server whose operator's
+/// stdout is read `rate` bytes each second: every line arrives in order,
+/// both end well, nobody reports an error.
+fn client_floods_a_slow_reader(wire: &Wire, bytes: usize, rate: usize) {
+    let lines = support::flood("client", bytes);
+    let mut config = conversations();
+    config.once = true;
+    config.tls = wire.server();
+    let budget = Budget::default();
+    let mut server = Running::start_reading(Mode::Conversations(config), Some(budget.clone()));
+    let mut client = Client::start_over(server.addr, client_config(), None, wire.client());
+    server.expect_status("connected");
+    let typing = client.type_in_background(format!("{}\nq\n", lines.join("\n")).into_bytes());
+    let mut next = 0;
+    while next < lines.len() {
+        budget.grant(rate);
+        // The reader takes its share (or all there is) before time moves.
+        for _ in 0..40 {
+            let spent = budget.spent_within(Duration::from_millis(50));
+            while let Ok(line) = server.stdout.try_recv() {
+                assert_eq!(line, lines[next], "line {next}");
+                next += 1;
+            }
+            if spent || next == lines.len() {
+                break;
+            }
+        }
+        server.pass(Duration::from_secs(1));
+        client.pass(Duration::from_secs(1));
+    }
+    budget.grant(usize::MAX / 2);
+    drop(typing.join().unwrap());
+    assert_eq!(client.exit(), Exit::Success);
+    assert_eq!(server.exit(), Exit::Success);
+    no_errors(&mut server, "slow server");
+    no_errors(&mut client, "client after flooding a slow reader");
+}
+
+/// Each side floods and quits at once, towards a peer whose stdout is read
+/// at a megabyte a second: everything arrives, byte for byte, and both end
+/// well; over plain TCP and over TLS.
+#[test]
+fn a_flood_then_q_reaches_a_slow_reader_byte_exact() {
+    for wire in Wire::both("flood-in-process") {
+        operator_floods_a_slow_reader(&wire, 4 << 20, 1 << 20);
+        client_floods_a_slow_reader(&wire, 4 << 20, 1 << 20);
+    }
 }

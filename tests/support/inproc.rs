@@ -40,8 +40,18 @@ impl Running {
     /// Starts a server in `mode`, its time standing still until the test
     /// moves it.
     pub fn start(mode: Mode) -> Self {
+        Self::start_reading(mode, None)
+    }
+
+    /// [`start`](Self::start), with the operator's stdout read only as far
+    /// as `budget` allows, if given.
+    pub fn start_reading(mode: Mode, budget: Option<Budget>) -> Self {
         let (input, stdin) = io::pipe().unwrap();
         let (stdout_reader, stdout) = io::pipe().unwrap();
+        let stdout_reader: Box<dyn io::Read + Send> = match budget {
+            Some(budget) => Box::new(budget.reading(stdout_reader)),
+            None => Box::new(stdout_reader),
+        };
         let (stderr_reader, stderr) = io::pipe().unwrap();
         let clock = Clock::manual();
         let server = Server::bind("127.0.0.1:0", mode)
@@ -152,7 +162,24 @@ impl Client {
         input: Option<Box<dyn io::Read + Send>>,
         tls: Option<chat::client::TlsConfig>,
     ) -> Self {
+        Self::start_reading(server, config, input, tls, None)
+    }
+
+    /// [`start_over`](Self::start_over), with the client's stdout read
+    /// only as far as `budget` allows, if given: a reader as slow as the
+    /// test makes it.
+    pub fn start_reading(
+        server: SocketAddr,
+        config: chat::client::Config,
+        input: Option<Box<dyn io::Read + Send>>,
+        tls: Option<chat::client::TlsConfig>,
+        budget: Option<Budget>,
+    ) -> Self {
         let (stdout_reader, stdout) = io::pipe().unwrap();
+        let stdout_reader: Box<dyn io::Read + Send> = match budget {
+            Some(budget) => Box::new(budget.reading(stdout_reader)),
+            None => Box::new(stdout_reader),
+        };
         let (stderr_reader, stderr) = io::pipe().unwrap();
         let (stdin, stdin_writer): (Box<dyn io::Read + Send>, Box<dyn io::Write + Send>) =
             match input {
@@ -296,4 +323,57 @@ pub fn no_errors(program: &mut Streams, who: &str) {
     let stderr = program.all_stderr();
     let errors: Vec<&String> = stderr.iter().filter(|l| l.starts_with("error")).collect();
     assert!(errors.is_empty(), "{who}: {errors:?}");
+}
+
+/// How many bytes a slow reader may still read: the test grants them, the
+/// reader takes them, and waits while there are none.
+#[derive(Clone, Default)]
+pub struct Budget {
+    left: std::sync::Arc<(std::sync::Mutex<usize>, std::sync::Condvar)>,
+}
+
+impl Budget {
+    /// Lets the reader take `bytes` more.
+    pub fn grant(&self, bytes: usize) {
+        let (left, changed) = &*self.left;
+        *left.lock().unwrap() += bytes;
+        changed.notify_all();
+    }
+
+    /// Waits until the reader has taken all it was granted, or `patience`
+    /// passed; true if it has.
+    pub fn spent_within(&self, patience: Duration) -> bool {
+        let (left, changed) = &*self.left;
+        let (left, _) = changed
+            .wait_timeout_while(left.lock().unwrap(), patience, |left| *left > 0)
+            .unwrap();
+        *left == 0
+    }
+
+    fn reading<R: io::Read>(self, inner: R) -> Rationed<R> {
+        Rationed {
+            inner,
+            budget: self,
+        }
+    }
+}
+
+/// A reader that takes only what its [`Budget`] grants.
+struct Rationed<R> {
+    inner: R,
+    budget: Budget,
+}
+
+impl<R: io::Read> io::Read for Rationed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let (left, changed) = &*self.budget.left;
+        let allowed = *changed
+            .wait_while(left.lock().unwrap(), |left| *left == 0)
+            .unwrap();
+        let take = buf.len().min(allowed);
+        let n = self.inner.read(&mut buf[..take])?;
+        *left.lock().unwrap() -= n;
+        changed.notify_all();
+        Ok(n)
+    }
 }
