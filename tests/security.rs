@@ -524,38 +524,6 @@ fn a_certificate_authority_is_checked_by_a_client_given_one() {
     assert!(said.contains("expired certificate"), "{said}");
 }
 
-/// A peer that trickles a ClientHello a byte at a time is cut off when the
-/// handshake's time is up, not kept as long as it keeps trickling; and no
-/// address may hold more than its share of handshakes.
-#[test]
-fn a_trickled_handshake_is_cut_off_and_one_address_cannot_take_every_slot() {
-    let dir = scratch("trickle");
-    let (mut server, _) = tls_server(&dir, &[], &[]);
-    let mut trickler = server.raw();
-    let started = Instant::now();
-    let cut = std::thread::spawn(move || {
-        // A record header that promises 512 bytes, then one byte every 0.2 s.
-        let _ = trickler.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]);
-        while trickler.write_all(&[0x01]).is_ok() {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            if started.elapsed() > PATIENCE {
-                return false;
-            }
-        }
-        true
-    });
-    server.expect_status("TLS handshake failed: no answer in time");
-    assert!(cut.join().unwrap(), "the trickler was never cut off");
-
-    // Eight silent handshakes from one address: the ninth is refused at once.
-    let silent: Vec<_> = (0..8).map(|_| server.raw()).collect();
-    let mut ninth = server.raw();
-    let mut rest = Vec::new();
-    let _ = ninth.read_to_end(&mut rest);
-    server.expect_status("too many clients in the TLS handshake");
-    drop(silent);
-}
-
 /// A TLS client waiting in line: what it types is read ahead as ciphertext
 /// and delivered, decrypted and in order, when its turn comes.
 #[test]

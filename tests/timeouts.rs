@@ -553,3 +553,38 @@ fn a_flood_then_q_reaches_a_slow_reader_byte_exact() {
         client_floods_a_slow_reader(&wire, 4 << 20, 1 << 20);
     }
 }
+
+/// A TLS handshake trickled a byte every 0.2 s is cut off when the
+/// handshake's time is up, not kept as long as it keeps trickling; and no
+/// address may hold more than its share of handshakes.
+#[test]
+fn a_trickled_handshake_is_cut_off_and_one_address_cannot_take_every_slot() {
+    let wire = Wire::Tls(support::scratch("trickle-in-process"));
+    let mut config = conversations();
+    config.tls = wire.server();
+    let mut server = Running::start(Mode::Conversations(config));
+    let mut trickler = server.raw();
+    // A record header that promises 512 bytes, then one byte every 0.2 s.
+    trickler.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]).unwrap();
+    let mut steps = 0;
+    while server
+        .said("TLS handshake failed: no answer in time")
+        .is_none()
+    {
+        assert!(steps < 100, "the trickler was never cut off");
+        let _ = trickler.write_all(&[0x01]);
+        server.pass(Duration::from_millis(200));
+        steps += 1;
+    }
+    // The handshake's ten seconds, from the first byte.
+    assert!(steps >= 49, "cut off after {steps} steps of 0.2 s");
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut trickler, &mut rest);
+
+    // Eight silent handshakes from one address: the ninth is refused at once.
+    let silent: Vec<_> = (0..8).map(|_| server.raw()).collect();
+    let mut ninth = server.raw();
+    let _ = std::io::Read::read_to_end(&mut ninth, &mut rest);
+    server.expect_status("too many clients in the TLS handshake");
+    drop(silent);
+}

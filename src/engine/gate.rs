@@ -111,8 +111,11 @@ pub struct GateConfig {
 /// Where a connection is on its way in.
 pub(super) enum Phase {
     /// A TLS server waits for the client's first byte, for a while: a TLS
-    /// client speaks at once, a plain one waits for its user.
-    Sniffing,
+    /// client speaks at once, a plain one waits for its user. `since`: when
+    /// it was accepted, from which the handshake's time counts.
+    Sniffing {
+        since: Instant,
+    },
     Handshaking {
         until: Instant,
     },
@@ -203,7 +206,7 @@ pub(super) fn accepted(
         return;
     }
     let until = io.now + PLAIN_CLIENT_GRACE;
-    match io.insert(stream, peer, Phase::Sniffing) {
+    match io.insert(stream, peer, Phase::Sniffing { since: io.now }) {
         Ok(id) => io.set_timer(id, Some(until)),
         Err(e) => {
             io.gate.handshakes.leave(peer.ip());
@@ -222,7 +225,7 @@ fn cannot_start(io: &Io, peer: SocketAddr, e: &std::io::Error) {
 /// Connection `id`, still at the gate, is ready.
 pub(super) fn ready(io: &mut Io, service: &mut impl Service, id: Id) {
     match io.links[id].phase {
-        Phase::Sniffing => sniff(io, service, id),
+        Phase::Sniffing { since } => sniff(io, service, id, since),
         Phase::Handshaking { .. } => handshake(io, service, id),
         Phase::Proving { .. } => prove(io, service, id),
         Phase::Leaving => drain(io, id),
@@ -235,7 +238,7 @@ pub(super) fn timed_out(io: &mut Io, service: &mut impl Service, id: Id) {
     let peer = io.links[id].conn.peer();
     match &mut io.links[id].phase {
         // Silent for the grace period: a plain client, waiting for its user.
-        Phase::Sniffing => plain_client(io, id),
+        Phase::Sniffing { .. } => plain_client(io, id),
         Phase::Handshaking { .. } => {
             io.gate
                 .output
@@ -258,7 +261,7 @@ pub(super) fn timed_out(io: &mut Io, service: &mut impl Service, id: Id) {
     }
 }
 
-fn sniff(io: &mut Io, service: &mut impl Service, id: Id) {
+fn sniff(io: &mut Io, service: &mut impl Service, id: Id, since: Instant) {
     let link = &mut io.links[id];
     let mut first = [0u8; 1];
     match link.conn.stream().peek(&mut first) {
@@ -269,7 +272,9 @@ fn sniff(io: &mut Io, service: &mut impl Service, id: Id) {
             match tls.session() {
                 Ok(session) => {
                     link.conn.start_tls(rustls::Connection::Server(session));
-                    let until = io.now - PLAIN_CLIENT_GRACE + HANDSHAKE_TIMEOUT;
+                    // Counted from the connection, whenever its first
+                    // byte came.
+                    let until = since + HANDSHAKE_TIMEOUT;
                     link.phase = Phase::Handshaking { until };
                     io.set_timer(id, Some(until));
                     handshake(io, service, id);
@@ -526,7 +531,7 @@ fn leave_handshakes(io: &mut Io, id: Id) {
     let link = &io.links[id];
     if matches!(
         link.phase,
-        Phase::Sniffing | Phase::Handshaking { .. } | Phase::Proving { .. }
+        Phase::Sniffing { .. } | Phase::Handshaking { .. } | Phase::Proving { .. }
     ) {
         io.gate.handshakes.leave(link.conn.peer().ip());
     }
