@@ -571,7 +571,11 @@ fn a_trickled_handshake_is_cut_off_and_one_address_cannot_take_every_slot() {
         .said("TLS handshake failed: no answer in time")
         .is_none()
     {
-        assert!(steps < 100, "the trickler was never cut off");
+        assert!(
+            steps < 100,
+            "the trickler was never cut off: {:?}",
+            server.drain_stderr()
+        );
         let _ = trickler.write_all(&[0x01]);
         server.pass(Duration::from_millis(200));
         steps += 1;

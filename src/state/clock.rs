@@ -89,6 +89,24 @@ impl Clock {
         }
     }
 
+    /// Waits until a loop reads this manual clock and has done a round at
+    /// its time (a test, before it moves the clock: a move made before the
+    /// loop starts would not wait for it); at most [`ROUND_PATIENCE`].
+    pub fn wait_for_loop(&self) {
+        let Some(manual) = &self.manual else { return };
+        let deadline = Instant::now() + ROUND_PATIENCE;
+        let mut state = crate::lock(&manual.state);
+        while state.round_at.is_none_or(|at| at < state.now) {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return;
+            };
+            state = match manual.rounds.wait_timeout(state, left) {
+                Ok((state, _)) => state,
+                Err(e) => e.into_inner().0,
+            };
+        }
+    }
+
     /// For the loop: it finished a round at `now`; `None` when it stops
     /// (nobody waits for it from then on).
     pub(crate) fn round_done(&self, now: Option<Instant>) {

@@ -66,6 +66,7 @@ impl Running {
         };
         let mut io = Streams::new(stdin, lines_of(stdout_reader), lines_of(stderr_reader));
         io.expect_status(&format!("listening on {addr}"));
+        clock.wait_for_loop();
         Self {
             io,
             addr,
@@ -205,6 +206,7 @@ impl Client {
             lines_of(stderr_reader),
         );
         io.expect_status("connected to ");
+        clock.wait_for_loop();
         Self {
             io,
             clock,
