@@ -20,6 +20,12 @@
 //! threads (`CHAT_BENCH_SCALE_THREADS`, 2), each an event loop over its
 //! share. Unmet targets are reported, not failed: the run must serve the
 //! thread-per-member server of today and the event-loop one to come.
+//!
+//! ngircd tells every join to everyone, so admitting 10,000 members takes
+//! it well over a quarter of an hour: with `CHAT_BENCH_SCALE_NGIRCD_MAX`
+//! set (e.g. 5000), ngircd is not run above that many members, and the
+//! table says so (`CHAT_BENCH_SCALE=1000,5000,10000
+//! CHAT_BENCH_SCALE_NGIRCD_MAX=5000`: ours alone at 10,000).
 
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader};
@@ -88,7 +94,16 @@ pub fn main(counts: &str) {
             continue;
         }
         let ours = run(&Side::Ours, n, &settings, &dir);
-        let theirs = run(&Side::Ngircd(ngircd.clone()), n, &settings, &dir);
+        let theirs = match settings.ngircd_max {
+            Some(max) if n > max => {
+                eprintln!("ngircd with {n} members: not run (CHAT_BENCH_SCALE_NGIRCD_MAX={max})");
+                Outcome {
+                    skipped: Some(max),
+                    ..Outcome::default()
+                }
+            }
+            _ => run(&Side::Ngircd(ngircd.clone()), n, &settings, &dir),
+        };
         rows.push(Row { n, ours, theirs });
     }
     if rows.is_empty() {
@@ -111,6 +126,8 @@ struct Settings {
     connecting: usize,
     /// How long joining may take [default: grows with N²].
     join_limit: Option<Duration>,
+    /// ngircd is not run for more members than this [default: always run].
+    ngircd_max: Option<usize>,
     target: PathBuf,
     svg: PathBuf,
     docs: bool,
@@ -145,6 +162,8 @@ impl Settings {
             connecting: number("CHAT_BENCH_SCALE_CONNECTING", 8),
             join_limit: std::env::var_os("CHAT_BENCH_SCALE_JOIN_SECS")
                 .map(|_| Duration::from_secs(number("CHAT_BENCH_SCALE_JOIN_SECS", 1) as u64)),
+            ngircd_max: std::env::var_os("CHAT_BENCH_SCALE_NGIRCD_MAX")
+                .map(|_| number("CHAT_BENCH_SCALE_NGIRCD_MAX", 1)),
             target,
             svg,
             docs: std::env::var("CHAT_BENCH_SVG_DOCS").is_ok_and(|v| v == "1"),
@@ -380,6 +399,8 @@ struct Outcome {
     disconnected: usize,
     /// What went wrong, in words.
     notes: Vec<String>,
+    /// Not run: more members than this (`CHAT_BENCH_SCALE_NGIRCD_MAX`).
+    skipped: Option<usize>,
 }
 
 struct Row {
@@ -638,14 +659,18 @@ fn report(rows: &[Row], settings: &Settings) {
     let mut targets = Targets::default();
     for row in rows {
         let (o, t, n) = (&row.ours, &row.theirs, row.n);
+        // ngircd's cell, or why it is empty.
+        let their = |cell: String| match t.skipped {
+            Some(max) => format!("not run (> {max})"),
+            None => cell,
+        };
         let threads_met = o.threads.saturating_sub(o.idle_threads) <= THREADS_SLACK;
         targets.threads.push((n, Some(threads_met)));
         println!(
-            "| {n} | server threads (idle → full room) | {} → {} | {} → {} | ours independent of N | {} |",
+            "| {n} | server threads (idle → full room) | {} → {} | {} | ours independent of N | {} |",
             o.idle_threads,
             o.threads,
-            t.idle_threads,
-            t.threads,
+            their(format!("{} → {}", t.idle_threads, t.threads)),
             verdict(Some(threads_met))
         );
         let rss = both(o.rss_per_member_kib, t.rss_per_member_kib, |o, t| o <= t);
@@ -653,25 +678,25 @@ fn report(rows: &[Row], settings: &Settings) {
         println!(
             "| {n} | RSS per member | {} | {} | ours ≤ ngircd | {} |",
             kib(o.rss_per_member_kib),
-            kib(t.rss_per_member_kib),
+            their(kib(t.rss_per_member_kib)),
             verdict(rss)
         );
         println!(
             "| {n} | time to admit everyone | {} | {} | - | |",
             admitted(o, n),
-            admitted(t, n)
+            their(admitted(t, n))
         );
         println!(
             "| {n} | fan-out latency p50 | {} | {} | - | |",
             duration(o.p50),
-            duration(t.p50)
+            their(duration(t.p50))
         );
         let p99 = both(o.p99, t.p99, |o, t| o <= t);
         targets.p99.push((n, p99));
         println!(
             "| {n} | fan-out latency p99 | {} | {} | ours ≤ ngircd | {} |",
             duration(o.p99),
-            duration(t.p99),
+            their(duration(t.p99)),
             verdict(p99)
         );
         let cpu = both(o.cpu_per_delivery_ns, t.cpu_per_delivery_ns, |o, t| o <= t);
@@ -679,13 +704,13 @@ fn report(rows: &[Row], settings: &Settings) {
         println!(
             "| {n} | server CPU per delivery (user+sys, talking) | {} | {} | ours ≤ ngircd | {} |",
             ns(o.cpu_per_delivery_ns),
-            ns(t.cpu_per_delivery_ns),
+            their(ns(t.cpu_per_delivery_ns)),
             verdict(cpu)
         );
         println!(
             "| {n} | lines lost (of deliveries expected) | {} | {} | - | |",
             lost(o),
-            lost(t)
+            their(lost(t))
         );
         let held = (n >= 10_000).then_some(
             o.admitted == n && o.disconnected == 0 && o.expected > 0 && o.received == o.expected,
@@ -696,7 +721,7 @@ fn report(rows: &[Row], settings: &Settings) {
         println!(
             "| {n} | members disconnected | {} | {} | {} | {} |",
             o.disconnected,
-            t.disconnected,
+            their(t.disconnected.to_string()),
             if held.is_some() {
                 "ours: all held, none lost"
             } else {
@@ -745,6 +770,12 @@ fn report(rows: &[Row], settings: &Settings) {
         verdict(&targets.held)
     );
     for row in rows {
+        if let Some(max) = row.theirs.skipped {
+            println!(
+                "- {} members, ngircd: not run (CHAT_BENCH_SCALE_NGIRCD_MAX={max}); ours alone",
+                row.n
+            );
+        }
         for (side, out) in [("ours", &row.ours), ("ngircd", &row.theirs)] {
             for note in &out.notes {
                 println!("- {} members, {side}: {note}", row.n);

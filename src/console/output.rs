@@ -237,12 +237,22 @@ impl Output {
             return false;
         }
         match interpreted {
-            Ok(items) => {
-                drop(state);
-                for item in items {
+            // A plain server's lines, read through the client's
+            // interpreter: written at once like uninterpreted ones, not
+            // handed to the consumer (a thread wake-up per received line).
+            Ok(items) => match <[Shown; 1]>::try_from(items) {
+                Ok([Shown::Messages { from, text }]) => self.show_now(state, &from, text),
+                Ok([item]) => {
+                    drop(state);
                     self.queue(item);
                 }
-            }
+                Err(items) => {
+                    drop(state);
+                    for item in items {
+                        self.queue(item);
+                    }
+                }
+            },
             Err(text) => self.show_now(state, from, text),
         }
         true

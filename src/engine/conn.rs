@@ -259,10 +259,29 @@ impl Conn {
                     self.end_reading(end);
                 }
                 Ok(n) => {
-                    let got = &scratch[..n];
+                    let mut got = &scratch[..n];
                     if !self.pending.is_empty() {
-                        self.pending.extend_from_slice(got);
-                        continue;
+                        // The frame begun in an earlier read is completed
+                        // from this one, and the rest taken where it lies:
+                        // appending each read to `pending` (a partial frame
+                        // is left by nearly every read of a flood) copied
+                        // every byte once more.
+                        let Some(need) = completing(&self.pending, got, self.max) else {
+                            self.pending.extend_from_slice(got);
+                            continue;
+                        };
+                        self.pending.extend_from_slice(&got[..need]);
+                        got = &got[need..];
+                        each(&self.pending);
+                        taken += self.pending.len();
+                        self.pending.clear();
+                        if self.pending.capacity() > KEEP_CAPACITY {
+                            self.pending = Vec::new();
+                        }
+                        if taken >= limit {
+                            self.pending.extend_from_slice(got);
+                            continue;
+                        }
                     }
                     // The usual case: whole frames straight from the
                     // scratch buffer, only a tail kept.
@@ -560,6 +579,22 @@ impl Drop for Conn {
     }
 }
 
+/// How many bytes of `got` complete the one frame `pending` begins, if
+/// `got` holds them and the frame is within `max` (otherwise `None`).
+fn completing(pending: &[u8], got: &[u8], max: usize) -> Option<usize> {
+    let mut header = [0; HEADER_LEN];
+    let from_pending = pending.len().min(HEADER_LEN);
+    header[..from_pending].copy_from_slice(&pending[..from_pending]);
+    let from_got = HEADER_LEN - from_pending;
+    header[from_pending..].copy_from_slice(got.get(..from_got)?);
+    let len = read_header(&header)?;
+    if len > max {
+        return None;
+    }
+    let need = (HEADER_LEN + len).checked_sub(pending.len())?;
+    (need <= got.len()).then_some(need)
+}
+
 /// How many bytes at the start of `buf` are whole frames, about `limit` at
 /// most (one frame always, if one is there); a header over `max` is an
 /// error once every frame before it is counted (none of its payload is
@@ -673,6 +708,18 @@ mod tests {
             .unwrap();
         assert_eq!(peer.read(&mut got).unwrap(), 0, "end of stream");
         assert_eq!(write_now(&line), Some(0));
+    }
+
+    #[test]
+    fn a_partial_frame_is_completed_from_the_next_read() {
+        let buf = frames(&[b"abcdef", b"gh"]);
+        // Header split across reads, then payload split.
+        assert_eq!(completing(&buf[..2], &buf[2..], 100), Some(8));
+        assert_eq!(completing(&buf[..6], &buf[6..], 100), Some(4));
+        // Not enough yet, or over the maximum: the caller keeps the read.
+        assert_eq!(completing(&buf[..2], &buf[2..5], 100), None);
+        assert_eq!(completing(&buf[..6], &buf[6..8], 100), None);
+        assert_eq!(completing(&buf[..6], &buf[6..], 5), None);
     }
 
     #[test]

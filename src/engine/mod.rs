@@ -313,6 +313,12 @@ impl Engine {
         self.io.adopt(stream, tls)
     }
 
+    /// Lets pushes to `outbox` write connection `id` themselves (see
+    /// [`Io::write_beside`]).
+    pub fn write_beside(&mut self, id: Id, outbox: &Arc<Outbox>) {
+        self.io.write_beside(id, outbox);
+    }
+
     /// Wakes the loop from another thread: the service's
     /// [`woken`](Service::woken) runs next.
     pub fn waker(&self) -> Arc<Waker> {

@@ -232,6 +232,13 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
         let events = events.clone();
         Arc::new(Outbox::waking(move || events.wake()))
     };
+    if !hold {
+        // Nothing is held back, so there is no release to wait for: the
+        // input thread writes its lines itself from the start (a script's
+        // flood 512 KiB a read, not 128 KiB handed to the loop, and a
+        // typed line without a wake-up of the loop).
+        engine.write_beside(id, &outbox);
+    }
     console.recipient.set(Some(Arc::clone(&outbox)));
     console.start_input(&events, AfterQuit::Stop)?;
     let mut talk = Talk {
