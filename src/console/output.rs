@@ -602,7 +602,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// With messages written at once by the receiving thread as far as
+        /// With messages written at once by the event loop as far as
         /// stdout takes them (all, some, none, or refused outright), what
         /// reaches stdout is every message once, in order, from one writer
         /// at a time, as through the consumer alone.
