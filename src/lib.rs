@@ -59,7 +59,8 @@
 //! whose queued frames the loop writes at the end of its round. A typed
 //! line: the input thread frames it into an [`console::outbox`] and writes
 //! it to the socket itself if the loop holds nothing for that connection
-//! (plain TCP, Unix); otherwise the outbox wakes the loop, which moves it
+//! (Unix; sealed in the session it shares with the loop, under TLS);
+//! otherwise the outbox wakes the loop, which moves it
 //! to the connection as far as the peer takes it.
 //!
 //! Who decides that a connection ends: its [`state::ending::Closing`],

@@ -14,7 +14,7 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use mio::net::TcpStream;
@@ -64,7 +64,8 @@ pub enum Flushed {
 
 pub struct Conn {
     stream: TcpStream,
-    tls: Option<Box<rustls::Connection>>,
+    /// Shared with the thread that writes beside the loop, if any.
+    tls: Option<Session>,
     peer: SocketAddr,
     max: usize,
     /// Received plaintext not yet handed out: whole frames past the last
@@ -93,24 +94,73 @@ pub struct Conn {
     beside: Option<Arc<Beside>>,
 }
 
+/// A TLS session, shared by the loop and the thread that writes beside it.
+type Session = Arc<Mutex<rustls::Connection>>;
+
 /// The socket as another thread writes it while the loop holds nothing for
 /// it, and what that thread wrote, which the loop counts as its own.
 struct Beside {
     /// Let go when the connection is: the socket closes with its last handle.
     socket: Mutex<Option<std::net::TcpStream>>,
+    /// The connection's TLS session, if it has one: lines are sealed in it.
+    tls: Option<Session>,
+    /// Bytes written to the socket (TLS records included).
     written: AtomicU64,
+    /// Bytes of frames taken: wholly on the socket, or sealed under TLS.
+    sealed: AtomicU64,
 }
 
 impl Beside {
-    /// Writes what the socket takes of `bytes` at once; how many that was.
+    /// Writes what the socket takes of `bytes` at once; how many bytes of
+    /// them were taken.
     fn send_now(&self, bytes: &[u8]) -> usize {
         let socket = crate::lock(&self.socket);
         let Some(socket) = socket.as_ref() else {
             return 0;
         };
-        let n = send_now(socket, bytes);
-        self.written.fetch_add(n as u64, Ordering::SeqCst);
-        n
+        let taken = match &self.tls {
+            None => {
+                let n = send_now(socket, bytes);
+                self.written.fetch_add(n as u64, Ordering::SeqCst);
+                n
+            }
+            Some(tls) => self.seal_and_send(&mut crate::lock(tls), socket, bytes),
+        };
+        self.sealed.fetch_add(taken as u64, Ordering::SeqCst);
+        taken
+    }
+
+    /// Under TLS: seals `bytes` a piece at a time, each once the socket
+    /// took what was sealed before, so the session never holds more than
+    /// a piece for the socket; what the socket has not taken when it is
+    /// full the loop writes once it is writable again (it wants to write).
+    fn seal_and_send(
+        &self,
+        tls: &mut rustls::Connection,
+        mut socket: &std::net::TcpStream,
+        bytes: &[u8],
+    ) -> usize {
+        let mut taken = 0;
+        loop {
+            while tls.wants_write() {
+                match tls.write_tls(&mut socket) {
+                    Ok(n) => {
+                        self.written.fetch_add(n as u64, Ordering::SeqCst);
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    // Full, or failed: the loop meets it when it writes.
+                    Err(_) => return taken,
+                }
+            }
+            if taken == bytes.len() {
+                return taken;
+            }
+            let end = bytes.len().min(taken + SEAL_CHUNK);
+            if tls.writer().write_all(&bytes[taken..end]).is_err() {
+                return taken;
+            }
+            taken = end;
+        }
     }
 }
 
@@ -155,18 +205,18 @@ impl Conn {
     pub fn start_tls(&mut self, mut session: rustls::Connection) {
         // What is sealed is bounded by SEAL_CHUNK per flush.
         session.set_buffer_limit(None);
-        self.tls = Some(Box::new(session));
+        self.tls = Some(Arc::new(Mutex::new(session)));
     }
 
-    pub fn tls(&self) -> Option<&rustls::Connection> {
-        self.tls.as_deref()
+    pub fn tls(&self) -> Option<MutexGuard<'_, rustls::Connection>> {
+        self.tls.as_ref().map(|tls| crate::lock(tls))
     }
 
     /// Bytes of frames wholly handed to the kernel (sealed, under TLS),
     /// by the loop or beside it.
     pub fn sent(&self) -> u64 {
         let beside = self.beside.as_ref();
-        self.sent + beside.map_or(0, |beside| beside.written.load(Ordering::SeqCst))
+        self.sent + beside.map_or(0, |beside| beside.sealed.load(Ordering::SeqCst))
     }
 
     pub fn set_max(&mut self, max: usize) {
@@ -315,11 +365,12 @@ impl Conn {
     /// Reads plaintext into `buf`: straight from the socket, or what TLS
     /// records decrypt to. 0 is the end of the stream.
     fn read_plaintext(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let Some(tls) = &mut self.tls else {
+        let Some(tls) = &self.tls else {
             let n = self.stream.read(buf)?;
             self.received += n as u64;
             return Ok(n);
         };
+        let mut tls = crate::lock(tls);
         loop {
             match tls.reader().read(buf) {
                 // The peer's close_notify.
@@ -351,9 +402,10 @@ impl Conn {
     /// Drives a TLS handshake as far as the socket allows: `Ok(true)` once
     /// it is complete.
     pub fn handshake(&mut self) -> Result<bool, Handshake> {
-        let Some(tls) = &mut self.tls else {
+        let Some(tls) = &self.tls else {
             return Ok(true);
         };
+        let mut tls = crate::lock(tls);
         loop {
             while tls.wants_write() {
                 match tls.write_tls(&mut self.stream) {
@@ -404,7 +456,10 @@ impl Conn {
     /// Whether there is something to write.
     pub fn wants_write(&self) -> bool {
         self.unsent() > 0
-            || self.tls.as_ref().is_some_and(|tls| tls.wants_write())
+            || self
+                .tls
+                .as_ref()
+                .is_some_and(|tls| crate::lock(tls).wants_write())
             || self.sending == Sending::Finishing
     }
 
@@ -415,17 +470,20 @@ impl Conn {
     }
 
     /// A way for another thread to write the socket at once, without
-    /// waiting, whose bytes count as this connection's (plain TCP where a
-    /// send can be made without waiting; `None` otherwise). The caller
-    /// keeps the two from writing at the same time.
+    /// waiting, whose bytes count as this connection's (sealed in the
+    /// shared session under TLS), where a send can be made without waiting
+    /// (`None` otherwise). The caller keeps the two from writing at the
+    /// same time.
     pub fn write_beside(&mut self) -> Option<WriteNow> {
-        if !SENDS_NOW || self.tls.is_some() {
+        if !SENDS_NOW {
             return None;
         }
         let socket = socket2::SockRef::from(&self.stream).try_clone().ok()?;
         let beside = Arc::new(Beside {
             socket: Mutex::new(Some(socket.into())),
+            tls: self.tls.clone(),
             written: AtomicU64::new(0),
+            sealed: AtomicU64::new(0),
         });
         self.beside = Some(Arc::clone(&beside));
         Some(Box::new(move |bytes| Some(beside.send_now(bytes))))
@@ -455,8 +513,8 @@ impl Conn {
             }
         }
         if self.sending == Sending::Finishing {
-            if let Some(tls) = &mut self.tls {
-                tls.send_close_notify();
+            if let Some(tls) = &self.tls {
+                crate::lock(tls).send_close_notify();
                 match self.write_out() {
                     Ok(true) => {}
                     Ok(false) => return Flushed::Blocked,
@@ -482,7 +540,8 @@ impl Conn {
     /// Ok(true) once everything queued (and sealed) is on the socket.
     fn write_out(&mut self) -> io::Result<bool> {
         loop {
-            if let Some(tls) = &mut self.tls {
+            if let Some(tls) = &self.tls {
+                let mut tls = crate::lock(tls);
                 while tls.wants_write() {
                     match tls.write_tls(&mut self.stream) {
                         Ok(n) => self.written += n as u64,
@@ -547,11 +606,11 @@ impl Conn {
     /// Bytes moved so far and not yet delivered, for [`crate::state::ending`].
     pub fn observe(&mut self) -> Observed {
         if let Some(beside) = &self.beside {
-            // Taken and sent in one go, as far as the counts go.
-            let written = beside.written.swap(0, Ordering::SeqCst);
-            self.accepted += written;
-            self.sent += written;
-            self.written += written;
+            // Taken and sent (sealed) in one go, as far as the counts go.
+            let sealed = beside.sealed.swap(0, Ordering::SeqCst);
+            self.accepted += sealed;
+            self.sent += sealed;
+            self.written += beside.written.swap(0, Ordering::SeqCst);
         }
         let fin = u64::from(self.sending == Sending::Done);
         let unacked = unacknowledged(socket2::SockRef::from(&self.stream))

@@ -309,8 +309,11 @@ fn handshake(io: &mut Io, service: &mut impl Service, id: Id) {
         Ok(false) => {}
         Ok(true) => {
             let tls = Arc::clone(io.gate.config.tls.as_ref().expect("a TLS gate"));
-            let session = link.conn.tls().expect("a TLS connection");
-            let with_code = ServerTls::chose_code(session);
+            let (with_code, exporter) = {
+                let session = link.conn.tls().expect("a TLS connection");
+                let exporter = session.export_keying_material([0u8; 32], EXPORTER_LABEL, None);
+                (ServerTls::chose_code(&session), exporter)
+            };
             let Some(code) = tls.code() else {
                 leave_handshakes(io, id);
                 io.admit(service, id);
@@ -322,7 +325,7 @@ fn handshake(io: &mut Io, service: &mut impl Service, id: Id) {
                 refuse(io, id, &refusal(NEEDS_CODE));
                 return;
             }
-            let exporter = match session.export_keying_material([0u8; 32], EXPORTER_LABEL, None) {
+            let exporter = match exporter {
                 Ok(exporter) => exporter,
                 Err(e) => {
                     io.gate

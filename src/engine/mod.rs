@@ -487,9 +487,10 @@ impl Io {
     /// Lets pushes to `outbox`, the service's lines for connection `id`
     /// (which the loop takes with [`Outbox::take_now`] and sends), write
     /// the socket themselves, at once, while the loop holds nothing for it:
-    /// a typed line then goes out without waking the loop. Plain TCP only,
-    /// and where a send can be made without waiting; the bytes count as
-    /// the connection's, and the socket has one writer at a time.
+    /// a typed line then goes out without waking the loop (under TLS,
+    /// sealed in the session they share). Where a send can be made without
+    /// waiting (Unix); the bytes count as the connection's, and the socket
+    /// has one writer at a time.
     pub fn write_beside(&mut self, id: Id, outbox: &Arc<Outbox>) {
         let write_now = self
             .links
