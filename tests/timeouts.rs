@@ -470,24 +470,10 @@ fn operator_floods_a_slow_reader(wire: &Wire, bytes: usize, rate: usize) {
     );
     server.expect_status("connected");
     let typing = server.type_in_background(format!("{}\nq\n", lines.join("\n")).into_bytes());
-    let mut next = 0;
-    while next < lines.len() {
-        budget.grant(rate);
-        // The reader takes its share (or all there is) before time moves.
-        for _ in 0..40 {
-            let spent = budget.spent_within(Duration::from_millis(50));
-            while let Ok(line) = client.stdout.try_recv() {
-                assert_eq!(line, lines[next], "line {next}");
-                next += 1;
-            }
-            if spent || next == lines.len() {
-                break;
-            }
-        }
+    read_slowly(&lines, &client.io.stdout, &budget, rate, || {
         server.pass(Duration::from_secs(1));
         client.pass(Duration::from_secs(1));
-    }
-    budget.grant(usize::MAX / 2);
+    });
     drop(typing.join().unwrap());
     client.expect_status("the server ended the conversation");
     assert_eq!(client.exit(), Exit::Success);
@@ -518,24 +504,10 @@ fn client_floods_a_slow_reader(wire: &Wire, bytes: usize, rate: usize) {
     let mut client = Client::start_over(server.addr, client_config(), None, wire.client());
     server.expect_status("connected");
     let typing = client.type_in_background(format!("{}\nq\n", lines.join("\n")).into_bytes());
-    let mut next = 0;
-    while next < lines.len() {
-        budget.grant(rate);
-        // The reader takes its share (or all there is) before time moves.
-        for _ in 0..40 {
-            let spent = budget.spent_within(Duration::from_millis(50));
-            while let Ok(line) = server.stdout.try_recv() {
-                assert_eq!(line, lines[next], "line {next}");
-                next += 1;
-            }
-            if spent || next == lines.len() {
-                break;
-            }
-        }
+    read_slowly(&lines, &server.io.stdout, &budget, rate, || {
         server.pass(Duration::from_secs(1));
         client.pass(Duration::from_secs(1));
-    }
-    budget.grant(usize::MAX / 2);
+    });
     drop(typing.join().unwrap());
     assert_eq!(client.exit(), Exit::Success);
     assert_eq!(server.exit(), Exit::Success);
@@ -595,4 +567,32 @@ fn a_trickled_handshake_is_cut_off_and_one_address_cannot_take_every_slot() {
     let _ = std::io::Read::read_to_end(&mut ninth, &mut rest);
     server.expect_status("too many clients in the TLS handshake");
     drop(silent);
+}
+
+/// Reads `lines`, checking each, from a stdout whose reader takes `rate`
+/// bytes of `budget` each second, the second passing (`second`) once the
+/// reader has taken its share or all there is; then lets it read freely.
+fn read_slowly(
+    lines: &[String],
+    stdout: &std::sync::mpsc::Receiver<String>,
+    budget: &Budget,
+    rate: usize,
+    second: impl Fn(),
+) {
+    let mut next = 0;
+    while next < lines.len() {
+        budget.grant(rate);
+        for _ in 0..40 {
+            let spent = budget.spent_within(Duration::from_millis(50));
+            while let Ok(line) = stdout.try_recv() {
+                assert_eq!(line, lines[next], "line {next}");
+                next += 1;
+            }
+            if spent || next == lines.len() {
+                break;
+            }
+        }
+        second();
+    }
+    budget.grant(usize::MAX / 2);
 }
