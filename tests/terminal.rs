@@ -400,19 +400,15 @@ fn a_paste_of_megabytes_to_a_client_that_reads_nothing_never_freezes_q() {
     session
         .send(format!("\x1b[200~{paste}\x1b[201~q\r"))
         .unwrap();
-    // `q` is acted on: our side is closed, and after the stall timeout the
-    // operator is told how much never reached the client.
-    let said = session
-        .expect(Regex(
-            r"stopped responding[^\r\n]*; (\d+) bytes not delivered",
-        ))
-        .unwrap();
-    let undelivered: u64 = String::from_utf8_lossy(&said[1]).parse().unwrap();
-    assert!(undelivered > 1_000_000, "{undelivered} bytes");
+    // `q` is acted on at once, though the paste is still held up: the
+    // conversation is ending. (What the stall rule then says, and how much
+    // it counts as not delivered, `timeouts.rs` checks on a manual clock.)
+    session.expect(format!("[ending {me}] > ").as_str()).unwrap();
+    // The client goes, with the paste unread: the next client is awaited.
+    drop(stalled);
     session.expect("[waiting for a client] > ").unwrap();
     session.send("\x03").unwrap();
     expect_exit_and_sane_terminal(&mut session, 130);
-    drop(stalled);
 }
 
 /// A signal while the client asks for the shared code (its terminal in raw
