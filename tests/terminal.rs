@@ -403,7 +403,9 @@ fn a_paste_of_megabytes_to_a_client_that_reads_nothing_never_freezes_q() {
     // `q` is acted on at once, though the paste is still held up: the
     // conversation is ending. (What the stall rule then says, and how much
     // it counts as not delivered, `timeouts.rs` checks on a manual clock.)
-    session.expect(format!("[ending {me}] > ").as_str()).unwrap();
+    session
+        .expect(format!("[ending {me}] > ").as_str())
+        .unwrap();
     // The client goes, with the paste unread: the next client is awaited.
     drop(stalled);
     session.expect("[waiting for a client] > ").unwrap();
