@@ -345,13 +345,14 @@ fn ipv6_loopback_works() {
 #[test]
 fn stdout_closed_early_is_a_quiet_exit() {
     // Stop reading the server's stdout after the first line, as `| head -1` does.
-    let mut child = Command::new(SERVER)
-        .args(["--bind", "127.0.0.1:0", "--once"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = support::spawn(
+        Command::new(SERVER)
+            .args(["--bind", "127.0.0.1:0", "--once"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .unwrap();
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut first = String::new();
     std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();

@@ -108,13 +108,14 @@ fn ctrl_c_and_sigterm_end_a_program_whose_stdout_nobody_reads() {
 fn a_closed_stderr_is_never_a_crash_and_loses_no_message() {
     let mut server = Server::start(&["--once"]);
     let addr = server.addr.to_string();
-    let mut client = Command::new(CLIENT)
-        .args(["--connect", &addr])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut client = support::spawn(
+        Command::new(CLIENT)
+            .args(["--connect", &addr])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    )
+    .unwrap();
     // Nobody will read the client's stderr: writing to it fails.
     drop(client.stderr.take());
     let mut stdin = client.stdin.take().unwrap();

@@ -70,12 +70,11 @@ impl Program {
 
     fn start(command: &mut Command, bytes_per_second: usize) -> Self {
         let path = command.get_program().to_string_lossy().into_owned();
-        let mut child = command
+        command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {path}: {e}"));
+            .stderr(Stdio::piped());
+        let mut child = spawn(command).unwrap_or_else(|e| panic!("cannot start {path}: {e}"));
         let stdout = child.stdout.take().unwrap();
         let stdout = match bytes_per_second {
             usize::MAX => lines_of(stdout),
@@ -303,6 +302,23 @@ impl<R: Read> Read for Slow<R> {
     }
 }
 
+/// Starts `command`. Under wine, creating a process now and then fails
+/// with ERROR_INTERNAL_ERROR (1359) while the same call works a moment
+/// later (seen once in a CI run on a fresh wine prefix): that one error is
+/// tried again, a few times.
+pub fn spawn(command: &mut Command) -> std::io::Result<Child> {
+    let mut tries = 0;
+    loop {
+        match command.spawn() {
+            Err(e) if cfg!(windows) && e.raw_os_error() == Some(1359) && tries < 5 => {
+                tries += 1;
+                thread::sleep(Duration::from_millis(200));
+            }
+            spawned => return spawned,
+        }
+    }
+}
+
 pub fn lines_of(stream: impl Read + Send + 'static) -> Receiver<String> {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
@@ -506,14 +522,15 @@ pub fn wait_child(child: &mut Child) -> ExitStatus {
 /// A chat-server started by hand on a free loopback port, with `stdout` as
 /// the test asks; its stderr's lines come through the receiver.
 pub fn server_child(extra: &[&str], stdout: Stdio) -> (Child, SocketAddr, Receiver<String>) {
-    let mut child = Command::new(SERVER)
-        .args(["--bind", "127.0.0.1:0"])
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(stdout)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(
+        Command::new(SERVER)
+            .args(["--bind", "127.0.0.1:0"])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(stdout)
+            .stderr(Stdio::piped()),
+    )
+    .unwrap();
     let stderr = lines_of(child.stderr.take().unwrap());
     let line = stderr
         .recv_timeout(PATIENCE)
