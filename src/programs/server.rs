@@ -176,15 +176,34 @@ fn converse(listener: TcpListener, config: Config, around: Surroundings) -> Resu
         operator_gone: false,
         exit: None,
     };
+    Ok(run_to_end(
+        &mut engine,
+        &mut service,
+        &console,
+        &events,
+        |s| s.exit,
+    ))
+}
+
+/// Runs `service` on `engine` to its end, then the console's last words:
+/// the exit is the service's (`exit_of`; a success if it says none), or a
+/// failure if the loop itself failed. What both server programs end with.
+pub(crate) fn run_to_end<S: Service>(
+    engine: &mut Engine,
+    service: &mut S,
+    console: &Console,
+    events: &Events,
+    exit_of: impl Fn(&S) -> Option<Exit>,
+) -> Exit {
     // Events sent before the loop could be woken are waiting.
     events.wake();
-    let exit = match engine.run_to_end(&mut service) {
-        true => service.exit.unwrap_or(Exit::Success),
+    let exit = match engine.run_to_end(service) {
+        true => exit_of(service).unwrap_or(Exit::Success),
         false => Exit::Failure,
     };
     console.close();
     console.finish_for(exit);
-    Ok(exit)
+    exit
 }
 
 /// A server program's console and loop, opened.

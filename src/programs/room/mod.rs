@@ -26,7 +26,7 @@ use crate::console::input::AfterQuit;
 use crate::console::outbox::Outbox;
 use crate::engine::Listening;
 pub use crate::engine::TlsConfig;
-use crate::programs::server::{Opened, Surroundings, open};
+use crate::programs::server::{Opened, Surroundings, open, run_to_end};
 use crate::state::access::Access;
 use crate::state::room::{Room, Settings};
 use crate::wire::names;
@@ -123,13 +123,11 @@ pub(crate) fn run(
         "the room is open; you are {name}; /help lists the commands, q closes the room"
     ));
     console.start_input(&events, AfterQuit::Continue)?;
-    // Events sent before the loop could be woken are waiting.
-    events.wake();
-    let exit = match engine.run_to_end(&mut service) {
-        true => service.exit.unwrap_or(Exit::Success),
-        false => Exit::Failure,
-    };
-    console.close();
-    console.finish_for(exit);
-    Ok(exit)
+    Ok(run_to_end(
+        &mut engine,
+        &mut service,
+        &console,
+        &events,
+        |s| s.exit,
+    ))
 }
