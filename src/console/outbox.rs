@@ -47,8 +47,10 @@ pub struct Outbox {
 
 /// Emptied buffers kept for reuse, so a steady flow allocates nothing: as
 /// many as can be queued under the limit in batches of one read of piped
-/// input (128 KiB), or a flood faults in fresh pages for most batches.
-const SPARE_BUFFERS: usize = 8;
+/// input (512 KiB, see `input.rs`) and one more, or a flood faults in
+/// fresh pages for most batches. Not more: each is a batch's size, and
+/// eight of them could hold 5 MiB that nothing needs.
+const SPARE_BUFFERS: usize = 3;
 
 #[derive(Default)]
 struct State {
