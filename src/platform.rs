@@ -42,6 +42,22 @@ pub(crate) fn readiness_recheck() -> Option<std::time::Duration> {
     Some(std::time::Duration::from_millis(250))
 }
 
+/// Whether a read from a socket that returns less than asked for means it
+/// is empty, with more data reported as a new readiness event: so with
+/// edge-triggered epoll and kqueue (as tokio relies on too); not with
+/// Windows' emulated readiness, which a read must meet `WouldBlock` to
+/// re-arm.
+pub(crate) const SHORT_READ_DRAINS: bool = cfg!(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+));
+
 /// Whether [`send_now`] can send anything here.
 pub(crate) const SENDS_NOW: bool = cfg!(unix);
 

@@ -81,7 +81,9 @@ impl State {
     /// as are worth keeping.
     fn recycle(&mut self, batches: &mut Vec<Vec<u8>>) {
         for mut batch in batches.drain(..) {
-            if self.spare.len() < SPARE_BUFFERS {
+            // (A connection that took a batch's buffer may have had none
+            // to give back.)
+            if self.spare.len() < SPARE_BUFFERS && batch.capacity() > 0 {
                 batch.clear();
                 self.spare.push(batch);
             }

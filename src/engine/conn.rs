@@ -19,8 +19,9 @@ use std::time::Duration;
 
 use mio::net::TcpStream;
 
+use super::outgoing::{KEEP_CAPACITY, Outgoing};
 use crate::console::outbox::WriteNow;
-use crate::platform::{SENDS_NOW, send_now, unacknowledged};
+use crate::platform::{SENDS_NOW, SHORT_READ_DRAINS, send_now, unacknowledged};
 use crate::state::ending::Observed;
 use crate::wire::frame::{HEADER_LEN, TooLong, read_header, too_long_error};
 
@@ -33,10 +34,6 @@ use crate::wire::frame::{HEADER_LEN, TooLong, read_header, too_long_error};
 /// every piece (16,000 page faults a 128 MiB flood). Measured on 1 KiB
 /// lines, 128 MiB and 1 GiB, against c4b007a.
 const SEAL_CHUNK: usize = 64 * 1024;
-
-/// Buffers of a connection larger than this are let go once empty, so an
-/// idle member that once had a burst holds nothing.
-const KEEP_CAPACITY: usize = 4 * 1024;
 
 /// How our sending half stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,9 +73,8 @@ pub struct Conn {
     /// Received plaintext not yet handed out: whole frames past the last
     /// read's limit, then at most one partial frame.
     pending: Vec<u8>,
-    /// Frames to send, from `out_start` on.
-    out: Vec<u8>,
-    out_start: usize,
+    /// Frames to send.
+    out: Outgoing,
     received: u64,
     /// Bytes written to the socket (TLS records included).
     written: u64,
@@ -90,6 +86,9 @@ pub struct Conn {
     /// The socket may have more to read: it was reported readable and no
     /// read has met `WouldBlock` since.
     readable: bool,
+    /// The system reported the peer's end of stream or an error: reads go
+    /// on until one says so (see [`Conn::read_plaintext`]).
+    end_reported: bool,
     /// The receiving half has ended; how, until it is taken.
     read_end: Option<Option<ReadEnd>>,
     sending: Sending,
@@ -178,14 +177,14 @@ impl Conn {
             peer,
             max,
             pending: Vec::new(),
-            out: Vec::new(),
-            out_start: 0,
+            out: Outgoing::default(),
             received: 0,
             written: 0,
             sent: 0,
             accepted: 0,
             moved: 0,
             readable: true,
+            end_reported: false,
             read_end: None,
             sending: Sending::Open,
             shut_unreported: false,
@@ -235,6 +234,11 @@ impl Conn {
         if self.read_end.is_none() {
             self.readable = true;
         }
+    }
+
+    /// The system reported the end of the receiving half, or an error.
+    pub fn set_end_reported(&mut self) {
+        self.end_reported = true;
     }
 
     /// Whether a read could bring something now: whole frames are pending,
@@ -373,6 +377,13 @@ impl Conn {
         let Some(tls) = &self.tls else {
             let n = self.stream.read(buf)?;
             self.received += n as u64;
+            // A read that left room in `buf` emptied the socket, and what
+            // comes next is reported anew: no second read just to meet
+            // `WouldBlock` (a system call more for each message, of three).
+            // Not once an end was reported: the end is seen by reading it.
+            if SHORT_READ_DRAINS && 0 < n && n < buf.len() && !self.end_reported {
+                self.readable = false;
+            }
             return Ok(n);
         };
         let mut tls = crate::lock(tls);
@@ -441,21 +452,28 @@ impl Conn {
     /// Queues `frames` to send (after what is queued); dropped once our
     /// half is done.
     pub fn queue(&mut self, frames: &[u8]) {
-        if self.sending == Sending::Done || frames.is_empty() {
+        if self.sending == Sending::Done {
             return;
         }
-        if self.out_start == self.out.len() {
-            self.out.clear();
-            self.out_start = 0;
-        }
-        self.out.extend_from_slice(frames);
+        self.out.push_copy(frames);
         self.accepted += frames.len() as u64;
+    }
+
+    /// Queues the frames in `batch` without a copy, leaving it an empty
+    /// buffer to fill again (see [`Outgoing::push_batch`]).
+    pub fn queue_batch(&mut self, batch: &mut Vec<u8>) {
+        if self.sending == Sending::Done {
+            batch.clear();
+            return;
+        }
+        self.accepted += batch.len() as u64;
+        self.out.push_batch(batch);
     }
 
     /// Bytes queued that the socket has not yet taken: what this
     /// connection holds for its peer.
     pub fn unsent(&self) -> usize {
-        self.out.len() - self.out_start
+        self.out.len()
     }
 
     /// Whether there is something to write.
@@ -513,7 +531,7 @@ impl Conn {
             Ok(false) => return Flushed::Blocked,
             Err(e) => {
                 self.sending = Sending::Done;
-                self.drop_out();
+                self.out.clear();
                 return Flushed::Failed(e);
             }
         }
@@ -555,23 +573,23 @@ impl Conn {
                         Err(e) => return Err(e),
                     }
                 }
-                if self.out_start == self.out.len() {
+                if self.out.is_empty() {
                     break;
                 }
-                let end = self.out.len().min(self.out_start + SEAL_CHUNK);
-                let piece = &self.out[self.out_start..end];
+                let piece = self.out.front(SEAL_CHUNK);
                 tls.writer().write_all(piece)?;
-                self.sent += piece.len() as u64;
-                self.out_start = end;
+                let n = piece.len();
+                self.sent += n as u64;
+                self.out.consume(n);
                 continue;
             }
-            if self.out_start == self.out.len() {
+            if self.out.is_empty() {
                 break;
             }
-            match self.stream.write(&self.out[self.out_start..]) {
+            match self.stream.write(self.out.front(usize::MAX)) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
                 Ok(n) => {
-                    self.out_start += n;
+                    self.out.consume(n);
                     self.written += n as u64;
                     self.sent += n as u64;
                 }
@@ -580,16 +598,7 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
-        self.drop_out();
         Ok(true)
-    }
-
-    fn drop_out(&mut self) {
-        self.out_start = 0;
-        match self.out.capacity() > KEEP_CAPACITY {
-            true => self.out = Vec::new(),
-            false => self.out.clear(),
-        }
     }
 
     /// Stops both halves now: what is queued is dropped and the socket shut
@@ -600,7 +609,7 @@ impl Conn {
         let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
         let _ = self.stream.shutdown(Shutdown::Both);
         self.sending = Sending::Done;
-        self.drop_out();
+        self.out.clear();
         self.pending = Vec::new();
         self.readable = false;
         if self.read_end.is_none() {

@@ -26,6 +26,7 @@
 
 pub mod conn;
 mod gate;
+mod outgoing;
 pub mod tls;
 
 use std::cmp::Reverse;
@@ -367,11 +368,13 @@ impl Engine {
                 match event.token() {
                     WAKER => woken = true,
                     LISTENER => accept = true,
-                    Token(id) => ready.push((
-                        id,
-                        event.is_readable() || event.is_read_closed() || event.is_error(),
-                        event.is_writable(),
-                    )),
+                    Token(id) => {
+                        let ended = event.is_read_closed() || event.is_error();
+                        if ended {
+                            self.io.ended_seen(id);
+                        }
+                        ready.push((id, event.is_readable() || ended, event.is_writable()));
+                    }
                 }
             }
             if accept {
@@ -481,6 +484,20 @@ impl Io {
                 self.dirty.push(id);
             }
             link.conn.queue(frames);
+        }
+    }
+
+    /// [`send`](Self::send) for a batch of the user's lines: its buffer is
+    /// taken as it is, and `batch` is left an empty one to fill again.
+    pub fn send_batch(&mut self, id: Id, batch: &mut Vec<u8>) {
+        match self.links.get_mut(id) {
+            Some(link) => {
+                if link.conn.unsent() == 0 {
+                    self.dirty.push(id);
+                }
+                link.conn.queue_batch(batch);
+            }
+            None => batch.clear(),
         }
     }
 
@@ -737,6 +754,14 @@ impl Io {
         link.phase = Phase::Admitted;
         link.conn.set_max(self.max_message_size);
         service.admit(self, id);
+    }
+
+    /// The system reported the end of connection `id`'s receiving half
+    /// (or an error): it must be read to be seen, however a read went.
+    fn ended_seen(&mut self, id: Id) {
+        if let Some(link) = self.links.get_mut(id) {
+            link.conn.set_end_reported();
+        }
     }
 
     fn ready(&mut self, service: &mut impl Service, id: Id, readable: bool, writable: bool) {

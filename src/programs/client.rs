@@ -450,7 +450,7 @@ impl Talk<'_> {
             if let Some(max) = self.limit {
                 dropped += keep_frames_within(batch, max);
             }
-            io.send(id, batch);
+            io.send_batch(id, batch);
         }
         if dropped > 0 {
             let takes = self.limit.unwrap_or_default();

@@ -409,8 +409,8 @@ impl Conversations<'_> {
             if current.batches.is_empty() {
                 break;
             }
-            for batch in &current.batches {
-                io.send(current.id, batch);
+            for batch in &mut current.batches {
+                io.send_batch(current.id, batch);
             }
         }
         let held = current.outbox.queued() as u64;
@@ -426,8 +426,8 @@ impl Conversations<'_> {
         };
         current.outbox.close();
         while current.outbox.take_now(&mut current.batches) && !current.batches.is_empty() {
-            for batch in &current.batches {
-                io.send(current.id, batch);
+            for batch in &mut current.batches {
+                io.send_batch(current.id, batch);
             }
         }
         io.set_held(current.id, 0, false);
