@@ -2,6 +2,7 @@
 //! numbers.
 
 use std::io::{self, ErrorKind, Write};
+use std::time::Duration;
 
 use crate::state::ending::{Ending, Stall};
 use crate::wire::frame::TooLong;
@@ -34,6 +35,38 @@ pub fn describe_receive_error(e: &io::Error) -> String {
         ErrorKind::UnexpectedEof => "connection closed mid-message".to_string(),
         ErrorKind::ConnectionReset => "connection reset by peer".to_string(),
         _ => format!("receive failed: {}", lowercase_os_error(e)),
+    }
+}
+
+/// [`describe_receive_error`], where a peer that stopped answering for
+/// `dead_after` (the system gave up on it: `ETIMEDOUT`), or that the
+/// network no longer reaches, is said to be lost.
+pub fn describe_receive_failure(e: &io::Error, dead_after: Option<Duration>) -> String {
+    lost(e, dead_after).unwrap_or_else(|| describe_receive_error(e))
+}
+
+/// [`describe_send_error`], with a lost peer said as
+/// [`describe_receive_failure`] says it.
+pub fn describe_send_failure(e: &io::Error, dead_after: Option<Duration>) -> String {
+    lost(e, dead_after).unwrap_or_else(|| describe_send_error(e))
+}
+
+fn lost(e: &io::Error, dead_after: Option<Duration>) -> Option<String> {
+    match (e.kind(), dead_after) {
+        (ErrorKind::TimedOut, Some(after)) => Some(format!(
+            "connection lost: nothing came back for {} s",
+            after.as_secs()
+        )),
+        // The system's verdict on the last retransmission or probe, when
+        // our own network went away.
+        (
+            ErrorKind::TimedOut
+            | ErrorKind::HostUnreachable
+            | ErrorKind::NetworkUnreachable
+            | ErrorKind::NetworkDown,
+            _,
+        ) => Some(format!("connection lost: {}", lowercase_os_error(e))),
+        _ => None,
     }
 }
 
@@ -127,6 +160,42 @@ pub fn to_stderr(line: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_the_system_gave_up_on_is_lost_not_a_receive_error() {
+        let fifteen = Some(Duration::from_secs(15));
+        let timed_out = io::Error::from_raw_os_error(libc_etimedout());
+        assert_eq!(
+            describe_receive_failure(&timed_out, fifteen),
+            "connection lost: nothing came back for 15 s"
+        );
+        assert_eq!(
+            describe_send_failure(&timed_out, fifteen),
+            "connection lost: nothing came back for 15 s"
+        );
+        assert_eq!(
+            describe_receive_failure(&timed_out, None),
+            "connection lost: connection timed out"
+        );
+        let unreachable = io::Error::from(ErrorKind::NetworkUnreachable);
+        assert!(describe_receive_failure(&unreachable, fifteen).starts_with("connection lost: "));
+        let reset = io::Error::from(ErrorKind::ConnectionReset);
+        assert_eq!(
+            describe_receive_failure(&reset, fifteen),
+            "connection reset by peer"
+        );
+    }
+
+    /// ETIMEDOUT as the system numbers it.
+    fn libc_etimedout() -> i32 {
+        if cfg!(windows) {
+            10060
+        } else if cfg!(target_os = "linux") {
+            110
+        } else {
+            60
+        }
+    }
 
     #[test]
     fn os_errors_read_the_same_everywhere() {

@@ -118,6 +118,19 @@ pub fn parse_address(text: &str) -> Result<String, String> {
     }
 }
 
+/// `--dead-after`'s default: long enough for a Wi-Fi hiccup or a busy
+/// link, short enough that a vanished peer is noticed while one waits.
+pub const DEFAULT_DEAD_AFTER_SECS: u64 = 15;
+
+/// Parses `--dead-after`: whole seconds, 0 (off) or at least 3 (the
+/// system's probes count whole seconds, a first one and four more).
+pub fn parse_dead_after(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(secs) if secs == 0 || (3..=86_400).contains(&secs) => Ok(secs),
+        _ => Err("expected a whole number of seconds from 3 to 86400, or 0 for never".to_string()),
+    }
+}
+
 /// Parses `--idle-timeout`: whole seconds, at least 1.
 pub fn parse_idle_seconds(text: &str) -> Result<u64, String> {
     match text.parse::<u64>() {

@@ -1,7 +1,9 @@
 //! What differs between operating systems, one function each with a body per
 //! platform, so the rest of the crate reads the same everywhere.
 
+use std::io;
 use std::net::TcpStream;
+use std::time::Duration;
 
 /// Sends what the socket takes of `bytes` at once, without waiting: how
 /// many bytes that was, 0 if none or on any error. Where a single call
@@ -33,13 +35,13 @@ pub(crate) fn send_now(_stream: &TcpStream, _bytes: &[u8]) -> usize {
 /// emulation the tests run under (wine's AFD polling) can leave a reset or
 /// an end of stream unreported for a long time.
 #[cfg(unix)]
-pub(crate) fn readiness_recheck() -> Option<std::time::Duration> {
+pub(crate) fn readiness_recheck() -> Option<Duration> {
     None
 }
 
 #[cfg(windows)]
-pub(crate) fn readiness_recheck() -> Option<std::time::Duration> {
-    Some(std::time::Duration::from_millis(250))
+pub(crate) fn readiness_recheck() -> Option<Duration> {
+    Some(Duration::from_millis(250))
 }
 
 /// Whether a read from a socket that returns less than asked for means it
@@ -57,6 +59,42 @@ pub(crate) const SHORT_READ_DRAINS: bool = cfg!(any(
     target_os = "openbsd",
     target_os = "dragonfly"
 ));
+
+/// How the system probes a silent peer so that it gives up after
+/// `dead_after` (whole seconds, at least 3): up to four probes spread over
+/// two thirds of it, after a silence of the rest. Returns the silence
+/// before the first probe, the time between probes, and how many go
+/// unanswered before the system gives up. (On Linux `TCP_USER_TIMEOUT`
+/// decides the moment: the first probe past `dead_after`.)
+fn keepalive_for(dead_after: Duration) -> (Duration, Duration, u32) {
+    let secs = dead_after.as_secs().max(3);
+    let probes = (secs - 1).min(4);
+    let interval = (secs * 2 / 3 / probes).max(1);
+    let idle = secs - probes * interval;
+    (
+        Duration::from_secs(idle),
+        Duration::from_secs(interval),
+        probes as u32,
+    )
+}
+
+/// Makes the system give up on a connection whose peer answers nothing for
+/// about `dead_after` (its machine vanished, or the path died without a
+/// word): keepalive probes while nothing is in flight, so an idle
+/// conversation notices too; and, on Linux, a limit on how long sent bytes
+/// may go unacknowledged (`TCP_USER_TIMEOUT`), or TCP retransmits for about
+/// 15 minutes. A read or write then fails with `ETIMEDOUT`.
+pub(crate) fn watch_liveness(socket: socket2::SockRef<'_>, dead_after: Duration) -> io::Result<()> {
+    let (idle, interval, probes) = keepalive_for(dead_after);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval(interval)
+        .with_retries(probes);
+    socket.set_tcp_keepalive(&keepalive)?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    socket.set_tcp_user_timeout(Some(dead_after))?;
+    Ok(())
+}
 
 /// Whether [`send_now`] can send anything here.
 pub(crate) const SENDS_NOW: bool = cfg!(unix);
@@ -127,4 +165,25 @@ pub(crate) fn unacknowledged(stream: socket2::SockRef<'_>) -> Option<u64> {
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
 pub(crate) fn unacknowledged(_stream: socket2::SockRef<'_>) -> Option<u64> {
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_gives_up_after_dead_after_exactly() {
+        for secs in 3..=1000 {
+            let (idle, interval, probes) = keepalive_for(Duration::from_secs(secs));
+            assert!(idle >= Duration::from_secs(1), "{secs} s: idle {idle:?}");
+            assert!(interval >= Duration::from_secs(1) && (2..=4).contains(&probes));
+            assert!(
+                idle >= interval,
+                "{secs} s: probes before the silence is long"
+            );
+            assert_eq!((idle + interval * probes).as_secs(), secs);
+        }
+        let (idle, interval, probes) = keepalive_for(Duration::from_secs(15));
+        assert_eq!((idle.as_secs(), interval.as_secs(), probes), (7, 2, 4));
+    }
 }

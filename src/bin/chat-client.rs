@@ -44,6 +44,14 @@ struct Args {
     #[arg(long, value_name = "SECS", value_parser = chat::parse_idle_seconds)]
     idle_timeout: Option<u64>,
 
+    /// Take the peer as lost when it answers nothing for this many seconds,
+    /// even while nobody talks (the system's keepalive probes), and say so;
+    /// 0: never (TCP alone gives up after about 15 minutes, and only while
+    /// something is being sent)
+    #[arg(long, value_name = "SECS", default_value_t = chat::DEFAULT_DEAD_AFTER_SECS,
+          value_parser = chat::parse_dead_after)]
+    dead_after: u64,
+
     /// Talk over TLS; the server's identity is checked as ssh does: on first
     /// use its fingerprint is recorded, and later it must match
     #[arg(long)]
@@ -120,6 +128,7 @@ fn talk(args: Args) -> anyhow::Result<Exit> {
     let config = Config {
         max_message_size: args.max_message_size as usize,
         idle_timeout: args.idle_timeout.map(Duration::from_secs),
+        dead_after: (args.dead_after > 0).then(|| Duration::from_secs(args.dead_after)),
         name_chosen: args.name.is_some(),
         name: args.name.or_else(login_name),
     };

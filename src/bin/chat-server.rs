@@ -50,6 +50,14 @@ struct Args {
     #[arg(long, value_name = "SECS", value_parser = chat::parse_idle_seconds)]
     idle_timeout: Option<u64>,
 
+    /// Take the peer as lost when it answers nothing for this many seconds,
+    /// even while nobody talks (the system's keepalive probes), and say so;
+    /// 0: never (TCP alone gives up after about 15 minutes, and only while
+    /// something is being sent)
+    #[arg(long, value_name = "SECS", default_value_t = chat::DEFAULT_DEAD_AFTER_SECS,
+          value_parser = chat::parse_dead_after)]
+    dead_after: u64,
+
     /// Talk over TLS. The server's key and self-signed certificate are made on
     /// first use; each start shows the fingerprint clients check
     #[arg(long)]
@@ -123,6 +131,7 @@ fn serve(args: Args) -> anyhow::Result<Exit> {
             rate: args.member_rate as usize,
             name: args.name,
             idle_timeout: args.idle_timeout.map(Duration::from_secs),
+            dead_after: (args.dead_after > 0).then(|| Duration::from_secs(args.dead_after)),
             tls,
             access: Access::new(args.allow, args.deny),
         }),
@@ -131,6 +140,7 @@ fn serve(args: Args) -> anyhow::Result<Exit> {
             max_waiting: args.max_waiting,
             once: args.once,
             idle_timeout: args.idle_timeout.map(Duration::from_secs),
+            dead_after: (args.dead_after > 0).then(|| Duration::from_secs(args.dead_after)),
             tls,
             access: Access::new(args.allow, args.deny),
         }),

@@ -94,6 +94,10 @@ pub struct Conn {
     sending: Sending,
     /// The shutdown of our half is done and not yet reported.
     shut_unreported: bool,
+    /// Our FIN went into the kernel's send queue, where it counts as a
+    /// byte not yet acknowledged. (Not on a connection already dead: a
+    /// peer lost after 22 bytes was said to have missed 21.)
+    fin_queued: bool,
     /// Another thread may write the socket too (see [`Conn::write_beside`]).
     beside: Option<Arc<Beside>>,
 }
@@ -188,6 +192,7 @@ impl Conn {
             read_end: None,
             sending: Sending::Open,
             shut_unreported: false,
+            fin_queued: false,
             beside: None,
         }
     }
@@ -549,9 +554,9 @@ impl Conn {
             }
             self.sending = Sending::Done;
             match self.stream.shutdown(Shutdown::Write) {
+                Ok(()) => self.fin_queued = true,
                 // The peer may already be gone entirely; that is its end,
                 // not our error.
-                Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::NotConnected => {}
                 Err(e) => return Flushed::Failed(e),
             }
@@ -607,7 +612,9 @@ impl Conn {
     /// our full window would wait for its kernel to give up on us).
     pub fn abort(&mut self) {
         let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
-        let _ = self.stream.shutdown(Shutdown::Both);
+        if self.stream.shutdown(Shutdown::Both).is_ok() && self.sending != Sending::Done {
+            self.fin_queued = true;
+        }
         self.sending = Sending::Done;
         self.out.clear();
         self.pending = Vec::new();
@@ -626,7 +633,7 @@ impl Conn {
             self.sent += sealed;
             self.written += beside.written.swap(0, Ordering::SeqCst);
         }
-        let fin = u64::from(self.sending == Sending::Done);
+        let fin = u64::from(self.fin_queued);
         let unacked = unacknowledged(socket2::SockRef::from(&self.stream))
             .unwrap_or(0)
             .saturating_sub(fin)

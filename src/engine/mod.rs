@@ -43,7 +43,7 @@ use slab::Slab;
 use crate::console::event::Events;
 use crate::console::outbox::Outbox;
 use crate::console::output::Output;
-use crate::errors::{describe_receive_error, describe_send_error, lowercase_os_error};
+use crate::errors::{describe_receive_failure, describe_send_failure, lowercase_os_error};
 use crate::state::access::Access;
 use crate::state::clock::Clock;
 use crate::state::ending::{Closing, Ending, Happening, Rules};
@@ -167,6 +167,7 @@ pub struct Listening<'a> {
     tls: Option<&'a TlsConfig>,
     access: &'a Access,
     idle_timeout: Option<Duration>,
+    dead_after: Option<Duration>,
     max_message_size: usize,
 }
 
@@ -179,12 +180,14 @@ impl<'a> Listening<'a> {
         tls: Option<&'a TlsConfig>,
         access: &'a Access,
         idle_timeout: Option<Duration>,
+        dead_after: Option<Duration>,
         max_message_size: usize,
     ) -> Self {
         Self {
             tls,
             access,
             idle_timeout,
+            dead_after,
             max_message_size,
         }
     }
@@ -220,6 +223,7 @@ pub fn listen(
     let rules = Rules {
         input_end_closes: false,
         idle_timeout: listening.idle_timeout,
+        dead_after: listening.dead_after,
     };
     let engine = Engine::new(
         Some(listener),
@@ -578,7 +582,9 @@ impl Io {
         if let Some(end) = link.conn.read_with(&mut self.scratch, limit, each) {
             let happening = match end {
                 ReadEnd::Closed => Happening::PeerClosed,
-                ReadEnd::Failed(e) => Happening::ReceiveFailed(describe_receive_error(&e)),
+                ReadEnd::Failed(e) => {
+                    Happening::ReceiveFailed(describe_receive_failure(&e, self.rules.dead_after))
+                }
             };
             match link.closing.is_some() {
                 true => self.happenings.push_back((id, happening)),
@@ -728,6 +734,10 @@ impl Io {
             Token(id),
             Interest::READABLE | Interest::WRITABLE,
         )?;
+        if let Some(after) = self.rules.dead_after {
+            // Without it a vanished peer goes unnoticed while nobody talks.
+            let _ = crate::platform::watch_liveness(socket2::SockRef::from(&stream), after);
+        }
         self.generation += 1;
         entry.insert(Link {
             conn: Conn::new(stream, peer, self.max_message_size),
@@ -825,8 +835,10 @@ impl Io {
             Flushed::Idle | Flushed::Blocked => {}
             Flushed::Failed(e) => {
                 if link.closing.is_some() {
-                    self.happenings
-                        .push_back((id, Happening::SendFailed(describe_send_error(&e))));
+                    self.happenings.push_back((
+                        id,
+                        Happening::SendFailed(describe_send_failure(&e, self.rules.dead_after)),
+                    ));
                 }
             }
         }

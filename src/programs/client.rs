@@ -34,6 +34,9 @@ const GREETING_WAIT: Duration = Duration::from_secs(1);
 pub struct Config {
     pub max_message_size: usize,
     pub idle_timeout: Option<Duration>,
+    /// A peer that answers nothing this long is taken as lost (`None`: TCP's own
+    /// limits, about 15 minutes while bytes are in flight, never while idle).
+    pub dead_after: Option<Duration>,
     /// The name to ask for if the server turns out to be a room.
     pub name: Option<String>,
     /// The user chose the name (`--name`): none of its lines may go
@@ -219,6 +222,7 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
     let rules = Rules {
         input_end_closes: true,
         idle_timeout: config.idle_timeout,
+        dead_after: config.dead_after,
     };
     let gate = GateConfig {
         access: Access::new(Vec::new(), Vec::new()),

@@ -108,6 +108,10 @@ pub struct Rules {
     /// Whether the end of our input ends our sending half.
     pub input_end_closes: bool,
     pub idle_timeout: Option<Duration>,
+    /// A peer that answers nothing this long, not even the system's
+    /// keepalive probes, is taken as lost (the engine asks the system to
+    /// watch; see `platform::watch_liveness`).
+    pub dead_after: Option<Duration>,
 }
 
 /// What to do after a step. The actions are idempotent.
@@ -439,6 +443,7 @@ mod tests {
             let rules = Rules {
                 input_end_closes,
                 idle_timeout,
+                dead_after: None,
             };
             let mut bench = Self {
                 closing: Closing::new(rules, start),

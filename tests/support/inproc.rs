@@ -31,6 +31,7 @@ pub fn conversations() -> Config {
         max_waiting: 5,
         once: false,
         idle_timeout: None,
+        dead_after: Some(Duration::from_secs(chat::DEFAULT_DEAD_AFTER_SECS)),
         tls: None,
         access: Access::new(Vec::new(), Vec::new()),
     }
@@ -139,6 +140,7 @@ pub fn client_config() -> chat::client::Config {
     chat::client::Config {
         max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
         idle_timeout: None,
+        dead_after: Some(Duration::from_secs(chat::DEFAULT_DEAD_AFTER_SECS)),
         name: None,
         name_chosen: false,
     }

@@ -68,6 +68,11 @@ impl Program {
         Self::start(Command::new(path).args(args), bytes_per_second)
     }
 
+    /// Runs `command` (a binary under a wrapper, say).
+    pub fn spawn_command(command: &mut Command) -> Self {
+        Self::start(command, usize::MAX)
+    }
+
     fn start(command: &mut Command, bytes_per_second: usize) -> Self {
         let path = command.get_program().to_string_lossy().into_owned();
         command
@@ -773,3 +778,4 @@ pub fn wrong_code_is_refused(server: &mut Server, dir: &std::path::Path, extra: 
 }
 
 pub mod inproc;
+pub mod netns;

@@ -47,6 +47,9 @@ pub struct Config {
     /// The operator's name.
     pub name: String,
     pub idle_timeout: Option<Duration>,
+    /// A peer that answers nothing this long is taken as lost (`None`: TCP's own
+    /// limits, about 15 minutes while bytes are in flight, never while idle).
+    pub dead_after: Option<Duration>,
     /// TLS, if the server speaks it.
     pub tls: Option<TlsConfig>,
     pub access: Access,
@@ -83,6 +86,7 @@ pub(crate) fn run(
         config.tls.as_ref(),
         &config.access,
         config.idle_timeout,
+        config.dead_after,
         config.max_message_size,
     );
     let Opened {

@@ -1,0 +1,113 @@
+//! A peer that vanishes without a word (its machine gone, the path cut: no
+//! FIN, no reset) is noticed by both programs within `--dead-after`, even
+//! while nobody talks, and said as a lost connection, with exit status 1.
+//!
+//! Across two network namespaces this test makes, joined by a veth pair
+//! whose server end it then sets down (see `support::netns`): root and `ip`
+//! are needed, and the tests say they were skipped otherwise.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use std::path::Path;
+
+use support::netns::Link;
+use support::{path, scratch};
+
+/// `--dead-after` in these tests, and how late past it the loss may be
+/// noticed: the system's probes tick in whole seconds, and a loaded
+/// machine is slow to start the programs' next round.
+const DEAD_AFTER: &str = "3";
+const SLACK: Duration = Duration::from_secs(10);
+
+/// A server (serving one conversation) and a client across `link`, both
+/// watching for death after [`DEAD_AFTER`], talking once; over TLS with
+/// their files in `tls`.
+fn talking(link: &Link, tls: Option<&Path>) -> (support::Program, support::Program) {
+    let bind = format!("{}:0", link.server_ip);
+    let mut server_args = vec!["--bind", &bind, "--once", "--dead-after", DEAD_AFTER];
+    let mut client_args = vec!["--dead-after", DEAD_AFTER];
+    let (identity, known) = match tls {
+        Some(dir) => (path(dir, "identity.pem"), path(dir, "known_hosts")),
+        None => Default::default(),
+    };
+    if tls.is_some() {
+        server_args.extend(["--tls", "--identity", &identity]);
+        client_args.extend(["--tls", "--known-hosts", &known]);
+    }
+    let mut server = link.server(&server_args);
+    let line = server.expect_status("listening on ");
+    let address = line["listening on ".len()..].to_string();
+    client_args.extend(["--connect", &address]);
+    let mut client = link.client(&client_args);
+    client.expect_status("connected to");
+    server.expect_status("connected");
+    client.say("hello across the link");
+    server.expect_message("hello across the link");
+    server.say("hello back");
+    client.expect_message("hello back");
+    (server, client)
+}
+
+#[test]
+fn a_peer_that_vanishes_while_nobody_talks_is_lost_on_both_sides() {
+    let Some(link) = Link::new("silent death while idle") else {
+        return;
+    };
+    let (mut server, mut client) = talking(&link, None);
+    link.cut();
+    let cut_at = Instant::now();
+    let said = client.expect_status("connection lost");
+    assert!(said.contains("nothing came back for 3 s"), "{said}");
+    assert_eq!(
+        client.wait().code(),
+        Some(1),
+        "a lost connection is a failure"
+    );
+    // The server's own end went down: its system may say so instead
+    // (`network is unreachable`), if a last acknowledgement was lost in
+    // the cut and it was still retransmitting.
+    server.expect_status("connection lost");
+    assert_eq!(server.wait().code(), Some(1));
+    assert!(
+        cut_at.elapsed() < Duration::from_secs(3) + SLACK,
+        "noticed only after {:?}",
+        cut_at.elapsed()
+    );
+}
+
+#[test]
+fn lines_typed_into_a_dead_link_are_reported_not_delivered() {
+    let Some(link) = Link::new("lines into a dead link") else {
+        return;
+    };
+    let (mut server, mut client) = talking(&link, None);
+    link.cut();
+    client.say("nobody will read this");
+    let said = client.expect_status("connection lost");
+    // The line's 21 bytes and its 4-byte header, exactly: our own FIN is
+    // not counted, as none was sent.
+    assert!(said.ends_with("; 25 bytes not delivered"), "{said}");
+    assert_eq!(client.wait().code(), Some(1));
+    server.expect_status("connection lost");
+    assert_eq!(server.wait().code(), Some(1));
+}
+
+#[test]
+fn a_peer_that_vanishes_is_lost_over_tls_too() {
+    let Some(link) = Link::new("silent death over TLS") else {
+        return;
+    };
+    let dir = scratch("silent-death-tls");
+    let (mut server, mut client) = talking(&link, Some(&dir));
+    link.cut();
+    let said = client.expect_status("connection lost");
+    assert!(said.contains("nothing came back for 3 s"), "{said}");
+    assert_eq!(client.wait().code(), Some(1));
+    // The server's own end went down: its system may say so instead
+    // (`network is unreachable`), if a last acknowledgement was lost in
+    // the cut and it was still retransmitting.
+    server.expect_status("connection lost");
+    assert_eq!(server.wait().code(), Some(1));
+}
