@@ -64,8 +64,7 @@ pub(crate) const SHORT_READ_DRAINS: bool = cfg!(any(
 /// `dead_after` (whole seconds, at least 3): up to four probes spread over
 /// two thirds of it, after a silence of the rest. Returns the silence
 /// before the first probe, the time between probes, and how many go
-/// unanswered before the system gives up. (On Linux `TCP_USER_TIMEOUT`
-/// decides the moment: the first probe past `dead_after`.)
+/// unanswered before the system gives up.
 fn keepalive_for(dead_after: Duration) -> (Duration, Duration, u32) {
     let secs = dead_after.as_secs().max(3);
     let probes = (secs - 1).min(4);
@@ -79,21 +78,53 @@ fn keepalive_for(dead_after: Duration) -> (Duration, Duration, u32) {
 }
 
 /// Makes the system give up on a connection whose peer answers nothing for
-/// about `dead_after` (its machine vanished, or the path died without a
-/// word): keepalive probes while nothing is in flight, so an idle
-/// conversation notices too; and, on Linux, a limit on how long sent bytes
-/// may go unacknowledged (`TCP_USER_TIMEOUT`), or TCP retransmits for about
-/// 15 minutes. A read or write then fails with `ETIMEDOUT`.
+/// about `dead_after` while nothing of ours is in flight (its machine
+/// vanished, or the path died without a word, during a silence): keepalive
+/// probes, after which a read fails with `ETIMEDOUT`. While bytes are in
+/// flight the system sends no keepalive and retransmits for about 15
+/// minutes; [`unanswered_for`] lets the caller judge that case itself.
+///
+/// Not `TCP_USER_TIMEOUT`: since Linux 5.12 it also ends a connection
+/// whose peer has kept its window shut that long while answering every
+/// probe (a reader that is only slow, or a client waiting in line): we
+/// wait on such a peer as long as it takes, by our own rules.
 pub(crate) fn watch_liveness(socket: socket2::SockRef<'_>, dead_after: Duration) -> io::Result<()> {
     let (idle, interval, probes) = keepalive_for(dead_after);
     let keepalive = socket2::TcpKeepalive::new()
         .with_time(idle)
         .with_interval(interval)
         .with_retries(probes);
-    socket.set_tcp_keepalive(&keepalive)?;
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    socket.set_tcp_user_timeout(Some(dead_after))?;
-    Ok(())
+    socket.set_tcp_keepalive(&keepalive)
+}
+
+/// How long the peer's system has answered nothing while something of ours
+/// waits for its answer: bytes sent and not acknowledged, or probes of its
+/// shut window (two unanswered at least: a live peer answers each, and
+/// the count restarts then). `None` when nothing waits for an answer, or
+/// where the system does not say (then keepalive alone watches).
+#[cfg(target_os = "linux")]
+pub(crate) fn unanswered_for(socket: socket2::SockRef<'_>) -> Option<Duration> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: tcp_info is plain data; all zeroes is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: TCP_INFO writes at most `len` bytes of a tcp_info.
+    let done = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    let waiting = info.tcpi_unacked > 0 || info.tcpi_probes >= 2;
+    (done == 0 && waiting).then(|| Duration::from_millis(u64::from(info.tcpi_last_ack_recv)))
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn unanswered_for(_socket: socket2::SockRef<'_>) -> Option<Duration> {
+    None
 }
 
 /// Whether [`send_now`] can send anything here.

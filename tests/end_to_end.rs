@@ -221,22 +221,26 @@ fn a_client_that_leaves_the_line_is_dropped_from_it() {
     assert!(read_text(&mut stayer).contains("now number 1 in line"));
 }
 
-/// A waiting client that typed a line and then quit is seen to leave at once
-/// (its end of stream does not hide behind the unread line): it exits
-/// quietly, and its place is free for the next.
+/// A waiting client that typed a line and then quit leaves the line at once
+/// (`q` there is leaving, not waiting for its turn to say goodbye), says
+/// that its line was not delivered and exits 1; its place is free for the
+/// next. The server's notices are status lines to it, not messages.
 #[test]
 fn a_waiting_client_that_types_then_quits_leaves_the_line_at_once() {
     let mut server = Server::start(&["--max-waiting", "1"]);
     let _first = server.admit_client();
     let mut waiting = server.connect_client(&[]);
-    let notice = waiting.next_message();
-    assert!(notice.contains("number 1 in line"), "{notice}");
+    waiting.expect_status("server is busy; you are number 1 in line");
     waiting.say("i was waiting");
     waiting.say("q");
     server.expect_status("left the line");
-    assert_eq!(waiting.wait().code(), Some(0));
-    let said = waiting.all_stderr();
-    assert!(!said.iter().any(|l| l.contains("error")), "{said:?}");
+    waiting.expect_status("left the line; 1 line not delivered");
+    assert_eq!(waiting.wait().code(), Some(1));
+    assert_eq!(
+        waiting.rest_of_stdout(),
+        Vec::<String>::new(),
+        "notices are not messages"
+    );
     let mut newcomer = server.raw();
     let notice = read_text(&mut newcomer);
     assert!(notice.contains("number 1 in line"), "{notice}");
@@ -415,4 +419,77 @@ fn bidirectional_controls_from_a_peer_are_shown_escaped() {
     ))
     .unwrap();
     server.expect_message("price\\u{202e}0001\\u{202c} ok \\u{2066}x\\u{2069}");
+}
+
+/// The README's own example, `printf 'hello\nbye\n' | chat-client`, while
+/// another client is served: its input ends while it waits, which is not
+/// leaving. It keeps its place, its lines are delivered when its turn
+/// comes, and its conversation then ends as any whose client's input
+/// ended: cleanly, exit 0.
+#[test]
+fn a_piped_client_whose_input_ends_in_line_is_served_in_its_turn() {
+    let mut server = Server::start(&[]);
+    let mut first = server.admit_client();
+    let mut piped = server.connect_client(&[]);
+    piped.expect_status("number 1 in line");
+    piped.say("hello");
+    piped.say("bye");
+    piped.close_stdin();
+    server.expect_status("has finished sending and keeps its place in line");
+    first.say("q");
+    assert_eq!(first.wait().code(), Some(0));
+    server.expect_message("hello");
+    server.expect_message("bye");
+    server.expect_status("left");
+    piped.expect_status("your turn");
+    piped.expect_status("input ended, and the server has closed its side too");
+    assert_eq!(piped.wait().code(), Some(0));
+}
+
+/// A raw peer that shuts down its sending half while waiting keeps its
+/// place and reads on; one that closes altogether is seen to go (it resets
+/// at the keepalive sent to it) and the line moves up.
+#[test]
+fn a_half_closed_waiting_peer_stays_and_a_closed_one_leaves() {
+    let mut server = Server::start(&[]);
+    let mut first = server.admit_client();
+    let mut stays = server.raw();
+    read_text(&mut stays);
+    stays.write_all(&frame(b"before my turn")).unwrap();
+    stays.shutdown(Shutdown::Write).unwrap();
+    server.expect_status("has finished sending and keeps its place in line");
+    let mut goes = server.raw();
+    assert!(read_text(&mut goes).contains("number 2 in line"));
+    drop(goes);
+    server.expect_status("left the line");
+    first.say("q");
+    assert_eq!(first.wait().code(), Some(0));
+    server.expect_message("before my turn");
+    assert_eq!(
+        read_text(&mut stays),
+        "your turn: you are now talking with the server"
+    );
+    server.expect_status("left");
+    assert_eq!(read_frame(&mut stays), None, "then a clean end");
+}
+
+/// A server that stops (`--once`, its one conversation over) before a
+/// waiting client's turn: the client says its lines were not delivered,
+/// and exits 1.
+#[test]
+fn a_waiting_client_not_served_says_its_lines_were_not_delivered() {
+    let mut server = Server::start(&["--once"]);
+    let mut first = server.admit_client();
+    let mut waiting = server.connect_client(&[]);
+    waiting.expect_status("number 1 in line");
+    waiting.say("one");
+    waiting.say("two");
+    waiting.close_stdin();
+    server.expect_status("has finished sending");
+    first.say("q");
+    assert_eq!(first.wait().code(), Some(0));
+    assert_eq!(server.wait().code(), Some(0));
+    waiting
+        .expect_status("the server ended the connection before your turn; 2 lines not delivered");
+    assert_eq!(waiting.wait().code(), Some(1));
 }

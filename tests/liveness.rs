@@ -108,3 +108,36 @@ fn a_peer_that_vanishes_is_lost_over_tls_too() {
     link.cut();
     both_lost(&mut server, &mut client);
 }
+
+/// A peer that is only slow, its window shut for longer than
+/// `--dead-after` while its system answers every probe, is not lost: the
+/// programs wait on a reader as long as it takes (Linux's
+/// `TCP_USER_TIMEOUT` would have ended it, which is why it is not used).
+/// On loopback, no namespaces needed.
+#[test]
+fn a_peer_that_reads_nothing_for_longer_than_dead_after_is_not_lost() {
+    let mut server = support::Server::start(&["--dead-after", DEAD_AFTER]);
+    let mut reader = server.raw();
+    server.expect_status("connected");
+    let lines = support::flood("operator", 8 << 20);
+    let mut text = lines.join("\n");
+    text.push('\n');
+    let typing = server.type_in_background(text.into_bytes());
+    // Twice `--dead-after` with the window shut (and under the 10 s
+    // without progress after which the operator's waiting input gives up).
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        server.said("connection lost").is_none(),
+        "{:?}",
+        server.drain_stderr()
+    );
+    for line in &lines {
+        assert_eq!(&support::read_text(&mut reader), line);
+    }
+    drop(typing.join());
+    assert!(
+        server.said("error").is_none(),
+        "{:?}",
+        server.drain_stderr()
+    );
+}

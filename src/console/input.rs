@@ -236,7 +236,13 @@ impl Composer {
         }
         let lines = std::mem::take(&mut self.lines_in_batch);
         let pushed = match self.recipient.current() {
-            Some(outbox) => outbox.push(&mut self.batch, self.room),
+            Some(outbox) => {
+                let pushed = outbox.push(&mut self.batch, self.room);
+                if pushed == Pushed::Queued {
+                    outbox.count_lines(lines as u64);
+                }
+                pushed
+            }
             None => Pushed::Closed,
         };
         if pushed == Pushed::Closed {

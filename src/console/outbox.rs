@@ -59,6 +59,8 @@ struct State {
     queued_bytes: usize,
     /// Every byte ever queued, for the count of what was not delivered.
     accepted: u64,
+    /// Every line ever queued, as its pusher counted them.
+    lines: u64,
     spare: Vec<Vec<u8>>,
     /// Pushes waiting for room.
     waiting: usize,
@@ -308,6 +310,16 @@ impl Outbox {
     /// Every byte ever queued.
     pub fn accepted(&self) -> u64 {
         self.lock().accepted
+    }
+
+    /// The last push, if it was queued, held `lines` lines.
+    pub fn count_lines(&self, lines: u64) {
+        self.lock().lines += lines;
+    }
+
+    /// Every line queued so far (as counted with [`count_lines`](Self::count_lines)).
+    pub fn lines(&self) -> u64 {
+        self.lock().lines
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -644,6 +644,10 @@ impl Conn {
             moved: self.moved,
             undelivered: self.accepted.saturating_sub(self.sent) + unacked,
             backlogged: false,
+            unanswered: match unacked {
+                0 => None,
+                _ => crate::platform::unanswered_for(socket2::SockRef::from(&self.stream)),
+            },
         }
     }
 }

@@ -377,6 +377,9 @@ impl Engine {
                         if ended {
                             self.io.ended_seen(id);
                         }
+                        if event.is_error() {
+                            self.io.error_seen(id);
+                        }
                         ready.push((id, event.is_readable() || ended, event.is_writable()));
                     }
                 }
@@ -766,6 +769,23 @@ impl Io {
         service.admit(self, id);
     }
 
+    /// The system reported an error on connection `id` (a reset, say). A
+    /// connection in a conversation meets it at its next read or write; a
+    /// client that only waits its turn may have neither coming (its end of
+    /// stream read, nothing to send it), so the service is told now.
+    fn error_seen(&mut self, id: Id) {
+        let Some(link) = self.links.get_mut(id) else {
+            return;
+        };
+        if link.closing.is_some() || !matches!(link.phase, Phase::Admitted) {
+            return;
+        }
+        if let Ok(Some(e)) = link.conn.stream().take_error() {
+            let why = describe_receive_failure(&e, self.rules.dead_after);
+            self.news.push_back((id, News::Failed(why)));
+        }
+    }
+
     /// The system reported the end of connection `id`'s receiving half
     /// (or an error): it must be read to be seen, however a read went.
     fn ended_seen(&mut self, id: Id) {
@@ -834,11 +854,12 @@ impl Io {
         match flushed {
             Flushed::Idle | Flushed::Blocked => {}
             Flushed::Failed(e) => {
+                let why = describe_send_failure(&e, self.rules.dead_after);
                 if link.closing.is_some() {
-                    self.happenings.push_back((
-                        id,
-                        Happening::SendFailed(describe_send_failure(&e, self.rules.dead_after)),
-                    ));
+                    self.happenings.push_back((id, Happening::SendFailed(why)));
+                } else if matches!(link.phase, Phase::Admitted) {
+                    // A client waiting its turn, gone.
+                    self.news.push_back((id, News::Failed(why)));
                 }
             }
         }

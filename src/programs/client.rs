@@ -261,6 +261,7 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
         limit: None,
         input_ended: false,
         in_room: false,
+        waiting: false,
         turned_away: false,
         closing_from: None,
         cut_short: false,
@@ -315,6 +316,9 @@ struct Talk<'a> {
     input_ended: bool,
     /// The server is a room.
     in_room: bool,
+    /// The server put us in its waiting line, and our turn has not come:
+    /// nothing we sent is delivered yet.
+    waiting: bool,
     turned_away: bool,
     /// The bytes sent when the room said it closes.
     closing_from: Option<u64>,
@@ -492,6 +496,12 @@ impl Talk<'_> {
                 self.input_ended = true;
                 self.deferred = Some(Happening::InputEnded);
             }
+            // Leaving the line: nothing typed is owed to anyone, and the
+            // server, seeing us go, moves the line up.
+            Event::Input(Input::Quit) if self.waiting => {
+                self.outbox.close();
+                io.happen(id, Happening::Left);
+            }
             Event::Input(Input::Quit) => {
                 self.last_words(io);
                 io.happen(id, Happening::Quit);
@@ -515,6 +525,8 @@ impl Talk<'_> {
     fn found(&mut self, io: &mut Io, found: Found) {
         match found {
             Found::TurnedAway => self.turned_away = true,
+            Found::Waiting => self.waiting = true,
+            Found::Served => self.waiting = false,
             // What was not yet sent, and all sent from now on, is not relayed.
             Found::Goodbye { closing, cut_short } => {
                 self.told_goodbye = true;
@@ -544,12 +556,62 @@ impl Talk<'_> {
         }
     }
 
+    /// Says how the wait in the server's line ended before our turn came,
+    /// with every line we sent not delivered, and what the exit status is.
+    fn report_waiting(&self, output: &Output, ending: Ending) -> Exit {
+        let lines = match self.outbox.lines() {
+            0 => String::new(),
+            1 => "; 1 line not delivered".to_string(),
+            n => format!("; {n} lines not delivered"),
+        };
+        let delivered_all = lines.is_empty();
+        match ending {
+            Ending::Left => {
+                output.status(format!("left the line{lines}"));
+                match delivered_all {
+                    true => Exit::Success,
+                    false => Exit::Failure,
+                }
+            }
+            Ending::Interrupted => {
+                if !delivered_all {
+                    output.error(format!("interrupted while waiting in line{lines}"));
+                }
+                Exit::Interrupted
+            }
+            Ending::OutputClosed => Exit::Success,
+            // Lines, not bytes: none of ours was delivered.
+            Ending::CutOff { why, .. } => {
+                let cut = Ending::CutOff {
+                    why,
+                    undelivered: 0,
+                };
+                let why = describe_failure(&cut).expect("a failure has a description");
+                output.error(format!("the server {why}, while you waited in line{lines}"));
+                Exit::Failure
+            }
+            Ending::Failed { why, .. } => {
+                output.error(format!("{why}, while you waited in line{lines}"));
+                Exit::Failure
+            }
+            Ending::PeerLeft | Ending::Quit | Ending::Idle(_) => {
+                output.error(format!(
+                    "the server ended the connection before your turn{lines}"
+                ));
+                Exit::Failure
+            }
+        }
+    }
+
     /// Says how the conversation ended, and what the exit status is.
     fn report(&self, output: &Output, in_room: bool, ending: Ending) -> Exit {
         // Sent after the room began to close, or still unsent then.
         let unrelayed = self
             .closing_from
             .map_or(0, |sent| self.outbox.accepted().saturating_sub(sent));
+        if self.waiting {
+            return self.report_waiting(output, ending);
+        }
         match &ending {
             // Told why already (the refusal or the room's notice).
             Ending::PeerLeft if self.turned_away => {
@@ -588,7 +650,7 @@ impl Talk<'_> {
                 output.status("the server ended the conversation");
                 Exit::Success
             }
-            Ending::Quit | Ending::OutputClosed => Exit::Success,
+            Ending::Quit | Ending::OutputClosed | Ending::Left => Exit::Success,
             Ending::Idle(after) => {
                 output.status(format!(
                     "no traffic for {} s; conversation ended",

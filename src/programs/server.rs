@@ -5,7 +5,12 @@
 //! told by an ordinary text message that the server is busy and their
 //! place in it, and told again when the line moves. What a waiting client
 //! sends is read ahead and kept, up to [`READ_AHEAD`], and shown first when
-//! its turn comes; reading it is also how the line sees a client that left.
+//! its turn comes. A client that ends its sending half while it waits has
+//! not left: a piped client's input ended, and it reads on. It keeps its
+//! place, and its conversation, when its turn comes, is one whose client
+//! has finished sending. A client that left altogether is seen by its
+//! reset: of its closing with our notices unread, or in answer to a
+//! keepalive sent to every waiting client every [`PROBE_EVERY`].
 //! One more than the line holds is told the server is full and let go.
 //!
 //! [`Server`] is either mode as a value: bound, then run until it is done
@@ -47,6 +52,15 @@ const READ_AHEAD: usize = 256 * 1024;
 /// arrive: a conversation that is just ending may free the server first,
 /// and then they are simply served.
 const TELL_AFTER: Duration = Duration::from_millis(200);
+
+/// Waiting clients are sent a keepalive (an empty frame, which every peer
+/// skips) this often, so that one that went away without a word that we
+/// read (its end of stream behind more than [`READ_AHEAD`]) resets, and
+/// leaves the line.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+
+/// An empty frame: no message, skipped by every peer.
+const KEEPALIVE: [u8; 4] = [0; 4];
 
 /// A received read is shown this much at a time at most.
 const SHOW_AT_ONCE: usize = 256 * 1024;
@@ -177,6 +191,7 @@ fn converse(listener: TcpListener, config: Config, around: Surroundings) -> Resu
         current: None,
         line: VecDeque::new(),
         tell_at: None,
+        probe_at: None,
         operator_gone: false,
         exit: None,
     };
@@ -270,6 +285,9 @@ struct Waiting {
     told_place: usize,
     /// Whole frames it sent while waiting (see [`READ_AHEAD`]).
     early: Vec<u8>,
+    /// It ended its sending half while waiting (everything it sent is in
+    /// `early`): its conversation starts with its client done sending.
+    finished: bool,
 }
 
 struct Conversations<'a> {
@@ -281,6 +299,8 @@ struct Conversations<'a> {
     line: VecDeque<Waiting>,
     /// When to tell newcomers in line that the server is busy.
     tell_at: Option<Instant>,
+    /// When to send the waiting clients a keepalive (see [`PROBE_EVERY`]).
+    probe_at: Option<Instant>,
     operator_gone: bool,
     exit: Option<Exit>,
 }
@@ -291,8 +311,17 @@ impl Conversations<'_> {
     }
 
     /// Starts the conversation with `id`, which `waited` in line (and was
-    /// told so), sending `early` meanwhile (shown first).
-    fn serve(&mut self, io: &mut Io, id: Id, peer: SocketAddr, waited: bool, early: Vec<u8>) {
+    /// told so), sending `early` meanwhile (shown first), and `finished`
+    /// sending there.
+    fn serve(
+        &mut self,
+        io: &mut Io,
+        id: Id,
+        peer: SocketAddr,
+        waited: bool,
+        early: Vec<u8>,
+        finished: bool,
+    ) {
         io.start_ending(id);
         let outbox = {
             let events = self.events.clone();
@@ -305,7 +334,7 @@ impl Conversations<'_> {
         };
         if waited {
             let mut notice = Vec::new();
-            let text = "your turn: you are now talking with the server";
+            let text = crate::wire::line::turn();
             encode_frame(&mut notice, text.as_bytes(), usize::MAX).expect("notices are short");
             io.send(id, &notice);
         }
@@ -332,6 +361,11 @@ impl Conversations<'_> {
             ending: false,
         });
         self.set_prompt();
+        if finished {
+            // Its end of stream was read while it waited: the ending
+            // learns it now, as if it had just come.
+            io.happen(id, Happening::PeerClosed);
+        }
         self.read_current(io);
     }
 
@@ -443,10 +477,8 @@ impl Conversations<'_> {
         for (at, waiting) in self.line.iter_mut().enumerate() {
             let here = at + 1;
             let notice = match waiting.told_place {
-                0 => format!(
-                    "server is busy; you are number {here} in line. What you type now is delivered when your turn comes."
-                ),
-                told if told != here => format!("you are now number {here} in line"),
+                0 => crate::wire::line::busy(here),
+                told if told != here => crate::wire::line::moved(here),
                 _ => continue,
             };
             let mut frame = Vec::new();
@@ -460,7 +492,14 @@ impl Conversations<'_> {
     fn next(&mut self, io: &mut Io) {
         if let Some(waiting) = self.line.pop_front() {
             let waited = waiting.told_place > 0;
-            self.serve(io, waiting.id, waiting.peer, waited, waiting.early);
+            let Waiting {
+                id,
+                peer,
+                early,
+                finished,
+                ..
+            } = waiting;
+            self.serve(io, id, peer, waited, early, finished);
             self.tell_places(io);
         }
     }
@@ -532,7 +571,7 @@ impl Service for Conversations<'_> {
             return;
         };
         if self.current.is_none() && self.line.is_empty() && self.exit.is_none() {
-            self.serve(io, id, peer, false, Vec::new());
+            self.serve(io, id, peer, false, Vec::new(), false);
             return;
         }
         let waiting = self.line.len();
@@ -549,12 +588,14 @@ impl Service for Conversations<'_> {
             peer,
             told_place: 0,
             early: Vec::new(),
+            finished: false,
         });
         self.output().status(format!(
             "{peer} is waiting (number {} in line)",
             waiting + 1
         ));
         self.tell_at.get_or_insert(io.now() + TELL_AFTER);
+        self.probe_at.get_or_insert(io.now() + PROBE_EVERY);
         self.set_prompt();
         self.read_waiting(io, id);
     }
@@ -594,15 +635,29 @@ impl Service for Conversations<'_> {
             }
             return;
         }
-        if let Some(at) = self.line.iter().position(|w| w.id == id)
-            && matches!(news, News::PeerClosed | News::Failed(_))
-        {
-            let waiting = self.line.remove(at).expect("in line");
-            io.drop_now(id);
-            self.output()
-                .status(format!("{} left the line", waiting.peer));
-            self.tell_places(io);
-            self.set_prompt();
+        let Some(at) = self.line.iter().position(|w| w.id == id) else {
+            return;
+        };
+        match news {
+            // Not gone: a client whose input ended reads on, and keeps its
+            // place. One that closed altogether resets at the keepalive.
+            News::PeerClosed => {
+                self.line[at].finished = true;
+                io.send(id, &KEEPALIVE);
+                let peer = self.line[at].peer;
+                self.output().status(format!(
+                    "{peer} has finished sending and keeps its place in line"
+                ));
+            }
+            News::Failed(_) => {
+                let waiting = self.line.remove(at).expect("in line");
+                io.drop_now(id);
+                self.output()
+                    .status(format!("{} left the line", waiting.peer));
+                self.tell_places(io);
+                self.set_prompt();
+            }
+            _ => {}
         }
     }
 
@@ -624,9 +679,18 @@ impl Service for Conversations<'_> {
             self.tell_at = None;
             self.tell_places(io);
         }
+        if self.probe_at.is_some_and(|at| at <= io.now()) {
+            self.probe_at = None;
+            for waiting in &self.line {
+                io.send(waiting.id, &KEEPALIVE);
+            }
+            if !self.line.is_empty() {
+                self.probe_at = Some(io.now() + PROBE_EVERY);
+            }
+        }
         self.pump(io);
         Tick {
-            wake_at: self.tell_at,
+            wake_at: [self.tell_at, self.probe_at].into_iter().flatten().min(),
             done: self.exit.is_some() && self.current.is_none(),
         }
     }
@@ -648,7 +712,9 @@ fn report(output: &Output, peer: &str, ending: &Ending) -> bool {
         Ending::Interrupted => {
             output.status(format!("interrupted; closed the conversation with {peer}"))
         }
-        Ending::OutputClosed | Ending::CutOff { .. } | Ending::Failed { .. } => {}
+        // (Left: a client's own; the server never leaves a conversation
+        // that has not begun.)
+        Ending::OutputClosed | Ending::Left | Ending::CutOff { .. } | Ending::Failed { .. } => {}
     }
     false
 }

@@ -50,6 +50,9 @@ pub enum Happening {
     Interrupted,
     /// Our stdout went away: we are exiting quietly.
     OutputClosed,
+    /// Our user left before the conversation began (a client waiting in
+    /// line): nothing is owed either way, so the connection is reset now.
+    Left,
     /// The peer's end of stream, at a frame boundary.
     PeerClosed,
     /// Receiving failed (reset, protocol error); the text says how.
@@ -72,6 +75,9 @@ pub struct Observed {
     pub undelivered: u64,
     /// Our user's input is waiting for the peer to take what is queued.
     pub backlogged: bool,
+    /// How long the peer's system has answered nothing while bytes of
+    /// ours wait for its acknowledgement (where the system says).
+    pub unanswered: Option<Duration>,
 }
 
 /// Why we cut a peer off.
@@ -96,6 +102,8 @@ pub enum Ending {
     Interrupted,
     /// Our stdout went away; the program exits quietly.
     OutputClosed,
+    /// Our user left before the conversation began.
+    Left,
     /// We cut the peer off; `undelivered` bytes of ours never reached it.
     CutOff { why: Stall, undelivered: u64 },
     /// The connection failed or the peer broke the protocol.
@@ -141,6 +149,7 @@ enum Cause {
     PeerLeft,
     Interrupted,
     OutputClosed,
+    Left,
 }
 
 /// One conversation's ending, step by step.
@@ -162,6 +171,8 @@ pub struct Closing {
     sending: bool,
     finishing: bool,
     aborted: bool,
+    /// Bytes of ours await the peer's answer (see [`Observed::unanswered`]).
+    watched: bool,
     /// When our sending half was shut down.
     send_done_at: Option<Instant>,
     /// When Ctrl-C (or a closed stdout) started the short goodbye.
@@ -186,6 +197,7 @@ impl Closing {
             sending: true,
             finishing: false,
             aborted: false,
+            watched: false,
             send_done_at: None,
             hurry_since: None,
             moved: 0,
@@ -206,9 +218,21 @@ impl Closing {
             true => self.backlogged_since.or(Some(now)),
             false => None,
         };
+        self.watched = seen.unanswered.is_some();
         let mut decision = Decision::default();
         if let Some(happening) = happening {
             self.happen(happening, now, &mut decision);
+        }
+        if let (Some(after), Some(silent)) = (self.rules.dead_after, seen.unanswered)
+            && silent >= after
+        {
+            let why = format!(
+                "connection lost: nothing came back for {} s",
+                after.as_secs()
+            );
+            self.receiving = false;
+            self.sending = false;
+            self.fail(why, &mut decision);
         }
         if !self.aborted {
             self.check_clocks(now, &mut decision);
@@ -250,6 +274,10 @@ impl Closing {
                 self.since.get_or_insert(now);
                 self.hurry_since.get_or_insert(now);
                 self.finish(decision);
+            }
+            Happening::Left => {
+                self.cause = Some(Cause::Left);
+                self.abort(decision);
             }
             Happening::PeerClosed => {
                 self.receiving = false;
@@ -317,6 +345,13 @@ impl Closing {
 
     fn next_deadline(&self, now: Instant) -> Option<Instant> {
         [
+            // Is the peer still answering? Each second while bytes of ours
+            // wait for its answer, and a few times in `dead_after`
+            // otherwise (bytes may go out between steps).
+            self.rules.dead_after.map(|after| match self.watched {
+                true => now + PROGRESS_SAMPLE,
+                false => now + (after / 3).max(PROGRESS_SAMPLE),
+            }),
             self.hurry_since.map(|t| t + INTERRUPT_GRACE),
             self.stall_deadline(),
             self.stall_deadline().map(|_| now + PROGRESS_SAMPLE),
@@ -404,6 +439,7 @@ impl Closing {
         match (self.cause, self.cut, &self.failure) {
             (Some(Cause::Interrupted), _, _) => Ending::Interrupted,
             (Some(Cause::OutputClosed), _, _) => Ending::OutputClosed,
+            (Some(Cause::Left), _, _) => Ending::Left,
             (_, Some(why), _) => Ending::CutOff { why, undelivered },
             (_, None, Some(why)) => Ending::Failed {
                 why: why.clone(),
@@ -746,6 +782,74 @@ mod tests {
                 undelivered: 77
             })
         );
+    }
+
+    #[test]
+    fn a_peer_whose_system_answers_nothing_for_dead_after_is_lost() {
+        let start = Instant::now();
+        let rules = Rules {
+            input_end_closes: true,
+            idle_timeout: None,
+            dead_after: Some(Duration::from_secs(15)),
+        };
+        let mut closing = Closing::new(rules, start);
+        let seen = |unanswered: Option<Duration>| Observed {
+            moved: 10,
+            undelivered: 25,
+            backlogged: false,
+            unanswered,
+        };
+        // Ten silent minutes with nothing in flight: keepalive's to judge,
+        // and a look every 5 s.
+        let decision = closing.step(start + TEN_MINUTES, seen(None), None);
+        assert_eq!(decision.ended, None);
+        assert_eq!(
+            decision.wake_at,
+            Some(start + TEN_MINUTES + Duration::from_secs(5))
+        );
+        // Bytes in flight, answered a tenth of a second ago, then not for
+        // 14.9 s: still talking, looked at again each second.
+        let at = start + TEN_MINUTES + TENTH;
+        let decision = closing.step(at, seen(Some(TENTH)), None);
+        assert_eq!(decision.wake_at, Some(at + PROGRESS_SAMPLE));
+        let decision = closing.step(at, seen(Some(Duration::from_millis(14_900))), None);
+        assert!(decision.ended.is_none() && !decision.abort);
+        // 15 s: lost, with what was not delivered.
+        let decision = closing.step(at + TENTH, seen(Some(Duration::from_secs(15))), None);
+        assert!(decision.abort);
+        assert_eq!(
+            decision.ended,
+            Some(Ending::Failed {
+                why: "connection lost: nothing came back for 15 s".into(),
+                undelivered: 25,
+            })
+        );
+    }
+
+    #[test]
+    fn without_dead_after_an_unanswering_peer_is_the_systems_to_judge() {
+        let start = Instant::now();
+        let rules = Rules {
+            input_end_closes: true,
+            idle_timeout: None,
+            dead_after: None,
+        };
+        let mut closing = Closing::new(rules, start);
+        let seen = Observed {
+            unanswered: Some(TEN_MINUTES),
+            ..Observed::default()
+        };
+        let decision = closing.step(start + TEN_MINUTES, seen, None);
+        assert!(decision.ended.is_none() && !decision.abort && decision.wake_at.is_none());
+    }
+
+    #[test]
+    fn leaving_before_the_conversation_began_resets_at_once() {
+        let mut bench = Bench::new(true, None);
+        bench.happen(Happening::Left);
+        assert!(bench.aborted, "not at once");
+        bench.threads_stop();
+        assert_eq!(bench.ended, Some(Ending::Left));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub(crate) mod display;
 pub(crate) mod farewell;
 pub mod frame;
+pub(crate) mod line;
 pub(crate) mod names;
 pub(crate) mod room;
 pub(crate) mod scan;

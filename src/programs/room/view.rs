@@ -10,6 +10,7 @@ use std::sync::mpsc::Sender;
 
 use crate::console::output::{Interpret, Said, Shown};
 use crate::wire::farewell::read_refusal;
+use crate::wire::line::{LineNotice, read_line_notice};
 use crate::wire::room::{self as wire, Heard};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,10 +33,18 @@ pub enum Found {
     /// room is closing (nothing the client sends from now on is relayed);
     /// `cut_short`, the room says the client was still sending.
     Goodbye { closing: bool, cut_short: bool },
+    /// A plain server put the client in its waiting line: nothing the
+    /// client sends is delivered until [`Found::Served`].
+    Waiting,
+    /// The client's turn came.
+    Served,
 }
 
 pub struct RoomView {
     server: Server,
+    /// A plain server said the client waits in line, and not yet that its
+    /// turn came: its notices are status lines, not the operator's words.
+    waiting: bool,
     found: Sender<Found>,
 }
 
@@ -45,6 +54,7 @@ impl RoomView {
     pub fn new(found: Sender<Found>) -> Self {
         Self {
             server: Server::Unknown,
+            waiting: false,
             found,
         }
     }
@@ -60,13 +70,24 @@ impl Interpret for RoomView {
                 let _ = self.found.send(Found::TurnedAway);
                 return vec![Shown::Status(why.to_string())];
             }
-            let room = std::str::from_utf8(first).is_ok_and(wire::is_room_greeting);
+            let first = std::str::from_utf8(first);
+            let room = first.is_ok_and(wire::is_room_greeting);
             self.server = if room { Server::Room } else { Server::Plain };
             if room {
                 let _ = self.found.send(Found::Room);
             }
+            // Only the first frame can put us in line.
+            if first
+                .is_ok_and(|first| matches!(read_line_notice(first), Some(LineNotice::Waiting(_))))
+            {
+                self.waiting = true;
+                let _ = self.found.send(Found::Waiting);
+            }
         }
         if self.server == Server::Plain {
+            if self.waiting {
+                return self.read_line_notices(from, text);
+            }
             let from = Arc::clone(from);
             return vec![Shown::Messages { from, text }];
         }
@@ -83,6 +104,37 @@ impl Interpret for RoomView {
                     });
                 }
             }
+        }
+        items
+    }
+}
+
+impl RoomView {
+    /// A plain server's frames while we wait in its line: its notices as
+    /// status lines, until the one that says our turn came; what follows
+    /// that is the conversation's.
+    fn read_line_notices(&mut self, from: &Arc<str>, text: Vec<u8>) -> Vec<Shown> {
+        let mut items = Vec::new();
+        let mut rest = &text[..];
+        while self.waiting && !rest.is_empty() {
+            let end = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |at| at + 1);
+            let (line, after) = rest.split_at(end);
+            rest = after;
+            let line = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(line));
+            if read_line_notice(&line) == Some(LineNotice::Turn) {
+                self.waiting = false;
+                let _ = self.found.send(Found::Served);
+            }
+            items.push(Shown::Status(line.into_owned()));
+        }
+        if !rest.is_empty() {
+            items.push(Shown::Messages {
+                from: Arc::clone(from),
+                text: rest.to_vec(),
+            });
         }
         items
     }
@@ -187,6 +239,37 @@ mod tests {
         );
         assert_eq!(rx.try_recv(), Ok(Found::Room));
         assert!(rx.try_recv().is_err(), "said once");
+    }
+
+    #[test]
+    fn a_waiting_lines_notices_are_status_lines_until_the_turn_comes() {
+        use crate::wire::line;
+        let (tx, rx) = mpsc::channel();
+        let mut view = RoomView::new(tx);
+        assert_eq!(
+            shown(&mut view, &format!("{}\n", line::busy(2))),
+            [format!("status {}", line::busy(2))]
+        );
+        assert_eq!(rx.try_recv(), Ok(Found::Waiting));
+        let turn_and_more = format!("{}\n{}\nhello\n", line::moved(1), line::turn());
+        assert_eq!(
+            shown(&mut view, &turn_and_more),
+            [
+                format!("status {}", line::moved(1)),
+                format!("status {}", line::turn()),
+                "plain server \"hello\\n\"".to_string(),
+            ]
+        );
+        assert_eq!(rx.try_recv(), Ok(Found::Served));
+        // From now on the operator's words, even if they look like a notice.
+        assert_eq!(
+            shown(&mut view, &format!("{}\n", line::moved(1))),
+            [format!(
+                "plain server {:?}",
+                format!("{}\n", line::moved(1))
+            )]
+        );
+        assert!(rx.try_recv().is_err());
     }
 
     #[test]
