@@ -8,8 +8,6 @@ mod support;
 
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chat::Exit;
@@ -631,67 +629,4 @@ fn a_waiting_client_that_sent_much_and_went_is_seen_to_go() {
     next.write_all(&frame(b"the next one")).unwrap();
     // Served at once, and nothing of the gone client's shown before it.
     server.expect_message("the next one");
-}
-
-/// A piped client with more to send than the server takes from a client
-/// in line waits its turn however long it takes: waiting is not stalling
-/// (the server's keepalives move bytes), and when its turn comes every
-/// line arrives.
-#[test]
-fn a_piped_client_waiting_in_line_with_a_large_input_is_not_cut_off() {
-    let mut server = server();
-    let mut talking = server.raw();
-    server.expect_status("connected");
-    // More than the kernels' buffers on loopback hold (several MB), so
-    // that the client's input waits for the server.
-    let lines = support::flood("waiting", 24 << 20);
-    let mut text = lines.join("\n");
-    text.push('\n');
-    let total = text.len();
-    let taken = Arc::new(AtomicUsize::new(0));
-    let input = Counted {
-        inner: std::io::Cursor::new(text.into_bytes()),
-        taken: Arc::clone(&taken),
-    };
-    let mut client = Client::start(server.addr, client_config(), Some(Box::new(input)));
-    server.expect_status("is waiting (number 1 in line)");
-    // The client's input waits for the server once the buffers between
-    // are full: its reading stops. (TCP fills them in real time, growing
-    // its window as it goes: a second without a read is the sign.)
-    let mut last = usize::MAX;
-    while taken.load(Ordering::SeqCst) != last {
-        last = taken.load(Ordering::SeqCst);
-        std::thread::sleep(Duration::from_secs(1));
-    }
-    assert!(last < total, "the whole input was taken: nothing waits");
-    for _ in 0..60 {
-        server.pass(Duration::from_secs(1));
-        client.pass(Duration::from_secs(1));
-    }
-    assert!(
-        client.said("stopped responding").is_none(),
-        "cut off while waiting: {:?}",
-        client.all_stderr()
-    );
-    talking.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_frame(&mut talking), None);
-    for line in &lines {
-        server.expect_message(line);
-    }
-    server.expect_status(" left");
-    assert_eq!(client.exit(), Exit::Success);
-}
-
-/// A reader that counts what was read from it.
-struct Counted<R> {
-    inner: R,
-    taken: Arc<AtomicUsize>,
-}
-
-impl<R: std::io::Read> std::io::Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.taken.fetch_add(n, Ordering::SeqCst);
-        Ok(n)
-    }
 }
