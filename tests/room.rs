@@ -179,6 +179,40 @@ fn commands_are_answered_to_the_member_alone() {
 }
 
 #[test]
+fn names_that_could_pass_for_another_are_refused_or_taken() {
+    let server = start_room(&[]);
+    let _alice = server.join_room("alice");
+    let mut mallory = server.join_room("mallory");
+    for (wanted, answer) in [
+        // Cyrillic а, then Latin: mixed scripts.
+        (
+            "\u{430}lice",
+            "cannot use that name: a name cannot mix scripts (say Latin and Cyrillic letters): it could pass for another",
+        ),
+        // All Cyrillic, and looks like alice.
+        (
+            "\u{430}\u{4cf}\u{456}\u{441}\u{435}",
+            "is taken; you are still mallory",
+        ),
+        // The operator's name with a variation selector after it.
+        (
+            "server\u{fe0f}",
+            "cannot use that name: a name is one word of letters, digits and a few marks (- _ . '), without U+FE0F",
+        ),
+        // A capital I for an l, and a blank that is not a space.
+        ("aIice", "the name aIice is taken; you are still mallory"),
+        ("\u{3164}", "cannot use that name"),
+        ("al\u{ad}ice", "cannot use that name"),
+    ] {
+        mallory.say(&format!("/nick {wanted}"));
+        mallory.expect_status(answer);
+    }
+    // Nobody else saw a rename.
+    mallory.say("/who");
+    mallory.expect_status("here (3): server, alice, mallory");
+}
+
+#[test]
 fn nick_collisions_are_refused_or_given_a_suffix_and_told() {
     let mut server = start_room(&[]);
     let mut alice = server.join_room("alice");
@@ -195,11 +229,11 @@ fn nick_collisions_are_refused_or_given_a_suffix_and_told() {
         ("bob", "you are already bob"),
         (
             "two words",
-            "cannot use that name: a name is one word of printable characters, without a space",
+            "cannot use that name: a name is one word of letters, digits and a few marks (- _ . '), without a space",
         ),
         (
             "a:b",
-            "cannot use that name: a name is one word of printable characters, without a colon",
+            "cannot use that name: a name is one word of letters, digits and a few marks (- _ . '), without a colon",
         ),
     ] {
         bob.say(&format!("/nick {wanted}"));

@@ -76,7 +76,7 @@ struct Args {
     known_hosts: Option<PathBuf>,
 
     /// Your name in a room (chat-server --room): one word of at most 32
-    /// printable characters, without a colon [default: your login name]
+    /// letters, digits and - _ . ' from one script [default: your login name]
     #[arg(long, value_name = "NAME", value_parser = chat::room::parse_name)]
     name: Option<String>,
 }

@@ -83,6 +83,8 @@ pub struct Settings {
 
 struct Member {
     name: String,
+    /// What its name is compared by (see [`names::Key`]).
+    key: names::Key,
     peer: SocketAddr,
     /// In the room: gets what is said and holds its name.
     present: bool,
@@ -101,6 +103,8 @@ struct Member {
 
 pub struct Room {
     settings: Settings,
+    /// What the operator's name is compared by.
+    operator_key: names::Key,
     members: BTreeMap<Who, Member>,
     operator: String,
     operator_pace: Pace,
@@ -146,6 +150,7 @@ impl Room {
         let pace = Pace::new(settings.rate, settings.backlog / 4);
         Self {
             operator: settings.operator.clone(),
+            operator_key: names::Key::of(&settings.operator),
             operator_pace: pace,
             paced_operator: None,
             settings,
@@ -229,6 +234,7 @@ impl Room {
         self.members.insert(
             who,
             Member {
+                key: names::Key::of(&name),
                 name,
                 peer,
                 present: true,
@@ -574,7 +580,7 @@ impl Room {
             self.tell(who, &format!("you are already {old}"), world);
             return;
         }
-        if self.is_taken(&names::key(&wanted), Some(who)) {
+        if self.is_taken(&names::Key::of(&wanted), Some(who)) {
             let text = format!("the name {wanted} is taken; you are still {old}");
             self.tell(who, &text, world);
             return;
@@ -711,19 +717,28 @@ impl Room {
     }
 
     fn set_name(&mut self, who: Who, name: String) {
+        let key = names::Key::of(&name);
         match who {
-            OPERATOR => self.operator = name,
-            _ => self.members.get_mut(&who).expect("a member").name = name,
+            OPERATOR => {
+                self.operator = name;
+                self.operator_key = key;
+            }
+            _ => {
+                let member = self.members.get_mut(&who).expect("a member");
+                member.name = name;
+                member.key = key;
+            }
         }
     }
 
-    /// Whether a name whose key is `key` is held by someone other than `by`.
-    fn is_taken(&self, key: &str, by: Option<Who>) -> bool {
-        (by != Some(OPERATOR) && names::key(&self.operator) == key)
+    /// Whether a name that `key` is of, or one it would pass for, is held
+    /// by someone other than `by`.
+    fn is_taken(&self, key: &names::Key, by: Option<Who>) -> bool {
+        (by != Some(OPERATOR) && self.operator_key.same(key))
             || self
                 .members
                 .iter()
-                .any(|(who, m)| Some(*who) != by && m.present && names::key(&m.name) == key)
+                .any(|(who, m)| Some(*who) != by && m.present && m.key.same(key))
     }
 }
 
