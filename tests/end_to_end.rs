@@ -493,3 +493,26 @@ fn a_waiting_client_not_served_says_its_lines_were_not_delivered() {
         .expect_status("the server ended the connection before your turn; 2 lines not delivered");
     assert_eq!(waiting.wait().code(), Some(1));
 }
+
+/// Piped input to a server with nobody connected: its lines are not sent,
+/// and that is said after `listening on`, at most about once a second with
+/// a count, every line counted once; not once for each read.
+#[test]
+fn piped_lines_with_nobody_connected_are_told_once_a_second_with_a_count() {
+    let lines: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+    let mut server = Program::spawn(SERVER, &["--bind", "127.0.0.1:0"]);
+    let typing = server.type_in_background(lines.into_bytes());
+    drop(typing.join());
+    server.expect_status("standard input has ended");
+    let said = server.drain_stderr();
+    assert!(said[0].starts_with("listening on"), "{said:?}");
+    let counts: Vec<u64> = said
+        .iter()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("error: nobody is connected; ")?;
+            rest.split(' ').next()?.parse().ok()
+        })
+        .collect();
+    assert_eq!(counts.iter().sum::<u64>(), 20_000, "{said:?}");
+    assert!(counts.len() <= 3, "told {} times: {said:?}", counts.len());
+}

@@ -10,11 +10,13 @@ use std::io::{ErrorKind, Read};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use crate::console::event::{Event, Events, Input};
 use crate::console::outbox::{Outbox, Pushed, Room};
 use crate::console::output::Output;
 use crate::errors::lowercase_os_error;
+use crate::state::throttle::Throttle;
 use crate::wire::frame::{TooLong, encode_frame};
 use crate::wire::scan::LineEnds;
 
@@ -104,6 +106,10 @@ pub struct Composer {
     /// not delivered) and reading stops.
     once: bool,
     ended: bool,
+    /// Lines typed with nobody connected, told at most once a second with
+    /// a count (a piped flood into a server with nobody connected made an
+    /// error a read, thousands a second).
+    not_sent: Throttle,
 }
 
 impl Composer {
@@ -126,6 +132,7 @@ impl Composer {
             room,
             once,
             ended: false,
+            not_sent: Throttle::new(Duration::from_secs(1)),
         }
     }
 
@@ -251,14 +258,30 @@ impl Composer {
                 self.ended = true;
                 return;
             }
-            let what = if lines == 1 {
-                "1 line".to_string()
-            } else {
-                format!("{lines} lines")
-            };
-            self.output
-                .error(format!("nobody is connected; {what} not sent"));
+            if let Some(count) = self.not_sent.occurred_times(lines as u64, Instant::now()) {
+                self.tell_not_sent(count);
+            }
+            return;
         }
+        // Someone is connected now: the lines not sent before it came and
+        // not yet told are told now.
+        self.tell_rest();
+    }
+
+    /// Tells the lines not sent since the last time it was told.
+    pub fn tell_rest(&mut self) {
+        if let Some(count) = self.not_sent.rest() {
+            self.tell_not_sent(count);
+        }
+    }
+
+    fn tell_not_sent(&self, lines: u64) {
+        let what = match lines {
+            1 => "1 line".to_string(),
+            n => format!("{n} lines"),
+        };
+        self.output
+            .error(format!("nobody is connected; {what} not sent"));
     }
 
     /// Reports a line over the maximum, which is not sent.
@@ -348,6 +371,7 @@ pub fn read_plain(
         _ => {}
     }
     composer.flush();
+    composer.tell_rest();
     let _ = events.send(Event::Input(Input::Closed));
 }
 

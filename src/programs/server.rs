@@ -181,8 +181,10 @@ fn converse(listener: TcpListener, config: Config, around: Surroundings) -> Resu
         let events = events.clone();
         output.when_room(move || events.wake());
     }
-    console.start_input(&events, AfterQuit::Continue)?;
+    // Said before the operator's input is read: what is said of that
+    // input (lines with nobody to send them to) comes after it.
     output.status(format!("listening on {address}"));
+    console.start_input(&events, AfterQuit::Continue)?;
     let mut service = Conversations {
         console: &console,
         config,

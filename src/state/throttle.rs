@@ -24,7 +24,12 @@ impl Throttle {
     /// Counts one occurrence at `now`; returns how many occurrences a report
     /// made now should speak for, or `None` if it is too soon to report.
     pub fn occurred(&mut self, now: Instant) -> Option<u64> {
-        self.unreported += 1;
+        self.occurred_times(1, now)
+    }
+
+    /// [`occurred`](Self::occurred), `times` over.
+    pub fn occurred_times(&mut self, times: u64, now: Instant) -> Option<u64> {
+        self.unreported += times;
         if self
             .last_report
             .is_some_and(|last| now.duration_since(last) < self.period)
@@ -41,8 +46,12 @@ impl Throttle {
         if self.unreported == 0 {
             return None;
         }
-        self.unreported -= 1;
-        self.occurred(now)
+        self.occurred_times(0, now)
+    }
+
+    /// Whatever is not yet reported, due or not (the last word on it).
+    pub fn rest(&mut self) -> Option<u64> {
+        (self.unreported > 0).then(|| std::mem::take(&mut self.unreported))
     }
 }
 
@@ -69,6 +78,22 @@ mod tests {
         // After a quiet spell, the next one is told at once.
         let later = start + Duration::from_secs(600);
         assert_eq!(throttle.occurred(later), Some(1));
+    }
+
+    #[test]
+    fn many_at_once_are_counted_and_the_rest_told_at_the_end() {
+        let start = Instant::now();
+        let mut throttle = Throttle::new(Duration::from_secs(1));
+        assert_eq!(throttle.occurred_times(40, start), Some(40));
+        // A read of 40 lines every 10 ms for a second and a half.
+        let mut told = vec![40];
+        for step in 1..150 {
+            let now = start + Duration::from_millis(10 * step);
+            told.extend(throttle.occurred_times(40, now));
+        }
+        told.extend(throttle.rest());
+        assert_eq!(told, [40, 4000, 1960]);
+        assert_eq!(throttle.rest(), None);
     }
 
     #[test]
