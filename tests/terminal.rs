@@ -178,6 +178,35 @@ fn messages_show_their_sender_in_colour_unless_no_color() {
     expect_exit_and_sane_terminal(&mut session, 0);
 }
 
+/// A dumb terminal (`TERM=dumb`, as Emacs' `M-x shell` sets) gets plain
+/// lines and not one escape sequence: no prompt drawn, no cursor
+/// movement, no bracketed paste, no colour.
+#[test]
+fn a_dumb_terminal_gets_plain_lines_without_escape_sequences() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let script = format!("TERM=dumb {CLIENT} --connect {addr}; {REPORT}");
+    let mut session = in_terminal(&script, true);
+    let (mut server, _) = listener.accept().unwrap();
+    server.set_read_timeout(Some(PATIENCE)).unwrap();
+    server.write_all(&frame(b"hello, dumb terminal")).unwrap();
+    let seen = session.expect("hello, dumb terminal").unwrap();
+    let mut everything = seen.before().to_vec();
+    everything.extend_from_slice(seen.get(0).unwrap());
+    enter(&mut session, &mut server, "typed plainly", "typed plainly");
+    session.send("q\r").unwrap();
+    finish(server);
+    let seen = session.expect(Regex("EXIT=[0-9]+")).unwrap();
+    everything.extend_from_slice(seen.before());
+    everything.extend_from_slice(seen.get(0).unwrap());
+    let shown = String::from_utf8_lossy(&everything);
+    assert!(
+        !shown.contains('\x1b'),
+        "an escape sequence reached a dumb terminal: {shown:?}"
+    );
+    assert!(shown.contains("EXIT=0"), "{shown:?}");
+}
+
 #[test]
 fn control_characters_never_reach_the_terminal_raw() {
     let (mut session, mut server) = client_in_terminal(false);

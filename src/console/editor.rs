@@ -62,8 +62,7 @@ impl Palette {
     /// is dumb.
     fn detect() -> Self {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
-        if no_color || dumb {
+        if no_color || super::terminal_is_dumb() {
             return Self {
                 peer: Style::new(),
                 status: Style::new(),

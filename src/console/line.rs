@@ -165,6 +165,15 @@ impl Line {
                 let len = self.history.len();
                 self.find(len);
             }
+            // A search that found nothing shows an empty line: Enter then
+            // sends nothing and gives the draft back, as Esc does, and
+            // any other key acts on the draft (the empty line was no one's).
+            KeyCode::Enter if search.found.is_none() => self.cancel_search(),
+            KeyCode::Char('j' | 'm') if ctrl && search.found.is_none() => self.cancel_search(),
+            _ if search.found.is_none() => {
+                self.cancel_search();
+                return false;
+            }
             _ => {
                 self.search = None;
                 return false;
@@ -417,6 +426,31 @@ mod tests {
         typed(&mut line, "!");
         assert_eq!(line.text(), "other!");
         assert_eq!(line.search_prompt(), None);
+    }
+
+    #[test]
+    fn enter_after_a_search_that_found_nothing_keeps_the_draft_and_sends_nothing() {
+        let mut line = Line::default();
+        typed(&mut line, "hello");
+        press(&mut line, KeyCode::Enter, NONE);
+        typed(&mut line, "my draft");
+        press(&mut line, KeyCode::Char('r'), CTRL);
+        typed(&mut line, "zzz");
+        assert!(line.search_prompt().unwrap().contains("failed"));
+        assert_eq!(press(&mut line, KeyCode::Enter, NONE), Outcome::Edited);
+        assert_eq!((line.text(), line.search_prompt()), ("my draft", None));
+        // And then Enter sends the draft.
+        assert_eq!(
+            press(&mut line, KeyCode::Enter, NONE),
+            Outcome::Submit("my draft".into())
+        );
+        // Another key after a failed search acts on the draft.
+        typed(&mut line, "second");
+        press(&mut line, KeyCode::Char('r'), CTRL);
+        typed(&mut line, "qqq");
+        press(&mut line, KeyCode::End, NONE);
+        typed(&mut line, "!");
+        assert_eq!(line.text(), "second!");
     }
 
     #[test]

@@ -114,7 +114,13 @@ impl Console {
     ) -> io::Result<Self> {
         shutdown.tell(events);
         let output = Output::new(events.clone());
-        let interactive = stdio.process && io::stdin().is_terminal() && io::stdout().is_terminal();
+        // A dumb terminal (Emacs' M-x shell, say) gets plain lines: the
+        // editor's cursor movements and bracketed paste would show there
+        // as garbage.
+        let interactive = stdio.process
+            && io::stdin().is_terminal()
+            && io::stdout().is_terminal()
+            && !terminal_is_dumb();
         let (editor, input) = match interactive && editor::enter_terminal().is_ok() {
             true => (Some(start_editor(&output, prompt)?), None),
             false => {
@@ -272,4 +278,9 @@ fn suspend() {
     restore_terminal();
     let _ = signal_hook::low_level::raise(signal_hook::consts::SIGTSTP);
     let _ = crossterm::terminal::enable_raw_mode();
+}
+
+/// `TERM=dumb`: a terminal that takes no control sequences at all.
+pub(crate) fn terminal_is_dumb() -> bool {
+    std::env::var("TERM").is_ok_and(|term| term == "dumb")
 }
