@@ -118,6 +118,21 @@ pub fn parse_address(text: &str) -> Result<String, String> {
     }
 }
 
+/// The largest `--max-message-size`: a message is held whole in memory
+/// (by the room, once for each member it waits for), so the setting is a
+/// bound on memory and must stay a sane one.
+pub const MAX_MESSAGE_CEILING: u64 = 64 << 20;
+
+/// Parses `--max-message-size`: bytes, from 1 to [`MAX_MESSAGE_CEILING`].
+pub fn parse_max_message_size(text: &str) -> Result<u32, String> {
+    match text.parse::<u64>() {
+        Ok(bytes) if (1..=MAX_MESSAGE_CEILING).contains(&bytes) => Ok(bytes as u32),
+        _ => Err(format!(
+            "expected a number of bytes from 1 to {MAX_MESSAGE_CEILING} (64 MiB): a message is held whole in memory"
+        )),
+    }
+}
+
 /// `--dead-after`'s default: long enough for a Wi-Fi hiccup or a busy
 /// link, short enough that a vanished peer is noticed while one waits.
 pub const DEFAULT_DEAD_AFTER_SECS: u64 = 15;

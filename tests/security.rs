@@ -550,3 +550,52 @@ fn a_waiting_tls_client_is_served_with_what_it_sent() {
     server.say("hello, patient one");
     waiting.expect_message("hello, patient one");
 }
+
+/// A mistaken path for the TLS files (`/dev/zero`, a huge file) is a
+/// clear error at once, never read until memory runs out; and known
+/// hosts that are a symbolic link are not written through. Unix: it needs
+/// `/dev/zero` and symbolic links.
+#[cfg(unix)]
+#[test]
+fn tls_files_are_read_within_a_limit_and_known_hosts_not_written_through_a_link() {
+    let mut server = Program::spawn(
+        SERVER,
+        &["--bind", "127.0.0.1:0", "--tls", "--identity", "/dev/zero"],
+    );
+    server.expect_status("cannot read /dev/zero: larger than 4 MiB");
+    assert_eq!(server.wait().code(), Some(1));
+
+    let dir = scratch("file-limits");
+    let (server, _) = tls_server(&dir, &[], &[]);
+    let address = server.addr.to_string();
+    let mut client = Program::spawn(
+        CLIENT,
+        &["--connect", &address, "--tls", "--known-hosts", "/dev/zero"],
+    );
+    client.expect_status("cannot read /dev/zero: larger than 4 MiB");
+    assert_eq!(client.wait().code(), Some(1));
+
+    let target = dir.join("elsewhere");
+    fs::write(&target, "precious\n").unwrap();
+    let link = dir.join("linked_known_hosts");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let link = link.to_string_lossy().into_owned();
+    let mut client = Program::spawn(
+        CLIENT,
+        &["--connect", &address, "--tls", "--known-hosts", &link],
+    );
+    client.expect_status("it is a symbolic link, which is not written through");
+    assert_eq!(client.wait().code(), Some(1));
+    assert_eq!(fs::read_to_string(&target).unwrap(), "precious\n");
+}
+
+/// `--max-message-size` has a ceiling (64 MiB): a message is held whole in
+/// memory, so 4 GB would let one client take the machine's.
+#[test]
+fn the_maximum_message_size_has_a_ceiling() {
+    for program in [SERVER, CLIENT] {
+        let mut over = Program::spawn(program, &["--max-message-size", "4000000000"]);
+        over.expect_status("from 1 to 67108864 (64 MiB)");
+        assert_eq!(over.wait().code(), Some(2));
+    }
+}

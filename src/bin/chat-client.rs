@@ -37,7 +37,7 @@ struct Args {
 
     /// Largest message accepted or sent, in bytes
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_MESSAGE_SIZE as u32,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = chat::parse_max_message_size)]
     max_message_size: u32,
 
     /// End the conversation after this many seconds with no traffic either way [default: off]

@@ -35,7 +35,7 @@ struct Args {
 
     /// Largest message accepted or sent, in bytes
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_MESSAGE_SIZE as u32,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = chat::parse_max_message_size)]
     max_message_size: u32,
 
     /// How many clients may wait while another is served; one more is turned away

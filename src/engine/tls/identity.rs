@@ -67,7 +67,7 @@ fn load(path: &Path) -> Result<Identity, String> {
             "{shown} is a directory; --identity names a PEM file (made there if missing)"
         ));
     }
-    let text = fs::read(path).map_err(|e| {
+    let text = super::read_limited(path).map_err(|e| {
         format!(
             "cannot read {shown}: {}",
             crate::errors::lowercase_os_error(&e)

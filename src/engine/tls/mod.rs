@@ -402,6 +402,28 @@ fn handshake(
     Ok(())
 }
 
+/// The most a TLS file (an identity, the known hosts, authorities) may
+/// hold: far more than any real one, and a bound on what a mistaken path
+/// (`/dev/zero`, a disk image) can make us read.
+const FILE_LIMIT: u64 = 4 << 20;
+
+/// Reads the file at `path`, refusing one over [`FILE_LIMIT`] without
+/// reading more than that.
+fn read_limited(path: &std::path::Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(FILE_LIMIT + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > FILE_LIMIT {
+        return Err(io::Error::other(format!(
+            "larger than {} MiB, which no such file is",
+            FILE_LIMIT >> 20
+        )));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_fingerprint;

@@ -30,8 +30,8 @@ pub struct Known {
 impl KnownHosts {
     /// Every fingerprint recorded for `address`, in file order.
     pub fn lookup(&self, address: &str) -> Result<Vec<Known>, String> {
-        let text = match fs::read_to_string(&self.path) {
-            Ok(text) => text,
+        let text = match super::read_limited(&self.path) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => {
                 return Err(format!(
@@ -78,20 +78,36 @@ impl KnownHosts {
         }
         let mut file = match create_private(&self.path) {
             Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => fs::OpenOptions::new()
-                .append(true)
-                .open(&self.path)
-                .map_err(fail)?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                append_not_through_link(&self.path).map_err(fail)?
+            }
             Err(e) => return Err(fail(e)),
         };
         // A file edited by hand may lack its last line end.
-        let ends_cleanly = fs::read(&self.path)
+        let ends_cleanly = super::read_limited(&self.path)
             .map(|text| text.is_empty() || text.ends_with(b"\n"))
             .unwrap_or(true);
         let start = if ends_cleanly { "" } else { "\n" };
         file.write_all(format!("{start}{address} {fingerprint}\n").as_bytes())
             .map_err(fail)
     }
+}
+
+/// Opens the existing file at `path` to append to it, unless it is a
+/// symbolic link: a link put in place of the known hosts would have us
+/// write wherever it points.
+fn append_not_through_link(path: &Path) -> io::Result<fs::File> {
+    if fs::symlink_metadata(path)?.file_type().is_symlink() {
+        return Err(io::Error::other(
+            "it is a symbolic link, which is not written through",
+        ));
+    }
+    let mut options = fs::OpenOptions::new();
+    options.append(true);
+    // And no link put there since the look above.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+    options.open(path)
 }
 
 /// Which certificate the client accepts.
@@ -201,9 +217,13 @@ pub fn load_authorities(path: &Path) -> Result<rustls::RootCertStore, String> {
     use rustls::pki_types::pem::PemObject;
     let shown = path.display();
     let mut roots = rustls::RootCertStore::empty();
-    for certificate in
-        CertificateDer::pem_file_iter(path).map_err(|e| format!("cannot read {shown}: {e}"))?
-    {
+    let text = super::read_limited(path).map_err(|e| {
+        format!(
+            "cannot read {shown}: {}",
+            crate::errors::lowercase_os_error(&e)
+        )
+    })?;
+    for certificate in CertificateDer::pem_slice_iter(&text) {
         let certificate =
             certificate.map_err(|e| format!("{shown} is not a valid PEM file: {e}"))?;
         roots

@@ -110,8 +110,11 @@ pub struct Room {
     operator_pace: Pace,
     /// The operator's lines are not taken before this.
     paced_operator: Option<Instant>,
-    /// The last [`HISTORY`] messages, as relayed (without the frame header).
+    /// The last [`HISTORY`] messages, as relayed (without the frame header),
+    /// and no more than a newcomer could be shown ([`Room::history_bytes`]).
     history: VecDeque<Vec<u8>>,
+    /// What `history` holds, as counted for a newcomer (see [`said_cost`]).
+    history_cost: usize,
     guests: u64,
     /// The room is closing: nobody joins, nothing more is relayed.
     closing: bool,
@@ -156,6 +159,7 @@ impl Room {
             settings,
             members: BTreeMap::new(),
             history: VecDeque::with_capacity(HISTORY),
+            history_cost: 0,
             guests: 0,
             closing: false,
             arrivals: Deadlines::default(),
@@ -213,14 +217,13 @@ impl Room {
         );
         // The newest earlier messages that fit in half the member's bound,
         // so that what a member holds stays within the bound from the start.
-        let mut budget = self.settings.backlog / 2;
+        let mut budget = self.history_bytes();
         let fitting = self
             .history
             .iter()
             .rev()
             .take_while(|said| {
-                let cost = said.len() + 64;
-                budget = budget.saturating_sub(cost);
+                budget = budget.saturating_sub(said_cost(said));
                 budget > 0
             })
             .count();
@@ -494,10 +497,16 @@ impl Room {
         }
         let skip = run.said.len().saturating_sub(HISTORY);
         for said in run.said.drain(..).skip(skip) {
-            if self.history.len() == HISTORY {
-                self.history.pop_front();
-            }
+            self.history_cost += said_cost(&said);
             self.history.push_back(said);
+            // Kept only while a newcomer could be shown it: 30 messages of
+            // 19 MB once left 402 MB held for nobody.
+            while self.history.len() > HISTORY || self.history_cost >= self.history_bytes() {
+                let Some(oldest) = self.history.pop_front() else {
+                    break;
+                };
+                self.history_cost -= said_cost(&oldest);
+            }
         }
         run.frames.clear();
     }
@@ -716,6 +725,12 @@ impl Room {
         }
     }
 
+    /// The most of the history a newcomer is shown: half a member's bound,
+    /// so that what a member holds stays within the bound from the start.
+    fn history_bytes(&self) -> usize {
+        self.settings.backlog / 2
+    }
+
     fn set_name(&mut self, who: Who, name: String) {
         let key = names::Key::of(&name);
         match who {
@@ -740,6 +755,12 @@ impl Room {
                 .iter()
                 .any(|(who, m)| Some(*who) != by && m.present && m.key.same(key))
     }
+}
+
+/// What one earlier message costs a newcomer's bound: its text and room
+/// for its frame and `-- earlier: ` mark.
+fn said_cost(said: &[u8]) -> usize {
+    said.len() + 64
 }
 
 /// How many bytes at the end of `payload` are the text (after the name).
@@ -874,6 +895,50 @@ mod tests {
                 .last()
                 .unwrap()
                 .contains("turned away: the room is full")
+        );
+    }
+
+    /// The room keeps of what was said only what a newcomer could be
+    /// shown (half a member's bound), not twenty messages whatever their
+    /// size; and a newcomer is shown the newest that fit.
+    #[test]
+    fn the_history_holds_no_more_than_a_newcomer_is_shown() {
+        let (mut room, mut world, t0) = (room(), Record::default(), Instant::now());
+        named(&mut room, &mut world, 1, "alice", t0);
+        // Thirty messages of 60 KiB, paced or not: 1.8 MB said.
+        for n in 0..30 {
+            let line = format!("{n:02} {}", "x".repeat(60 * KIB));
+            let at = t0 + Duration::from_secs(n);
+            room.hear(1, &frames(&[&line]), at, &mut world);
+            room.tick(at, &mut world);
+            assert!(
+                room.history_cost < room.history_bytes(),
+                "{} bytes held for newcomers, more than the {} one is shown",
+                room.history_cost,
+                room.history_bytes()
+            );
+        }
+        let held: usize = room.history.iter().map(Vec::len).sum();
+        assert!(held <= 200 * KIB, "{held} bytes held");
+        named(
+            &mut room,
+            &mut world,
+            2,
+            "bob",
+            t0 + Duration::from_secs(60),
+        );
+        let bob = world.take(2);
+        let earlier: Vec<&String> = bob
+            .iter()
+            .filter(|l| l.starts_with("-- earlier:"))
+            .collect();
+        assert_eq!(earlier.len(), room.history.len(), "shown all that is kept");
+        assert!(
+            earlier
+                .last()
+                .unwrap()
+                .starts_with("-- earlier: alice: 29 "),
+            "the newest last"
         );
     }
 
