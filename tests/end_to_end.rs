@@ -516,3 +516,16 @@ fn piped_lines_with_nobody_connected_are_told_once_a_second_with_a_count() {
     assert_eq!(counts.iter().sum::<u64>(), 20_000, "{said:?}");
     assert!(counts.len() <= 3, "told {} times: {said:?}", counts.len());
 }
+
+/// How to type is told to a person at the keys, not to a script: a piped
+/// client says only where it is connected.
+#[test]
+fn a_piped_client_is_not_told_how_to_type() {
+    let mut server = Server::start(&[]);
+    let mut client = server.connect_client(&[]);
+    let said = client.expect_status("connected to");
+    assert_eq!(said, format!("connected to {}", server.addr));
+    server.expect_status("connected");
+    client.say("q");
+    assert_eq!(client.wait().code(), Some(0));
+}

@@ -200,7 +200,8 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
     // the wait), our lines wait for the server's first frame: a room's
     // greeting is answered with our name before any of them. A script
     // without a name sends at once: a plain server may never speak first.
-    let hold = config.name_chosen || stdio.input_is_terminal();
+    let at_keys = stdio.input_is_terminal();
+    let hold = config.name_chosen || at_keys;
     let (sender, inbox) = mpsc::channel();
     let events = Events::new(sender);
     let console = Console::open(config.max_message_size, &events, "> ", stdio, shutdown)?;
@@ -209,9 +210,13 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
     for note in notes {
         output.status(note);
     }
-    output.status(format!(
-        "connected to {peer}{secure}; type a line and press Enter to send it, q to quit"
-    ));
+    // How to type is for a person at the keys; a script is told nothing
+    // it cannot use.
+    let hint = match at_keys {
+        true => "; type a line and press Enter to send it, q to quit",
+        false => "",
+    };
+    output.status(format!("connected to {peer}{secure}{hint}"));
     // Reads the first frame to learn whether the server is a room.
     let (finds, found) = mpsc::channel();
     output.set_interpreter(Box::new(RoomView::new(finds)));
