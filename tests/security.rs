@@ -9,11 +9,11 @@ mod support;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use support::{
-    CLIENT, PATIENCE, Program, SERVER, Server, frame, path, read_frame, read_text, scratch,
-    tls_client, tls_server,
+    CLIENT, Program, SERVER, Server, frame, path, read_frame, read_text, scratch, tls_client,
+    tls_server,
 };
 
 /// Checks a conversation works both ways, then ends it from the client.
@@ -254,7 +254,13 @@ fn a_plain_client_of_a_tls_server_is_told_to_use_tls() {
     let started = Instant::now();
     let mut client = server.connect_client(&[]);
     client.expect_status("this server speaks TLS only: connect with chat-client --tls");
-    assert!(started.elapsed() < PATIENCE);
+    // Told once the server's wait for a first byte (2 s) is over, not at
+    // some later timeout; generous for a loaded machine.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "told after {:?}",
+        started.elapsed()
+    );
     client.expect_status("not served: the server refused this client");
     assert_eq!(client.wait().code(), Some(1), "a refusal is a failure");
     assert!(client.stdout.try_recv().is_err(), "not shown as a message");
@@ -437,13 +443,11 @@ with socket.create_connection((host, int(port))) as raw:
         .arg(server.addr.to_string())
         .stdout(std::process::Stdio::piped())
         .spawn();
-    let Ok(mut python) = python else {
-        eprintln!("python3 not found: skipped");
-        return;
-    };
+    // Not a pass without it: the test says what it needs.
+    let mut python = python.expect("this test needs python3 (Debian: apt-get install python3)");
     server.expect_message("from python: héllo");
     server.say("hello, python");
-    let deadline = Instant::now() + PATIENCE;
+    let deadline = Instant::now() + support::PATIENCE;
     while python.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "python did not finish");
         std::thread::sleep(std::time::Duration::from_millis(20));

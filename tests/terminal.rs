@@ -242,12 +242,15 @@ fn the_server_prompt_shows_its_state_and_ctrl_c_stops_it() {
         .unwrap();
     enter(&mut session, &mut client, "hi client", "hi client");
 
-    // A second client waits; the prompt says so.
+    // A second client waits; the prompt says so, redrawn with what is
+    // being typed meanwhile.
+    session.send("half typed").unwrap();
+    session.expect("half typed").unwrap();
     let mut second = TcpStream::connect(&addr).unwrap();
     second.set_read_timeout(Some(PATIENCE)).unwrap();
     assert!(read_text(&mut second).contains("number 1 in line"));
     session
-        .expect(format!("[{me}, 1 waiting] > ").as_str())
+        .expect(format!("[{me}, 1 waiting] > half typed").as_str())
         .unwrap();
 
     session.send("\x03").unwrap();
