@@ -603,3 +603,51 @@ fn the_maximum_message_size_has_a_ceiling() {
         assert_eq!(over.wait().code(), Some(2));
     }
 }
+
+/// A flood of failing TLS handshakes (a scanner, a fuzzer) is told to the
+/// operator at most about once a second, with a count and the last one's
+/// words, not a line each: the log stays readable.
+#[test]
+fn failed_handshakes_are_told_once_a_second_with_a_count() {
+    let dir = scratch("handshake-flood");
+    let (mut server, _) = tls_server(&dir, &[], &[]);
+    // A TLS record header, then a handshake that is not one.
+    let bogus = [0x16, 0x03, 0x01, 0x00, 0x05, 0xff, 0xff, 0xff, 0xff, 0xff];
+    for _ in 0..200 {
+        let mut peer = server.raw();
+        peer.write_all(&bogus).unwrap();
+        let _ = peer.read(&mut [0; 64]);
+    }
+    // The end of the burst is told once its second is over.
+    let deadline = Instant::now() + support::PATIENCE;
+    let failures = loop {
+        let said = server.drain_stderr();
+        let failures: Vec<String> = said
+            .into_iter()
+            .filter(|line| line.contains("TLS handshake"))
+            .collect();
+        let counted: u64 = failures
+            .iter()
+            .map(
+                |line| match line.find(" TLS handshakes failed since the last report") {
+                    Some(at) => line["error: ".len()..at].parse::<u64>().unwrap(),
+                    None => 1,
+                },
+            )
+            .sum();
+        if counted >= 200 {
+            assert_eq!(counted, 200, "{failures:?}");
+            break failures;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "told {counted} of 200: {failures:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        failures.len() <= 6,
+        "{} lines: {failures:?}",
+        failures.len()
+    );
+}

@@ -135,9 +135,11 @@ pub(super) struct Gate {
     config: GateConfig,
     output: Arc<Output>,
     refusals: Refusals,
+    failures: Failures,
     handshakes: Handshakes,
     farewells: usize,
-    /// When a connection was last refused: its report may be due later.
+    /// When a connection was last refused or failed: its report may be
+    /// due later.
     last_refused: Option<Instant>,
 }
 
@@ -147,6 +149,7 @@ impl Gate {
             config,
             output,
             refusals: Refusals::default(),
+            failures: Failures::default(),
             handshakes: Handshakes::default(),
             farewells: 0,
             last_refused: None,
@@ -156,6 +159,15 @@ impl Gate {
     fn refused(&mut self, why: Refusal, peer: SocketAddr, now: Instant) {
         self.last_refused = Some(now);
         self.refusals.occurred(&self.output, &why, peer, now);
+    }
+
+    /// A client failed at the gate, as `line` says: told at once if it is
+    /// the first of its kind for a while, else grouped once a second with
+    /// a count (thousands of failed handshakes a minute buried the
+    /// operator's log, and the wrong codes in it).
+    fn failed(&mut self, kind: Failure, line: String, now: Instant) {
+        self.last_refused = Some(now);
+        self.failures.occurred(&self.output, kind, line, now);
     }
 
     /// When to look again for refusals whose report is due (the end of a
@@ -168,8 +180,9 @@ impl Gate {
     }
 
     /// Reports the refusals counted since the last report, once due.
-    pub(super) fn report_overdue(&self, now: Instant) {
+    pub(super) fn report_overdue(&mut self, now: Instant) {
         self.refusals.report_overdue(&self.output, now);
+        self.failures.report_overdue(&self.output, now);
     }
 }
 
@@ -240,14 +253,14 @@ pub(super) fn timed_out(io: &mut Io, service: &mut impl Service, id: Id) {
         // Silent for the grace period: a plain client, waiting for its user.
         Phase::Sniffing { .. } => plain_client(io, id),
         Phase::Handshaking { .. } => {
-            io.gate
-                .output
-                .error(format!("{peer}: TLS handshake failed: no answer in time"));
+            let line = format!("{peer}: TLS handshake failed: no answer in time");
+            io.gate.failed(Failure::Handshake, line, io.now);
             drop_at_gate(io, id);
         }
         Phase::Proving { until, .. } if io.now >= *until => {
             let why = CodeFailure::Broken("no answer in time".into());
-            io.gate.output.error(format!("{peer}: {why}"));
+            io.gate
+                .failed(Failure::Code, format!("{peer}: {why}"), io.now);
             drop_at_gate(io, id);
         }
         Phase::Proving { exchange, .. } => {
@@ -281,9 +294,8 @@ fn sniff(io: &mut Io, service: &mut impl Service, id: Id, since: Instant) {
                 }
                 Err(why) => {
                     let peer = link.conn.peer();
-                    io.gate
-                        .output
-                        .error(format!("{peer}: TLS handshake failed: {why}"));
+                    let line = format!("{peer}: TLS handshake failed: {why}");
+                    io.gate.failed(Failure::Handshake, line, io.now);
                     drop_at_gate(io, id);
                 }
             }
@@ -328,9 +340,8 @@ fn handshake(io: &mut Io, service: &mut impl Service, id: Id) {
             let exporter = match exporter {
                 Ok(exporter) => exporter,
                 Err(e) => {
-                    io.gate
-                        .output
-                        .error(format!("{peer}: TLS handshake failed: {e}"));
+                    let line = format!("{peer}: TLS handshake failed: {e}");
+                    io.gate.failed(Failure::Handshake, line, io.now);
                     drop_at_gate(io, id);
                     return;
                 }
@@ -370,9 +381,8 @@ fn handshake(io: &mut Io, service: &mut impl Service, id: Id) {
                 Handshake::Closed => return drop_at_gate(io, id),
                 Handshake::Io(e) => crate::errors::lowercase_os_error(&e),
             };
-            io.gate
-                .output
-                .error(format!("{peer}: TLS handshake failed: {why}"));
+            let line = format!("{peer}: TLS handshake failed: {why}");
+            io.gate.failed(Failure::Handshake, line, io.now);
             // The alert rustls queued goes out as far as the socket takes it.
             let _ = io.links[id].conn.flush();
             drop_at_gate(io, id);
@@ -406,9 +416,8 @@ fn prove(io: &mut Io, service: &mut impl Service, id: Id) {
                 super::conn::ReadEnd::Closed => "the other side closed the connection".to_string(),
                 super::conn::ReadEnd::Failed(e) => crate::errors::describe_receive_error(&e),
             };
-            io.gate
-                .output
-                .error(format!("{peer}: {}", CodeFailure::Broken(why)));
+            let line = format!("{peer}: {}", CodeFailure::Broken(why));
+            io.gate.failed(Failure::Code, line, io.now);
             drop_at_gate(io, id);
             return;
         }
@@ -441,7 +450,9 @@ fn apply(io: &mut Io, service: &mut impl Service, id: Id, step: Step) {
         Progress::Refused(failure) => {
             match failure {
                 CodeFailure::TooManyAttempts => io.gate.refused(Refusal::CodeBusy, peer, io.now),
-                other => io.gate.output.error(format!("{peer}: {other}")),
+                other => io
+                    .gate
+                    .failed(Failure::Code, format!("{peer}: {other}"), io.now),
             }
             leave_handshakes(io, id);
             let link = &mut io.links[id];
@@ -624,6 +635,63 @@ impl Refusals {
             Refusal::CodeBusy => &self.code_busy,
             Refusal::Plain => &self.plain,
         }
+    }
+}
+
+/// Clients that failed at the gate, by kind.
+#[derive(Clone, Copy)]
+enum Failure {
+    /// The TLS handshake failed.
+    Handshake,
+    /// The code exchange failed: a wrong code, or a broken exchange.
+    Code,
+}
+
+/// Failures at the gate, told at most once a period with a count and the
+/// last one's words.
+#[derive(Default)]
+struct Failures {
+    handshake: Option<(Throttle, String)>,
+    code: Option<(Throttle, String)>,
+}
+
+impl Failures {
+    fn slot(&mut self, kind: Failure) -> &mut Option<(Throttle, String)> {
+        match kind {
+            Failure::Handshake => &mut self.handshake,
+            Failure::Code => &mut self.code,
+        }
+    }
+
+    fn occurred(&mut self, output: &Output, kind: Failure, line: String, now: Instant) {
+        let (throttle, last) = self
+            .slot(kind)
+            .get_or_insert_with(|| (Throttle::new(REFUSAL_REPORT_PERIOD), String::new()));
+        *last = line;
+        if let Some(count) = throttle.occurred(now) {
+            output.error(describe_failures(kind, count, last));
+        }
+    }
+
+    fn report_overdue(&mut self, output: &Output, now: Instant) {
+        for kind in [Failure::Handshake, Failure::Code] {
+            if let Some((throttle, last)) = self.slot(kind).as_mut()
+                && let Some(count) = throttle.overdue(now)
+            {
+                output.error(describe_failures(kind, count, last));
+            }
+        }
+    }
+}
+
+fn describe_failures(kind: Failure, count: u64, last: &str) -> String {
+    let what = match kind {
+        Failure::Handshake => "TLS handshakes failed",
+        Failure::Code => "code exchanges failed",
+    };
+    match count {
+        1 => last.to_string(),
+        n => format!("{n} {what} since the last report; the last: {last}"),
     }
 }
 
