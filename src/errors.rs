@@ -53,10 +53,7 @@ pub fn describe_send_failure(e: &io::Error, dead_after: Option<Duration>) -> Str
 
 fn lost(e: &io::Error, dead_after: Option<Duration>) -> Option<String> {
     match (e.kind(), dead_after) {
-        (ErrorKind::TimedOut, Some(after)) => Some(format!(
-            "connection lost: nothing came back for {} s",
-            after.as_secs()
-        )),
+        (ErrorKind::TimedOut, Some(after)) => Some(crate::state::ending::lost_after(after)),
         // The system's verdict on the last retransmission or probe, when
         // our own network went away.
         (

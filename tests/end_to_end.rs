@@ -529,3 +529,24 @@ fn a_piped_client_is_not_told_how_to_type() {
     client.say("q");
     assert_eq!(client.wait().code(), Some(0));
 }
+
+/// `q` typed before the server's notice that the client waits (it comes a
+/// moment after): the client leaves the line as soon as it learns it was
+/// in one, not 30 s later when the server has not closed its side.
+#[test]
+fn q_typed_before_the_waiting_notice_still_leaves_the_line() {
+    let mut server = Server::start(&[]);
+    let _first = server.admit_client();
+    let mut waiting = server.connect_client(&[]);
+    waiting.say("hi");
+    waiting.say("q");
+    let started = std::time::Instant::now();
+    waiting.expect_status("left the line; 1 line not delivered");
+    assert_eq!(waiting.wait().code(), Some(1));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "left after {:?}",
+        started.elapsed()
+    );
+    server.expect_status("left the line");
+}

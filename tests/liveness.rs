@@ -141,3 +141,35 @@ fn a_peer_that_reads_nothing_for_longer_than_dead_after_is_not_lost() {
         server.drain_stderr()
     );
 }
+
+/// A client waiting in line whose link dies is seen to have left: the
+/// keepalives the server sends the line go unanswered for `--dead-after`.
+/// Its place is free; the client, on its side, says its lines were not
+/// delivered.
+#[test]
+fn a_waiting_client_whose_link_dies_leaves_the_line() {
+    let Some(link) = Link::new("waiting client lost") else {
+        return;
+    };
+    let bind = format!("{}:0", link.server_ip);
+    let mut server = link.server(&["--bind", &bind, "--dead-after", DEAD_AFTER]);
+    let line = server.expect_status("listening on ");
+    let address = line["listening on ".len()..].to_string();
+    // Served: a client beside the server, whose link is never cut.
+    let mut served = link.client_beside_server(&["--connect", &address]);
+    server.expect_status("connected");
+    let mut waiting = link.client(&["--connect", &address, "--dead-after", DEAD_AFTER]);
+    waiting.expect_status("number 1 in line");
+    waiting.say("never delivered");
+    server.expect_status("is waiting (number 1 in line)");
+    link.cut();
+    let said = server.expect_status("left the line");
+    assert!(
+        said.contains("connection lost: nothing came back for 3 s"),
+        "{said}"
+    );
+    waiting.expect_status("while you waited in line; 1 line not delivered");
+    assert_eq!(waiting.wait().code(), Some(1));
+    served.say("q");
+    assert_eq!(served.wait().code(), Some(0));
+}

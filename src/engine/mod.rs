@@ -560,6 +560,17 @@ impl Io {
         }
     }
 
+    /// Why connection `id` is lost, if its peer has answered nothing for
+    /// `--dead-after` while bytes of ours waited for it: for a connection
+    /// with no ending to judge it (a client waiting in line, sent a
+    /// keepalive now and then).
+    pub fn lost(&self, id: Id) -> Option<String> {
+        let after = self.rules.dead_after?;
+        let link = self.links.get(id)?;
+        let silent = crate::platform::unanswered_for(socket2::SockRef::from(link.conn.stream()))?;
+        (silent >= after).then(|| crate::state::ending::lost_after(after))
+    }
+
     /// Bytes of frames connection `id` has handed wholly to the kernel.
     pub fn sent(&self, id: Id) -> u64 {
         self.links.get(id).map_or(0, |link| link.conn.sent())

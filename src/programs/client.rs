@@ -267,6 +267,7 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
         input_ended: false,
         in_room: false,
         waiting: false,
+        quit: false,
         turned_away: false,
         closing_from: None,
         cut_short: false,
@@ -324,6 +325,8 @@ struct Talk<'a> {
     /// The server put us in its waiting line, and our turn has not come:
     /// nothing we sent is delivered yet.
     waiting: bool,
+    /// Our user typed `q` (perhaps before the server said we wait).
+    quit: bool,
     turned_away: bool,
     /// The bytes sent when the room said it closes.
     closing_from: Option<u64>,
@@ -495,6 +498,7 @@ impl Talk<'_> {
         match event {
             // Held lines go first (with our name, to a room).
             Event::Input(Input::Quit) if self.hold.is_some() => {
+                self.quit = true;
                 self.deferred = Some(Happening::Quit);
             }
             Event::Input(Input::Closed) if self.hold.is_some() => {
@@ -504,10 +508,12 @@ impl Talk<'_> {
             // Leaving the line: nothing typed is owed to anyone, and the
             // server, seeing us go, moves the line up.
             Event::Input(Input::Quit) if self.waiting => {
+                self.quit = true;
                 self.outbox.close();
                 io.happen(id, Happening::Left);
             }
             Event::Input(Input::Quit) => {
+                self.quit = true;
                 self.last_words(io);
                 io.happen(id, Happening::Quit);
             }
@@ -530,7 +536,14 @@ impl Talk<'_> {
     fn found(&mut self, io: &mut Io, found: Found) {
         match found {
             Found::TurnedAway => self.turned_away = true,
-            Found::Waiting => self.waiting = true,
+            Found::Waiting => {
+                self.waiting = true;
+                // `q` typed before the server said we wait (it says so
+                // after a moment): leaving, not waiting to say goodbye.
+                if self.quit {
+                    io.happen(self.id, Happening::Left);
+                }
+            }
             Found::Served => self.waiting = false,
             // What was not yet sent, and all sent from now on, is not relayed.
             Found::Goodbye { closing, cut_short } => {
@@ -579,8 +592,9 @@ impl Talk<'_> {
                 }
             }
             Ending::Interrupted => {
-                if !delivered_all {
-                    output.error(format!("interrupted while waiting in line{lines}"));
+                match delivered_all {
+                    true => output.status("interrupted while waiting in line"),
+                    false => output.error(format!("interrupted while waiting in line{lines}")),
                 }
                 Exit::Interrupted
             }

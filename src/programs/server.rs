@@ -290,6 +290,8 @@ struct Waiting {
     /// It ended its sending half while waiting (everything it sent is in
     /// `early`): its conversation starts with its client done sending.
     finished: bool,
+    /// The operator was told it keeps its place.
+    told_finished: bool,
 }
 
 struct Conversations<'a> {
@@ -488,6 +490,37 @@ impl Conversations<'_> {
             io.send(waiting.id, &frame);
             waiting.told_place = here;
         }
+        // Said once the keepalive sent when it finished had its moment to
+        // draw a reset: a client killed while waiting only leaves.
+        for waiting in self
+            .line
+            .iter_mut()
+            .filter(|w| w.finished && !w.told_finished)
+        {
+            waiting.told_finished = true;
+            self.console.output.status(format!(
+                "{} has finished sending and keeps its place in line",
+                waiting.peer
+            ));
+        }
+    }
+
+    /// Waiting client `id` has gone (`why`: reset, or lost).
+    fn leave_line(&mut self, io: &mut Io, id: Id, why: &str) {
+        let Some(at) = self.line.iter().position(|w| w.id == id) else {
+            return;
+        };
+        let waiting = self.line.remove(at).expect("in line");
+        io.drop_now(id);
+        // A reset is how a client leaves; a lost one is worth the words.
+        let how = match why.starts_with("connection lost") {
+            true => format!(" ({why})"),
+            false => String::new(),
+        };
+        self.output()
+            .status(format!("{} left the line{how}", waiting.peer));
+        self.tell_places(io);
+        self.set_prompt();
     }
 
     /// The next in line, if any, is served.
@@ -591,6 +624,7 @@ impl Service for Conversations<'_> {
             told_place: 0,
             early: Vec::new(),
             finished: false,
+            told_finished: false,
         });
         self.output().status(format!(
             "{peer} is waiting (number {} in line)",
@@ -646,19 +680,10 @@ impl Service for Conversations<'_> {
             News::PeerClosed => {
                 self.line[at].finished = true;
                 io.send(id, &KEEPALIVE);
-                let peer = self.line[at].peer;
-                self.output().status(format!(
-                    "{peer} has finished sending and keeps its place in line"
-                ));
+                let at = io.now() + TELL_AFTER;
+                self.tell_at = Some(self.tell_at.map_or(at, |told| told.min(at)));
             }
-            News::Failed(_) => {
-                let waiting = self.line.remove(at).expect("in line");
-                io.drop_now(id);
-                self.output()
-                    .status(format!("{} left the line", waiting.peer));
-                self.tell_places(io);
-                self.set_prompt();
-            }
+            News::Failed(why) => self.leave_line(io, id, &why),
             _ => {}
         }
     }
@@ -683,6 +708,16 @@ impl Service for Conversations<'_> {
         }
         if self.probe_at.is_some_and(|at| at <= io.now()) {
             self.probe_at = None;
+            // One gone without a word (its machine, its network) answers
+            // no keepalive: after `--dead-after`, it has left.
+            let gone: Vec<(Id, String)> = self
+                .line
+                .iter()
+                .filter_map(|waiting| Some((waiting.id, io.lost(waiting.id)?)))
+                .collect();
+            for (id, why) in gone {
+                self.leave_line(io, id, &why);
+            }
             for waiting in &self.line {
                 io.send(waiting.id, &KEEPALIVE);
             }
@@ -691,9 +726,18 @@ impl Service for Conversations<'_> {
             }
         }
         self.pump(io);
+        let done = self.exit.is_some() && self.current.is_none();
+        if done && !self.line.is_empty() {
+            let n = self.line.len();
+            self.output().status(match n {
+                1 => "let go of the client waiting in line".to_string(),
+                n => format!("let go of the {n} clients waiting in line"),
+            });
+            self.line.clear();
+        }
         Tick {
             wake_at: [self.tell_at, self.probe_at].into_iter().flatten().min(),
-            done: self.exit.is_some() && self.current.is_none(),
+            done,
         }
     }
 }

@@ -173,6 +173,8 @@ pub struct Closing {
     aborted: bool,
     /// Bytes of ours await the peer's answer (see [`Observed::unanswered`]).
     watched: bool,
+    /// Since when bytes of ours have waited for the peer's answer.
+    in_flight_since: Option<Instant>,
     /// When our sending half was shut down.
     send_done_at: Option<Instant>,
     /// When Ctrl-C (or a closed stdout) started the short goodbye.
@@ -198,6 +200,7 @@ impl Closing {
             finishing: false,
             aborted: false,
             watched: false,
+            in_flight_since: None,
             send_done_at: None,
             hurry_since: None,
             moved: 0,
@@ -219,17 +222,27 @@ impl Closing {
             false => None,
         };
         self.watched = seen.unanswered.is_some();
+        // The peer can answer only what was sent: a silence before our
+        // bytes went out (an idle link, then a line typed into a link that
+        // is down for a while) is not one it kept. Since when bytes have
+        // waited, as first seen (a step may come a while after they went:
+        // the later time, so never too soon).
+        self.in_flight_since = match seen.unanswered {
+            Some(_) => self.in_flight_since.or(Some(now)),
+            None => None,
+        };
         let mut decision = Decision::default();
         if let Some(happening) = happening {
             self.happen(happening, now, &mut decision);
         }
-        if let (Some(after), Some(silent)) = (self.rules.dead_after, seen.unanswered)
+        let kept_silent = seen
+            .unanswered
+            .zip(self.in_flight_since)
+            .map(|(silent, since)| silent.min(now.saturating_duration_since(since)));
+        if let (Some(after), Some(silent)) = (self.rules.dead_after, kept_silent)
             && silent >= after
         {
-            let why = format!(
-                "connection lost: nothing came back for {} s",
-                after.as_secs()
-            );
+            let why = lost_after(after);
             self.receiving = false;
             self.sending = false;
             self.fail(why, &mut decision);
@@ -450,6 +463,14 @@ impl Closing {
             (Some(Cause::PeerLeft) | None, None, None) => Ending::PeerLeft,
         }
     }
+}
+
+/// How a peer that answered nothing for `after` is said to be lost.
+pub fn lost_after(after: Duration) -> String {
+    format!(
+        "connection lost: nothing came back for {} s",
+        after.as_secs()
+    )
 }
 
 #[cfg(test)]
@@ -816,10 +837,11 @@ mod tests {
         let at = start + TEN_MINUTES + TENTH;
         let decision = closing.step(at, seen(Some(TENTH)), None);
         assert_eq!(decision.wake_at, Some(at + PROGRESS_SAMPLE));
-        let decision = closing.step(at, seen(Some(Duration::from_millis(14_900))), None);
+        let secs = |s: u64| Duration::from_secs(s);
+        let decision = closing.step(at + secs(14), seen(Some(secs(14) + TENTH * 9)), None);
         assert!(decision.ended.is_none() && !decision.abort);
         // 15 s: lost, with what was not delivered.
-        let decision = closing.step(at + TENTH, seen(Some(Duration::from_secs(15))), None);
+        let decision = closing.step(at + secs(15), seen(Some(secs(15))), None);
         assert!(decision.abort);
         assert_eq!(
             decision.ended,
@@ -828,6 +850,45 @@ mod tests {
                 undelivered: 25,
             })
         );
+    }
+
+    /// The peer can answer only what was sent: a line typed 10 s into a
+    /// silence (the link down meanwhile, say) gives it 15 s from then, not
+    /// 5; the link back and the line answered within them, nothing is lost.
+    #[test]
+    fn the_silence_before_bytes_went_out_is_not_the_peers() {
+        let start = Instant::now();
+        let rules = Rules {
+            input_end_closes: true,
+            idle_timeout: None,
+            dead_after: Some(Duration::from_secs(15)),
+        };
+        let mut closing = Closing::new(rules, start);
+        let secs = Duration::from_secs;
+        let seen = |unanswered: Option<Duration>| Observed {
+            unanswered,
+            undelivered: unanswered.map_or(0, |_| 24),
+            ..Observed::default()
+        };
+        // Nothing in flight for 10 s; then a line, its last answer 10 s old.
+        closing.step(start + secs(10), seen(None), None);
+        let decision = closing.step(start + secs(10), seen(Some(secs(10))), None);
+        assert!(!decision.abort);
+        // 15 s since the last answer, 5 since the line: not lost.
+        let decision = closing.step(start + secs(15), seen(Some(secs(15))), None);
+        assert!(
+            !decision.abort,
+            "lost for a silence before the line went out"
+        );
+        // Answered at last (the link came back): nothing in flight.
+        let decision = closing.step(start + secs(22), seen(None), None);
+        assert!(!decision.abort && decision.ended.is_none());
+        // Another line, never answered: lost 15 s after it went.
+        closing.step(start + secs(30), seen(Some(secs(8))), None);
+        let decision = closing.step(start + secs(44), seen(Some(secs(22))), None);
+        assert!(!decision.abort);
+        let decision = closing.step(start + secs(45), seen(Some(secs(23))), None);
+        assert!(decision.abort);
     }
 
     #[test]

@@ -124,6 +124,15 @@ impl Link {
             "cannot set the link down"
         );
     }
+
+    /// chat-client in the server's own namespace (its link never cut).
+    pub fn client_beside_server(&self, args: &[&str]) -> Program {
+        Program::spawn_command(
+            Command::new("ip")
+                .args(["netns", "exec", &self.server_ns, CLIENT])
+                .args(args),
+        )
+    }
 }
 
 impl Drop for Link {
