@@ -25,8 +25,7 @@ const SLACK: Duration = Duration::from_secs(10);
 /// watching for death after [`DEAD_AFTER`], talking once; over TLS with
 /// their files in `tls`.
 fn talking(link: &Link, tls: Option<&Path>) -> (Program, Program) {
-    let bind = format!("{}:0", link.server_ip);
-    let mut server_args = vec!["--bind", &bind, "--once", "--dead-after", DEAD_AFTER];
+    let mut server_args = vec!["--once", "--dead-after", DEAD_AFTER];
     let mut client_args = vec!["--dead-after", DEAD_AFTER];
     let (identity, known) = match tls {
         Some(dir) => (path(dir, "identity.pem"), path(dir, "known_hosts")),
@@ -36,9 +35,7 @@ fn talking(link: &Link, tls: Option<&Path>) -> (Program, Program) {
         server_args.extend(["--tls", "--identity", &identity]);
         client_args.extend(["--tls", "--known-hosts", &known]);
     }
-    let mut server = link.server(&server_args);
-    let line = server.expect_status("listening on ");
-    let address = line["listening on ".len()..].to_string();
+    let (mut server, address) = link.listening(&server_args);
     client_args.extend(["--connect", &address]);
     let mut client = link.client(&client_args);
     client.expect_status("connected to");
@@ -151,10 +148,7 @@ fn a_waiting_client_whose_link_dies_leaves_the_line() {
     let Some(link) = Link::new("waiting client lost") else {
         return;
     };
-    let bind = format!("{}:0", link.server_ip);
-    let mut server = link.server(&["--bind", &bind, "--dead-after", DEAD_AFTER]);
-    let line = server.expect_status("listening on ");
-    let address = line["listening on ".len()..].to_string();
+    let (mut server, address) = link.listening(&["--dead-after", DEAD_AFTER]);
     // Served: a client beside the server, whose link is never cut.
     let mut served = link.client_beside_server(&["--connect", &address]);
     server.expect_status("connected");

@@ -809,15 +809,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_peer_whose_system_answers_nothing_for_dead_after_is_lost() {
-        let start = Instant::now();
+    /// A client's ending that takes a peer as lost after 15 s.
+    fn watching_for_death(start: Instant) -> Closing {
         let rules = Rules {
             input_end_closes: true,
             idle_timeout: None,
             dead_after: Some(Duration::from_secs(15)),
         };
-        let mut closing = Closing::new(rules, start);
+        Closing::new(rules, start)
+    }
+
+    #[test]
+    fn a_peer_whose_system_answers_nothing_for_dead_after_is_lost() {
+        let start = Instant::now();
+        let mut closing = watching_for_death(start);
         let seen = |unanswered: Option<Duration>| Observed {
             moved: 10,
             undelivered: 25,
@@ -858,12 +863,7 @@ mod tests {
     #[test]
     fn the_silence_before_bytes_went_out_is_not_the_peers() {
         let start = Instant::now();
-        let rules = Rules {
-            input_end_closes: true,
-            idle_timeout: None,
-            dead_after: Some(Duration::from_secs(15)),
-        };
-        let mut closing = Closing::new(rules, start);
+        let mut closing = watching_for_death(start);
         let secs = Duration::from_secs;
         let seen = |unanswered: Option<Duration>| Observed {
             unanswered,

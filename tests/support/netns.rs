@@ -91,6 +91,18 @@ impl Link {
         Some(link)
     }
 
+    /// chat-server in the server's namespace on its address (a free
+    /// port), with `args`, once it listens; and the address.
+    pub fn listening(&self, args: &[&str]) -> (Program, String) {
+        let bind = format!("{}:0", self.server_ip);
+        let mut all = vec!["--bind", &bind];
+        all.extend_from_slice(args);
+        let mut server = self.server(&all);
+        let line = server.expect_status("listening on ");
+        let address = line["listening on ".len()..].to_string();
+        (server, address)
+    }
+
     /// chat-server in the server's namespace, with `args`.
     pub fn server(&self, args: &[&str]) -> Program {
         Program::spawn_command(
