@@ -651,3 +651,51 @@ fn failed_handshakes_are_told_once_a_second_with_a_count() {
         failures.len()
     );
 }
+
+/// A TLS client whose hello reaches the server after its wait for a first
+/// byte (a slow, lossy link) is told, in plain text, to use TLS. Ours then
+/// knows its hello came late, not that the server is plain: it tries once
+/// more, and if told so again, says exactly that (not "a plain
+/// chat-server?").
+#[test]
+fn a_tls_client_told_its_hello_came_late_tries_once_more() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let refusal = frame(b"-- refused: this server speaks TLS only: connect with chat-client --tls");
+    let server = std::thread::spawn(move || {
+        let mut tries = 0;
+        for stream in listener.incoming().take(2) {
+            let mut stream = stream.unwrap();
+            // As a TLS server whose wait ran out before the hello came;
+            // a try is a connection whose first byte is a TLS record's.
+            stream.write_all(&refusal).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut first = [0; 1];
+            if stream.read_exact(&mut first).is_ok() && first[0] == 0x16 {
+                tries += 1;
+            }
+        }
+        tries
+    });
+    let dir = scratch("late-hello");
+    let known = path(&dir, "known_hosts");
+    let mut client = Program::spawn(
+        CLIENT,
+        &["--connect", &address, "--tls", "--known-hosts", &known],
+    );
+    client.expect_status("took this client for a plain one: its TLS hello came too late");
+    assert_eq!(client.wait().code(), Some(1));
+    // If it did not try again, this is the second connection (no hello).
+    drop(std::net::TcpStream::connect(&address));
+    assert_eq!(server.join().unwrap(), 2, "tried once more");
+    assert!(
+        !client
+            .drain_stderr()
+            .iter()
+            .any(|l| l.contains("plain chat-server")),
+        "{:?}",
+        client.drain_stderr()
+    );
+}

@@ -124,12 +124,20 @@ pub fn connect(
         known_hosts: KnownHosts { path: known_hosts },
         code,
     };
-    let start = Instant::now();
-    let stream = connect_tcp(address, timeout)?;
-    let left = timeout
-        .saturating_sub(start.elapsed())
-        .max(Duration::from_millis(1));
-    let secured = crate::engine::tls::connect(stream, &settings, left)?;
+    let secure = || {
+        let start = Instant::now();
+        let stream = connect_tcp(address, timeout)?;
+        let left = timeout
+            .saturating_sub(start.elapsed())
+            .max(Duration::from_millis(1));
+        crate::engine::tls::connect(stream, &settings, left).map_err(Error::from)
+    };
+    // A TLS server that took us for a plain client (our hello came after
+    // its wait, over a slow link) gets one more try, with the time anew.
+    let secured = match secure() {
+        Err(Error::Tls(ClientError::LateHello(_))) => secure()?,
+        other => other?,
+    };
     Ok(Connected::new(
         secured.stream,
         Some(rustls::Connection::Client(secured.session)),

@@ -33,8 +33,12 @@ pub(crate) const HANDSHAKE_RECORD: u8 = 0x16;
 
 /// How long a TLS server waits for a client's first bytes before it takes
 /// the client for a plain one (a TLS client speaks at once; a plain client
-/// waits for its user) and tells it so in plain text.
-pub(crate) const PLAIN_CLIENT_GRACE: Duration = Duration::from_secs(2);
+/// waits for its user) and tells it so in plain text. Long enough for TCP
+/// to send a lost ClientHello again twice (after 1 s, then 2 s more) over
+/// a slow link: at 2 s, one lost hello on a 300 ms link got a real TLS
+/// client refused. (A client whose hello comes later still is told, and
+/// ours then tries once more: see [`ClientError::LateHello`].)
+pub(crate) const PLAIN_CLIENT_GRACE: Duration = Duration::from_secs(5);
 
 /// Said in plain text to a client that does not speak TLS.
 pub(crate) const SPEAK_TLS: &str = "this server speaks TLS only: connect with chat-client --tls";
@@ -168,6 +172,13 @@ pub enum ClientError {
     /// The shared code was not proved, either way.
     #[error(transparent)]
     Code(#[from] CodeFailure),
+    /// A TLS server took us for a plain client and said so in plain text:
+    /// our ClientHello reached it after its wait (a slow, lossy link).
+    /// Worth one more try.
+    #[error(
+        "the server at {0} took this client for a plain one: its TLS hello came too late (a slow link?)"
+    )]
+    LateHello(String),
 }
 
 /// Makes a TLS connection over `stream` as `settings` say, within `timeout`.
@@ -258,6 +269,9 @@ pub(crate) fn connect(
             (Handshake::Tls(rustls::Error::InvalidMessage(_)), _, _) => format!(
                 "the server at {address} did not answer in TLS (a plain chat-server?): connect without --tls"
             ),
+            (Handshake::LateHello, _, _) => {
+                return Err(ClientError::LateHello(address.clone()));
+            }
             (Handshake::Closed, _, _) => format!(
                 "the server at {address} closed the connection during the TLS handshake: it may refuse your address, be too busy, or not speak TLS"
             ),
@@ -354,6 +368,10 @@ enum Handshake {
     Tls(rustls::Error),
     #[error("the connection closed")]
     Closed,
+    /// The server's first bytes were its plain refusal of a client that
+    /// does not speak TLS.
+    #[error("taken for a plain client")]
+    LateHello,
     #[error("no answer in time")]
     TimedOut,
     #[error("{}", crate::errors::lowercase_os_error(.0))]
@@ -374,6 +392,7 @@ fn handshake(
         }
         _ => Handshake::Io(e),
     };
+    let mut first_read = true;
     while session.is_handshaking() || session.wants_write() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -386,6 +405,9 @@ fn handshake(
         if session.wants_write() {
             session.write_tls(stream).map_err(io_failure)?;
             continue;
+        }
+        if std::mem::take(&mut first_read) && plain_refusal_first(stream) {
+            return Err(Handshake::LateHello);
         }
         match session.read_tls(stream) {
             Ok(0) => return Err(Handshake::Closed),
@@ -401,6 +423,29 @@ fn handshake(
     }
     Ok(())
 }
+
+/// Whether the server's first bytes, waiting on `stream`, are its plain
+/// refusal of a client that does not speak TLS (looked at, not taken).
+fn plain_refusal_first(stream: &TcpStream) -> bool {
+    let refusal = crate::wire::farewell::refusal(SPEAK_TLS);
+    let mut expected = Vec::new();
+    if crate::wire::frame::encode_frame(&mut expected, refusal.as_bytes(), usize::MAX).is_err() {
+        return false;
+    }
+    let mut seen = vec![0; expected.len()];
+    // The refusal comes in one write: whole, or not this (a TLS record's
+    // first bytes differ at once: 0x16, not a length's 0x00).
+    match stream.peek(&mut seen) {
+        Ok(n) => {
+            n > 0 && expected.starts_with(&seen[..n]) && n >= HEADER_PREFIX.min(expected.len())
+        }
+        Err(_) => false,
+    }
+}
+
+/// How much of the refusal must have come to be sure: its length and the
+/// start of its words.
+const HEADER_PREFIX: usize = 16;
 
 /// The most a TLS file (an identity, the known hosts, authorities) may
 /// hold: far more than any real one, and a bound on what a mistaken path
