@@ -300,7 +300,7 @@ fn a_tls_client_of_a_plain_server_is_told_it_does_not_speak_tls() {
             "--tls",
             "--known-hosts",
             &known,
-            "--connect-timeout",
+            "--handshake-timeout",
             "1",
         ],
     );

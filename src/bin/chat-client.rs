@@ -30,10 +30,17 @@ struct Args {
     )]
     connect: String,
 
-    /// Seconds to wait for the connection to be made
+    /// Seconds to wait for the TCP connection to be made (the TLS handshake
+    /// and the code exchange have --handshake-timeout)
     #[arg(long, value_name = "SECS", default_value_t = 5.0,
           value_parser = parse_seconds)]
     connect_timeout: f64,
+
+    /// Seconds the TLS handshake and the code exchange may take, once
+    /// connected
+    #[arg(long, value_name = "SECS", default_value_t = client::HANDSHAKE_LIMIT.as_secs_f64(),
+          value_parser = parse_seconds, requires = "tls")]
+    handshake_timeout: f64,
 
     /// Largest message accepted or sent, in bytes
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_MESSAGE_SIZE as u32,
@@ -122,6 +129,7 @@ fn talk(args: Args) -> anyhow::Result<Exit> {
         authority: args.ca.clone(),
         known_hosts: args.known_hosts.clone(),
         code: args.code,
+        handshake_timeout: Duration::from_secs_f64(args.handshake_timeout),
     });
     let timeout = Duration::from_secs_f64(args.connect_timeout);
     let connected = client::connect(&args.connect, timeout, tls.as_ref())?;

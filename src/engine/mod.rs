@@ -50,7 +50,7 @@ use crate::state::ending::{Closing, Ending, Happening, Rules};
 use crate::state::throttle::Throttle;
 use conn::{Conn, Flushed, ReadEnd};
 use gate::{Gate, Phase};
-pub use gate::{GateConfig, TlsConfig, secure};
+pub use gate::{GateConfig, HANDSHAKE_TIMEOUT, TlsConfig, secure};
 
 /// A connection's handle, valid until its [`News::Ended`].
 pub type Id = usize;

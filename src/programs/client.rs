@@ -45,7 +45,7 @@ pub struct Config {
 }
 
 /// How the client checks the server over TLS.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct TlsConfig {
     /// Accept only this fingerprint.
     pub fingerprint: Option<String>,
@@ -56,6 +56,22 @@ pub struct TlsConfig {
     pub known_hosts: Option<PathBuf>,
     /// Prove a shared code (from `CHAT_CODE`, or asked for on the terminal).
     pub code: bool,
+    /// How long the TLS handshake and the code exchange may take, after
+    /// the TCP connection ([`HANDSHAKE_LIMIT`] by default).
+    pub handshake_timeout: Duration,
+}
+
+impl Default for TlsConfig {
+    /// Trust on first use, with the known hosts in the data directory.
+    fn default() -> Self {
+        Self {
+            fingerprint: None,
+            authority: None,
+            known_hosts: None,
+            code: false,
+            handshake_timeout: HANDSHAKE_LIMIT,
+        }
+    }
 }
 
 /// A connection made, ready for [`run`]: by default on the process's
@@ -124,13 +140,12 @@ pub fn connect(
         known_hosts: KnownHosts { path: known_hosts },
         code,
     };
+    // `--connect-timeout` is for the TCP connection; the TLS handshake and
+    // the code exchange have the server's own limit for them, a few round
+    // trips on a slow, lossy link taking seconds each.
     let secure = || {
-        let start = Instant::now();
         let stream = connect_tcp(address, timeout)?;
-        let left = timeout
-            .saturating_sub(start.elapsed())
-            .max(Duration::from_millis(1));
-        crate::engine::tls::connect(stream, &settings, left).map_err(Error::from)
+        crate::engine::tls::connect(stream, &settings, tls.handshake_timeout).map_err(Error::from)
     };
     // A TLS server that took us for a plain client (our hello came after
     // its wait, over a slow link) gets one more try, with the time anew.
@@ -144,6 +159,11 @@ pub fn connect(
         secured.notes,
     ))
 }
+
+/// How long the TLS handshake and the code exchange may take, after the
+/// TCP connection, unless told otherwise: the server's limit (it counts
+/// from our first byte).
+pub const HANDSHAKE_LIMIT: Duration = crate::engine::HANDSHAKE_TIMEOUT;
 
 /// The shared code: `CHAT_CODE`, or typed on the terminal without echo (never
 /// a command-line argument, which other users can read).

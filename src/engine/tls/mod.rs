@@ -276,7 +276,7 @@ pub(crate) fn connect(
                 "the server at {address} closed the connection during the TLS handshake: it may refuse your address, be too busy, or not speak TLS"
             ),
             (Handshake::TimedOut, _, _) => format!(
-                "no TLS answer from {address} in time (--connect-timeout): the server may not speak TLS (try without --tls)"
+                "no TLS answer from {address} in time (--handshake-timeout): the server may not speak TLS (try without --tls), or the link is very slow"
             ),
             (e, _, _) => format!("TLS with {address} failed: {e}"),
         };
