@@ -4,8 +4,9 @@
 //! Layers, one folder each, each using only those listed before it:
 //! - [`wire`]: the protocol's forms. [`wire::frame`] (a 4-byte big-endian
 //!   length before each payload), the room's forms ([`wire::room`]) and
-//!   names ([`wire::names`]), the refusal's ([`wire::farewell`]), a peer's
-//!   text made safe to show ([`wire::display`]), whole-buffer scans.
+//!   names ([`wire::names`]), the refusal's ([`wire::farewell`]), the
+//!   waiting line's notices ([`wire::line`]), a peer's text made safe to
+//!   show ([`wire::display`]), whole-buffer scans.
 //! - [`state`]: state machines with no I/O and no clock of their own, fed
 //!   the time: how a connection ends ([`state::ending`]), the room (who is
 //!   in it, what goes to whom, each member's pace: [`state::room`]),
@@ -22,8 +23,9 @@
 //!   (the server's listener, clients at its gate, conversations, room
 //!   members; the client's one connection, adopted once made), with TLS by
 //!   rustls' non-blocking API and timers as a deadline heap, each
-//!   connection ([`engine::conn`]) written by the loop or, while the loop
-//!   holds nothing for it, by the thread that read a typed line;
+//!   connection ([`engine::conn`], what it holds for its peer in
+//!   [`engine::outgoing`]) written by the loop or, while the loop holds
+//!   nothing for it, by the thread that read a typed line;
 //!   [`engine::tls`] (identities, trust, the shared code, and the client's
 //!   blocking handshake before its loop starts).
 //! - [`programs`]: [`server`] (one conversation at a time and a waiting

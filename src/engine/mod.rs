@@ -26,7 +26,7 @@
 
 pub mod conn;
 mod gate;
-mod outgoing;
+pub(crate) mod outgoing;
 pub mod tls;
 
 use std::cmp::Reverse;
