@@ -324,12 +324,15 @@ impl Editor {
             return;
         }
         self.clear();
+        let columns = terminal::size().map_or(80, |(c, _)| usize::from(c.max(1)));
         let mut text = String::new();
         for item in items.iter() {
             match item {
                 Shown::Messages { from, text: lines } => {
                     let style = self.palette.peer;
+                    let label = columns_of(from) + 2;
                     for line in String::from_utf8_lossy(lines).lines() {
+                        let line = block(line, label, columns);
                         text.push_str(&format!("{style}{from}:{style:#} {line}\r\n"));
                     }
                 }
@@ -344,7 +347,14 @@ impl Editor {
                         true => (self.palette.status, "(earlier) "),
                         false => (Style::new(), ""),
                     };
+                    let label = columns_of(dim_end)
+                        + columns_of(from)
+                        + match said {
+                            Said::Message => 2,
+                            Said::Action => 3,
+                        };
                     for line in String::from_utf8_lossy(lines).lines() {
+                        let line = block(line, label, columns);
                         text.push_str(&format!("{dim}{dim_end}{dim:#}"));
                         match said {
                             Said::Message => {
@@ -435,6 +445,48 @@ impl Editor {
 /// What is written for the prompt and `text`, and its width in columns:
 /// control characters (a pasted tab, say) show as `?`, so that the width is
 /// known.
+/// Columns `text` takes on the screen.
+fn columns_of(text: &str) -> usize {
+    text.chars().map(|c| c.width().unwrap_or(0)).sum()
+}
+
+/// A message's text as one block on a screen `columns` wide, after a label
+/// of `label` columns: each row the terminal would wrap to is started
+/// anew, indented under the text, so that nothing a peer sends can begin a
+/// row at column 0 and pass for another sender's line; and tabs are
+/// spaces to the next multiple of 8 (a tab jumps to wherever the terminal
+/// says, which a peer could use the same way).
+fn block(text: &str, label: usize, columns: usize) -> String {
+    // A label wider than half the screen indents by half the screen.
+    let indent = label.min(columns / 2);
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut used = label.min(columns);
+    let mut column_in_text = 0;
+    let put = |out: &mut String, c: char, width: usize, used: &mut usize| {
+        if *used + width > columns && *used > indent {
+            out.push_str("\r\n");
+            out.extend(std::iter::repeat_n(' ', indent));
+            *used = indent;
+        }
+        out.push(c);
+        *used += width;
+    };
+    for c in text.chars() {
+        if c == '\t' {
+            let spaces = 8 - column_in_text % 8;
+            for _ in 0..spaces {
+                put(&mut out, ' ', 1, &mut used);
+            }
+            column_in_text += spaces;
+            continue;
+        }
+        let width = c.width().unwrap_or(0);
+        put(&mut out, c, width, &mut used);
+        column_in_text += width;
+    }
+    out
+}
+
 fn shown_form(prompt: &str, text: &str) -> (String, usize) {
     let mut shown = String::with_capacity(prompt.len() + text.len());
     let mut width = 0;
@@ -482,7 +534,7 @@ pub(super) fn enter_terminal() -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{AnsiColor, Palette, Style, shown_form};
+    use super::{AnsiColor, Palette, Style, block, shown_form};
 
     #[test]
     fn each_name_has_a_stable_colour_never_the_errors_red() {
@@ -508,6 +560,30 @@ mod tests {
             palette.name("bob"),
             Style::new().bold().fg_color(Some(AnsiColor::Yellow.into()))
         );
+    }
+
+    /// A long message wraps into rows indented under its text: padding to
+    /// the screen's width followed by `bob: hi` cannot put `bob:` at
+    /// column 0; tabs become spaces.
+    #[test]
+    fn a_message_is_one_block_under_its_label() {
+        let label = "alice: ".len();
+        let fake = format!("{}bob: hi", "x".repeat(80 - label));
+        let shown = block(&fake, label, 80);
+        let rows: Vec<&str> = shown.split("\r\n").collect();
+        assert_eq!(rows.len(), 2, "{shown:?}");
+        assert_eq!(rows[0].chars().count(), 80 - label);
+        assert_eq!(rows[1], format!("{}bob: hi", " ".repeat(label)));
+        for row in &rows[1..] {
+            assert!(row.starts_with(&" ".repeat(label)), "{row:?}");
+        }
+        // Wide characters count two columns: never split across a row.
+        let wide = block(&"你".repeat(50), 10, 40);
+        for row in wide.split("\r\n") {
+            assert!(super::columns_of(row) <= 40, "{row:?}");
+        }
+        assert_eq!(block("a\tb", 5, 80), "a       b");
+        assert_eq!(block("short", 7, 80), "short");
     }
 
     #[test]
