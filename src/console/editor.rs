@@ -324,7 +324,12 @@ impl Editor {
             return;
         }
         self.clear();
-        let columns = terminal::size().map_or(80, |(c, _)| usize::from(c.max(1)));
+        // A terminal that says nothing sensible of its size (a serial line
+        // saying 0) gets its messages unwrapped rather than a row a letter.
+        let columns = match terminal::size() {
+            Ok((c, _)) if c >= 20 => usize::from(c),
+            _ => usize::MAX / 2,
+        };
         let mut text = String::new();
         for item in items.iter() {
             match item {
