@@ -699,3 +699,48 @@ fn a_tls_client_told_its_hello_came_late_tries_once_more() {
         client.drain_stderr()
     );
 }
+
+/// Clients that open TLS connections and then say nothing cannot keep a
+/// real client out: with every handshake slot taken (64, by 8 addresses
+/// of 8 each), a newcomer from another address ends the oldest and gets
+/// in. Linux: it binds the loopback addresses 127.0.0.2 to 127.0.0.9.
+#[cfg(target_os = "linux")]
+#[test]
+fn idle_handshakes_cannot_keep_a_real_client_out() {
+    use socket2::{Domain, Socket, Type};
+    let dir = scratch("idle-handshakes");
+    let (mut server, _) = tls_server(&dir, &[], &[]);
+    let mut idle = Vec::new();
+    for host in 2..=9u8 {
+        for _ in 0..8 {
+            let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            let from: std::net::SocketAddr = ([127, 0, 0, host], 0).into();
+            socket.bind(&from.into()).unwrap();
+            socket.connect(&server.addr.into()).unwrap();
+            let mut stream: std::net::TcpStream = socket.into();
+            // The first byte of a TLS record, then nothing: a handshake
+            // that takes its slot for the whole of its time.
+            stream.write_all(&[0x16]).unwrap();
+            idle.push(stream);
+        }
+    }
+    // Every slot taken: one more from those addresses is refused.
+    let deadline = Instant::now() + support::PATIENCE;
+    while server
+        .said("too many clients in the TLS handshake")
+        .is_none()
+    {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let from: std::net::SocketAddr = ([127, 0, 0, 2], 0).into();
+        socket.bind(&from.into()).unwrap();
+        socket.connect(&server.addr.into()).unwrap();
+        assert!(Instant::now() < deadline, "never full");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut client = tls_client(&server, &dir, &[], &[]);
+    client.expect_status("connected to");
+    server.expect_status("TLS handshake cut short: the oldest");
+    client.say("let in");
+    server.expect_message("let in");
+    drop(idle);
+}

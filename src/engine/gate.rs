@@ -218,8 +218,15 @@ pub(super) fn accepted(
         return;
     }
     if !io.gate.handshakes.enter(peer.ip()) {
-        io.gate.refused(Refusal::Crowded, peer, io.now);
-        return;
+        // All slots taken by others (not this address's own share): the
+        // oldest handshake goes, so that clients that connect and say
+        // nothing cannot keep everyone out for the handshake's whole time;
+        // a real client's handshake is done long before it is the oldest.
+        let room_made = io.gate.handshakes.full_of_others(peer.ip()) && drop_oldest_handshake(io);
+        if !room_made || !io.gate.handshakes.enter(peer.ip()) {
+            io.gate.refused(Refusal::Crowded, peer, io.now);
+            return;
+        }
     }
     let until = io.now + PLAIN_CLIENT_GRACE;
     match io.insert(stream, peer, Phase::Sniffing { since: io.now }) {
@@ -543,6 +550,33 @@ fn drop_at_gate(io: &mut Io, id: Id) {
     io.remove(id);
 }
 
+/// Ends the handshake that began first, for a newcomer (see
+/// [`accepted`]); false if there is none.
+fn drop_oldest_handshake(io: &mut Io) -> bool {
+    let began = |phase: &Phase| match phase {
+        Phase::Sniffing { since } => Some(*since),
+        Phase::Handshaking { until } | Phase::Proving { until, .. } => {
+            Some(*until - HANDSHAKE_TIMEOUT)
+        }
+        _ => None,
+    };
+    let oldest = io
+        .links
+        .iter()
+        .filter_map(|(id, link)| Some((began(&link.phase)?, id)))
+        .min();
+    let Some((_, id)) = oldest else {
+        return false;
+    };
+    let peer = io.links[id].conn.peer();
+    let line = format!(
+        "{peer}: TLS handshake cut short: the oldest of {MAX_HANDSHAKES} when a newcomer came"
+    );
+    io.gate.failed(Failure::Handshake, line, io.now);
+    drop_at_gate(io, id);
+    true
+}
+
 /// Frees connection `id`'s handshake slot, if it holds one.
 fn leave_handshakes(io: &mut Io, id: Id) {
     let link = &io.links[id];
@@ -570,6 +604,13 @@ impl Handshakes {
         *mine += 1;
         self.total += 1;
         true
+    }
+
+    /// Whether the slots are all taken, and `address` is under its own
+    /// share: others hold them.
+    fn full_of_others(&self, address: IpAddr) -> bool {
+        let mine = self.from.get(&address).copied().unwrap_or(0);
+        self.total >= MAX_HANDSHAKES && mine < MAX_HANDSHAKES_PER_ADDRESS
     }
 
     fn leave(&mut self, address: IpAddr) {
