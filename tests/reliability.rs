@@ -128,7 +128,8 @@ fn a_burst_then_quit_at_once_loses_nothing() {
     let mut client = server.connect_client(&[]);
     client.type_raw(format!("{lines}q\n").as_bytes());
     expect_all(&mut server);
-    assert_eq!(client.wait().code(), Some(0));
+    let code = client.wait().code();
+    assert_eq!(code, Some(0), "{:?}", client.drain_stderr());
     assert_eq!(server.wait().code(), Some(0));
     assert!(!server.drain_stderr().iter().any(|l| l.contains("error")));
 
@@ -139,7 +140,8 @@ fn a_burst_then_quit_at_once_loses_nothing() {
     client.close_stdin();
     expect_all(&mut server);
     assert_eq!(server.wait().code(), Some(0));
-    assert_eq!(client.wait().code(), Some(0));
+    let code = client.wait().code();
+    assert_eq!(code, Some(0), "{:?}", client.drain_stderr());
 
     // The server's operator sends a burst and `q`.
     let mut server = Server::start(&["--once"]);

@@ -51,13 +51,21 @@ struct Args {
     #[arg(long, value_name = "SECS", value_parser = chat::parse_idle_seconds)]
     idle_timeout: Option<u64>,
 
-    /// Take the peer as lost when it answers nothing for this many seconds,
-    /// even while nobody talks (the system's keepalive probes), and say so;
-    /// 0: never (TCP alone gives up after about 15 minutes, and only while
-    /// something is being sent)
+    /// Take the peer as lost when nothing comes from it for this many
+    /// seconds, even while nobody talks, and say so (a version 2 peer sends
+    /// a heartbeat every few seconds; with a version 1 peer, the system's
+    /// keepalive probes); 0: never (TCP alone gives up after about 15
+    /// minutes, and only while something is being sent)
     #[arg(long, value_name = "SECS", default_value_t = chat::DEFAULT_DEAD_AFTER_SECS,
           value_parser = chat::parse_dead_after)]
     dead_after: u64,
+
+    /// The newest protocol version to speak: 2 (messages acknowledged,
+    /// heartbeats; used only with a peer that offers it too, so version 1
+    /// peers are unaffected) or 1 (as builds before version 2)
+    #[arg(long, value_name = "VERSION", default_value_t = 2,
+          value_parser = clap::value_parser!(u8).range(1..=2))]
+    protocol: u8,
 
     /// Talk over TLS; the server's identity is checked as ssh does: on first
     /// use its fingerprint is recorded, and later it must match
@@ -137,6 +145,7 @@ fn talk(args: Args) -> anyhow::Result<Exit> {
         max_message_size: args.max_message_size as usize,
         idle_timeout: args.idle_timeout.map(Duration::from_secs),
         dead_after: (args.dead_after > 0).then(|| Duration::from_secs(args.dead_after)),
+        sessions: args.protocol == 2,
         name_chosen: args.name.is_some(),
         name: args.name.or_else(login_name),
     };

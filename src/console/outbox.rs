@@ -19,6 +19,7 @@
 //! the push is done), and a push writes only while the writer has nothing
 //! in hand.
 
+use crate::wire::frame::{HEADER_LEN, split_frames};
 use std::collections::VecDeque;
 use std::mem;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
@@ -300,6 +301,13 @@ impl Outbox {
         state.queued_bytes = 0;
         drop(state);
         self.drained.notify_all();
+    }
+
+    /// Lines (messages) queued and not yet taken.
+    pub fn queued_lines(&self) -> u64 {
+        let state = self.lock();
+        let frames = state.queue.iter().flat_map(|batch| split_frames(batch));
+        frames.filter(|frame| frame.len() > HEADER_LEN).count() as u64
     }
 
     /// Bytes queued and not yet taken.

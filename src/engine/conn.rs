@@ -23,7 +23,8 @@ use super::outgoing::{KEEP_CAPACITY, Outgoing};
 use crate::console::outbox::WriteNow;
 use crate::platform::{SENDS_NOW, SHORT_READ_DRAINS, send_now, unacknowledged};
 use crate::state::ending::Observed;
-use crate::wire::frame::{HEADER_LEN, TooLong, read_header, too_long_error};
+use crate::wire::frame::{HEADER_LEN, TooLong, read_header, split_frames, too_long_error};
+use crate::wire::session::{self, CONTROL_MAX, Control, Header, OFFER_FRAMES, OFFER_LEN};
 
 /// Plaintext sealed into TLS records at once: the socket is offered about
 /// this much at a time, so rustls never holds much that the peer has not
@@ -100,6 +101,49 @@ pub struct Conn {
     fin_queued: bool,
     /// Another thread may write the socket too (see [`Conn::write_beside`]).
     beside: Option<Arc<Beside>>,
+    /// Version 2, as far as the bytes show it.
+    wire: Wire,
+}
+
+/// Whether the peer offered version 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    /// We do not speak version 2: nothing is looked for.
+    Off,
+    /// Looking for the offer: this many empty frames in a row so far.
+    Listening(usize),
+    /// The peer offered: control frames may come.
+    Offered,
+}
+
+/// Version 2 as the connection's bytes show it; what it means over time is
+/// the loop's ([`crate::state::session`]).
+#[derive(Debug)]
+struct Wire {
+    opening: Opening,
+    /// The offer was seen and not yet told.
+    offer_untold: bool,
+    /// The peer's `HELLO` came: its data frames are counted from here.
+    peer_hello: bool,
+    /// Control frames read and not yet taken by the loop.
+    controls: Vec<Control>,
+    /// Data frames handed out since the peer's `HELLO`, and their bytes.
+    taken_frames: u64,
+    taken_bytes: u64,
+    /// Our `HELLO` is queued: data frames queued from now on are numbered.
+    numbering: bool,
+    /// Bytes of the peer's control frames read: heartbeats and
+    /// acknowledgements are not progress of the conversation.
+    control_bytes: u64,
+    /// Plaintext bytes read (TLS records decrypted).
+    plain_received: u64,
+    /// Bytes received (TLS records included) as of the last read.
+    raw_received: u64,
+    /// Our offer is queued.
+    offered: bool,
+    /// Bytes received, and plaintext bytes, when the offer was seen:
+    /// progress from then on is counted in plaintext, controls left out.
+    base: (u64, u64),
 }
 
 /// A TLS session, shared by the loop and the thread that writes beside it.
@@ -194,7 +238,72 @@ impl Conn {
             shut_unreported: false,
             fin_queued: false,
             beside: None,
+            wire: Wire {
+                opening: Opening::Off,
+                offer_untold: false,
+                peer_hello: false,
+                controls: Vec::new(),
+                taken_frames: 0,
+                taken_bytes: 0,
+                numbering: false,
+                control_bytes: 0,
+                plain_received: 0,
+                raw_received: 0,
+                offered: false,
+                base: (0, 0),
+            },
         }
+    }
+
+    /// Speaks version 2: looks for the peer's offer.
+    pub fn listen_for_sessions(&mut self) {
+        if self.wire.opening == Opening::Off {
+            self.wire.opening = Opening::Listening(0);
+        }
+    }
+
+    /// Queues our offer, once (a client's first bytes; a server's answer
+    /// to its client's offer).
+    pub fn queue_offer(&mut self) {
+        if !std::mem::replace(&mut self.wire.offered, true) {
+            self.queue(&[0; OFFER_LEN]);
+        }
+    }
+
+    /// The peer's offer was seen since the last call.
+    pub fn take_offer(&mut self) -> bool {
+        std::mem::take(&mut self.wire.offer_untold)
+    }
+
+    /// The control frames read since the last call.
+    pub fn take_controls(&mut self) -> Vec<Control> {
+        std::mem::take(&mut self.wire.controls)
+    }
+
+    /// Data frames of the peer's handed out since its `HELLO`, and bytes.
+    pub fn taken(&self) -> (u64, u64) {
+        (self.wire.taken_frames, self.wire.taken_bytes)
+    }
+
+    /// Queues a control frame; a `HELLO` starts the numbering of what we
+    /// queue after it. Returns false once our half is done.
+    pub fn queue_control(&mut self, control: &Control) -> bool {
+        if self.sending != Sending::Open {
+            return false;
+        }
+        let mut frame = Vec::with_capacity(64);
+        session::encode(&mut frame, control);
+        self.out.push_copy(&frame);
+        self.accepted += frame.len() as u64;
+        if matches!(control, Control::Hello(_)) {
+            self.wire.numbering = true;
+        }
+        true
+    }
+
+    /// Whether our sending half is still open.
+    pub fn sending_open(&self) -> bool {
+        self.sending == Sending::Open
     }
 
     pub fn peer(&self) -> SocketAddr {
@@ -249,10 +358,11 @@ impl Conn {
     /// Whether a read could bring something now: whole frames are pending,
     /// or the socket has not said it is empty, or an end is to be told.
     pub fn can_read(&self) -> bool {
+        let controls = self.wire.opening == Opening::Offered;
         self.readable
             || self.read_end.as_ref().is_some_and(Option::is_some)
             || {
-                matches!(read_header(&self.pending), Some(len) if self.pending.len() >= HEADER_LEN + len)
+                matches!(payload_len(&self.pending, self.max, controls), Some(Ok(len)) if self.pending.len() >= HEADER_LEN + len)
             }
     }
 
@@ -285,20 +395,31 @@ impl Conn {
     ) -> Option<ReadEnd> {
         let mut taken = 0;
         loop {
-            if !self.pending.is_empty() {
+            // Whole frames held from before; control frames alone took
+            // nothing, so the frames after them are looked at too, and so
+            // are the frames after the peer's offer, read as version 2's.
+            while !self.pending.is_empty() {
+                let controls = self.wire.opening == Opening::Offered;
                 let room = limit.saturating_sub(taken).max(1);
-                match whole_frames(&self.pending, self.max, room) {
+                match whole_frames(&self.pending, self.max, room, controls) {
+                    Ok(0) => break,
                     Ok(n) => {
-                        if n > 0 {
-                            each(&self.pending[..n]);
-                            taken += n;
-                            self.pending.drain(..n);
-                            if self.pending.is_empty() && self.pending.capacity() > KEEP_CAPACITY {
-                                self.pending = Vec::new();
-                            }
+                        let handed = hand_out(&mut self.wire, &self.pending[..n], &mut each);
+                        self.pending.drain(..n);
+                        if self.pending.is_empty() && self.pending.capacity() > KEEP_CAPACITY {
+                            self.pending = Vec::new();
+                        }
+                        let handed = self.check(handed);
+                        taken += handed;
+                        let offered = !controls && self.wire.opening == Opening::Offered;
+                        if (handed > 0 && !offered) || self.read_end.is_some() {
+                            break;
                         }
                     }
-                    Err(too_long) => self.end_reading(ReadEnd::Failed(too_long_error(too_long))),
+                    Err(too_long) => {
+                        self.end_reading(ReadEnd::Failed(too_long_error(too_long)));
+                        break;
+                    }
                 }
             }
             if taken >= limit || taken > 0 && !self.pending.is_empty() {
@@ -323,24 +444,30 @@ impl Conn {
                     self.end_reading(end);
                 }
                 Ok(n) => {
+                    self.wire.plain_received += n as u64;
+                    self.wire.raw_received = self.received;
                     let mut got = &scratch[..n];
+                    let controls = self.wire.opening == Opening::Offered;
                     if !self.pending.is_empty() {
                         // The frame begun in an earlier read is completed
                         // from this one, and the rest taken where it lies:
                         // appending each read to `pending` (a partial frame
                         // is left by nearly every read of a flood) copied
                         // every byte once more.
-                        let Some(need) = completing(&self.pending, got, self.max) else {
+                        let Some(need) = completing(&self.pending, got, self.max, controls) else {
                             self.pending.extend_from_slice(got);
                             continue;
                         };
                         self.pending.extend_from_slice(&got[..need]);
                         got = &got[need..];
-                        each(&self.pending);
-                        taken += self.pending.len();
+                        let handed = hand_out(&mut self.wire, &self.pending, &mut each);
                         self.pending.clear();
                         if self.pending.capacity() > KEEP_CAPACITY {
                             self.pending = Vec::new();
+                        }
+                        taken += self.check(handed);
+                        if self.read_end.is_some() {
+                            continue;
                         }
                         if taken >= limit {
                             self.pending.extend_from_slice(got);
@@ -349,11 +476,14 @@ impl Conn {
                     }
                     // The usual case: whole frames straight from the
                     // scratch buffer, only a tail kept.
-                    match whole_frames(got, self.max, limit - taken) {
+                    match whole_frames(got, self.max, limit - taken, controls) {
                         Ok(whole) => {
                             if whole > 0 {
-                                each(&got[..whole]);
-                                taken += whole;
+                                let handed = hand_out(&mut self.wire, &got[..whole], &mut each);
+                                taken += self.check(handed);
+                                if self.read_end.is_some() {
+                                    continue;
+                                }
                             }
                             self.pending.extend_from_slice(&got[whole..]);
                         }
@@ -365,6 +495,21 @@ impl Conn {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.readable = false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => self.end_reading(ReadEnd::Failed(e)),
+            }
+        }
+    }
+
+    /// Bytes of messages handed out; ends reading if handing frames out
+    /// met a bad control frame.
+    fn check(&mut self, handed: Result<usize, session::BadControl>) -> usize {
+        match handed {
+            Ok(n) => n,
+            Err(bad) => {
+                self.end_reading(ReadEnd::Failed(io::Error::new(
+                    ErrorKind::InvalidData,
+                    format!("the peer broke the protocol: {bad}"),
+                )));
+                0
             }
         }
     }
@@ -455,24 +600,40 @@ impl Conn {
     }
 
     /// Queues `frames` to send (after what is queued); dropped once our
-    /// half is done.
-    pub fn queue(&mut self, frames: &[u8]) {
+    /// half is done. Returns how many are numbered messages of the session.
+    pub fn queue(&mut self, frames: &[u8]) -> u64 {
         if self.sending == Sending::Done {
-            return;
+            return 0;
         }
+        let numbered = self.numbered(frames);
         self.out.push_copy(frames);
         self.accepted += frames.len() as u64;
+        numbered
     }
 
     /// Queues the frames in `batch` without a copy, leaving it an empty
-    /// buffer to fill again (see [`Outgoing::push_batch`]).
-    pub fn queue_batch(&mut self, batch: &mut Vec<u8>) {
+    /// buffer to fill again (see [`Outgoing::push_batch`]). Returns how
+    /// many are numbered messages of the session.
+    pub fn queue_batch(&mut self, batch: &mut Vec<u8>) -> u64 {
         if self.sending == Sending::Done {
             batch.clear();
-            return;
+            return 0;
         }
+        let numbered = self.numbered(batch);
         self.accepted += batch.len() as u64;
         self.out.push_batch(batch);
+        numbered
+    }
+
+    /// How many of `frames` (ours: data frames only) count as the session's
+    /// messages: every one with a payload, once our `HELLO` has gone.
+    fn numbered(&self, frames: &[u8]) -> u64 {
+        match self.wire.numbering {
+            true => split_frames(frames)
+                .filter(|frame| frame.len() > HEADER_LEN)
+                .count() as u64,
+            false => 0,
+        }
     }
 
     /// Bytes queued that the socket has not yet taken: what this
@@ -638,12 +799,22 @@ impl Conn {
             .unwrap_or(0)
             .saturating_sub(fin)
             .min(self.written);
-        let moved = self.received + self.written - unacked;
+        // A peer's heartbeats and acknowledgements are not progress: a
+        // peer that reads nothing must not look alive for its pings.
+        let received = match self.wire.opening {
+            Opening::Offered => {
+                let (raw, plain) = self.wire.base;
+                raw + (self.wire.plain_received - plain).saturating_sub(self.wire.control_bytes)
+            }
+            _ => self.received,
+        };
+        let moved = received + self.written - unacked;
         self.moved = self.moved.max(moved);
         Observed {
             moved: self.moved,
             undelivered: self.accepted.saturating_sub(self.sent) + unacked,
             backlogged: false,
+            silent: None,
             unanswered: match unacked {
                 0 => None,
                 _ => crate::platform::unanswered_for(socket2::SockRef::from(&self.stream)),
@@ -664,34 +835,51 @@ impl Drop for Conn {
 }
 
 /// How many bytes of `got` complete the one frame `pending` begins, if
-/// `got` holds them and the frame is within `max` (otherwise `None`).
-fn completing(pending: &[u8], got: &[u8], max: usize) -> Option<usize> {
+/// `got` holds them and the frame is within its maximum (otherwise `None`).
+fn completing(pending: &[u8], got: &[u8], max: usize, controls: bool) -> Option<usize> {
     let mut header = [0; HEADER_LEN];
     let from_pending = pending.len().min(HEADER_LEN);
     header[..from_pending].copy_from_slice(&pending[..from_pending]);
     let from_got = HEADER_LEN - from_pending;
     header[from_pending..].copy_from_slice(got.get(..from_got)?);
-    let len = read_header(&header)?;
-    if len > max {
-        return None;
-    }
+    let len = payload_len(&header, max, controls)?.ok()?;
     let need = (HEADER_LEN + len).checked_sub(pending.len())?;
     (need <= got.len()).then_some(need)
 }
 
+/// The payload length the header at the start of `bytes` declares, checked
+/// against its maximum: `max` for a message, [`CONTROL_MAX`] for a control
+/// frame (where the peer may send them: `controls`).
+fn payload_len(bytes: &[u8], max: usize, controls: bool) -> Option<Result<usize, TooLong>> {
+    let (len, max) = match controls {
+        false => (read_header(bytes)?, max),
+        true => match session::read_header(bytes)? {
+            Header::Data(len) => (len, max),
+            Header::Control(len) => (len, CONTROL_MAX),
+        },
+    };
+    Some(match len > max {
+        true => Err(TooLong { len, max }),
+        false => Ok(len),
+    })
+}
+
 /// How many bytes at the start of `buf` are whole frames, about `limit` at
-/// most (one frame always, if one is there); a header over `max` is an
-/// error once every frame before it is counted (none of its payload is
+/// most (one frame always, if one is there); a header over its maximum is
+/// an error once every frame before it is counted (none of its payload is
 /// ever kept).
-fn whole_frames(buf: &[u8], max: usize, limit: usize) -> Result<usize, TooLong> {
+fn whole_frames(buf: &[u8], max: usize, limit: usize, controls: bool) -> Result<usize, TooLong> {
     let mut end = 0;
-    while let Some(len) = read_header(&buf[end..]) {
-        if len > max {
-            return match end {
-                0 => Err(TooLong { len, max }),
-                _ => Ok(end),
-            };
-        }
+    while let Some(len) = payload_len(&buf[end..], max, controls) {
+        let len = match len {
+            Ok(len) => len,
+            Err(too_long) => {
+                return match end {
+                    0 => Err(too_long),
+                    _ => Ok(end),
+                };
+            }
+        };
         let next = end + HEADER_LEN + len;
         if next > buf.len() || (end > 0 && next > limit) {
             break;
@@ -699,6 +887,97 @@ fn whole_frames(buf: &[u8], max: usize, limit: usize) -> Result<usize, TooLong> 
         end = next;
     }
     Ok(end)
+}
+
+/// Hands the whole frames in `run` to `each`, but, from a peer that
+/// offered version 2, its control frames, which are kept in `wire`; counts
+/// the messages handed out after the peer's `HELLO`. Returns the bytes
+/// handed out: a read of control frames alone took nothing, and reading
+/// goes on (or a reader would stop with the socket not yet empty, and no
+/// readiness report to come for it).
+fn hand_out(
+    wire: &mut Wire,
+    run: &[u8],
+    each: &mut impl FnMut(&[u8]),
+) -> Result<usize, session::BadControl> {
+    match wire.opening {
+        Opening::Off => {
+            each(run);
+            return Ok(run.len());
+        }
+        Opening::Listening(_) => {
+            let offered = look_for_offer(wire, run);
+            if offered == 0 {
+                each(run);
+                return Ok(run.len());
+            }
+            // The frames before the offer are a version 1 stream's; the
+            // rest are read as version 2's.
+            each(&run[..offered]);
+            return Ok(offered + hand_out(wire, &run[offered..], each)?);
+        }
+        Opening::Offered => {}
+    }
+    let mut handed = 0;
+    let mut start = 0;
+    let mut at = 0;
+    while let Some(header) = session::read_header(&run[at..]) {
+        match header {
+            Header::Data(len) => {
+                if wire.peer_hello && len > 0 {
+                    wire.taken_frames += 1;
+                    wire.taken_bytes += len as u64;
+                }
+                at += HEADER_LEN + len;
+            }
+            Header::Control(len) => {
+                if at > start {
+                    each(&run[start..at]);
+                    handed += at - start;
+                }
+                let payload = &run[at + HEADER_LEN..at + HEADER_LEN + len];
+                wire.control_bytes += (HEADER_LEN + len) as u64;
+                at += HEADER_LEN + len;
+                start = at;
+                if let Some(control) = session::decode(payload)? {
+                    if matches!(control, Control::Hello(_)) {
+                        wire.peer_hello = true;
+                    }
+                    wire.controls.push(control);
+                }
+            }
+        }
+    }
+    if at > start {
+        each(&run[start..at]);
+        handed += at - start;
+    }
+    Ok(handed)
+}
+
+/// Counts the empty frames in a row in `run`, looking for the offer: once
+/// it is complete, the peer speaks version 2, and the length of `run` up
+/// to the offer's end is returned (0 while there is none).
+fn look_for_offer(wire: &mut Wire, run: &[u8]) -> usize {
+    let Opening::Listening(mut empty) = wire.opening else {
+        return 0;
+    };
+    let mut at = 0;
+    for frame in split_frames(run) {
+        at += frame.len();
+        empty = match frame.len() == HEADER_LEN {
+            true => empty + 1,
+            false => 0,
+        };
+        if empty == OFFER_FRAMES {
+            wire.opening = Opening::Offered;
+            wire.offer_untold = true;
+            wire.base = (wire.raw_received, wire.plain_received);
+            return at;
+        }
+    }
+    wire.opening = Opening::Listening(empty);
+    0
 }
 
 /// How a TLS handshake failed.
@@ -794,36 +1073,167 @@ mod tests {
         assert_eq!(write_now(&line), Some(0));
     }
 
+    /// Reads everything `conn` gets until its end, `limit` at a time, as a
+    /// service would (stopping when a read hands nothing).
+    fn read_all(conn: &mut Conn, limit: usize, scratch: usize) -> (Vec<u8>, ReadEnd) {
+        let mut scratch = vec![0; scratch];
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(end) = conn.read_frames(&mut scratch, &mut got, limit) {
+                return (got, end);
+            }
+            // A service that is told there is nothing to read waits for
+            // the socket to say more came: whole frames held must be
+            // told, whatever the socket says.
+            let controls = conn.wire.opening == Opening::Offered;
+            if whole_frames(&conn.pending, conn.max, usize::MAX, controls) != Ok(0) {
+                let readable = std::mem::replace(&mut conn.readable, false);
+                assert!(
+                    conn.can_read(),
+                    "whole frames held, and the reader told there is nothing"
+                );
+                conn.readable = readable;
+            }
+            assert!(std::time::Instant::now() < deadline, "no end");
+            std::thread::sleep(Duration::from_millis(1));
+            conn.set_readable();
+        }
+    }
+
+    #[test]
+    fn a_peer_that_offers_version_2_has_its_controls_kept_apart_and_its_messages_counted() {
+        use std::io::Write;
+        // A room greets before it has seen its client's offer and answered.
+        let mut bytes = frames(&[b"greeting"]);
+        bytes.extend_from_slice(&[0; OFFER_LEN]);
+        let hello = session::Hello {
+            version: session::VERSION,
+            token: [1; 16],
+            resume_of: [0; 16],
+            received: 0,
+            heartbeat_ms: 1000,
+        };
+        session::encode(&mut bytes, &Control::Hello(hello.clone()));
+        // Controls alone, many of them, then messages: a reader taking a
+        // frame at a time must not stop at the controls.
+        for n in 0..40 {
+            session::encode(&mut bytes, &Control::Ack(n));
+        }
+        bytes.extend_from_slice(&frames(&[b"hi", b"", b"there"]));
+        session::encode(&mut bytes, &Control::Ping);
+        // Written a few bytes at a time (the offer and the frames come in
+        // pieces), or at once.
+        for (piece, scratch) in [(7, 64), (bytes.len(), 4096)] {
+            let (mut conn, mut peer) = pair();
+            conn.listen_for_sessions();
+            for piece in bytes.chunks(piece) {
+                peer.write_all(piece).unwrap();
+                peer.flush().unwrap();
+            }
+            drop(peer);
+            let (got, end) = read_all(&mut conn, 1, scratch);
+            assert!(matches!(end, ReadEnd::Closed), "{end:?}");
+            let shown: Vec<&[u8]> = split_frames(&got)
+                .map(|f| &f[HEADER_LEN..])
+                .filter(|p| !p.is_empty())
+                .collect();
+            assert_eq!(shown, [&b"greeting"[..], b"hi", b"there"]);
+            assert!(conn.take_offer());
+            let controls = conn.take_controls();
+            assert_eq!(controls.len(), 42);
+            assert_eq!(controls[0], Control::Hello(hello.clone()));
+            assert_eq!(controls[41], Control::Ping);
+            // Two messages since the `HELLO`: the keepalive is not one,
+            // and the greeting came before.
+            assert_eq!(conn.taken(), (2, 7));
+        }
+    }
+
+    #[test]
+    fn a_version_1_peer_whose_first_bytes_are_zeros_is_read_as_before() {
+        use std::io::Write;
+        for first in [
+            frames(&[b"", b"after a keepalive"]),
+            // Seven keepalives then a message: zeros, but not the offer.
+            frames(&[b"", b"", b"", b"", b"", b"", b"", b"x"]),
+            // Only keepalives, fewer than the offer, then the end.
+            frames(&[b"", b""]),
+        ] {
+            let (mut conn, mut peer) = pair();
+            conn.listen_for_sessions();
+            for piece in first.chunks(3) {
+                peer.write_all(piece).unwrap();
+                peer.flush().unwrap();
+            }
+            drop(peer);
+            let (got, end) = read_all(&mut conn, usize::MAX, 64);
+            assert!(matches!(end, ReadEnd::Closed), "{end:?}");
+            // The zeros held back are the frames they were (keepalives at
+            // the end are nothing at all).
+            let shown = |b: &[u8]| split_frames(b).filter(|f| f.len() > HEADER_LEN).count();
+            assert_eq!(shown(&got), shown(&first));
+            assert!(!conn.take_offer());
+            assert!(conn.take_controls().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_bad_control_frame_ends_reading_with_a_protocol_error() {
+        use std::io::Write;
+        let (mut conn, mut peer) = pair();
+        conn.listen_for_sessions();
+        let mut bytes = vec![0; OFFER_LEN];
+        bytes.extend_from_slice(&[0x80, 0, 0, 2, b'A', 1]);
+        peer.write_all(&bytes).unwrap();
+        let (_, end) = read_all(&mut conn, usize::MAX, 64);
+        let ReadEnd::Failed(e) = end else {
+            panic!("{end:?}");
+        };
+        assert!(e.to_string().contains("broke the protocol"), "{e}");
+        // A control frame longer than any is refused before it is read.
+        let (mut conn, mut peer) = pair();
+        conn.listen_for_sessions();
+        let mut bytes = vec![0; OFFER_LEN];
+        bytes.extend_from_slice(&[0x80, 0x10, 0, 0]);
+        peer.write_all(&bytes).unwrap();
+        let (_, end) = read_all(&mut conn, usize::MAX, 64);
+        assert!(matches!(end, ReadEnd::Failed(_)), "{end:?}");
+    }
+
     #[test]
     fn a_partial_frame_is_completed_from_the_next_read() {
         let buf = frames(&[b"abcdef", b"gh"]);
         // Header split across reads, then payload split.
-        assert_eq!(completing(&buf[..2], &buf[2..], 100), Some(8));
-        assert_eq!(completing(&buf[..6], &buf[6..], 100), Some(4));
+        assert_eq!(completing(&buf[..2], &buf[2..], 100, false), Some(8));
+        assert_eq!(completing(&buf[..6], &buf[6..], 100, false), Some(4));
         // Not enough yet, or over the maximum: the caller keeps the read.
-        assert_eq!(completing(&buf[..2], &buf[2..5], 100), None);
-        assert_eq!(completing(&buf[..6], &buf[6..8], 100), None);
-        assert_eq!(completing(&buf[..6], &buf[6..], 5), None);
+        assert_eq!(completing(&buf[..2], &buf[2..5], 100, false), None);
+        assert_eq!(completing(&buf[..6], &buf[6..8], 100, false), None);
+        assert_eq!(completing(&buf[..6], &buf[6..], 5, false), None);
     }
 
     #[test]
     fn whole_frames_stop_at_a_partial_one_and_at_the_limit() {
         let buf = frames(&[b"abc", b"defgh", b"ij"]);
-        assert_eq!(whole_frames(&buf, 100, usize::MAX), Ok(buf.len()));
-        assert_eq!(whole_frames(&buf[..buf.len() - 1], 100, usize::MAX), Ok(16));
+        assert_eq!(whole_frames(&buf, 100, usize::MAX, false), Ok(buf.len()));
+        assert_eq!(
+            whole_frames(&buf[..buf.len() - 1], 100, usize::MAX, false),
+            Ok(16)
+        );
         // The limit cuts between frames, but one frame always goes.
-        assert_eq!(whole_frames(&buf, 100, 10), Ok(7));
-        assert_eq!(whole_frames(&buf, 100, 1), Ok(7));
-        assert_eq!(whole_frames(&buf[..3], 100, 10), Ok(0));
+        assert_eq!(whole_frames(&buf, 100, 10, false), Ok(7));
+        assert_eq!(whole_frames(&buf, 100, 1, false), Ok(7));
+        assert_eq!(whole_frames(&buf[..3], 100, 10, false), Ok(0));
     }
 
     #[test]
     fn a_header_over_the_maximum_is_refused_after_the_frames_before_it() {
         let mut buf = frames(&[b"ok"]);
         buf.extend_from_slice(&1_000_000u32.to_be_bytes());
-        assert_eq!(whole_frames(&buf, 100, usize::MAX), Ok(6));
+        assert_eq!(whole_frames(&buf, 100, usize::MAX, false), Ok(6));
         assert_eq!(
-            whole_frames(&buf[6..], 100, usize::MAX),
+            whole_frames(&buf[6..], 100, usize::MAX, false),
             Err(TooLong {
                 len: 1_000_000,
                 max: 100

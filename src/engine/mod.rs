@@ -47,7 +47,9 @@ use crate::errors::{describe_receive_failure, describe_send_failure, lowercase_o
 use crate::state::access::Access;
 use crate::state::clock::Clock;
 use crate::state::ending::{Closing, Ending, Happening, Rules};
+use crate::state::session::Session;
 use crate::state::throttle::Throttle;
+use crate::wire::session::{Control, Hello, VERSION};
 use conn::{Conn, Flushed, ReadEnd};
 use gate::{Gate, Phase};
 pub use gate::{GateConfig, HANDSHAKE_TIMEOUT, TlsConfig, secure};
@@ -80,6 +82,12 @@ pub enum News {
     WentIdle(Duration),
     /// The ending has waited on the peer for a while.
     StillWaiting { undelivered: u64 },
+    /// The peer speaks version 2 and its `HELLO` came: from now on what we
+    /// send is acknowledged ([`Io::unacknowledged`]).
+    SessionOpened,
+    /// Just before [`News::Ended`]: this many of our messages the peer (a
+    /// version 2 peer) had not acknowledged.
+    Unacknowledged(u64),
     /// Both halves are done and the connection is gone.
     Ended(Ending),
 }
@@ -120,6 +128,19 @@ struct Link {
     /// The deadline in the heap that counts, with `generation`.
     wake_at: Option<Instant>,
     generation: u64,
+    /// Version 2, once the peer offered it.
+    session: Option<Session>,
+    /// Our `HELLO` is owed (the peer offered) and not yet queued.
+    hello_owed: bool,
+    /// The peer's messages counted into `session` so far, and bytes.
+    taken_seen: (u64, u64),
+    /// The service was told of the session.
+    opened_told: bool,
+    /// What the peer sends is kept by the service, not yet taken: not
+    /// acknowledged until it is (a client waiting in line).
+    acks_held: bool,
+    /// What the peer sends is acknowledged up to this much later.
+    ack_delay: Duration,
 }
 
 /// What a service acts through, and the loop's state besides the poll.
@@ -144,6 +165,8 @@ pub struct Io {
     max_message_size: usize,
     now: Instant,
     gate: Gate,
+    /// Connections offer version 2 (sessions) when they are admitted.
+    sessions: bool,
 }
 
 /// The loop itself.
@@ -169,6 +192,7 @@ pub struct Listening<'a> {
     idle_timeout: Option<Duration>,
     dead_after: Option<Duration>,
     max_message_size: usize,
+    sessions: bool,
 }
 
 impl<'a> Listening<'a> {
@@ -182,6 +206,7 @@ impl<'a> Listening<'a> {
         idle_timeout: Option<Duration>,
         dead_after: Option<Duration>,
         max_message_size: usize,
+        sessions: bool,
     ) -> Self {
         Self {
             tls,
@@ -189,6 +214,7 @@ impl<'a> Listening<'a> {
             idle_timeout,
             dead_after,
             max_message_size,
+            sessions,
         }
     }
 }
@@ -225,7 +251,7 @@ pub fn listen(
         idle_timeout: listening.idle_timeout,
         dead_after: listening.dead_after,
     };
-    let engine = Engine::new(
+    let mut engine = Engine::new(
         Some(listener),
         gate,
         rules,
@@ -233,6 +259,7 @@ pub fn listen(
         output,
         clock,
     )?;
+    engine.speak_sessions(listening.sessions);
     events.wake_with(engine.waker());
     Ok(engine)
 }
@@ -294,6 +321,7 @@ impl Engine {
             max_message_size,
             now: clock.now(),
             gate: Gate::new(gate, Arc::clone(output)),
+            sessions: true,
         };
         Ok(Self {
             poll,
@@ -307,6 +335,12 @@ impl Engine {
             output: Arc::clone(output),
             clock,
         })
+    }
+
+    /// Whether connections offer version 2 (on unless told otherwise): off,
+    /// the program speaks version 1 only, as builds before it did.
+    pub fn speak_sessions(&mut self, on: bool) {
+        self.io.sessions = on;
     }
 
     /// Adds a connection made elsewhere (see [`Io::adopt`]).
@@ -490,7 +524,11 @@ impl Io {
             if link.conn.unsent() == 0 {
                 self.dirty.push(id);
             }
-            link.conn.queue(frames);
+            piggyback(link, self.now);
+            let numbered = link.conn.queue(frames);
+            if let Some(session) = &mut link.session {
+                session.sent(numbered, self.now);
+            }
         }
     }
 
@@ -502,7 +540,11 @@ impl Io {
                 if link.conn.unsent() == 0 {
                     self.dirty.push(id);
                 }
-                link.conn.queue_batch(batch);
+                piggyback(link, self.now);
+                let numbered = link.conn.queue_batch(batch);
+                if let Some(session) = &mut link.session {
+                    session.sent(numbered, self.now);
+                }
             }
             None => batch.clear(),
         }
@@ -516,6 +558,14 @@ impl Io {
     /// waiting (Unix); the bytes count as the connection's, and the socket
     /// has one writer at a time.
     pub fn write_beside(&mut self, id: Id, outbox: &Arc<Outbox>) {
+        // A session's messages are numbered by the loop as it queues them.
+        if self
+            .links
+            .get(id)
+            .is_some_and(|link| link.session.is_some())
+        {
+            return;
+        }
         let write_now = self
             .links
             .get_mut(id)
@@ -547,6 +597,13 @@ impl Io {
             link.conn.start_tls(tls);
         }
         link.conn.set_max(self.max_message_size);
+        if self.sessions {
+            // A client offers first: a server offers only to a client that
+            // did, so a version 1 client never sees the offer.
+            link.conn.listen_for_sessions();
+            link.conn.queue_offer();
+            self.dirty.push(id);
+        }
         self.start_ending(id);
         self.again.push(id);
         Ok(id)
@@ -567,6 +624,13 @@ impl Io {
     pub fn lost(&self, id: Id) -> Option<String> {
         let after = self.rules.dead_after?;
         let link = self.links.get(id)?;
+        if let Some(session) = &link.session
+            && link.opened_told
+            && !link.conn.read_ended()
+            && session.silent_for(self.now) >= after
+        {
+            return Some(crate::state::ending::lost_after(after));
+        }
         let silent = crate::platform::unanswered_for(socket2::SockRef::from(link.conn.stream()))?;
         (silent >= after).then(|| crate::state::ending::lost_after(after))
     }
@@ -611,7 +675,9 @@ impl Io {
         if link.conn.wants_write() {
             self.dirty.push(id);
         }
-        link.conn.can_read()
+        let more = link.conn.can_read();
+        self.after_read(id);
+        more
     }
 
     /// The service stops reading connection `id` for this round with more
@@ -762,6 +828,12 @@ impl Io {
             beside: None,
             wake_at: None,
             generation: self.generation,
+            session: None,
+            hello_owed: false,
+            taken_seen: (0, 0),
+            opened_told: false,
+            acks_held: false,
+            ack_delay: Duration::ZERO,
         });
         Ok(id)
     }
@@ -777,6 +849,9 @@ impl Io {
         let link = &mut self.links[id];
         link.phase = Phase::Admitted;
         link.conn.set_max(self.max_message_size);
+        if self.sessions {
+            link.conn.listen_for_sessions();
+        }
         service.admit(self, id);
     }
 
@@ -811,6 +886,11 @@ impl Io {
         };
         if readable {
             link.conn.set_readable();
+            // Bytes came, read now or not (a paced talker's wait): the
+            // peer is alive.
+            if let Some(session) = &mut link.session {
+                session.heard(self.now);
+            }
         }
         if writable && link.conn.wants_write() {
             self.dirty.push(id);
@@ -846,6 +926,9 @@ impl Io {
     }
 
     fn flush(&mut self, id: Id) {
+        if self.links.get(id).is_some_and(|link| link.hello_owed) {
+            self.send_hello(id);
+        }
         let Some(link) = self.links.get_mut(id) else {
             return;
         };
@@ -885,13 +968,188 @@ impl Io {
         }
     }
 
+    /// Version 2 after a read of connection `id`: the peer's offer answered
+    /// with our `HELLO`, its control frames taken, its messages counted.
+    fn after_read(&mut self, id: Id) {
+        let now = self.now;
+        let Some(link) = self.links.get_mut(id) else {
+            return;
+        };
+        if link.conn.take_offer() {
+            let mut session = Session::new(now);
+            session.delay_acks(link.ack_delay);
+            link.session = Some(session);
+            link.hello_owed = true;
+        }
+        let Some(session) = &mut link.session else {
+            return;
+        };
+        if !link.acks_held {
+            let (frames, bytes) = link.conn.taken();
+            session.took(frames - link.taken_seen.0, bytes - link.taken_seen.1, now);
+            link.taken_seen = (frames, bytes);
+        }
+        let mut broken = None;
+        for control in link.conn.take_controls() {
+            session.heard(now);
+            match control {
+                Control::Hello(hello) if !link.opened_told => {
+                    link.opened_told = true;
+                    session.beat_every(Duration::from_millis(hello.heartbeat_ms.into()));
+                    self.news.push_back((id, News::SessionOpened));
+                }
+                Control::Hello(_) | Control::Ping => {}
+                Control::Ack(count) => {
+                    if let Err(over) = session.acked(count, now) {
+                        broken = Some(format!(
+                            "the peer broke the protocol: it acknowledged {} messages of {} sent",
+                            over.acked, over.sent
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(why) = broken {
+            match link.closing.is_some() {
+                true => self
+                    .happenings
+                    .push_back((id, Happening::ReceiveFailed(why))),
+                false => self.news.push_back((id, News::Failed(why))),
+            }
+        }
+        if link.hello_owed {
+            self.send_hello(id);
+        }
+        self.session_due(id, false);
+        // The peer's `HELLO` may ask for heartbeats sooner than the timer.
+        if let Some(at) = self.session_wake(id)
+            && self.links[id].wake_at.is_none_or(|set| at < set)
+        {
+            self.set_timer(id, Some(at));
+        }
+    }
+
+    /// Queues our `HELLO` on connection `id`, once the socket is the loop's
+    /// alone: a thread writing beside it stops for good (its lines are
+    /// queued from now on, to be numbered), or, while it is writing, the
+    /// loop tries again when woken.
+    fn send_hello(&mut self, id: Id) {
+        let Some(link) = self.links.get_mut(id) else {
+            return;
+        };
+        if let Some(outbox) = &link.beside {
+            if !outbox.claim_socket() {
+                if !self.after_push.contains(&id) {
+                    self.after_push.push(id);
+                }
+                return;
+            }
+            link.beside = None;
+        }
+        link.hello_owed = false;
+        // A server answers its client's offer with its own.
+        link.conn.queue_offer();
+        let hello = Hello {
+            version: VERSION,
+            token: new_token(),
+            resume_of: [0; 16],
+            received: 0,
+            heartbeat_ms: crate::state::session::heartbeat_for(self.rules.dead_after)
+                .as_millis()
+                .try_into()
+                .unwrap_or(u32::MAX),
+        };
+        if link.conn.queue_control(&Control::Hello(hello)) {
+            self.dirty.push(id);
+        }
+        // What was taken while the `HELLO` waited is acknowledged now.
+        self.session_due(id, false);
+    }
+
+    /// Queues the acknowledgement and the heartbeat due on connection `id`
+    /// (`hurry`: what was taken is acknowledged at once).
+    fn session_due(&mut self, id: Id, hurry: bool) {
+        let Some(link) = self.links.get_mut(id) else {
+            return;
+        };
+        let Some(session) = &mut link.session else {
+            return;
+        };
+        if link.hello_owed || !link.conn.sending_open() {
+            return;
+        }
+        // The peer's end of stream: what it sent last is known taken.
+        let due = session.due(self.now, hurry || link.conn.read_ended());
+        let mut queued = false;
+        if let Some(count) = due.ack {
+            queued |= link.conn.queue_control(&Control::Ack(count));
+        }
+        if due.ping {
+            queued |= link.conn.queue_control(&Control::Ping);
+        }
+        if queued {
+            self.dirty.push(id);
+        }
+    }
+
+    /// When connection `id`'s session has something due, while it can send.
+    fn session_wake(&self, id: Id) -> Option<Instant> {
+        let link = self.links.get(id)?;
+        let session = link.session.as_ref()?;
+        (link.conn.sending_open() && !link.hello_owed).then(|| session.wake_at())
+    }
+
+    /// Whether what connection `id`'s peer sends is acknowledged as it is
+    /// read (the default) or `held` until the service takes it.
+    pub fn hold_acknowledgements(&mut self, id: Id, held: bool) {
+        let Some(link) = self.links.get_mut(id) else {
+            return;
+        };
+        link.acks_held = held;
+        if !held {
+            self.after_read(id);
+        }
+    }
+
+    /// What connection `id`'s peer sends is acknowledged up to `delay`
+    /// later (a room's member: see `state::session::ROOM_ACK_DELAY`).
+    pub fn delay_acknowledgements(&mut self, id: Id, delay: Duration) {
+        if let Some(link) = self.links.get_mut(id) {
+            link.ack_delay = delay;
+            if let Some(session) = &mut link.session {
+                session.delay_acks(delay);
+            }
+        }
+    }
+
+    /// Whether connection `id`'s peer speaks version 2 and opened a session.
+    pub fn in_session(&self, id: Id) -> bool {
+        self.links.get(id).is_some_and(|link| link.opened_told)
+    }
+
+    /// How many of the messages sent on connection `id` its peer (a
+    /// version 2 peer) has not acknowledged, if they have waited long
+    /// enough to be worth showing; `None` if none has, or no session.
+    pub fn overdue(&self, id: Id) -> Option<u64> {
+        let session = self.links.get(id)?.session.as_ref()?;
+        session.overdue(self.now).then(|| session.unacked())
+    }
+
+    /// When [`overdue`](Self::overdue) may say something new for `id`.
+    pub fn overdue_at(&self, id: Id) -> Option<Instant> {
+        self.links.get(id)?.session.as_ref()?.overdue_at()
+    }
+
     /// Steps connection `id`'s ending with what it shows now and what
     /// happened, and does what it decides.
     fn step(&mut self, id: Id, happening: Option<Happening>) {
+        self.session_due(id, false);
+        let session_wake = self.session_wake(id);
         let Some(link) = self.links.get_mut(id) else {
             return;
         };
         let Some(closing) = &mut link.closing else {
+            self.set_timer(id, session_wake);
             return;
         };
         let news = happening.as_ref().and_then(news_of);
@@ -899,6 +1157,13 @@ impl Io {
         let mut seen = link.conn.observe();
         seen.backlogged = link.backlogged;
         seen.undelivered += link.held;
+        // A version 2 peer sends something every few seconds while its
+        // side is open: its silence is the measure of its life.
+        seen.silent = link
+            .session
+            .as_ref()
+            .filter(|_| link.opened_told && !link.conn.read_ended())
+            .map(|session| session.silent_for(self.now));
         let decision = closing.step(self.now, seen, happening);
         if let Some(news) = news {
             self.news.push_back((id, news));
@@ -915,6 +1180,13 @@ impl Io {
             ));
         }
         if decision.finish_sending {
+            // What the peer sent is acknowledged before our end of stream.
+            if let Some(session) = &mut link.session
+                && !link.hello_owed
+                && let Some(count) = session.due(self.now, true).ack
+            {
+                link.conn.queue_control(&Control::Ack(count));
+            }
             link.conn.finish();
             self.dirty.push(id);
         }
@@ -927,10 +1199,36 @@ impl Io {
                 .push_back((id, Happening::ReceiveFailed("aborted".to_string())));
         }
         if let Some(ending) = decision.ended {
+            let unacknowledged = link.session.as_ref().map_or(0, Session::unacked);
             self.remove(id);
+            if unacknowledged > 0 {
+                self.news
+                    .push_back((id, News::Unacknowledged(unacknowledged)));
+            }
             self.news.push_back((id, News::Ended(ending)));
             return;
         }
-        self.set_timer(id, decision.wake_at);
+        let wake = [decision.wake_at, session_wake].into_iter().flatten().min();
+        self.set_timer(id, wake);
     }
+}
+
+/// Before data is queued on `link`: the acknowledgement owed goes first.
+fn piggyback(link: &mut Link, now: Instant) {
+    if let Some(session) = &mut link.session
+        && !link.hello_owed
+        && let Some(count) = session.ack_with_data(now)
+    {
+        link.conn.queue_control(&Control::Ack(count));
+    }
+}
+
+/// A new session's token: 16 bytes from the system's random source.
+fn new_token() -> crate::wire::session::Token {
+    use ring::rand::SecureRandom;
+    let mut token = [0; 16];
+    // The system's source does not fail where this runs; a token of zeros
+    // would only make a session impossible to resume.
+    let _ = ring::rand::SystemRandom::new().fill(&mut token);
+    token
 }

@@ -37,6 +37,9 @@ pub struct Config {
     /// A peer that answers nothing this long is taken as lost (`None`: TCP's own
     /// limits, about 15 minutes while bytes are in flight, never while idle).
     pub dead_after: Option<Duration>,
+    /// Speak version 2 with peers that offer it (acknowledgements and
+    /// heartbeats); false: version 1 only.
+    pub sessions: bool,
     /// The name to ask for if the server turns out to be a room.
     pub name: Option<String>,
     /// The user chose the name (`--name`): none of its lines may go
@@ -263,6 +266,7 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
     };
     let start = clock.now();
     let mut engine = Engine::new(None, gate, rules, config.max_message_size, &output, clock)?;
+    engine.speak_sessions(config.sessions);
     events.wake_with(engine.waker());
     let id = engine.adopt(stream, tls)?;
     let outbox = {
@@ -301,6 +305,10 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
         cut_short: false,
         told_goodbye: false,
         ending: None,
+        session: false,
+        unacknowledged: 0,
+        unsent_lines: 0,
+        marked: 0,
     };
     // Events sent before the loop could be woken are waiting.
     events.wake();
@@ -361,6 +369,14 @@ struct Talk<'a> {
     cut_short: bool,
     told_goodbye: bool,
     ending: Option<Ending>,
+    /// The server speaks version 2: our lines are acknowledged.
+    session: bool,
+    /// Lines of ours not known to be delivered when the connection ended:
+    /// sent and not acknowledged, and never sent.
+    unacknowledged: u64,
+    unsent_lines: u64,
+    /// How many lines the prompt says are not yet delivered.
+    marked: u64,
 }
 
 impl Talk<'_> {
@@ -583,6 +599,7 @@ impl Talk<'_> {
             }
             Found::Room => {
                 self.in_room = true;
+                io.delay_acknowledgements(self.id, crate::state::session::ROOM_ACK_DELAY);
                 self.console
                     .recipient
                     .answer_locally(Box::new(crate::state::room::commands::answered_locally));
@@ -705,9 +722,14 @@ impl Talk<'_> {
                 ));
                 Exit::Success
             }
-            Ending::Interrupted => Exit::Interrupted,
+            Ending::Interrupted => {
+                if let Some(lines) = self.undelivered_lines() {
+                    output.error(format!("interrupted; {lines}"));
+                }
+                Exit::Interrupted
+            }
             Ending::CutOff { .. } | Ending::Failed { .. } => {
-                let why = describe_failure(&ending).expect("a failure has a description");
+                let why = self.describe_failure(&ending);
                 match ending {
                     Ending::CutOff { .. } => output.error(format!("the server {why}")),
                     _ => output.error(why),
@@ -715,6 +737,52 @@ impl Talk<'_> {
                 Exit::Failure
             }
         }
+    }
+
+    /// With a session, how many of our lines were not delivered, as words
+    /// (`None` if all were, or without a session, where it is not known).
+    fn undelivered_lines(&self) -> Option<String> {
+        let lines = self.unacknowledged + self.unsent_lines;
+        (self.session && lines > 0).then(|| match lines {
+            1 => "1 line not delivered".to_string(),
+            n => format!("{n} lines not delivered"),
+        })
+    }
+
+    /// Why the conversation failed: with a session, in lines not delivered
+    /// (the server said which it took); without, in bytes.
+    fn describe_failure(&self, ending: &Ending) -> String {
+        let ending = match (self.session, ending) {
+            (true, Ending::CutOff { why, .. }) => Ending::CutOff {
+                why: *why,
+                undelivered: 0,
+            },
+            (true, Ending::Failed { why, .. }) => Ending::Failed {
+                why: why.clone(),
+                undelivered: 0,
+            },
+            (_, ending) => ending.clone(),
+        };
+        let why = describe_failure(&ending).expect("a failure has a description");
+        match self.undelivered_lines() {
+            Some(lines) => format!("{why}; {lines}"),
+            None => why,
+        }
+    }
+
+    /// Shows in the prompt how many of our lines wait for the server's
+    /// acknowledgement, once they have waited long enough to be worth it.
+    fn mark_undelivered(&mut self, io: &Io) {
+        let waiting = io.overdue(self.id).unwrap_or(0);
+        if waiting == self.marked {
+            return;
+        }
+        self.marked = waiting;
+        self.console.set_prompt(&match waiting {
+            0 => "> ".to_string(),
+            1 => "[1 line not yet delivered] > ".to_string(),
+            n => format!("[{n} lines not yet delivered] > "),
+        });
     }
 }
 
@@ -735,13 +803,24 @@ impl Service for Talk<'_> {
             }),
             News::Ended(ending) => {
                 self.events(io);
+                self.unsent_lines = self.unsent_lines.max(self.outbox.queued_lines());
                 // Wakes the user's input if it waits for room.
                 self.outbox.abort();
                 self.ending = Some(ending);
             }
             // Our side finishes: what was typed so far goes first.
             News::PeerClosed | News::WentIdle(_) => self.last_words(io),
-            News::Failed(_) => self.outbox.abort(),
+            News::Failed(_) => {
+                self.unsent_lines = self.outbox.queued_lines();
+                self.outbox.abort();
+            }
+            // The server's first word, for a server that says nothing
+            // first (a room's greeting came before it): our lines go.
+            News::SessionOpened => {
+                self.session = true;
+                self.release(io);
+            }
+            News::Unacknowledged(lines) => self.unacknowledged = lines,
         }
     }
 
@@ -758,8 +837,10 @@ impl Service for Talk<'_> {
             self.release(io);
         }
         self.pump(io);
+        self.mark_undelivered(io);
+        let overdue_at = io.overdue_at(self.id).filter(|_| self.marked == 0);
         Tick {
-            wake_at: self.hold,
+            wake_at: [self.hold, overdue_at].into_iter().flatten().min(),
             done: self.ending.is_some(),
         }
     }

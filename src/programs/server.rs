@@ -80,6 +80,9 @@ pub struct Config {
     /// A peer that answers nothing this long is taken as lost (`None`: TCP's own
     /// limits, about 15 minutes while bytes are in flight, never while idle).
     pub dead_after: Option<Duration>,
+    /// Speak version 2 with peers that offer it (acknowledgements and
+    /// heartbeats); false: version 1 only.
+    pub sessions: bool,
     /// TLS, if the server speaks it.
     pub tls: Option<TlsConfig>,
     pub access: Access,
@@ -168,6 +171,7 @@ fn converse(listener: TcpListener, config: Config, around: Surroundings) -> Resu
         config.idle_timeout,
         config.dead_after,
         config.max_message_size,
+        config.sessions,
     );
     let Opened {
         events,
@@ -277,6 +281,12 @@ struct Current {
     held_by_screen: bool,
     /// The ending is under way (the operator's `q`).
     ending: bool,
+    /// The client speaks version 2: the operator's lines are acknowledged.
+    session: bool,
+    /// Lines of the operator's the client had not acknowledged at the end.
+    unacknowledged: u64,
+    /// How many lines the prompt says are not yet delivered.
+    marked: u64,
 }
 
 /// A client waiting in line.
@@ -363,7 +373,12 @@ impl Conversations<'_> {
             batches: Vec::new(),
             held_by_screen: false,
             ending: false,
+            session: io.in_session(id),
+            unacknowledged: 0,
+            marked: 0,
         });
+        // What it sent while waiting is shown now: taken, and acknowledged.
+        io.hold_acknowledgements(id, false);
         self.set_prompt();
         if finished {
             // Its end of stream was read while it waited: the ending
@@ -373,12 +388,32 @@ impl Conversations<'_> {
         self.read_current(io);
     }
 
+    /// Shows in the prompt how many of the operator's lines wait for the
+    /// client's acknowledgement, once they have waited long enough.
+    fn mark_undelivered(&mut self, io: &Io) {
+        let Some(current) = &mut self.current else {
+            return;
+        };
+        let waiting = io.overdue(current.id).unwrap_or(0);
+        if waiting != current.marked {
+            current.marked = waiting;
+            self.set_prompt();
+        }
+    }
+
     fn set_prompt(&self) {
+        let undelivered = match self.current.as_ref().map_or(0, |c| c.marked) {
+            0 => String::new(),
+            1 => ", 1 line not yet delivered".to_string(),
+            n => format!(", {n} lines not yet delivered"),
+        };
         let prompt = match (&self.current, self.line.len()) {
             (None, _) => WAITING_PROMPT.to_string(),
-            (Some(current), _) if current.ending => format!("[ending {}] > ", current.peer),
-            (Some(current), 0) => format!("[{}] > ", current.peer),
-            (Some(current), n) => format!("[{}, {n} waiting] > ", current.peer),
+            (Some(current), _) if current.ending => {
+                format!("[ending {}{undelivered}] > ", current.peer)
+            }
+            (Some(current), 0) => format!("[{}{undelivered}] > ", current.peer),
+            (Some(current), n) => format!("[{}, {n} waiting{undelivered}] > ", current.peer),
         };
         self.console.set_prompt(&prompt);
     }
@@ -582,7 +617,10 @@ impl Conversations<'_> {
         let stopping = matches!(ending, Ending::Interrupted | Ending::OutputClosed)
             || self.exit.is_some()
             || self.config.once;
-        let failed = report(self.output(), &current.label, &ending);
+        let lines = current
+            .session
+            .then_some(current.unacknowledged + current.outbox.queued_lines());
+        let failed = report(self.output(), &current.label, &ending, lines);
         if !stopping {
             self.next(io);
         }
@@ -633,6 +671,9 @@ impl Service for Conversations<'_> {
         self.tell_at.get_or_insert(io.now() + TELL_AFTER);
         self.probe_at.get_or_insert(io.now() + PROBE_EVERY);
         self.set_prompt();
+        // What it sends meanwhile is kept, not yet shown: not acknowledged
+        // before its turn (its client counts it as not delivered).
+        io.hold_acknowledgements(id, true);
         self.read_waiting(io, id);
     }
 
@@ -654,6 +695,16 @@ impl Service for Conversations<'_> {
                             "waiting for {peer} to take the last {n} bytes and close (Ctrl-C to stop now)"
                         ),
                     });
+                }
+                News::SessionOpened => {
+                    if let Some(current) = &mut self.current {
+                        current.session = true;
+                    }
+                }
+                News::Unacknowledged(lines) => {
+                    if let Some(current) = &mut self.current {
+                        current.unacknowledged = lines;
+                    }
                 }
                 News::Ended(ending) => {
                     let current = self.current.take().expect("current");
@@ -726,6 +777,12 @@ impl Service for Conversations<'_> {
             }
         }
         self.pump(io);
+        self.mark_undelivered(io);
+        let overdue_at = self
+            .current
+            .as_ref()
+            .filter(|current| current.marked == 0)
+            .and_then(|current| io.overdue_at(current.id));
         let done = self.exit.is_some() && self.current.is_none();
         if done && !self.line.is_empty() {
             let n = self.line.len();
@@ -736,17 +793,45 @@ impl Service for Conversations<'_> {
             self.line.clear();
         }
         Tick {
-            wake_at: [self.tell_at, self.probe_at].into_iter().flatten().min(),
+            wake_at: [self.tell_at, self.probe_at, overdue_at]
+                .into_iter()
+                .flatten()
+                .min(),
             done,
         }
     }
 }
 
 /// Tells the operator how a conversation ended; true if it failed.
-fn report(output: &Output, peer: &str, ending: &Ending) -> bool {
+/// Says how the conversation with `peer` ended; `lines`: with a session,
+/// how many of the operator's lines were not delivered. True if it failed.
+fn report(output: &Output, peer: &str, ending: &Ending, lines: Option<u64>) -> bool {
+    let undelivered = match lines {
+        None | Some(0) => String::new(),
+        Some(1) => "; 1 line not delivered".to_string(),
+        Some(n) => format!("; {n} lines not delivered"),
+    };
+    // With a session, lines; without, bytes.
+    let ending = match (lines, ending) {
+        (Some(_), Ending::CutOff { why, .. }) => &Ending::CutOff {
+            why: *why,
+            undelivered: 0,
+        },
+        (Some(_), Ending::Failed { why, .. }) => &Ending::Failed {
+            why: why.clone(),
+            undelivered: 0,
+        },
+        _ => ending,
+    };
     if let Some(why) = describe_failure(ending) {
-        output.error(format!("{peer}: {why}"));
+        output.error(format!("{peer}: {why}{undelivered}"));
         return true;
+    }
+    if !undelivered.is_empty() && matches!(ending, Ending::Interrupted) {
+        output.error(format!(
+            "interrupted; closed the conversation with {peer}{undelivered}"
+        ));
+        return false;
     }
     match ending {
         Ending::PeerLeft => output.status(format!("{peer} left")),

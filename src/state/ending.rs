@@ -78,6 +78,9 @@ pub struct Observed {
     /// How long the peer's system has answered nothing while bytes of
     /// ours wait for its acknowledgement (where the system says).
     pub unanswered: Option<Duration>,
+    /// How long a peer that sends a heartbeat every few seconds (version 2,
+    /// its side open) has sent nothing at all.
+    pub silent: Option<Duration>,
 }
 
 /// Why we cut a peer off.
@@ -175,6 +178,8 @@ pub struct Closing {
     watched: bool,
     /// Since when bytes of ours have waited for the peer's answer.
     in_flight_since: Option<Instant>,
+    /// When a heartbeating peer's silence reaches `dead_after`.
+    silent_until: Option<Instant>,
     /// When our sending half was shut down.
     send_done_at: Option<Instant>,
     /// When Ctrl-C (or a closed stdout) started the short goodbye.
@@ -201,6 +206,7 @@ impl Closing {
             aborted: false,
             watched: false,
             in_flight_since: None,
+            silent_until: None,
             send_done_at: None,
             hurry_since: None,
             moved: 0,
@@ -239,7 +245,13 @@ impl Closing {
             .unanswered
             .zip(self.in_flight_since)
             .map(|(silent, since)| silent.min(now.saturating_duration_since(since)));
-        if let (Some(after), Some(silent)) = (self.rules.dead_after, kept_silent)
+        self.silent_until = self
+            .rules
+            .dead_after
+            .zip(seen.silent)
+            .map(|(after, silent)| now + after.saturating_sub(silent));
+        let silent = [kept_silent, seen.silent].into_iter().flatten().max();
+        if let (Some(after), Some(silent)) = (self.rules.dead_after, silent)
             && silent >= after
         {
             let why = lost_after(after);
@@ -366,6 +378,7 @@ impl Closing {
                 false => now + (after / 3).max(PROGRESS_SAMPLE),
             }),
             self.hurry_since.map(|t| t + INTERRUPT_GRACE),
+            self.silent_until,
             self.stall_deadline(),
             self.stall_deadline().map(|_| now + PROGRESS_SAMPLE),
             self.idle_deadline().map(|_| now + PROGRESS_SAMPLE),
@@ -828,6 +841,7 @@ mod tests {
             undelivered: 25,
             backlogged: false,
             unanswered,
+            silent: None,
         };
         // Ten silent minutes with nothing in flight: keepalive's to judge,
         // and a look every 5 s.
@@ -889,6 +903,40 @@ mod tests {
         assert!(!decision.abort);
         let decision = closing.step(start + secs(45), seen(Some(secs(23))), None);
         assert!(decision.abort);
+    }
+
+    /// A version 2 peer sends something every 5 s while its side is open:
+    /// silent for `dead_after`, it is lost, idle conversation or not, and
+    /// the step comes when the silence reaches it, not a second later.
+    #[test]
+    fn a_heartbeating_peer_silent_for_dead_after_is_lost_at_that_moment() {
+        let start = Instant::now();
+        let mut closing = watching_for_death(start);
+        let secs = Duration::from_secs;
+        let seen = |silent: Duration| Observed {
+            silent: Some(silent),
+            undelivered: 3,
+            ..Observed::default()
+        };
+        // Heard from a tenth of a second ago, ten minutes in.
+        let now = start + TEN_MINUTES;
+        let decision = closing.step(now, seen(TENTH), None);
+        assert!(decision.ended.is_none());
+        assert!(decision.wake_at <= Some(now + secs(15) - TENTH));
+        // 14.9 s of silence: alive, and looked at again when it is 15 s.
+        let decision = closing.step(now + secs(14) + TENTH * 8, seen(secs(14) + TENTH * 9), None);
+        assert!(!decision.abort);
+        assert_eq!(decision.wake_at, Some(now + secs(15) - TENTH));
+        // 15 s: lost.
+        let decision = closing.step(now + secs(15) - TENTH, seen(secs(15)), None);
+        assert!(decision.abort);
+        assert_eq!(
+            decision.ended,
+            Some(Ending::Failed {
+                why: "connection lost: nothing came back for 15 s".into(),
+                undelivered: 3,
+            })
+        );
     }
 
     #[test]

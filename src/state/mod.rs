@@ -1,7 +1,8 @@
 //! State machines with no I/O and no clock of their own: each is fed the
 //! time and what happened, and says what to do.
 //!
-//! [`ending`] decides how a connection ends; [`room`] who is in a room and
+//! [`ending`] decides how a connection ends; [`session`] keeps a version 2
+//! session's acknowledgements and heartbeats; [`room`] who is in a room and
 //! what goes to whom (with each member's pace); [`throttle`] how often a
 //! repeated event is reported; [`access`] who may connect. [`clock`] is
 //! where the programs take the time from: the system's, or a test's.
@@ -10,4 +11,5 @@ pub mod access;
 pub mod clock;
 pub(crate) mod ending;
 pub(crate) mod room;
+pub(crate) mod session;
 pub(crate) mod throttle;

@@ -32,6 +32,7 @@ pub fn conversations() -> Config {
         once: false,
         idle_timeout: None,
         dead_after: Some(Duration::from_secs(chat::DEFAULT_DEAD_AFTER_SECS)),
+        sessions: true,
         tls: None,
         access: Access::new(Vec::new(), Vec::new()),
     }
@@ -141,6 +142,7 @@ pub fn client_config() -> chat::client::Config {
         max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
         idle_timeout: None,
         dead_after: Some(Duration::from_secs(chat::DEFAULT_DEAD_AFTER_SECS)),
+        sessions: true,
         name: None,
         name_chosen: false,
     }

@@ -779,3 +779,4 @@ pub fn wrong_code_is_refused(server: &mut Server, dir: &std::path::Path, extra: 
 
 pub mod inproc;
 pub mod netns;
+pub mod relay;

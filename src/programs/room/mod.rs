@@ -50,6 +50,9 @@ pub struct Config {
     /// A peer that answers nothing this long is taken as lost (`None`: TCP's own
     /// limits, about 15 minutes while bytes are in flight, never while idle).
     pub dead_after: Option<Duration>,
+    /// Speak version 2 with peers that offer it (acknowledgements and
+    /// heartbeats); false: version 1 only.
+    pub sessions: bool,
     /// TLS, if the server speaks it.
     pub tls: Option<TlsConfig>,
     pub access: Access,
@@ -88,6 +91,7 @@ pub(crate) fn run(
         config.idle_timeout,
         config.dead_after,
         config.max_message_size,
+        config.sessions,
     );
     let Opened {
         events,

@@ -241,7 +241,7 @@ impl Service for RoomService {
             News::PeerClosed => self.room.leave(id, None, &mut world),
             News::Failed(why) => self.room.leave(id, Some(&why), &mut world),
             News::WentIdle(idle) => self.room.went_idle(id, idle, &mut world),
-            News::StillWaiting { .. } => {}
+            News::StillWaiting { .. } | News::SessionOpened | News::Unacknowledged(_) => {}
             News::Ended(ending) => {
                 self.paused.remove(&id);
                 if let Some((name, peer, announced)) = self.room.forget(id) {

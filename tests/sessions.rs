@@ -1,0 +1,191 @@
+//! Version 2 (sessions): messages acknowledged, heartbeats, a peer that
+//! falls silent noticed, what was not delivered counted in lines, and
+//! version 1 peers on either side untouched.
+//!
+//! The silent deaths here are a relay on loopback that stops forwarding
+//! (`support::relay`): the systems on both sides keep acknowledging, so
+//! only the programs' heartbeats can tell.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener};
+use std::time::{Duration, Instant};
+
+use support::relay::Relay;
+use support::{Program, Server, frame, read_frame};
+
+/// `--dead-after` here, and how late past it a loss may be noticed on a
+/// loaded machine.
+const DEAD_AFTER: &str = "3";
+const SLACK: Duration = Duration::from_secs(10);
+
+/// A server serving one conversation, and a client through a relay, both
+/// taking a peer silent for [`DEAD_AFTER`] as lost, having talked once.
+fn through_a_relay(extra: &[&str]) -> (Server, Program, Relay) {
+    through_a_relay_dead_after(DEAD_AFTER, extra)
+}
+
+fn through_a_relay_dead_after(dead_after: &str, extra: &[&str]) -> (Server, Program, Relay) {
+    let mut args = vec!["--once", "--dead-after", dead_after];
+    args.extend_from_slice(extra);
+    let mut server = Server::start(&args);
+    let relay = Relay::start(server.addr);
+    let address = relay.address();
+    let mut client_args = vec!["--connect", address.as_str(), "--dead-after", dead_after];
+    client_args.extend_from_slice(extra);
+    let mut client = Program::spawn(support::CLIENT, &client_args);
+    server.expect_status("connected");
+    client.say("hello through the relay");
+    server.expect_message("hello through the relay");
+    server.say("hello back");
+    client.expect_message("hello back");
+    // Its acknowledgement crossed too (heartbeats come a second apart).
+    relay.settle(Duration::from_millis(300));
+    (server, client, relay)
+}
+
+#[test]
+fn a_peer_behind_a_link_that_stops_is_lost_within_dead_after_on_both_sides() {
+    let (mut server, mut client, relay) = through_a_relay(&[]);
+    relay.freeze();
+    let frozen_at = Instant::now();
+    client.say("typed into the dead link");
+    server.say("two lines typed");
+    server.say("into the dead link");
+    let said = client.expect_status("connection lost: nothing came back for 3 s");
+    assert!(said.ends_with("; 1 line not delivered"), "{said}");
+    assert_eq!(
+        client.wait().code(),
+        Some(1),
+        "a lost connection is a failure"
+    );
+    let said = server.expect_status("connection lost: nothing came back for 3 s");
+    assert!(said.ends_with("; 2 lines not delivered"), "{said}");
+    assert_eq!(server.wait().code(), Some(1));
+    assert!(
+        frozen_at.elapsed() < Duration::from_secs(3) + SLACK,
+        "noticed after {:?}",
+        frozen_at.elapsed()
+    );
+}
+
+/// The same link, with both programs speaking version 1 only: the systems
+/// on both sides answer, so nothing is noticed (as before version 2),
+/// and the conversation goes on when the link does.
+#[test]
+fn version_1_alone_cannot_tell_a_stopped_link_from_a_quiet_one() {
+    let (mut server, mut client, relay) = through_a_relay(&["--protocol", "1"]);
+    relay.freeze();
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(client.said("connection lost").is_none());
+    assert!(server.said("connection lost").is_none());
+    relay.thaw();
+    client.say("still here");
+    server.expect_message("still here");
+    client.say("q");
+    assert_eq!(client.wait().code(), Some(0));
+    assert_eq!(server.wait().code(), Some(0));
+}
+
+/// A link that stops for less than `--dead-after` loses nothing: the
+/// heartbeats and lines that waited go through when it forwards again.
+#[test]
+fn a_link_that_stops_for_less_than_dead_after_loses_nothing() {
+    let (mut server, mut client, relay) = through_a_relay_dead_after("15", &[]);
+    relay.freeze();
+    client.say("typed while the link was stopped");
+    std::thread::sleep(Duration::from_secs(2));
+    relay.thaw();
+    server.expect_message("typed while the link was stopped");
+    client.say("q");
+    assert_eq!(client.wait().code(), Some(0));
+    assert_eq!(server.wait().code(), Some(0));
+    assert!(
+        client.said("error").is_none(),
+        "{:?}",
+        client.drain_stderr()
+    );
+}
+
+/// A version 1 client (a `struct.pack` script) sees nothing of version 2:
+/// the server offers it only to a client that offered first.
+#[test]
+fn a_version_1_client_gets_only_messages() {
+    let mut server = Server::start(&[]);
+    let mut raw = server.raw();
+    raw.write_all(&frame(b"from a script")).unwrap();
+    server.expect_message("from a script");
+    server.say("to the script");
+    server.say("q");
+    let mut got = Vec::new();
+    raw.read_to_end(&mut got).unwrap();
+    assert_eq!(
+        got,
+        frame(b"to the script"),
+        "exactly the message, nothing else"
+    );
+}
+
+/// Our client with a version 1 server (a script): its first bytes are the
+/// offer, eight keepalives, which a version 1 receiver skips; nothing else
+/// of version 2 ever comes (the script never offers), and its lines come
+/// as they always did.
+#[test]
+fn a_version_1_server_gets_keepalives_then_lines() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let mut client = Program::spawn(support::CLIENT, &["--connect", &address]);
+    let (mut script, _) = listener.accept().unwrap();
+    script.set_read_timeout(Some(support::PATIENCE)).unwrap();
+    client.say("hello, script");
+    client.say("q");
+    let mut got = Vec::new();
+    script.read_to_end(&mut got).unwrap();
+    let mut expected = vec![0; 32];
+    expected.extend_from_slice(&frame(b"hello, script"));
+    assert_eq!(got, expected);
+    drop(script);
+    assert_eq!(client.wait().code(), Some(0));
+
+    // With --protocol 1, not even the keepalives.
+    let mut client = Program::spawn(support::CLIENT, &["--connect", &address, "--protocol", "1"]);
+    let (mut script, _) = listener.accept().unwrap();
+    script.set_read_timeout(Some(support::PATIENCE)).unwrap();
+    client.say("hello again");
+    script.write_all(&frame(b"hi")).unwrap();
+    client.expect_message("hi");
+    client.say("q");
+    let mut got = Vec::new();
+    script.read_to_end(&mut got).unwrap();
+    assert_eq!(got, frame(b"hello again"));
+    script.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(client.wait().code(), Some(0));
+}
+
+/// A peer that speaks version 2 wrongly (an acknowledgement of messages
+/// never sent) is told apart from a network failure, and the server goes
+/// on serving.
+#[test]
+fn a_peer_that_acknowledges_what_was_never_sent_broke_the_protocol() {
+    let mut server = Server::start(&[]);
+    let mut raw = server.raw();
+    raw.write_all(&[0; 32]).unwrap();
+    // The server answers the offer with its own and its HELLO.
+    let mut offer = [0; 32];
+    raw.read_exact(&mut offer).unwrap();
+    assert_eq!(offer, [0; 32]);
+    let mut header = [0; 4];
+    raw.read_exact(&mut header).unwrap();
+    assert_eq!(header[0] & 0x80, 0x80, "a control frame: {header:?}");
+    let mut hello = vec![0; (u32::from_be_bytes(header) & 0x7fff_ffff) as usize];
+    raw.read_exact(&mut hello).unwrap();
+    assert_eq!(hello[0], b'H');
+    let mut ack = vec![0x80, 0, 0, 9, b'A'];
+    ack.extend_from_slice(&5u64.to_be_bytes());
+    raw.write_all(&ack).unwrap();
+    let said = server.expect_status("broke the protocol");
+    assert!(said.contains("acknowledged 5 messages of 0 sent"), "{said}");
+    assert_eq!(read_frame(&mut raw), None, "closed");
+    server.serves_a_polite_client("next");
+}
