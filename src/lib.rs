@@ -5,12 +5,15 @@
 //! - [`wire`]: the protocol's forms. [`wire::frame`] (a 4-byte big-endian
 //!   length before each payload), the room's forms ([`wire::room`]) and
 //!   names ([`wire::names`]), the refusal's ([`wire::farewell`]), the
-//!   waiting line's notices ([`wire::line`]), a peer's text made safe to
-//!   show ([`wire::display`]), whole-buffer scans.
+//!   waiting line's notices ([`wire::line`]), version 2's offer and control
+//!   frames ([`wire::session`]), a peer's text made safe to show
+//!   ([`wire::display`]), whole-buffer scans.
 //! - [`state`]: state machines with no I/O and no clock of their own, fed
 //!   the time: how a connection ends ([`state::ending`]), the room (who is
-//!   in it, what goes to whom, each member's pace: [`state::room`]),
-//!   [`state::throttle`], [`state::access`]; and [`state::clock`], where the
+//!   in it, what goes to whom, each member's pace: [`state::room`]), a
+//!   version 2 session's acknowledgements and heartbeats
+//!   ([`state::session`]), [`state::throttle`], [`state::access`]; and
+//!   [`state::clock`], where the
 //!   programs take the time from (the system's, or one a test moves).
 //! - [`console`]: the user's side. Plain lines or the line editor, on the
 //!   process's standard streams or any others ([`Stdio`]);
@@ -64,6 +67,12 @@
 //! (Unix; sealed in the session it shares with the loop, under TLS);
 //! otherwise the outbox wakes the loop, which moves it
 //! to the connection as far as the peer takes it.
+//!
+//! Version 2 between our programs: each connection's
+//! [`engine::conn::Conn`] keeps a peer's control frames apart from its
+//! messages, and the loop keeps the session ([`state::session::Session`]):
+//! it answers the offer, acknowledges what the service took, sends
+//! heartbeats, and tells the ending how long the peer has been silent.
 //!
 //! Who decides that a connection ends: its [`state::ending::Closing`],
 //! stepped by the loop with the time, the bytes moved and what happened
