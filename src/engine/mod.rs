@@ -83,7 +83,7 @@ pub enum News {
     /// The ending has waited on the peer for a while.
     StillWaiting { undelivered: u64 },
     /// The peer speaks version 2 and its `HELLO` came: from now on what we
-    /// send is acknowledged ([`Io::unacknowledged`]).
+    /// send is acknowledged ([`Io::overdue`] says what waits for it).
     SessionOpened,
     /// Just before [`News::Ended`]: this many of our messages the peer (a
     /// version 2 peer) had not acknowledged.
