@@ -189,3 +189,44 @@ fn a_peer_that_acknowledges_what_was_never_sent_broke_the_protocol() {
     assert_eq!(read_frame(&mut raw), None, "closed");
     server.serves_a_polite_client("next");
 }
+
+/// At a terminal: a line the server has not acknowledged after 2 s is
+/// counted in the prompt, and the count goes once it is.
+#[cfg(unix)]
+#[test]
+fn a_line_not_yet_acknowledged_is_shown_in_the_prompt_until_it_is() {
+    use expectrl::Expect;
+    let mut server = Server::start(&["--once"]);
+    let relay = Relay::start(server.addr);
+    let mut command = std::process::Command::new("sh");
+    let script = format!(
+        "stty icanon echo; {} --connect {}; sleep 1",
+        support::CLIENT,
+        relay.address()
+    );
+    command
+        .args(["-c", &script])
+        .env("TERM", "xterm")
+        .env("NO_COLOR", "1");
+    let mut terminal = expectrl::Session::spawn(command).expect("a pseudo-terminal");
+    terminal.set_expect_timeout(Some(support::PATIENCE));
+    terminal.expect("> ").unwrap();
+    server.expect_status("connected");
+    terminal.send("first\r").unwrap();
+    server.expect_message("first");
+    relay.settle(Duration::from_millis(300));
+    relay.freeze();
+    terminal.send("stuck in the link\r").unwrap();
+    terminal.expect("[1 line not yet delivered] > ").unwrap();
+    relay.thaw();
+    server.expect_message("stuck in the link");
+    // The prompt drawn again, without the count.
+    let redrawn = terminal.expect("> ").unwrap();
+    assert!(
+        !String::from_utf8_lossy(redrawn.before()).contains("delivered"),
+        "{:?}",
+        String::from_utf8_lossy(redrawn.before())
+    );
+    terminal.send("q\r").unwrap();
+    assert_eq!(server.wait().code(), Some(0));
+}
