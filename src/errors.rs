@@ -112,6 +112,23 @@ pub fn lowercase_os_error(e: &io::Error) -> String {
     }
 }
 
+/// How many of the user's lines were not delivered, and the first of them
+/// (shortened), as the end of a failure's line; `None` if none.
+pub fn undelivered_lines(lines: u64, first: Option<&str>) -> Option<String> {
+    const SHOWN: usize = 60;
+    let first = first.map(|line| match line.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("\"{}…\"", &line[..cut]),
+        None => format!("\"{line}\""),
+    });
+    Some(match (lines, first) {
+        (0, _) => return None,
+        (1, Some(first)) => format!("1 line not delivered: {first}"),
+        (1, None) => "1 line not delivered".to_string(),
+        (n, Some(first)) => format!("{n} lines not delivered, the first: {first}"),
+        (n, None) => format!("{n} lines not delivered"),
+    })
+}
+
 /// One line for an ending that failed, `None` for the endings that did not.
 pub fn describe_failure(ending: &Ending) -> Option<String> {
     let (why, undelivered) = match ending {
@@ -157,6 +174,24 @@ pub fn to_stderr(line: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn undelivered_lines_are_counted_and_the_first_shown_shortened() {
+        assert_eq!(undelivered_lines(0, Some("x")), None);
+        assert_eq!(
+            undelivered_lines(1, Some("hello")).unwrap(),
+            "1 line not delivered: \"hello\""
+        );
+        assert_eq!(undelivered_lines(3, None).unwrap(), "3 lines not delivered");
+        let long = "é".repeat(100);
+        let said = undelivered_lines(2, Some(&long)).unwrap();
+        assert!(
+            said.starts_with("2 lines not delivered, the first: \"é"),
+            "{said}"
+        );
+        assert!(said.ends_with("…\""), "{said}");
+        assert_eq!(said.chars().filter(|&c| c == 'é').count(), 60);
+    }
 
     #[test]
     fn a_peer_the_system_gave_up_on_is_lost_not_a_receive_error() {

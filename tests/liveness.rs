@@ -91,7 +91,10 @@ fn lines_typed_into_a_dead_link_are_reported_not_delivered() {
     client.say("nobody will read this");
     let said = both_lost(&mut server, &mut client);
     // In lines, as the server acknowledges them: the one typed.
-    assert!(said.ends_with("; 1 line not delivered"), "{said}");
+    assert!(
+        said.ends_with("; 1 line not delivered: \"nobody will read this\""),
+        "{said}"
+    );
 }
 
 #[test]

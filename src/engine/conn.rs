@@ -141,6 +141,8 @@ struct Wire {
     raw_received: u64,
     /// Our offer is queued.
     offered: bool,
+    /// Our messages are kept until acknowledged (see [`Outgoing`]).
+    keep: bool,
     /// Bytes received, and plaintext bytes, when the offer was seen:
     /// progress from then on is counted in plaintext, controls left out.
     base: (u64, u64),
@@ -250,6 +252,7 @@ impl Conn {
                 plain_received: 0,
                 raw_received: 0,
                 offered: false,
+                keep: true,
                 base: (0, 0),
             },
         }
@@ -293,12 +296,32 @@ impl Conn {
         }
         let mut frame = Vec::with_capacity(64);
         session::encode(&mut frame, control);
-        self.out.push_copy(&frame);
+        self.out.push_copy(&frame, 0);
         self.accepted += frame.len() as u64;
         if matches!(control, Control::Hello(_)) {
             self.wire.numbering = true;
+            if self.wire.keep {
+                self.out.keep_until_acknowledged();
+            }
         }
         true
+    }
+
+    /// The peer took our first `count` messages.
+    pub fn acknowledged(&mut self, count: u64) {
+        self.out.acknowledge(count);
+    }
+
+    /// Message `number` of ours, if it is still held.
+    pub fn message(&self, number: u64) -> Option<&[u8]> {
+        self.out.message(number)
+    }
+
+    /// What we send is not kept for acknowledgement (a room's relays, by
+    /// the thousand: what a member missed is the room's to know).
+    pub fn keep_nothing(&mut self) {
+        self.wire.keep = false;
+        self.out.forget();
     }
 
     /// Whether our sending half is still open.
@@ -606,7 +629,7 @@ impl Conn {
             return 0;
         }
         let numbered = self.numbered(frames);
-        self.out.push_copy(frames);
+        self.out.push_copy(frames, numbered);
         self.accepted += frames.len() as u64;
         numbered
     }
@@ -621,7 +644,7 @@ impl Conn {
         }
         let numbered = self.numbered(batch);
         self.accepted += batch.len() as u64;
-        self.out.push_batch(batch);
+        self.out.push_batch(batch, numbered);
         numbered
     }
 

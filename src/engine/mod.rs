@@ -86,8 +86,9 @@ pub enum News {
     /// send is acknowledged ([`Io::overdue`] says what waits for it).
     SessionOpened,
     /// Just before [`News::Ended`]: this many of our messages the peer (a
-    /// version 2 peer) had not acknowledged.
-    Unacknowledged(u64),
+    /// version 2 peer) had not acknowledged, and the first of them made
+    /// safe to show, if it was still held.
+    Unacknowledged { lines: u64, first: Option<String> },
     /// Both halves are done and the connection is gone.
     Ended(Ending),
 }
@@ -999,14 +1000,15 @@ impl Io {
                     self.news.push_back((id, News::SessionOpened));
                 }
                 Control::Hello(_) | Control::Ping => {}
-                Control::Ack(count) => {
-                    if let Err(over) = session.acked(count, now) {
+                Control::Ack(count) => match session.acked(count, now) {
+                    Ok(_) => link.conn.acknowledged(count),
+                    Err(over) => {
                         broken = Some(format!(
                             "the peer broke the protocol: it acknowledged {} messages of {} sent",
                             over.acked, over.sent
                         ));
                     }
-                }
+                },
             }
         }
         if let Some(why) = broken {
@@ -1122,6 +1124,14 @@ impl Io {
         }
     }
 
+    /// What is sent on connection `id` is not kept until its peer
+    /// acknowledges it (a room's member: what it missed is the room's).
+    pub fn keep_nothing(&mut self, id: Id) {
+        if let Some(link) = self.links.get_mut(id) {
+            link.conn.keep_nothing();
+        }
+    }
+
     /// Whether connection `id`'s peer speaks version 2 and opened a session.
     pub fn in_session(&self, id: Id) -> bool {
         self.links.get(id).is_some_and(|link| link.opened_told)
@@ -1199,11 +1209,20 @@ impl Io {
                 .push_back((id, Happening::ReceiveFailed("aborted".to_string())));
         }
         if let Some(ending) = decision.ended {
-            let unacknowledged = link.session.as_ref().map_or(0, Session::unacked);
+            let unacknowledged = link.session.as_ref().map(|session| {
+                let first = link.conn.message(session.acked_count() + 1).map(|line| {
+                    let mut shown = Vec::new();
+                    crate::wire::display::push_visible(&mut shown, line);
+                    String::from_utf8_lossy(&shown).into_owned()
+                });
+                (session.unacked(), first)
+            });
             self.remove(id);
-            if unacknowledged > 0 {
+            if let Some((lines, first)) = unacknowledged
+                && lines > 0
+            {
                 self.news
-                    .push_back((id, News::Unacknowledged(unacknowledged)));
+                    .push_back((id, News::Unacknowledged { lines, first }));
             }
             self.news.push_back((id, News::Ended(ending)));
             return;

@@ -12,9 +12,22 @@
 //! A buffer written out is let go, but one: kept to lend the next batch's
 //! owner (a steady flood then allocates nothing), or, on a connection that
 //! never took a batch (a room member), kept only if it is small.
+//!
+//! With a version 2 peer, a buffer written out that holds messages is kept
+//! instead, until the peer acknowledges them all ([`Outgoing::acknowledge`]):
+//! what was sent and not yet taken is known, without a copy of anything
+//! (the first of it is what a failure shows; resending it is what resume
+//! will need). At most [`KEEP_LIMIT`] bytes are kept: past that the oldest
+//! are let go, and known by their numbers only.
 
 use std::collections::VecDeque;
 use std::mem;
+
+use crate::wire::frame::HEADER_LEN;
+use crate::wire::session::{self, Header};
+
+/// Written bytes kept for acknowledgement at most, per connection.
+pub const KEEP_LIMIT: usize = 8 << 20;
 
 /// Buffers of a connection larger than this are let go once empty, so an
 /// idle member that once had a burst holds nothing.
@@ -22,8 +35,10 @@ pub const KEEP_CAPACITY: usize = 4 * 1024;
 
 #[derive(Default)]
 pub struct Outgoing {
-    /// Oldest first; the first from `start` on.
-    buffers: VecDeque<Vec<u8>>,
+    /// Oldest first; the first from `start` on. With each, how many of its
+    /// frames are numbered messages (its last data frames with a payload:
+    /// numbering starts at our `HELLO`, and goes on from there).
+    buffers: VecDeque<(Vec<u8>, u64)>,
     start: usize,
     /// Bytes from `start` on, in all the buffers.
     len: usize,
@@ -32,6 +47,19 @@ pub struct Outgoing {
     spare: Option<Vec<u8>>,
     /// A batch has come in: its buffers are worth keeping.
     lends: bool,
+    /// Written buffers kept until their messages are acknowledged, if the
+    /// peer acknowledges.
+    kept: Option<Kept>,
+}
+
+#[derive(Default)]
+struct Kept {
+    /// Written out, oldest first, each with its count of messages.
+    buffers: VecDeque<(Vec<u8>, u64)>,
+    bytes: usize,
+    /// The number of the first message in `buffers` (of `Outgoing`'s
+    /// buffers, while this is empty).
+    first: u64,
 }
 
 impl Outgoing {
@@ -44,39 +72,108 @@ impl Outgoing {
         self.len == 0
     }
 
-    /// Copies `bytes` in after what is held.
-    pub fn push_copy(&mut self, bytes: &[u8]) {
+    /// Copies `bytes` in after what is held; `numbered` of its frames are
+    /// messages of the session.
+    pub fn push_copy(&mut self, bytes: &[u8], numbered: u64) {
         if bytes.is_empty() {
             return;
         }
         match self.buffers.back_mut() {
-            Some(last) => last.extend_from_slice(bytes),
+            // Not onto a buffer begun before the socket took part of it
+            // while the loop's counts say otherwise: any buffer will do.
+            Some((last, count)) => {
+                last.extend_from_slice(bytes);
+                *count += numbered;
+            }
             None => {
                 let mut buffer = self.spare.take().unwrap_or_default();
                 buffer.extend_from_slice(bytes);
-                self.buffers.push_back(buffer);
+                self.buffers.push_back((buffer, numbered));
             }
         }
         self.len += bytes.len();
     }
 
     /// Takes `batch`'s buffer in after what is held, leaving `batch` an
-    /// empty buffer (one written out before, if there is one).
-    pub fn push_batch(&mut self, batch: &mut Vec<u8>) {
+    /// empty buffer (one written out before, if there is one); `numbered`
+    /// of its frames are messages of the session.
+    pub fn push_batch(&mut self, batch: &mut Vec<u8>, numbered: u64) {
         if batch.is_empty() {
             return;
         }
         self.lends = true;
         self.len += batch.len();
         let spare = self.spare.take().unwrap_or_default();
-        self.buffers.push_back(mem::replace(batch, spare));
+        self.buffers
+            .push_back((mem::replace(batch, spare), numbered));
+    }
+
+    /// From now on, buffers written out are kept until their messages are
+    /// acknowledged; the first message queued from now on is number 1.
+    pub fn keep_until_acknowledged(&mut self) {
+        self.kept.get_or_insert_with(|| Kept {
+            first: 1,
+            ..Kept::default()
+        });
+    }
+
+    /// The peer has taken our first `count` messages: the buffers that
+    /// hold nothing after them are let go.
+    pub fn acknowledge(&mut self, count: u64) {
+        let Some(kept) = &mut self.kept else {
+            return;
+        };
+        while let Some((buffer, messages)) = kept.buffers.front() {
+            if kept.first + messages > count + 1 {
+                break;
+            }
+            kept.first += messages;
+            kept.bytes -= buffer.len();
+            let (buffer, _) = kept.buffers.pop_front().expect("a buffer");
+            recycle(&mut self.spare, self.lends, buffer);
+        }
+    }
+
+    /// The payload of message `number`, if it is still held (queued, or
+    /// written and kept).
+    pub fn message(&self, number: u64) -> Option<&[u8]> {
+        let kept = self.kept.as_ref()?;
+        let mut first = kept.first;
+        if number < first {
+            return None;
+        }
+        let held = kept.buffers.iter().chain(self.buffers.iter());
+        for (buffer, messages) in held {
+            if number < first + messages {
+                let data: Vec<&[u8]> = data_payloads(buffer).collect();
+                let skip = data.len() as u64 - messages + (number - first);
+                return data.get(skip as usize).copied();
+            }
+            first += messages;
+        }
+        None
+    }
+
+    /// Lets go of what is not acknowledged and is held only for that.
+    pub fn forget(&mut self) {
+        if let Some(kept) = self.kept.take() {
+            for (buffer, _) in kept.buffers {
+                self.recycle(buffer);
+            }
+        }
+    }
+
+    /// Keeps `done`, a buffer written out or acknowledged, to lend or fill
+    /// next, if one is wanted and it is worth it.
+    fn recycle(&mut self, done: Vec<u8>) {
+        recycle(&mut self.spare, self.lends, done);
     }
 
     /// The next bytes to write, up to `most`: one buffer's (empty when
     /// nothing is held).
     pub fn front(&self, most: usize) -> &[u8] {
         match self.buffers.front() {
-            Some(first) => {
+            Some((first, _)) => {
                 let rest = &first[self.start..];
                 &rest[..rest.len().min(most)]
             }
@@ -91,21 +188,67 @@ impl Outgoing {
         if self
             .buffers
             .front()
-            .is_some_and(|first| self.start == first.len())
+            .is_some_and(|(first, _)| self.start == first.len())
         {
             self.start = 0;
-            let mut done = self.buffers.pop_front().expect("a buffer");
-            if self.spare.is_none() && (self.lends || done.capacity() <= KEEP_CAPACITY) {
-                done.clear();
-                self.spare = Some(done);
+            let (done, messages) = self.buffers.pop_front().expect("a buffer");
+            match &mut self.kept {
+                Some(kept) if messages > 0 => {
+                    kept.bytes += done.len();
+                    kept.buffers.push_back((done, messages));
+                    // Bounded: the oldest go, known by number only.
+                    while kept.bytes > KEEP_LIMIT && kept.buffers.len() > 1 {
+                        let (old, messages) = kept.buffers.pop_front().expect("a buffer");
+                        kept.bytes -= old.len();
+                        kept.first += messages;
+                    }
+                }
+                _ => self.recycle(done),
             }
         }
     }
 
-    /// Drops everything held, the spare too.
+    /// Drops everything held, the spare too; what is unacknowledged is
+    /// kept (for what a failure says), the queued part with it.
     pub fn clear(&mut self) {
-        *self = Self::default();
+        let kept = self.kept.take().map(|mut kept| {
+            kept.buffers.extend(self.buffers.drain(..));
+            kept
+        });
+        *self = Self {
+            kept,
+            ..Self::default()
+        };
     }
+}
+
+/// Keeps `done` as `spare` if there is none and it is worth keeping (a
+/// batch's size where batches come, small otherwise).
+fn recycle(spare: &mut Option<Vec<u8>>, lends: bool, mut done: Vec<u8>) {
+    if spare.is_none() && (lends || done.capacity() <= KEEP_CAPACITY) {
+        done.clear();
+        *spare = Some(done);
+    }
+}
+
+/// The payloads of the data frames with a payload in `buffer` (not
+/// keepalives, not control frames), in order.
+fn data_payloads(buffer: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        loop {
+            let header = session::read_header(buffer.get(at..)?)?;
+            let (len, data) = match header {
+                Header::Data(len) => (len, true),
+                Header::Control(len) => (len, false),
+            };
+            let payload = buffer.get(at + HEADER_LEN..at + HEADER_LEN + len)?;
+            at += HEADER_LEN + len;
+            if data && len > 0 {
+                return Some(payload);
+            }
+        }
+    })
 }
 
 #[cfg(test)]
@@ -127,12 +270,12 @@ mod tests {
     #[test]
     fn copies_and_batches_go_out_in_the_order_they_came() {
         let mut outgoing = Outgoing::default();
-        outgoing.push_copy(b"ab");
+        outgoing.push_copy(b"ab", 0);
         let mut batch = b"cde".to_vec();
-        outgoing.push_batch(&mut batch);
+        outgoing.push_batch(&mut batch, 0);
         assert!(batch.is_empty());
-        outgoing.push_copy(b"f");
-        outgoing.push_batch(&mut b"gh".to_vec());
+        outgoing.push_copy(b"f", 0);
+        outgoing.push_batch(&mut b"gh".to_vec(), 0);
         assert_eq!(outgoing.len(), 8);
         assert_eq!(drain(&mut outgoing, 2), b"abcdefgh");
         assert_eq!(outgoing.len(), 0);
@@ -145,12 +288,12 @@ mod tests {
         let mut batch = Vec::with_capacity(1000);
         batch.extend_from_slice(&[7; 600]);
         let first = batch.as_ptr();
-        outgoing.push_batch(&mut batch);
+        outgoing.push_batch(&mut batch, 0);
         assert_eq!(outgoing.front(usize::MAX).as_ptr(), first, "copied");
         assert_eq!(batch.capacity(), 0, "nothing written out to lend yet");
         drain(&mut outgoing, 256);
         batch.extend_from_slice(&[8; 10]);
-        outgoing.push_batch(&mut batch);
+        outgoing.push_batch(&mut batch, 0);
         assert_eq!(batch.as_ptr(), first, "the written buffer was not lent");
         assert!(batch.is_empty() && batch.capacity() >= 1000);
     }
@@ -158,11 +301,73 @@ mod tests {
     #[test]
     fn copies_alone_keep_a_small_buffer_and_let_a_large_one_go() {
         let mut outgoing = Outgoing::default();
-        outgoing.push_copy(&[1; 100]);
+        outgoing.push_copy(&[1; 100], 0);
         drain(&mut outgoing, 64);
         assert!(outgoing.spare.is_some(), "a small buffer was let go");
-        outgoing.push_copy(&[1; KEEP_CAPACITY * 2]);
+        outgoing.push_copy(&[1; KEEP_CAPACITY * 2], 0);
         drain(&mut outgoing, 4096);
         assert!(outgoing.buffers.is_empty() && outgoing.spare.is_none());
+    }
+
+    fn frames(payloads: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for p in payloads {
+            crate::wire::frame::encode_frame(&mut out, p, usize::MAX).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn written_messages_are_kept_until_acknowledged_and_then_let_go() {
+        let mut outgoing = Outgoing::default();
+        // Before the session: not numbered, not kept.
+        outgoing.push_copy(&frames(&[b"greeting"]), 0);
+        drain(&mut outgoing, 100);
+        outgoing.keep_until_acknowledged();
+        let mut hello = Vec::new();
+        session::encode(&mut hello, &session::Control::Ping);
+        // A control frame and a keepalive among the messages.
+        let mut batch = hello.clone();
+        batch.extend_from_slice(&frames(&[b"one", b"", b"two"]));
+        outgoing.push_batch(&mut batch, 2);
+        outgoing.push_copy(&frames(&[b"three"]), 1);
+        drain(&mut outgoing, 3);
+        outgoing.push_copy(&frames(&[b"four"]), 1);
+        assert_eq!(outgoing.message(1), Some(&b"one"[..]));
+        assert_eq!(outgoing.message(2), Some(&b"two"[..]));
+        assert_eq!(outgoing.message(3), Some(&b"three"[..]));
+        assert_eq!(
+            outgoing.message(4),
+            Some(&b"four"[..]),
+            "queued, not written"
+        );
+        assert_eq!(outgoing.message(5), None);
+        // The first buffer holds 1 to 3: let go once all are taken.
+        outgoing.acknowledge(2);
+        assert_eq!(outgoing.message(1), Some(&b"one"[..]));
+        outgoing.acknowledge(3);
+        assert_eq!(outgoing.message(3), None);
+        assert_eq!(outgoing.message(4), Some(&b"four"[..]));
+        // A failure drops the queue, not what tells what was lost.
+        outgoing.clear();
+        assert_eq!(outgoing.len(), 0);
+        assert_eq!(outgoing.message(4), Some(&b"four"[..]));
+        outgoing.forget();
+        assert_eq!(outgoing.message(4), None);
+    }
+
+    #[test]
+    fn what_is_kept_is_bounded_and_the_oldest_go_first() {
+        let mut outgoing = Outgoing::default();
+        outgoing.keep_until_acknowledged();
+        let line = vec![b'x'; 1 << 20];
+        for _ in 0..12 {
+            outgoing.push_batch(&mut frames(&[&line]), 1);
+            drain(&mut outgoing, usize::MAX);
+        }
+        let kept = outgoing.kept.as_ref().unwrap();
+        assert!(kept.bytes <= KEEP_LIMIT, "{}", kept.bytes);
+        assert_eq!(outgoing.message(1), None, "the oldest let go");
+        assert_eq!(outgoing.message(12).map(<[u8]>::len), Some(1 << 20));
     }
 }

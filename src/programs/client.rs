@@ -308,6 +308,7 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
         session: false,
         unacknowledged: 0,
         unsent_lines: 0,
+        first_undelivered: None,
         marked: 0,
     };
     // Events sent before the loop could be woken are waiting.
@@ -375,6 +376,8 @@ struct Talk<'a> {
     /// sent and not acknowledged, and never sent.
     unacknowledged: u64,
     unsent_lines: u64,
+    /// The first of them, if known.
+    first_undelivered: Option<String>,
     /// How many lines the prompt says are not yet delivered.
     marked: u64,
 }
@@ -743,10 +746,10 @@ impl Talk<'_> {
     /// (`None` if all were, or without a session, where it is not known).
     fn undelivered_lines(&self) -> Option<String> {
         let lines = self.unacknowledged + self.unsent_lines;
-        (self.session && lines > 0).then(|| match lines {
-            1 => "1 line not delivered".to_string(),
-            n => format!("{n} lines not delivered"),
-        })
+        let first = self.first_undelivered.as_deref();
+        self.session
+            .then(|| crate::errors::undelivered_lines(lines, first))
+            .flatten()
     }
 
     /// Why the conversation failed: with a session, in lines not delivered
@@ -820,7 +823,10 @@ impl Service for Talk<'_> {
                 self.session = true;
                 self.release(io);
             }
-            News::Unacknowledged(lines) => self.unacknowledged = lines,
+            News::Unacknowledged { lines, first } => {
+                self.unacknowledged = lines;
+                self.first_undelivered = first;
+            }
         }
     }
 

@@ -283,8 +283,10 @@ struct Current {
     ending: bool,
     /// The client speaks version 2: the operator's lines are acknowledged.
     session: bool,
-    /// Lines of the operator's the client had not acknowledged at the end.
+    /// Lines of the operator's the client had not acknowledged at the end,
+    /// and the first of them, if known.
     unacknowledged: u64,
+    first_undelivered: Option<String>,
     /// How many lines the prompt says are not yet delivered.
     marked: u64,
 }
@@ -375,6 +377,7 @@ impl Conversations<'_> {
             ending: false,
             session: io.in_session(id),
             unacknowledged: 0,
+            first_undelivered: None,
             marked: 0,
         });
         // What it sent while waiting is shown now: taken, and acknowledged.
@@ -617,9 +620,10 @@ impl Conversations<'_> {
         let stopping = matches!(ending, Ending::Interrupted | Ending::OutputClosed)
             || self.exit.is_some()
             || self.config.once;
-        let lines = current
-            .session
-            .then_some(current.unacknowledged + current.outbox.queued_lines());
+        let lines = current.session.then(|| {
+            let lines = current.unacknowledged + current.outbox.queued_lines();
+            crate::errors::undelivered_lines(lines, current.first_undelivered.as_deref())
+        });
         let failed = report(self.output(), &current.label, &ending, lines);
         if !stopping {
             self.next(io);
@@ -701,9 +705,10 @@ impl Service for Conversations<'_> {
                         current.session = true;
                     }
                 }
-                News::Unacknowledged(lines) => {
+                News::Unacknowledged { lines, first } => {
                     if let Some(current) = &mut self.current {
                         current.unacknowledged = lines;
+                        current.first_undelivered = first;
                     }
                 }
                 News::Ended(ending) => {
@@ -804,12 +809,12 @@ impl Service for Conversations<'_> {
 
 /// Tells the operator how a conversation ended; true if it failed.
 /// Says how the conversation with `peer` ended; `lines`: with a session,
-/// how many of the operator's lines were not delivered. True if it failed.
-fn report(output: &Output, peer: &str, ending: &Ending, lines: Option<u64>) -> bool {
-    let undelivered = match lines {
-        None | Some(0) => String::new(),
-        Some(1) => "; 1 line not delivered".to_string(),
-        Some(n) => format!("; {n} lines not delivered"),
+/// which of the operator's lines were not delivered, in words (`Some(None)`:
+/// all were). True if it failed.
+fn report(output: &Output, peer: &str, ending: &Ending, lines: Option<Option<String>>) -> bool {
+    let undelivered = match &lines {
+        Some(Some(words)) => format!("; {words}"),
+        _ => String::new(),
     };
     // With a session, lines; without, bytes.
     let ending = match (lines, ending) {

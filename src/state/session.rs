@@ -211,6 +211,11 @@ impl Session {
         self.sent - self.acked
     }
 
+    /// How many the peer has acknowledged.
+    pub fn acked_count(&self) -> u64 {
+        self.acked
+    }
+
     /// Frames of ours have waited longer than [`OVERDUE_AFTER`].
     pub fn overdue(&self, now: Instant) -> bool {
         self.unacked_since

@@ -224,6 +224,8 @@ impl Service for RoomService {
         let mut world = Self::over(io, &self.output, &self.room);
         match self.room.join(id, peer, now, &mut world) {
             Admission::Member => {
+                // Relays are not kept for the member's acknowledgement.
+                io.keep_nothing(id);
                 io.start_ending(id);
                 self.read(io, id);
             }
@@ -241,7 +243,7 @@ impl Service for RoomService {
             News::PeerClosed => self.room.leave(id, None, &mut world),
             News::Failed(why) => self.room.leave(id, Some(&why), &mut world),
             News::WentIdle(idle) => self.room.went_idle(id, idle, &mut world),
-            News::StillWaiting { .. } | News::SessionOpened | News::Unacknowledged(_) => {}
+            News::StillWaiting { .. } | News::SessionOpened | News::Unacknowledged { .. } => {}
             News::Ended(ending) => {
                 self.paused.remove(&id);
                 if let Some((name, peer, announced)) = self.room.forget(id) {
