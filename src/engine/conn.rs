@@ -283,6 +283,11 @@ impl Conn {
         std::mem::take(&mut self.wire.controls)
     }
 
+    /// Plaintext bytes read so far.
+    pub fn plain_received(&self) -> u64 {
+        self.wire.plain_received
+    }
+
     /// Data frames of the peer's handed out since its `HELLO`, and bytes.
     pub fn taken(&self) -> (u64, u64) {
         (self.wire.taken_frames, self.wire.taken_bytes)

@@ -135,6 +135,8 @@ struct Link {
     hello_owed: bool,
     /// The peer's messages counted into `session` so far, and bytes.
     taken_seen: (u64, u64),
+    /// Plaintext bytes read as of the last look: more since is life.
+    received_seen: u64,
     /// The service was told of the session.
     opened_told: bool,
     /// What the peer sends is kept by the service, not yet taken: not
@@ -414,6 +416,9 @@ impl Engine {
                         }
                         if event.is_error() {
                             self.io.error_seen(id);
+                        }
+                        if event.is_readable() {
+                            self.io.heard(id);
                         }
                         ready.push((id, event.is_readable() || ended, event.is_writable()));
                     }
@@ -832,6 +837,7 @@ impl Io {
             session: None,
             hello_owed: false,
             taken_seen: (0, 0),
+            received_seen: 0,
             opened_told: false,
             acks_held: false,
             ack_delay: Duration::ZERO,
@@ -887,11 +893,6 @@ impl Io {
         };
         if readable {
             link.conn.set_readable();
-            // Bytes came, read now or not (a paced talker's wait): the
-            // peer is alive.
-            if let Some(session) = &mut link.session {
-                session.heard(self.now);
-            }
         }
         if writable && link.conn.wants_write() {
             self.dirty.push(id);
@@ -969,6 +970,20 @@ impl Io {
         }
     }
 
+    /// The system says bytes came on connection `id`, read now or not (a
+    /// paced talker waits): the peer is alive. (Not the loop's own
+    /// rechecks of readiness, which say nothing came.)
+    fn heard(&mut self, id: Id) {
+        let now = self.now;
+        if let Some(session) = self
+            .links
+            .get_mut(id)
+            .and_then(|link| link.session.as_mut())
+        {
+            session.heard(now);
+        }
+    }
+
     /// Version 2 after a read of connection `id`: the peer's offer answered
     /// with our `HELLO`, its control frames taken, its messages counted.
     fn after_read(&mut self, id: Id) {
@@ -985,6 +1000,11 @@ impl Io {
         let Some(session) = &mut link.session else {
             return;
         };
+        let received = link.conn.plain_received();
+        if received != link.received_seen {
+            link.received_seen = received;
+            session.heard(now);
+        }
         if !link.acks_held {
             let (frames, bytes) = link.conn.taken();
             session.took(frames - link.taken_seen.0, bytes - link.taken_seen.1, now);
