@@ -1,7 +1,12 @@
 //! The line being edited: its text, the cursor and this session's history,
 //! changed by keys. No terminal here: the editor thread draws the result.
+//!
+//! The cursor moves over grapheme clusters, what a person sees as one
+//! character (`e` and a combining accent, `👍🏽`, a flag): it never stops
+//! inside one, so a key can neither split it nor send half of it.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use unicode_segmentation::{GraphemeCursor, UnicodeSegmentation};
 
 /// What a key did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +30,7 @@ pub(super) enum Outcome {
 #[derive(Default)]
 pub(super) struct Line {
     text: String,
-    /// Byte offset of the cursor in `text`, always on a char boundary.
+    /// Byte offset of the cursor in `text`, always on a cluster boundary.
     cursor: usize,
     history: Vec<String>,
     /// The history entry shown, while browsing it.
@@ -68,6 +73,7 @@ impl Line {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         let alt = key.modifiers.contains(KeyModifiers::ALT);
         if self.search.is_some() && self.searching(key, ctrl, alt) {
+            self.onto_boundary();
             return Outcome::Edited;
         }
         match key.code {
@@ -87,11 +93,11 @@ impl Line {
             KeyCode::Char('d') if ctrl => self.delete_forward(),
             KeyCode::Char('a') if ctrl => self.cursor = 0,
             KeyCode::Char('e') if ctrl => self.cursor = self.text.len(),
-            KeyCode::Char('b') if ctrl => self.cursor = self.prev_char(),
-            KeyCode::Char('f') if ctrl => self.cursor = self.next_char(),
+            KeyCode::Char('b') if ctrl => self.cursor = self.prev_boundary(),
+            KeyCode::Char('f') if ctrl => self.cursor = self.next_boundary(),
             KeyCode::Char('w') if ctrl => self.delete_back_to(self.word_start()),
             // Many terminals send Ctrl-H for Backspace.
-            KeyCode::Char('h') if ctrl => self.delete_back_to(self.prev_char()),
+            KeyCode::Char('h') if ctrl => self.delete_back_to(self.prev_boundary()),
             KeyCode::Char('u') if ctrl => {
                 self.text.replace_range(..self.cursor, "");
                 self.cursor = 0;
@@ -109,18 +115,19 @@ impl Line {
             KeyCode::Char(c) => self.insert(c.encode_utf8(&mut [0; 4])),
             KeyCode::Tab => self.insert("\t"),
             KeyCode::Backspace if alt => self.delete_back_to(self.word_start()),
-            KeyCode::Backspace => self.delete_back_to(self.prev_char()),
+            KeyCode::Backspace => self.delete_back_to(self.prev_boundary()),
             KeyCode::Delete => self.delete_forward(),
             KeyCode::Left if ctrl || alt => self.cursor = self.word_start(),
             KeyCode::Right if ctrl || alt => self.cursor = self.word_end(),
-            KeyCode::Left => self.cursor = self.prev_char(),
-            KeyCode::Right => self.cursor = self.next_char(),
+            KeyCode::Left => self.cursor = self.prev_boundary(),
+            KeyCode::Right => self.cursor = self.next_boundary(),
             KeyCode::Home => self.cursor = 0,
             KeyCode::End => self.cursor = self.text.len(),
             KeyCode::Up => self.history_back(),
             KeyCode::Down => self.history_forward(),
             _ => return Outcome::Ignored,
         }
+        self.onto_boundary();
         Outcome::Edited
     }
 
@@ -141,6 +148,7 @@ impl Line {
             rest = &rest[end + skip..];
         }
         self.insert(rest);
+        self.onto_boundary();
         entered
     }
 
@@ -228,48 +236,76 @@ impl Line {
     }
 
     fn delete_forward(&mut self) {
-        let end = self.next_char();
+        let end = self.next_boundary();
         self.text.replace_range(self.cursor..end, "");
     }
 
-    fn prev_char(&self) -> usize {
-        self.text[..self.cursor]
-            .char_indices()
-            .next_back()
-            .map_or(0, |(at, _)| at)
+    /// Where the cluster before the cursor starts.
+    fn prev_boundary(&self) -> usize {
+        // The whole text is the one chunk: the search cannot ask for more.
+        GraphemeCursor::new(self.cursor, self.text.len(), true)
+            .prev_boundary(&self.text, 0)
+            .ok()
+            .flatten()
+            .unwrap_or(0)
     }
 
-    fn next_char(&self) -> usize {
-        self.text[self.cursor..]
-            .chars()
-            .next()
-            .map_or(self.cursor, |c| self.cursor + c.len_utf8())
+    /// Where the cluster after the cursor ends.
+    fn next_boundary(&self) -> usize {
+        GraphemeCursor::new(self.cursor, self.text.len(), true)
+            .next_boundary(&self.text, 0)
+            .ok()
+            .flatten()
+            .unwrap_or(self.text.len())
+    }
+
+    /// Moves the cursor to the end of the cluster it is in, if an edit left
+    /// it inside one: text typed or deleted next to a cluster can join with
+    /// it (a regional indicator typed before another makes a flag; deleting
+    /// what stood between two makes one), and a history search can find
+    /// its query inside one.
+    fn onto_boundary(&mut self) {
+        let on_boundary = GraphemeCursor::new(self.cursor, self.text.len(), true)
+            .is_boundary(&self.text, 0)
+            .unwrap_or(true);
+        if !on_boundary {
+            self.cursor = self.next_boundary();
+        }
     }
 
     /// Where the word before the cursor starts (skipping spaces first).
     fn word_start(&self) -> usize {
-        let before = &self.text[..self.cursor];
-        let trimmed = before.trim_end_matches(|c: char| !c.is_alphanumeric());
-        trimmed
-            .char_indices()
+        let mut start = 0;
+        let mut in_word = false;
+        let before = self
+            .text
+            .grapheme_indices(true)
             .rev()
-            .find(|&(_, c)| !c.is_alphanumeric())
-            .map_or(0, |(at, c)| at + c.len_utf8())
+            .skip_while(|&(at, _)| at >= self.cursor);
+        for (at, cluster) in before {
+            if in_word && !wordy(cluster) {
+                break;
+            }
+            in_word |= wordy(cluster);
+            start = at;
+        }
+        start
     }
 
     /// Where the word after the cursor ends (skipping spaces first).
     fn word_end(&self) -> usize {
-        let after = &self.text[self.cursor..];
-        let skipped = after.len()
-            - after
-                .trim_start_matches(|c: char| !c.is_alphanumeric())
-                .len();
-        let rest = &after[skipped..];
-        let word = rest
-            .char_indices()
-            .find(|&(_, c)| !c.is_alphanumeric())
-            .map_or(rest.len(), |(at, _)| at);
-        self.cursor + skipped + word
+        let mut in_word = false;
+        let after = self
+            .text
+            .grapheme_indices(true)
+            .skip_while(|&(at, _)| at < self.cursor);
+        for (at, cluster) in after {
+            if in_word && !wordy(cluster) {
+                return at;
+            }
+            in_word |= wordy(cluster);
+        }
+        self.text.len()
     }
 
     fn history_back(&mut self) {
@@ -298,6 +334,12 @@ impl Line {
         }
         self.cursor = self.text.len();
     }
+}
+
+/// Whether a cluster belongs to a word, for the word keys: one that starts
+/// with a letter or a digit (its combining marks go with it).
+fn wordy(cluster: &str) -> bool {
+    cluster.chars().next().is_some_and(char::is_alphanumeric)
 }
 
 #[cfg(test)]
@@ -451,6 +493,98 @@ mod tests {
         press(&mut line, KeyCode::End, NONE);
         typed(&mut line, "!");
         assert_eq!(line.text(), "second!");
+    }
+
+    /// Issue 21, item 9: `a`, `e` + combining acute, `b`, Left Left `Y`
+    /// sent `a e Y U+0301 b` (the accent moved onto Y), and Backspace after
+    /// a flag left half of it.
+    #[test]
+    fn the_cursor_moves_over_what_people_see_as_one_character() {
+        let mut line = Line::default();
+        typed(&mut line, "ae\u{301}b");
+        press(&mut line, KeyCode::Left, NONE);
+        press(&mut line, KeyCode::Left, NONE);
+        typed(&mut line, "Y");
+        assert_eq!(line.text(), "aYe\u{301}b");
+        press(&mut line, KeyCode::End, NONE);
+        press(&mut line, KeyCode::Left, NONE);
+        press(&mut line, KeyCode::Backspace, NONE);
+        assert_eq!(line.text(), "aYb");
+
+        // A flag is two regional indicators, typed one by one.
+        let mut line = Line::default();
+        typed(&mut line, "x🇩🇪");
+        press(&mut line, KeyCode::Backspace, NONE);
+        assert_eq!((line.text(), line.cursor()), ("x", 1));
+        typed(&mut line, "👍🏽y");
+        press(&mut line, KeyCode::Left, NONE);
+        press(&mut line, KeyCode::Left, NONE);
+        assert_eq!(line.cursor(), 1);
+        press(&mut line, KeyCode::Delete, NONE);
+        assert_eq!(line.text(), "xy");
+        typed(&mut line, "🇫🇷");
+        assert_eq!(line.text(), "x🇫🇷y");
+        press(&mut line, KeyCode::Char('b'), CTRL);
+        assert_eq!(line.cursor(), 1);
+        press(&mut line, KeyCode::Char('f'), CTRL);
+        press(&mut line, KeyCode::Char('h'), CTRL);
+        assert_eq!(line.text(), "xy");
+        typed(&mut line, "🇫🇷");
+        press(&mut line, KeyCode::Home, NONE);
+        press(&mut line, KeyCode::Right, NONE);
+        press(&mut line, KeyCode::Char('d'), CTRL);
+        assert_eq!(line.text(), "xy");
+
+        // An edit that joins clusters leaves the cursor after the new one,
+        // never inside it: a regional indicator typed between two flags
+        // pairs with the next one's first; deleting what stood between two
+        // indicators makes them one flag.
+        let mut line = Line::default();
+        typed(&mut line, "🇩🇪🇫🇷");
+        press(&mut line, KeyCode::Left, NONE);
+        typed(&mut line, "🇮");
+        assert_eq!(line.cursor(), "🇩🇪🇮🇫".len());
+        let mut line = Line::default();
+        typed(&mut line, "🇩a🇪");
+        press(&mut line, KeyCode::Left, NONE);
+        press(&mut line, KeyCode::Backspace, NONE);
+        assert_eq!((line.text(), line.cursor()), ("🇩🇪", "🇩🇪".len()));
+        press(&mut line, KeyCode::Left, NONE);
+        assert_eq!(line.cursor(), 0);
+    }
+
+    /// The word keys take a letter's combining marks with it.
+    #[test]
+    fn words_keep_their_accents() {
+        let mut line = Line::default();
+        typed(&mut line, "nai\u{308}ve cafe\u{301}");
+        press(&mut line, KeyCode::Char('w'), CTRL);
+        assert_eq!(line.text(), "nai\u{308}ve ");
+        press(&mut line, KeyCode::Char('b'), ALT);
+        assert_eq!(line.cursor(), 0);
+        press(&mut line, KeyCode::Char('f'), ALT);
+        assert_eq!(line.cursor(), "nai\u{308}ve".len());
+        press(&mut line, KeyCode::Left, CTRL);
+        press(&mut line, KeyCode::Char('d'), ALT);
+        assert_eq!(line.text(), " ");
+        // Emoji and flags are not words: they go as spaces do.
+        let mut line = Line::default();
+        typed(&mut line, "hi 👍🏽 🇩🇪");
+        press(&mut line, KeyCode::Backspace, ALT);
+        assert_eq!(line.text(), "");
+    }
+
+    /// A history search for a combining mark finds it inside a cluster:
+    /// the cursor goes to the cluster's end, not between its parts.
+    #[test]
+    fn a_search_never_leaves_the_cursor_inside_a_cluster() {
+        let mut line = Line::default();
+        typed(&mut line, "cafe\u{301} au lait");
+        press(&mut line, KeyCode::Enter, NONE);
+        press(&mut line, KeyCode::Char('r'), CTRL);
+        typed(&mut line, "\u{301}");
+        assert_eq!(line.text(), "cafe\u{301} au lait");
+        assert_eq!(line.cursor(), "cafe\u{301}".len());
     }
 
     #[test]
