@@ -489,6 +489,179 @@ fn expect_at_cursor(screen: &mut Screen, text: &str) {
     });
 }
 
+/// Waits until the program has stopped (`T` in `/proc/PID/stat`).
+fn wait_for_stop(pid: u32) {
+    support::wait_until("the program stops", || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.split_whitespace().nth(2) == Some("T"))
+    });
+}
+
+/// The lines on the screen that contain `part`.
+fn lines_with(screen: &Screen, part: &str) -> Vec<String> {
+    screen
+        .lines()
+        .into_iter()
+        .map(|(_, line)| line)
+        .filter(|line| line.contains(part))
+        .collect()
+}
+
+/// Bracketed paste on: what the editor sends when it takes the terminal,
+/// and again once continued after a stop (a shell may have turned it off).
+const PASTE_ON: &[u8] = b"\x1b[?2004h";
+
+/// Issue 21, item 7: stopped and continued with no shell to redraw (`kill
+/// -STOP`/`-CONT`, or `ssh -t` and `xterm -e`, where `-TSTP` does nothing
+/// either: no shell can continue the program), the line was drawn a second
+/// time after the first, the cursor in the middle, and what arrived
+/// meanwhile was glued to it. Now it is erased and drawn once, below what
+/// arrived. Both programs draw through the same editor.
+#[test]
+fn after_a_stop_and_continue_the_line_is_drawn_once_below_what_arrived() {
+    let (mut screen, pid, mut server) = client_on_screen((40, 12));
+    stop_and_continue(&mut screen, pid, &mut server, "> ", "server");
+
+    let (mut screen, pid) = Screen::exec(&format!("{SERVER} --bind 127.0.0.1:0"), (40, 12));
+    let mut addr = None;
+    screen.wait_for("the address", |screen| {
+        addr = screen.rows().iter().find_map(|row| {
+            let at = row.find("listening on ")?;
+            Some(row[at + "listening on ".len()..].to_string())
+        });
+        addr.is_some()
+    });
+    let mut client = TcpStream::connect(addr.unwrap()).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    let me = client.local_addr().unwrap().to_string();
+    expect_at_cursor(&mut screen, &format!("[{me}] > "));
+    stop_and_continue(&mut screen, pid, &mut client, &format!("[{me}] > "), &me);
+}
+
+/// Stops and continues the program behind `screen` with a line half typed,
+/// twice: a line over two rows, the cursor on the second (`-TSTP`, which
+/// does nothing here, then `-CONT`); then a short line, stopped for good
+/// while `peer` sends a message. The screen must then show the line once,
+/// last, below the message, with the cursor at its end.
+fn stop_and_continue(
+    screen: &mut Screen,
+    pid: u32,
+    peer: &mut TcpStream,
+    prompt: &str,
+    from: &str,
+) {
+    let more = format!("half typed and{}", " more".repeat(8));
+    screen.send(&more);
+    let line = format!("{prompt}{more}");
+    screen.wait_for("the line wrapped", |screen| {
+        lines_with(screen, "half typed") == [line.clone()]
+    });
+    let mark = screen.mark();
+    signal(pid, "TSTP");
+    signal(pid, "CONT");
+    // The redraw after the continue, written at the end of its turn: a key
+    // typed now comes after it.
+    screen.wait_for("the redraw after the continue", |screen| {
+        screen.mark() > mark
+    });
+    screen.send("?");
+    screen.wait_for("the key after the continue", |screen| {
+        screen.lines().iter().any(|(_, l)| l.ends_with("more?"))
+    });
+    let line = format!("{line}?");
+    assert_eq!(
+        lines_with(screen, "half typed"),
+        std::slice::from_ref(&line),
+        "{}",
+        screen.dump()
+    );
+    let lines = screen.lines();
+    let (_, last) = lines.iter().rfind(|(_, l)| !l.is_empty()).unwrap();
+    assert_eq!(last, &line, "nothing below the line:\n{}", screen.dump());
+    screen.wait_for("bracketed paste on again", |screen| {
+        screen.count_since(mark, PASTE_ON) > 0
+    });
+    screen.send("\r");
+    assert_eq!(read_text(peer), format!("{more}?"));
+
+    screen.send("typed again");
+    let line = format!("{prompt}typed again");
+    expect_at_cursor(screen, &line);
+    signal(pid, "STOP");
+    wait_for_stop(pid);
+    peer.write_all(&frame(b"said while stopped")).unwrap();
+    let mark = screen.mark();
+    signal(pid, "CONT");
+    let said = format!("{from}: said while stopped");
+    // Once the editor has acted on the continue (bracketed paste on again),
+    // in whichever order it took that and the message.
+    screen.wait_for("the line below the message", |screen| {
+        let lines = screen.lines();
+        let shown: Vec<&str> = lines
+            .iter()
+            .map(|(_, l)| l.as_str())
+            .filter(|l| !l.is_empty())
+            .collect();
+        screen.count_since(mark, PASTE_ON) > 0
+            && shown.ends_with(&[said.as_str(), line.as_str()])
+            && screen.before_cursor() == line
+    });
+    assert_eq!(
+        lines_with(screen, "typed again"),
+        std::slice::from_ref(&line),
+        "{}",
+        screen.dump()
+    );
+    screen.send("\x03");
+    wait_for_exit(pid);
+}
+
+/// Issue 21, item 7: Ctrl-Z, then `fg` from a shell with job control: the
+/// line is drawn once after the shell's words, however the continue and
+/// the return from the stop are ordered. Bracketed paste is off while the
+/// shell has the terminal, on again after.
+#[test]
+fn ctrl_z_then_fg_draws_the_line_once() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // `set -m`: job control in a script, where a stopped job lets the
+    // script go on, here to `fg` it at once.
+    let script = format!("set -m; {CLIENT} --connect {addr}; echo STOPPED=$?; fg >/dev/null");
+    let (mut screen, _) = Screen::spawn(&script, (40, 12));
+    let (mut server, _) = listener.accept().unwrap();
+    server.set_read_timeout(Some(PATIENCE)).unwrap();
+    expect_at_cursor(&mut screen, "> ");
+    screen.send("half typed");
+    expect_at_cursor(&mut screen, "> half typed");
+    let mark = screen.mark();
+    screen.send("\x1a");
+    // On once back from the stop, and once on the continue, in any order.
+    screen.wait_for("the editor back after fg", |screen| {
+        screen.count_since(mark, PASTE_ON) == 2 && screen.before_cursor() == "> half typed"
+    });
+    assert_eq!(screen.count_since(mark, b"\x1b[?2004l"), 1);
+    let stopped = screen
+        .lines()
+        .iter()
+        .position(|(_, l)| l.starts_with("STOPPED="));
+    let stopped = stopped.expect("the shell's report");
+    assert_eq!(
+        lines_with(&screen, "half typed"),
+        ["> half typed"],
+        "{}",
+        screen.dump()
+    );
+    assert!(
+        screen.lines()[stopped + 1..]
+            .iter()
+            .any(|(_, l)| l == "> half typed")
+    );
+    screen.send("!\r");
+    assert_eq!(read_text(&mut server), "half typed!");
+    screen.send("\x03");
+    finish(server);
+}
+
 /// The lines on the screen that hold the typed line (its words `w000`…).
 fn typed_lines(screen: &Screen) -> Vec<(isize, String)> {
     screen

@@ -9,8 +9,10 @@
 //! line drawn again with the cursor where it was.
 //!
 //! The editor keeps where it drew the prompt and line ([`Drawn`]) so that it
-//! can always erase them from their first row, even after a resize, where
-//! the terminal may have wrapped them anew.
+//! can always erase them from their first row: after a resize (where the
+//! terminal may have wrapped them anew) and after the program was stopped
+//! and continued (where nothing else redraws them: `kill -STOP`, or a
+//! session with no shell such as `ssh -t` or `xterm -e`).
 
 use std::io::{self, IsTerminal, Write};
 use std::sync::Arc;
@@ -245,10 +247,18 @@ impl Editor {
                 });
                 spawn_key_reader(keys);
             }
+            // Whatever stopped the program, the line is where it was drawn
+            // (our own Ctrl-Z erased it first, and then nothing is drawn):
+            // the redraw that follows this batch erases it from its first
+            // row and draws it once, below what arrived meanwhile. Drawing
+            // it again from the cursor, as if nothing were there, left it
+            // twice on one row with the cursor in the middle.
             #[cfg(unix)]
             Msg::Resumed => {
                 super::resume_raw_mode();
-                self.drawn = None;
+                // A shell that had the terminal meanwhile turned bracketed
+                // paste off (bash does before running a command).
+                let _ = queue!(self.out, EnableBracketedPaste);
             }
             Msg::Output | Msg::Stop(_) => unreachable!("handled by the loop"),
         }
@@ -273,12 +283,18 @@ impl Editor {
                 );
                 self.drawn = None;
             }
+            // The line is erased before the stop, so that the shell's words
+            // follow the messages; once continued, it is drawn where the
+            // shell left the cursor (once: see `Msg::Resumed`).
             #[cfg(unix)]
             Outcome::Suspend => {
                 self.clear();
+                // The shell gets the terminal as it was before us: a shell
+                // that knows nothing of bracketed paste would show its marks.
+                let _ = queue!(self.out, DisableBracketedPaste);
                 let _ = self.out.flush();
                 super::suspend();
-                self.drawn = None;
+                let _ = queue!(self.out, EnableBracketedPaste);
             }
             // Windows' end of input is Ctrl-Z (then Enter) on an empty line.
             #[cfg(windows)]
