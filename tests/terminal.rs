@@ -5,11 +5,15 @@
 
 mod support;
 
+#[path = "support/screen.rs"]
+mod screen;
+
 use std::io::Write;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::Command;
 
 use expectrl::{Eof, Expect, Regex, Session};
+use screen::Screen;
 use support::{CLIENT, PATIENCE, SERVER, frame, read_frame, read_text};
 
 type Pty = expectrl::session::OsSession;
@@ -464,4 +468,347 @@ fn a_signal_at_the_code_prompt_gives_the_terminal_back() {
         wait_for_exit(pid);
         assert_eq!(terminal_modes(&tty), ["icanon", "echo"], "after SIG{name}");
     }
+}
+
+/// A client on a screen of `size`, talking to a raw server held by the
+/// test, with the client's process id; the prompt is drawn.
+fn client_on_screen(size: (u16, u16)) -> (Screen, u32, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (mut screen, pid) = Screen::exec(&format!("{CLIENT} --connect {addr}"), size);
+    let (server, _) = listener.accept().unwrap();
+    server.set_read_timeout(Some(PATIENCE)).unwrap();
+    expect_at_cursor(&mut screen, "> ");
+    (screen, pid, server)
+}
+
+/// Waits until the row with the cursor reads `text` up to the cursor.
+fn expect_at_cursor(screen: &mut Screen, text: &str) {
+    screen.wait_for(&format!("{text:?} before the cursor"), |screen| {
+        screen.before_cursor() == text && screen.cursor().1 == text.chars().count()
+    });
+}
+
+/// Waits until the program has stopped (`T` in `/proc/PID/stat`).
+fn wait_for_stop(pid: u32) {
+    support::wait_until("the program stops", || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.split_whitespace().nth(2) == Some("T"))
+    });
+}
+
+/// The lines on the screen that contain `part`.
+fn lines_with(screen: &Screen, part: &str) -> Vec<String> {
+    screen
+        .lines()
+        .into_iter()
+        .map(|(_, line)| line)
+        .filter(|line| line.contains(part))
+        .collect()
+}
+
+/// Bracketed paste on: what the editor sends when it takes the terminal,
+/// and again once continued after a stop (a shell may have turned it off).
+const PASTE_ON: &[u8] = b"\x1b[?2004h";
+
+/// Issue 21, item 7: stopped and continued with no shell to redraw (`kill
+/// -STOP`/`-CONT`, or `ssh -t` and `xterm -e`, where `-TSTP` does nothing
+/// either: no shell can continue the program), the line was drawn a second
+/// time after the first, the cursor in the middle, and what arrived
+/// meanwhile was glued to it. Now it is erased and drawn once, below what
+/// arrived. Both programs draw through the same editor.
+#[test]
+fn after_a_stop_and_continue_the_line_is_drawn_once_below_what_arrived() {
+    let (mut screen, pid, mut server) = client_on_screen((40, 12));
+    stop_and_continue(&mut screen, pid, &mut server, "> ", "server");
+
+    let (mut screen, pid) = Screen::exec(&format!("{SERVER} --bind 127.0.0.1:0"), (40, 12));
+    let mut addr = None;
+    screen.wait_for("the address", |screen| {
+        addr = screen.rows().iter().find_map(|row| {
+            let at = row.find("listening on ")?;
+            Some(row[at + "listening on ".len()..].to_string())
+        });
+        addr.is_some()
+    });
+    let mut client = TcpStream::connect(addr.unwrap()).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    let me = client.local_addr().unwrap().to_string();
+    expect_at_cursor(&mut screen, &format!("[{me}] > "));
+    stop_and_continue(&mut screen, pid, &mut client, &format!("[{me}] > "), &me);
+}
+
+/// Stops and continues the program behind `screen` with a line half typed,
+/// twice: a line over two rows, the cursor on the second (`-TSTP`, which
+/// does nothing here, then `-CONT`); then a short line, stopped for good
+/// while `peer` sends a message. The screen must then show the line once,
+/// last, below the message, with the cursor at its end.
+fn stop_and_continue(
+    screen: &mut Screen,
+    pid: u32,
+    peer: &mut TcpStream,
+    prompt: &str,
+    from: &str,
+) {
+    let more = format!("half typed and{}", " more".repeat(8));
+    screen.send(&more);
+    let line = format!("{prompt}{more}");
+    screen.wait_for("the line wrapped", |screen| {
+        lines_with(screen, "half typed") == [line.clone()]
+    });
+    let mark = screen.mark();
+    signal(pid, "TSTP");
+    signal(pid, "CONT");
+    // The redraw after the continue, written at the end of its turn: a key
+    // typed now comes after it.
+    screen.wait_for("the redraw after the continue", |screen| {
+        screen.mark() > mark
+    });
+    screen.send("?");
+    screen.wait_for("the key after the continue", |screen| {
+        screen.lines().iter().any(|(_, l)| l.ends_with("more?"))
+    });
+    let line = format!("{line}?");
+    assert_eq!(
+        lines_with(screen, "half typed"),
+        std::slice::from_ref(&line),
+        "{}",
+        screen.dump()
+    );
+    let lines = screen.lines();
+    let (_, last) = lines.iter().rfind(|(_, l)| !l.is_empty()).unwrap();
+    assert_eq!(last, &line, "nothing below the line:\n{}", screen.dump());
+    screen.wait_for("bracketed paste on again", |screen| {
+        screen.count_since(mark, PASTE_ON) > 0
+    });
+    screen.send("\r");
+    assert_eq!(read_text(peer), format!("{more}?"));
+
+    screen.send("typed again");
+    let line = format!("{prompt}typed again");
+    expect_at_cursor(screen, &line);
+    signal(pid, "STOP");
+    wait_for_stop(pid);
+    peer.write_all(&frame(b"said while stopped")).unwrap();
+    let mark = screen.mark();
+    signal(pid, "CONT");
+    let said = format!("{from}: said while stopped");
+    // Once the editor has acted on the continue (bracketed paste on again),
+    // in whichever order it took that and the message.
+    screen.wait_for("the line below the message", |screen| {
+        let lines = screen.lines();
+        let shown: Vec<&str> = lines
+            .iter()
+            .map(|(_, l)| l.as_str())
+            .filter(|l| !l.is_empty())
+            .collect();
+        screen.count_since(mark, PASTE_ON) > 0
+            && shown.ends_with(&[said.as_str(), line.as_str()])
+            && screen.before_cursor() == line
+    });
+    assert_eq!(
+        lines_with(screen, "typed again"),
+        std::slice::from_ref(&line),
+        "{}",
+        screen.dump()
+    );
+    screen.send("\x03");
+    wait_for_exit(pid);
+}
+
+/// Issue 21, item 7: Ctrl-Z, then `fg` from a shell with job control: the
+/// line is drawn once after the shell's words, however the continue and
+/// the return from the stop are ordered. Bracketed paste is off while the
+/// shell has the terminal, on again after.
+#[test]
+fn ctrl_z_then_fg_draws_the_line_once() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // `set -m`: job control in a script, where a stopped job lets the
+    // script go on, here to `fg` it at once.
+    let script = format!("set -m; {CLIENT} --connect {addr}; echo STOPPED=$?; fg >/dev/null");
+    let (mut screen, _) = Screen::spawn(&script, (40, 12));
+    let (mut server, _) = listener.accept().unwrap();
+    server.set_read_timeout(Some(PATIENCE)).unwrap();
+    expect_at_cursor(&mut screen, "> ");
+    screen.send("half typed");
+    expect_at_cursor(&mut screen, "> half typed");
+    let mark = screen.mark();
+    screen.send("\x1a");
+    // On once back from the stop, and once on the continue, in any order.
+    screen.wait_for("the editor back after fg", |screen| {
+        screen.count_since(mark, PASTE_ON) == 2 && screen.before_cursor() == "> half typed"
+    });
+    assert_eq!(screen.count_since(mark, b"\x1b[?2004l"), 1);
+    let stopped = screen
+        .lines()
+        .iter()
+        .position(|(_, l)| l.starts_with("STOPPED="));
+    let stopped = stopped.expect("the shell's report");
+    assert_eq!(
+        lines_with(&screen, "half typed"),
+        ["> half typed"],
+        "{}",
+        screen.dump()
+    );
+    assert!(
+        screen.lines()[stopped + 1..]
+            .iter()
+            .any(|(_, l)| l == "> half typed")
+    );
+    screen.send("!\r");
+    assert_eq!(read_text(&mut server), "half typed!");
+    screen.send("\x03");
+    finish(server);
+}
+
+/// The lines on the screen that hold the typed line (its words `w000`…).
+fn typed_lines(screen: &Screen) -> Vec<(isize, String)> {
+    screen
+        .lines()
+        .into_iter()
+        .filter(|(_, line)| line.contains("w0"))
+        .collect()
+}
+
+/// Issue 21, item 8: a line that wraps, then the screen narrower and wider
+/// again (which the terminal wraps anew, as tmux does): the line is shown
+/// once, right below the message above it, with the cursor at its end.
+/// The first row of the line used to be taken to be the cursor's: four
+/// stale rows at 60 columns, the line three times back at 100.
+#[test]
+fn a_resize_leaves_the_wrapped_line_once_and_nothing_stale() {
+    let (mut screen, pid, mut server) = client_on_screen((100, 24));
+    // A screenful of conversation: the prompt is on the bottom row, as in
+    // a chat under way. (Higher up, a narrower screen can push the line's
+    // first rows off the top, out of reach, as tmux does too.)
+    for i in 0..30 {
+        server
+            .write_all(&frame(format!("earlier {i}").as_bytes()))
+            .unwrap();
+    }
+    server.write_all(&frame(b"above the line")).unwrap();
+    screen.wait_for("the messages", |screen| {
+        screen
+            .rows()
+            .iter()
+            .any(|row| row == "server: above the line")
+    });
+    let words: Vec<String> = (0..50).map(|i| format!("w{i:03}")).collect();
+    let mut typed = words.join(" ");
+    screen.send(&typed);
+    // 251 columns with the prompt: 51 on the third row.
+    expect_at_cursor(&mut screen, &typed[typed.len() - 51..]);
+    for (columns, key) in [(60, "!"), (100, "?"), (37, "+")] {
+        let mark = screen.resize(columns, 24);
+        // Erased below the cursor: the editor has seen the resize, and the
+        // key after comes after it.
+        screen.wait_for("the redraw after the resize", |screen| {
+            screen.count_since(mark, b"\x1b[J") > 0
+        });
+        screen.send(key);
+        typed.push_str(key);
+        screen.wait_for("the key after the resize", |screen| {
+            typed_lines(screen)
+                .iter()
+                .any(|(_, line)| line.ends_with(key))
+        });
+        let line = format!("> {typed}");
+        let shown = typed_lines(&screen);
+        assert_eq!(shown.len(), 1, "at {columns}:\n{}", screen.dump());
+        let (first, text) = &shown[0];
+        assert_eq!(text, &line, "at {columns}:\n{}", screen.dump());
+        // Right below the message, and nothing below it.
+        let lines = screen.lines();
+        let at = lines.iter().position(|(_, l)| l == &line).unwrap();
+        assert_eq!(
+            lines[at - 1].1,
+            "server: above the line",
+            "{}",
+            screen.dump()
+        );
+        assert!(
+            lines[at + 1..].iter().all(|(_, l)| l.is_empty()),
+            "{}",
+            screen.dump()
+        );
+        let width = line.chars().count();
+        let columns = usize::from(columns);
+        let row = usize::try_from(first + (width / columns) as isize).unwrap();
+        assert_eq!(screen.cursor(), (row, width % columns), "{}", screen.dump());
+    }
+    screen.send("\r");
+    assert_eq!(read_text(&mut server), typed);
+    screen.send("\x03");
+    wait_for_exit(pid);
+}
+
+/// Issue 21, item 8: a line taller than the screen. Home put the cursor on
+/// the screen's top row, which showed the middle of the line, and what was
+/// typed there went to the start, out of sight; Ctrl-L drew the whole line
+/// from the top and left the cursor as far off. Now the screenful with the
+/// cursor is shown.
+#[test]
+fn in_a_line_taller_than_the_screen_the_cursor_is_where_text_goes() {
+    let (mut screen, pid, mut server) = client_on_screen((40, 8));
+    // 80 words of 5 columns: 11 rows of 40 with the prompt.
+    let words: Vec<String> = (0..80).map(|i| format!("t{i:03}")).collect();
+    let line = words.join(" ");
+    screen.send(&line);
+    // Its last 8 rows fill the screen, the cursor at the end.
+    let shown: Vec<char> = format!("> {line}").chars().collect();
+    let rows: Vec<String> = shown
+        .chunks(40)
+        .map(|row| row.iter().collect::<String>().trim_end().to_string())
+        .collect();
+    screen.wait_for("the end of the line at the bottom", |screen| {
+        screen.rows() == rows[rows.len() - 8..]
+    });
+    assert_eq!(screen.cursor(), (7, 1), "{}", screen.dump());
+
+    screen.send("\x1b[HX");
+    expect_at_cursor(&mut screen, "> X");
+    assert!(
+        screen.rows()[screen.cursor().0].starts_with("> Xt000 t001"),
+        "{}",
+        screen.dump()
+    );
+    // Ctrl-L: the screen cleared, the same screenful drawn at its top.
+    screen.send("\x0cY");
+    expect_at_cursor(&mut screen, "> XY");
+    assert_eq!(screen.cursor().0, 0, "{}", screen.dump());
+    // End: the last screenful, the cursor at the end on the bottom row.
+    screen.send("\x1b[FZ");
+    screen.wait_for("the end of the line", |screen| {
+        screen.before_cursor().ends_with("079Z")
+    });
+    assert_eq!(screen.cursor().0, 7, "{}", screen.dump());
+    screen.send("\r");
+    assert_eq!(read_text(&mut server), format!("XY{line}Z"));
+    screen.send("\x03");
+    wait_for_exit(pid);
+}
+
+/// Issue 21, item 9: the keys move over what people see as one character.
+/// `a`, `e` + combining acute, `b`, Left Left `Y` sent `a e Y U+0301 b`
+/// (the accent on Y); Backspace after a flag sent half of it.
+#[test]
+fn keys_move_over_accents_flags_and_emoji_whole() {
+    let (mut screen, pid, mut server) = client_on_screen((40, 12));
+    enter_keys(
+        &mut screen,
+        &mut server,
+        "ae\u{301}b\x1b[D\x1b[DY",
+        "aYe\u{301}b",
+    );
+    enter_keys(&mut screen, &mut server, "x🇩🇪\x7f", "x");
+    enter_keys(&mut screen, &mut server, "👍🏽\x1b[Dz", "z👍🏽");
+    enter_keys(&mut screen, &mut server, "🇩🇪🇫🇷\x1b[D\x1b[3~", "🇩🇪");
+    screen.send("\x03");
+    wait_for_exit(pid);
+}
+
+fn enter_keys(screen: &mut Screen, peer: &mut TcpStream, keys: &str, sent: &str) {
+    screen.send(&format!("{keys}\r"));
+    assert_eq!(read_text(peer), sent);
 }

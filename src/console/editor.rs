@@ -7,6 +7,12 @@
 //! Messages and status lines are drawn above the prompt: the prompt and the
 //! line being typed are erased, the new lines written, and the prompt and
 //! line drawn again with the cursor where it was.
+//!
+//! The editor keeps where it drew the prompt and line ([`Drawn`]) so that it
+//! can always erase them from their first row: after a resize (where the
+//! terminal may have wrapped them anew) and after the program was stopped
+//! and continued (where nothing else redraws them: `kill -STOP`, or a
+//! session with no shell such as `ssh -t` or `xterm -e`).
 
 use std::io::{self, IsTerminal, Write};
 use std::sync::Arc;
@@ -18,7 +24,7 @@ use crossterm::event::{self, DisableBracketedPaste, EnableBracketedPaste, KeyEve
 use crossterm::{cursor, queue, terminal};
 use unicode_width::UnicodeWidthChar;
 
-use super::line::{Line, Outcome};
+use super::line::{Drawn, Line, Outcome, layout};
 use crate::console::event::{Event, Events, Input};
 use crate::console::input::{AfterQuit, Composer, Entered};
 use crate::console::output::{Output, Said, Shown, Sinks, write_plain};
@@ -122,8 +128,12 @@ struct Editor {
     palette: Palette,
     /// Status and errors go to stderr when that is not the terminal.
     errors_to_stderr: bool,
-    /// Rows between the top of the drawn prompt and the cursor, while drawn.
-    cursor_row: Option<u16>,
+    /// Where the prompt and line are on the screen, while drawn.
+    drawn: Option<Drawn>,
+    /// The first row of the line shown, for a line taller than the screen.
+    top: usize,
+    /// Whether the terminal wraps lines again when its width changes.
+    reflows: bool,
     /// Lines entered since the last repaint, to leave on the screen above
     /// the prompt (written together: a paste of thousands is one write).
     echo: String,
@@ -139,7 +149,9 @@ pub(super) fn run(output: Arc<Output>, inbox: Receiver<Msg>, prompt: String) {
         typing: None,
         palette: Palette::detect(),
         errors_to_stderr: !io::stderr().is_terminal(),
-        cursor_row: None,
+        drawn: None,
+        top: 0,
+        reflows: terminal_reflows(),
         echo: String::new(),
         out: io::stdout(),
     };
@@ -192,16 +204,20 @@ impl Editor {
                 }
             }
             Msg::Term(Ok(event::Event::Resize(..))) => {
-                // The terminal has reflowed what was drawn, in its own way:
-                // redraw from the cursor's row, never erasing upwards, so a
-                // message above can never be lost (at worst a stale copy of
-                // the start of a long line stays above).
-                let _ = queue!(
-                    self.out,
-                    cursor::MoveToColumn(0),
-                    terminal::Clear(terminal::ClearType::FromCursorDown)
-                );
-                self.cursor_row = None;
+                // The terminal has already rearranged what was drawn: find
+                // its first row where the terminal put it (at the new width,
+                // the latest one, as several resizes may be queued) and
+                // erase from there. Moving up stops at the screen's top, so
+                // a line now taller than the screen is erased from there.
+                let columns = screen_size().0;
+                let above = self
+                    .drawn
+                    .take()
+                    .map_or(0, |drawn| drawn.rows_above_cursor(columns, self.reflows));
+                if above > 0 {
+                    let _ = queue!(self.out, cursor::MoveUp(clamp_u16(above)));
+                }
+                self.erase_down();
             }
             Msg::Term(Ok(_)) => {}
             Msg::Term(Err(e)) => {
@@ -231,10 +247,18 @@ impl Editor {
                 });
                 spawn_key_reader(keys);
             }
+            // Whatever stopped the program, the line is where it was drawn
+            // (our own Ctrl-Z erased it first, and then nothing is drawn):
+            // the redraw that follows this batch erases it from its first
+            // row and draws it once, below what arrived meanwhile. Drawing
+            // it again from the cursor, as if nothing were there, left it
+            // twice on one row with the cursor in the middle.
             #[cfg(unix)]
             Msg::Resumed => {
                 super::resume_raw_mode();
-                self.cursor_row = None;
+                // A shell that had the terminal meanwhile turned bracketed
+                // paste off (bash does before running a command).
+                let _ = queue!(self.out, EnableBracketedPaste);
             }
             Msg::Output | Msg::Stop(_) => unreachable!("handled by the loop"),
         }
@@ -257,14 +281,20 @@ impl Editor {
                     terminal::Clear(terminal::ClearType::All),
                     cursor::MoveTo(0, 0)
                 );
-                self.cursor_row = None;
+                self.drawn = None;
             }
+            // The line is erased before the stop, so that the shell's words
+            // follow the messages; once continued, it is drawn where the
+            // shell left the cursor (once: see `Msg::Resumed`).
             #[cfg(unix)]
             Outcome::Suspend => {
                 self.clear();
+                // The shell gets the terminal as it was before us: a shell
+                // that knows nothing of bracketed paste would show its marks.
+                let _ = queue!(self.out, DisableBracketedPaste);
                 let _ = self.out.flush();
                 super::suspend();
-                self.cursor_row = None;
+                let _ = queue!(self.out, EnableBracketedPaste);
             }
             // Windows' end of input is Ctrl-Z (then Enter) on an empty line.
             #[cfg(windows)]
@@ -285,8 +315,7 @@ impl Editor {
                 .error("the conversation is ending; line not sent");
             return;
         }
-        let (shown, _) = shown_form(&self.prompt, line);
-        self.echo.push_str(&shown);
+        self.echo.push_str(&shown_form(&self.prompt, line));
         self.echo.push_str("\r\n");
         if typing.composer.enter(line.as_bytes()) == Entered::Quit {
             self.quit();
@@ -394,16 +423,30 @@ impl Editor {
 
     /// Erases the prompt and line, leaving the cursor where the prompt began.
     fn clear(&mut self) {
-        if let Some(row) = self.cursor_row.take() {
+        if let Some(drawn) = self.drawn.take() {
+            let (row, _) = drawn.cursor;
+            // Never 0: `CSI 0 A` moves up one row.
             if row > 0 {
-                let _ = queue!(self.out, cursor::MoveUp(row));
+                let _ = queue!(self.out, cursor::MoveUp(clamp_u16(row)));
             }
-            let _ = queue!(
-                self.out,
-                cursor::MoveToColumn(0),
-                terminal::Clear(terminal::ClearType::FromCursorDown)
-            );
+            self.erase_down();
         }
+    }
+
+    /// Erases the cursor's row and all below, leaving the cursor at the
+    /// row's start. Not by erasing from column 0: from the screen's top
+    /// left corner, that is clearing the screen, which tmux (its default
+    /// `scroll-on-clear`) copies into its history first; a prompt on the
+    /// top row (after Ctrl-L, or a line as tall as the screen) would leave
+    /// a copy there at every key.
+    fn erase_down(&mut self) {
+        let _ = queue!(
+            self.out,
+            terminal::Clear(terminal::ClearType::CurrentLine),
+            cursor::MoveToColumn(1),
+            terminal::Clear(terminal::ClearType::FromCursorDown),
+            cursor::MoveToColumn(0)
+        );
     }
 
     fn redraw(&mut self) {
@@ -412,30 +455,33 @@ impl Editor {
         self.draw();
     }
 
-    /// Draws the prompt and line from the cursor's position, then puts the
-    /// cursor where it belongs in the line.
+    /// Draws the prompt and line from the cursor's position (column 0 of a
+    /// clear row), then puts the cursor where it belongs in the line.
     fn draw(&mut self) {
-        let columns = terminal::size().map_or(80, |(c, _)| usize::from(c.max(1)));
+        let size = screen_size();
         let prompt = self
             .line
             .search_prompt()
             .unwrap_or_else(|| self.prompt.clone());
-        let (shown, total) = shown_form(&prompt, self.line.text());
-        let (_, before) = shown_form(&prompt, &self.line.text()[..self.line.cursor()]);
-        let _ = self.out.write_all(shown.as_bytes());
-        // At the last column the cursor waits to wrap; make it wrap now so
-        // that its row is known.
-        if total > 0 && total % columns == 0 {
-            let _ = self.out.write_all(b"\r\n");
-        }
-        let end_row = total / columns;
-        let (row, column) = (before / columns, before % columns);
-        if end_row > row {
-            let _ = queue!(self.out, cursor::MoveUp(clamp_u16(end_row - row)));
+        let shown = layout(
+            &prompt,
+            self.line.text(),
+            self.line.cursor(),
+            size,
+            self.top,
+        );
+        self.top = shown.top;
+        let _ = self.out.write_all(shown.text.as_bytes());
+        let (row, column) = shown.cursor;
+        if shown.end_row > row {
+            let _ = queue!(self.out, cursor::MoveUp(clamp_u16(shown.end_row - row)));
         }
         let _ = queue!(self.out, cursor::MoveToColumn(clamp_u16(column)));
         let _ = self.out.flush();
-        self.cursor_row = Some(clamp_u16(row));
+        self.drawn = Some(Drawn {
+            columns: size.0,
+            cursor: shown.cursor,
+        });
     }
 
     /// Gives the terminal back: the prompt erased, line mode and echo on.
@@ -447,9 +493,6 @@ impl Editor {
     }
 }
 
-/// What is written for the prompt and `text`, and its width in columns:
-/// control characters (a pasted tab, say) show as `?`, so that the width is
-/// known.
 /// Columns `text` takes on the screen.
 fn columns_of(text: &str) -> usize {
     text.chars().map(|c| c.width().unwrap_or(0)).sum()
@@ -492,19 +535,44 @@ fn block(text: &str, label: usize, columns: usize) -> String {
     out
 }
 
-fn shown_form(prompt: &str, text: &str) -> (String, usize) {
-    let mut shown = String::with_capacity(prompt.len() + text.len());
-    let mut width = 0;
-    for c in prompt.chars().chain(text.chars()) {
-        if c.is_control() {
-            shown.push('?');
-            width += 1;
-        } else {
-            shown.push(c);
-            width += c.width().unwrap_or(0);
-        }
+/// What is written for the prompt and `text` once entered: control
+/// characters (a pasted tab, say) show as `?`, as while it was typed.
+fn shown_form(prompt: &str, text: &str) -> String {
+    prompt
+        .chars()
+        .chain(text.chars())
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// The screen's columns and rows. A terminal that says nothing sensible (a
+/// serial line says 0) is taken as 80 columns, of unknown height: a line
+/// is then never cut to a screenful.
+fn screen_size() -> (usize, usize) {
+    let (columns, rows) = terminal::size().unwrap_or((0, 0));
+    let columns = match columns {
+        0 => 80,
+        c => usize::from(c),
+    };
+    let rows = match rows {
+        0 => usize::MAX,
+        r => usize::from(r),
+    };
+    (columns, rows)
+}
+
+/// Whether the terminal wraps a long line again when its width changes,
+/// which decides where the line's first row is after a resize. Most do
+/// (tmux, VTE's, kitty, Alacritty, iTerm2, Windows'); xterm (which says so
+/// in `XTERM_VERSION`), rxvt and the Linux console do not. Inside tmux,
+/// tmux does, whatever terminal shows it.
+fn terminal_reflows() -> bool {
+    if std::env::var_os("TMUX").is_some() {
+        return true;
     }
-    (shown, width)
+    let term = std::env::var("TERM").unwrap_or_default();
+    let xterm = std::env::var_os("XTERM_VERSION").is_some();
+    !(xterm || term == "linux" || term.starts_with("rxvt"))
 }
 
 fn clamp_u16(n: usize) -> u16 {
@@ -592,10 +660,8 @@ mod tests {
     }
 
     #[test]
-    fn widths_count_columns_not_bytes() {
-        assert_eq!(shown_form("> ", "hi").1, 4);
-        assert_eq!(shown_form("> ", "你好").1, 6);
-        assert_eq!(shown_form("", "a\tb"), ("a?b".to_string(), 3));
-        assert_eq!(shown_form("", "e\u{301}").1, 1);
+    fn an_entered_line_shows_control_characters_as_question_marks() {
+        assert_eq!(shown_form("> ", "a\tb"), "> a?b");
+        assert_eq!(shown_form("> ", "e\u{301}"), "> e\u{301}");
     }
 }

@@ -1,7 +1,14 @@
 //! The line being edited: its text, the cursor and this session's history,
-//! changed by keys. No terminal here: the editor thread draws the result.
+//! changed by keys; and where it goes on a screen of a given size
+//! ([`layout`]). No terminal here: the editor thread draws the result.
+//!
+//! The cursor moves over grapheme clusters, what a person sees as one
+//! character (`e` and a combining accent, `👍🏽`, a flag): it never stops
+//! inside one, so a key can neither split it nor send half of it.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use unicode_segmentation::{GraphemeCursor, UnicodeSegmentation};
+use unicode_width::UnicodeWidthStr;
 
 /// What a key did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +32,7 @@ pub(super) enum Outcome {
 #[derive(Default)]
 pub(super) struct Line {
     text: String,
-    /// Byte offset of the cursor in `text`, always on a char boundary.
+    /// Byte offset of the cursor in `text`, always on a cluster boundary.
     cursor: usize,
     history: Vec<String>,
     /// The history entry shown, while browsing it.
@@ -68,6 +75,7 @@ impl Line {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         let alt = key.modifiers.contains(KeyModifiers::ALT);
         if self.search.is_some() && self.searching(key, ctrl, alt) {
+            self.onto_boundary();
             return Outcome::Edited;
         }
         match key.code {
@@ -87,11 +95,11 @@ impl Line {
             KeyCode::Char('d') if ctrl => self.delete_forward(),
             KeyCode::Char('a') if ctrl => self.cursor = 0,
             KeyCode::Char('e') if ctrl => self.cursor = self.text.len(),
-            KeyCode::Char('b') if ctrl => self.cursor = self.prev_char(),
-            KeyCode::Char('f') if ctrl => self.cursor = self.next_char(),
+            KeyCode::Char('b') if ctrl => self.cursor = self.prev_boundary(),
+            KeyCode::Char('f') if ctrl => self.cursor = self.next_boundary(),
             KeyCode::Char('w') if ctrl => self.delete_back_to(self.word_start()),
             // Many terminals send Ctrl-H for Backspace.
-            KeyCode::Char('h') if ctrl => self.delete_back_to(self.prev_char()),
+            KeyCode::Char('h') if ctrl => self.delete_back_to(self.prev_boundary()),
             KeyCode::Char('u') if ctrl => {
                 self.text.replace_range(..self.cursor, "");
                 self.cursor = 0;
@@ -109,18 +117,19 @@ impl Line {
             KeyCode::Char(c) => self.insert(c.encode_utf8(&mut [0; 4])),
             KeyCode::Tab => self.insert("\t"),
             KeyCode::Backspace if alt => self.delete_back_to(self.word_start()),
-            KeyCode::Backspace => self.delete_back_to(self.prev_char()),
+            KeyCode::Backspace => self.delete_back_to(self.prev_boundary()),
             KeyCode::Delete => self.delete_forward(),
             KeyCode::Left if ctrl || alt => self.cursor = self.word_start(),
             KeyCode::Right if ctrl || alt => self.cursor = self.word_end(),
-            KeyCode::Left => self.cursor = self.prev_char(),
-            KeyCode::Right => self.cursor = self.next_char(),
+            KeyCode::Left => self.cursor = self.prev_boundary(),
+            KeyCode::Right => self.cursor = self.next_boundary(),
             KeyCode::Home => self.cursor = 0,
             KeyCode::End => self.cursor = self.text.len(),
             KeyCode::Up => self.history_back(),
             KeyCode::Down => self.history_forward(),
             _ => return Outcome::Ignored,
         }
+        self.onto_boundary();
         Outcome::Edited
     }
 
@@ -141,6 +150,7 @@ impl Line {
             rest = &rest[end + skip..];
         }
         self.insert(rest);
+        self.onto_boundary();
         entered
     }
 
@@ -228,48 +238,76 @@ impl Line {
     }
 
     fn delete_forward(&mut self) {
-        let end = self.next_char();
+        let end = self.next_boundary();
         self.text.replace_range(self.cursor..end, "");
     }
 
-    fn prev_char(&self) -> usize {
-        self.text[..self.cursor]
-            .char_indices()
-            .next_back()
-            .map_or(0, |(at, _)| at)
+    /// Where the cluster before the cursor starts.
+    fn prev_boundary(&self) -> usize {
+        // The whole text is the one chunk: the search cannot ask for more.
+        GraphemeCursor::new(self.cursor, self.text.len(), true)
+            .prev_boundary(&self.text, 0)
+            .ok()
+            .flatten()
+            .unwrap_or(0)
     }
 
-    fn next_char(&self) -> usize {
-        self.text[self.cursor..]
-            .chars()
-            .next()
-            .map_or(self.cursor, |c| self.cursor + c.len_utf8())
+    /// Where the cluster after the cursor ends.
+    fn next_boundary(&self) -> usize {
+        GraphemeCursor::new(self.cursor, self.text.len(), true)
+            .next_boundary(&self.text, 0)
+            .ok()
+            .flatten()
+            .unwrap_or(self.text.len())
+    }
+
+    /// Moves the cursor to the end of the cluster it is in, if an edit left
+    /// it inside one: text typed or deleted next to a cluster can join with
+    /// it (a regional indicator typed before another makes a flag; deleting
+    /// what stood between two makes one), and a history search can find
+    /// its query inside one.
+    fn onto_boundary(&mut self) {
+        let on_boundary = GraphemeCursor::new(self.cursor, self.text.len(), true)
+            .is_boundary(&self.text, 0)
+            .unwrap_or(true);
+        if !on_boundary {
+            self.cursor = self.next_boundary();
+        }
     }
 
     /// Where the word before the cursor starts (skipping spaces first).
     fn word_start(&self) -> usize {
-        let before = &self.text[..self.cursor];
-        let trimmed = before.trim_end_matches(|c: char| !c.is_alphanumeric());
-        trimmed
-            .char_indices()
+        let mut start = 0;
+        let mut in_word = false;
+        let before = self
+            .text
+            .grapheme_indices(true)
             .rev()
-            .find(|&(_, c)| !c.is_alphanumeric())
-            .map_or(0, |(at, c)| at + c.len_utf8())
+            .skip_while(|&(at, _)| at >= self.cursor);
+        for (at, cluster) in before {
+            if in_word && !wordy(cluster) {
+                break;
+            }
+            in_word |= wordy(cluster);
+            start = at;
+        }
+        start
     }
 
     /// Where the word after the cursor ends (skipping spaces first).
     fn word_end(&self) -> usize {
-        let after = &self.text[self.cursor..];
-        let skipped = after.len()
-            - after
-                .trim_start_matches(|c: char| !c.is_alphanumeric())
-                .len();
-        let rest = &after[skipped..];
-        let word = rest
-            .char_indices()
-            .find(|&(_, c)| !c.is_alphanumeric())
-            .map_or(rest.len(), |(at, _)| at);
-        self.cursor + skipped + word
+        let mut in_word = false;
+        let after = self
+            .text
+            .grapheme_indices(true)
+            .skip_while(|&(at, _)| at < self.cursor);
+        for (at, cluster) in after {
+            if in_word && !wordy(cluster) {
+                return at;
+            }
+            in_word |= wordy(cluster);
+        }
+        self.text.len()
     }
 
     fn history_back(&mut self) {
@@ -297,6 +335,135 @@ impl Line {
             self.text = std::mem::take(&mut self.draft);
         }
         self.cursor = self.text.len();
+    }
+}
+
+/// Whether a cluster belongs to a word, for the word keys: one that starts
+/// with a letter or a digit (its combining marks go with it).
+fn wordy(cluster: &str) -> bool {
+    cluster.chars().next().is_some_and(char::is_alphanumeric)
+}
+
+/// The prompt and the line laid out on a screen: what to write, from
+/// column 0 of the row where the prompt starts, and where the cursor goes.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Layout {
+    /// The rows shown, as one text that the terminal wraps itself (so that
+    /// a terminal that reflows on resize sees one line): a row is ended by
+    /// filling it, with spaces where a wide cluster did not fit at its end
+    /// and starts the next row, as terminals do.
+    pub(super) text: String,
+    /// The row, from the first shown, that `text` ends on.
+    pub(super) end_row: usize,
+    /// Where the cursor goes: row from the first shown, and column.
+    pub(super) cursor: (usize, usize),
+    /// The first row shown: a line taller than the screen is shown a
+    /// screenful at a time, the one with the cursor, so that the cursor is
+    /// never above the screen's top where it cannot go (it would stop at
+    /// the top row, and text typed there would go elsewhere than shown).
+    pub(super) top: usize,
+}
+
+/// Lays out `prompt` and `text`, with the cursor at byte `cursor` of
+/// `text`, on a screen `columns` wide and `rows` high. `top` is the first
+/// row shown last time, kept while the cursor stays in view so that the
+/// line does not jump as one moves in it. Each cluster takes the columns
+/// `unicode-width` gives it (a flag or `👍🏽` 2, `e` and an accent 1), as
+/// today's terminals show it; control characters show as `?`, so that
+/// their width is known.
+pub(super) fn layout(
+    prompt: &str,
+    text: &str,
+    cursor: usize,
+    (columns, rows): (usize, usize),
+    top: usize,
+) -> Layout {
+    let (columns, rows) = (columns.max(1), rows.max(1));
+    // The rows filled so far, and the one being filled.
+    let mut lines = Vec::new();
+    let mut current = String::new();
+    let mut column = 0;
+    let mut at_cursor = None;
+    let prompt_clusters = prompt.grapheme_indices(true).map(|(_, c)| (None, c));
+    let text_clusters = text.grapheme_indices(true).map(|(at, c)| (Some(at), c));
+    for (at, cluster) in prompt_clusters.chain(text_clusters) {
+        let controls = cluster.chars().filter(|c| c.is_control()).count();
+        let width = match controls {
+            0 => cluster.width(),
+            _ => cluster.chars().count(),
+        };
+        // A cluster that does not fit goes to the next row whole (one wider
+        // than the screen starts a row of its own and is cut by the terminal).
+        if width > 0 && column + width > columns && column > 0 {
+            current.extend(std::iter::repeat_n(' ', columns.saturating_sub(column)));
+            lines.push(std::mem::take(&mut current));
+            column = 0;
+        }
+        if at == Some(cursor) {
+            at_cursor = Some((lines.len(), column));
+        }
+        match controls {
+            0 => current.push_str(cluster),
+            n => current.extend(std::iter::repeat_n('?', n)),
+        }
+        column += width;
+    }
+    lines.push(current);
+    // At the end of the text, or past the last column (where a terminal's
+    // cursor waits to wrap), the cursor is at the start of the next row.
+    let (mut row, mut col) = at_cursor.unwrap_or((lines.len() - 1, column));
+    if col >= columns {
+        (row, col) = (row + 1, 0);
+    }
+    let total = lines.len().max(row + 1);
+    let top = match total > rows {
+        true => top
+            .min(row)
+            .max((row + 1).saturating_sub(rows))
+            .min(total - rows),
+        false => 0,
+    };
+    let shown = total.min(rows);
+    let mut out = String::new();
+    for line in lines.iter().skip(top).take(shown) {
+        out.push_str(line);
+    }
+    // The cursor on a row of its own after a full one: a space makes the
+    // terminal wrap there (a line break would end the line, for a terminal
+    // that reflows), and the carriage return brings the cursor back to it.
+    if row == lines.len() {
+        out.push_str(" \r");
+    }
+    Layout {
+        text: out,
+        end_row: shown - 1,
+        cursor: (row - top, col),
+        top,
+    }
+}
+
+/// What the editor drew last: enough to find its first row again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Drawn {
+    /// The screen's width when it was drawn.
+    pub(super) columns: usize,
+    /// The cursor's row, from the first row drawn, and column.
+    pub(super) cursor: (usize, usize),
+}
+
+impl Drawn {
+    /// Rows from the first row drawn down to the cursor once the screen is
+    /// `columns` wide. A terminal that `reflows` (tmux, VTE's, kitty,
+    /// Alacritty, iTerm2, Windows') wraps what was drawn, one line, again
+    /// at the new width and keeps the cursor at the same place in it; one
+    /// that does not (xterm, rxvt, the Linux console) cuts or pads rows and
+    /// leaves them where they were.
+    pub(super) fn rows_above_cursor(&self, columns: usize, reflows: bool) -> usize {
+        let (row, column) = self.cursor;
+        match reflows {
+            true => (row * self.columns + column) / columns.max(1),
+            false => row,
+        }
     }
 }
 
@@ -451,6 +618,228 @@ mod tests {
         press(&mut line, KeyCode::End, NONE);
         typed(&mut line, "!");
         assert_eq!(line.text(), "second!");
+    }
+
+    /// Issue 21, item 9: `a`, `e` + combining acute, `b`, Left Left `Y`
+    /// sent `a e Y U+0301 b` (the accent moved onto Y), and Backspace after
+    /// a flag left half of it.
+    #[test]
+    fn the_cursor_moves_over_what_people_see_as_one_character() {
+        let mut line = Line::default();
+        typed(&mut line, "ae\u{301}b");
+        press(&mut line, KeyCode::Left, NONE);
+        press(&mut line, KeyCode::Left, NONE);
+        typed(&mut line, "Y");
+        assert_eq!(line.text(), "aYe\u{301}b");
+        press(&mut line, KeyCode::End, NONE);
+        press(&mut line, KeyCode::Left, NONE);
+        press(&mut line, KeyCode::Backspace, NONE);
+        assert_eq!(line.text(), "aYb");
+
+        // A flag is two regional indicators, typed one by one.
+        let mut line = Line::default();
+        typed(&mut line, "x🇩🇪");
+        press(&mut line, KeyCode::Backspace, NONE);
+        assert_eq!((line.text(), line.cursor()), ("x", 1));
+        typed(&mut line, "👍🏽y");
+        press(&mut line, KeyCode::Left, NONE);
+        press(&mut line, KeyCode::Left, NONE);
+        assert_eq!(line.cursor(), 1);
+        press(&mut line, KeyCode::Delete, NONE);
+        assert_eq!(line.text(), "xy");
+        typed(&mut line, "🇫🇷");
+        assert_eq!(line.text(), "x🇫🇷y");
+        press(&mut line, KeyCode::Char('b'), CTRL);
+        assert_eq!(line.cursor(), 1);
+        press(&mut line, KeyCode::Char('f'), CTRL);
+        press(&mut line, KeyCode::Char('h'), CTRL);
+        assert_eq!(line.text(), "xy");
+        typed(&mut line, "🇫🇷");
+        press(&mut line, KeyCode::Home, NONE);
+        press(&mut line, KeyCode::Right, NONE);
+        press(&mut line, KeyCode::Char('d'), CTRL);
+        assert_eq!(line.text(), "xy");
+
+        // An edit that joins clusters leaves the cursor after the new one,
+        // never inside it: a regional indicator typed between two flags
+        // pairs with the next one's first; deleting what stood between two
+        // indicators makes them one flag.
+        let mut line = Line::default();
+        typed(&mut line, "🇩🇪🇫🇷");
+        press(&mut line, KeyCode::Left, NONE);
+        typed(&mut line, "🇮");
+        assert_eq!(line.cursor(), "🇩🇪🇮🇫".len());
+        let mut line = Line::default();
+        typed(&mut line, "🇩a🇪");
+        press(&mut line, KeyCode::Left, NONE);
+        press(&mut line, KeyCode::Backspace, NONE);
+        assert_eq!((line.text(), line.cursor()), ("🇩🇪", "🇩🇪".len()));
+        press(&mut line, KeyCode::Left, NONE);
+        assert_eq!(line.cursor(), 0);
+    }
+
+    /// The word keys take a letter's combining marks with it.
+    #[test]
+    fn words_keep_their_accents() {
+        let mut line = Line::default();
+        typed(&mut line, "nai\u{308}ve cafe\u{301}");
+        press(&mut line, KeyCode::Char('w'), CTRL);
+        assert_eq!(line.text(), "nai\u{308}ve ");
+        press(&mut line, KeyCode::Char('b'), ALT);
+        assert_eq!(line.cursor(), 0);
+        press(&mut line, KeyCode::Char('f'), ALT);
+        assert_eq!(line.cursor(), "nai\u{308}ve".len());
+        press(&mut line, KeyCode::Left, CTRL);
+        press(&mut line, KeyCode::Char('d'), ALT);
+        assert_eq!(line.text(), " ");
+        // Emoji and flags are not words: they go as spaces do.
+        let mut line = Line::default();
+        typed(&mut line, "hi 👍🏽 🇩🇪");
+        press(&mut line, KeyCode::Backspace, ALT);
+        assert_eq!(line.text(), "");
+    }
+
+    /// A history search for a combining mark finds it inside a cluster:
+    /// the cursor goes to the cluster's end, not between its parts.
+    #[test]
+    fn a_search_never_leaves_the_cursor_inside_a_cluster() {
+        let mut line = Line::default();
+        typed(&mut line, "cafe\u{301} au lait");
+        press(&mut line, KeyCode::Enter, NONE);
+        press(&mut line, KeyCode::Char('r'), CTRL);
+        typed(&mut line, "\u{301}");
+        assert_eq!(line.text(), "cafe\u{301} au lait");
+        assert_eq!(line.cursor(), "cafe\u{301}".len());
+    }
+
+    const WIDE: (usize, usize) = (80, 24);
+
+    /// The rows of a layout's text on a screen `columns` wide (ASCII only).
+    fn rows_of(shown: &Layout, columns: usize) -> Vec<String> {
+        let chars: Vec<char> = shown.text.chars().collect();
+        chars
+            .chunks(columns)
+            .map(|row| row.iter().collect())
+            .collect()
+    }
+
+    /// Where the cursor goes, in columns as terminals show clusters.
+    #[test]
+    fn the_cursor_goes_where_terminals_show_it() {
+        let end = |text: &str| layout("> ", text, text.len(), WIDE, 0).cursor;
+        assert_eq!(end("hi"), (0, 4));
+        assert_eq!(end("e\u{301}"), (0, 3));
+        assert_eq!(end("🇩🇪"), (0, 4));
+        assert_eq!(end("👍🏽"), (0, 4));
+        assert_eq!(end("你好"), (0, 6));
+        // Control characters show as `?`, one column each.
+        let shown = layout("> ", "a\tb", 1, WIDE, 0);
+        assert_eq!((shown.text.as_str(), shown.cursor), ("> a?b", (0, 3)));
+        let middle = "a👍🏽b";
+        assert_eq!(
+            layout("> ", middle, middle.len() - 1, WIDE, 0).cursor,
+            (0, 5)
+        );
+    }
+
+    #[test]
+    fn a_long_line_wraps_as_the_terminal_wraps_it() {
+        let size = (10, 24);
+        // Exactly a row: the cursor goes to the next row, by a space that
+        // the terminal wraps (a line break would end the line).
+        let shown = layout("> ", "abcdefgh", 8, size, 0);
+        assert_eq!(shown.text, "> abcdefgh \r");
+        assert_eq!((shown.end_row, shown.cursor), (1, (1, 0)));
+        // The same with the cursor in the line: the terminal's cursor
+        // waits at the end of the full row.
+        let shown = layout("> ", "abcdefgh", 1, size, 0);
+        assert_eq!(shown.text, "> abcdefgh");
+        assert_eq!((shown.end_row, shown.cursor), (0, (0, 3)));
+        // A wide cluster that does not fit at a row's end starts the next
+        // row; a space fills the column it left.
+        let shown = layout("> ", "abcdefg你x", "abcdefg".len(), size, 0);
+        assert_eq!(shown.text, "> abcdefg 你x");
+        assert_eq!((shown.end_row, shown.cursor), (1, (1, 0)));
+        let shown = layout("> ", "abcdefg👍🏽", "abcdefg👍🏽".len(), size, 0);
+        assert_eq!(shown.cursor, (1, 2));
+    }
+
+    /// Issue 21, item 8: a line taller than the screen is shown a screenful
+    /// at a time, the one with the cursor, which is never above the top.
+    #[test]
+    fn a_line_taller_than_the_screen_shows_the_rows_with_the_cursor() {
+        let size = (10, 3);
+        // 52 columns with the prompt: rows 0 to 5, the last holding "WX".
+        let text: String = ('a'..='z').chain('A'..='X').collect();
+        let at_end = layout("> ", &text, text.len(), size, 0);
+        assert_eq!(at_end.top, 3);
+        assert_eq!(rows_of(&at_end, 10), ["CDEFGHIJKL", "MNOPQRSTUV", "WX"]);
+        assert_eq!((at_end.end_row, at_end.cursor), (2, (2, 2)));
+        // Home: the first screenful, the cursor after the prompt.
+        let home = layout("> ", &text, 0, size, at_end.top);
+        assert_eq!(home.top, 0);
+        assert_eq!(
+            rows_of(&home, 10),
+            ["> abcdefgh", "ijklmnopqr", "stuvwxyzAB"]
+        );
+        assert_eq!((home.end_row, home.cursor), (2, (0, 2)));
+        // Moving within the rows shown does not move them.
+        let near = layout("> ", &text, 20, size, home.top);
+        assert_eq!((near.top, near.cursor), (0, (2, 2)));
+        // One row past them moves them by one.
+        let next = layout("> ", &text, 28, size, near.top);
+        assert_eq!((next.top, next.cursor), (1, (2, 0)));
+        assert!(rows_of(&next, 10)[2].starts_with('C'));
+        // The cursor at the end of a full last row is on a row of its own,
+        // which is shown too.
+        let full: String = "x".repeat(28);
+        let shown = layout("> ", &full, full.len(), size, 0);
+        assert_eq!((shown.top, shown.cursor, shown.end_row), (1, (2, 0), 2));
+        assert!(shown.text.ends_with(" \r"));
+    }
+
+    proptest::proptest! {
+        /// Any text, cursor and screen, however small: no panic, and the
+        /// cursor is on the screen, within what is shown.
+        #[test]
+        fn any_line_lays_out_on_any_screen(
+            text in "(a|e\u{301}|你|👍🏽|🇩|🇪|\t| |\u{200d}|\u{301}){0,40}",
+            at in 0usize..200,
+            columns in 0usize..12,
+            rows in 0usize..5,
+            top in 0usize..20,
+        ) {
+            let boundaries: Vec<usize> = text
+                .grapheme_indices(true)
+                .map(|(at, _)| at)
+                .chain([text.len()])
+                .collect();
+            let cursor = boundaries[at % boundaries.len()];
+            let shown = layout("> ", &text, cursor, (columns, rows), top);
+            proptest::prop_assert!(shown.cursor.0 <= shown.end_row);
+            proptest::prop_assert!(shown.end_row < rows.max(1));
+            proptest::prop_assert!(shown.cursor.1 < columns.max(1) || columns < 2);
+        }
+    }
+
+    /// Issue 21, item 8: after a resize, the first row drawn is found where
+    /// the terminal put it. At 100 columns, 251 columns of prompt and line
+    /// are 3 rows, the cursor at the end on the third.
+    #[test]
+    fn after_a_resize_the_first_row_drawn_is_found_again() {
+        let drawn = Drawn {
+            columns: 100,
+            cursor: (2, 51),
+        };
+        // Rewrapped at 60 columns: 5 rows, the cursor on the fifth.
+        assert_eq!(drawn.rows_above_cursor(60, true), 4);
+        // Cut at 60 columns: the rows stay where they were.
+        assert_eq!(drawn.rows_above_cursor(60, false), 2);
+        // Wider: fewer rows.
+        assert_eq!(drawn.rows_above_cursor(200, true), 1);
+        assert_eq!(drawn.rows_above_cursor(100, true), 2);
+        // A screen that says 0 columns is taken as 1.
+        assert_eq!(drawn.rows_above_cursor(0, true), 251);
     }
 
     #[test]
