@@ -670,6 +670,12 @@ impl Conn {
         self.out.len()
     }
 
+    /// [`unsent`](Self::unsent), and what was written and is kept until
+    /// the peer acknowledges it.
+    pub fn held(&self) -> usize {
+        self.out.len() + self.out.kept()
+    }
+
     /// Whether there is something to write.
     pub fn wants_write(&self) -> bool {
         self.unsent() > 0

@@ -646,9 +646,12 @@ impl Io {
         self.links.get(id).map_or(0, |link| link.conn.sent())
     }
 
-    /// Bytes queued for connection `id` that its peer has not yet taken.
+    /// Bytes queued for connection `id` that its peer has not yet taken,
+    /// and, with a version 2 peer, those written and not yet acknowledged:
+    /// a program that sends while this is under a bound keeps at most that
+    /// much in flight (1 MiB per round trip: 10 MB/s at 100 ms).
     pub fn unsent(&self, id: Id) -> usize {
-        self.links.get(id).map_or(0, |link| link.conn.unsent())
+        self.links.get(id).map_or(0, |link| link.conn.held())
     }
 
     /// Moves whole frames from connection `id` into `into`, about `limit`

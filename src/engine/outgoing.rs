@@ -42,9 +42,9 @@ pub struct Outgoing {
     start: usize,
     /// Bytes from `start` on, in all the buffers.
     len: usize,
-    /// An emptied buffer: the next copy goes into it, or it is lent to
+    /// Emptied buffers: the next copy goes into one, or one is lent to
     /// the next batch's owner.
-    spare: Option<Vec<u8>>,
+    spares: Vec<Vec<u8>>,
     /// A batch has come in: its buffers are worth keeping.
     lends: bool,
     /// Written buffers kept until their messages are acknowledged, if the
@@ -68,6 +68,11 @@ impl Outgoing {
         self.len
     }
 
+    /// Bytes written and kept until acknowledged.
+    pub fn kept(&self) -> usize {
+        self.kept.as_ref().map_or(0, |kept| kept.bytes)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -86,7 +91,7 @@ impl Outgoing {
                 *count += numbered;
             }
             None => {
-                let mut buffer = self.spare.take().unwrap_or_default();
+                let mut buffer = self.spares.pop().unwrap_or_default();
                 buffer.extend_from_slice(bytes);
                 self.buffers.push_back((buffer, numbered));
             }
@@ -103,7 +108,7 @@ impl Outgoing {
         }
         self.lends = true;
         self.len += batch.len();
-        let spare = self.spare.take().unwrap_or_default();
+        let spare = self.spares.pop().unwrap_or_default();
         self.buffers
             .push_back((mem::replace(batch, spare), numbered));
     }
@@ -130,7 +135,7 @@ impl Outgoing {
             kept.first += messages;
             kept.bytes -= buffer.len();
             let (buffer, _) = kept.buffers.pop_front().expect("a buffer");
-            recycle(&mut self.spare, self.lends, buffer);
+            recycle(&mut self.spares, self.lends, buffer);
         }
     }
 
@@ -166,7 +171,7 @@ impl Outgoing {
     /// Keeps `done`, a buffer written out or acknowledged, to lend or fill
     /// next, if one is wanted and it is worth it.
     fn recycle(&mut self, done: Vec<u8>) {
-        recycle(&mut self.spare, self.lends, done);
+        recycle(&mut self.spares, self.lends, done);
     }
 
     /// The next bytes to write, up to `most`: one buffer's (empty when
@@ -222,12 +227,21 @@ impl Outgoing {
     }
 }
 
-/// Keeps `done` as `spare` if there is none and it is worth keeping (a
-/// batch's size where batches come, small otherwise).
-fn recycle(spare: &mut Option<Vec<u8>>, lends: bool, mut done: Vec<u8>) {
-    if spare.is_none() && (lends || done.capacity() <= KEEP_CAPACITY) {
+/// Buffers kept to lend where batches come: with a version 2 peer they
+/// come back only once acknowledged, a few at a time, and a batch that
+/// finds none allocates (and faults in) half a megabyte anew.
+const LEND_SPARES: usize = 3;
+
+/// Keeps `done` among `spares` if it is worth keeping: a batch's buffer
+/// where batches come (a few of them), one small one otherwise.
+fn recycle(spares: &mut Vec<Vec<u8>>, lends: bool, mut done: Vec<u8>) {
+    let keep = match lends {
+        true => spares.len() < LEND_SPARES,
+        false => spares.is_empty() && done.capacity() <= KEEP_CAPACITY,
+    };
+    if keep {
         done.clear();
-        *spare = Some(done);
+        spares.push(done);
     }
 }
 
@@ -303,10 +317,10 @@ mod tests {
         let mut outgoing = Outgoing::default();
         outgoing.push_copy(&[1; 100], 0);
         drain(&mut outgoing, 64);
-        assert!(outgoing.spare.is_some(), "a small buffer was let go");
+        assert!(!outgoing.spares.is_empty(), "a small buffer was let go");
         outgoing.push_copy(&[1; KEEP_CAPACITY * 2], 0);
         drain(&mut outgoing, 4096);
-        assert!(outgoing.buffers.is_empty() && outgoing.spare.is_none());
+        assert!(outgoing.buffers.is_empty() && outgoing.spares.is_empty());
     }
 
     fn frames(payloads: &[&[u8]]) -> Vec<u8> {
