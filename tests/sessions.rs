@@ -236,3 +236,25 @@ fn a_line_not_yet_acknowledged_is_shown_in_the_prompt_until_it_is() {
     terminal.send("q\r").unwrap();
     assert_eq!(server.wait().code(), Some(0));
 }
+
+/// Ctrl-C gives up at once and says what was not delivered, in lines.
+#[test]
+fn an_interrupt_says_which_lines_were_not_delivered() {
+    let (mut server, mut client, relay) = through_a_relay_dead_after("15", &[]);
+    relay.freeze();
+    client.say("said into a stopped link");
+    client.say("and this");
+    // Both lines taken by the client's loop (sent, not acknowledged)
+    // before the interrupt: the prompt's count says so at a terminal; here
+    // the relay holding them does.
+    support::wait_until("the lines reach the relay", || relay.waiting() > 0);
+    client.interrupt();
+    let said = client.expect_status("interrupted");
+    assert!(
+        said.ends_with("2 lines not delivered, the first: \"said into a stopped link\""),
+        "{said}"
+    );
+    assert_eq!(client.wait().code(), Some(130));
+    relay.thaw();
+    drop(server.wait());
+}

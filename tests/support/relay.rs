@@ -18,6 +18,8 @@ pub struct Relay {
     frozen: Arc<AtomicBool>,
     /// Bytes forwarded, both ways.
     moved: Arc<AtomicU64>,
+    /// Bytes read and held while frozen, both ways.
+    held: Arc<AtomicU64>,
 }
 
 impl Relay {
@@ -28,7 +30,8 @@ impl Relay {
         let frozen = Arc::new(AtomicBool::new(false));
         let switch = Arc::clone(&frozen);
         let moved = Arc::new(AtomicU64::new(0));
-        let counted = Arc::clone(&moved);
+        let held = Arc::new(AtomicU64::new(0));
+        let counted = (Arc::clone(&moved), Arc::clone(&held));
         thread::spawn(move || {
             let Ok((client, _)) = listener.accept() else {
                 return;
@@ -38,7 +41,7 @@ impl Relay {
             };
             let (client_in, upstream_in) =
                 (client.try_clone().unwrap(), upstream.try_clone().unwrap());
-            let back = (Arc::clone(&switch), Arc::clone(&counted));
+            let back = (Arc::clone(&switch), counted.clone());
             thread::spawn(move || forward(upstream_in, client, &back.0, &back.1));
             forward(client_in, upstream, &switch, &counted);
         });
@@ -46,7 +49,13 @@ impl Relay {
             address,
             frozen,
             moved,
+            held,
         }
+    }
+
+    /// Bytes that came while the link was stopped and wait in it.
+    pub fn waiting(&self) -> u64 {
+        self.held.load(Ordering::SeqCst)
     }
 
     /// Waits until nothing has crossed for `quiet` (what was said has been
@@ -84,19 +93,23 @@ impl Relay {
 
 /// Copies `from` to `to` while not frozen, until either ends; then passes
 /// the end on.
-fn forward(mut from: TcpStream, mut to: TcpStream, frozen: &AtomicBool, moved: &AtomicU64) {
+fn forward(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    frozen: &AtomicBool,
+    (moved, held): &(Arc<AtomicU64>, Arc<AtomicU64>),
+) {
     let mut buf = vec![0; 64 * 1024];
     from.set_read_timeout(Some(Duration::from_millis(20)))
         .unwrap();
     loop {
-        if frozen.load(Ordering::SeqCst) {
-            thread::sleep(Duration::from_millis(20));
-            continue;
-        }
         match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
-                // Read just as the link stopped: held, not let through.
+                // While stopped: held, not let through, and counted.
+                if frozen.load(Ordering::SeqCst) {
+                    held.fetch_add(n as u64, Ordering::SeqCst);
+                }
                 while frozen.load(Ordering::SeqCst) {
                     thread::sleep(Duration::from_millis(20));
                 }
