@@ -96,7 +96,7 @@ mod wire;
 pub use console::event::Shutdown;
 pub use console::{Stdio, restore_terminal};
 pub use engine::tls;
-pub use programs::outcome::{Error, Exit, parse_args, report};
+pub use programs::outcome::{Error, Exit, Generate, VERSION, generate, parse_args, report};
 pub use programs::{client, room, server};
 pub use state::{access, clock};
 pub use wire::frame;

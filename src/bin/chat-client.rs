@@ -17,7 +17,8 @@ use clap::Parser;
 /// keeps printing what the server sends until the server closes.
 #[derive(Parser, Debug)]
 #[command(
-    version,
+    name = "chat-client",
+    version = chat::VERSION,
     after_help = "Example:\n  chat-server --bind 127.0.0.1:9527   (in one terminal)\n  chat-client --connect 127.0.0.1:9527"
 )]
 struct Args {
@@ -94,6 +95,10 @@ struct Args {
     /// letters, digits and - _ . ' from one script [default: your login name]
     #[arg(long, value_name = "NAME", value_parser = chat::room::parse_name)]
     name: Option<String>,
+
+    /// Write a man page or a shell's completions to stdout, and exit
+    #[arg(long, value_name = "KIND", value_enum)]
+    generate: Option<chat::Generate>,
 }
 
 /// The login name, if it can be a room name.
@@ -114,6 +119,10 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
 /// Parse, run, report: the status is the library's to choose (`chat::Exit`).
 fn main() {
     let exit = match chat::parse_args::<Args>() {
+        Ok(Args {
+            generate: Some(kind),
+            ..
+        }) => chat::generate(kind, <Args as clap::CommandFactory>::command()),
         Ok(args) => talk(args).unwrap_or_else(|e| chat::report("chat-client", e.as_ref())),
         Err(exit) => exit,
     };

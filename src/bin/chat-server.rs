@@ -20,7 +20,8 @@ use ipnet::IpNet;
 /// server.
 #[derive(Parser, Debug)]
 #[command(
-    version,
+    name = "chat-server",
+    version = chat::VERSION,
     after_help = "Example:\n  chat-server --bind 127.0.0.1:9527\n  chat-client --connect 127.0.0.1:9527   (in another terminal)"
 )]
 struct Args {
@@ -115,11 +116,19 @@ struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, requires = "room",
           value_parser = clap::value_parser!(u32).range(1..))]
     member_rate: u32,
+
+    /// Write a man page or a shell's completions to stdout, and exit
+    #[arg(long, value_name = "KIND", value_enum)]
+    generate: Option<chat::Generate>,
 }
 
 /// Parse, run, report: the status is the library's to choose (`chat::Exit`).
 fn main() {
     let exit = match chat::parse_args::<Args>() {
+        Ok(Args {
+            generate: Some(kind),
+            ..
+        }) => chat::generate(kind, <Args as clap::CommandFactory>::command()),
         Ok(args) => serve(args).unwrap_or_else(|e| chat::report("chat-server", e.as_ref())),
         Err(exit) => exit,
     };

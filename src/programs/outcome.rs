@@ -138,6 +138,61 @@ pub fn parse_args<T: clap::Parser>() -> Result<T, Exit> {
     })
 }
 
+/// What `--generate` writes: a man page, or a shell's completions, made
+/// from the same argument definitions as `--help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Generate {
+    Man,
+    CompleteBash,
+    CompleteZsh,
+    CompleteFish,
+    CompletePowershell,
+    CompleteElvish,
+}
+
+/// Writes what `kind` asks for about `command` (a binary's
+/// `Args::command()`) to stdout; the status to exit with (a closed stdout
+/// is quiet, as for any output).
+pub fn generate(kind: Generate, mut command: clap::Command) -> Exit {
+    use clap_complete::Shell;
+    let name = command.get_name().to_string();
+    let mut out = Vec::new();
+    let shell = match kind {
+        Generate::Man => {
+            if clap_mangen::Man::new(command.clone())
+                .render(&mut out)
+                .is_err()
+            {
+                return Exit::Failure;
+            }
+            None
+        }
+        Generate::CompleteBash => Some(Shell::Bash),
+        Generate::CompleteZsh => Some(Shell::Zsh),
+        Generate::CompleteFish => Some(Shell::Fish),
+        Generate::CompletePowershell => Some(Shell::PowerShell),
+        Generate::CompleteElvish => Some(Shell::Elvish),
+    };
+    if let Some(shell) = shell {
+        clap_complete::generate(shell, &mut command, name, &mut out);
+    }
+    use std::io::Write;
+    match std::io::stdout().write_all(&out) {
+        Ok(()) => Exit::Success,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Exit::Success,
+        Err(e) => {
+            to_stderr(&format!("cannot write: {}", lowercase_os_error(&e)));
+            Exit::Failure
+        }
+    }
+}
+
+/// The version `--version` shows: the build's, and the protocols it speaks.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (chat protocol 1 and 2, room protocol 2)"
+);
+
 /// Says on stderr why `program` stops, in one line (`program: why`), and
 /// returns the status it exits with. A Ctrl-C is not worded: the user
 /// knows.
