@@ -259,3 +259,25 @@ fn an_interrupt_says_which_lines_were_not_delivered() {
     // The server ends too, however the relay passed the reset on.
     let _ended = server.wait();
 }
+
+/// The ending across an outage: `q` right after a burst, and the
+/// link stops for 12 s, longer than the 10 s a peer that takes nothing is
+/// given. The server is silent (no heartbeat gets through), so it is
+/// unreachable, not slow: waited for until `--dead-after` (15 s), and when
+/// the link is back every line arrives and both sides end cleanly.
+#[test]
+fn an_outage_longer_than_ten_seconds_while_ending_loses_nothing() {
+    let (mut server, mut client, relay) = through_a_relay_dead_after("15", &[]);
+    relay.freeze();
+    let lines: Vec<String> = (0..50).map(|i| format!("burst line {i}")).collect();
+    let mut text = lines.join("\n");
+    text.push_str("\nq\n");
+    client.type_raw(text.as_bytes());
+    std::thread::sleep(Duration::from_secs(12));
+    relay.thaw();
+    for line in &lines {
+        server.expect_message(line);
+    }
+    assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
+    assert_eq!(server.wait().code(), Some(0), "{:?}", server.drain_stderr());
+}

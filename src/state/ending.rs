@@ -19,6 +19,10 @@
 //!   Ctrl-C cuts it off at once.
 //! - The idle timeout counts bytes, not messages: a keepalive or a large
 //!   message trickling in is traffic.
+//! - A version 2 peer that has sent nothing, not even its heartbeat, for
+//!   longer than its heartbeat comes is unreachable, not slow: the 10-s
+//!   rule waits for it (a link down for a while, TCP's retransmissions
+//!   backing off), and `dead_after` alone decides whether it is lost.
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +35,10 @@ pub const CLOSING_LIMIT: Duration = Duration::from_secs(30);
 /// While a stall clock runs, bytes moved are looked at this often, so that
 /// the clock restarts within this of the real movement.
 pub const PROGRESS_SAMPLE: Duration = Duration::from_secs(1);
+
+/// A heartbeating peer silent this much longer than its heartbeat comes
+/// is unreachable, not slow.
+const UNREACHABLE_MARGIN: Duration = Duration::from_secs(1);
 
 /// An ending that takes this long is worth a word to the user.
 pub const NOTICE_AFTER: Duration = Duration::from_secs(1);
@@ -220,6 +228,12 @@ impl Closing {
     pub fn step(&mut self, now: Instant, seen: Observed, happening: Option<Happening>) -> Decision {
         if seen.moved != self.moved {
             self.moved = seen.moved;
+            self.moved_at = now;
+        }
+        // Unreachable for now (see the module's rules): not a stall.
+        if let (Some(silent), Some(after)) = (seen.silent, self.rules.dead_after)
+            && silent >= crate::state::session::heartbeat_for(Some(after)) + UNREACHABLE_MARGIN
+        {
             self.moved_at = now;
         }
         self.undelivered = seen.undelivered;
@@ -936,6 +950,58 @@ mod tests {
                 why: "connection lost: nothing came back for 15 s".into(),
                 undelivered: 3,
             })
+        );
+    }
+
+    /// We are ending and the peer takes nothing: a version 2 peer that
+    /// still sends its heartbeats is slow, and cut off after 10 s; one
+    /// that sends nothing at all is unreachable, waited for (a link back
+    /// after 12 s loses nothing), and lost only after `dead_after`.
+    #[test]
+    fn a_silent_peer_is_waited_for_and_a_heartbeating_one_that_reads_nothing_is_not() {
+        let secs = Duration::from_secs;
+        let seen = |silent: Duration| Observed {
+            moved: 100,
+            undelivered: 50,
+            silent: Some(silent),
+            ..Observed::default()
+        };
+        // Heard every 5 s (its heartbeat), reading nothing: the 10-s rule.
+        let start = Instant::now();
+        let mut closing = watching_for_death(start);
+        closing.step(start, seen(Duration::ZERO), Some(Happening::Quit));
+        let mut cut = None;
+        for s in 1..=12 {
+            let decision = closing.step(start + secs(s), seen(secs(s % 5)), None);
+            if decision.abort {
+                cut = Some(s);
+                break;
+            }
+        }
+        assert_eq!(cut, Some(10), "a peer that pings but reads nothing");
+        // Nothing at all from it for 12 s, then its bytes move: waited for.
+        let mut closing = watching_for_death(start);
+        closing.step(start, seen(Duration::ZERO), Some(Happening::Quit));
+        for s in 1..=12 {
+            let decision = closing.step(start + secs(s), seen(secs(s)), None);
+            assert!(!decision.abort, "cut off at {s} s while unreachable");
+        }
+        let back = Observed {
+            moved: 150,
+            ..seen(Duration::ZERO)
+        };
+        let decision = closing.step(start + secs(13), back, None);
+        assert!(!decision.abort);
+        // And if it never comes back: lost at 15 s, not before.
+        let mut closing = watching_for_death(start);
+        closing.step(start, seen(Duration::ZERO), Some(Happening::Quit));
+        let decision = closing.step(start + secs(14), seen(secs(14)), None);
+        assert!(!decision.abort);
+        let decision = closing.step(start + secs(15), seen(secs(15)), None);
+        assert!(decision.abort);
+        assert!(
+            matches!(&decision.ended, Some(Ending::Failed { why, .. }) if why.contains("nothing came back")),
+            "{decision:?}"
         );
     }
 
