@@ -780,3 +780,44 @@ pub fn wrong_code_is_refused(server: &mut Server, dir: &std::path::Path, extra: 
 pub mod inproc;
 pub mod netns;
 pub mod relay;
+
+/// Whether the pipe whose reading end is `pipe` is full, for a writer that
+/// has more to write than it holds (a program flooded with messages): it
+/// holds bytes and took no more for half a second. (Not its bytes against
+/// its capacity: Linux packs a pipe by pages, and a full one holds less.)
+#[cfg(unix)]
+pub fn pipe_is_full(pipe: &impl std::os::fd::AsRawFd) -> bool {
+    let held = || {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int through the pointer it is given.
+        let ok = unsafe { libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut n) } == 0;
+        assert!(ok, "FIONREAD: {}", std::io::Error::last_os_error());
+        n
+    };
+    let before = held();
+    thread::sleep(Duration::from_millis(500));
+    before > 0 && held() == before
+}
+
+/// Waits at most `limit` for a line of `lines` containing `part`, keeping
+/// every line read in `seen` (for the failure's message); returns it.
+pub fn line_within(
+    lines: &Receiver<String>,
+    part: &str,
+    limit: Duration,
+    seen: &mut Vec<String>,
+) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                seen.push(line.clone());
+                if line.contains(part) {
+                    return line;
+                }
+            }
+            Err(e) => panic!("no line containing {part:?} within {limit:?} ({e:?}); saw {seen:?}"),
+        }
+    }
+}
