@@ -821,3 +821,48 @@ pub fn line_within(
         }
     }
 }
+
+/// The send and receive queues of this network namespace's IPv4 TCP socket
+/// from local port `from` to port `to`, from `/proc/net/tcp`: bytes the
+/// peer has not acknowledged, and bytes the program has not read.
+#[cfg(target_os = "linux")]
+pub fn tcp_queues(from: u16, to: u16) -> Option<(u64, u64)> {
+    let table = fs::read_to_string("/proc/net/tcp").unwrap();
+    let port = |address: &str| {
+        let (_, port) = address.rsplit_once(':')?;
+        u16::from_str_radix(port, 16).ok()
+    };
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if port(fields.get(1)?) != Some(from) || port(fields.get(2)?) != Some(to) {
+            return None;
+        }
+        let (tx, rx) = fields.get(4)?.split_once(':')?;
+        Some((
+            u64::from_str_radix(tx, 16).ok()?,
+            u64::from_str_radix(rx, 16).ok()?,
+        ))
+    })
+}
+
+/// The largest writable private mapping of process `pid`, in bytes, and
+/// its line of `/proc/PID/maps`: memory committed to, written or not. (The
+/// address space glibc reserves for each thread's arena is mapped without
+/// access until used, and is not one; a heap grows only with use.)
+#[cfg(target_os = "linux")]
+pub fn largest_writable_mapping(pid: u32) -> (u64, String) {
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    maps.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (range, access) = (fields.next()?, fields.next()?);
+            if !access.starts_with("rw") || !access.ends_with('p') {
+                return None;
+            }
+            let (start, end) = range.split_once('-')?;
+            let size = u64::from_str_radix(end, 16).ok()? - u64::from_str_radix(start, 16).ok()?;
+            Some((size, line.to_string()))
+        })
+        .max()
+        .unwrap_or_default()
+}
