@@ -50,10 +50,13 @@
 //! [`server::Server::run`] or [`client::run`] runs the event loop, which
 //! reads, writes and decides for every connection; besides it only the
 //! user's console has threads, one reading input (the plain reader or the
-//! editor's key reader) and one showing output (the plain writer or the
-//! editor). `run` returns once the loop is done and the output thread has
-//! shown what it could; the input thread ends at its input's end (a
-//! blocking read of a process's stdin cannot be taken back portably).
+//! editor's key reader) and one showing output (the editor; with plain
+//! output two, one writing messages to stdout and one status lines and
+//! errors to stderr, so that a stdout nobody reads cannot hold the status
+//! lines: [`console::output`] says in what order they go). `run` returns
+//! once the loop is done and the output threads have shown what they
+//! could; the input thread ends at its input's end (a blocking read of a
+//! process's stdin cannot be taken back portably).
 //!
 //! Where a received byte goes: the loop reads it into its one
 //! scratch buffer ([`engine::conn::Conn`]); whole frames go to the program

@@ -104,6 +104,68 @@ fn ctrl_c_and_sigterm_end_a_program_whose_stdout_nobody_reads() {
     }
 }
 
+/// Status lines are written to stderr while stdout is a full pipe nobody
+/// reads (issue 21, item 5): the server is flooded until its stdout pipe is
+/// full and its writer waits on it; a second client's place in line, then
+/// Ctrl-C's line and the exit, still come at once.
+#[test]
+#[cfg(unix)] // fills a pipe and sends signals
+fn status_lines_reach_stderr_while_stdout_is_a_full_pipe_nobody_reads() {
+    use std::time::Duration;
+    // Promptly: well within a second on any machine, plus room for a
+    // loaded one; far from "when stdout drains", which is never here.
+    const PROMPTLY: Duration = Duration::from_secs(5);
+    let (mut server, addr, stderr) = support::server_child(&[], Stdio::piped());
+    let unread = server.stdout.take().unwrap();
+    let mut flooder = TcpStream::connect(addr).unwrap();
+    let flooder_addr = flooder.local_addr().unwrap();
+    let flooding = thread::spawn(move || {
+        let batch = frame(&[b'x'; 1000]).repeat(1000);
+        while flooder.write_all(&batch).is_ok() {}
+    });
+    let mut seen = Vec::new();
+    support::line_within(
+        &stderr,
+        &format!("{flooder_addr} connected"),
+        PATIENCE,
+        &mut seen,
+    );
+    support::wait_until("the server's stdout pipe is full", || {
+        support::pipe_is_full(&unread)
+    });
+
+    let waiting = TcpStream::connect(addr).unwrap();
+    let waiting_addr = waiting.local_addr().unwrap();
+    support::line_within(
+        &stderr,
+        &format!("{waiting_addr} is waiting (number 1 in line)"),
+        PROMPTLY,
+        &mut seen,
+    );
+
+    support::kill(server.id(), "INT");
+    support::line_within(
+        &stderr,
+        &format!("interrupted; closed the conversation with {flooder_addr}"),
+        PROMPTLY,
+        &mut seen,
+    );
+    let deadline = std::time::Instant::now() + PROMPTLY;
+    let status = loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit within {PROMPTLY:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(130), "{seen:?}");
+    flooding.join().unwrap();
+    drop(unread);
+}
+
 #[test]
 fn a_closed_stderr_is_never_a_crash_and_loses_no_message() {
     let mut server = Server::start(&["--once"]);

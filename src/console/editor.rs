@@ -27,7 +27,7 @@ use unicode_width::UnicodeWidthChar;
 use super::line::{Drawn, Line, Outcome, layout};
 use crate::console::event::{Event, Events, Input};
 use crate::console::input::{AfterQuit, Composer, Entered};
-use crate::console::output::{Output, Said, Shown, Sinks, write_plain};
+use crate::console::output::{Output, Said, Shown, write_plain};
 use crate::errors::to_stderr;
 
 /// What the editor thread is told.
@@ -172,9 +172,9 @@ pub(super) fn run(output: Arc<Output>, inbox: Receiver<Msg>, prompt: String) {
                     editor.output.set_waker(None);
                     // Never written to without waiting: that is set up
                     // for a plain consumer from the start, or not at all.
-                    let mut sinks = Sinks::process();
-                    sinks.write_now = None;
-                    write_plain(&editor.output, &mut sinks);
+                    // One thread for both streams, as the editor was (the
+                    // last words of a program leaving a terminal).
+                    write_plain(&editor.output, &mut io::stdout(), &mut io::stderr());
                     return;
                 }
                 other => editor.handle(other),

@@ -7,10 +7,12 @@
 //! stays exactly as it was. Otherwise, plain lines: no prompt, no colour, one
 //! message per line on stdout, status on stderr.
 //!
-//! Either way one thread consumes the [`Output`] queue: the plain writer, or
-//! the editor thread ([`editor`]), which also owns the keys and the prompt.
-//! Everything else talks to it through messages and never waits on it, so a
-//! terminal that has stopped reading cannot stop an exit.
+//! The [`Output`] queue is consumed by the editor thread ([`editor`]), which
+//! also owns the keys and the prompt; or by the plain writers, one thread
+//! for stdout and one for stderr (so that a stdout nobody reads cannot hold
+//! the status lines). Everything else talks to them through messages and
+//! never waits on them, so a terminal that has stopped reading cannot stop
+//! an exit.
 //!
 //! Layout: `line` is the line being edited (pure), `editor` the thread that
 //! draws it, `secret` asks for the shared code without echo.
@@ -200,13 +202,20 @@ impl Console {
 
     /// The last words of a program ending as `exit`: what is queued is shown,
     /// unless the screen moves nothing for a while (briefly after Ctrl-C,
-    /// the stall timeout otherwise); then the output's thread ends.
+    /// the stall timeout otherwise); then the output's threads end.
     pub fn finish_for(&self, exit: Exit) {
-        self.finish(match exit {
+        let patience = match exit {
             Exit::Interrupted => LAST_WORDS_ON_INTERRUPT,
             _ => STALL_TIMEOUT,
-        });
+        };
+        self.finish(patience);
         self.output.stop();
+        // Status lines still held for messages that stdout did not take
+        // (it stalled, but for less than the output's order patience) wait
+        // no more once stopped: they say how the program ended, and go to
+        // stderr before it exits. Briefly: if anything was left, the wait
+        // above has already run its course.
+        self.output.drain_stderr(LAST_WORDS_ON_INTERRUPT);
     }
 
     fn tell_editor(&self, msg: Msg) {

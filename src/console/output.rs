@@ -1,9 +1,10 @@
 //! What the user is shown: the peer's messages, status lines and errors, in
-//! the order they happened, through one queue with one consumer.
+//! the order they happened, through one queue with one consumer (the line
+//! editor's), or with plain output two, one for each stream (see below).
 //!
 //! Nothing that decides (the event loop, a conversation's ending) ever
-//! waits on stdout or stderr: it queues, and the consumer (the plain writer
-//! thread here, or the line editor's thread in a terminal) does the
+//! waits on stdout or stderr: it queues, and the consumer (the plain
+//! writers here, or the line editor's thread in a terminal) does the
 //! writing. So a stdout that nobody reads, a terminal on hold or a closed
 //! stderr can delay what is shown but never `q`, Ctrl-C or the next client.
 //!
@@ -17,6 +18,29 @@
 //! nothing more from that peer ([`Output::has_room`]; which is TCP flow
 //! control towards it) and is woken when there is room. Status lines and
 //! errors never wait.
+//!
+//! Plain output has two consumers: status lines and errors (what goes to
+//! stderr) are taken from a queue of their own by a thread of their own,
+//! so that a stdout nobody reads, where the messages' writer waits,
+//! cannot hold them too (issue 21, item 5: a newcomer's place in line, a
+//! peer that stopped responding, Ctrl-C's last words were shown only once
+//! stdout drained, or never). The order between the two streams:
+//! - a status line is written once every message queued before it has
+//!   reached stdout, and a message once every status line queued before it
+//!   has reached stderr: while both streams take what they are given, what
+//!   is seen (on one terminal, or `2>&1`) is the order things happened;
+//! - but a stream that has taken nothing for [`ORDER_PATIENCE`] while it
+//!   has something to write is taken as blocked, and the other goes ahead
+//!   of it: a stdout nobody reads never holds status lines for longer than
+//!   that (nor a blocked stderr messages); what was held follows when the
+//!   blocked stream drains. Each stream keeps its own order always.
+//!
+//! Status lines are bounded too ([`LINES_LIMIT`]): past half of it they
+//! wait for no message; past all of it stderr itself takes nothing, and
+//! further lines are dropped and counted, the count shown in their place
+//! once stderr takes lines again. In the editor (a terminal, where both
+//! streams are the same screen) nothing of this applies: one queue, one
+//! consumer.
 
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Write};
@@ -42,6 +66,24 @@ const WRITE_DIRECTLY: usize = 16 * 1024;
 /// room in the queue as it is taken: a reader of 2 KB/s still lets the
 /// loop read the peer's socket every 8 s, within a peer's stall timeout.
 const DRAIN_SLICE: usize = 16 * 1024;
+
+/// With plain output, how long a status line waits for the messages before
+/// it while stdout takes nothing (and a message for the status lines
+/// before it while stderr takes nothing): longer, and that stream is taken
+/// as blocked (a pipe nobody reads) and the other goes ahead of it. Short
+/// enough that Ctrl-C's last words and a newcomer's place in line are seen
+/// at once; far longer than a stream that is read takes for one write.
+const ORDER_PATIENCE: Duration = Duration::from_millis(500);
+
+/// With plain output, how many bytes of status lines and errors may wait
+/// for stderr (each counted with [`LINE_COST`]): past half of it they no
+/// longer wait for the messages before them; past all of it stderr is not
+/// taking them, and more are dropped and counted, not kept (a log nobody
+/// reads must not grow memory). Some thousands of lines.
+const LINES_LIMIT: usize = 256 * 1024;
+
+/// What an entry of the stderr queue costs besides its text.
+const LINE_COST: usize = 64;
 
 /// Writes what the destination takes of the bytes at once, never waiting:
 /// how many bytes that was (0 if none, or on an error the consumer's next
@@ -85,6 +127,107 @@ impl Shown {
             Shown::Status(text) | Shown::Error(text) => text.len(),
         }
     }
+
+    /// Whether plain output writes it to stderr (else to stdout).
+    fn for_stderr(&self) -> bool {
+        matches!(
+            self,
+            Shown::Status(_) | Shown::Error(_) | Shown::Named { earlier: true, .. }
+        )
+    }
+
+    /// Its bytes that go to stdout, in plain output.
+    fn stdout_weight(&self) -> u64 {
+        match self.for_stderr() {
+            true => 0,
+            false => self.weight() as u64,
+        }
+    }
+}
+
+/// Something in the queue, and how many entries of the stderr queue were
+/// queued before it (plain output: see [`State::apart`]).
+#[derive(Debug)]
+struct Queued {
+    after: u64,
+    shown: Shown,
+}
+
+/// What the stderr writer is given (plain output).
+#[derive(Debug)]
+pub(crate) enum ForStderr {
+    Shown(Shown),
+    /// This many lines were dropped here: stderr was not taking them.
+    Dropped(u64),
+}
+
+impl ForStderr {
+    /// What it counts for against [`LINES_LIMIT`].
+    fn cost(&self) -> usize {
+        LINE_COST
+            + match self {
+                ForStderr::Shown(shown) => shown.weight(),
+                ForStderr::Dropped(_) => 0,
+            }
+    }
+}
+
+/// An entry of the stderr queue, and how many bytes of messages were
+/// queued for stdout before it.
+#[derive(Debug)]
+struct Line {
+    after: u64,
+    what: ForStderr,
+}
+
+/// How far one of plain output's two streams has got, for the other to
+/// keep its place after it.
+#[derive(Default)]
+struct Progress {
+    /// Units ever queued for it (stdout: message bytes; stderr: entries).
+    queued: u64,
+    /// Units ever written (or dropped).
+    done: u64,
+    /// When it last wrote something, or had something to write after
+    /// having nothing: how long it has been blocked is counted from there.
+    moved: Option<Instant>,
+}
+
+impl Progress {
+    fn add(&mut self, units: u64) {
+        if units > 0 && self.idle() {
+            self.moved = Some(Instant::now());
+        }
+        self.queued += units;
+    }
+
+    fn wrote(&mut self, units: u64) {
+        self.done = self.done.saturating_add(units).min(self.queued);
+        self.moved = Some(Instant::now());
+    }
+
+    fn idle(&self) -> bool {
+        self.done == self.queued
+    }
+
+    /// Whether everything queued before `mark` has been written.
+    fn past(&self, mark: u64) -> bool {
+        self.done >= mark
+    }
+
+    /// When it counts as blocked if it writes nothing before, having
+    /// something to write for `patience`; `None` if it has nothing.
+    fn blocked_at(&self, patience: Duration) -> Option<Instant> {
+        match self.idle() {
+            true => None,
+            false => self.moved.map(|moved| moved + patience),
+        }
+    }
+
+    fn blocked(&self, patience: Duration) -> bool {
+        self.blocked_at(patience)
+            .is_some_and(|at| Instant::now() >= at)
+    }
 }
 
 /// The queue between everything that shows something and the one thread
@@ -116,7 +259,8 @@ const SPARE_BUFFERS: usize = 4;
 
 #[derive(Default)]
 struct State {
-    items: VecDeque<Shown>,
+    /// Everything to show; with plain output, only what goes to stdout.
+    items: VecDeque<Queued>,
     spare: Vec<Vec<u8>>,
     queued: usize,
     /// The consumer has taken items and not finished writing them.
@@ -132,13 +276,59 @@ struct State {
     closed: bool,
     /// The program is done: the consumer stops once the queue is empty.
     stopped: bool,
+    /// Plain output: what goes to stderr has a queue (`lines`) and a
+    /// writer of its own, so that a stdout nobody reads cannot hold it.
+    apart: bool,
+    lines: VecDeque<Line>,
+    /// Bytes in `lines` (see [`LINES_LIMIT`]).
+    lines_bytes: usize,
+    /// The stderr writer has taken lines and not finished writing them.
+    lines_writing: bool,
+    /// How far each stream has got (plain output), for the order between them.
+    stdout: Progress,
+    stderr: Progress,
+    /// [`ORDER_PATIENCE`] (a test's own, in unit tests).
+    patience: Duration,
+}
+
+impl State {
+    /// How many items at the front of the queue may be written now: with
+    /// plain output, those after which no stderr line queued earlier waits
+    /// (unless stderr is blocked).
+    fn ready(&self) -> usize {
+        if !self.apart || self.stderr.blocked(self.patience) {
+            return self.items.len();
+        }
+        // Marks never decrease along the queue.
+        self.items
+            .partition_point(|item| self.stderr.past(item.after))
+    }
+
+    /// How many stderr lines at the front may be written now: those after
+    /// which no message queued earlier waits, unless stdout is blocked,
+    /// gone or done, or too many lines wait.
+    fn lines_ready(&self) -> usize {
+        let go_ahead = self.closed
+            || self.stopped
+            || self.lines_bytes >= LINES_LIMIT / 2
+            || self.stdout.blocked(self.patience);
+        if go_ahead {
+            return self.lines.len();
+        }
+        // Marks never decrease along the queue.
+        self.lines
+            .partition_point(|line| self.stdout.past(line.after))
+    }
 }
 
 impl Output {
     /// `events` is told once if stdout goes away.
     pub fn new(events: Events) -> Arc<Self> {
         Arc::new(Self {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                patience: ORDER_PATIENCE,
+                ..State::default()
+            }),
             changed: Condvar::new(),
             waker: Mutex::new(None),
             interpreter: Mutex::new(None),
@@ -174,12 +364,18 @@ impl Output {
                 return;
             }
         };
-        if !state.items.is_empty() || state.writing || state.writing_now {
+        // Nor while a status line waits for stderr: the messages come
+        // after it.
+        if !state.items.is_empty() || state.writing || state.writing_now || !state.stderr.idle() {
             let from = Arc::clone(from);
             self.push(state, Shown::Messages { from, text });
             return;
         }
         state.writing_now = true;
+        // Counted as queued before it is written, so that status lines
+        // queued meanwhile wait for it (and for what is left of it).
+        state.stdout.add(text.len() as u64);
+        let after = state.stderr.queued;
         drop(state);
         let written = write_now(&text);
         let mut state = self.lock();
@@ -192,17 +388,21 @@ impl Output {
                 0
             }
         };
+        if written > 0 {
+            state.stdout.wrote(written as u64);
+        }
         if written < text.len() && !state.closed {
             text.drain(..written);
             state.queued += text.len();
             let from = Arc::clone(from);
-            state.items.push_front(Shown::Messages { from, text });
+            let shown = Shown::Messages { from, text };
+            state.items.push_front(Queued { after, shown });
         } else if state.spare.len() < SPARE_BUFFERS {
             text.clear();
             state.spare.push(text);
         }
-        // The consumer waits while this write goes on.
-        let waiting = !state.items.is_empty();
+        // The consumers wait while this write goes on.
+        let waiting = !state.items.is_empty() || !state.lines.is_empty();
         drop(state);
         if waiting {
             self.changed.notify_all();
@@ -298,17 +498,32 @@ impl Output {
         self.lock().spare.pop().unwrap_or_default()
     }
 
-    /// Waits until everything queued has been written, stdout is gone, or
-    /// the output made no progress for `patience`; true if it all went out.
+    /// Waits until everything queued has been written (messages: or
+    /// stdout is gone), or the output made no progress for `patience`;
+    /// true if it all went out.
     pub fn drain(&self, patience: Duration) -> bool {
+        self.settle(patience, true)
+    }
+
+    /// Waits until every status line and error queued has been written to
+    /// stderr, or stderr took none for `patience` (plain output, where they
+    /// have a writer of their own; see [`drain`](Self::drain) for the rest).
+    pub fn drain_stderr(&self, patience: Duration) -> bool {
+        self.settle(patience, false)
+    }
+
+    fn settle(&self, patience: Duration, messages_too: bool) -> bool {
         let mut state = self.lock();
-        let mut last = (state.queued, Instant::now());
+        let mut last = ((state.queued, state.stderr.done), Instant::now());
         loop {
-            if state.closed || (state.items.is_empty() && !state.writing && !state.writing_now) {
+            let messages_out = !messages_too
+                || state.closed
+                || (state.items.is_empty() && !state.writing && !state.writing_now);
+            if messages_out && state.lines.is_empty() && !state.lines_writing {
                 return true;
             }
-            if state.queued != last.0 {
-                last = (state.queued, Instant::now());
+            if (state.queued, state.stderr.done) != last.0 {
+                last = ((state.queued, state.stderr.done), Instant::now());
             }
             let Some(left) = patience.checked_sub(last.1.elapsed()) else {
                 return false;
@@ -327,13 +542,109 @@ impl Output {
     }
 
     fn push(&self, mut state: MutexGuard<'_, State>, shown: Shown) {
+        if state.apart && shown.for_stderr() {
+            self.push_line(state, shown);
+            return;
+        }
         let was_idle = state.items.is_empty();
         state.queued += shown.weight();
-        state.items.push_back(shown);
+        state.stdout.add(shown.stdout_weight());
+        let after = state.stderr.queued;
+        state.items.push_back(Queued { after, shown });
         drop(state);
         self.changed.notify_all();
         if was_idle && let Some(wake) = crate::lock(&self.waker).as_ref() {
             wake();
+        }
+    }
+
+    /// Queues a line for the stderr writer (plain output), or counts it
+    /// dropped if stderr is not taking them (see [`LINES_LIMIT`]).
+    fn push_line(&self, mut state: MutexGuard<'_, State>, shown: Shown) {
+        let after = state.stdout.queued;
+        if state.lines_bytes >= LINES_LIMIT {
+            let lines = match &shown {
+                Shown::Named { lines, .. } => memchr::memchr_iter(b'\n', lines).count() as u64,
+                _ => 1,
+            };
+            // Counted where they were dropped: one count for a run of them.
+            if let Some(Line {
+                what: ForStderr::Dropped(dropped),
+                ..
+            }) = state.lines.back_mut()
+            {
+                *dropped += lines;
+                return;
+            }
+            // (A count never follows a count: these stay few.)
+            let what = ForStderr::Dropped(lines);
+            state.lines_bytes += what.cost();
+            state.lines.push_back(Line { after, what });
+        } else {
+            let what = ForStderr::Shown(shown);
+            state.lines_bytes += what.cost();
+            state.lines.push_back(Line { after, what });
+        }
+        state.stderr.add(1);
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// For the stderr writer: moves the lines that may be written now into
+    /// `into`, waiting for some first (see [`ORDER_PATIENCE`]); then call
+    /// [`lines_done`](Self::lines_done). False once the output is stopped
+    /// and every line was taken.
+    pub(crate) fn take_lines(&self, into: &mut Vec<ForStderr>) -> bool {
+        let mut state = self.lock();
+        loop {
+            let ready = state.lines_ready();
+            if ready > 0 {
+                let bytes: usize = state.lines.iter().take(ready).map(|l| l.what.cost()).sum();
+                state.lines_bytes = state.lines_bytes.saturating_sub(bytes);
+                into.extend(state.lines.drain(..ready).map(|line| line.what));
+                state.lines_writing = true;
+                return true;
+            }
+            if state.stopped && state.lines.is_empty() {
+                return false;
+            }
+            // Lines held for messages wait until stdout writes, or until
+            // it counts as blocked.
+            let until = match state.lines.is_empty() {
+                true => None,
+                false => state.stdout.blocked_at(state.patience),
+            };
+            state = self.wait(state, until);
+        }
+    }
+
+    /// For the stderr writer: the `entries` it took are written (or
+    /// failed: a broken stderr is not ours to report).
+    pub(crate) fn lines_done(&self, entries: usize) {
+        let mut state = self.lock();
+        state.stderr.wrote(entries as u64);
+        state.lines_writing = false;
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// Waits to be told something changed, or until `until`.
+    fn wait<'a>(
+        &self,
+        state: MutexGuard<'a, State>,
+        until: Option<Instant>,
+    ) -> MutexGuard<'a, State> {
+        let Some(until) = until else {
+            return self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        };
+        // At least a millisecond: `until` may have just passed, and what
+        // it waited for is then seen at the next look, not in a spin.
+        let left = until
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        match self.changed.wait_timeout(state, left) {
+            Ok((state, _)) => state,
+            Err(e) => e.into_inner().0,
         }
     }
 
@@ -357,18 +668,33 @@ impl Output {
     /// something first if `wait`, unless the output is stopped. Call
     /// [`done`](Self::done) once written. False when there is nothing more
     /// to show, ever: the output was stopped and everything was taken.
+    /// With plain output, what waits for status lines queued before it is
+    /// not taken yet (see [`ORDER_PATIENCE`]).
     pub(crate) fn take(&self, into: &mut Vec<Shown>, wait: bool) -> bool {
         let mut state = self.lock();
-        // Never while a producer writes to stdout itself.
-        while wait && (state.items.is_empty() || state.writing_now) && !state.stopped {
-            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        loop {
+            // Never while a producer writes to stdout itself.
+            if state.writing_now {
+                if !wait || state.stopped {
+                    return true;
+                }
+                state = self.wait(state, None);
+                continue;
+            }
+            let ready = state.ready();
+            if ready > 0 || !wait || (state.stopped && state.items.is_empty()) {
+                into.extend(state.items.drain(..ready).map(|item| item.shown));
+                state.writing = !into.is_empty();
+                return !(state.stopped && into.is_empty());
+            }
+            // Items held for status lines wait until stderr writes, or
+            // until it counts as blocked.
+            let until = match state.items.is_empty() {
+                true => None,
+                false => state.stderr.blocked_at(state.patience),
+            };
+            state = self.wait(state, until);
         }
-        if state.writing_now {
-            return true;
-        }
-        into.extend(state.items.drain(..));
-        state.writing = !into.is_empty();
-        !(state.stopped && into.is_empty())
     }
 
     /// For the consumer: `bytes` of what it took have reached stdout. The
@@ -381,6 +707,8 @@ impl Output {
         let mut state = self.lock();
         state.queued = state.queued.saturating_sub(bytes);
         state.credited += bytes;
+        // Moving, not blocked: the status lines after it wait on.
+        state.stdout.moved = Some(Instant::now());
         self.room_again(state);
         self.changed.notify_all();
     }
@@ -392,6 +720,8 @@ impl Output {
         let left = weight.saturating_sub(std::mem::take(&mut state.credited));
         state.queued = state.queued.saturating_sub(left);
         state.writing = false;
+        let out = items.iter().map(Shown::stdout_weight).sum();
+        state.stdout.wrote(out);
         for item in items.drain(..) {
             if let Shown::Messages { mut text, .. } = item
                 && state.spare.len() < SPARE_BUFFERS
@@ -413,7 +743,9 @@ impl Output {
         state.closed = true;
         state
             .items
-            .retain(|item| !matches!(item, Shown::Messages { .. }));
+            .retain(|item| !matches!(item.shown, Shown::Messages { .. }));
+        // Nothing waits for messages that will never be written.
+        state.stdout.wrote(u64::MAX);
         drop(state);
         self.changed.notify_all();
         let _ = self.events.send(Event::OutputClosed);
@@ -444,24 +776,96 @@ impl Sinks {
     }
 }
 
-/// Starts the plain consumer: messages to stdout as lines, status and errors
-/// to stderr. The thread ends once the output is stopped and everything
-/// queued was written.
-pub fn spawn_plain_writer(output: &Arc<Output>, mut sinks: Sinks) -> io::Result<()> {
-    if let Some(write_now) = sinks.write_now.take() {
+/// Starts the plain consumers: messages to stdout as lines, by one thread;
+/// status and errors to stderr, by another (so that a stdout nobody reads
+/// cannot hold them: see the module's doc for the order between the two).
+/// The threads end once the output is stopped and everything queued was
+/// written.
+pub fn spawn_plain_writer(output: &Arc<Output>, sinks: Sinks) -> io::Result<()> {
+    let Sinks {
+        mut stdout,
+        mut stderr,
+        write_now,
+    } = sinks;
+    if let Some(write_now) = write_now {
         output.set_write_now(write_now);
+    }
+    // Before anything is queued: every status line from now on goes to the
+    // stderr writer's queue.
+    output.lock().apart = true;
+    {
+        let output = Arc::clone(output);
+        thread::Builder::new()
+            .name("status".into())
+            .spawn(move || write_lines(&output, &mut stderr))?;
     }
     let output = Arc::clone(output);
     thread::Builder::new()
         .name("output".into())
-        .spawn(move || write_plain(&output, &mut sinks))?;
+        .spawn(move || write_plain(&output, &mut stdout, &mut io::sink()))?;
     Ok(())
 }
 
-/// The plain consumer's loop, until the output is stopped.
-pub(crate) fn write_plain(output: &Output, sinks: &mut Sinks) {
+/// The stderr writer's loop (plain output), until the output is stopped. A
+/// closed or broken stderr is not our failure: its lines are dropped,
+/// never a panic.
+fn write_lines(output: &Output, stderr: &mut dyn Write) {
+    let mut taken = Vec::new();
+    let mut text = String::new();
+    while output.take_lines(&mut taken) {
+        for what in &taken {
+            match what {
+                ForStderr::Shown(shown) => stderr_text(shown, &mut text),
+                ForStderr::Dropped(1) => {
+                    text.push_str("error: 1 status line was dropped: stderr was not taking it\n")
+                }
+                ForStderr::Dropped(n) => text.push_str(&format!(
+                    "error: {n} status lines were dropped: stderr was not taking them\n"
+                )),
+            }
+        }
+        let _ = stderr.write_all(text.as_bytes());
+        let _ = stderr.flush();
+        text.clear();
+        output.lines_done(taken.len());
+        taken.clear();
+    }
+}
+
+/// What plain output writes to stderr for `shown` (a status line, an
+/// error, lines from before we joined), each line ending in `\n`.
+fn stderr_text(shown: &Shown, into: &mut String) {
+    match shown {
+        Shown::Status(text) => into.push_str(text),
+        Shown::Error(text) => {
+            into.push_str("error: ");
+            into.push_str(text);
+        }
+        Shown::Named {
+            said, from, lines, ..
+        } => {
+            for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                let line = String::from_utf8_lossy(line);
+                into.push_str(&match said {
+                    Said::Message => format!("-- earlier: {from}: {line}\n"),
+                    Said::Action => format!("-- earlier: * {from} {line}\n"),
+                });
+            }
+            return;
+        }
+        Shown::Messages { .. } => return,
+    }
+    into.push('\n');
+}
+
+/// The plain consumer's loop, until the output is stopped: messages to
+/// `stdout`; status lines and errors to `stderr` if they come this way (the
+/// editor's, once it has given the terminal back; not the plain writer's,
+/// whose status lines have a thread of their own).
+pub(crate) fn write_plain(output: &Output, stdout: &mut dyn Write, stderr: &mut dyn Write) {
     let mut items = Vec::new();
     let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut text = String::new();
     let mut stdout_open = true;
     loop {
         if !output.take(&mut items, true) {
@@ -475,40 +879,21 @@ pub(crate) fn write_plain(output: &Output, sinks: &mut Sinks) {
                     }
                     if text.len() >= WRITE_DIRECTLY {
                         // Large already: written as it is, without a copy.
-                        stdout_open = flush_batch(&mut batch, output, sinks)
-                            && write_stdout(text, output, sinks);
+                        stdout_open = flush_batch(&mut batch, output, stdout)
+                            && write_stdout(text, output, stdout);
                         continue;
                     }
                     batch.extend_from_slice(text);
                     if batch.len() >= WRITE_BATCH {
-                        stdout_open = flush_batch(&mut batch, output, sinks);
+                        stdout_open = flush_batch(&mut batch, output, stdout);
                     }
                 }
-                Shown::Status(text) => {
-                    stdout_open = stdout_open && flush_batch(&mut batch, output, sinks);
-                    line_to(&mut sinks.stderr, text);
-                }
-                Shown::Error(text) => {
-                    stdout_open = stdout_open && flush_batch(&mut batch, output, sinks);
-                    line_to(&mut sinks.stderr, &format!("error: {text}"));
-                }
-                Shown::Named {
-                    earlier: true,
-                    said,
-                    from,
-                    lines,
-                } => {
-                    stdout_open = stdout_open && flush_batch(&mut batch, output, sinks);
-                    for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                        let line = String::from_utf8_lossy(line);
-                        line_to(
-                            &mut sinks.stderr,
-                            &match said {
-                                Said::Message => format!("-- earlier: {from}: {line}"),
-                                Said::Action => format!("-- earlier: * {from} {line}"),
-                            },
-                        );
-                    }
+                Shown::Status(_) | Shown::Error(_) | Shown::Named { earlier: true, .. } => {
+                    stdout_open = stdout_open && flush_batch(&mut batch, output, stdout);
+                    stderr_text(item, &mut text);
+                    let _ = stderr.write_all(text.as_bytes());
+                    let _ = stderr.flush();
+                    text.clear();
                 }
                 Shown::Named {
                     said, from, lines, ..
@@ -531,13 +916,13 @@ pub(crate) fn write_plain(output: &Output, sinks: &mut Sinks) {
                         batch.extend_from_slice(line);
                     }
                     if batch.len() >= WRITE_BATCH {
-                        stdout_open = flush_batch(&mut batch, output, sinks);
+                        stdout_open = flush_batch(&mut batch, output, stdout);
                     }
                 }
             }
         }
         if stdout_open {
-            stdout_open = flush_batch(&mut batch, output, sinks);
+            stdout_open = flush_batch(&mut batch, output, stdout);
         }
         batch.clear();
         output.done(&mut items);
@@ -545,27 +930,16 @@ pub(crate) fn write_plain(output: &Output, sinks: &mut Sinks) {
 }
 
 /// Writes and empties `batch`; false (and the output closed) if stdout is gone.
-fn flush_batch(batch: &mut Vec<u8>, output: &Output, sinks: &mut Sinks) -> bool {
-    let open = batch.is_empty() || write_stdout(batch, output, sinks);
+fn flush_batch(batch: &mut Vec<u8>, output: &Output, stdout: &mut dyn Write) -> bool {
+    let open = batch.is_empty() || write_stdout(batch, output, stdout);
     batch.clear();
     open
-}
-
-/// One line to `err`. A closed or broken stderr is not our failure: the
-/// line is dropped, never a panic.
-fn line_to(err: &mut dyn Write, line: &str) {
-    let mut bytes = Vec::with_capacity(line.len() + 1);
-    bytes.extend_from_slice(line.as_bytes());
-    bytes.push(b'\n');
-    let _ = err.write_all(&bytes);
-    let _ = err.flush();
 }
 
 /// Writes `bytes`, a slice at a time, each counted as drained once
 /// written (see [`Output::drained`]); false (and the output closed) if
 /// stdout is gone.
-fn write_stdout(bytes: &[u8], output: &Output, sinks: &mut Sinks) -> bool {
-    let out = &mut sinks.stdout;
+fn write_stdout(bytes: &[u8], output: &Output, out: &mut dyn Write) -> bool {
     for slice in bytes.chunks(DRAIN_SLICE) {
         match out.write_all(slice).and_then(|()| out.flush()) {
             Ok(()) => output.drained(slice.len()),
@@ -682,5 +1056,215 @@ mod tests {
         assert!(matches!(&items[..], [Shown::Status(s)] if s == "s"));
         assert_eq!(rx.try_iter().count(), 1);
         assert!(output.drain(Duration::ZERO));
+    }
+
+    /// Both streams of plain output on one screen, as a terminal or `2>&1`
+    /// shows them; either can be held (its writes wait) until let go.
+    #[derive(Default)]
+    struct Screen {
+        log: Mutex<Vec<u8>>,
+        held: Mutex<[bool; 2]>,
+        let_go: Condvar,
+    }
+
+    const STDOUT: usize = 0;
+    const STDERR: usize = 1;
+
+    impl Screen {
+        fn hold(&self, stream: usize) {
+            self.held.lock().unwrap()[stream] = true;
+        }
+
+        fn let_go(&self, stream: usize) {
+            self.held.lock().unwrap()[stream] = false;
+            self.let_go.notify_all();
+        }
+
+        fn shown(&self) -> String {
+            String::from_utf8(self.log.lock().unwrap().clone()).unwrap()
+        }
+
+        /// Waits (10 s at most) until `text` has been shown.
+        fn wait_for(&self, text: &str) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !self.shown().contains(text) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{text:?} not shown: {:?}",
+                    self.shown()
+                );
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    struct Stream(Arc<Screen>, usize);
+
+    impl Write for Stream {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            let mut held = self.0.held.lock().unwrap();
+            while held[self.1] {
+                held = self.0.let_go.wait(held).unwrap();
+            }
+            drop(held);
+            self.0.log.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Plain output onto `screen`, a stream taken as blocked after
+    /// `patience` without a write.
+    fn plain(screen: &Arc<Screen>, patience: Duration, write_now: Option<WriteNow>) -> Arc<Output> {
+        let (tx, _) = mpsc::channel();
+        let output = Output::new(crate::console::event::Events::new(tx));
+        output.lock().patience = patience;
+        let sinks = Sinks {
+            stdout: Box::new(Stream(Arc::clone(screen), STDOUT)),
+            stderr: Box::new(Stream(Arc::clone(screen), STDERR)),
+            write_now,
+        };
+        spawn_plain_writer(&output, sinks).unwrap();
+        output
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// While both streams take what they are given, plain output shows
+        /// messages, status lines and errors in the order they happened,
+        /// on one screen, though two threads write them (and the loop some
+        /// messages itself, all, some or none of them, or refused).
+        #[test]
+        fn plain_output_keeps_the_order_between_messages_and_status_lines(
+            said in proptest::collection::vec(0u8..4, 1..60),
+            takes in proptest::collection::vec(proptest::option::weighted(0.9, 0usize..12), 1..8),
+        ) {
+            let screen = Arc::new(Screen::default());
+            let write_now: WriteNow = {
+                let screen = Arc::clone(&screen);
+                let turn = std::sync::atomic::AtomicUsize::new(0);
+                Box::new(move |bytes| {
+                    let i = turn.fetch_add(1, Ordering::SeqCst);
+                    let n = takes[i % takes.len()]?.min(bytes.len());
+                    screen.log.lock().unwrap().extend_from_slice(&bytes[..n]);
+                    Some(n)
+                })
+            };
+            // Never taken as blocked here: the order must hold throughout.
+            let output = plain(&screen, Duration::from_secs(600), Some(write_now));
+            let from: Arc<str> = Arc::from("peer");
+            let mut expected = String::new();
+            for (i, what) in said.iter().enumerate() {
+                match what {
+                    0 => {
+                        output.status(format!("status {i}"));
+                        expected.push_str(&format!("status {i}\n"));
+                    }
+                    1 => {
+                        output.error(format!("error {i}"));
+                        expected.push_str(&format!("error: error {i}\n"));
+                    }
+                    _ => {
+                        let text = format!("message {i}\nand its second line\n");
+                        proptest::prop_assert!(output.messages_now(&from, text.clone().into_bytes()));
+                        expected.push_str(&text);
+                    }
+                }
+            }
+            proptest::prop_assert!(output.drain(Duration::from_secs(10)));
+            output.stop();
+            proptest::prop_assert_eq!(screen.shown(), expected);
+        }
+    }
+
+    #[test]
+    fn a_blocked_stdout_holds_no_status_line_and_its_messages_follow_in_order() {
+        let screen = Arc::new(Screen::default());
+        let output = plain(&screen, Duration::from_millis(50), None);
+        let from: Arc<str> = Arc::from("peer");
+        screen.hold(STDOUT);
+        assert!(output.messages_now(&from, b"a\n".to_vec()));
+        output.status("one");
+        screen.wait_for("one\n");
+        assert!(output.messages_now(&from, b"b\n".to_vec()));
+        output.error("two");
+        screen.wait_for("error: two\n");
+        assert_eq!(screen.shown(), "one\nerror: two\n");
+        // Reading from the peer still waits for the screen: the queue's
+        // room is messages' alone.
+        assert!(output.has_room());
+        screen.let_go(STDOUT);
+        assert!(output.drain(Duration::from_secs(10)));
+        assert_eq!(screen.shown(), "one\nerror: two\na\nb\n");
+        output.stop();
+    }
+
+    /// A program's last words: a status line still held for messages that
+    /// stdout has not taken (not yet for the whole patience) goes once the
+    /// output is stopped.
+    #[test]
+    fn once_stopped_status_lines_wait_for_no_message() {
+        let screen = Arc::new(Screen::default());
+        let output = plain(&screen, Duration::from_secs(600), None);
+        let from: Arc<str> = Arc::from("peer");
+        screen.hold(STDOUT);
+        assert!(output.messages_now(&from, b"a\n".to_vec()));
+        output.status("interrupted");
+        assert!(!output.drain(Duration::from_millis(100)));
+        assert_eq!(screen.shown(), "");
+        output.stop();
+        assert!(output.drain_stderr(Duration::from_secs(10)));
+        assert_eq!(screen.shown(), "interrupted\n");
+        screen.let_go(STDOUT);
+    }
+
+    /// With stderr taking nothing, status lines are kept up to a bound,
+    /// the rest counted, and the count shown in their place; messages wait
+    /// for them no longer than the patience.
+    #[test]
+    fn status_lines_stderr_does_not_take_are_bounded_and_counted() {
+        let screen = Arc::new(Screen::default());
+        let output = plain(&screen, Duration::from_millis(50), None);
+        let from: Arc<str> = Arc::from("peer");
+        screen.hold(STDERR);
+        let line = "x".repeat(99);
+        let said = 3 * LINES_LIMIT / (LINE_COST + line.len());
+        for _ in 0..said {
+            output.status(line.clone());
+            // At most one line past the limit, and the count of those dropped.
+            let kept = output.lock().lines_bytes;
+            assert!(
+                kept <= LINES_LIMIT + 2 * LINE_COST + line.len(),
+                "{kept} bytes kept"
+            );
+        }
+        assert!(output.messages_now(&from, b"through\n".to_vec()));
+        screen.wait_for("through\n");
+        screen.let_go(STDERR);
+        assert!(output.drain(Duration::from_secs(10)));
+        output.stop();
+        let shown = screen.shown();
+        let kept = shown.lines().filter(|l| *l == line).count();
+        let dropped: Vec<&str> = shown.lines().filter(|l| l.contains("dropped")).collect();
+        let [count] = dropped[..] else {
+            panic!("one count of the dropped lines: {dropped:?}");
+        };
+        let n: usize = count
+            .strip_prefix("error: ")
+            .and_then(|c| c.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{count:?}"));
+        assert!(
+            n > 0 && kept + n == said,
+            "{kept} kept, {n} dropped of {said}"
+        );
+        assert!(
+            shown.ends_with(&format!("{count}\n")),
+            "the count where they were dropped"
+        );
     }
 }

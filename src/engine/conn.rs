@@ -1042,11 +1042,68 @@ mod tests {
 
     /// A connection over a loopback pair, and the peer's end of it.
     fn pair() -> (Conn, std::net::TcpStream) {
+        pair_up_to(1 << 20)
+    }
+
+    /// [`pair`], with messages of up to `max` bytes.
+    fn pair_up_to(max: usize) -> (Conn, std::net::TcpStream) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (ours, addr) = listener.accept().unwrap();
         ours.set_nonblocking(true).unwrap();
-        (Conn::new(TcpStream::from_std(ours), addr, 1 << 20), peer)
+        (Conn::new(TcpStream::from_std(ours), addr, max), peer)
+    }
+
+    /// A header that declares a huge message (64 MiB, within the maximum)
+    /// followed by a little of it: what is held for the frame grows with
+    /// the bytes that came, never to what was declared. (The process's
+    /// memory cannot show this: an allocation of the declared size that is
+    /// never written costs no resident memory; its capacity shows it.)
+    #[test]
+    fn a_huge_declared_message_holds_only_the_bytes_that_came() {
+        use std::io::Write;
+        const DECLARED: usize = 67_108_000;
+        const SENT: usize = 10 << 20;
+        let (mut conn, mut peer) = pair_up_to(64 << 20);
+        let sender = std::thread::spawn(move || {
+            peer.write_all(&(DECLARED as u32).to_be_bytes()).unwrap();
+            // In pieces of all sizes, so that reads end anywhere.
+            let mut left = SENT;
+            let mut piece = 1;
+            while left > 0 {
+                let n = piece.min(left);
+                peer.write_all(&vec![b'x'; n]).unwrap();
+                left -= n;
+                piece = piece * 3 % 100_003 + 1;
+            }
+            // Kept open: the message stays partial, never "closed mid-message".
+            peer
+        });
+        // The loop's own scratch size.
+        let mut scratch = vec![0; 256 * 1024];
+        let mut got = Vec::new();
+        let mut most = (0, 0);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while conn.pending.len() < HEADER_LEN + SENT {
+            assert!(
+                conn.read_frames(&mut scratch, &mut got, usize::MAX)
+                    .is_none(),
+                "the peer is still sending"
+            );
+            let (held, capacity) = (conn.pending.len(), conn.pending.capacity());
+            // A buffer that doubles as it grows: at most twice what it holds.
+            assert!(
+                capacity <= 2 * held.max(scratch.len()),
+                "{capacity} bytes reserved for {held} received"
+            );
+            most = (most.0.max(held), most.1.max(capacity));
+            assert!(std::time::Instant::now() < deadline, "{most:?} so far");
+            std::thread::sleep(Duration::from_micros(100));
+            conn.set_readable();
+        }
+        let _peer = sender.join().unwrap();
+        assert!(got.is_empty(), "nothing handed out");
+        assert!(most.1 < DECLARED / 2, "{most:?}");
     }
 
     #[test]

@@ -780,3 +780,89 @@ pub fn wrong_code_is_refused(server: &mut Server, dir: &std::path::Path, extra: 
 pub mod inproc;
 pub mod netns;
 pub mod relay;
+
+/// Whether the pipe whose reading end is `pipe` is full, for a writer that
+/// has more to write than it holds (a program flooded with messages): it
+/// holds bytes and took no more for half a second. (Not its bytes against
+/// its capacity: Linux packs a pipe by pages, and a full one holds less.)
+#[cfg(unix)]
+pub fn pipe_is_full(pipe: &impl std::os::fd::AsRawFd) -> bool {
+    let held = || {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int through the pointer it is given.
+        let ok = unsafe { libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut n) } == 0;
+        assert!(ok, "FIONREAD: {}", std::io::Error::last_os_error());
+        n
+    };
+    let before = held();
+    thread::sleep(Duration::from_millis(500));
+    before > 0 && held() == before
+}
+
+/// Waits at most `limit` for a line of `lines` containing `part`, keeping
+/// every line read in `seen` (for the failure's message); returns it.
+pub fn line_within(
+    lines: &Receiver<String>,
+    part: &str,
+    limit: Duration,
+    seen: &mut Vec<String>,
+) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                seen.push(line.clone());
+                if line.contains(part) {
+                    return line;
+                }
+            }
+            Err(e) => panic!("no line containing {part:?} within {limit:?} ({e:?}); saw {seen:?}"),
+        }
+    }
+}
+
+/// The send and receive queues of this network namespace's IPv4 TCP socket
+/// from local port `from` to port `to`, from `/proc/net/tcp`: bytes the
+/// peer has not acknowledged, and bytes the program has not read.
+#[cfg(target_os = "linux")]
+pub fn tcp_queues(from: u16, to: u16) -> Option<(u64, u64)> {
+    let table = fs::read_to_string("/proc/net/tcp").unwrap();
+    let port = |address: &str| {
+        let (_, port) = address.rsplit_once(':')?;
+        u16::from_str_radix(port, 16).ok()
+    };
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if port(fields.get(1)?) != Some(from) || port(fields.get(2)?) != Some(to) {
+            return None;
+        }
+        let (tx, rx) = fields.get(4)?.split_once(':')?;
+        Some((
+            u64::from_str_radix(tx, 16).ok()?,
+            u64::from_str_radix(rx, 16).ok()?,
+        ))
+    })
+}
+
+/// The largest writable private mapping of process `pid`, in bytes, and
+/// its line of `/proc/PID/maps`: memory committed to, written or not. (The
+/// address space glibc reserves for each thread's arena is mapped without
+/// access until used, and is not one; a heap grows only with use.)
+#[cfg(target_os = "linux")]
+pub fn largest_writable_mapping(pid: u32) -> (u64, String) {
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    maps.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (range, access) = (fields.next()?, fields.next()?);
+            if !access.starts_with("rw") || !access.ends_with('p') {
+                return None;
+            }
+            let (start, end) = range.split_once('-')?;
+            let size = u64::from_str_radix(end, 16).ok()? - u64::from_str_radix(start, 16).ok()?;
+            Some((size, line.to_string()))
+        })
+        .max()
+        .unwrap_or_default()
+}
