@@ -238,6 +238,8 @@ fn a_line_not_yet_acknowledged_is_shown_in_the_prompt_until_it_is() {
 }
 
 /// Ctrl-C gives up at once and says what was not delivered, in lines.
+/// (Unix: the interrupt is a signal sent with `kill`.)
+#[cfg(unix)]
 #[test]
 fn an_interrupt_says_which_lines_were_not_delivered() {
     let (mut server, mut client, relay) = through_a_relay_dead_after("15", &[]);
@@ -280,4 +282,30 @@ fn an_outage_longer_than_ten_seconds_while_ending_loses_nothing() {
     }
     assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
     assert_eq!(server.wait().code(), Some(0), "{:?}", server.drain_stderr());
+}
+
+/// A room member whose link stops is lost after `--dead-after`, and the
+/// room is told why, as for any leave (before, it vanished without a word).
+#[test]
+fn a_room_member_lost_to_a_stopped_link_is_said_to_have_left_and_why() {
+    let mut server = support::start_room(&["--dead-after", DEAD_AFTER]);
+    let mut alice = server.join_room("alice");
+    let relay = Relay::start(server.addr);
+    let address = relay.address();
+    let mut bob = Program::spawn(
+        support::CLIENT,
+        &["--connect", &address, "--name", "bob", "--dead-after", "60"],
+    );
+    bob.expect_status("you joined as bob;");
+    alice.expect_status("bob joined");
+    relay.freeze();
+    let said = server.expect_status("bob left");
+    assert!(said.contains("connection lost"), "{said}");
+    let said = alice.expect_status("bob left");
+    assert!(
+        said.contains("connection lost: nothing came back for 3 s"),
+        "{said}"
+    );
+    relay.thaw();
+    let _ended = bob.wait();
 }

@@ -631,7 +631,6 @@ impl Io {
         let after = self.rules.dead_after?;
         let link = self.links.get(id)?;
         if let Some(session) = &link.session
-            && link.opened_told
             && !link.conn.read_ended()
             && session.silent_for(self.now) >= after
         {
@@ -1191,11 +1190,13 @@ impl Io {
         seen.backlogged = link.backlogged;
         seen.undelivered += link.held;
         // A version 2 peer sends something every few seconds while its
-        // side is open: its silence is the measure of its life.
+        // side is open: its silence is the measure of its life, from its
+        // offer on (a link that dies before its `HELLO` crosses is dead
+        // all the same).
         seen.silent = link
             .session
             .as_ref()
-            .filter(|_| link.opened_told && !link.conn.read_ended())
+            .filter(|_| !link.conn.read_ended())
             .map(|session| session.silent_for(self.now));
         let decision = closing.step(self.now, seen, happening);
         if let Some(news) = news {

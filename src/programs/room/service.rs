@@ -246,6 +246,22 @@ impl Service for RoomService {
             News::StillWaiting { .. } | News::SessionOpened | News::Unacknowledged { .. } => {}
             News::Ended(ending) => {
                 self.paused.remove(&id);
+                // Ended with no word before (a peer lost to silence, its
+                // heartbeats or its system's answers gone): the room is
+                // told why it left, as for any other leave.
+                if self.room.is_here(id) {
+                    let why = match &ending {
+                        Ending::Failed { why, .. } => Some(why.clone()),
+                        Ending::CutOff { why, .. } => describe_failure(&Ending::CutOff {
+                            why: *why,
+                            undelivered: 0,
+                        }),
+                        _ => None,
+                    };
+                    self.room.leave(id, why.as_deref(), &mut world);
+                    self.room.forget(id);
+                    return;
+                }
                 if let Some((name, peer, announced)) = self.room.forget(id) {
                     self.report(&name, peer, announced, &ending);
                 }
