@@ -195,20 +195,32 @@ impl Console {
     }
 
     /// Waits until everything queued has been shown, or the output moved
-    /// nothing for `patience`.
-    pub fn finish(&self, patience: Duration) {
-        self.output.drain(patience);
+    /// nothing for `patience`; whether everything was.
+    pub fn finish(&self, patience: Duration) -> bool {
+        self.output.drain(patience)
     }
 
     /// The last words of a program ending as `exit`: what is queued is shown,
     /// unless the screen moves nothing for a while (briefly after Ctrl-C,
-    /// the stall timeout otherwise); then the output's threads end.
-    pub fn finish_for(&self, exit: Exit) {
+    /// the stall timeout otherwise); then the output's threads end. Returns
+    /// the status to exit with: a failure if messages that were taken (and
+    /// acknowledged to a version 2 peer) could not be written, which is said.
+    pub fn finish_for(&self, exit: Exit) -> Exit {
         let patience = match exit {
             Exit::Interrupted => LAST_WORDS_ON_INTERRUPT,
             _ => STALL_TIMEOUT,
         };
-        self.finish(patience);
+        let shown = self.finish(patience);
+        let exit = match (shown, exit) {
+            (false, Exit::Success) => {
+                self.output.error(format!(
+                    "messages received were not written: standard output took nothing for {} s",
+                    patience.as_secs()
+                ));
+                Exit::Failure
+            }
+            (_, exit) => exit,
+        };
         self.output.stop();
         // Status lines still held for messages that stdout did not take
         // (it stalled, but for less than the output's order patience) wait
@@ -216,6 +228,7 @@ impl Console {
         // stderr before it exits. Briefly: if anything was left, the wait
         // above has already run its course.
         self.output.drain_stderr(LAST_WORDS_ON_INTERRUPT);
+        exit
     }
 
     fn tell_editor(&self, msg: Msg) {

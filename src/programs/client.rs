@@ -321,8 +321,7 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
         Some(ending) if ended => talk.report(&output, in_room, ending),
         _ => Exit::Failure,
     };
-    console.finish_for(exit);
-    Ok(exit)
+    Ok(console.finish_for(exit))
 }
 
 /// A received read is shown this much at a time at most.

@@ -227,8 +227,7 @@ pub(crate) fn run_to_end<S: Service>(
         false => Exit::Failure,
     };
     console.close();
-    console.finish_for(exit);
-    exit
+    console.finish_for(exit)
 }
 
 /// A server program's console and loop, opened.
