@@ -309,3 +309,30 @@ fn a_room_member_lost_to_a_stopped_link_is_said_to_have_left_and_why() {
     relay.thaw();
     let _ended = bob.wait();
 }
+
+/// A program stopped for longer than `--dead-after` (Ctrl-Z, SIGSTOP, a
+/// laptop asleep) does not take its peer's silence meanwhile, which it
+/// could not hear, as a loss when it runs again (found in a user trial:
+/// the client blamed the server for its own suspension).
+#[cfg(unix)]
+#[test]
+fn a_program_stopped_for_longer_than_dead_after_goes_on_when_continued() {
+    // The server waits 15 s for a silent client; the client 3 s.
+    let mut server = Server::start(&["--once"]);
+    let mut client = server.connect_client(&["--dead-after", DEAD_AFTER]);
+    server.expect_status("connected");
+    client.say("before the stop");
+    server.expect_message("before the stop");
+    client.signal("STOP");
+    std::thread::sleep(Duration::from_secs(8));
+    client.signal("CONT");
+    // Stopped 8 s, more than its 3: the client hears its peer anew.
+    client.say("after the stop");
+    server.expect_message("after the stop");
+    server.say("still here");
+    client.expect_message("still here");
+    assert!(client.said("connection lost").is_none());
+    client.say("q");
+    assert_eq!(client.wait().code(), Some(0));
+    assert_eq!(server.wait().code(), Some(0));
+}

@@ -68,6 +68,10 @@ const SCRATCH: usize = 256 * 1024;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
+/// A round that comes this much later than the loop asked means the
+/// process was not running meanwhile.
+const OVERSLEPT: Duration = Duration::from_secs(3);
+
 /// A failing `accept` is reported at most this often.
 const ACCEPT_REPORT_PERIOD: Duration = Duration::from_secs(10);
 
@@ -402,6 +406,12 @@ impl Engine {
                 Err(e) => return Err(e),
             }
             self.io.now = self.clock.now();
+            // Woken far later than asked: this process was stopped (Ctrl-Z,
+            // SIGSTOP, a laptop asleep), and heard nothing meanwhile because
+            // it was not listening, not because the peers were silent.
+            if next.is_some_and(|asked| self.io.now > asked + OVERSLEPT) {
+                self.io.woke_late();
+            }
             let mut woken = false;
             let mut accept = self.accept_at.is_some_and(|at| at <= self.io.now);
             let mut ready = Vec::new();
@@ -968,6 +978,17 @@ impl Io {
             // A client let go at the gate, done.
             if matches!(link.phase, Phase::Leaving) {
                 gate::gone(self, id);
+            }
+        }
+    }
+
+    /// The loop ran again long after it asked to (see [`OVERSLEPT`]): every
+    /// peer's silence counts from now, as it could not be heard meanwhile.
+    fn woke_late(&mut self) {
+        let now = self.now;
+        for (_, link) in &mut self.links {
+            if let Some(session) = &mut link.session {
+                session.heard(now);
             }
         }
     }
