@@ -64,9 +64,8 @@ struct Args {
     /// The newest protocol version to speak: 2 (messages acknowledged,
     /// heartbeats; used only with a peer that offers it too, so version 1
     /// peers are unaffected) or 1 (as builds before version 2)
-    #[arg(long, value_name = "VERSION", default_value_t = 2,
-          value_parser = clap::value_parser!(u8).range(1..=2))]
-    protocol: u8,
+    #[arg(long, value_name = "VERSION", default_value = "2", value_parser = ["1", "2"])]
+    protocol: String,
 
     /// Talk over TLS; the server's identity is checked as ssh does: on first
     /// use its fingerprint is recorded, and later it must match
@@ -154,7 +153,7 @@ fn talk(args: Args) -> anyhow::Result<Exit> {
         max_message_size: args.max_message_size as usize,
         idle_timeout: args.idle_timeout.map(Duration::from_secs),
         dead_after: (args.dead_after > 0).then(|| Duration::from_secs(args.dead_after)),
-        sessions: args.protocol == 2,
+        sessions: args.protocol == "2",
         name_chosen: args.name.is_some(),
         name: args.name.or_else(login_name),
     };

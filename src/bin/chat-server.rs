@@ -63,9 +63,8 @@ struct Args {
     /// The newest protocol version to speak: 2 (messages acknowledged,
     /// heartbeats; used only with a peer that offers it too, so version 1
     /// peers are unaffected) or 1 (as builds before version 2)
-    #[arg(long, value_name = "VERSION", default_value_t = 2,
-          value_parser = clap::value_parser!(u8).range(1..=2))]
-    protocol: u8,
+    #[arg(long, value_name = "VERSION", default_value = "2", value_parser = ["1", "2"])]
+    protocol: String,
 
     /// Talk over TLS. The server's key and self-signed certificate are made on
     /// first use; each start shows the fingerprint clients check
@@ -149,7 +148,7 @@ fn serve(args: Args) -> anyhow::Result<Exit> {
             name: args.name,
             idle_timeout: args.idle_timeout.map(Duration::from_secs),
             dead_after: (args.dead_after > 0).then(|| Duration::from_secs(args.dead_after)),
-            sessions: args.protocol == 2,
+            sessions: args.protocol == "2",
             tls,
             access: Access::new(args.allow, args.deny),
         }),
@@ -159,7 +158,7 @@ fn serve(args: Args) -> anyhow::Result<Exit> {
             once: args.once,
             idle_timeout: args.idle_timeout.map(Duration::from_secs),
             dead_after: (args.dead_after > 0).then(|| Duration::from_secs(args.dead_after)),
-            sessions: args.protocol == 2,
+            sessions: args.protocol == "2",
             tls,
             access: Access::new(args.allow, args.deny),
         }),
