@@ -129,6 +129,17 @@ pub fn undelivered_lines(lines: u64, first: Option<&str>) -> Option<String> {
     })
 }
 
+/// A wait as people say it: `850 ms`, `42 s`, `3 min 5 s`.
+pub fn duration_words(wait: Duration) -> String {
+    let secs = wait.as_secs();
+    match secs {
+        0 => format!("{} ms", wait.as_millis()),
+        1..60 => format!("{secs} s"),
+        _ if secs.is_multiple_of(60) => format!("{} min", secs / 60),
+        _ => format!("{} min {} s", secs / 60, secs % 60),
+    }
+}
+
 /// One line for an ending that failed, `None` for the endings that did not.
 pub fn describe_failure(ending: &Ending) -> Option<String> {
     let (why, undelivered) = match ending {
@@ -174,6 +185,14 @@ pub fn to_stderr(line: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waits_are_said_in_the_largest_sensible_unit() {
+        assert_eq!(duration_words(Duration::from_millis(850)), "850 ms");
+        assert_eq!(duration_words(Duration::from_millis(42_400)), "42 s");
+        assert_eq!(duration_words(Duration::from_secs(120)), "2 min");
+        assert_eq!(duration_words(Duration::from_secs(185)), "3 min 5 s");
+    }
 
     #[test]
     fn undelivered_lines_are_counted_and_the_first_shown_shortened() {

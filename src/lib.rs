@@ -160,6 +160,18 @@ pub fn parse_dead_after(text: &str) -> Result<u64, String> {
     }
 }
 
+/// `--resume-for`'s default: a laptop that sleeps a few minutes, a train
+/// through a tunnel, a change of network, and the conversation goes on.
+pub const DEFAULT_RESUME_FOR_SECS: u64 = 300;
+
+/// Parses `--resume-for`: whole seconds, 0 (off) to a day.
+pub fn parse_resume_for(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(secs) if secs <= 86_400 => Ok(secs),
+        _ => Err("expected a whole number of seconds from 0 (never resume) to 86400".to_string()),
+    }
+}
+
 /// Parses `--idle-timeout`: whole seconds, at least 1.
 pub fn parse_idle_seconds(text: &str) -> Result<u64, String> {
     match text.parse::<u64>() {

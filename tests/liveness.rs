@@ -23,10 +23,12 @@ const SLACK: Duration = Duration::from_secs(10);
 
 /// A server (serving one conversation) and a client across `link`, both
 /// watching for death after [`DEAD_AFTER`], talking once; over TLS with
-/// their files in `tls`.
+/// their files in `tls`. The client does not resume (`--resume-for 0`,
+/// which its `HELLO` tells the server): a loss is the end (`resume.rs`
+/// and the tests below it try resuming).
 fn talking(link: &Link, tls: Option<&Path>) -> (Program, Program) {
     let mut server_args = vec!["--once", "--dead-after", DEAD_AFTER];
-    let mut client_args = vec!["--dead-after", DEAD_AFTER];
+    let mut client_args = vec!["--dead-after", DEAD_AFTER, "--resume-for", "0"];
     let (identity, known) = match tls {
         Some(dir) => (path(dir, "identity.pem"), path(dir, "known_hosts")),
         None => Default::default(),

@@ -22,6 +22,8 @@ const SLACK: Duration = Duration::from_secs(10);
 
 /// A server serving one conversation, and a client through a relay, both
 /// taking a peer silent for [`DEAD_AFTER`] as lost, having talked once.
+/// The client does not resume (`--resume-for 0`): a loss is the end here
+/// (`resume.rs` has the rest).
 fn through_a_relay(extra: &[&str]) -> (Server, Program, Relay) {
     through_a_relay_dead_after(DEAD_AFTER, extra)
 }
@@ -32,7 +34,14 @@ fn through_a_relay_dead_after(dead_after: &str, extra: &[&str]) -> (Server, Prog
     let mut server = Server::start(&args);
     let relay = Relay::start(server.addr);
     let address = relay.address();
-    let mut client_args = vec!["--connect", address.as_str(), "--dead-after", dead_after];
+    let mut client_args = vec![
+        "--connect",
+        address.as_str(),
+        "--dead-after",
+        dead_after,
+        "--resume-for",
+        "0",
+    ];
     client_args.extend_from_slice(extra);
     let mut client = Program::spawn(support::CLIENT, &client_args);
     server.expect_status("connected");

@@ -61,6 +61,14 @@ struct Args {
           value_parser = chat::parse_dead_after)]
     dead_after: u64,
 
+    /// After a lost connection (a network change, a link that died, a
+    /// laptop that slept), reconnect by itself for up to this many seconds
+    /// and resume the conversation, nothing lost or shown twice
+    /// (version 2 peers); 0: never
+    #[arg(long, value_name = "SECS", default_value_t = chat::DEFAULT_RESUME_FOR_SECS,
+          value_parser = chat::parse_resume_for)]
+    resume_for: u64,
+
     /// The newest protocol version to speak: 2 (messages acknowledged,
     /// heartbeats; used only with a peer that offers it too, so version 1
     /// peers are unaffected) or 1 (as builds before version 2)
@@ -154,6 +162,7 @@ fn talk(args: Args) -> anyhow::Result<Exit> {
         idle_timeout: args.idle_timeout.map(Duration::from_secs),
         dead_after: (args.dead_after > 0).then(|| Duration::from_secs(args.dead_after)),
         sessions: args.protocol == "2",
+        resume_for: (args.resume_for > 0).then(|| Duration::from_secs(args.resume_for)),
         name_chosen: args.name.is_some(),
         name: args.name.or_else(login_name),
     };

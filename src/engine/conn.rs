@@ -24,7 +24,7 @@ use crate::console::outbox::WriteNow;
 use crate::platform::{SENDS_NOW, SHORT_READ_DRAINS, send_now, unacknowledged};
 use crate::state::ending::Observed;
 use crate::wire::frame::{HEADER_LEN, TooLong, read_header, split_frames, too_long_error};
-use crate::wire::session::{self, CONTROL_MAX, Control, Header, OFFER_FRAMES, OFFER_LEN};
+use crate::wire::session::{self, CONTROL_MAX, Control, Header, Hello, OFFER_FRAMES, OFFER_LEN};
 
 /// Plaintext sealed into TLS records at once: the socket is offered about
 /// this much at a time, so rustls never holds much that the peer has not
@@ -52,6 +52,17 @@ pub enum ReadEnd {
     /// End of stream at a frame boundary.
     Closed,
     Failed(io::Error),
+}
+
+/// What [`Conn::read_ahead`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ahead {
+    /// The socket is empty for now.
+    Empty,
+    /// As much as was asked for is held.
+    Full,
+    /// The peer's side ended (or failed).
+    Ended,
 }
 
 /// What a flush did.
@@ -310,6 +321,104 @@ impl Conn {
             }
         }
         true
+    }
+
+    /// Queues our `HELLO` of a resumed session: what we queue after it is
+    /// numbered from `first` on, as the session was.
+    pub fn queue_resumed_hello(&mut self, hello: Hello, first: u64) -> bool {
+        if !self.queue_control(&Control::Hello(hello)) {
+            return false;
+        }
+        if self.wire.keep {
+            self.out.keep_from(first);
+        }
+        true
+    }
+
+    /// Queues `frames`, `count` messages of ours sent before on another
+    /// connection (see [`Outgoing::messages_from`]), numbered as they were.
+    pub fn queue_again(&mut self, frames: &[u8], count: u64) {
+        self.out.push_copy(frames, count);
+        self.accepted += frames.len() as u64;
+    }
+
+    /// What we queue from now on is numbered from `first` on (a resumed
+    /// session, once the peer said what it took).
+    pub fn number_from(&mut self, first: u64) {
+        if self.wire.keep {
+            self.out.keep_from(first);
+        }
+    }
+
+    /// The largest frame taken from the peer.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Lets the socket go (a reset: the link is lost, and a session that
+    /// may be resumed goes on without it), keeping what is queued and
+    /// kept for the connection that resumes it: from now on this holds
+    /// what is sent meanwhile (an aborted one too), and writes nothing.
+    pub fn disconnect(&mut self) {
+        self.sending = Sending::Open;
+        self.fin_queued = false;
+        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+        let _ = self.stream.shutdown(Shutdown::Both);
+        if let Some(beside) = self.beside.take() {
+            crate::lock(&beside.socket).take();
+        }
+        self.pending = Vec::new();
+        self.readable = false;
+        if self.read_end.is_none() {
+            self.read_end = Some(None);
+        }
+    }
+
+    /// Our messages from number `first` on, as frames to send again, and
+    /// how many; `None` if not all of them are held.
+    pub fn messages_from(&self, first: u64) -> Option<(Vec<u8>, u64)> {
+        self.out.messages_from(first)
+    }
+
+    /// Reads what has come into the connection's pending bytes without
+    /// handing anything out, up to `most` bytes held: the first bytes of a
+    /// connection, to tell a resuming client from a new one. Its end, if
+    /// it came, is kept for the reader that comes next: a reset read here
+    /// is still a reset there.
+    pub fn read_ahead(&mut self, scratch: &mut [u8], most: usize) -> Ahead {
+        while self.pending.len() < most {
+            if self.read_end.is_some() {
+                return Ahead::Ended;
+            }
+            let room = (most - self.pending.len()).min(scratch.len());
+            match self.read_plaintext(&mut scratch[..room]) {
+                // An end of stream is read again by the next reader.
+                Ok(0) => return Ahead::Ended,
+                Ok(n) => {
+                    self.wire.plain_received += n as u64;
+                    self.wire.raw_received = self.received;
+                    self.pending.extend_from_slice(&scratch[..n]);
+                    if !self.readable {
+                        return Ahead::Empty;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return Ahead::Empty;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.end_reading(ReadEnd::Failed(e));
+                    return Ahead::Ended;
+                }
+            }
+        }
+        Ahead::Full
+    }
+
+    /// What [`read_ahead`](Self::read_ahead) holds, not yet handed out.
+    pub fn ahead(&self) -> &[u8] {
+        &self.pending
     }
 
     /// The peer took our first `count` messages.

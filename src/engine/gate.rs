@@ -159,6 +159,11 @@ impl Gate {
         }
     }
 
+    /// Tells the operator something about a connection at the door.
+    pub(super) fn say(&self, line: String) {
+        self.output.status(line);
+    }
+
     fn refused(&mut self, why: Refusal, peer: SocketAddr, now: Instant) {
         self.last_refused = Some(now);
         self.refusals.occurred(&self.output, &why, peer, now);

@@ -30,7 +30,7 @@ pub(crate) mod outgoing;
 pub mod tls;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,10 +47,10 @@ use crate::errors::{describe_receive_failure, describe_send_failure, lowercase_o
 use crate::state::access::Access;
 use crate::state::clock::Clock;
 use crate::state::ending::{Closing, Ending, Happening, Rules};
-use crate::state::session::Session;
+use crate::state::session::{Away, Session};
 use crate::state::throttle::Throttle;
-use crate::wire::session::{Control, Hello, VERSION};
-use conn::{Conn, Flushed, ReadEnd};
+use crate::wire::session::{Control, Hello, NO_TOKEN, Opening, Token as SessionToken, VERSION};
+use conn::{Ahead, Conn, Flushed, ReadEnd};
 use gate::{Gate, Phase};
 pub use gate::{GateConfig, HANDSHAKE_TIMEOUT, TlsConfig, secure};
 
@@ -71,6 +71,20 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// A round that comes this much later than the loop asked means the
 /// process was not running meanwhile.
 const OVERSLEPT: Duration = Duration::from_secs(3);
+
+/// A server that keeps sessions for resuming waits this long at most for a
+/// new connection's first bytes before its service hears of it: a client
+/// resuming a session says so at once, and is not a newcomer (in real
+/// time: it is a wait for the network, not a timeout of the program's).
+const OPENING_WAIT: Duration = Duration::from_millis(300);
+
+/// ... and reads this much of them at most (an offer and a `HELLO` are
+/// less than 100 bytes).
+const OPENING_MOST: usize = 512;
+
+/// A client resuming waits this long for the server's answer, without
+/// `--dead-after`.
+const RESUME_ANSWER: Duration = Duration::from_secs(15);
 
 /// A failing `accept` is reported at most this often.
 const ACCEPT_REPORT_PERIOD: Duration = Duration::from_secs(10);
@@ -95,6 +109,17 @@ pub enum News {
     Unacknowledged { lines: u64, first: Option<String> },
     /// Both halves are done and the connection is gone.
     Ended(Ending),
+    /// The connection was lost (`why`), and the session is kept for its
+    /// peer to resume (see [`Io::allow_resume`]): what is sent meanwhile
+    /// waits for it; `lines` of ours it had not acknowledged.
+    Away { why: String, lines: u64 },
+    /// The peer is back, on a new connection from `peer`, after `after`:
+    /// `resent` messages of ours go again, from the first it had not taken.
+    Back {
+        after: Duration,
+        peer: SocketAddr,
+        resent: u64,
+    },
 }
 
 /// A program run on the loop.
@@ -148,6 +173,30 @@ struct Link {
     acks_held: bool,
     /// What the peer sends is acknowledged up to this much later.
     ack_delay: Duration,
+    /// The session may be resumed within this long of a loss.
+    resume_for: Option<Duration>,
+    /// The session's name, which a resuming client proves: the server's
+    /// token (zeros if it keeps none for this connection).
+    session_token: SessionToken,
+    /// The connection is lost and the session waits to be resumed; why.
+    away: Option<(Away, String)>,
+    /// A client resuming: the lost connection, whose messages go again on
+    /// this one once the server says which it took; and until when the
+    /// server's answer is awaited.
+    husk: Option<Conn>,
+    answer_by: Option<Instant>,
+    /// Our side's end, asked while away: done once back.
+    after_resume: Option<Happening>,
+    /// A server's new connection whose first bytes are awaited until
+    /// then, before its service hears of it (see [`OPENING_WAIT`]).
+    opening_until: Option<Instant>,
+    /// The peer broke the protocol: the session is not resumed.
+    broken: bool,
+    /// Our sending half is finishing (the ending decided it).
+    finishing: bool,
+    /// The peer would resume the session (a client's `HELLO` names it
+    /// unless its `--resume-for` is 0): a server keeps it only then.
+    peer_resumes: bool,
 }
 
 /// What a service acts through, and the loop's state besides the poll.
@@ -174,6 +223,14 @@ pub struct Io {
     gate: Gate,
     /// Connections offer version 2 (sessions) when they are admitted.
     sessions: bool,
+    /// A client's loop (no listener): it resumes sessions its server named.
+    client: bool,
+    /// A server that keeps sessions for resuming: the sessions by token.
+    tokens: HashMap<SessionToken, Id>,
+    resumes: bool,
+    /// New connections whose first bytes are awaited (see
+    /// [`OPENING_WAIT`]), with their generation.
+    openings: Vec<(Instant, Id, u64)>,
 }
 
 /// The loop itself.
@@ -329,6 +386,10 @@ impl Engine {
             now: clock.now(),
             gate: Gate::new(gate, Arc::clone(output)),
             sessions: true,
+            client: listener.is_none(),
+            tokens: HashMap::new(),
+            resumes: false,
+            openings: Vec::new(),
         };
         Ok(Self {
             poll,
@@ -348,6 +409,18 @@ impl Engine {
     /// the program speaks version 1 only, as builds before it did.
     pub fn speak_sessions(&mut self, on: bool) {
         self.io.sessions = on;
+    }
+
+    /// A server whose conversations may be resumed: each new connection's
+    /// first bytes are looked at before its service hears of it, for a
+    /// client resuming a session.
+    pub fn keep_sessions(&mut self, on: bool) {
+        self.io.resumes = on;
+    }
+
+    /// See [`Io::allow_resume`].
+    pub fn allow_resume(&mut self, id: Id, within: Option<Duration>) {
+        self.io.allow_resume(id, within);
     }
 
     /// Adds a connection made elsewhere (see [`Io::adopt`]).
@@ -392,7 +465,11 @@ impl Engine {
                 .into_iter()
                 .flatten()
                 .min();
-            let recheck_in = recheck_at.map(|at| at.saturating_duration_since(Instant::now()));
+            let recheck_in = [recheck_at, self.io.openings.iter().map(|o| o.0).min()]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|at| at.saturating_duration_since(Instant::now()));
             let timeout = match self.io.again.is_empty() {
                 true => [self.clock.sleep_until(next), recheck_in]
                     .into_iter()
@@ -443,6 +520,7 @@ impl Engine {
             for id in std::mem::take(&mut self.io.again) {
                 self.io.ready(service, id, true, false);
             }
+            self.io.openings_due(service);
             if let (Some(at), Some(every)) = (recheck_at, recheck)
                 && at <= Instant::now()
             {
@@ -541,7 +619,9 @@ impl Io {
                 self.dirty.push(id);
             }
             piggyback(link, self.now);
-            let numbered = link.conn.queue(frames);
+            // While a client resumes, after what goes again.
+            let conn = link.husk.as_mut().unwrap_or(&mut link.conn);
+            let numbered = conn.queue(frames);
             if let Some(session) = &mut link.session {
                 session.sent(numbered, self.now);
             }
@@ -557,7 +637,8 @@ impl Io {
                     self.dirty.push(id);
                 }
                 piggyback(link, self.now);
-                let numbered = link.conn.queue_batch(batch);
+                let conn = link.husk.as_mut().unwrap_or(&mut link.conn);
+                let numbered = conn.queue_batch(batch);
                 if let Some(session) = &mut link.session {
                     session.sent(numbered, self.now);
                 }
@@ -660,7 +741,9 @@ impl Io {
     /// a program that sends while this is under a bound keeps at most that
     /// much in flight (1 MiB per round trip: 10 MB/s at 100 ms).
     pub fn unsent(&self, id: Id) -> usize {
-        self.links.get(id).map_or(0, |link| link.conn.held())
+        self.links.get(id).map_or(0, |link| {
+            link.conn.held() + link.husk.as_ref().map_or(0, Conn::held)
+        })
     }
 
     /// Moves whole frames from connection `id` into `into`, about `limit`
@@ -676,12 +759,26 @@ impl Io {
             return false;
         };
         if let Some(end) = link.conn.read_with(&mut self.scratch, limit, each) {
+            if let ReadEnd::Failed(e) = &end
+                && e.kind() == ErrorKind::InvalidData
+            {
+                link.broken = true;
+            }
             let happening = match end {
                 ReadEnd::Closed => Happening::PeerClosed,
                 ReadEnd::Failed(e) => {
                     Happening::ReceiveFailed(describe_receive_failure(&e, self.rules.dead_after))
                 }
             };
+            if link.away.is_some() {
+                // A resuming connection lost before the server answered.
+                let why = match &happening {
+                    Happening::ReceiveFailed(why) => why.clone(),
+                    _ => "the server closed the connection".to_string(),
+                };
+                self.resume_failed(id, why);
+                return false;
+            }
             match link.closing.is_some() {
                 true => self.happenings.push_back((id, happening)),
                 false => self
@@ -853,6 +950,16 @@ impl Io {
             opened_told: false,
             acks_held: false,
             ack_delay: Duration::ZERO,
+            resume_for: None,
+            session_token: NO_TOKEN,
+            away: None,
+            husk: None,
+            answer_by: None,
+            after_resume: None,
+            opening_until: None,
+            broken: false,
+            finishing: false,
+            peer_resumes: true,
         });
         Ok(id)
     }
@@ -860,6 +967,9 @@ impl Io {
     fn remove(&mut self, id: Id) -> Link {
         let mut link = self.links.remove(id);
         let _ = self.registry.deregister(link.conn.stream_mut());
+        if link.session_token != NO_TOKEN && self.tokens.get(&link.session_token) == Some(&id) {
+            self.tokens.remove(&link.session_token);
+        }
         link
     }
 
@@ -870,8 +980,184 @@ impl Io {
         link.conn.set_max(self.max_message_size);
         if self.sessions {
             link.conn.listen_for_sessions();
+            if self.resumes {
+                let until = Instant::now() + OPENING_WAIT;
+                link.opening_until = Some(until);
+                self.openings.push((until, id, link.generation));
+                self.look_at_opening(service, id);
+                return;
+            }
         }
         service.admit(self, id);
+    }
+
+    /// A server's new connection `id`, before its service hears of it: a
+    /// client resuming a session takes the session's place; anyone else
+    /// (or one that said nothing within [`OPENING_WAIT`]) is admitted, and
+    /// what it sent is read by the service.
+    fn look_at_opening(&mut self, service: &mut impl Service, id: Id) {
+        let Some(link) = self.links.get_mut(id) else {
+            return;
+        };
+        let Some(until) = link.opening_until else {
+            return;
+        };
+        // An end or a failure is the service's to see, after what came.
+        let ahead = link.conn.read_ahead(&mut self.scratch, OPENING_MOST);
+        let first = link.conn.ahead();
+        match crate::wire::session::opening(first, ahead != Ahead::Full) {
+            // Gone before it said anything: the service sees the end.
+            _ if ahead == Ahead::Ended => {}
+            Opening::Unknown if Instant::now() < until => return,
+            Opening::Resume(hello) => {
+                self.resume_here(id, hello);
+                return;
+            }
+            Opening::Unknown | Opening::New => {}
+        }
+        let link = &mut self.links[id];
+        link.opening_until = None;
+        let generation = link.generation;
+        self.openings.retain(|o| (o.1, o.2) != (id, generation));
+        self.again.push(id);
+        service.admit(self, id);
+    }
+
+    /// New connections whose wait for their first bytes is over.
+    fn openings_due(&mut self, service: &mut impl Service) {
+        if self.openings.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let due: Vec<Id> = self
+            .openings
+            .iter()
+            .filter(|(until, id, generation)| {
+                *until <= now
+                    && self
+                        .links
+                        .get(*id)
+                        .is_some_and(|link| link.generation == *generation)
+            })
+            .map(|o| o.1)
+            .collect();
+        self.openings.retain(|(until, id, generation)| {
+            *until > now
+                && self
+                    .links
+                    .get(*id)
+                    .is_some_and(|link| link.generation == *generation)
+        });
+        for id in due {
+            self.look_at_opening(service, id);
+        }
+    }
+
+    /// Connection `id` (not yet told to the service) resumes the session
+    /// `hello` names: it takes the session's place, and what the client
+    /// had not taken goes again; a session this server does not keep (it
+    /// gave up on it, or never had it) is refused.
+    fn resume_here(&mut self, id: Id, hello: Hello) {
+        let generation = self.links[id].generation;
+        self.openings.retain(|o| (o.1, o.2) != (id, generation));
+        self.links[id].opening_until = None;
+        let old = self.tokens.get(&hello.resume_of).copied().filter(|&old| {
+            old != id
+                && self.links.get(old).is_some_and(|link| {
+                    link.resume_for.is_some() && !link.broken && link.session.is_some()
+                })
+        });
+        let Some(old) = old else {
+            return self.refuse_resume(id);
+        };
+        if self.links[old].away.is_none() {
+            // Its client found the old connection dead before this side
+            // did (a reset it never saw, an address that changed).
+            self.park(old, "its client came back on a new connection".to_string());
+        }
+        let first = hello.received + 1;
+        let link = &mut self.links[old];
+        let session = link.session.as_mut().expect("a session");
+        let Some((frames, count)) = link.conn.messages_from(first) else {
+            return self.refuse_resume(id);
+        };
+        if session.acked(hello.received, self.now).is_err() {
+            return self.refuse_resume(id);
+        }
+        // The new socket under the session's handle.
+        let mut fresh = self.links.remove(id).conn;
+        if self
+            .registry
+            .reregister(
+                fresh.stream_mut(),
+                Token(old),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .is_err()
+        {
+            return;
+        }
+        let link = &mut self.links[old];
+        let session = link.session.as_mut().expect("a session");
+        session.heard(self.now);
+        session.beat_every(Duration::from_millis(hello.heartbeat_ms.into()));
+        let received = session.taken();
+        let (away, _) = link.away.take().expect("away");
+        // The lost connection goes; what it held goes again below.
+        link.conn = fresh;
+        link.conn.queue_offer();
+        let ours = Hello {
+            version: VERSION,
+            token: link.session_token,
+            resume_of: link.session_token,
+            received,
+            heartbeat_ms: heartbeat_ms(self.rules.dead_after),
+        };
+        link.conn.queue_resumed_hello(ours, first);
+        link.conn.queue_again(&frames, count);
+        link.taken_seen = (0, 0);
+        link.received_seen = 0;
+        link.hello_owed = false;
+        link.closing = Some(Closing::new(self.rules, self.now));
+        let peer = link.conn.peer();
+        self.news.push_back((
+            old,
+            News::Back {
+                after: away.lasted(self.now),
+                peer,
+                resent: count,
+            },
+        ));
+        self.dirty.push(old);
+        self.again.push(old);
+        self.set_timer(old, None);
+        self.step(old, None);
+    }
+
+    /// Tells connection `id`, which asked to resume a session this server
+    /// does not keep, that it cannot: a `HELLO` that resumes nothing, then
+    /// the end (a version 1 client would not have asked).
+    fn refuse_resume(&mut self, id: Id) {
+        let Some(link) = self.links.get_mut(id) else {
+            return;
+        };
+        link.conn.queue_offer();
+        link.conn.queue_control(&Control::Hello(Hello {
+            version: VERSION,
+            token: NO_TOKEN,
+            resume_of: NO_TOKEN,
+            received: 0,
+            heartbeat_ms: heartbeat_ms(self.rules.dead_after),
+        }));
+        let peer = link.conn.peer();
+        self.gate.say(format!(
+            "{peer} asked to resume a conversation this server no longer keeps; refused"
+        ));
+        gate::refuse(
+            self,
+            id,
+            &crate::wire::farewell::refusal("this server no longer keeps that conversation"),
+        );
     }
 
     /// The system reported an error on connection `id` (a reset, say). A
@@ -910,6 +1196,11 @@ impl Io {
             self.dirty.push(id);
         }
         match link.phase {
+            Phase::Admitted if link.opening_until.is_some() => {
+                if readable {
+                    self.look_at_opening(service, id);
+                }
+            }
             Phase::Admitted if readable => service.readable(self, id),
             Phase::Admitted => {}
             _ => gate::ready(self, service, id),
@@ -946,6 +1237,10 @@ impl Io {
         let Some(link) = self.links.get_mut(id) else {
             return;
         };
+        if link.away.is_some() && link.husk.is_none() {
+            // No socket: what is queued waits for the session's return.
+            return;
+        }
         if let Some(outbox) = &link.beside
             && link.conn.wants_write()
             && !outbox.claim_socket()
@@ -963,6 +1258,10 @@ impl Io {
             Flushed::Idle | Flushed::Blocked => {}
             Flushed::Failed(e) => {
                 let why = describe_send_failure(&e, self.rules.dead_after);
+                if link.away.is_some() {
+                    self.resume_failed(id, why);
+                    return;
+                }
                 if link.closing.is_some() {
                     self.happenings.push_back((id, Happening::SendFailed(why)));
                 } else if matches!(link.phase, Phase::Admitted) {
@@ -1014,7 +1313,9 @@ impl Io {
         let Some(link) = self.links.get_mut(id) else {
             return;
         };
-        if link.conn.take_offer() {
+        // (A resumed session's new connection offers again: the session
+        // goes on.)
+        if link.conn.take_offer() && link.session.is_none() {
             let mut session = Session::new(now);
             session.delay_acks(link.ack_delay);
             link.session = Some(session);
@@ -1034,13 +1335,27 @@ impl Io {
             link.taken_seen = (frames, bytes);
         }
         let mut broken = None;
+        let mut answer = None;
         for control in link.conn.take_controls() {
             session.heard(now);
             match control {
                 Control::Hello(hello) if !link.opened_told => {
                     link.opened_told = true;
                     session.beat_every(Duration::from_millis(hello.heartbeat_ms.into()));
+                    match self.client {
+                        true => link.session_token = hello.token,
+                        false => link.peer_resumes = hello.token != NO_TOKEN,
+                    }
                     self.news.push_back((id, News::SessionOpened));
+                }
+                // The server's answer to our resume.
+                Control::Hello(hello) if link.husk.is_some() => answer = Some(hello),
+                // The server names the session later (we were served from
+                // its waiting line).
+                Control::Hello(hello) if self.client && link.away.is_none() => {
+                    if hello.token != NO_TOKEN {
+                        link.session_token = hello.token;
+                    }
                 }
                 Control::Hello(_) | Control::Ping => {}
                 Control::Ack(count) => match session.acked(count, now) {
@@ -1054,7 +1369,29 @@ impl Io {
                 },
             }
         }
+        if let Some(hello) = answer {
+            let named = link.session_token;
+            match hello.resume_of == named && named != NO_TOKEN {
+                true => self.resumed(id, &hello),
+                false => {
+                    self.links[id].broken = true;
+                    self.end(
+                        id,
+                        Ending::Failed {
+                            why: "the server no longer keeps this conversation (it gave up waiting, or restarted)".to_string(),
+                            undelivered: 0,
+                        },
+                    );
+                    return;
+                }
+            }
+            if !self.links.contains(id) {
+                return;
+            }
+        }
+        let link = &mut self.links[id];
         if let Some(why) = broken {
+            link.broken = true;
             match link.closing.is_some() {
                 true => self
                     .happenings
@@ -1094,15 +1431,22 @@ impl Io {
         link.hello_owed = false;
         // A server answers its client's offer with its own.
         link.conn.queue_offer();
+        // A server names a session it will keep for its client to resume;
+        // a client says whether it would resume one.
+        let token = match link.resume_for.is_some() && (self.resumes || self.client) {
+            true => new_token(),
+            false => NO_TOKEN,
+        };
+        if token != NO_TOKEN && !self.client {
+            link.session_token = token;
+            self.tokens.insert(token, id);
+        }
         let hello = Hello {
             version: VERSION,
-            token: new_token(),
-            resume_of: [0; 16],
+            token,
+            resume_of: NO_TOKEN,
             received: 0,
-            heartbeat_ms: crate::state::session::heartbeat_for(self.rules.dead_after)
-                .as_millis()
-                .try_into()
-                .unwrap_or(u32::MAX),
+            heartbeat_ms: heartbeat_ms(self.rules.dead_after),
         };
         if link.conn.queue_control(&Control::Hello(hello)) {
             self.dirty.push(id);
@@ -1120,7 +1464,7 @@ impl Io {
         let Some(session) = &mut link.session else {
             return;
         };
-        if link.hello_owed || !link.conn.sending_open() {
+        if link.hello_owed || !link.conn.sending_open() || link.away.is_some() {
             return;
         }
         // The peer's end of stream: what it sent last is known taken.
@@ -1142,6 +1486,249 @@ impl Io {
         let link = self.links.get(id)?;
         let session = link.session.as_ref()?;
         (link.conn.sending_open() && !link.hello_owed).then(|| session.wake_at())
+    }
+
+    /// The connection is gone as `ending` says: the service is told how
+    /// many of our messages its peer had not taken, and the first of them.
+    fn end(&mut self, id: Id, ending: Ending) {
+        let Some(link) = self.links.get(id) else {
+            return;
+        };
+        let conn = link.husk.as_ref().unwrap_or(&link.conn);
+        let unacknowledged = link.session.as_ref().map(|session| {
+            let first = conn.message(session.acked_count() + 1).map(|line| {
+                let mut shown = Vec::new();
+                crate::wire::display::push_visible(&mut shown, line);
+                String::from_utf8_lossy(&shown).into_owned()
+            });
+            (session.unacked(), first)
+        });
+        self.remove(id);
+        if let Some((lines, first)) = unacknowledged
+            && lines > 0
+        {
+            self.news
+                .push_back((id, News::Unacknowledged { lines, first }));
+        }
+        self.news.push_back((id, News::Ended(ending)));
+    }
+
+    /// Connection `id` is lost (`why`), and its session is kept for the
+    /// peer to resume: the socket goes, what is queued stays.
+    fn park(&mut self, id: Id, why: String) {
+        let now = self.now;
+        let Some(link) = self.links.get_mut(id) else {
+            return;
+        };
+        let Some(within) = link.resume_for else {
+            return;
+        };
+        let _ = self.registry.deregister(link.conn.stream_mut());
+        link.conn.disconnect();
+        link.closing = None;
+        // Our side was ending: it ends again once back, after what goes
+        // again.
+        if std::mem::take(&mut link.finishing) {
+            link.after_resume.get_or_insert(Happening::Quit);
+        }
+        let away = Away::new(now, within);
+        link.away = Some((away, why.clone()));
+        let lines = link.session.as_ref().map_or(0, Session::unacked);
+        self.news.push_back((id, News::Away { why, lines }));
+        self.set_timer(id, Some(away.until));
+    }
+
+    /// A step of connection `id` while its session is away: our user's end
+    /// waits for the peer's return if messages of ours wait for it; the
+    /// session is given up when its time is over.
+    fn step_away(&mut self, id: Id, happening: Option<Happening>) {
+        let link = &mut self.links[id];
+        let (away, why) = link.away.clone().expect("away");
+        let waiting = link.session.as_ref().map_or(0, Session::unacked) > 0;
+        let ending = match happening {
+            Some(Happening::Quit | Happening::InputEnded) if waiting => {
+                link.after_resume = happening;
+                None
+            }
+            Some(Happening::Quit | Happening::InputEnded) => Some(Ending::Quit),
+            Some(Happening::Interrupted) => Some(Ending::Interrupted),
+            Some(Happening::OutputClosed) => Some(Ending::OutputClosed),
+            Some(Happening::Left) => Some(Ending::Left),
+            _ if away.expired(self.now) => {
+                let within = link.resume_for.unwrap_or_default().as_secs();
+                Some(Ending::Failed {
+                    why: format!("{why}; not resumed within {within} s"),
+                    undelivered: 0,
+                })
+            }
+            _ => None,
+        };
+        if ending.is_none()
+            && let Some(by) = link.answer_by
+            && self.now >= by
+        {
+            return self.resume_failed(id, "the server did not answer".to_string());
+        }
+        let wake = [Some(away.until), link.answer_by]
+            .into_iter()
+            .flatten()
+            .min();
+        match ending {
+            Some(ending) => self.end(id, ending),
+            None => self.set_timer(id, wake),
+        }
+    }
+
+    /// A client's attempt to resume on connection `id` failed (`why`):
+    /// the session is away again, for another attempt.
+    fn resume_failed(&mut self, id: Id, why: String) {
+        let Some(link) = self.links.get_mut(id) else {
+            return;
+        };
+        let Some(husk) = link.husk.take() else {
+            return;
+        };
+        link.answer_by = None;
+        let _ = self.registry.deregister(link.conn.stream_mut());
+        link.conn = husk;
+        // Counted as far as the lost connection went.
+        link.taken_seen = link.conn.taken();
+        link.received_seen = link.conn.plain_received();
+        let lines = link.session.as_ref().map_or(0, Session::unacked);
+        self.news.push_back((id, News::Away { why, lines }));
+    }
+
+    /// Connection `id`'s session may be resumed within `within` of a loss
+    /// (`None`: it ends with the connection). A server names the session
+    /// in its `HELLO` (again, if it was sent before: a client served from
+    /// the waiting line); a client resumes only a session its server named.
+    pub fn allow_resume(&mut self, id: Id, within: Option<Duration>) {
+        let Some(link) = self.links.get_mut(id) else {
+            return;
+        };
+        link.resume_for = within.filter(|within| !within.is_zero());
+        let named = link.session_token != NO_TOKEN;
+        if self.resumes
+            && link.resume_for.is_some()
+            && !named
+            && link.opened_told
+            && !link.hello_owed
+            && let Some(session) = &link.session
+        {
+            let token = new_token();
+            link.session_token = token;
+            self.tokens.insert(token, id);
+            let hello = Hello {
+                version: VERSION,
+                token,
+                resume_of: NO_TOKEN,
+                received: session.taken(),
+                heartbeat_ms: heartbeat_ms(self.rules.dead_after),
+            };
+            if link.conn.queue_control(&Control::Hello(hello)) {
+                self.dirty.push(id);
+            }
+        }
+    }
+
+    /// A client's new connection for its lost session `id` (`stream`, with
+    /// its TLS session if `tls`, the handshake and the code done): it asks
+    /// the server to resume, and what was not taken goes again once the
+    /// server says what it took.
+    pub fn resume(
+        &mut self,
+        id: Id,
+        stream: std::net::TcpStream,
+        tls: Option<rustls::Connection>,
+    ) -> io::Result<()> {
+        let Some(link) = self.links.get(id) else {
+            return Ok(());
+        };
+        if link.away.is_none() || link.husk.is_some() {
+            return Ok(());
+        }
+        stream.set_nonblocking(true)?;
+        let peer = stream.peer_addr()?;
+        let mut stream = mio::net::TcpStream::from_std(stream);
+        self.registry.register(
+            &mut stream,
+            Token(id),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        if let Some(after) = self.rules.dead_after {
+            let _ = crate::platform::watch_liveness(socket2::SockRef::from(&stream), after);
+        }
+        let link = &mut self.links[id];
+        let mut conn = Conn::new(stream, peer, link.conn.max());
+        if let Some(tls) = tls {
+            conn.start_tls(tls);
+        }
+        conn.listen_for_sessions();
+        conn.queue_offer();
+        conn.queue_control(&Control::Hello(Hello {
+            version: VERSION,
+            token: NO_TOKEN,
+            resume_of: link.session_token,
+            received: link.session.as_ref().map_or(0, Session::taken),
+            heartbeat_ms: heartbeat_ms(self.rules.dead_after),
+        }));
+        link.husk = Some(std::mem::replace(&mut link.conn, conn));
+        link.taken_seen = (0, 0);
+        link.received_seen = 0;
+        // As long as a silent peer is given before it is taken as lost.
+        let answer_by = self.now + self.rules.dead_after.unwrap_or(RESUME_ANSWER);
+        link.answer_by = Some(answer_by);
+        let until = link.away.as_ref().map(|(away, _)| away.until);
+        self.dirty.push(id);
+        self.again.push(id);
+        self.set_timer(id, [until, Some(answer_by)].into_iter().flatten().min());
+        Ok(())
+    }
+
+    /// The server answered a client's resume with `hello` on connection
+    /// `id`: the session goes on, what the server had not taken first.
+    fn resumed(&mut self, id: Id, hello: &Hello) {
+        let now = self.now;
+        let link = &mut self.links[id];
+        let (Some(husk), Some(session)) = (link.husk.take(), link.session.as_mut()) else {
+            return;
+        };
+        let first = hello.received + 1;
+        let again = husk.messages_from(first);
+        if again.is_none() || session.acked(hello.received, now).is_err() {
+            link.broken = true;
+            link.husk = Some(husk);
+            return self.end(
+                id,
+                Ending::Failed {
+                    why: "the session could not be resumed: the server took messages this client no longer holds".to_string(),
+                    undelivered: 0,
+                },
+            );
+        }
+        let (frames, count) = again.expect("checked");
+        session.heard(now);
+        session.beat_every(Duration::from_millis(hello.heartbeat_ms.into()));
+        link.conn.number_from(first);
+        link.conn.queue_again(&frames, count);
+        let (away, _) = link.away.take().expect("away");
+        link.answer_by = None;
+        link.closing = Some(Closing::new(self.rules, now));
+        let peer = link.conn.peer();
+        self.news.push_back((
+            id,
+            News::Back {
+                after: away.lasted(now),
+                peer,
+                resent: count,
+            },
+        ));
+        if let Some(happening) = link.after_resume.take() {
+            self.happenings.push_back((id, happening));
+        }
+        self.dirty.push(id);
+        self.set_timer(id, None);
+        self.step(id, None);
     }
 
     /// Whether what connection `id`'s peer sends is acknowledged as it is
@@ -1196,16 +1783,25 @@ impl Io {
     /// Steps connection `id`'s ending with what it shows now and what
     /// happened, and does what it decides.
     fn step(&mut self, id: Id, happening: Option<Happening>) {
+        if self.links.get(id).is_some_and(|link| link.away.is_some()) {
+            return self.step_away(id, happening);
+        }
         self.session_due(id, false);
         let session_wake = self.session_wake(id);
         let Some(link) = self.links.get_mut(id) else {
             return;
         };
+        let kept = resumable(link);
         let Some(closing) = &mut link.closing else {
             self.set_timer(id, session_wake);
             return;
         };
-        let news = happening.as_ref().and_then(news_of);
+        // A failure of a session kept for a resume is not the end: the
+        // service hears of it as the session's absence, or as its end.
+        let news = happening
+            .as_ref()
+            .and_then(news_of)
+            .filter(|news| !(matches!(news, News::Failed(_)) && kept));
         let happening = happening.filter(|h| *h != Happening::Nothing);
         let mut seen = link.conn.observe();
         seen.backlogged = link.backlogged;
@@ -1235,6 +1831,7 @@ impl Io {
             ));
         }
         if decision.finish_sending {
+            link.finishing = true;
             // What the peer sent is acknowledged before our end of stream.
             if let Some(session) = &mut link.session
                 && !link.hello_owed
@@ -1254,27 +1851,22 @@ impl Io {
                 .push_back((id, Happening::ReceiveFailed("aborted".to_string())));
         }
         if let Some(ending) = decision.ended {
-            let unacknowledged = link.session.as_ref().map(|session| {
-                let first = link.conn.message(session.acked_count() + 1).map(|line| {
-                    let mut shown = Vec::new();
-                    crate::wire::display::push_visible(&mut shown, line);
-                    String::from_utf8_lossy(&shown).into_owned()
-                });
-                (session.unacked(), first)
-            });
-            self.remove(id);
-            if let Some((lines, first)) = unacknowledged
-                && lines > 0
-            {
-                self.news
-                    .push_back((id, News::Unacknowledged { lines, first }));
+            match ending {
+                Ending::Failed { why, .. } if resumable(link) => self.park(id, why),
+                ending => self.end(id, ending),
             }
-            self.news.push_back((id, News::Ended(ending)));
             return;
         }
         let wake = [decision.wake_at, session_wake].into_iter().flatten().min();
         self.set_timer(id, wake);
     }
+}
+
+/// Whether `link`'s session is kept for its peer to resume when the
+/// connection is lost: a session with a name, and a peer that kept to the
+/// protocol.
+fn resumable(link: &Link) -> bool {
+    link.resume_for.is_some() && link.session_token != NO_TOKEN && link.peer_resumes && !link.broken
 }
 
 /// Before data is queued on `link`: the acknowledgement owed goes first.
@@ -1285,6 +1877,14 @@ fn piggyback(link: &mut Link, now: Instant) {
     {
         link.conn.queue_control(&Control::Ack(count));
     }
+}
+
+/// The heartbeat a `HELLO` of ours asks for, in milliseconds.
+fn heartbeat_ms(dead_after: Option<Duration>) -> u32 {
+    crate::state::session::heartbeat_for(dead_after)
+        .as_millis()
+        .try_into()
+        .unwrap_or(u32::MAX)
 }
 
 /// A new session's token: 16 bytes from the system's random source.

@@ -159,6 +159,42 @@ impl Outgoing {
         None
     }
 
+    /// Our messages from number `first` on, written or not, as frames to
+    /// send again on a new connection, and how many; `None` if the oldest
+    /// of them was let go (see [`KEEP_LIMIT`]) or nothing is kept.
+    pub fn messages_from(&self, first: u64) -> Option<(Vec<u8>, u64)> {
+        let kept = self.kept.as_ref()?;
+        if first < kept.first {
+            return None;
+        }
+        let mut frames = Vec::new();
+        let mut count = 0;
+        let mut number = kept.first;
+        for (buffer, messages) in kept.buffers.iter().chain(self.buffers.iter()) {
+            let data: Vec<&[u8]> = data_payloads(buffer).collect();
+            let numbered = &data[data.len() - *messages as usize..];
+            for payload in numbered {
+                if number >= first {
+                    frames.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+                    frames.extend_from_slice(payload);
+                    count += 1;
+                }
+                number += 1;
+            }
+        }
+        Some((frames, count))
+    }
+
+    /// Keeps what is written from now on until acknowledged, the first
+    /// message queued from now on being number `first` (a resumed session
+    /// goes on with its numbers).
+    pub fn keep_from(&mut self, first: u64) {
+        self.kept = Some(Kept {
+            first,
+            ..Kept::default()
+        });
+    }
+
     /// Lets go of what is not acknowledged and is held only for that.
     pub fn forget(&mut self) {
         if let Some(kept) = self.kept.take() {
@@ -383,5 +419,32 @@ mod tests {
         assert!(kept.bytes <= KEEP_LIMIT, "{}", kept.bytes);
         assert_eq!(outgoing.message(1), None, "the oldest let go");
         assert_eq!(outgoing.message(12).map(<[u8]>::len), Some(1 << 20));
+    }
+
+    #[test]
+    fn messages_from_a_number_on_are_framed_again_written_or_not() {
+        let mut out = Outgoing::default();
+        out.push_copy(&frames(&[b"before"]), 0);
+        out.keep_until_acknowledged();
+        out.push_copy(&frames(&[b"one", b"two"]), 2);
+        drain(&mut out, 1 << 20);
+        out.push_copy(&frames(&[b"three"]), 1);
+        assert_eq!(
+            out.messages_from(2),
+            Some((frames(&[b"two", b"three"]), 2)),
+            "kept and queued, in order"
+        );
+        assert_eq!(out.messages_from(4), Some((Vec::new(), 0)));
+        out.acknowledge(1);
+        assert_eq!(out.messages_from(2), Some((frames(&[b"two", b"three"]), 2)));
+        // A session resumed goes on with its numbers.
+        let mut next = Outgoing::default();
+        next.keep_from(2);
+        let (resent, count) = out.messages_from(2).unwrap();
+        next.push_copy(&resent, count);
+        drain(&mut next, 1 << 20);
+        assert_eq!(next.message(3), Some(&b"three"[..]));
+        next.acknowledge(3);
+        assert_eq!(next.kept(), 0);
     }
 }

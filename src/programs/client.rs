@@ -4,6 +4,7 @@ use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use crate::programs::room::view::{Found, RoomView};
 use crate::state::access::Access;
 use crate::state::clock::Clock;
 use crate::state::ending::{Ending, Happening, Rules};
+use crate::state::session::reconnect_delay;
 use crate::wire::display::push_visible_frames;
 use crate::wire::frame::{HEADER_LEN, encode_frame, keep_frames_within, read_header};
 use crate::{Error, Exit};
@@ -40,6 +42,9 @@ pub struct Config {
     /// Speak version 2 with peers that offer it (acknowledgements and
     /// heartbeats); false: version 1 only.
     pub sessions: bool,
+    /// A lost connection is reconnected, and the conversation resumed, for
+    /// up to this long (with a server that keeps it; `None`: never).
+    pub resume_for: Option<Duration>,
     /// The name to ask for if the server turns out to be a room.
     pub name: Option<String>,
     /// The user chose the name (`--name`): none of its lines may go
@@ -80,6 +85,8 @@ impl Default for TlsConfig {
 /// A connection made, ready for [`run`]: by default on the process's
 /// standard streams and the system's clock.
 pub struct Connected {
+    /// How to reach the server again, to resume.
+    dialer: Dialer,
     stream: TcpStream,
     /// The TLS session, its handshake (and the code's exchange) done.
     tls: Option<rustls::Connection>,
@@ -90,8 +97,14 @@ pub struct Connected {
 }
 
 impl Connected {
-    fn new(stream: TcpStream, tls: Option<rustls::Connection>, notes: Vec<String>) -> Self {
+    fn new(
+        dialer: Dialer,
+        stream: TcpStream,
+        tls: Option<rustls::Connection>,
+        notes: Vec<String>,
+    ) -> Self {
         Self {
+            dialer,
             stream,
             tls,
             notes,
@@ -121,8 +134,13 @@ pub fn connect(
     tls: Option<&TlsConfig>,
 ) -> Result<Connected, Error> {
     let Some(tls) = tls else {
-        let stream = connect_tcp(address, timeout)?;
-        return Ok(Connected::new(stream, None, Vec::new()));
+        let dialer = Dialer {
+            address: address.to_string(),
+            timeout,
+            tls: None,
+        };
+        let (stream, _, _) = dialer.dial()?;
+        return Ok(Connected::new(dialer, stream, None, Vec::new()));
     };
     // Asked before connecting: the time a person takes to type it must not
     // count against the server's handshake timeout.
@@ -143,24 +161,105 @@ pub fn connect(
         known_hosts: KnownHosts { path: known_hosts },
         code,
     };
-    // `--connect-timeout` is for the TCP connection; the TLS handshake and
-    // the code exchange have the server's own limit for them, a few round
-    // trips on a slow, lossy link taking seconds each.
-    let secure = || {
-        let stream = connect_tcp(address, timeout)?;
-        crate::engine::tls::connect(stream, &settings, tls.handshake_timeout).map_err(Error::from)
+    let dialer = Dialer {
+        address: address.to_string(),
+        timeout,
+        tls: Some((Arc::new(settings), tls.handshake_timeout)),
     };
-    // A TLS server that took us for a plain client (our hello came after
-    // its wait, over a slow link) gets one more try, with the time anew.
-    let secured = match secure() {
-        Err(Error::Tls(ClientError::LateHello(_))) => secure()?,
-        other => other?,
-    };
-    Ok(Connected::new(
-        secured.stream,
-        Some(rustls::Connection::Client(secured.session)),
-        secured.notes,
-    ))
+    let (stream, tls, notes) = dialer.dial()?;
+    Ok(Connected::new(dialer, stream, tls, notes))
+}
+
+/// How the client reaches its server: at the start, and again to resume a
+/// lost conversation (TLS's checks and the code's proof each time: a
+/// resumed conversation is no easier to take over than a new one).
+#[derive(Clone)]
+pub(crate) struct Dialer {
+    address: String,
+    /// `--connect-timeout`: for the TCP connection.
+    timeout: Duration,
+    /// TLS's settings (the code among them), and the handshake's limit.
+    tls: Option<(Arc<ClientSettings>, Duration)>,
+}
+
+impl Dialer {
+    /// A connection to the server, with its TLS session and what the user
+    /// should hear of it.
+    fn dial(&self) -> Result<(TcpStream, Option<rustls::Connection>, Vec<String>), Error> {
+        let Some((settings, handshake_timeout)) = &self.tls else {
+            return Ok((connect_tcp(&self.address, self.timeout)?, None, Vec::new()));
+        };
+        // `--connect-timeout` is for the TCP connection; the TLS handshake
+        // and the code exchange have the server's own limit for them, a few
+        // round trips on a slow, lossy link taking seconds each.
+        let secure = || {
+            let stream = connect_tcp(&self.address, self.timeout)?;
+            crate::engine::tls::connect(stream, settings, *handshake_timeout).map_err(Error::from)
+        };
+        // A TLS server that took us for a plain client (our hello came
+        // after its wait, over a slow link) gets one more try, with the
+        // time anew.
+        let secured = match secure() {
+            Err(Error::Tls(ClientError::LateHello(_))) => secure()?,
+            other => other?,
+        };
+        Ok((
+            secured.stream,
+            Some(rustls::Connection::Client(secured.session)),
+            secured.notes,
+        ))
+    }
+}
+
+/// What an attempt to reach the server again gave.
+type Dialed = Result<(TcpStream, Option<rustls::Connection>), String>;
+
+/// The thread that tries to reach the server again, with backoff, until it
+/// has a connection or is told to stop.
+struct Reconnecting {
+    results: Receiver<Dialed>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Reconnecting {
+    fn start(dialer: Dialer, events: Events) -> Self {
+        let (sender, results) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            for attempt in 0.. {
+                let until = Instant::now() + reconnect_delay(attempt);
+                while Instant::now() < until {
+                    if stopped.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                let dialed = dialer
+                    .dial()
+                    .map(|(stream, tls, _)| (stream, tls))
+                    .map_err(|e| e.to_string());
+                let made = dialed.is_ok();
+                if sender.send(dialed).is_err() {
+                    return;
+                }
+                events.wake();
+                if made {
+                    return;
+                }
+            }
+        });
+        Self { results, stop }
+    }
+}
+
+impl Drop for Reconnecting {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
 }
 
 /// How long the TLS handshake and the code exchange may take, after the
@@ -219,6 +318,7 @@ fn connect_tcp(address: &str, timeout: Duration) -> Result<TcpStream, Error> {
 /// Talks with the server until either side ends it.
 pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<Exit, Error> {
     let Connected {
+        dialer,
         stream,
         tls,
         notes,
@@ -269,6 +369,7 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
     engine.speak_sessions(config.sessions);
     events.wake_with(engine.waker());
     let id = engine.adopt(stream, tls)?;
+    engine.allow_resume(id, config.resume_for);
     let outbox = {
         let events = events.clone();
         Arc::new(Outbox::waking(move || events.wake()))
@@ -284,6 +385,10 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
     console.start_input(&events, AfterQuit::Stop)?;
     let mut talk = Talk {
         console: &console,
+        events: events.clone(),
+        dialer,
+        reconnecting: None,
+        dial_failure: None,
         config,
         inbox,
         found,
@@ -334,6 +439,12 @@ const READ_PER_ROUND: usize = 4 << 20;
 /// The client's conversation on its event loop.
 struct Talk<'a> {
     console: &'a Console,
+    events: Events,
+    dialer: Dialer,
+    /// Reaching the server again, after the connection was lost.
+    reconnecting: Option<Reconnecting>,
+    /// Why the last attempt failed, as last said.
+    dial_failure: Option<String>,
     config: Config,
     inbox: Receiver<Event>,
     /// What the reading of the server's frames found.
@@ -772,6 +883,36 @@ impl Talk<'_> {
         }
     }
 
+    /// What the attempts to reach the server again gave: a connection
+    /// resumes the session; a failure is said once for each new reason.
+    fn redial(&mut self, io: &mut Io) {
+        let Some(reconnecting) = &self.reconnecting else {
+            return;
+        };
+        while let Ok(dialed) = reconnecting.results.try_recv() {
+            match dialed {
+                Ok((stream, tls)) => {
+                    self.reconnecting = None;
+                    if let Err(e) = io.resume(self.id, stream, tls) {
+                        let why = crate::errors::lowercase_os_error(&e);
+                        self.output().status(format!("still reconnecting: {why}"));
+                        self.reconnecting = Some(Reconnecting::start(
+                            self.dialer.clone(),
+                            self.events.clone(),
+                        ));
+                    }
+                    return;
+                }
+                Err(why) => {
+                    if self.dial_failure.as_ref() != Some(&why) {
+                        self.output().status(format!("still reconnecting: {why}"));
+                        self.dial_failure = Some(why);
+                    }
+                }
+            }
+        }
+    }
+
     /// Shows in the prompt how many of our lines wait for the server's
     /// acknowledgement, once they have waited long enough to be worth it.
     fn mark_undelivered(&mut self, io: &Io) {
@@ -826,11 +967,39 @@ impl Service for Talk<'_> {
                 self.unacknowledged = lines;
                 self.first_undelivered = first;
             }
+            News::Away { why, lines } => {
+                let within = self.config.resume_for.unwrap_or_default().as_secs();
+                let lines = match lines {
+                    0 => String::new(),
+                    1 => " (1 line not yet delivered)".to_string(),
+                    n => format!(" ({n} lines not yet delivered)"),
+                };
+                self.output()
+                    .error(format!("{why}; reconnecting for up to {within} s{lines}"));
+                self.dial_failure = None;
+                self.reconnecting = Some(Reconnecting::start(
+                    self.dialer.clone(),
+                    self.events.clone(),
+                ));
+            }
+            News::Back { after, resent, .. } => {
+                self.reconnecting = None;
+                let resent = match resent {
+                    0 => String::new(),
+                    1 => "; 1 line sent again".to_string(),
+                    n => format!("; {n} lines sent again"),
+                };
+                self.output().status(format!(
+                    "reconnected after {}{resent}",
+                    crate::errors::duration_words(after)
+                ));
+            }
         }
     }
 
     fn woken(&mut self, io: &mut Io) {
         self.events(io);
+        self.redial(io);
         if self.held_by_screen {
             self.read(io);
         }

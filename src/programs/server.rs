@@ -83,6 +83,9 @@ pub struct Config {
     /// Speak version 2 with peers that offer it (acknowledgements and
     /// heartbeats); false: version 1 only.
     pub sessions: bool,
+    /// A lost conversation is kept this long for its client to resume it
+    /// (version 2 clients; `None`: never).
+    pub resume_for: Option<Duration>,
     /// TLS, if the server speaks it.
     pub tls: Option<TlsConfig>,
     pub access: Access,
@@ -180,6 +183,7 @@ fn converse(listener: TcpListener, config: Config, around: Surroundings) -> Resu
         mut engine,
         address,
     } = open(listener, listening, WAITING_PROMPT, around)?;
+    engine.keep_sessions(config.sessions && config.resume_for.is_some());
     let output = Arc::clone(&console.output);
     {
         let events = events.clone();
@@ -338,6 +342,7 @@ impl Conversations<'_> {
         finished: bool,
     ) {
         io.start_ending(id);
+        io.allow_resume(id, self.config.resume_for);
         let outbox = {
             let events = self.events.clone();
             // A typed line goes out from the thread that read it when the
@@ -709,6 +714,39 @@ impl Service for Conversations<'_> {
                         current.unacknowledged = lines;
                         current.first_undelivered = first;
                     }
+                }
+                News::Away { why, lines } => {
+                    let peer = self.current.as_ref().expect("current").peer;
+                    let within = self.config.resume_for.unwrap_or_default().as_secs();
+                    let lines = match lines {
+                        0 => String::new(),
+                        1 => "; 1 line not yet delivered".to_string(),
+                        n => format!("; {n} lines not yet delivered"),
+                    };
+                    self.output().error(format!(
+                        "{peer}: {why}; keeping the conversation for {within} s for it to come back{lines}"
+                    ));
+                }
+                News::Back {
+                    after,
+                    peer: from,
+                    resent,
+                } => {
+                    let current = self.current.as_ref().expect("current");
+                    let from = match from == current.peer {
+                        true => String::new(),
+                        false => format!(" from {from}"),
+                    };
+                    let resent = match resent {
+                        0 => String::new(),
+                        1 => "; 1 line sent again".to_string(),
+                        n => format!("; {n} lines sent again"),
+                    };
+                    self.output().status(format!(
+                        "{} is back{from} after {}{resent}",
+                        current.peer,
+                        crate::errors::duration_words(after)
+                    ));
                 }
                 News::Ended(ending) => {
                     let current = self.current.take().expect("current");

@@ -44,6 +44,46 @@ pub const ACK_EVERY_BYTES: u64 = 64 * 1024;
 /// Lines unacknowledged for this long are shown as not yet delivered.
 pub const OVERDUE_AFTER: Duration = Duration::from_secs(2);
 
+/// How long a client waits before its `attempt`-th try (from 0) to
+/// reconnect a lost session: quickly at first, for a blip, then every few
+/// seconds, so that a link back after a long outage is found soon.
+pub fn reconnect_delay(attempt: u32) -> Duration {
+    match attempt {
+        0 => Duration::from_millis(500),
+        1 => Duration::from_secs(1),
+        2 => Duration::from_secs(2),
+        3 => Duration::from_secs(4),
+        _ => Duration::from_secs(5),
+    }
+}
+
+/// A lost session's wait for its peer to come back: given up at `until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Away {
+    pub since: Instant,
+    pub until: Instant,
+}
+
+impl Away {
+    /// Lost at `now`, kept for `resume_for`.
+    pub fn new(now: Instant, resume_for: Duration) -> Self {
+        Self {
+            since: now,
+            until: now + resume_for,
+        }
+    }
+
+    /// The wait is over at `now`: the session is given up.
+    pub fn expired(&self, now: Instant) -> bool {
+        now >= self.until
+    }
+
+    /// How long the peer was away, back at `now`.
+    pub fn lasted(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.since)
+    }
+}
+
 /// The peer acknowledged more than we ever sent: it broke the protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Overacked {
@@ -209,6 +249,11 @@ impl Session {
     /// Data frames we sent that the peer has not acknowledged.
     pub fn unacked(&self) -> u64 {
         self.sent - self.acked
+    }
+
+    /// How many of the peer's data frames we have taken.
+    pub fn taken(&self) -> u64 {
+        self.taken
     }
 
     /// How many the peer has acknowledged.
@@ -379,5 +424,35 @@ mod tests {
         session.acked(2, at(t0, 4_600)).unwrap();
         assert!(!session.overdue(at(t0, 4_600) + TEN_MINUTES));
         assert_eq!(session.overdue_at(), None);
+    }
+
+    #[test]
+    fn reconnecting_is_quick_at_first_then_every_five_seconds() {
+        let delays: Vec<u64> = (0..7)
+            .map(|n| reconnect_delay(n).as_millis() as u64)
+            .collect();
+        assert_eq!(delays, [500, 1_000, 2_000, 4_000, 5_000, 5_000, 5_000]);
+        // Five minutes of trying: a try at least every 5 s throughout.
+        let mut at = Duration::ZERO;
+        let mut attempt = 0;
+        while at < TEN_MINUTES / 2 {
+            at += reconnect_delay(attempt);
+            attempt += 1;
+        }
+        assert!(attempt >= 60, "{attempt} tries");
+        assert_eq!(reconnect_delay(u32::MAX), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_lost_session_is_kept_for_its_time_and_no_longer() {
+        let t0 = Instant::now();
+        let away = Away::new(t0, Duration::from_millis(100));
+        assert!(!away.expired(at(t0, 99)));
+        assert!(away.expired(at(t0, 100)));
+        assert_eq!(away.lasted(at(t0, 42)), Duration::from_millis(42));
+        let away = Away::new(t0, TEN_MINUTES);
+        assert!(!away.expired(t0 + TEN_MINUTES - Duration::from_millis(1)));
+        assert!(away.expired(t0 + TEN_MINUTES));
+        assert_eq!(away.lasted(t0 + TEN_MINUTES), TEN_MINUTES);
     }
 }

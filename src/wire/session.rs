@@ -152,6 +152,64 @@ pub fn decode(payload: &[u8]) -> Result<Option<Control>, BadControl> {
     }))
 }
 
+/// A token of zeros: no session to resume (in `resume_of`), or one the
+/// sender will not keep for a resume (in `token`: a room's member, a
+/// server started with `--resume-for 0`).
+pub const NO_TOKEN: Token = [0; 16];
+
+/// What a new connection's first bytes say about it, for a server that
+/// keeps sessions: a client resuming one sends its offer and its `HELLO`
+/// at once, in one write (a new client's `HELLO` waits for ours).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opening {
+    /// Not enough yet to tell.
+    Unknown,
+    /// Anything else: a new client (version 1 or 2).
+    New,
+    /// A client resuming a session, as its `HELLO` says.
+    Resume(Hello),
+}
+
+/// Reads a connection's first bytes, `bytes`; `complete`: no more are
+/// coming for now (the socket is empty), so an offer alone is a new
+/// client's.
+pub fn opening(bytes: &[u8], complete: bool) -> Opening {
+    let offer = bytes.len().min(OFFER_LEN);
+    if bytes[..offer].iter().any(|&b| b != 0) {
+        return Opening::New;
+    }
+    if bytes.len() < OFFER_LEN {
+        return match bytes.is_empty() || !complete {
+            true => Opening::Unknown,
+            // An empty frame or two, and nothing after them for now.
+            false => Opening::New,
+        };
+    }
+    let rest = &bytes[OFFER_LEN..];
+    let Some(header) = read_header(rest) else {
+        return match complete {
+            true => Opening::New,
+            false => Opening::Unknown,
+        };
+    };
+    let Header::Control(len) = header else {
+        return Opening::New;
+    };
+    if len > CONTROL_MAX {
+        return Opening::New;
+    }
+    let Some(payload) = rest.get(HEADER_LEN..HEADER_LEN + len) else {
+        return match complete {
+            true => Opening::New,
+            false => Opening::Unknown,
+        };
+    };
+    match decode(payload) {
+        Ok(Some(Control::Hello(hello))) if hello.resume_of != NO_TOKEN => Opening::Resume(hello),
+        _ => Opening::New,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +261,47 @@ mod tests {
         ack.extend_from_slice(&5u64.to_be_bytes());
         ack.extend_from_slice(b"more");
         assert_eq!(decode(&ack), Ok(Some(Control::Ack(5))));
+    }
+
+    fn hello(resume_of: Token) -> Hello {
+        Hello {
+            version: VERSION,
+            token: [1; 16],
+            resume_of,
+            received: 7,
+            heartbeat_ms: 1_000,
+        }
+    }
+
+    #[test]
+    fn a_resuming_client_is_known_by_its_first_bytes_and_anyone_else_is_new() {
+        let mut resuming = vec![0; OFFER_LEN];
+        encode(&mut resuming, &Control::Hello(hello([5; 16])));
+        assert_eq!(opening(&resuming, false), Opening::Resume(hello([5; 16])));
+        // Cut anywhere, it is not known yet while more may come; once the
+        // socket is empty, a cut one is not a resume.
+        for cut in 0..resuming.len() {
+            assert_eq!(opening(&resuming[..cut], false), Opening::Unknown, "{cut}");
+        }
+        assert_eq!(opening(&resuming[..OFFER_LEN + 10], true), Opening::New);
+        // A new version 2 client: its offer alone.
+        assert_eq!(opening(&resuming[..OFFER_LEN], true), Opening::New);
+        // A `HELLO` that resumes nothing.
+        let mut fresh = vec![0; OFFER_LEN];
+        encode(&mut fresh, &Control::Hello(hello(NO_TOKEN)));
+        assert_eq!(opening(&fresh, true), Opening::New);
+        // A version 1 client's message, a keepalive and a message, data
+        // after the offer.
+        assert_eq!(opening(b"\0\0\0\x02hi", false), Opening::New);
+        assert_eq!(
+            opening(&[0, 0, 0, 0, 0, 0, 0, 2, b'h'], false),
+            Opening::New
+        );
+        let mut data = vec![0; OFFER_LEN];
+        data.extend_from_slice(&[0, 0, 0, 1, b'x']);
+        assert_eq!(opening(&data, false), Opening::New);
+        // Nothing yet.
+        assert_eq!(opening(b"", false), Opening::Unknown);
+        assert_eq!(opening(b"", true), Opening::Unknown);
     }
 }

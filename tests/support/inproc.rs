@@ -33,6 +33,7 @@ pub fn conversations() -> Config {
         idle_timeout: None,
         dead_after: Some(Duration::from_secs(chat::DEFAULT_DEAD_AFTER_SECS)),
         sessions: true,
+        resume_for: Some(Duration::from_secs(chat::DEFAULT_RESUME_FOR_SECS)),
         tls: None,
         access: Access::new(Vec::new(), Vec::new()),
     }
@@ -143,6 +144,7 @@ pub fn client_config() -> chat::client::Config {
         idle_timeout: None,
         dead_after: Some(Duration::from_secs(chat::DEFAULT_DEAD_AFTER_SECS)),
         sessions: true,
+        resume_for: Some(Duration::from_secs(chat::DEFAULT_RESUME_FOR_SECS)),
         name: None,
         name_chosen: false,
     }

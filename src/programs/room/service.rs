@@ -240,6 +240,9 @@ impl Service for RoomService {
     fn news(&mut self, io: &mut Io, id: Id, news: News) {
         let mut world = Self::over(io, &self.output, &self.room);
         match news {
+            // A member's session is not kept for a resume (yet): the room
+            // never allows one.
+            News::Away { .. } | News::Back { .. } => {}
             News::PeerClosed => self.room.leave(id, None, &mut world),
             News::Failed(why) => self.room.leave(id, Some(&why), &mut world),
             News::WentIdle(idle) => self.room.went_idle(id, idle, &mut world),

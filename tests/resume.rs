@@ -1,0 +1,175 @@
+//! Resume: a conversation whose connection is lost goes on over a new
+//! one, every line delivered exactly once and in order, within
+//! `--resume-for`; after it, both sides say exactly what was not
+//! delivered.
+//!
+//! The outages are a relay on loopback (`support::relay`): `down` kills
+//! the path of the connection it carries silently (what enters it is
+//! lost) and resets new ones until `up`; `cut` resets what it carries.
+
+mod support;
+
+use std::time::Duration;
+
+use support::relay::Relay;
+use support::{Program, Server};
+
+/// `--dead-after` on both sides: a silent path is noticed in 3 s.
+const DEAD_AFTER: &str = "3";
+
+/// A server and a client through a relay, both taking a peer silent for
+/// [`DEAD_AFTER`] as lost, having talked once; `server_args` and
+/// `client_args` besides.
+fn talking(server_args: &[&str], client_args: &[&str]) -> (Server, Program, Relay) {
+    let mut args = vec!["--dead-after", DEAD_AFTER];
+    args.extend_from_slice(server_args);
+    let mut server = Server::start(&args);
+    let relay = Relay::start(server.addr);
+    let address = relay.address();
+    let mut args = vec!["--connect", address.as_str(), "--dead-after", DEAD_AFTER];
+    args.extend_from_slice(client_args);
+    let mut client = Program::spawn(support::CLIENT, &args);
+    server.expect_status("connected");
+    client.say("before the outage");
+    server.expect_message("before the outage");
+    server.say("hello before");
+    client.expect_message("hello before");
+    relay.settle(Duration::from_millis(300));
+    (server, client, relay)
+}
+
+/// Every line of `expected` comes next on `program`'s stdout, in order,
+/// and nothing else: a line shown twice or out of order fails.
+fn expect_exactly(program: &mut Program, expected: &[String]) {
+    for line in expected {
+        let got = program.next_message();
+        assert_eq!(&got, line, "{:?}", program.drain_stderr());
+    }
+}
+
+fn lines(prefix: &str, n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("{prefix} {i}")).collect()
+}
+
+/// The path dies silently with lines of both sides in it, for longer than
+/// `--dead-after`: both sides notice, the client reconnects once the
+/// network is back, and every line is delivered exactly once, in order,
+/// those typed during the outage included; then a clean end.
+#[test]
+fn a_path_that_dies_with_lines_in_it_is_resumed_with_nothing_lost_or_doubled() {
+    let (mut server, mut client, relay) = talking(&["--once"], &[]);
+    relay.down();
+    let from_client = lines("client line", 5);
+    let from_server = lines("server line", 4);
+    for line in &from_client[..3] {
+        client.say(line);
+    }
+    for line in &from_server[..2] {
+        server.say(line);
+    }
+    let said = client.expect_status("reconnecting for up to 300 s");
+    assert!(said.contains("connection lost"), "{said}");
+    let said = server.expect_status("keeping the conversation for 300 s");
+    assert!(said.contains("connection lost"), "{said}");
+    // Typed while nobody can be reached.
+    for line in &from_client[3..] {
+        client.say(line);
+    }
+    for line in &from_server[2..] {
+        server.say(line);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    relay.up();
+    client.expect_status("reconnected after");
+    server.expect_status("is back");
+    expect_exactly(&mut server, &from_client);
+    expect_exactly(&mut client, &from_server);
+    server.say("after the outage");
+    client.expect_message("after the outage");
+    client.say("q");
+    assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
+    assert_eq!(server.wait().code(), Some(0), "{:?}", server.drain_stderr());
+    assert!(
+        server.rest_of_stdout().is_empty(),
+        "nothing more, nothing twice"
+    );
+    assert!(relay.connections() >= 2);
+}
+
+/// A connection reset (a router that lost its state) is resumed at once.
+#[test]
+fn a_reset_connection_is_resumed_at_once() {
+    let (mut server, mut client, relay) = talking(&["--once"], &[]);
+    relay.cut();
+    client.say("said after the reset");
+    client.expect_status("reconnected after");
+    server.expect_message("said after the reset");
+    server.say("heard");
+    client.expect_message("heard");
+    client.say("q");
+    assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
+    assert_eq!(server.wait().code(), Some(0), "{:?}", server.drain_stderr());
+}
+
+/// An outage longer than `--resume-for`: both sides give up, and say how
+/// many lines were not delivered, and the first.
+#[test]
+fn an_outage_longer_than_resume_for_ends_with_what_was_not_delivered() {
+    let (mut server, mut client, relay) =
+        talking(&["--once", "--resume-for", "3"], &["--resume-for", "3"]);
+    relay.down();
+    client.say("lost line one");
+    client.say("lost line two");
+    server.say("never delivered");
+    let said = client.expect_status("not resumed within 3 s");
+    assert!(
+        said.ends_with("; 2 lines not delivered, the first: \"lost line one\""),
+        "{said}"
+    );
+    assert_eq!(client.wait().code(), Some(1));
+    let said = server.expect_status("not resumed within 3 s");
+    assert!(
+        said.ends_with("; 1 line not delivered: \"never delivered\""),
+        "{said}"
+    );
+    assert_eq!(server.wait().code(), Some(1));
+}
+
+/// A server that gave the conversation up (its `--resume-for` shorter
+/// than the outage) refuses the resume, and the client says so, with what
+/// was not delivered; the server goes on serving others.
+#[test]
+fn a_server_that_gave_the_conversation_up_refuses_its_resume() {
+    let (mut server, mut client, relay) = talking(&["--resume-for", "1"], &["--resume-for", "60"]);
+    relay.down();
+    client.say("into the void");
+    server.expect_status("not resumed within 1 s");
+    relay.up();
+    let said = client.expect_status("no longer keeps this conversation");
+    assert!(
+        said.ends_with("; 1 line not delivered: \"into the void\""),
+        "{said}"
+    );
+    assert_eq!(client.wait().code(), Some(1));
+    server.expect_status("no longer keeps; refused");
+    server.serves_a_polite_client("next");
+}
+
+/// With `--resume-for 0` the client does not come back: the loss is the
+/// end, said as before, on both sides (the client's `HELLO` said it would
+/// not resume, so the server keeps nothing for it).
+#[test]
+fn resume_for_0_ends_at_the_loss() {
+    let (mut server, mut client, relay) = talking(&["--once"], &["--resume-for", "0"]);
+    relay.down();
+    client.say("not delivered");
+    let said = client.expect_status("connection lost");
+    assert!(
+        said.ends_with("; 1 line not delivered: \"not delivered\""),
+        "{said}"
+    );
+    assert_eq!(client.wait().code(), Some(1));
+    let said = server.expect_status("connection lost");
+    assert!(!said.contains("keeping"), "{said}");
+    assert_eq!(server.wait().code(), Some(1));
+}
