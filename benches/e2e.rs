@@ -16,6 +16,10 @@
 //!   1 MiB messages.
 //! - TLS: the 1 KiB bulk runs and the round trips again over `--tls`, in the
 //!   same rounds and blocks, against our own plain figures.
+//! - Resume: a line typed while the network is down (a relay whose path
+//!   dies silently and which resets new connections meanwhile) reaches the
+//!   server how long after the network is back, against the client's
+//!   backoff step at that moment.
 
 #[cfg(unix)]
 #[path = "e2e/unix.rs"]

@@ -173,3 +173,39 @@ fn resume_for_0_ends_at_the_loss() {
     assert!(!said.contains("keeping"), "{said}");
     assert_eq!(server.wait().code(), Some(1));
 }
+
+/// `q` during an outage, with lines not yet delivered, waits for the
+/// server's return (within `--resume-for`), delivers them, then ends
+/// cleanly on both sides.
+#[test]
+fn q_during_an_outage_waits_to_deliver_then_ends_cleanly() {
+    let (mut server, mut client, relay) = talking(&["--once"], &[]);
+    relay.down();
+    client.say("typed into the outage");
+    client.expect_status("reconnecting for up to 300 s");
+    client.say("q");
+    client.expect_status("waiting for the server to come back, to deliver 1 line");
+    relay.up();
+    server.expect_message("typed into the outage");
+    assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
+    assert_eq!(server.wait().code(), Some(0), "{:?}", server.drain_stderr());
+}
+
+/// Ctrl-C during an outage gives up at once and says what was not
+/// delivered. (Unix: the interrupt is a signal sent with `kill`.)
+#[cfg(unix)]
+#[test]
+fn an_interrupt_during_an_outage_gives_up_and_counts_the_lines() {
+    let (_server, mut client, relay) = talking(&["--once"], &[]);
+    relay.down();
+    client.say("first lost");
+    client.say("second lost");
+    client.expect_status("reconnecting for up to 300 s (2 lines not yet delivered)");
+    client.interrupt();
+    let said = client.expect_status("interrupted");
+    assert!(
+        said.ends_with("2 lines not delivered, the first: \"first lost\""),
+        "{said}"
+    );
+    assert_eq!(client.wait().code(), Some(130));
+}

@@ -98,8 +98,9 @@ pub enum News {
     Failed(String),
     /// No traffic either way for this long: the ending began now.
     WentIdle(Duration),
-    /// The ending has waited on the peer for a while.
-    StillWaiting { undelivered: u64 },
+    /// The ending has waited on the peer for a while, with this much of
+    /// ours not yet delivered.
+    StillWaiting { undelivered: Undelivered },
     /// The peer speaks version 2 and its `HELLO` came: from now on what we
     /// send is acknowledged ([`Io::overdue`] says what waits for it).
     SessionOpened,
@@ -120,6 +121,26 @@ pub enum News {
         peer: SocketAddr,
         resent: u64,
     },
+}
+
+/// What of ours a peer has not taken: lines, as a version 2 peer
+/// acknowledges them, or bytes, as TCP does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undelivered {
+    Lines(u64),
+    Bytes(u64),
+}
+
+impl Undelivered {
+    /// `the last 3 lines`, `the last 120 bytes`; `None` for nothing.
+    pub fn the_last(self) -> Option<String> {
+        Some(match self {
+            Self::Lines(0) | Self::Bytes(0) => return None,
+            Self::Lines(1) => "the last line".to_string(),
+            Self::Lines(n) => format!("the last {n} lines"),
+            Self::Bytes(n) => format!("the last {n} bytes"),
+        })
+    }
 }
 
 /// A program run on the loop.
@@ -1775,6 +1796,15 @@ impl Io {
         session.overdue(self.now).then(|| session.unacked())
     }
 
+    /// How many messages sent on connection `id` its version 2 peer has
+    /// not acknowledged.
+    pub fn unacknowledged(&self, id: Id) -> u64 {
+        self.links
+            .get(id)
+            .and_then(|link| link.session.as_ref())
+            .map_or(0, Session::unacked)
+    }
+
     /// When [`overdue`](Self::overdue) may say something new for `id`.
     pub fn overdue_at(&self, id: Id) -> Option<Instant> {
         self.links.get(id)?.session.as_ref()?.overdue_at()
@@ -1823,12 +1853,13 @@ impl Io {
             self.news.push_back((id, News::WentIdle(idle)));
         }
         if decision.still_waiting {
-            self.news.push_back((
-                id,
-                News::StillWaiting {
-                    undelivered: seen.undelivered,
-                },
-            ));
+            // A version 2 peer says which lines it took; TCP, bytes.
+            let undelivered = match (&link.session, link.opened_told) {
+                (Some(session), true) => Undelivered::Lines(session.unacked()),
+                _ => Undelivered::Bytes(seen.undelivered),
+            };
+            self.news
+                .push_back((id, News::StillWaiting { undelivered }));
         }
         if decision.finish_sending {
             link.finishing = true;

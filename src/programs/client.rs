@@ -672,6 +672,16 @@ impl Talk<'_> {
             Event::Input(Input::Quit) => {
                 self.quit = true;
                 self.last_words(io);
+                let waiting = io.unacknowledged(id);
+                if self.reconnecting.is_some() && waiting > 0 {
+                    let lines = match waiting {
+                        1 => "1 line".to_string(),
+                        n => format!("{n} lines"),
+                    };
+                    self.output().status(format!(
+                        "waiting for the server to come back, to deliver {lines} (Ctrl-C to give up)"
+                    ));
+                }
                 io.happen(id, Happening::Quit);
             }
             Event::Input(Input::Closed) => {
@@ -938,12 +948,16 @@ impl Service for Talk<'_> {
 
     fn news(&mut self, io: &mut Io, _id: Id, news: News) {
         match news {
-            News::StillWaiting { undelivered } => self.output().status(match undelivered {
-                0 => "waiting for the server to close its side (Ctrl-C to stop now)".to_string(),
-                n => format!(
-                    "waiting for the server to take the last {n} bytes and close (Ctrl-C to stop now)"
-                ),
-            }),
+            News::StillWaiting { undelivered } => {
+                self.output().status(match undelivered.the_last() {
+                    None => {
+                        "waiting for the server to close its side (Ctrl-C to stop now)".to_string()
+                    }
+                    Some(last) => format!(
+                        "waiting for the server to take {last} and close (Ctrl-C to stop now)"
+                    ),
+                })
+            }
             News::Ended(ending) => {
                 self.events(io);
                 self.unsent_lines = self.unsent_lines.max(self.outbox.queued_lines());

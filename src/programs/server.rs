@@ -697,10 +697,12 @@ impl Service for Conversations<'_> {
             match news {
                 News::StillWaiting { undelivered } => {
                     let peer = self.current.as_ref().expect("current").peer;
-                    self.output().status(match undelivered {
-                        0 => format!("waiting for {peer} to close its side (Ctrl-C to stop now)"),
-                        n => format!(
-                            "waiting for {peer} to take the last {n} bytes and close (Ctrl-C to stop now)"
+                    self.output().status(match undelivered.the_last() {
+                        None => {
+                            format!("waiting for {peer} to close its side (Ctrl-C to stop now)")
+                        }
+                        Some(last) => format!(
+                            "waiting for {peer} to take {last} and close (Ctrl-C to stop now)"
                         ),
                     });
                 }
