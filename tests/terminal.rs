@@ -59,9 +59,14 @@ fn enter(session: &mut Pty, peer: &mut TcpStream, keys: &str, sent: &str) {
 /// A client in a terminal, talking to a raw server held by the test. After
 /// the client exits, the shell prints its status and the terminal's modes.
 fn client_in_terminal(color: bool) -> (Pty, TcpStream) {
+    client_in_terminal_with(color, "")
+}
+
+/// [`client_in_terminal`], with `flags` on the client's command line.
+fn client_in_terminal_with(color: bool, flags: &str) -> (Pty, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let script = format!("{CLIENT} --connect {addr}; {REPORT}");
+    let script = format!("{CLIENT} --connect {addr} {flags}; {REPORT}");
     let mut session = in_terminal(&script, color);
     let (server, _) = listener.accept().unwrap();
     server.set_read_timeout(Some(PATIENCE)).unwrap();
@@ -811,4 +816,44 @@ fn keys_move_over_accents_flags_and_emoji_whole() {
 fn enter_keys(screen: &mut Screen, peer: &mut TcpStream, keys: &str, sent: &str) {
     screen.send(&format!("{keys}\r"));
     assert_eq!(read_text(peer), sent);
+}
+
+/// Everything the terminal shows from now until the shell's report of the
+/// exit (after the program was told to end).
+fn rest_until_exit(session: &mut Pty) -> String {
+    let seen = session.expect(Regex("EXIT=[0-9]+")).unwrap();
+    let mut everything = seen.before().to_vec();
+    everything.extend_from_slice(seen.get(0).unwrap());
+    String::from_utf8_lossy(&everything).into_owned()
+}
+
+#[test]
+fn timestamps_show_the_local_time_before_messages_and_status_lines() {
+    let (mut session, mut server) = client_in_terminal_with(false, "--timestamps");
+    server.write_all(&frame(b"stamped")).unwrap();
+    session
+        .expect(Regex(r"[0-2][0-9]:[0-5][0-9] server: stamped"))
+        .unwrap();
+    enter(&mut session, &mut server, "typed", "typed");
+    session.send("q\r").unwrap();
+    finish(server);
+    let rest = rest_until_exit(&mut session);
+    assert!(rest.contains("EXIT=0"), "{rest:?}");
+
+    // A status line too, dim when in colour; and from the environment.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let script = format!("CHAT_TIMESTAMPS=1 {CLIENT} --connect {addr}; {REPORT}");
+    let mut session = in_terminal(&script, true);
+    let (server, _) = listener.accept().unwrap();
+    server.set_read_timeout(Some(PATIENCE)).unwrap();
+    session
+        .expect(Regex(
+            r"\x1b\[2m[0-2][0-9]:[0-5][0-9]\x1b\[0m (\x1b\[[0-9;]*m)+-- connected to",
+        ))
+        .unwrap();
+    session.expect("> ").unwrap();
+    session.send("q\r").unwrap();
+    finish(server);
+    expect_exit_and_sane_terminal(&mut session, 0);
 }

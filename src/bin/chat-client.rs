@@ -95,6 +95,12 @@ struct Args {
     #[arg(long, value_name = "NAME", value_parser = chat::room::parse_name)]
     name: Option<String>,
 
+    /// Show the time each message and status line arrived: `12:31` at a
+    /// terminal, an RFC 3339 time before each line when piped
+    #[arg(long, env = "CHAT_TIMESTAMPS",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    timestamps: bool,
+
     /// Write a man page or a shell's completions to stdout, and exit
     #[arg(long, value_name = "KIND", value_enum)]
     generate: Option<chat::Generate>,
@@ -108,6 +114,13 @@ fn login_name() -> Option<String> {
         .find(|name| chat::room::parse_name(name).is_ok())
 }
 
+/// How what is shown looks, as the command line says.
+fn look(args: &Args) -> chat::Look {
+    chat::Look {
+        timestamps: args.timestamps,
+    }
+}
+
 fn parse_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(secs) if secs > 0.0 && secs.is_finite() && secs <= 3600.0 => Ok(secs),
@@ -117,6 +130,8 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
 
 /// Parse, run, report: the status is the library's to choose (`chat::Exit`).
 fn main() {
+    // First, while the process has one thread (see its doc).
+    chat::learn_local_offset();
     let exit = match chat::parse_args::<Args>() {
         Ok(Args {
             generate: Some(kind),
@@ -129,6 +144,7 @@ fn main() {
 }
 
 fn talk(args: Args) -> anyhow::Result<Exit> {
+    let look = look(&args);
     // Until the conversation listens, Ctrl-C ends the client at once, as
     // shells report it.
     let shutdown = Shutdown::new();
@@ -157,5 +173,5 @@ fn talk(args: Args) -> anyhow::Result<Exit> {
         name_chosen: args.name.is_some(),
         name: args.name.or_else(login_name),
     };
-    Ok(client::run(connected, config, &shutdown)?)
+    Ok(client::run(connected.with_look(look), config, &shutdown)?)
 }

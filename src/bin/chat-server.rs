@@ -116,6 +116,12 @@ struct Args {
           value_parser = clap::value_parser!(u32).range(1..))]
     member_rate: u32,
 
+    /// Show the time each message and status line arrived: `12:31` at a
+    /// terminal, an RFC 3339 time before each line when piped
+    #[arg(long, env = "CHAT_TIMESTAMPS",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    timestamps: bool,
+
     /// Write a man page or a shell's completions to stdout, and exit
     #[arg(long, value_name = "KIND", value_enum)]
     generate: Option<chat::Generate>,
@@ -123,6 +129,8 @@ struct Args {
 
 /// Parse, run, report: the status is the library's to choose (`chat::Exit`).
 fn main() {
+    // First, while the process has one thread (see its doc).
+    chat::learn_local_offset();
     let exit = match chat::parse_args::<Args>() {
         Ok(Args {
             generate: Some(kind),
@@ -135,6 +143,7 @@ fn main() {
 }
 
 fn serve(args: Args) -> anyhow::Result<Exit> {
+    let look = look(&args);
     let tls = args.tls.then(|| TlsConfig {
         identity: args.identity.clone(),
         code: args.code,
@@ -163,10 +172,17 @@ fn serve(args: Args) -> anyhow::Result<Exit> {
             access: Access::new(args.allow, args.deny),
         }),
     };
-    let server = Server::bind(&args.bind, mode)?;
+    let server = Server::bind(&args.bind, mode)?.with_look(look);
     let shutdown = Shutdown::new();
     on_interrupt(&shutdown)?;
     Ok(server.run(&shutdown)?)
+}
+
+/// How what is shown looks, as the command line says.
+fn look(args: &Args) -> chat::Look {
+    chat::Look {
+        timestamps: args.timestamps,
+    }
 }
 
 /// Ctrl-C, SIGTERM and hangups ask the server to stop.

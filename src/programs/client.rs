@@ -106,6 +106,12 @@ impl Connected {
         self
     }
 
+    /// What the user is shown looks as `look` says.
+    pub fn with_look(mut self, look: crate::Look) -> Self {
+        self.stdio = self.stdio.with_look(look);
+        self
+    }
+
     /// Timeouts follow `clock` instead.
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;

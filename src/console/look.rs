@@ -1,0 +1,189 @@
+//! How what is shown looks, as the user chose: the time before each line
+//! (`--timestamps`), and colour (unless `NO_COLOR`).
+//!
+//! Times are the local time at which a line is shown, which is when it
+//! arrived unless the screen was not taking lines: `12:31` at a terminal,
+//! RFC 3339 (`2026-12-07T12:31:05+01:00`) in piped output. Lines from
+//! before we joined a room carry no time: the room does not send when they
+//! were said, and the time they were shown would pass for it.
+
+use std::sync::OnceLock;
+
+use anstyle::{AnsiColor, Style};
+use time::{OffsetDateTime, UtcOffset};
+
+/// What the user chose about how things are shown.
+#[derive(Debug, Default)]
+pub struct Look {
+    pub timestamps: bool,
+}
+
+impl Look {
+    /// Whether lines are coloured; `terminal`, whether they go to one the
+    /// line editor drives.
+    /// Colour at a terminal unless `NO_COLOR` is set
+    /// (<https://no-color.org>) or the terminal is dumb.
+    pub(crate) fn colour(&self, terminal: bool) -> bool {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        terminal && !no_color && !super::terminal_is_dumb()
+    }
+}
+
+/// What the consumers of the output go by: the user's [`Look`], resolved
+/// for where the output goes.
+#[derive(Debug, Default)]
+pub(crate) struct Shape {
+    pub stamps: bool,
+    pub palette: Palette,
+}
+
+impl Shape {
+    /// `terminal`: the line editor shows it.
+    pub fn new(look: Look, terminal: bool) -> Self {
+        Self {
+            stamps: look.timestamps,
+            palette: Palette::new(look.colour(terminal)),
+        }
+    }
+
+    /// Whether messages are written exactly as received (no time, no
+    /// colour).
+    pub fn is_plain(&self) -> bool {
+        !self.stamps && !self.palette.names
+    }
+}
+
+/// The local offset, learnt once at the start (see [`learn_local_offset`]).
+static OFFSET: OnceLock<UtcOffset> = OnceLock::new();
+
+/// Learns the local time's offset from UTC. Call it first thing in
+/// `main`: on Unix it can be read safely only while the process has one
+/// thread (the `time` crate refuses otherwise), and is kept for the run
+/// (a change of summer time during a run is not followed). UTC if it
+/// cannot be read.
+pub fn learn_local_offset() {
+    let offset = UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC);
+    let _ = OFFSET.set(offset);
+}
+
+fn now() -> OffsetDateTime {
+    let offset = OFFSET.get().copied().unwrap_or(UtcOffset::UTC);
+    OffsetDateTime::now_utc().to_offset(offset)
+}
+
+/// The time now as a terminal shows it: `12:31`.
+pub(crate) fn short_time() -> String {
+    let now = now();
+    format!("{:02}:{:02}", now.hour(), now.minute())
+}
+
+/// The time now in RFC 3339, to the second, with the local offset:
+/// `2026-12-07T12:31:05+01:00`.
+pub(crate) fn full_time() -> String {
+    let now = now();
+    let offset = now.offset();
+    let (hours, minutes, _) = offset.as_hms();
+    let sign = if offset.is_negative() { '-' } else { '+' };
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{sign}{:02}:{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        hours.unsigned_abs(),
+        minutes.unsigned_abs()
+    )
+}
+
+/// Colours for the parts of what is shown, or none.
+#[derive(Clone, Copy)]
+pub(crate) struct Palette {
+    pub peer: Style,
+    pub status: Style,
+    pub error: Style,
+    /// Named senders (a room's members) each get a colour of their own.
+    pub names: bool,
+}
+
+impl Palette {
+    pub fn new(colour: bool) -> Self {
+        if !colour {
+            return Self {
+                peer: Style::new(),
+                status: Style::new(),
+                error: Style::new(),
+                names: false,
+            };
+        }
+        Self {
+            peer: Style::new().bold().fg_color(Some(AnsiColor::Cyan.into())),
+            status: Style::new().dimmed().italic(),
+            error: Style::new().bold().fg_color(Some(AnsiColor::Red.into())),
+            names: true,
+        }
+    }
+
+    /// The style of a named sender's name: bold, in a colour that depends
+    /// only on the name (the same in every session), never the errors' red.
+    pub fn name(&self, name: &str) -> Style {
+        const COLOURS: [AnsiColor; 10] = [
+            AnsiColor::Cyan,
+            AnsiColor::Green,
+            AnsiColor::Yellow,
+            AnsiColor::Blue,
+            AnsiColor::Magenta,
+            AnsiColor::BrightCyan,
+            AnsiColor::BrightGreen,
+            AnsiColor::BrightYellow,
+            AnsiColor::BrightBlue,
+            AnsiColor::BrightMagenta,
+        ];
+        if !self.names {
+            return Style::new();
+        }
+        // FNV-1a: stable across runs and platforms, unlike std's hasher.
+        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let colour = COLOURS[(hash % COLOURS.len() as u64) as usize];
+        Style::new().bold().fg_color(Some(colour.into()))
+    }
+
+    /// The dim style times are shown in.
+    pub fn time(&self) -> Style {
+        match self.names {
+            true => Style::new().dimmed(),
+            false => Style::new(),
+        }
+    }
+}
+
+impl Default for Palette {
+    fn default() -> Self {
+        Self::new(false)
+    }
+}
+
+impl std::fmt::Debug for Palette {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.names { "colour" } else { "plain" })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_have_their_forms() {
+        let short = short_time();
+        assert_eq!(short.len(), 5, "{short}");
+        assert_eq!(&short[2..3], ":");
+        let full = full_time();
+        assert_eq!(full.len(), 25, "{full}");
+        assert_eq!(&full[10..11], "T");
+        assert!(matches!(&full[19..20], "+" | "-"), "{full}");
+    }
+}
