@@ -1,6 +1,6 @@
 //! How what is shown looks when piped: `--timestamps` (and
-//! `CHAT_TIMESTAMPS`). The terminal's side of the same flags is in
-//! `terminal.rs`.
+//! `CHAT_TIMESTAMPS`) and `--color`. The terminal's
+//! side of the same flags is in `terminal.rs`.
 
 mod support;
 
@@ -70,4 +70,29 @@ fn piped_timestamps_put_an_rfc3339_time_before_every_line_but_history() {
     carol.expect_status("you joined as carol;");
     alice.say("plain");
     carol.expect_message("alice: plain");
+}
+
+#[test]
+fn color_always_colours_piped_output_whatever_no_color_says_and_auto_does_not() {
+    let mut server = start_room(&[]);
+    let addr = server.addr.to_string();
+    let mut always = Program::spawn_with_env(
+        CLIENT,
+        &["--connect", &addr, "--name", "alice", "--color", "always"],
+        &[("NO_COLOR", "1")],
+    );
+    always.expect_status("you joined as alice;");
+    let mut auto = server.join_room("bob");
+    let mut never = server.connect_client(&["--name", "carol", "--color", "never"]);
+    never.expect_status("you joined as carol;");
+    server.say("hello");
+    let line = always.next_message();
+    assert!(
+        line.contains('\x1b') && line.contains("server:") && line.ends_with("hello"),
+        "{line:?}"
+    );
+    let joined = always.said("you joined as alice;").unwrap();
+    assert!(joined.contains("\x1b["), "status lines too: {joined:?}");
+    auto.expect_message("server: hello");
+    never.expect_message("server: hello");
 }

@@ -857,3 +857,35 @@ fn timestamps_show_the_local_time_before_messages_and_status_lines() {
     finish(server);
     expect_exit_and_sane_terminal(&mut session, 0);
 }
+
+#[test]
+fn color_never_at_a_terminal_writes_no_colour_at_all() {
+    let (mut session, mut server) = client_in_terminal_with(true, "--color never --timestamps");
+    server.write_all(&frame(b"uncoloured")).unwrap();
+    let seen = session.expect("uncoloured").unwrap();
+    let mut everything = seen.before().to_vec();
+    enter(&mut session, &mut server, "typed", "typed");
+    session.send("q\r").unwrap();
+    finish(server);
+    everything.extend_from_slice(rest_until_exit(&mut session).as_bytes());
+    let shown = String::from_utf8_lossy(&everything);
+    // Select Graphic Rendition: `ESC [ … m`. (Cursor movements stay.)
+    let sgr = regex_lite_sgr(&shown);
+    assert!(sgr.is_none(), "colour at {sgr:?} in {shown:?}");
+    assert!(shown.contains("EXIT=0"), "{shown:?}");
+}
+
+/// Where the first SGR sequence (`ESC [` digits and `;` then `m`) is.
+fn regex_lite_sgr(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    (0..bytes.len()).find(|&at| {
+        bytes[at..].starts_with(b"\x1b[") && {
+            let rest = &bytes[at + 2..];
+            let params = rest
+                .iter()
+                .take_while(|b| b.is_ascii_digit() || **b == b';')
+                .count();
+            rest.get(params) == Some(&b'm')
+        }
+    })
+}

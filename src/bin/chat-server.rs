@@ -122,6 +122,11 @@ struct Args {
           value_parser = clap::builder::BoolishValueParser::new())]
     timestamps: bool,
 
+    /// Colour at a terminal (auto, unless NO_COLOR is set), always (piped
+    /// output too, whatever NO_COLOR says) or never
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = chat::Color::Auto)]
+    color: chat::Color,
+
     /// Write a man page or a shell's completions to stdout, and exit
     #[arg(long, value_name = "KIND", value_enum)]
     generate: Option<chat::Generate>,
@@ -182,6 +187,7 @@ fn serve(args: Args) -> anyhow::Result<Exit> {
 fn look(args: &Args) -> chat::Look {
     chat::Look {
         timestamps: args.timestamps,
+        color: args.color,
     }
 }
 

@@ -1,31 +1,48 @@
-//! How what is shown looks, as the user chose: the time before each line
-//! (`--timestamps`), and colour (unless `NO_COLOR`).
+//! How what is shown looks, as the user chose on the command line: the
+//! time before each line (`--timestamps`) and colour (`--color`,
+//! `NO_COLOR`).
 //!
 //! Times are the local time at which a line is shown, which is when it
 //! arrived unless the screen was not taking lines: `12:31` at a terminal,
-//! RFC 3339 (`2026-12-07T12:31:05+01:00`) in piped output. Lines from
-//! before we joined a room carry no time: the room does not send when they
-//! were said, and the time they were shown would pass for it.
+//! RFC 3339 (`2026-12-07T12:31:05+01:00`) in piped output. Lines from before we joined a room carry no time: the room
+//! does not send when they were said, and the time they were shown would
+//! pass for it.
 
 use std::sync::OnceLock;
 
 use anstyle::{AnsiColor, Style};
 use time::{OffsetDateTime, UtcOffset};
 
+/// `--color`: whether what is shown has colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Color {
+    /// At a terminal, unless `NO_COLOR` is set or the terminal is dumb.
+    #[default]
+    Auto,
+    /// Always, piped too, whatever `NO_COLOR` says.
+    Always,
+    Never,
+}
+
 /// What the user chose about how things are shown.
 #[derive(Debug, Default)]
 pub struct Look {
     pub timestamps: bool,
+    pub color: Color,
 }
 
 impl Look {
     /// Whether lines are coloured; `terminal`, whether they go to one the
     /// line editor drives.
-    /// Colour at a terminal unless `NO_COLOR` is set
-    /// (<https://no-color.org>) or the terminal is dumb.
     pub(crate) fn colour(&self, terminal: bool) -> bool {
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        terminal && !no_color && !super::terminal_is_dumb()
+        match self.color {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => {
+                let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+                terminal && !no_color && !super::terminal_is_dumb()
+            }
+        }
     }
 }
 
