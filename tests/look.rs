@@ -1,5 +1,5 @@
 //! How what is shown looks when piped: `--timestamps` (and
-//! `CHAT_TIMESTAMPS`) and `--color`. The terminal's
+//! `CHAT_TIMESTAMPS`), `--color`, `--bell`. The terminal's
 //! side of the same flags is in `terminal.rs`.
 
 mod support;
@@ -95,4 +95,20 @@ fn color_always_colours_piped_output_whatever_no_color_says_and_auto_does_not() 
     assert!(joined.contains("\x1b["), "status lines too: {joined:?}");
     auto.expect_message("server: hello");
     never.expect_message("server: hello");
+}
+
+#[test]
+fn piped_output_never_rings_the_bell_even_for_a_mention() {
+    let mut server = start_room(&[]);
+    let addr = server.addr.to_string();
+    let mut alice = Program::spawn(
+        CLIENT,
+        &["--connect", &addr, "--name", "alice", "--bell", "all"],
+    );
+    alice.expect_status("you joined as alice;");
+    let mut default = server.join_room("bob");
+    server.say("alice and bob, look");
+    let line = alice.next_message();
+    assert_eq!(line, "server: alice and bob, look");
+    default.expect_message("server: alice and bob, look");
 }

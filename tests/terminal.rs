@@ -14,7 +14,7 @@ use std::process::Command;
 
 use expectrl::{Eof, Expect, Regex, Session};
 use screen::Screen;
-use support::{CLIENT, PATIENCE, SERVER, frame, read_frame, read_text};
+use support::{CLIENT, PATIENCE, SERVER, frame, read_frame, read_text, start_room};
 
 type Pty = expectrl::session::OsSession;
 
@@ -856,6 +856,71 @@ fn timestamps_show_the_local_time_before_messages_and_status_lines() {
     session.send("q\r").unwrap();
     finish(server);
     expect_exit_and_sane_terminal(&mut session, 0);
+}
+
+/// A room member named `name` in a terminal, in colour, with `flags`.
+fn member_in_terminal(room: &support::Server, name: &str, flags: &str) -> Pty {
+    let addr = room.addr;
+    let script = format!("{CLIENT} --connect {addr} --name {name} {flags}; {REPORT}");
+    let mut session = in_terminal(&script, true);
+    session
+        .expect(format!("you joined as {name};").as_str())
+        .unwrap();
+    session
+}
+
+#[test]
+fn a_message_that_names_you_is_highlighted_and_rings_the_bell() {
+    let mut room = start_room(&[]);
+    let mut alice = member_in_terminal(&room, "alice", "");
+    let mut bob = room.join_room("bob");
+    bob.say("hi ALICE, look");
+    // Bold and reversed, after bob's coloured name; then the bell.
+    alice
+        .expect(Regex(
+            r"bob:\x1b\[0m \x1b\[1m\x1b\[7mhi ALICE, look\x1b\[0m",
+        ))
+        .unwrap();
+    alice.expect("\x07").unwrap();
+    // Not for a message that does not name alice (malice is not alice).
+    bob.say("malice aforethought");
+    let seen = alice.expect("malice aforethought").unwrap();
+    let mut between = seen.before().to_vec();
+    bob.say("the end");
+    let seen = alice.expect("the end").unwrap();
+    between.extend_from_slice(seen.before());
+    assert!(
+        !between.contains(&7),
+        "{:?}",
+        String::from_utf8_lossy(&between)
+    );
+    alice.send("q\r").unwrap();
+    let rest = rest_until_exit(&mut alice);
+    assert!(!rest.contains('\x07'), "{rest:?}");
+    assert!(rest.contains("EXIT=0"), "{rest:?}");
+    room.expect_status("alice left");
+}
+
+#[test]
+fn with_bell_off_a_mention_is_highlighted_without_the_bell() {
+    let room = start_room(&[]);
+    let mut carol = member_in_terminal(&room, "carol", "--bell off");
+    let mut bob = room.join_room("bob");
+    bob.say("carol: quiet please");
+    let seen = carol
+        .expect(Regex(r"\x1b\[1m\x1b\[7mcarol: quiet please"))
+        .unwrap();
+    let mut everything = seen.before().to_vec();
+    bob.say("the end");
+    let seen = carol.expect("the end").unwrap();
+    everything.extend_from_slice(seen.before());
+    carol.send("q\r").unwrap();
+    everything.extend_from_slice(rest_until_exit(&mut carol).as_bytes());
+    assert!(
+        !everything.contains(&7),
+        "{:?}",
+        String::from_utf8_lossy(&everything)
+    );
 }
 
 #[test]

@@ -127,6 +127,11 @@ struct Args {
     #[arg(long, value_name = "WHEN", value_enum, default_value_t = chat::Color::Auto)]
     color: chat::Color,
 
+    /// Ring the terminal's bell for room messages that name you (mention),
+    /// for every message (all), or never (off); never in piped output
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = chat::Bell::Mention)]
+    bell: chat::Bell,
+
     /// Write a man page or a shell's completions to stdout, and exit
     #[arg(long, value_name = "KIND", value_enum)]
     generate: Option<chat::Generate>,
@@ -188,6 +193,7 @@ fn look(args: &Args) -> chat::Look {
     chat::Look {
         timestamps: args.timestamps,
         color: args.color,
+        bell: args.bell,
     }
 }
 

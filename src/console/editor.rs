@@ -68,7 +68,7 @@ struct Editor {
     line: Line,
     prompt: String,
     typing: Option<Typing>,
-    /// Colours and times.
+    /// Colours, times and the bell.
     shape: Shape,
     /// Status and errors go to stderr when that is not the terminal.
     errors_to_stderr: bool,
@@ -318,6 +318,8 @@ impl Editor {
             }
             None => (String::new(), 0),
         };
+        let me = self.output.me();
+        let mut bell = false;
         let mut text = String::new();
         for item in items.iter() {
             match item {
@@ -327,6 +329,7 @@ impl Editor {
                     for line in String::from_utf8_lossy(lines).lines() {
                         let line = block(line, label, columns);
                         text.push_str(&format!("{stamp}{style}{from}:{style:#} {line}\r\n"));
+                        bell |= self.shape.bell.rings(false);
                     }
                 }
                 Shown::Named {
@@ -350,15 +353,22 @@ impl Editor {
                             Said::Action => 3,
                         };
                     for line in String::from_utf8_lossy(lines).lines() {
+                        let mention =
+                            !earlier && me.as_deref().is_some_and(|me| look::names(line, me));
+                        bell |= !earlier && self.shape.bell.rings(mention);
+                        let highlight = match mention {
+                            true => palette.mention,
+                            false => Style::new(),
+                        };
                         let line = block(line, label, columns);
                         text.push_str(&format!("{stamp}{dim}{dim_end}{dim:#}"));
                         match said {
-                            Said::Message => {
-                                text.push_str(&format!("{style}{from}:{style:#} {line}\r\n"))
-                            }
-                            Said::Action => {
-                                text.push_str(&format!("{style}* {from}{style:#} {line}\r\n"))
-                            }
+                            Said::Message => text.push_str(&format!(
+                                "{style}{from}:{style:#} {highlight}{line}{highlight:#}\r\n"
+                            )),
+                            Said::Action => text.push_str(&format!(
+                                "{style}* {from}{style:#} {highlight}{line}{highlight:#}\r\n"
+                            )),
                         }
                     }
                 }
@@ -375,6 +385,11 @@ impl Editor {
                     text.push_str(&format!("{stamp}{style}error:{style:#} {error}\r\n"));
                 }
             }
+        }
+        // The terminal's bell, once for the batch: only here, at a
+        // terminal, never in piped output.
+        if bell {
+            text.push('\x07');
         }
         let written = self.out.write_all(text.as_bytes());
         self.output.done(items);

@@ -1,6 +1,6 @@
 //! How what is shown looks, as the user chose on the command line: the
-//! time before each line (`--timestamps`) and colour (`--color`,
-//! `NO_COLOR`).
+//! time before each line (`--timestamps`), colour (`--color`, `NO_COLOR`),
+//! and mentions and the bell (`--bell`).
 //!
 //! Times are the local time at which a line is shown, which is when it
 //! arrived unless the screen was not taking lines: `12:31` at a terminal,
@@ -24,11 +24,35 @@ pub enum Color {
     Never,
 }
 
+/// `--bell`: when the terminal's bell rings (never in piped output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Bell {
+    Off,
+    /// For a room message that names you.
+    #[default]
+    Mention,
+    /// For every message received.
+    All,
+}
+
+impl Bell {
+    /// Whether a message received rings the bell; `mention`, whether it
+    /// names the user. (Private messages will ring it too, as mentions.)
+    pub(crate) fn rings(self, mention: bool) -> bool {
+        match self {
+            Bell::Off => false,
+            Bell::Mention => mention,
+            Bell::All => true,
+        }
+    }
+}
+
 /// What the user chose about how things are shown.
 #[derive(Debug, Default)]
 pub struct Look {
     pub timestamps: bool,
     pub color: Color,
+    pub bell: Bell,
 }
 
 impl Look {
@@ -52,6 +76,7 @@ impl Look {
 pub(crate) struct Shape {
     pub stamps: bool,
     pub palette: Palette,
+    pub bell: Bell,
 }
 
 impl Shape {
@@ -60,6 +85,7 @@ impl Shape {
         Self {
             stamps: look.timestamps,
             palette: Palette::new(look.colour(terminal)),
+            bell: look.bell,
         }
     }
 
@@ -114,12 +140,32 @@ pub(crate) fn full_time() -> String {
     )
 }
 
+/// Whether `line` names `name`: as a word (not part of a longer name),
+/// without regard to case.
+pub(crate) fn names(line: &str, name: &str) -> bool {
+    let line: Vec<char> = line.chars().flat_map(char::to_lowercase).collect();
+    let name: Vec<char> = name.chars().flat_map(char::to_lowercase).collect();
+    if name.is_empty() || name.len() > line.len() {
+        return false;
+    }
+    // A name's own characters besides letters and digits; `.` and `'` end
+    // sentences and start possessives ("alice." "alice's").
+    let in_word = |c: &char| c.is_alphanumeric() || *c == '-' || *c == '_';
+    (0..=line.len() - name.len()).any(|at| {
+        line[at..at + name.len()] == name[..]
+            && (at == 0 || !in_word(&line[at - 1]))
+            && line.get(at + name.len()).is_none_or(|c| !in_word(c))
+    })
+}
+
 /// Colours for the parts of what is shown, or none.
 #[derive(Clone, Copy)]
 pub(crate) struct Palette {
     pub peer: Style,
     pub status: Style,
     pub error: Style,
+    /// A message that names the user.
+    pub mention: Style,
     /// Named senders (a room's members) each get a colour of their own.
     pub names: bool,
 }
@@ -131,6 +177,7 @@ impl Palette {
                 peer: Style::new(),
                 status: Style::new(),
                 error: Style::new(),
+                mention: Style::new(),
                 names: false,
             };
         }
@@ -138,6 +185,7 @@ impl Palette {
             peer: Style::new().bold().fg_color(Some(AnsiColor::Cyan.into())),
             status: Style::new().dimmed().italic(),
             error: Style::new().bold().fg_color(Some(AnsiColor::Red.into())),
+            mention: Style::new().bold().invert(),
             names: true,
         }
     }
@@ -192,6 +240,20 @@ impl std::fmt::Debug for Palette {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_is_found_as_a_word_in_any_case() {
+        assert!(names("hi alice", "alice"));
+        assert!(names("ALICE: look", "alice"));
+        assert!(names("alice's turn.", "Alice"));
+        assert!(names("see @alice, now", "alice"));
+        assert!(!names("malice", "alice"));
+        assert!(!names("alice-2 is here", "alice"));
+        assert!(!names("alice_b", "alice"));
+        assert!(!names("al", "alice"));
+        assert!(names("你好 李雷", "李雷"));
+        assert!(!names("李雷雷", "李雷"));
+    }
 
     #[test]
     fn times_have_their_forms() {

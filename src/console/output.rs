@@ -49,6 +49,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use anstyle::Style;
+
 use crate::console::event::{Event, Events};
 use crate::console::look::{self, Palette, Shape};
 pub use crate::wire::display::Said;
@@ -252,7 +254,14 @@ pub struct Output {
     /// waits (an event loop) found it full.
     on_room: OnceLock<Box<dyn Fn() + Send + Sync>>,
     events: Events,
+    /// The user's name in a room, if in one: a message that names it is
+    /// a mention.
+    me: Me,
 }
+
+/// The user's name in a room, kept by whoever learns it (the client's
+/// reading of the room, the room itself for its operator).
+pub(crate) type Me = Arc<Mutex<Option<Arc<str>>>>;
 
 /// Emptied message buffers kept for reuse: a steady flow of messages then
 /// allocates (and faults in) nothing.
@@ -337,7 +346,23 @@ impl Output {
             write_now_refused: AtomicBool::new(false),
             on_room: OnceLock::new(),
             events,
+            me: Me::default(),
         })
+    }
+
+    /// The user's name in a room is now `name`.
+    pub fn set_me(&self, name: &str) {
+        *crate::lock(&self.me) = Some(Arc::from(name));
+    }
+
+    /// Where the user's name in a room is kept, for a reader of the room.
+    pub(crate) fn me_cell(&self) -> Me {
+        Arc::clone(&self.me)
+    }
+
+    /// The user's name in a room, if known.
+    pub(crate) fn me(&self) -> Option<Arc<str>> {
+        crate::lock(&self.me).clone()
     }
 
     pub fn status(&self, text: impl Into<String>) {
@@ -826,7 +851,7 @@ fn write_lines(output: &Output, stderr: &mut dyn Write, shape: &Shape) {
         for what in &taken {
             match what {
                 ForStderr::Shown(shown) => {
-                    piped_form(shown, time.as_deref(), &shape.palette, &mut text);
+                    piped_form(shown, time.as_deref(), &shape.palette, None, &mut text);
                 }
                 ForStderr::Dropped(1) => text.extend_from_slice(
                     b"error: 1 status line was dropped: stderr was not taking it\n",
@@ -849,8 +874,14 @@ fn write_lines(output: &Output, stderr: &mut dyn Write, shape: &Shape) {
 /// what plain output writes (messages to stdout, the rest to stderr).
 /// `time` goes
 /// before each line but those from before we joined (their time is not
-/// known).
-pub(crate) fn piped_form(shown: &Shown, time: Option<&str>, palette: &Palette, out: &mut Vec<u8>) {
+/// known); `me`, the user's name, marks the lines that name it.
+pub(crate) fn piped_form(
+    shown: &Shown,
+    time: Option<&str>,
+    palette: &Palette,
+    me: Option<&str>,
+    out: &mut Vec<u8>,
+) {
     let stamp = |out: &mut Vec<u8>| {
         if let Some(time) = time {
             let style = palette.time();
@@ -895,7 +926,16 @@ pub(crate) fn piped_form(shown: &Shown, time: Option<&str>, palette: &Palette, o
                     Said::Action => format!("{mark}{style}* {from}{style:#} "),
                 };
                 out.extend_from_slice(label.as_bytes());
-                out.extend_from_slice(format!("{line}\n").as_bytes());
+                let mention = match me {
+                    Some(me) if !earlier => look::names(&line, me),
+                    _ => false,
+                };
+                let style = if mention {
+                    palette.mention
+                } else {
+                    Style::new()
+                };
+                out.extend_from_slice(format!("{style}{line}{style:#}\n").as_bytes());
             }
         }
     }
@@ -920,6 +960,7 @@ pub(crate) fn write_plain(
             return;
         }
         let time = shape.stamps.then(look::full_time);
+        let me = output.me();
         for item in &items {
             match item {
                 Shown::Messages { text, .. } => {
@@ -927,7 +968,7 @@ pub(crate) fn write_plain(
                         continue;
                     }
                     if time.is_some() {
-                        piped_form(item, time.as_deref(), &shape.palette, &mut batch);
+                        piped_form(item, time.as_deref(), &shape.palette, None, &mut batch);
                     } else if text.len() >= WRITE_DIRECTLY {
                         // Large already: written as it is, without a copy.
                         stdout_open = flush_batch(&mut batch, output, stdout)
@@ -941,7 +982,7 @@ pub(crate) fn write_plain(
                 }
                 Shown::Status(_) | Shown::Error(_) | Shown::Named { earlier: true, .. } => {
                     stdout_open = stdout_open && flush_batch(&mut batch, output, stdout);
-                    piped_form(item, time.as_deref(), &shape.palette, &mut text);
+                    piped_form(item, time.as_deref(), &shape.palette, None, &mut text);
                     let _ = stderr.write_all(&text);
                     let _ = stderr.flush();
                     text.clear();
@@ -950,7 +991,8 @@ pub(crate) fn write_plain(
                     if !stdout_open {
                         continue;
                     }
-                    piped_form(item, time.as_deref(), &shape.palette, &mut batch);
+                    let me = me.as_deref();
+                    piped_form(item, time.as_deref(), &shape.palette, me, &mut batch);
                     if batch.len() >= WRITE_BATCH {
                         stdout_open = flush_batch(&mut batch, output, stdout);
                     }

@@ -256,7 +256,7 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
     output.status(format!("connected to {peer}{secure}{hint}"));
     // Reads the first frame to learn whether the server is a room.
     let (finds, found) = mpsc::channel();
-    output.set_interpreter(Box::new(RoomView::new(finds)));
+    output.set_interpreter(Box::new(RoomView::new(finds, output.me_cell())));
     {
         let events = events.clone();
         output.when_room(move || events.wake());

@@ -129,6 +129,20 @@ pub fn says_goodbye(notice: &str) -> bool {
     closes(notice) || was_cut_short(notice) || turns_away(notice) || notice.ends_with(ENDS_YOURS)
 }
 
+const JOINED_AS: &str = "you joined as ";
+const NOW: &str = "you are now ";
+
+/// The name a notice gives its reader, if it names it: on joining (`you
+/// joined as NAME; here: …`, after a note on the name asked for, if any),
+/// or on renaming (`you are now NAME`).
+pub fn names_reader(notice: &str) -> Option<&str> {
+    let name = match notice.split_once(JOINED_AS) {
+        Some((_, rest)) => rest.split_once(';')?.0,
+        None => notice.strip_prefix(NOW)?,
+    };
+    names::check(name).is_ok().then_some(name)
+}
+
 /// The only frame to a client that arrives while the room closes.
 pub fn closing() -> String {
     format!("{NOTICE}{CLOSING} {MARKER}")

@@ -148,6 +148,8 @@ impl RoomService {
             let now = io.now();
             let mut world = Self::over(io, &self.output, &self.room);
             self.room.hear(OPERATOR, &batch, now, &mut world);
+            // A `/nick` may have renamed the operator: mentions follow.
+            self.output.set_me(self.room.operator_name());
         }
     }
 

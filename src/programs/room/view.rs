@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 
-use crate::console::output::{Interpret, Said, Shown};
+use crate::console::output::{Interpret, Me, Said, Shown};
 use crate::wire::farewell::read_refusal;
 use crate::wire::line::{LineNotice, read_line_notice};
 use crate::wire::room::{self as wire, Heard};
@@ -46,16 +46,19 @@ pub struct RoomView {
     /// turn came: its notices are status lines, not the operator's words.
     waiting: bool,
     found: Sender<Found>,
+    /// Where the user's name in the room is kept, as the room says it.
+    me: Me,
 }
 
 impl RoomView {
     /// Reads what the server sends; tells `found` what it finds as it
     /// reads (on the thread that shows it: the client's loop).
-    pub fn new(found: Sender<Found>) -> Self {
+    pub fn new(found: Sender<Found>, me: Me) -> Self {
         Self {
             server: Server::Unknown,
             waiting: false,
             found,
+            me,
         }
     }
 }
@@ -94,6 +97,9 @@ impl Interpret for RoomView {
         let items = read_room_lines(&text);
         for item in &items {
             if let Shown::Status(notice) = item {
+                if let Some(name) = wire::names_reader(notice) {
+                    *crate::lock(&self.me) = Some(Arc::from(name));
+                }
                 if wire::turns_away(notice) {
                     let _ = self.found.send(Found::TurnedAway);
                 }
@@ -218,7 +224,7 @@ mod tests {
     #[test]
     fn a_room_is_read_by_its_forms_and_said_once() {
         let (tx, rx) = mpsc::channel();
-        let mut view = RoomView::new(tx);
+        let mut view = RoomView::new(tx, Me::default());
         let first = format!(
             "{}\n-- earlier: bob: before\nalice: hi\nalice: bob: fake\n* alice waves\n-- carol joined\n",
             wire::greeting(1 << 20)
@@ -245,7 +251,7 @@ mod tests {
     fn a_waiting_lines_notices_are_status_lines_until_the_turn_comes() {
         use crate::wire::line;
         let (tx, rx) = mpsc::channel();
-        let mut view = RoomView::new(tx);
+        let mut view = RoomView::new(tx, Me::default());
         assert_eq!(
             shown(&mut view, &format!("{}\n", line::busy(2))),
             [format!("status {}", line::busy(2))]
@@ -275,7 +281,7 @@ mod tests {
     #[test]
     fn a_plain_server_is_shown_as_before_whatever_it_sends_later() {
         let (tx, rx) = mpsc::channel();
-        let mut view = RoomView::new(tx);
+        let mut view = RoomView::new(tx, Me::default());
         assert_eq!(shown(&mut view, "hello\n"), ["plain server \"hello\\n\""]);
         let later = format!("{}\nbob: x\n", wire::greeting(1 << 20));
         assert_eq!(
