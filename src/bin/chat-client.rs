@@ -111,6 +111,11 @@ struct Args {
     #[arg(long, value_name = "WHEN", value_enum, default_value_t = chat::Bell::Mention)]
     bell: chat::Bell,
 
+    /// Append every message and status line, with its time, to this file
+    /// as they are shown (made if missing; checked at the start)
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+
     /// Write a man page or a shell's completions to stdout, and exit
     #[arg(long, value_name = "KIND", value_enum)]
     generate: Option<chat::Generate>,
@@ -124,13 +129,19 @@ fn login_name() -> Option<String> {
         .find(|name| chat::room::parse_name(name).is_ok())
 }
 
-/// How what is shown looks, as the command line says.
-fn look(args: &Args) -> chat::Look {
-    chat::Look {
+/// How what is shown looks, as the command line says; the log is opened
+/// here, before anything happens that it should hold.
+fn look(args: &Args) -> anyhow::Result<chat::Look> {
+    let log = match &args.log {
+        Some(path) => Some(chat::Transcript::open(path)?),
+        None => None,
+    };
+    Ok(chat::Look {
         timestamps: args.timestamps,
         color: args.color,
         bell: args.bell,
-    }
+        log,
+    })
 }
 
 fn parse_seconds(text: &str) -> Result<f64, String> {
@@ -156,7 +167,7 @@ fn main() {
 }
 
 fn talk(args: Args) -> anyhow::Result<Exit> {
-    let look = look(&args);
+    let look = look(&args)?;
     // Until the conversation listens, Ctrl-C ends the client at once, as
     // shells report it.
     let shutdown = Shutdown::new();

@@ -132,6 +132,11 @@ struct Args {
     #[arg(long, value_name = "WHEN", value_enum, default_value_t = chat::Bell::Mention)]
     bell: chat::Bell,
 
+    /// Append every message and status line, with its time, to this file
+    /// as they are shown (made if missing; checked at the start)
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+
     /// Write a man page or a shell's completions to stdout, and exit
     #[arg(long, value_name = "KIND", value_enum)]
     generate: Option<chat::Generate>,
@@ -153,7 +158,7 @@ fn main() {
 }
 
 fn serve(args: Args) -> anyhow::Result<Exit> {
-    let look = look(&args);
+    let look = look(&args)?;
     let tls = args.tls.then(|| TlsConfig {
         identity: args.identity.clone(),
         code: args.code,
@@ -188,13 +193,19 @@ fn serve(args: Args) -> anyhow::Result<Exit> {
     Ok(server.run(&shutdown)?)
 }
 
-/// How what is shown looks, as the command line says.
-fn look(args: &Args) -> chat::Look {
-    chat::Look {
+/// How what is shown looks, as the command line says; the log is opened
+/// here, before anything happens that it should hold.
+fn look(args: &Args) -> anyhow::Result<chat::Look> {
+    let log = match &args.log {
+        Some(path) => Some(chat::Transcript::open(path)?),
+        None => None,
+    };
+    Ok(chat::Look {
         timestamps: args.timestamps,
         color: args.color,
         bell: args.bell,
-    }
+        log,
+    })
 }
 
 /// Ctrl-C, SIGTERM and hangups ask the server to stop.

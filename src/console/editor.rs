@@ -68,7 +68,7 @@ struct Editor {
     line: Line,
     prompt: String,
     typing: Option<Typing>,
-    /// Colours, times and the bell.
+    /// Colours, times, the bell and the transcript.
     shape: Shape,
     /// Status and errors go to stderr when that is not the terminal.
     errors_to_stderr: bool,
@@ -320,8 +320,10 @@ impl Editor {
         };
         let me = self.output.me();
         let mut bell = false;
+        let mut log = Vec::new();
         let mut text = String::new();
         for item in items.iter() {
+            self.shape.log(&self.output, item, &mut log);
             match item {
                 Shown::Messages { from, text: lines } => {
                     let style = palette.peer;

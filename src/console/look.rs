@@ -1,17 +1,25 @@
 //! How what is shown looks, as the user chose on the command line: the
 //! time before each line (`--timestamps`), colour (`--color`, `NO_COLOR`),
-//! and mentions and the bell (`--bell`).
+//! mentions and the bell (`--bell`), and a transcript (`--log`).
 //!
 //! Times are the local time at which a line is shown, which is when it
 //! arrived unless the screen was not taking lines: `12:31` at a terminal,
-//! RFC 3339 (`2026-12-07T12:31:05+01:00`) in piped output. Lines from before we joined a room carry no time: the room
+//! RFC 3339 (`2026-12-07T12:31:05+01:00`) in piped output and the
+//! transcript. Lines from before we joined a room carry no time: the room
 //! does not send when they were said, and the time they were shown would
 //! pass for it.
 
-use std::sync::OnceLock;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 use anstyle::{AnsiColor, Style};
 use time::{OffsetDateTime, UtcOffset};
+
+use crate::Error;
+use crate::console::output::{Output, Shown, piped_form};
+use crate::errors::lowercase_os_error;
 
 /// `--color`: whether what is shown has colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -53,6 +61,8 @@ pub struct Look {
     pub timestamps: bool,
     pub color: Color,
     pub bell: Bell,
+    /// Where a transcript goes, opened (see [`Transcript::open`]).
+    pub log: Option<Transcript>,
 }
 
 impl Look {
@@ -77,6 +87,7 @@ pub(crate) struct Shape {
     pub stamps: bool,
     pub palette: Palette,
     pub bell: Bell,
+    pub log: Option<Transcript>,
 }
 
 impl Shape {
@@ -86,13 +97,74 @@ impl Shape {
             stamps: look.timestamps,
             palette: Palette::new(look.colour(terminal)),
             bell: look.bell,
+            log: look.log,
         }
     }
 
     /// Whether messages are written exactly as received (no time, no
-    /// colour).
+    /// colour, no copy to keep).
     pub fn is_plain(&self) -> bool {
-        !self.stamps && !self.palette.names
+        !self.stamps && self.log.is_none() && !self.palette.names
+    }
+
+    /// Appends `shown` to the transcript, if there is one, with the time
+    /// now (`buffer` is scratch space); a failure is said once, as an error.
+    pub fn log(&self, output: &Output, shown: &Shown, buffer: &mut Vec<u8>) {
+        let Some(log) = &self.log else { return };
+        buffer.clear();
+        let time = full_time();
+        piped_form(shown, Some(&time), &Palette::new(false), None, true, buffer);
+        if let Some(failure) = log.write(buffer) {
+            output.error(failure);
+        }
+    }
+}
+
+/// A transcript: every message and status line, with its time, appended
+/// to a file as it is shown (each line one write, nothing held in a
+/// buffer, so that whatever was shown before a crash is in it).
+#[derive(Debug)]
+pub struct Transcript {
+    path: PathBuf,
+    /// `None` once a write failed: said once, then the program goes on
+    /// without it.
+    file: Mutex<Option<File>>,
+}
+
+impl Transcript {
+    /// Opens `path` for appending (made if missing). At the start, so that
+    /// a log that cannot be written stops the program before anything
+    /// happens, not in the middle of a conversation.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|cause| Error::Log {
+                path: path.to_path_buf(),
+                cause,
+            })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: Mutex::new(Some(file)),
+        })
+    }
+
+    /// Appends `text` (whole lines); the error to tell the user if this
+    /// write failed, the first time only.
+    pub(crate) fn write(&self, text: &[u8]) -> Option<String> {
+        if text.is_empty() {
+            return None;
+        }
+        let mut file = crate::lock(&self.file);
+        let written = file.as_mut()?.write_all(text);
+        let e = written.err()?;
+        *file = None;
+        Some(format!(
+            "cannot write the log {}: {}; going on without it",
+            self.path.display(),
+            lowercase_os_error(&e)
+        ))
     }
 }
 

@@ -846,12 +846,21 @@ pub(crate) fn spawn_plain_writer(
 fn write_lines(output: &Output, stderr: &mut dyn Write, shape: &Shape) {
     let mut taken = Vec::new();
     let mut text = Vec::new();
+    let mut log = Vec::new();
     while output.take_lines(&mut taken) {
         let time = shape.stamps.then(look::full_time);
         for what in &taken {
             match what {
                 ForStderr::Shown(shown) => {
-                    piped_form(shown, time.as_deref(), &shape.palette, None, &mut text);
+                    piped_form(
+                        shown,
+                        time.as_deref(),
+                        &shape.palette,
+                        None,
+                        false,
+                        &mut text,
+                    );
+                    shape.log(output, shown, &mut log);
                 }
                 ForStderr::Dropped(1) => text.extend_from_slice(
                     b"error: 1 status line was dropped: stderr was not taking it\n",
@@ -871,8 +880,10 @@ fn write_lines(output: &Output, stderr: &mut dyn Write, shape: &Shape) {
 }
 
 /// Appends the piped form of `shown` to `out`, each line ending in `\n`:
-/// what plain output writes (messages to stdout, the rest to stderr).
-/// `time` goes
+/// what plain output writes (messages to stdout, the rest to stderr) and,
+/// with `labels`, what the transcript keeps, where a conversation's
+/// messages are under their sender's name and status lines begin with
+/// `-- `, so that the two cannot be taken for each other. `time` goes
 /// before each line but those from before we joined (their time is not
 /// known); `me`, the user's name, marks the lines that name it.
 pub(crate) fn piped_form(
@@ -880,6 +891,7 @@ pub(crate) fn piped_form(
     time: Option<&str>,
     palette: &Palette,
     me: Option<&str>,
+    labels: bool,
     out: &mut Vec<u8>,
 ) {
     let stamp = |out: &mut Vec<u8>| {
@@ -892,16 +904,21 @@ pub(crate) fn piped_form(
         Shown::Status(text) => {
             stamp(out);
             let style = palette.status;
-            out.extend_from_slice(format!("{style}{text}{style:#}\n").as_bytes());
+            let mark = if labels { "-- " } else { "" };
+            out.extend_from_slice(format!("{style}{mark}{text}{style:#}\n").as_bytes());
         }
         Shown::Error(text) => {
             stamp(out);
             let style = palette.error;
             out.extend_from_slice(format!("{style}error:{style:#} {text}\n").as_bytes());
         }
-        Shown::Messages { text, .. } => {
+        Shown::Messages { from, text } => {
             for line in text.split_inclusive(|&b| b == b'\n') {
                 stamp(out);
+                if labels {
+                    let style = palette.peer;
+                    out.extend_from_slice(format!("{style}{from}:{style:#} ").as_bytes());
+                }
                 out.extend_from_slice(line);
             }
         }
@@ -954,6 +971,7 @@ pub(crate) fn write_plain(
     let mut items = Vec::new();
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     let mut text = Vec::new();
+    let mut log = Vec::new();
     let mut stdout_open = true;
     loop {
         if !output.take(&mut items, true) {
@@ -962,13 +980,21 @@ pub(crate) fn write_plain(
         let time = shape.stamps.then(look::full_time);
         let me = output.me();
         for item in &items {
+            shape.log(output, item, &mut log);
             match item {
                 Shown::Messages { text, .. } => {
                     if !stdout_open {
                         continue;
                     }
                     if time.is_some() {
-                        piped_form(item, time.as_deref(), &shape.palette, None, &mut batch);
+                        piped_form(
+                            item,
+                            time.as_deref(),
+                            &shape.palette,
+                            None,
+                            false,
+                            &mut batch,
+                        );
                     } else if text.len() >= WRITE_DIRECTLY {
                         // Large already: written as it is, without a copy.
                         stdout_open = flush_batch(&mut batch, output, stdout)
@@ -982,7 +1008,14 @@ pub(crate) fn write_plain(
                 }
                 Shown::Status(_) | Shown::Error(_) | Shown::Named { earlier: true, .. } => {
                     stdout_open = stdout_open && flush_batch(&mut batch, output, stdout);
-                    piped_form(item, time.as_deref(), &shape.palette, None, &mut text);
+                    piped_form(
+                        item,
+                        time.as_deref(),
+                        &shape.palette,
+                        None,
+                        false,
+                        &mut text,
+                    );
                     let _ = stderr.write_all(&text);
                     let _ = stderr.flush();
                     text.clear();
@@ -992,7 +1025,7 @@ pub(crate) fn write_plain(
                         continue;
                     }
                     let me = me.as_deref();
-                    piped_form(item, time.as_deref(), &shape.palette, me, &mut batch);
+                    piped_form(item, time.as_deref(), &shape.palette, me, false, &mut batch);
                     if batch.len() >= WRITE_BATCH {
                         stdout_open = flush_batch(&mut batch, output, stdout);
                     }
