@@ -64,6 +64,7 @@ fn piped_timestamps_put_an_rfc3339_time_before_every_line_but_history() {
     server.say("before bob");
     let line = alice.next_message();
     assert_eq!(after_time(&line), Some("server: before bob"), "{line:?}");
+    let said = line[..25].to_string();
 
     // The environment variable makes it the default.
     let addr = server.addr.to_string();
@@ -72,12 +73,22 @@ fn piped_timestamps_put_an_rfc3339_time_before_every_line_but_history() {
         &["--connect", &addr, "--name", "bob"],
         &[("CHAT_TIMESTAMPS", "1")],
     );
-    // History carries no time: not when it was said, and the time it is
-    // shown would pass for that.
-    bob.expect_status("-- earlier: server: before bob");
-    let earlier = bob.said("-- earlier: server: before bob").unwrap();
-    assert_eq!(earlier, "-- earlier: server: before bob");
-    bob.expect_status("you joined as bob;");
+    // History carries the time it was said, as the room tells it (to the
+    // second; alice's screen showed it at most a second later), not the
+    // time it is shown.
+    let earlier = bob.expect_status("-- earlier: server: before bob");
+    assert_eq!(
+        after_time(&earlier),
+        Some("-- earlier: server: before bob"),
+        "{earlier:?}"
+    );
+    let joined = bob.expect_status("you joined as bob;");
+    // The same offset throughout: the strings compare as the times do.
+    assert!(earlier[..25] <= said[..], "{earlier:?} said at {said}");
+    assert!(
+        earlier[..25] <= joined[..25],
+        "{earlier:?} before {joined:?}"
+    );
     alice.say("hi bob");
     let line = bob.next_message();
     assert_eq!(after_time(&line), Some("alice: hi bob"), "{line:?}");
@@ -163,16 +174,13 @@ fn a_log_keeps_every_message_and_status_line_with_its_time() {
             .any(|l| l.starts_with("-- you joined as alice;")),
         "{client:?}"
     );
-    // History has no time (see the timestamps' test).
+    // History with the time it was said (see the timestamps' test).
     assert!(
-        client.contains(&"-- earlier: server: first words".to_string()),
+        timed.contains(&"-- earlier: server: first words"),
         "{client:?}"
     );
     for line in &client {
-        assert!(
-            after_time(line).is_some() || line.starts_with("-- earlier: "),
-            "{line:?}"
-        );
+        assert!(after_time(line).is_some(), "{line:?}");
     }
     wait_until("the server's log has alice leaving", || {
         lines_of(&server_log)
@@ -290,4 +298,29 @@ fn a_log_that_fails_later_is_said_once_and_the_program_goes_on() {
         .filter(|l| l.contains("cannot write the log"))
         .count();
     assert_eq!(failures, 1);
+}
+
+/// A peer that knows nothing of the times of earlier messages (a plain
+/// protocol peer, or a client older than them) reads them as one more
+/// notice, and the earlier messages after it as before.
+#[test]
+fn a_peer_that_does_not_know_the_times_of_history_reads_them_as_a_notice() {
+    let mut server = start_room(&[]);
+    let mut alice = server.join_room("alice");
+    server.say("one");
+    server.say("two");
+    alice.expect_message("server: one");
+    alice.expect_message("server: two");
+    let mut old = server.raw_member();
+    let notice = old.next_text();
+    let times = notice
+        .strip_prefix("-- the earlier messages below were said at ")
+        .unwrap_or_else(|| panic!("{notice:?}"));
+    let times: Vec<&str> = times.split(", ").collect();
+    assert_eq!(times.len(), 2, "{notice:?}");
+    for time in times {
+        assert!(time.len() == 20 && time.ends_with('Z'), "{time:?}");
+    }
+    assert_eq!(old.next_text(), "-- earlier: server: one");
+    assert_eq!(old.next_text(), "-- earlier: server: two");
 }

@@ -954,3 +954,24 @@ fn regex_lite_sgr(text: &str) -> Option<usize> {
         }
     })
 }
+
+#[test]
+fn with_timestamps_history_shows_the_time_it_was_said_and_its_mark() {
+    let mut room = start_room(&[]);
+    let mut bob = room.join_room("bob");
+    room.say("said before alice came");
+    bob.expect_message("server: said before alice came");
+    let addr = room.addr;
+    let script = format!("{CLIENT} --connect {addr} --name alice --timestamps; {REPORT}");
+    let mut alice = in_terminal(&script, false);
+    alice
+        .expect(Regex(
+            r"[0-2][0-9]:[0-5][0-9] \(earlier\) server: said before alice came",
+        ))
+        .unwrap();
+    alice
+        .expect(Regex(r"[0-2][0-9]:[0-5][0-9] -- you joined as alice;"))
+        .unwrap();
+    alice.send("q\r").unwrap();
+    expect_exit_and_sane_terminal(&mut alice, 0);
+}

@@ -339,12 +339,25 @@ impl Editor {
                     earlier,
                     from,
                     lines,
+                    said_at,
                 } => {
                     let style = palette.name(from);
-                    // Lines from before we joined have no time of their
-                    // own to show (see `look`): their mark stands in for it.
+                    // Lines from before we joined show when they were
+                    // said, if the room said (see `look`), and their mark.
+                    let said_stamp = match (*earlier, time.is_some(), said_at) {
+                        (true, true, Some(at)) => {
+                            let style = palette.time();
+                            format!("{style}{}{style:#} ", look::short_time_of(*at))
+                        }
+                        _ => String::new(),
+                    };
                     let (dim, dim_end, stamp, stamped) = match earlier {
-                        true => (palette.status, "(earlier) ", "", 0),
+                        true => (
+                            palette.status,
+                            "(earlier) ",
+                            said_stamp.as_str(),
+                            if said_stamp.is_empty() { 0 } else { stamped },
+                        ),
                         false => (Style::new(), "", stamp.as_str(), stamped),
                     };
                     let label = stamped

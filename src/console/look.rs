@@ -5,14 +5,16 @@
 //! Times are the local time at which a line is shown, which is when it
 //! arrived unless the screen was not taking lines: `12:31` at a terminal,
 //! RFC 3339 (`2026-12-07T12:31:05+01:00`) in piped output and the
-//! transcript. Lines from before we joined a room carry no time: the room
-//! does not send when they were said, and the time they were shown would
-//! pass for it.
+//! transcript. Lines from before we joined a room carry the time they were
+//! said, as the room tells it (`crate::wire::room::said_at`), never the
+//! time they were shown, which would pass for it; none if the room does not
+//! tell.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
+use std::time::SystemTime;
 
 use anstyle::{AnsiColor, Style};
 use time::{OffsetDateTime, UtcOffset};
@@ -181,21 +183,31 @@ pub fn learn_local_offset() {
     let _ = OFFSET.set(offset);
 }
 
-fn now() -> OffsetDateTime {
+fn local(time: SystemTime) -> OffsetDateTime {
     let offset = OFFSET.get().copied().unwrap_or(UtcOffset::UTC);
-    OffsetDateTime::now_utc().to_offset(offset)
+    OffsetDateTime::from(time).to_offset(offset)
 }
 
 /// The time now as a terminal shows it: `12:31`.
 pub(crate) fn short_time() -> String {
-    let now = now();
-    format!("{:02}:{:02}", now.hour(), now.minute())
+    short_time_of(SystemTime::now())
+}
+
+/// `time` as a terminal shows it, in local time: `12:31`.
+pub(crate) fn short_time_of(time: SystemTime) -> String {
+    let time = local(time);
+    format!("{:02}:{:02}", time.hour(), time.minute())
 }
 
 /// The time now in RFC 3339, to the second, with the local offset:
 /// `2026-12-07T12:31:05+01:00`.
 pub(crate) fn full_time() -> String {
-    let now = now();
+    full_time_of(SystemTime::now())
+}
+
+/// `time` in RFC 3339, to the second, with the local offset.
+pub(crate) fn full_time_of(time: SystemTime) -> String {
+    let now = local(time);
     let offset = now.offset();
     let (hours, minutes, _) = offset.as_hms();
     let sign = if offset.is_negative() { '-' } else { '+' };

@@ -106,12 +106,13 @@ pub enum Shown {
     Error(String),
     /// Lines from one named sender (a room member's), already made safe to
     /// show: each line ends in `\n`; `earlier` ones are from before we
-    /// joined.
+    /// joined, and were said at `said_at`, if the room says.
     Named {
         said: Said,
         earlier: bool,
         from: Arc<str>,
         lines: Vec<u8>,
+        said_at: Option<std::time::SystemTime>,
     },
 }
 
@@ -884,8 +885,9 @@ fn write_lines(output: &Output, stderr: &mut dyn Write, shape: &Shape) {
 /// with `labels`, what the transcript keeps, where a conversation's
 /// messages are under their sender's name and status lines begin with
 /// `-- `, so that the two cannot be taken for each other. `time` goes
-/// before each line but those from before we joined (their time is not
-/// known); `me`, the user's name, marks the lines that name it.
+/// before each line, but lines from before we joined get the time they
+/// were said (none if the room did not say); `me`, the user's name, marks
+/// the lines that name it.
 pub(crate) fn piped_form(
     shown: &Shown,
     time: Option<&str>,
@@ -927,12 +929,19 @@ pub(crate) fn piped_form(
             earlier,
             from,
             lines,
+            said_at,
         } => {
             let style = palette.name(from);
             for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                 let line = String::from_utf8_lossy(line);
                 let mark = match earlier {
-                    true => "-- earlier: ",
+                    true => {
+                        if let (Some(_), Some(at)) = (time, said_at) {
+                            let (style, at) = (palette.time(), look::full_time_of(*at));
+                            out.extend_from_slice(format!("{style}{at}{style:#} ").as_bytes());
+                        }
+                        "-- earlier: "
+                    }
                     false => {
                         stamp(out);
                         ""

@@ -75,6 +75,7 @@ impl World for Over<'_> {
             earlier: false,
             from: spoken.from,
             lines: spoken.lines,
+            said_at: None,
         })
     }
 }

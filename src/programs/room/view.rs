@@ -5,8 +5,10 @@
 //! connects, so it sees the first frame; what it finds goes to the client
 //! program as [`Found`].
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
+use std::time::SystemTime;
 
 use crate::console::output::{Interpret, Me, Said, Shown};
 use crate::wire::farewell::read_refusal;
@@ -48,6 +50,9 @@ pub struct RoomView {
     found: Sender<Found>,
     /// Where the user's name in the room is kept, as the room says it.
     me: Me,
+    /// When the earlier messages still to come were said, as the room
+    /// said before them.
+    said_at: VecDeque<SystemTime>,
 }
 
 impl RoomView {
@@ -59,6 +64,7 @@ impl RoomView {
             waiting: false,
             found,
             me,
+            said_at: VecDeque::new(),
         }
     }
 }
@@ -94,7 +100,7 @@ impl Interpret for RoomView {
             let from = Arc::clone(from);
             return vec![Shown::Messages { from, text }];
         }
-        let items = read_room_lines(&text);
+        let items = read_room_lines(&text, &mut self.said_at);
         for item in &items {
             if let Shown::Status(notice) = item {
                 if let Some(name) = wire::names_reader(notice) {
@@ -147,8 +153,10 @@ impl RoomView {
 }
 
 /// The room's lines as things to show; consecutive lines from one sender,
-/// said the same way, become one item.
-fn read_room_lines(text: &[u8]) -> Vec<Shown> {
+/// said the same way, become one item (earlier ones with a time each stay
+/// apart). `said_at`: the times of earlier messages to come, which a
+/// notice gives before them.
+fn read_room_lines(text: &[u8], said_at: &mut VecDeque<SystemTime>) -> Vec<Shown> {
     let text = String::from_utf8_lossy(text);
     let mut items: Vec<Shown> = Vec::new();
     for line in text.lines() {
@@ -160,18 +168,24 @@ fn read_room_lines(text: &[u8]) -> Vec<Shown> {
             Heard::Message { name, text } => (Said::Message, name, text),
             Heard::Action { name, text } => (Said::Action, name, text),
             Heard::Notice(notice) => {
-                items.push(Shown::Status(notice.to_string()));
+                match wire::read_said_at(notice) {
+                    Some(times) => *said_at = times.into(),
+                    None => items.push(Shown::Status(notice.to_string())),
+                }
                 continue;
             }
             // Only a message or an action is ever marked as earlier.
             Heard::Earlier(_) => continue,
         };
+        let at = if earlier { said_at.pop_front() } else { None };
         if let Some(Shown::Named {
             said: last_said,
             earlier: last_earlier,
             from,
             lines,
+            said_at: None,
         }) = items.last_mut()
+            && at.is_none()
             && *last_said == said
             && *last_earlier == earlier
             && &**from == name
@@ -188,6 +202,7 @@ fn read_room_lines(text: &[u8]) -> Vec<Shown> {
             earlier,
             from: Arc::from(name),
             lines,
+            said_at: at,
         });
     }
     items
@@ -213,9 +228,14 @@ mod tests {
                     earlier,
                     from,
                     lines,
+                    said_at,
                 } => format!(
-                    "{said:?} earlier={earlier} {from} {:?}",
-                    String::from_utf8(lines).unwrap()
+                    "{said:?} earlier={earlier} {from} {:?}{}",
+                    String::from_utf8(lines).unwrap(),
+                    match said_at {
+                        Some(at) => format!(" at {}", wire::said_at(&[at])),
+                        None => String::new(),
+                    }
                 ),
             })
             .collect()
@@ -245,6 +265,33 @@ mod tests {
         );
         assert_eq!(rx.try_recv(), Ok(Found::Room));
         assert!(rx.try_recv().is_err(), "said once");
+    }
+
+    /// The times of earlier messages come in a notice before them, which
+    /// is not shown: each earlier message is shown with its own.
+    #[test]
+    fn earlier_messages_carry_the_times_the_room_says() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let (tx, _rx) = mpsc::channel();
+        let mut view = RoomView::new(tx, Me::default());
+        let (one, two) = (
+            UNIX_EPOCH + Duration::from_secs(1_796_000_000),
+            UNIX_EPOCH + Duration::from_secs(1_796_000_100),
+        );
+        let first = format!(
+            "{}\n{}\n-- earlier: bob: one\n-- earlier: bob: two\nbob: now\n",
+            wire::greeting(1 << 20),
+            wire::said_at(&[one, two])
+        );
+        let at = |t| wire::said_at(&[t]);
+        assert_eq!(
+            shown(&mut view, &first)[1..],
+            [
+                format!("Message earlier=true bob \"one\\n\" at {}", at(one)),
+                format!("Message earlier=true bob \"two\\n\" at {}", at(two)),
+                "Message earlier=false bob \"now\\n\"".to_string(),
+            ]
+        );
     }
 
     #[test]
