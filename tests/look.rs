@@ -51,7 +51,7 @@ fn lines_of(path: &PathBuf) -> Vec<String> {
 }
 
 #[test]
-fn piped_timestamps_put_an_rfc3339_time_before_every_line_but_history() {
+fn piped_timestamps_put_an_rfc3339_time_before_every_line_history_the_time_it_was_said() {
     let mut server = start_room(&["--timestamps"]);
     let mut alice = server.connect_client(&["--name", "alice", "--timestamps"]);
     let joined = alice.expect_status("you joined as alice;");
