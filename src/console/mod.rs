@@ -72,7 +72,7 @@ impl Stdio {
     }
 
     /// What is shown looks as `look` says.
-    pub fn with_look(mut self, look: Look) -> Self {
+    pub(crate) fn with_look(mut self, look: Look) -> Self {
         self.look = look;
         self
     }
