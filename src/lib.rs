@@ -97,6 +97,7 @@ mod state;
 mod wire;
 
 pub use console::event::Shutdown;
+pub use console::look::{Bell, Color, Look, Transcript, learn_local_offset};
 pub use console::{Stdio, restore_terminal};
 pub use engine::tls;
 pub use programs::outcome::{Error, Exit, Generate, VERSION, generate, parse_args, report};

@@ -533,10 +533,10 @@ fn in_a_terminal_names_are_coloured_labels_and_the_typed_line_stays() {
 
     alice.send("half typ").unwrap();
     alice.expect("half typ").unwrap();
-    bob.say("hello alice 你好");
+    bob.say("hello all 你好");
     let first = alice
         .expect(Regex(
-            "\x1b\\[1m\x1b\\[(\\d+)mbob:\x1b\\[0m hello alice 你好\r\n",
+            "\x1b\\[1m\x1b\\[(\\d+)mbob:\x1b\\[0m hello all 你好\r\n",
         ))
         .unwrap();
     let colour = String::from_utf8_lossy(&first[1]).to_string();

@@ -14,7 +14,7 @@ use std::process::Command;
 
 use expectrl::{Eof, Expect, Regex, Session};
 use screen::Screen;
-use support::{CLIENT, PATIENCE, SERVER, frame, read_frame, read_text};
+use support::{CLIENT, PATIENCE, SERVER, frame, read_frame, read_text, start_room};
 
 type Pty = expectrl::session::OsSession;
 
@@ -59,9 +59,14 @@ fn enter(session: &mut Pty, peer: &mut TcpStream, keys: &str, sent: &str) {
 /// A client in a terminal, talking to a raw server held by the test. After
 /// the client exits, the shell prints its status and the terminal's modes.
 fn client_in_terminal(color: bool) -> (Pty, TcpStream) {
+    client_in_terminal_with(color, "")
+}
+
+/// [`client_in_terminal`], with `flags` on the client's command line.
+fn client_in_terminal_with(color: bool, flags: &str) -> (Pty, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let script = format!("{CLIENT} --connect {addr}; {REPORT}");
+    let script = format!("{CLIENT} --connect {addr} {flags}; {REPORT}");
     let mut session = in_terminal(&script, color);
     let (server, _) = listener.accept().unwrap();
     server.set_read_timeout(Some(PATIENCE)).unwrap();
@@ -811,4 +816,162 @@ fn keys_move_over_accents_flags_and_emoji_whole() {
 fn enter_keys(screen: &mut Screen, peer: &mut TcpStream, keys: &str, sent: &str) {
     screen.send(&format!("{keys}\r"));
     assert_eq!(read_text(peer), sent);
+}
+
+/// Everything the terminal shows from now until the shell's report of the
+/// exit (after the program was told to end).
+fn rest_until_exit(session: &mut Pty) -> String {
+    let seen = session.expect(Regex("EXIT=[0-9]+")).unwrap();
+    let mut everything = seen.before().to_vec();
+    everything.extend_from_slice(seen.get(0).unwrap());
+    String::from_utf8_lossy(&everything).into_owned()
+}
+
+#[test]
+fn timestamps_show_the_local_time_before_messages_and_status_lines() {
+    let (mut session, mut server) = client_in_terminal_with(false, "--timestamps");
+    server.write_all(&frame(b"stamped")).unwrap();
+    session
+        .expect(Regex(r"[0-2][0-9]:[0-5][0-9] server: stamped"))
+        .unwrap();
+    enter(&mut session, &mut server, "typed", "typed");
+    session.send("q\r").unwrap();
+    finish(server);
+    let rest = rest_until_exit(&mut session);
+    assert!(rest.contains("EXIT=0"), "{rest:?}");
+
+    // A status line too, dim when in colour; and from the environment.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let script = format!("CHAT_TIMESTAMPS=1 {CLIENT} --connect {addr}; {REPORT}");
+    let mut session = in_terminal(&script, true);
+    let (server, _) = listener.accept().unwrap();
+    server.set_read_timeout(Some(PATIENCE)).unwrap();
+    session
+        .expect(Regex(
+            r"\x1b\[2m[0-2][0-9]:[0-5][0-9]\x1b\[0m (\x1b\[[0-9;]*m)+-- connected to",
+        ))
+        .unwrap();
+    session.expect("> ").unwrap();
+    session.send("q\r").unwrap();
+    finish(server);
+    expect_exit_and_sane_terminal(&mut session, 0);
+}
+
+/// A room member named `name` in a terminal, in colour, with `flags`.
+fn member_in_terminal(room: &support::Server, name: &str, flags: &str) -> Pty {
+    let addr = room.addr;
+    let script = format!("{CLIENT} --connect {addr} --name {name} {flags}; {REPORT}");
+    let mut session = in_terminal(&script, true);
+    session
+        .expect(format!("you joined as {name};").as_str())
+        .unwrap();
+    session
+}
+
+#[test]
+fn a_message_that_names_you_is_highlighted_and_rings_the_bell() {
+    let mut room = start_room(&[]);
+    let mut alice = member_in_terminal(&room, "alice", "");
+    let mut bob = room.join_room("bob");
+    bob.say("hi ALICE, look");
+    // Bold and reversed, after bob's coloured name; then the bell.
+    alice
+        .expect(Regex(
+            r"bob:\x1b\[0m \x1b\[1m\x1b\[7mhi ALICE, look\x1b\[0m",
+        ))
+        .unwrap();
+    alice.expect("\x07").unwrap();
+    // Not for a message that does not name alice (malice is not alice).
+    bob.say("malice aforethought");
+    let seen = alice.expect("malice aforethought").unwrap();
+    let mut between = seen.before().to_vec();
+    bob.say("the end");
+    let seen = alice.expect("the end").unwrap();
+    between.extend_from_slice(seen.before());
+    assert!(
+        !between.contains(&7),
+        "{:?}",
+        String::from_utf8_lossy(&between)
+    );
+    alice.send("q\r").unwrap();
+    let rest = rest_until_exit(&mut alice);
+    assert!(!rest.contains('\x07'), "{rest:?}");
+    assert!(rest.contains("EXIT=0"), "{rest:?}");
+    room.expect_status("alice left");
+}
+
+#[test]
+fn with_bell_off_a_mention_is_highlighted_without_the_bell() {
+    let room = start_room(&[]);
+    let mut carol = member_in_terminal(&room, "carol", "--bell off");
+    let mut bob = room.join_room("bob");
+    bob.say("carol: quiet please");
+    let seen = carol
+        .expect(Regex(r"\x1b\[1m\x1b\[7mcarol: quiet please"))
+        .unwrap();
+    let mut everything = seen.before().to_vec();
+    bob.say("the end");
+    let seen = carol.expect("the end").unwrap();
+    everything.extend_from_slice(seen.before());
+    carol.send("q\r").unwrap();
+    everything.extend_from_slice(rest_until_exit(&mut carol).as_bytes());
+    assert!(
+        !everything.contains(&7),
+        "{:?}",
+        String::from_utf8_lossy(&everything)
+    );
+}
+
+#[test]
+fn color_never_at_a_terminal_writes_no_colour_at_all() {
+    let (mut session, mut server) = client_in_terminal_with(true, "--color never --timestamps");
+    server.write_all(&frame(b"uncoloured")).unwrap();
+    let seen = session.expect("uncoloured").unwrap();
+    let mut everything = seen.before().to_vec();
+    enter(&mut session, &mut server, "typed", "typed");
+    session.send("q\r").unwrap();
+    finish(server);
+    everything.extend_from_slice(rest_until_exit(&mut session).as_bytes());
+    let shown = String::from_utf8_lossy(&everything);
+    // Select Graphic Rendition: `ESC [ … m`. (Cursor movements stay.)
+    let sgr = regex_lite_sgr(&shown);
+    assert!(sgr.is_none(), "colour at {sgr:?} in {shown:?}");
+    assert!(shown.contains("EXIT=0"), "{shown:?}");
+}
+
+/// Where the first SGR sequence (`ESC [` digits and `;` then `m`) is.
+fn regex_lite_sgr(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    (0..bytes.len()).find(|&at| {
+        bytes[at..].starts_with(b"\x1b[") && {
+            let rest = &bytes[at + 2..];
+            let params = rest
+                .iter()
+                .take_while(|b| b.is_ascii_digit() || **b == b';')
+                .count();
+            rest.get(params) == Some(&b'm')
+        }
+    })
+}
+
+#[test]
+fn with_timestamps_history_shows_the_time_it_was_said_and_its_mark() {
+    let mut room = start_room(&[]);
+    let mut bob = room.join_room("bob");
+    room.say("said before alice came");
+    bob.expect_message("server: said before alice came");
+    let addr = room.addr;
+    let script = format!("{CLIENT} --connect {addr} --name alice --timestamps; {REPORT}");
+    let mut alice = in_terminal(&script, false);
+    alice
+        .expect(Regex(
+            r"[0-2][0-9]:[0-5][0-9] \(earlier\) server: said before alice came",
+        ))
+        .unwrap();
+    alice
+        .expect(Regex(r"[0-2][0-9]:[0-5][0-9] -- you joined as alice;"))
+        .unwrap();
+    alice.send("q\r").unwrap();
+    expect_exit_and_sane_terminal(&mut alice, 0);
 }

@@ -103,6 +103,27 @@ struct Args {
     #[arg(long, value_name = "NAME", value_parser = chat::room::parse_name)]
     name: Option<String>,
 
+    /// Show the time each message and status line arrived: `12:31` at a
+    /// terminal, an RFC 3339 time before each line when piped
+    #[arg(long, env = "CHAT_TIMESTAMPS",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    timestamps: bool,
+
+    /// Colour at a terminal (auto, unless NO_COLOR is set), always (piped
+    /// output too, whatever NO_COLOR says) or never
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = chat::Color::Auto)]
+    color: chat::Color,
+
+    /// Ring the terminal's bell for room messages that name you (mention),
+    /// for every message (all), or never (off); never in piped output
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = chat::Bell::Mention)]
+    bell: chat::Bell,
+
+    /// Append every message and status line, with its time, to this file
+    /// as they are shown (made if missing; checked at the start)
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+
     /// Write a man page or a shell's completions to stdout, and exit
     #[arg(long, value_name = "KIND", value_enum)]
     generate: Option<chat::Generate>,
@@ -116,6 +137,21 @@ fn login_name() -> Option<String> {
         .find(|name| chat::room::parse_name(name).is_ok())
 }
 
+/// How what is shown looks, as the command line says; the log is opened
+/// here, before anything happens that it should hold.
+fn look(args: &Args) -> anyhow::Result<chat::Look> {
+    let log = match &args.log {
+        Some(path) => Some(chat::Transcript::open(path)?),
+        None => None,
+    };
+    Ok(chat::Look {
+        timestamps: args.timestamps,
+        color: args.color,
+        bell: args.bell,
+        log,
+    })
+}
+
 fn parse_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(secs) if secs > 0.0 && secs.is_finite() && secs <= 3600.0 => Ok(secs),
@@ -125,6 +161,8 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
 
 /// Parse, run, report: the status is the library's to choose (`chat::Exit`).
 fn main() {
+    // First, while the process has one thread (see its doc).
+    chat::learn_local_offset();
     let exit = match chat::parse_args::<Args>() {
         Ok(Args {
             generate: Some(kind),
@@ -137,6 +175,7 @@ fn main() {
 }
 
 fn talk(args: Args) -> anyhow::Result<Exit> {
+    let look = look(&args)?;
     // Until the conversation listens, Ctrl-C ends the client at once, as
     // shells report it.
     let shutdown = Shutdown::new();
@@ -166,5 +205,5 @@ fn talk(args: Args) -> anyhow::Result<Exit> {
         name_chosen: args.name.is_some(),
         name: args.name.or_else(login_name),
     };
-    Ok(client::run(connected, config, &shutdown)?)
+    Ok(client::run(connected.with_look(look), config, &shutdown)?)
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender};
 use std::thread;
 
-use anstyle::{AnsiColor, Style};
+use anstyle::Style;
 use crossterm::event::{self, DisableBracketedPaste, EnableBracketedPaste, KeyEventKind};
 use crossterm::{cursor, queue, terminal};
 use unicode_width::UnicodeWidthChar;
@@ -27,6 +27,7 @@ use unicode_width::UnicodeWidthChar;
 use super::line::{Drawn, Line, Outcome, layout};
 use crate::console::event::{Event, Events, Input};
 use crate::console::input::{AfterQuit, Composer, Entered};
+use crate::console::look::{self, Shape};
 use crate::console::output::{Output, Said, Shown, write_plain};
 use crate::errors::to_stderr;
 
@@ -53,64 +54,6 @@ pub(super) enum Msg {
     Stop(Sender<()>),
 }
 
-/// Colours for the parts of the screen, or none.
-#[derive(Clone, Copy)]
-struct Palette {
-    peer: Style,
-    status: Style,
-    error: Style,
-    /// Named senders (a room's members) each get a colour of their own.
-    names: bool,
-}
-
-impl Palette {
-    /// Colour unless `NO_COLOR` is set (<https://no-color.org>) or the terminal
-    /// is dumb.
-    fn detect() -> Self {
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        if no_color || super::terminal_is_dumb() {
-            return Self {
-                peer: Style::new(),
-                status: Style::new(),
-                error: Style::new(),
-                names: false,
-            };
-        }
-        Self {
-            peer: Style::new().bold().fg_color(Some(AnsiColor::Cyan.into())),
-            status: Style::new().dimmed().italic(),
-            error: Style::new().bold().fg_color(Some(AnsiColor::Red.into())),
-            names: true,
-        }
-    }
-
-    /// The style of a named sender's name: bold, in a colour that depends
-    /// only on the name (the same in every session), never the errors' red.
-    fn name(&self, name: &str) -> Style {
-        const COLOURS: [AnsiColor; 10] = [
-            AnsiColor::Cyan,
-            AnsiColor::Green,
-            AnsiColor::Yellow,
-            AnsiColor::Blue,
-            AnsiColor::Magenta,
-            AnsiColor::BrightCyan,
-            AnsiColor::BrightGreen,
-            AnsiColor::BrightYellow,
-            AnsiColor::BrightBlue,
-            AnsiColor::BrightMagenta,
-        ];
-        if !self.names {
-            return Style::new();
-        }
-        // FNV-1a: stable across runs and platforms, unlike std's hasher.
-        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        let colour = COLOURS[(hash % COLOURS.len() as u64) as usize];
-        Style::new().bold().fg_color(Some(colour.into()))
-    }
-}
-
 /// The user's side, once input has started.
 struct Typing {
     composer: Box<Composer>,
@@ -125,7 +68,8 @@ struct Editor {
     line: Line,
     prompt: String,
     typing: Option<Typing>,
-    palette: Palette,
+    /// Colours, times, the bell and the transcript.
+    shape: Shape,
     /// Status and errors go to stderr when that is not the terminal.
     errors_to_stderr: bool,
     /// Where the prompt and line are on the screen, while drawn.
@@ -141,13 +85,13 @@ struct Editor {
 }
 
 /// Runs the editor thread until told to stop, then the plain writer.
-pub(super) fn run(output: Arc<Output>, inbox: Receiver<Msg>, prompt: String) {
+pub(super) fn run(output: Arc<Output>, inbox: Receiver<Msg>, prompt: String, shape: Shape) {
     let mut editor = Editor {
         output,
         line: Line::default(),
         prompt,
         typing: None,
-        palette: Palette::detect(),
+        shape,
         errors_to_stderr: !io::stderr().is_terminal(),
         drawn: None,
         top: 0,
@@ -174,7 +118,12 @@ pub(super) fn run(output: Arc<Output>, inbox: Receiver<Msg>, prompt: String) {
                     // for a plain consumer from the start, or not at all.
                     // One thread for both streams, as the editor was (the
                     // last words of a program leaving a terminal).
-                    write_plain(&editor.output, &mut io::stdout(), &mut io::stderr());
+                    write_plain(
+                        &editor.output,
+                        &mut io::stdout(),
+                        &mut io::stderr(),
+                        &editor.shape,
+                    );
                     return;
                 }
                 other => editor.handle(other),
@@ -359,15 +308,30 @@ impl Editor {
             Ok((c, _)) if c >= 20 => usize::from(c),
             _ => usize::MAX / 2,
         };
+        let palette = self.shape.palette;
+        // One time for the batch: what arrives together is shown together.
+        let time = self.shape.stamps.then(look::short_time);
+        let (stamp, stamped) = match &time {
+            Some(time) => {
+                let style = palette.time();
+                (format!("{style}{time}{style:#} "), columns_of(time) + 1)
+            }
+            None => (String::new(), 0),
+        };
+        let me = self.output.me();
+        let mut bell = false;
+        let mut log = Vec::new();
         let mut text = String::new();
         for item in items.iter() {
+            self.shape.log(&self.output, item, &mut log);
             match item {
                 Shown::Messages { from, text: lines } => {
-                    let style = self.palette.peer;
-                    let label = columns_of(from) + 2;
+                    let style = palette.peer;
+                    let label = stamped + columns_of(from) + 2;
                     for line in String::from_utf8_lossy(lines).lines() {
                         let line = block(line, label, columns);
-                        text.push_str(&format!("{style}{from}:{style:#} {line}\r\n"));
+                        text.push_str(&format!("{stamp}{style}{from}:{style:#} {line}\r\n"));
+                        bell |= self.shape.bell.rings(false);
                     }
                 }
                 Shown::Named {
@@ -375,28 +339,51 @@ impl Editor {
                     earlier,
                     from,
                     lines,
+                    said_at,
                 } => {
-                    let style = self.palette.name(from);
-                    let (dim, dim_end) = match earlier {
-                        true => (self.palette.status, "(earlier) "),
-                        false => (Style::new(), ""),
+                    let style = palette.name(from);
+                    // Lines from before we joined show when they were
+                    // said, if the room said (see `look`), and their mark.
+                    let said_stamp = match (*earlier, time.is_some(), said_at) {
+                        (true, true, Some(at)) => {
+                            let style = palette.time();
+                            format!("{style}{}{style:#} ", look::short_time_of(*at))
+                        }
+                        _ => String::new(),
                     };
-                    let label = columns_of(dim_end)
+                    let (dim, dim_end, stamp, stamped) = match earlier {
+                        true => (
+                            palette.status,
+                            "(earlier) ",
+                            said_stamp.as_str(),
+                            if said_stamp.is_empty() { 0 } else { stamped },
+                        ),
+                        false => (Style::new(), "", stamp.as_str(), stamped),
+                    };
+                    let label = stamped
+                        + columns_of(dim_end)
                         + columns_of(from)
                         + match said {
                             Said::Message => 2,
                             Said::Action => 3,
                         };
                     for line in String::from_utf8_lossy(lines).lines() {
+                        let mention =
+                            !earlier && me.as_deref().is_some_and(|me| look::names(line, me));
+                        bell |= !earlier && self.shape.bell.rings(mention);
+                        let highlight = match mention {
+                            true => palette.mention,
+                            false => Style::new(),
+                        };
                         let line = block(line, label, columns);
-                        text.push_str(&format!("{dim}{dim_end}{dim:#}"));
+                        text.push_str(&format!("{stamp}{dim}{dim_end}{dim:#}"));
                         match said {
-                            Said::Message => {
-                                text.push_str(&format!("{style}{from}:{style:#} {line}\r\n"))
-                            }
-                            Said::Action => {
-                                text.push_str(&format!("{style}* {from}{style:#} {line}\r\n"))
-                            }
+                            Said::Message => text.push_str(&format!(
+                                "{style}{from}:{style:#} {highlight}{line}{highlight:#}\r\n"
+                            )),
+                            Said::Action => text.push_str(&format!(
+                                "{style}* {from}{style:#} {highlight}{line}{highlight:#}\r\n"
+                            )),
                         }
                     }
                 }
@@ -405,14 +392,19 @@ impl Editor {
                     to_stderr(&format!("error: {error}"))
                 }
                 Shown::Status(status) => {
-                    let style = self.palette.status;
-                    text.push_str(&format!("{style}-- {status}{style:#}\r\n"));
+                    let style = palette.status;
+                    text.push_str(&format!("{stamp}{style}-- {status}{style:#}\r\n"));
                 }
                 Shown::Error(error) => {
-                    let style = self.palette.error;
-                    text.push_str(&format!("{style}error:{style:#} {error}\r\n"));
+                    let style = palette.error;
+                    text.push_str(&format!("{stamp}{style}error:{style:#} {error}\r\n"));
                 }
             }
+        }
+        // The terminal's bell, once for the batch: only here, at a
+        // terminal, never in piped output.
+        if bell {
+            text.push('\x07');
         }
         let written = self.out.write_all(text.as_bytes());
         self.output.done(items);
@@ -607,16 +599,13 @@ pub(super) fn enter_terminal() -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{AnsiColor, Palette, Style, block, shown_form};
+    use super::{Style, block, shown_form};
+    use crate::console::look::Palette;
+    use anstyle::AnsiColor;
 
     #[test]
     fn each_name_has_a_stable_colour_never_the_errors_red() {
-        let palette = Palette {
-            peer: Style::new(),
-            status: Style::new(),
-            error: Style::new(),
-            names: true,
-        };
+        let palette = Palette::new(true);
         let names = ["alice", "bob", "carol", "李雷", "guest-1", "guest-2", "x"];
         let colours: Vec<Style> = names.iter().map(|n| palette.name(n)).collect();
         let distinct: std::collections::HashSet<String> =

@@ -21,6 +21,7 @@ mod editor;
 pub(crate) mod event;
 pub(crate) mod input;
 mod line;
+pub(crate) mod look;
 pub(crate) mod outbox;
 pub(crate) mod output;
 pub mod secret;
@@ -34,6 +35,7 @@ use std::time::Duration;
 use crate::Exit;
 use crate::console::event::{Events, Shutdown};
 use crate::console::input::{AfterQuit, Composer, Recipient, read_plain};
+use crate::console::look::{Look, Shape};
 use crate::console::outbox::Room;
 use crate::console::output::{Output, Sinks, spawn_plain_writer};
 use crate::state::ending::STALL_TIMEOUT;
@@ -55,6 +57,8 @@ pub struct Stdio {
     sinks: Sinks,
     /// The process's own streams: at a terminal, the line editor.
     process: bool,
+    /// How what is shown looks.
+    look: Look,
 }
 
 impl Stdio {
@@ -63,7 +67,14 @@ impl Stdio {
             input: Box::new(io::stdin()),
             sinks: Sinks::process(),
             process: true,
+            look: Look::default(),
         }
+    }
+
+    /// What is shown looks as `look` says.
+    pub(crate) fn with_look(mut self, look: Look) -> Self {
+        self.look = look;
+        self
     }
 
     /// Whether what the user types comes from a terminal (a person, who
@@ -86,6 +97,7 @@ impl Stdio {
                 write_now: None,
             },
             process: false,
+            look: Look::default(),
         }
     }
 }
@@ -124,9 +136,13 @@ impl Console {
             && io::stdout().is_terminal()
             && !terminal_is_dumb();
         let (editor, input) = match interactive && editor::enter_terminal().is_ok() {
-            true => (Some(start_editor(&output, prompt)?), None),
+            true => {
+                let shape = Shape::new(stdio.look, true);
+                (Some(start_editor(&output, prompt, shape)?), None)
+            }
             false => {
-                spawn_plain_writer(&output, stdio.sinks)?;
+                let shape = Arc::new(Shape::new(stdio.look, false));
+                spawn_plain_writer(&output, stdio.sinks, shape)?;
                 (None, Some(stdio.input))
             }
         };
@@ -239,7 +255,7 @@ impl Console {
 }
 
 /// Starts the editor thread as the output's consumer.
-fn start_editor(output: &Arc<Output>, prompt: &str) -> io::Result<Sender<Msg>> {
+fn start_editor(output: &Arc<Output>, prompt: &str, shape: Shape) -> io::Result<Sender<Msg>> {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         restore_terminal();
@@ -254,7 +270,7 @@ fn start_editor(output: &Arc<Output>, prompt: &str) -> io::Result<Sender<Msg>> {
     let (output, prompt) = (Arc::clone(output), prompt.to_string());
     thread::Builder::new()
         .name("editor".into())
-        .spawn(move || editor::run(output, msgs, prompt))?;
+        .spawn(move || editor::run(output, msgs, prompt, shape))?;
     Ok(inbox)
 }
 

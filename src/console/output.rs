@@ -49,7 +49,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use anstyle::Style;
+
 use crate::console::event::{Event, Events};
+use crate::console::look::{self, Palette, Shape};
 pub use crate::wire::display::Said;
 
 /// How many bytes of messages may wait for the screen before receiving waits.
@@ -103,12 +106,13 @@ pub enum Shown {
     Error(String),
     /// Lines from one named sender (a room member's), already made safe to
     /// show: each line ends in `\n`; `earlier` ones are from before we
-    /// joined.
+    /// joined, and were said at `said_at`, if the room says.
     Named {
         said: Said,
         earlier: bool,
         from: Arc<str>,
         lines: Vec<u8>,
+        said_at: Option<std::time::SystemTime>,
     },
 }
 
@@ -251,7 +255,14 @@ pub struct Output {
     /// waits (an event loop) found it full.
     on_room: OnceLock<Box<dyn Fn() + Send + Sync>>,
     events: Events,
+    /// The user's name in a room, if in one: a message that names it is
+    /// a mention.
+    me: Me,
 }
+
+/// The user's name in a room, kept by whoever learns it (the client's
+/// reading of the room, the room itself for its operator).
+pub(crate) type Me = Arc<Mutex<Option<Arc<str>>>>;
 
 /// Emptied message buffers kept for reuse: a steady flow of messages then
 /// allocates (and faults in) nothing.
@@ -336,7 +347,23 @@ impl Output {
             write_now_refused: AtomicBool::new(false),
             on_room: OnceLock::new(),
             events,
+            me: Me::default(),
         })
+    }
+
+    /// The user's name in a room is now `name`.
+    pub fn set_me(&self, name: &str) {
+        *crate::lock(&self.me) = Some(Arc::from(name));
+    }
+
+    /// Where the user's name in a room is kept, for a reader of the room.
+    pub(crate) fn me_cell(&self) -> Me {
+        Arc::clone(&self.me)
+    }
+
+    /// The user's name in a room, if known.
+    pub(crate) fn me(&self) -> Option<Arc<str>> {
+        crate::lock(&self.me).clone()
     }
 
     pub fn status(&self, text: impl Into<String>) {
@@ -781,50 +808,71 @@ impl Sinks {
 /// cannot hold them: see the module's doc for the order between the two).
 /// The threads end once the output is stopped and everything queued was
 /// written.
-pub fn spawn_plain_writer(output: &Arc<Output>, sinks: Sinks) -> io::Result<()> {
+pub(crate) fn spawn_plain_writer(
+    output: &Arc<Output>,
+    sinks: Sinks,
+    shape: Arc<Shape>,
+) -> io::Result<()> {
     let Sinks {
         mut stdout,
         mut stderr,
         write_now,
     } = sinks;
-    if let Some(write_now) = write_now {
+    // Messages written at once go as received: not when they are to be
+    // given a time, a colour, or a copy in the transcript.
+    if let Some(write_now) = write_now
+        && shape.is_plain()
+    {
         output.set_write_now(write_now);
     }
     // Before anything is queued: every status line from now on goes to the
     // stderr writer's queue.
     output.lock().apart = true;
     {
-        let output = Arc::clone(output);
+        let (output, shape) = (Arc::clone(output), Arc::clone(&shape));
         thread::Builder::new()
             .name("status".into())
-            .spawn(move || write_lines(&output, &mut stderr))?;
+            .spawn(move || write_lines(&output, &mut stderr, &shape))?;
     }
     let output = Arc::clone(output);
     thread::Builder::new()
         .name("output".into())
-        .spawn(move || write_plain(&output, &mut stdout, &mut io::sink()))?;
+        .spawn(move || write_plain(&output, &mut stdout, &mut io::sink(), &shape))?;
     Ok(())
 }
 
 /// The stderr writer's loop (plain output), until the output is stopped. A
 /// closed or broken stderr is not our failure: its lines are dropped,
 /// never a panic.
-fn write_lines(output: &Output, stderr: &mut dyn Write) {
+fn write_lines(output: &Output, stderr: &mut dyn Write, shape: &Shape) {
     let mut taken = Vec::new();
-    let mut text = String::new();
+    let mut text = Vec::new();
+    let mut log = Vec::new();
     while output.take_lines(&mut taken) {
+        let time = shape.stamps.then(look::full_time);
         for what in &taken {
             match what {
-                ForStderr::Shown(shown) => stderr_text(shown, &mut text),
-                ForStderr::Dropped(1) => {
-                    text.push_str("error: 1 status line was dropped: stderr was not taking it\n")
+                ForStderr::Shown(shown) => {
+                    piped_form(
+                        shown,
+                        time.as_deref(),
+                        &shape.palette,
+                        None,
+                        false,
+                        &mut text,
+                    );
+                    shape.log(output, shown, &mut log);
                 }
-                ForStderr::Dropped(n) => text.push_str(&format!(
-                    "error: {n} status lines were dropped: stderr was not taking them\n"
-                )),
+                ForStderr::Dropped(1) => text.extend_from_slice(
+                    b"error: 1 status line was dropped: stderr was not taking it\n",
+                ),
+                ForStderr::Dropped(n) => text.extend_from_slice(
+                    format!("error: {n} status lines were dropped: stderr was not taking them\n")
+                        .as_bytes(),
+                ),
             }
         }
-        let _ = stderr.write_all(text.as_bytes());
+        let _ = stderr.write_all(&text);
         let _ = stderr.flush();
         text.clear();
         output.lines_done(taken.len());
@@ -832,52 +880,131 @@ fn write_lines(output: &Output, stderr: &mut dyn Write) {
     }
 }
 
-/// What plain output writes to stderr for `shown` (a status line, an
-/// error, lines from before we joined), each line ending in `\n`.
-fn stderr_text(shown: &Shown, into: &mut String) {
+/// Appends the piped form of `shown` to `out`, each line ending in `\n`:
+/// what plain output writes (messages to stdout, the rest to stderr) and,
+/// with `labels`, what the transcript keeps, where a conversation's
+/// messages are under their sender's name and status lines begin with
+/// `-- `, so that the two cannot be taken for each other. `time` goes
+/// before each line, but lines from before we joined get the time they
+/// were said (none if the room did not say); `me`, the user's name, marks
+/// the lines that name it.
+pub(crate) fn piped_form(
+    shown: &Shown,
+    time: Option<&str>,
+    palette: &Palette,
+    me: Option<&str>,
+    labels: bool,
+    out: &mut Vec<u8>,
+) {
+    let stamp = |out: &mut Vec<u8>| {
+        if let Some(time) = time {
+            let style = palette.time();
+            out.extend_from_slice(format!("{style}{time}{style:#} ").as_bytes());
+        }
+    };
     match shown {
-        Shown::Status(text) => into.push_str(text),
+        Shown::Status(text) => {
+            stamp(out);
+            let style = palette.status;
+            let mark = if labels { "-- " } else { "" };
+            out.extend_from_slice(format!("{style}{mark}{text}{style:#}\n").as_bytes());
+        }
         Shown::Error(text) => {
-            into.push_str("error: ");
-            into.push_str(text);
+            stamp(out);
+            let style = palette.error;
+            out.extend_from_slice(format!("{style}error:{style:#} {text}\n").as_bytes());
+        }
+        Shown::Messages { from, text } => {
+            for line in text.split_inclusive(|&b| b == b'\n') {
+                stamp(out);
+                if labels {
+                    let style = palette.peer;
+                    out.extend_from_slice(format!("{style}{from}:{style:#} ").as_bytes());
+                }
+                out.extend_from_slice(line);
+            }
         }
         Shown::Named {
-            said, from, lines, ..
+            said,
+            earlier,
+            from,
+            lines,
+            said_at,
         } => {
+            let style = palette.name(from);
             for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                 let line = String::from_utf8_lossy(line);
-                into.push_str(&match said {
-                    Said::Message => format!("-- earlier: {from}: {line}\n"),
-                    Said::Action => format!("-- earlier: * {from} {line}\n"),
-                });
+                let mark = match earlier {
+                    true => {
+                        if let (Some(_), Some(at)) = (time, said_at) {
+                            let (style, at) = (palette.time(), look::full_time_of(*at));
+                            out.extend_from_slice(format!("{style}{at}{style:#} ").as_bytes());
+                        }
+                        "-- earlier: "
+                    }
+                    false => {
+                        stamp(out);
+                        ""
+                    }
+                };
+                let label = match said {
+                    Said::Message => format!("{mark}{style}{from}:{style:#} "),
+                    Said::Action => format!("{mark}{style}* {from}{style:#} "),
+                };
+                out.extend_from_slice(label.as_bytes());
+                let mention = match me {
+                    Some(me) if !earlier => look::names(&line, me),
+                    _ => false,
+                };
+                let style = if mention {
+                    palette.mention
+                } else {
+                    Style::new()
+                };
+                out.extend_from_slice(format!("{style}{line}{style:#}\n").as_bytes());
             }
-            return;
         }
-        Shown::Messages { .. } => return,
     }
-    into.push('\n');
 }
 
 /// The plain consumer's loop, until the output is stopped: messages to
 /// `stdout`; status lines and errors to `stderr` if they come this way (the
 /// editor's, once it has given the terminal back; not the plain writer's,
 /// whose status lines have a thread of their own).
-pub(crate) fn write_plain(output: &Output, stdout: &mut dyn Write, stderr: &mut dyn Write) {
+pub(crate) fn write_plain(
+    output: &Output,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+    shape: &Shape,
+) {
     let mut items = Vec::new();
     let mut batch = Vec::with_capacity(WRITE_BATCH);
-    let mut text = String::new();
+    let mut text = Vec::new();
+    let mut log = Vec::new();
     let mut stdout_open = true;
     loop {
         if !output.take(&mut items, true) {
             return;
         }
+        let time = shape.stamps.then(look::full_time);
+        let me = output.me();
         for item in &items {
+            shape.log(output, item, &mut log);
             match item {
                 Shown::Messages { text, .. } => {
                     if !stdout_open {
                         continue;
                     }
-                    if text.len() >= WRITE_DIRECTLY {
+                    if time.is_some() {
+                        piped_form(
+                            item,
+                            time.as_deref(),
+                            &shape.palette,
+                            None,
+                            false,
+                            &mut batch,
+                        );
+                    } else if text.len() >= WRITE_DIRECTLY {
                         // Large already: written as it is, without a copy.
                         stdout_open = flush_batch(&mut batch, output, stdout)
                             && write_stdout(text, output, stdout);
@@ -890,31 +1017,24 @@ pub(crate) fn write_plain(output: &Output, stdout: &mut dyn Write, stderr: &mut 
                 }
                 Shown::Status(_) | Shown::Error(_) | Shown::Named { earlier: true, .. } => {
                     stdout_open = stdout_open && flush_batch(&mut batch, output, stdout);
-                    stderr_text(item, &mut text);
-                    let _ = stderr.write_all(text.as_bytes());
+                    piped_form(
+                        item,
+                        time.as_deref(),
+                        &shape.palette,
+                        None,
+                        false,
+                        &mut text,
+                    );
+                    let _ = stderr.write_all(&text);
                     let _ = stderr.flush();
                     text.clear();
                 }
-                Shown::Named {
-                    said, from, lines, ..
-                } => {
+                Shown::Named { .. } => {
                     if !stdout_open {
                         continue;
                     }
-                    for line in lines.split_inclusive(|&b| b == b'\n') {
-                        match said {
-                            Said::Message => {
-                                batch.extend_from_slice(from.as_bytes());
-                                batch.extend_from_slice(b": ");
-                            }
-                            Said::Action => {
-                                batch.extend_from_slice(b"* ");
-                                batch.extend_from_slice(from.as_bytes());
-                                batch.push(b' ');
-                            }
-                        }
-                        batch.extend_from_slice(line);
-                    }
+                    let me = me.as_deref();
+                    piped_form(item, time.as_deref(), &shape.palette, me, false, &mut batch);
                     if batch.len() >= WRITE_BATCH {
                         stdout_open = flush_batch(&mut batch, output, stdout);
                     }
@@ -1127,7 +1247,7 @@ mod tests {
             stderr: Box::new(Stream(Arc::clone(screen), STDERR)),
             write_now,
         };
-        spawn_plain_writer(&output, sinks).unwrap();
+        spawn_plain_writer(&output, sinks, Arc::new(Shape::default())).unwrap();
         output
     }
 

@@ -119,6 +119,12 @@ impl Connected {
         self
     }
 
+    /// What the user is shown looks as `look` says.
+    pub fn with_look(mut self, look: crate::Look) -> Self {
+        self.stdio = self.stdio.with_look(look);
+        self
+    }
+
     /// Timeouts follow `clock` instead.
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
@@ -350,7 +356,7 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
     output.status(format!("connected to {peer}{secure}{hint}"));
     // Reads the first frame to learn whether the server is a room.
     let (finds, found) = mpsc::channel();
-    output.set_interpreter(Box::new(RoomView::new(finds)));
+    output.set_interpreter(Box::new(RoomView::new(finds, output.me_cell())));
     {
         let events = events.clone();
         output.when_room(move || events.wake());

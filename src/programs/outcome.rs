@@ -78,6 +78,13 @@ pub enum Error {
     /// Ctrl-C before the conversation began.
     #[error("interrupted")]
     Interrupted,
+    /// The transcript (`--log`) cannot be opened for appending: said at
+    /// the start, before anything is shown that it would miss.
+    #[error("cannot open the log {}: {}", .path.display(), lowercase_os_error(.cause))]
+    Log {
+        path: std::path::PathBuf,
+        cause: io::Error,
+    },
     /// The console or a socket failed under a running program.
     #[error("{}", lowercase_os_error(.0))]
     Io(io::Error),
@@ -103,6 +110,7 @@ impl Error {
             | Error::ServerTls(_)
             | Error::NoCode
             | Error::CannotAskCode(_)
+            | Error::Log { .. }
             | Error::Io(_) => Exit::Failure,
         }
     }

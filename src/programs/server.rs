@@ -134,6 +134,12 @@ impl Server {
         self
     }
 
+    /// What the operator is shown looks as `look` says.
+    pub fn with_look(mut self, look: crate::Look) -> Self {
+        self.stdio = self.stdio.with_look(look);
+        self
+    }
+
     /// Timeouts and pacing follow `clock` instead.
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;

@@ -13,7 +13,7 @@
 //! The first frame to each newcomer is a notice ending in [`MARKER`]: how a
 //! client learns that it is in a room.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::wire::display::push_visible;
 use crate::wire::names;
@@ -33,8 +33,14 @@ const UP_TO: &str = "; messages up to ";
 /// relays. The greeting says the largest frame it sends (an earlier one is
 /// longer by its mark), which a client with a smaller maximum must take.
 pub fn greeting(max: usize) -> String {
-    let largest = max + EARLIER.len();
+    let largest = largest_frame(max);
     format!("{NOTICE}welcome to the room (/help lists the commands{UP_TO}{largest} bytes) {MARKER}")
+}
+
+/// The largest frame a room whose largest message is `max` sends, as its
+/// greeting says.
+pub fn largest_frame(max: usize) -> usize {
+    max + EARLIER.len()
 }
 
 /// The largest message a room takes from a member, by its greeting.
@@ -129,6 +135,20 @@ pub fn says_goodbye(notice: &str) -> bool {
     closes(notice) || was_cut_short(notice) || turns_away(notice) || notice.ends_with(ENDS_YOURS)
 }
 
+const JOINED_AS: &str = "you joined as ";
+const NOW: &str = "you are now ";
+
+/// The name a notice gives its reader, if it names it: on joining (`you
+/// joined as NAME; here: …`, after a note on the name asked for, if any),
+/// or on renaming (`you are now NAME`).
+pub fn names_reader(notice: &str) -> Option<&str> {
+    let name = match notice.split_once(JOINED_AS) {
+        Some((_, rest)) => rest.split_once(';')?.0,
+        None => notice.strip_prefix(NOW)?,
+    };
+    names::check(name).is_ok().then_some(name)
+}
+
 /// The only frame to a client that arrives while the room closes.
 pub fn closing() -> String {
     format!("{NOTICE}{CLOSING} {MARKER}")
@@ -165,6 +185,75 @@ pub fn earlier(said: &[u8]) -> Vec<u8> {
     out.extend_from_slice(EARLIER.as_bytes());
     out.extend_from_slice(said);
     out
+}
+
+const SAID_AT: &str = "the earlier messages below were said at ";
+
+/// The notice before the earlier messages a newcomer is sent: when each
+/// was said, in order, as UTC times to the second (`2026-12-07T12:31:05Z`).
+/// A client that knows it shows each earlier message with its time; one
+/// that does not shows it as a notice, which reads as what it says.
+pub fn said_at(times: &[SystemTime]) -> String {
+    let times: Vec<String> = times.iter().map(|&t| utc(t)).collect();
+    format!("{NOTICE}{SAID_AT}{}", times.join(", "))
+}
+
+/// The times a [`said_at`] notice (without its `-- `) gives, if it is one.
+pub fn read_said_at(notice: &str) -> Option<Vec<SystemTime>> {
+    let times = notice.strip_prefix(SAID_AT)?;
+    times.split(", ").map(read_utc).collect()
+}
+
+fn utc(time: SystemTime) -> String {
+    let t = time::OffsetDateTime::from(time);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+fn read_utc(text: &str) -> Option<SystemTime> {
+    let b = text.as_bytes();
+    let number = |at: usize, len: usize| -> Option<u32> {
+        let digits = b.get(at..at + len)?;
+        digits
+            .iter()
+            .all(u8::is_ascii_digit)
+            .then(|| std::str::from_utf8(digits).ok()?.parse().ok())?
+    };
+    let form = b.len() == 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'Z';
+    if !form {
+        return None;
+    }
+    let month = time::Month::try_from(u8::try_from(number(5, 2)?).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(
+        i32::try_from(number(0, 4)?).ok()?,
+        month,
+        u8::try_from(number(8, 2)?).ok()?,
+    )
+    .ok()?;
+    let clock = time::Time::from_hms(
+        u8::try_from(number(11, 2)?).ok()?,
+        u8::try_from(number(14, 2)?).ok()?,
+        u8::try_from(number(17, 2)?).ok()?,
+    )
+    .ok()?;
+    Some(
+        time::PrimitiveDateTime::new(date, clock)
+            .assume_utc()
+            .into(),
+    )
 }
 
 /// The payloads of well-formed frames (as we encode them) in `bytes`.
@@ -239,6 +328,29 @@ fn parse_said(line: &str) -> Option<Heard<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_times_of_earlier_messages_are_read_back_to_the_second() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let times = [
+            UNIX_EPOCH + Duration::from_secs(1_796_000_000),
+            UNIX_EPOCH + Duration::from_secs(1_796_000_061),
+        ];
+        let notice = said_at(&times);
+        assert_eq!(
+            notice,
+            "-- the earlier messages below were said at 2026-11-30T00:53:20Z, 2026-11-30T00:54:21Z"
+        );
+        let Heard::Notice(text) = parse(&notice) else {
+            panic!("a notice");
+        };
+        assert_eq!(read_said_at(text), Some(times.to_vec()));
+        assert_eq!(
+            read_said_at("the earlier messages below were said at soon"),
+            None
+        );
+        assert_eq!(read_said_at("bob joined"), None);
+    }
 
     fn text(bytes: Vec<u8>) -> String {
         String::from_utf8(bytes).unwrap()

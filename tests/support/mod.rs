@@ -362,7 +362,11 @@ impl Server {
         args.extend_from_slice(extra);
         let mut program = Program::spawn_with_env(SERVER, &args, env);
         let line = program.expect_status("listening on ");
-        let addr = line["listening on ".len()..]
+        // After the time, if the server shows times.
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .unwrap_or_default()
             .parse()
             .expect("listening address");
         Self { program, addr }

@@ -110,6 +110,7 @@ pub(crate) fn run(
         .recipient
         .answer_locally(Box::new(crate::state::room::commands::answered_locally));
     let name = config.name.clone();
+    output.set_me(&name);
     let mut service = RoomService {
         room: Room::new(Settings {
             max_message_size: config.max_message_size,

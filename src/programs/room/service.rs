@@ -75,6 +75,7 @@ impl World for Over<'_> {
             earlier: false,
             from: spoken.from,
             lines: spoken.lines,
+            said_at: None,
         })
     }
 }
@@ -148,6 +149,8 @@ impl RoomService {
             let now = io.now();
             let mut world = Self::over(io, &self.output, &self.room);
             self.room.hear(OPERATOR, &batch, now, &mut world);
+            // A `/nick` may have renamed the operator: mentions follow.
+            self.output.set_me(self.room.operator_name());
         }
     }
 

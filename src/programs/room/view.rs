@@ -5,10 +5,12 @@
 //! connects, so it sees the first frame; what it finds goes to the client
 //! program as [`Found`].
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
+use std::time::SystemTime;
 
-use crate::console::output::{Interpret, Said, Shown};
+use crate::console::output::{Interpret, Me, Said, Shown};
 use crate::wire::farewell::read_refusal;
 use crate::wire::line::{LineNotice, read_line_notice};
 use crate::wire::room::{self as wire, Heard};
@@ -46,16 +48,23 @@ pub struct RoomView {
     /// turn came: its notices are status lines, not the operator's words.
     waiting: bool,
     found: Sender<Found>,
+    /// Where the user's name in the room is kept, as the room says it.
+    me: Me,
+    /// When the earlier messages still to come were said, as the room
+    /// said before them.
+    said_at: VecDeque<SystemTime>,
 }
 
 impl RoomView {
     /// Reads what the server sends; tells `found` what it finds as it
     /// reads (on the thread that shows it: the client's loop).
-    pub fn new(found: Sender<Found>) -> Self {
+    pub fn new(found: Sender<Found>, me: Me) -> Self {
         Self {
             server: Server::Unknown,
             waiting: false,
             found,
+            me,
+            said_at: VecDeque::new(),
         }
     }
 }
@@ -91,9 +100,12 @@ impl Interpret for RoomView {
             let from = Arc::clone(from);
             return vec![Shown::Messages { from, text }];
         }
-        let items = read_room_lines(&text);
+        let items = read_room_lines(&text, &mut self.said_at);
         for item in &items {
             if let Shown::Status(notice) = item {
+                if let Some(name) = wire::names_reader(notice) {
+                    *crate::lock(&self.me) = Some(Arc::from(name));
+                }
                 if wire::turns_away(notice) {
                     let _ = self.found.send(Found::TurnedAway);
                 }
@@ -141,8 +153,10 @@ impl RoomView {
 }
 
 /// The room's lines as things to show; consecutive lines from one sender,
-/// said the same way, become one item.
-fn read_room_lines(text: &[u8]) -> Vec<Shown> {
+/// said the same way, become one item (earlier ones with a time each stay
+/// apart). `said_at`: the times of earlier messages to come, which a
+/// notice gives before them.
+fn read_room_lines(text: &[u8], said_at: &mut VecDeque<SystemTime>) -> Vec<Shown> {
     let text = String::from_utf8_lossy(text);
     let mut items: Vec<Shown> = Vec::new();
     for line in text.lines() {
@@ -154,18 +168,24 @@ fn read_room_lines(text: &[u8]) -> Vec<Shown> {
             Heard::Message { name, text } => (Said::Message, name, text),
             Heard::Action { name, text } => (Said::Action, name, text),
             Heard::Notice(notice) => {
-                items.push(Shown::Status(notice.to_string()));
+                match wire::read_said_at(notice) {
+                    Some(times) => *said_at = times.into(),
+                    None => items.push(Shown::Status(notice.to_string())),
+                }
                 continue;
             }
             // Only a message or an action is ever marked as earlier.
             Heard::Earlier(_) => continue,
         };
+        let at = if earlier { said_at.pop_front() } else { None };
         if let Some(Shown::Named {
             said: last_said,
             earlier: last_earlier,
             from,
             lines,
+            said_at: None,
         }) = items.last_mut()
+            && at.is_none()
             && *last_said == said
             && *last_earlier == earlier
             && &**from == name
@@ -182,6 +202,7 @@ fn read_room_lines(text: &[u8]) -> Vec<Shown> {
             earlier,
             from: Arc::from(name),
             lines,
+            said_at: at,
         });
     }
     items
@@ -207,9 +228,14 @@ mod tests {
                     earlier,
                     from,
                     lines,
+                    said_at,
                 } => format!(
-                    "{said:?} earlier={earlier} {from} {:?}",
-                    String::from_utf8(lines).unwrap()
+                    "{said:?} earlier={earlier} {from} {:?}{}",
+                    String::from_utf8(lines).unwrap(),
+                    match said_at {
+                        Some(at) => format!(" at {}", wire::said_at(&[at])),
+                        None => String::new(),
+                    }
                 ),
             })
             .collect()
@@ -218,7 +244,7 @@ mod tests {
     #[test]
     fn a_room_is_read_by_its_forms_and_said_once() {
         let (tx, rx) = mpsc::channel();
-        let mut view = RoomView::new(tx);
+        let mut view = RoomView::new(tx, Me::default());
         let first = format!(
             "{}\n-- earlier: bob: before\nalice: hi\nalice: bob: fake\n* alice waves\n-- carol joined\n",
             wire::greeting(1 << 20)
@@ -241,11 +267,38 @@ mod tests {
         assert!(rx.try_recv().is_err(), "said once");
     }
 
+    /// The times of earlier messages come in a notice before them, which
+    /// is not shown: each earlier message is shown with its own.
+    #[test]
+    fn earlier_messages_carry_the_times_the_room_says() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let (tx, _rx) = mpsc::channel();
+        let mut view = RoomView::new(tx, Me::default());
+        let (one, two) = (
+            UNIX_EPOCH + Duration::from_secs(1_796_000_000),
+            UNIX_EPOCH + Duration::from_secs(1_796_000_100),
+        );
+        let first = format!(
+            "{}\n{}\n-- earlier: bob: one\n-- earlier: bob: two\nbob: now\n",
+            wire::greeting(1 << 20),
+            wire::said_at(&[one, two])
+        );
+        let at = |t| wire::said_at(&[t]);
+        assert_eq!(
+            shown(&mut view, &first)[1..],
+            [
+                format!("Message earlier=true bob \"one\\n\" at {}", at(one)),
+                format!("Message earlier=true bob \"two\\n\" at {}", at(two)),
+                "Message earlier=false bob \"now\\n\"".to_string(),
+            ]
+        );
+    }
+
     #[test]
     fn a_waiting_lines_notices_are_status_lines_until_the_turn_comes() {
         use crate::wire::line;
         let (tx, rx) = mpsc::channel();
-        let mut view = RoomView::new(tx);
+        let mut view = RoomView::new(tx, Me::default());
         assert_eq!(
             shown(&mut view, &format!("{}\n", line::busy(2))),
             [format!("status {}", line::busy(2))]
@@ -275,7 +328,7 @@ mod tests {
     #[test]
     fn a_plain_server_is_shown_as_before_whatever_it_sends_later() {
         let (tx, rx) = mpsc::channel();
-        let mut view = RoomView::new(tx);
+        let mut view = RoomView::new(tx, Me::default());
         assert_eq!(shown(&mut view, "hello\n"), ["plain server \"hello\\n\""]);
         let later = format!("{}\nbob: x\n", wire::greeting(1 << 20));
         assert_eq!(

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 pub(crate) mod clock;
 pub(crate) mod commands;
@@ -113,6 +113,11 @@ pub struct Room {
     /// The last [`HISTORY`] messages, as relayed (without the frame header),
     /// and no more than a newcomer could be shown ([`Room::history_bytes`]).
     history: VecDeque<Vec<u8>>,
+    /// When each message in `history` was said, for a newcomer to show.
+    /// The system's wall clock, read as they are heard: it is only shown,
+    /// and nothing the room decides depends on it (that goes by the time
+    /// it is fed).
+    history_at: VecDeque<SystemTime>,
     /// What `history` holds, as counted for a newcomer (see [`said_cost`]).
     history_cost: usize,
     guests: u64,
@@ -159,6 +164,7 @@ impl Room {
             settings,
             members: BTreeMap::new(),
             history: VecDeque::with_capacity(HISTORY),
+            history_at: VecDeque::with_capacity(HISTORY),
             history_cost: 0,
             guests: 0,
             closing: false,
@@ -228,6 +234,14 @@ impl Room {
             })
             .count();
         let skip = self.history.len() - fitting;
+        // When they were said, before them; not in a room whose frames are
+        // too small for it (a client takes none larger than the greeting
+        // says): the earlier messages then come without their times.
+        let times: Vec<SystemTime> = self.history_at.iter().skip(skip).copied().collect();
+        let said_at = wire::said_at(&times);
+        if fitting > 0 && said_at.len() <= wire::largest_frame(self.settings.max_message_size) {
+            let _ = encode_frame(&mut hello, said_at.as_bytes(), usize::MAX);
+        }
         for said in self.history.iter().skip(skip) {
             let _ = encode_frame(&mut hello, &wire::earlier(said), usize::MAX);
         }
@@ -496,15 +510,18 @@ impl Room {
             }
         }
         let skip = run.said.len().saturating_sub(HISTORY);
+        let at = SystemTime::now();
         for said in run.said.drain(..).skip(skip) {
             self.history_cost += said_cost(&said);
             self.history.push_back(said);
+            self.history_at.push_back(at);
             // Kept only while a newcomer could be shown it: 30 messages of
             // 19 MB once left 402 MB held for nobody.
             while self.history.len() > HISTORY || self.history_cost >= self.history_bytes() {
                 let Some(oldest) = self.history.pop_front() else {
                     break;
                 };
+                self.history_at.pop_front();
                 self.history_cost -= said_cost(&oldest);
             }
         }
@@ -881,11 +898,17 @@ mod tests {
         room.hear(OPERATOR, &frames(&["hello"]), t0, &mut world);
         assert_eq!(world.take(1), ["server: hello"]);
         assert_eq!(world.take(2), ["server: hello"]);
-        // A newcomer sees what was said, marked as earlier.
+        // A newcomer sees what was said, marked as earlier, after when
+        // each was said.
         named(&mut room, &mut world, 3, "carol", t0);
         let carol = world.take(3);
-        assert_eq!(carol[1], "-- earlier: alice: hi");
-        assert_eq!(carol[4], "-- earlier: server: hello");
+        let times = carol[1]
+            .strip_prefix("-- ")
+            .and_then(wire::read_said_at)
+            .unwrap_or_else(|| panic!("{:?}", carol[1]));
+        assert_eq!(times.len(), 4);
+        assert_eq!(carol[2], "-- earlier: alice: hi");
+        assert_eq!(carol[5], "-- earlier: server: hello");
         // One more than max_clients is refused, and the operator told.
         let full = room.join(4, peer(4), t0, &mut world);
         assert_eq!(full, Admission::Refused(wire::full(3)));
