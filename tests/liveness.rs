@@ -171,3 +171,41 @@ fn a_waiting_client_whose_link_dies_leaves_the_line() {
     served.say("q");
     assert_eq!(served.wait().code(), Some(0));
 }
+
+/// A real network's outage with a change of address: the server's link
+/// goes down with lines of both sides in flight, the client's machine
+/// moves to a new address meanwhile, and the link comes back. The client
+/// reconnects from its new address and resumes: every line arrives once,
+/// in order, and the server says where its client came back from.
+#[test]
+fn a_client_that_changes_its_address_during_an_outage_resumes() {
+    let Some(link) = Link::new("resume from a new address") else {
+        return;
+    };
+    let (mut server, address) = link.listening(&["--once", "--dead-after", DEAD_AFTER]);
+    let mut client = link.client(&["--connect", &address, "--dead-after", DEAD_AFTER]);
+    server.expect_status("connected");
+    client.say("before the outage");
+    server.expect_message("before the outage");
+    link.cut();
+    client.say("client line 1");
+    server.say("server line 1");
+    client.expect_status("reconnecting for up to 300 s");
+    server.expect_status("keeping the conversation for 300 s");
+    client.say("client line 2");
+    server.say("server line 2");
+    let moved_to = link.roam();
+    link.restore();
+    client.expect_status("reconnected after");
+    let back = server.expect_status("is back");
+    assert!(back.contains(&format!("from {moved_to}:")), "{back}");
+    for line in ["client line 1", "client line 2"] {
+        assert_eq!(server.next_message(), line);
+    }
+    for line in ["server line 1", "server line 2"] {
+        assert_eq!(client.next_message(), line);
+    }
+    client.say("q");
+    assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
+    assert_eq!(server.wait().code(), Some(0), "{:?}", server.drain_stderr());
+}

@@ -114,6 +114,9 @@ pub enum News {
     /// peer to resume (see [`Io::allow_resume`]): what is sent meanwhile
     /// waits for it; `lines` of ours it had not acknowledged.
     Away { why: String, lines: u64 },
+    /// A client's new connection for its session (see [`Io::resume`])
+    /// failed before the server answered (`why`): still away.
+    NotResumed { why: String },
     /// The peer is back, on a new connection from `peer`, after `after`:
     /// `resent` messages of ours go again, from the first it had not taken.
     Back {
@@ -1189,7 +1192,10 @@ impl Io {
         let Some(link) = self.links.get_mut(id) else {
             return;
         };
-        if link.closing.is_some() || !matches!(link.phase, Phase::Admitted) {
+        // A session away is not ended by its connection's errors: a
+        // resuming connection's failure is another try's (met when it is
+        // read or written).
+        if link.closing.is_some() || !matches!(link.phase, Phase::Admitted) || link.away.is_some() {
             return;
         }
         if let Ok(Some(e)) = link.conn.stream().take_error() {
@@ -1615,8 +1621,7 @@ impl Io {
         // Counted as far as the lost connection went.
         link.taken_seen = link.conn.taken();
         link.received_seen = link.conn.plain_received();
-        let lines = link.session.as_ref().map_or(0, Session::unacked);
-        self.news.push_back((id, News::Away { why, lines }));
+        self.news.push_back((id, News::NotResumed { why }));
     }
 
     /// Connection `id`'s session may be resumed within `within` of a loss

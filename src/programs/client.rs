@@ -228,12 +228,13 @@ struct Reconnecting {
 }
 
 impl Reconnecting {
-    fn start(dialer: Dialer, events: Events) -> Self {
+    /// Tries from the `first`-th step of the backoff on.
+    fn start(dialer: Dialer, events: Events, first: u32) -> Self {
         let (sender, results) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
         std::thread::spawn(move || {
-            for attempt in 0.. {
+            for attempt in first.. {
                 let until = Instant::now() + reconnect_delay(attempt);
                 while Instant::now() < until {
                     if stopped.load(Ordering::SeqCst) {
@@ -394,7 +395,8 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
         events: events.clone(),
         dialer,
         reconnecting: None,
-        dial_failure: None,
+        dial_failures: Default::default(),
+        attempts: 0,
         config,
         inbox,
         found,
@@ -449,8 +451,10 @@ struct Talk<'a> {
     dialer: Dialer,
     /// Reaching the server again, after the connection was lost.
     reconnecting: Option<Reconnecting>,
-    /// Why the last attempt failed, as last said.
-    dial_failure: Option<String>,
+    /// Why tries to reconnect failed, as said, in this outage.
+    dial_failures: std::collections::HashSet<String>,
+    /// Tries to reconnect so far, since the connection was lost.
+    attempts: u32,
     config: Config,
     inbox: Receiver<Event>,
     /// What the reading of the server's frames found.
@@ -902,30 +906,42 @@ impl Talk<'_> {
     /// What the attempts to reach the server again gave: a connection
     /// resumes the session; a failure is said once for each new reason.
     fn redial(&mut self, io: &mut Io) {
-        let Some(reconnecting) = &self.reconnecting else {
-            return;
-        };
-        while let Ok(dialed) = reconnecting.results.try_recv() {
+        while let Some(dialed) = self
+            .reconnecting
+            .as_ref()
+            .and_then(|reconnecting| reconnecting.results.try_recv().ok())
+        {
             match dialed {
                 Ok((stream, tls)) => {
                     self.reconnecting = None;
                     if let Err(e) = io.resume(self.id, stream, tls) {
-                        let why = crate::errors::lowercase_os_error(&e);
-                        self.output().status(format!("still reconnecting: {why}"));
-                        self.reconnecting = Some(Reconnecting::start(
-                            self.dialer.clone(),
-                            self.events.clone(),
-                        ));
+                        self.said_failure(crate::errors::lowercase_os_error(&e));
+                        self.redial_later();
                     }
                     return;
                 }
                 Err(why) => {
-                    if self.dial_failure.as_ref() != Some(&why) {
-                        self.output().status(format!("still reconnecting: {why}"));
-                        self.dial_failure = Some(why);
-                    }
+                    self.attempts += 1;
+                    self.said_failure(why);
                 }
             }
+        }
+    }
+
+    /// Tries to reach the server again, after the backoff's next step.
+    fn redial_later(&mut self) {
+        self.reconnecting = Some(Reconnecting::start(
+            self.dialer.clone(),
+            self.events.clone(),
+            self.attempts,
+        ));
+    }
+
+    /// Says why a try to reconnect failed, once for each reason in an
+    /// outage (tries every 5 s would otherwise say the same every 5 s).
+    fn said_failure(&mut self, why: String) {
+        if self.dial_failures.insert(why.clone()) {
+            self.output().status(format!("still reconnecting: {why}"));
         }
     }
 
@@ -996,11 +1012,15 @@ impl Service for Talk<'_> {
                 };
                 self.output()
                     .error(format!("{why}; reconnecting for up to {within} s{lines}"));
-                self.dial_failure = None;
-                self.reconnecting = Some(Reconnecting::start(
-                    self.dialer.clone(),
-                    self.events.clone(),
-                ));
+                self.dial_failures.clear();
+                self.attempts = 0;
+                self.redial_later();
+            }
+            // A connection made, lost before the server answered: the
+            // tries go on where they were.
+            News::NotResumed { why } => {
+                self.said_failure(why);
+                self.redial_later();
             }
             News::Back { after, resent, .. } => {
                 self.reconnecting = None;

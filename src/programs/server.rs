@@ -735,6 +735,8 @@ impl Service for Conversations<'_> {
                         "{peer}: {why}; keeping the conversation for {within} s for it to come back{lines}"
                     ));
                 }
+                // A client's, not a server's.
+                News::NotResumed { .. } => {}
                 News::Back {
                     after,
                     peer: from,

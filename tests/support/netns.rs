@@ -14,6 +14,9 @@ pub struct Link {
     server_ns: String,
     client_ns: String,
     server_end: String,
+    client_end: String,
+    /// The client's address and its subnet (`10.233.N.2/24`).
+    client_ip: String,
     pub server_ip: String,
 }
 
@@ -40,10 +43,11 @@ impl Link {
             server_ns: format!("chat-s{tag}"),
             client_ns: format!("chat-c{tag}"),
             server_end: format!("cs{tag}"),
+            client_end: format!("cc{tag}"),
+            client_ip: format!("10.233.{}.2/24", n % 250),
             server_ip: format!("10.233.{}.1", n % 250),
         };
-        let client_end = format!("cc{tag}");
-        let client_ip = format!("10.233.{}.2/24", n % 250);
+        let (client_end, client_ip) = (link.client_end.clone(), link.client_ip.clone());
         let made = ip(&["netns", "add", &link.server_ns])
             && ip(&["netns", "add", &link.client_ns])
             && ip(&[
@@ -135,6 +139,44 @@ impl Link {
             ]),
             "cannot set the link down"
         );
+    }
+
+    /// The server's machine is back: its end of the link comes up again.
+    pub fn restore(&self) {
+        assert!(
+            ip(&["-n", &self.server_ns, "link", "set", &self.server_end, "up"]),
+            "cannot set the link up"
+        );
+    }
+
+    /// The client's machine changes its address (a laptop on another
+    /// network): `10.233.N.3` instead of `.2`, which is gone. Returns the
+    /// new address.
+    pub fn roam(&self) -> String {
+        let new = self.client_ip.replace(".2/24", ".3/24");
+        // The old one goes first: a second address in the same subnet is
+        // deleted with the first.
+        assert!(
+            ip(&[
+                "-n",
+                &self.client_ns,
+                "addr",
+                "del",
+                &self.client_ip,
+                "dev",
+                &self.client_end
+            ]) && ip(&[
+                "-n",
+                &self.client_ns,
+                "addr",
+                "add",
+                &new,
+                "dev",
+                &self.client_end
+            ]),
+            "cannot change the client's address"
+        );
+        new.trim_end_matches("/24").to_string()
     }
 
     /// chat-client in the server's own namespace (its link never cut).

@@ -245,7 +245,7 @@ impl Service for RoomService {
         match news {
             // A member's session is not kept for a resume (yet): the room
             // never allows one.
-            News::Away { .. } | News::Back { .. } => {}
+            News::Away { .. } | News::Back { .. } | News::NotResumed { .. } => {}
             News::PeerClosed => self.room.leave(id, None, &mut world),
             News::Failed(why) => self.room.leave(id, Some(&why), &mut world),
             News::WentIdle(idle) => self.room.went_idle(id, idle, &mut world),
