@@ -148,6 +148,8 @@ struct Link {
     acks_held: bool,
     /// What the peer sends is acknowledged up to this much later.
     ack_delay: Duration,
+    /// The service holds off reading it (a room holding a talker back).
+    deferred: bool,
 }
 
 /// What a service acts through, and the loop's state besides the poll.
@@ -707,6 +709,34 @@ impl Io {
         }
     }
 
+    /// The service holds off reading connection `id` with something to
+    /// read (`deferred`), or reads it again: while it does not read, what
+    /// the peer sends waits unread, heartbeats too, so the peer's silence
+    /// is not counted against it (a talker a busy room holds back is not
+    /// lost for that).
+    pub fn defer_reading(&mut self, id: Id, deferred: bool) {
+        let now = self.now;
+        let Some(link) = self.links.get_mut(id) else {
+            return;
+        };
+        if link.deferred == deferred {
+            return;
+        }
+        link.deferred = deferred;
+        if let Some(session) = &mut link.session {
+            session.deafen(deferred, now);
+        }
+    }
+
+    /// Asks the system to hold about `bytes` at most of what connection
+    /// `id`'s peer sends before we read it, so that what we do not read
+    /// soon waits in the peer's system, where it can see that it waits.
+    pub fn limit_receive_buffer(&mut self, id: Id, bytes: usize) {
+        if let Some(link) = self.links.get(id) {
+            let _ = socket2::SockRef::from(link.conn.stream()).set_recv_buffer_size(bytes);
+        }
+    }
+
     /// Whether connection `id` may have frames to read now.
     pub fn can_read(&self, id: Id) -> bool {
         self.links.get(id).is_some_and(|link| link.conn.can_read())
@@ -853,6 +883,7 @@ impl Io {
             opened_told: false,
             acks_held: false,
             ack_delay: Duration::ZERO,
+            deferred: false,
         });
         Ok(id)
     }
@@ -1017,6 +1048,7 @@ impl Io {
         if link.conn.take_offer() {
             let mut session = Session::new(now);
             session.delay_acks(link.ack_delay);
+            session.deafen(link.deferred, now);
             link.session = Some(session);
             link.hello_owed = true;
         }
