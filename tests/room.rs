@@ -796,10 +796,38 @@ fn a_flood_is_slowed_to_the_pace_and_an_attentive_slower_reader_stays() {
         assert_eq!(reader.next_message(), format!("flooder: {line}"));
     }
     let took = began.elapsed();
-    // 2 MB at 512 KiB/s, less the burst (128 KiB) and one read (256 KiB):
-    // over 3 s paced; at loopback speed the reader alone would take 1 s.
+    // 2 MB at 512 KiB/s, less the burst (256 KiB) and what the server's
+    // socket holds (about 128 KiB): over 3 s paced; at loopback speed the
+    // reader alone would take 1 s.
     assert!(took >= Duration::from_secs(2), "not slowed: {took:?}");
     still_here(&mut reader, "here (3): server, reader, flooder");
+}
+
+/// A talker whose client holds lines the room does not take yet (its
+/// socket takes nothing more) is told so once, and keeps them.
+#[test]
+fn a_talker_held_back_by_the_room_is_told_once_that_its_lines_are_kept() {
+    let server = start_room(&["--member-rate", "100000"]);
+    let mut talker = server.join_room("talker");
+    let lines = support::flood("talker", 16_000_000);
+    let _typing = talker.type_in_background(format!("{}\n", lines.join("\n")).into_bytes());
+    let slowly =
+        "the room takes your lines more slowly than you type; they are kept and sent in order";
+    talker.expect_status(slowly);
+    // Said once, and nothing refused or lost meanwhile.
+    std::thread::sleep(Duration::from_secs(1));
+    let said = talker.drain_stderr();
+    assert_eq!(said.iter().filter(|l| l.contains(slowly)).count(), 1);
+    assert!(
+        said.iter()
+            .any(|l| l.contains("faster than the room takes"))
+    );
+    assert!(
+        !said
+            .iter()
+            .any(|l| l.contains("not sent") || l.contains("lost") || l.contains("not delivered")),
+        "{said:?}"
+    );
 }
 
 /// A member whose idle timeout runs out is told why, and so is the room.
