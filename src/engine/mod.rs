@@ -1121,6 +1121,17 @@ impl Io {
                 }
                 return;
             }
+            // What the thread beside could not write whole waits at the
+            // front of the outbox, the rest of a frame begun on the
+            // socket: it goes before our `HELLO`, or the `HELLO` would
+            // land inside that frame (a flooding client whose room held
+            // it back at once was cut off for a protocol error so).
+            // Frames before the `HELLO` are version 1's: not numbered.
+            let mut batches = Vec::new();
+            outbox.take_now(&mut batches);
+            for mut batch in batches {
+                link.conn.queue_batch(&mut batch);
+            }
             link.beside = None;
         }
         link.hello_owed = false;

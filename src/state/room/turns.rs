@@ -7,7 +7,7 @@
 //! round would take it all; in turns, each gets its share, and every one
 //! of them is read every round.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use super::Who;
 
@@ -18,13 +18,15 @@ pub const TURN: usize = 64 * 1024;
 pub struct Turns {
     /// Talkers waiting for their turn, the next first.
     queue: VecDeque<Who>,
+    /// The same, to tell at once whether one waits (a room of thousands).
+    waiting: BTreeSet<Who>,
 }
 
 impl Turns {
     /// `who` has something to say: it waits for its turn (once, however
     /// often it is said).
     pub fn ready(&mut self, who: Who) {
-        if !self.queue.contains(&who) {
+        if self.waiting.insert(who) {
             self.queue.push_back(who);
         }
     }
@@ -32,11 +34,15 @@ impl Turns {
     /// The talker whose turn it is, taken out of the queue: if it has more
     /// to say after its turn, it is [`ready`](Self::ready) again, last.
     pub fn next(&mut self) -> Option<Who> {
-        self.queue.pop_front()
+        let who = self.queue.pop_front()?;
+        self.waiting.remove(&who);
+        Some(who)
     }
 
     pub fn forget(&mut self, who: Who) {
-        self.queue.retain(|&w| w != who);
+        if self.waiting.remove(&who) {
+            self.queue.retain(|&w| w != who);
+        }
     }
 
     pub fn is_empty(&self) -> bool {
