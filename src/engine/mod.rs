@@ -539,6 +539,18 @@ impl Io {
     /// ends, with whatever else was queued for it meanwhile.
     pub fn send(&mut self, id: Id, frames: &[u8]) {
         if let Some(link) = self.links.get_mut(id) {
+            // While another thread writes the socket beside the loop, what
+            // it could not write whole waits in its outbox, the rest of a
+            // frame begun on the socket: frames queued here would go out
+            // before that rest, inside the frame. They go behind it, through
+            // the outbox. (A client whose room greeted it after its 1-s
+            // wait, a busy room holding it back, sent its `/nick` so, and
+            // the room read garbage and cut it off.)
+            if let Some(outbox) = &link.beside {
+                let mut batch = frames.to_vec();
+                outbox.push(&mut batch, crate::console::outbox::Room::Take);
+                return;
+            }
             if link.conn.unsent() == 0 {
                 self.dirty.push(id);
             }
