@@ -228,10 +228,7 @@ fn a_minute_long_outage_is_resumed_with_everything_typed_meanwhile() {
     let tries = relay.connections();
     relay.up();
     client.expect_status("reconnected after");
-    assert!(
-        tries > 10,
-        "the client kept trying: {tries} connections"
-    );
+    assert!(tries > 10, "the client kept trying: {tries} connections");
     expect_exactly(&mut server, &from_client);
     expect_exactly(&mut client, &from_server);
     client.say("q");

@@ -112,14 +112,16 @@ struct Args {
           value_parser = clap::value_parser!(u32).range(1..))]
     max_clients: u32,
 
-    /// Bytes a room member may fall behind (queued for it, not yet sent)
-    /// before it is disconnected; at least the largest message
-    #[arg(long, value_name = "BYTES", default_value_t = 2 << 20, requires = "room",
+    /// Bytes that may wait for a room member (queued for it, not yet sent)
+    /// while the room reads its talkers; past it, nobody is read until that
+    /// member takes some (nothing is lost; a member that takes nothing for
+    /// 5 s is cut off)
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 10, requires = "room",
           value_parser = clap::value_parser!(u32).range(1..))]
     member_backlog: u32,
 
-    /// Bytes a second a room member may send, sustained, after a burst of a
-    /// quarter of its backlog; a faster one is slowed (nothing is lost)
+    /// Bytes a second a room member may send, sustained, after a burst of
+    /// half a second of it; a faster one is slowed (nothing is lost)
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, requires = "room",
           value_parser = clap::value_parser!(u32).range(1..))]
     member_rate: u32,

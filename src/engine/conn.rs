@@ -36,6 +36,10 @@ use crate::wire::session::{self, CONTROL_MAX, Control, Header, Hello, OFFER_FRAM
 /// lines, 128 MiB and 1 GiB, against c4b007a.
 const SEAL_CHUNK: usize = 64 * 1024;
 
+/// The least a read asks the socket for, whatever the caller's limit: a
+/// read of a few bytes at a time costs a system call for each.
+const MIN_READ: usize = 16 * 1024;
+
 /// How our sending half stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sending {
@@ -569,7 +573,13 @@ impl Conn {
             if !self.readable {
                 return None;
             }
-            match self.read_plaintext(scratch) {
+            // The socket is asked for no more than the caller takes (and
+            // at least a little): what it does not take waits in the
+            // system, and past that in the peer's, which TCP holds back,
+            // rather than here (a room reading its talkers in turns kept
+            // up to the whole scratch buffer for each of them).
+            let want = limit.saturating_sub(taken).max(MIN_READ).min(scratch.len());
+            match self.read_plaintext(&mut scratch[..want]) {
                 Ok(0) => {
                     let end = match self.pending.is_empty() {
                         true => ReadEnd::Closed,

@@ -221,6 +221,8 @@ struct Link {
     /// The peer would resume the session (a client's `HELLO` names it
     /// unless its `--resume-for` is 0): a server keeps it only then.
     peer_resumes: bool,
+    /// The service holds off reading it (a room holding a talker back).
+    deferred: bool,
 }
 
 /// What a service acts through, and the loop's state besides the poll.
@@ -639,6 +641,18 @@ impl Io {
     /// ends, with whatever else was queued for it meanwhile.
     pub fn send(&mut self, id: Id, frames: &[u8]) {
         if let Some(link) = self.links.get_mut(id) {
+            // While another thread writes the socket beside the loop, what
+            // it could not write whole waits in its outbox, the rest of a
+            // frame begun on the socket: frames queued here would go out
+            // before that rest, inside the frame. They go behind it, through
+            // the outbox. (A client whose room greeted it after its 1-s
+            // wait, a busy room holding it back, sent its `/nick` so, and
+            // the room read garbage and cut it off.)
+            if let Some(outbox) = &link.beside {
+                let mut batch = frames.to_vec();
+                outbox.push(&mut batch, crate::console::outbox::Room::Take);
+                return;
+            }
             if link.conn.unsent() == 0 {
                 self.dirty.push(id);
             }
@@ -828,6 +842,34 @@ impl Io {
         }
     }
 
+    /// The service holds off reading connection `id` with something to
+    /// read (`deferred`), or reads it again: while it does not read, what
+    /// the peer sends waits unread, heartbeats too, so the peer's silence
+    /// is not counted against it (a talker a busy room holds back is not
+    /// lost for that).
+    pub fn defer_reading(&mut self, id: Id, deferred: bool) {
+        let now = self.now;
+        let Some(link) = self.links.get_mut(id) else {
+            return;
+        };
+        if link.deferred == deferred {
+            return;
+        }
+        link.deferred = deferred;
+        if let Some(session) = &mut link.session {
+            session.deafen(deferred, now);
+        }
+    }
+
+    /// Asks the system to hold about `bytes` at most of what connection
+    /// `id`'s peer sends before we read it, so that what we do not read
+    /// soon waits in the peer's system, where it can see that it waits.
+    pub fn limit_receive_buffer(&mut self, id: Id, bytes: usize) {
+        if let Some(link) = self.links.get(id) {
+            let _ = socket2::SockRef::from(link.conn.stream()).set_recv_buffer_size(bytes);
+        }
+    }
+
     /// Whether connection `id` may have frames to read now.
     pub fn can_read(&self, id: Id) -> bool {
         self.links.get(id).is_some_and(|link| link.conn.can_read())
@@ -984,6 +1026,7 @@ impl Io {
             broken: false,
             finishing: false,
             peer_resumes: true,
+            deferred: false,
         });
         Ok(id)
     }
@@ -1345,6 +1388,7 @@ impl Io {
         if link.conn.take_offer() && link.session.is_none() {
             let mut session = Session::new(now);
             session.delay_acks(link.ack_delay);
+            session.deafen(link.deferred, now);
             link.session = Some(session);
             link.hello_owed = true;
         }
@@ -1452,6 +1496,17 @@ impl Io {
                     self.after_push.push(id);
                 }
                 return;
+            }
+            // What the thread beside could not write whole waits at the
+            // front of the outbox, the rest of a frame begun on the
+            // socket: it goes before our `HELLO`, or the `HELLO` would
+            // land inside that frame (a flooding client whose room held
+            // it back at once was cut off for a protocol error so).
+            // Frames before the `HELLO` are version 1's: not numbered.
+            let mut batches = Vec::new();
+            outbox.take_now(&mut batches);
+            for mut batch in batches {
+                link.conn.queue_batch(&mut batch);
             }
             link.beside = None;
         }

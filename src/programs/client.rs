@@ -411,6 +411,7 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
         limit: None,
         input_ended: false,
         in_room: false,
+        told_slow: false,
         waiting: false,
         quit: false,
         turned_away: false,
@@ -479,6 +480,8 @@ struct Talk<'a> {
     input_ended: bool,
     /// The server is a room.
     in_room: bool,
+    /// Told that the room takes our lines more slowly than they come.
+    told_slow: bool,
     /// The server put us in its waiting line, and our turn has not come:
     /// nothing we sent is delivered yet.
     waiting: bool,
@@ -622,7 +625,18 @@ impl Talk<'_> {
             self.send_batches(io, id);
         }
         let held = self.outbox.queued() as u64;
-        io.set_held(id, held, self.outbox.is_backlogged());
+        let backlogged = self.outbox.is_backlogged();
+        if backlogged && self.in_room && !std::mem::replace(&mut self.told_slow, true) {
+            self.console.output.status(
+                "the room takes your lines more slowly than you type; they are kept and sent in order",
+            );
+        }
+        // A room that takes our lines slowly is busy relaying everyone's
+        // (it reads its talkers in turns, and none while a member is far
+        // behind), not a peer that stopped reading: the 10-s rule would
+        // cut a patient talker off. A room that is gone is found out as
+        // any lost peer is (--dead-after).
+        io.set_held(id, held, backlogged && !self.in_room);
     }
 
     /// Sends what was taken from the outbox, but lines over the room's

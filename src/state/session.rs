@@ -125,6 +125,9 @@ pub struct Session {
     ping_after: Duration,
     /// What we take is acknowledged at most this much later.
     ack_delay: Duration,
+    /// We are not reading the peer (a room holding a talker back): what it
+    /// sends, heartbeats included, waits unread, so its silence is ours.
+    deaf: bool,
 }
 
 impl Session {
@@ -141,6 +144,7 @@ impl Session {
             sent_at: now,
             ping_after: PING_AFTER,
             ack_delay: Duration::ZERO,
+            deaf: false,
         }
     }
 
@@ -243,7 +247,20 @@ impl Session {
 
     /// How long the peer has sent nothing at all.
     pub fn silent_for(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(self.heard_at)
+        match self.deaf {
+            true => Duration::ZERO,
+            false => now.saturating_duration_since(self.heard_at),
+        }
+    }
+
+    /// We stop reading the peer, or read it again at `now` (`deaf` false):
+    /// its silence counts only while we read it, from when we do again (a
+    /// talker a busy room held back for long is not lost for it).
+    pub fn deafen(&mut self, deaf: bool, now: Instant) {
+        if self.deaf && !deaf {
+            self.heard(now);
+        }
+        self.deaf = deaf;
     }
 
     /// Data frames we sent that the peer has not acknowledged.
@@ -391,6 +408,25 @@ mod tests {
         // An old report does not turn the clock back.
         session.heard(at(t0, 50));
         assert_eq!(session.silent_for(at(t0, 200)), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn silence_is_not_counted_while_the_peer_is_not_read() {
+        let t0 = Instant::now();
+        let mut session = Session::new(t0);
+        session.deafen(true, at(t0, 100));
+        // Ten minutes unread: not silent, since its heartbeats wait unread.
+        assert_eq!(
+            session.silent_for(at(t0, 100) + TEN_MINUTES),
+            Duration::ZERO
+        );
+        // Read again: its silence counts from then.
+        let again = at(t0, 100) + TEN_MINUTES;
+        session.deafen(false, again);
+        assert_eq!(
+            session.silent_for(again + Duration::from_millis(100)),
+            Duration::from_millis(100)
+        );
     }
 
     #[test]

@@ -78,9 +78,12 @@ pub fn members(n: usize) -> String {
     }
 }
 
-/// To a member disconnected for falling more than `bound` bytes behind.
-pub fn dropped_behind(bound: usize) -> String {
-    format!("{DROPPED} you fell more than {bound} bytes behind the room")
+/// To a member cut off for taking nothing the room sent for `stalled`.
+pub fn stalled(stalled: std::time::Duration) -> String {
+    format!(
+        "{DROPPED} you took nothing the room sent for {} s",
+        stalled.as_secs()
+    )
 }
 
 /// Whether a notice tells its reader it was turned away or disconnected:
@@ -423,7 +426,7 @@ mod tests {
         };
         assert!(turns_away(&notice(full(1))));
         assert!(notice(full(1)).contains("(1 member)"));
-        assert!(turns_away(&dropped_behind(2048)));
+        assert!(turns_away(&stalled(std::time::Duration::from_secs(5))));
         assert!(!turns_away(&notice(greeting(1 << 20))));
         assert!(!turns_away(&notice(closing())));
         assert!(!turns_away("alice was disconnected: it fell behind"));
@@ -438,7 +441,7 @@ mod tests {
         assert!(!was_cut_short(&closed_by("server")));
         assert!(!was_cut_short(&cut_short("alice: hi")));
         assert!(says_goodbye(&idle(Duration::from_secs(5))));
-        assert!(says_goodbye(&dropped_behind(10)));
+        assert!(says_goodbye(&stalled(std::time::Duration::from_secs(5))));
         assert!(says_goodbye(&closed_by("server")));
         assert!(!says_goodbye("bob left"));
         for not in [

@@ -28,6 +28,7 @@ use crate::engine::Listening;
 pub use crate::engine::TlsConfig;
 use crate::programs::server::{Opened, Surroundings, open, run_to_end};
 use crate::state::access::Access;
+use crate::state::room::flow::{self, Flow};
 use crate::state::room::{Room, Settings};
 use crate::wire::names;
 use crate::wire::room as wire;
@@ -39,7 +40,8 @@ pub struct Config {
     pub max_message_size: usize,
     /// Members at most; one more is told the room is full.
     pub max_clients: usize,
-    /// Bytes a member may fall behind before it is disconnected.
+    /// Bytes that may wait for a member while the room reads its talkers:
+    /// past it, nobody is read until that member takes some.
     pub backlog: usize,
     /// Bytes a second a member may talk, sustained; past it, its lines are
     /// taken more slowly.
@@ -125,6 +127,9 @@ pub(crate) fn run(
         held: Vec::new(),
         exit: None,
         paused: BTreeSet::new(),
+        turns: Default::default(),
+        flow: Flow::new(config.backlog, flow::STALL),
+        cut: BTreeSet::new(),
         frames: Vec::new(),
     };
     output.status(format!("listening on {address}"));

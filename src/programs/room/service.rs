@@ -1,11 +1,13 @@
 //! The room on the server's event loop: [`crate::state::room::Room`] decides, this
 //! carries it out over the loop's connections and the operator's console.
 //!
-//! A member is read when its socket is readable and its pace allows, a
-//! portion at a time; one held back by its pace is simply not read until
-//! then (TCP holds the rest back in its client), and the loop's next tick
-//! reads it again. The operator's lines come from its console's outbox,
-//! at the same pace.
+//! A member with something to say waits for its turn ([`Turns`]), and is
+//! read a turn at a time, while the room's flow allows ([`Flow`]: no
+//! member has more than its bound queued) and its pace does; one held back
+//! is simply not read until then (TCP holds the rest back in its client),
+//! and the loop's next tick reads it again. A member that takes nothing
+//! for [`flow::STALL`] is cut off and never read again. The operator's
+//! lines come from its console's outbox, at the same pace.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -18,13 +20,23 @@ use crate::console::output::{Output, Shown};
 use crate::engine::{Id, Io, News, Service, Tick};
 use crate::errors::describe_failure;
 use crate::state::ending::{Ending, Happening};
+use crate::state::room::flow::{self, Flow};
+use crate::state::room::turns::Turns;
 use crate::state::room::{Admission, OPERATOR, Room, Spoken, Who, World};
 use crate::wire::room as wire;
 
-/// A member is read this much in one round of the loop at most (its pace
-/// usually stops it long before); the rest next round, so that no talker
-/// holds the loop.
+/// Members are read this much in one round of the loop at most (the
+/// room's flow usually stops it long before); the rest next round, so that
+/// nobody holds the loop.
 const READ_PER_ROUND: usize = 4 << 20;
+
+/// A member's socket holds about this much of a second of its pace before
+/// we read it: a talker held back sees so at once (its own system's
+/// buffers fill), and its pace is not spent on what sat in ours.
+const RECEIVE_BUFFER_SECONDS: f64 = 0.25;
+
+/// The least a member's socket holds, however slow its pace.
+const MIN_RECEIVE_BUFFER: usize = 8 * 1024;
 
 pub(super) struct RoomService {
     pub room: Room,
@@ -38,6 +50,13 @@ pub(super) struct RoomService {
     pub exit: Option<Exit>,
     /// Members not read because of their pace, to be read again.
     pub paused: BTreeSet<Id>,
+    /// Members with something to say, waiting for their turn.
+    pub turns: Turns,
+    /// What waits for each member: whether talkers may be read now, and
+    /// who has stalled.
+    pub flow: Flow,
+    /// Members cut off for taking nothing: never read again.
+    pub cut: BTreeSet<Id>,
     pub frames: Vec<u8>,
 }
 
@@ -45,16 +64,11 @@ pub(super) struct RoomService {
 struct Over<'a> {
     io: &'a mut Io,
     output: &'a Output,
-    backlog: usize,
 }
 
 impl World for Over<'_> {
-    fn deliver(&mut self, to: Who, frames: &[u8], bounded: bool) -> bool {
-        if bounded && self.io.unsent(to) + frames.len() > self.backlog {
-            return false;
-        }
+    fn deliver(&mut self, to: Who, frames: &[u8]) {
         self.io.send(to, frames);
-        true
     }
 
     fn end(&mut self, who: Who) {
@@ -81,17 +95,33 @@ impl World for Over<'_> {
 }
 
 impl RoomService {
-    fn over<'a>(io: &'a mut Io, output: &'a Output, room: &Room) -> Over<'a> {
-        Over {
-            io,
-            output,
-            backlog: room.backlog(),
-        }
+    fn over<'a>(io: &'a mut Io, output: &'a Output, _room: &Room) -> Over<'a> {
+        Over { io, output }
     }
 
-    /// Reads member `id` as far as its pace allows; one no longer in the
-    /// room is read to its end and what it says dropped.
+    /// Member `id` may have something to say: it waits for its turn, and
+    /// turns are taken as far as the flow allows. One no longer in the
+    /// room is read to its end and what it says dropped; one cut off is
+    /// never read again.
     fn read(&mut self, io: &mut Io, id: Id) {
+        if self.cut.contains(&id) {
+            return;
+        }
+        if !self.room.is_here(id) || self.room.is_closing() {
+            self.drop_what_is_said(io, id);
+            return;
+        }
+        if !self.paused.contains(&id) {
+            self.turns.ready(id);
+            io.defer_reading(id, true);
+        }
+        self.take_turns(io);
+    }
+
+    /// Reads a member no longer in the room, dropping what it says, to its
+    /// end (a round's worth at a time).
+    fn drop_what_is_said(&mut self, io: &mut Io, id: Id) {
+        io.defer_reading(id, false);
         let mut read = 0;
         loop {
             if read >= READ_PER_ROUND {
@@ -99,11 +129,42 @@ impl RoomService {
                 return;
             }
             self.frames.clear();
+            if !io.read(id, &mut self.frames, usize::MAX) {
+                return;
+            }
+            read += self.frames.len().max(1);
+        }
+    }
+
+    /// Brings the flow up to date with what waits for each member now.
+    fn observe(&mut self, io: &Io) {
+        let now = io.now();
+        for id in self.room.members() {
+            match self.room.is_here(id) && !self.cut.contains(&id) {
+                true => self.flow.observe(id, io.unsent(id), io.sent(id), now),
+                false => self.flow.forget(id),
+            }
+        }
+    }
+
+    /// Reads the talkers whose turn it is, a turn each, while no member
+    /// has more than its bound waiting (TCP holds the rest in the
+    /// talkers' clients meanwhile) and for a round's worth at most.
+    fn take_turns(&mut self, io: &mut Io) {
+        let mut read = 0;
+        while read < READ_PER_ROUND {
+            self.observe(io);
+            if !self.flow.may_read() {
+                return;
+            }
+            let Some(id) = self.turns.next() else {
+                return;
+            };
+            if self.cut.contains(&id) {
+                continue;
+            }
             if !self.room.is_here(id) || self.room.is_closing() {
-                if !io.read(id, &mut self.frames, usize::MAX) {
-                    return;
-                }
-                read += self.frames.len().max(1);
+                self.drop_what_is_said(io, id);
                 continue;
             }
             if self
@@ -112,18 +173,36 @@ impl RoomService {
                 .is_some_and(|until| until > io.now())
             {
                 self.paused.insert(id);
-                return;
+                continue;
             }
+            self.frames.clear();
             let more = io.read(id, &mut self.frames, self.room.portion());
-            read += self.frames.len();
+            read += self.frames.len().max(1);
             if !self.frames.is_empty() {
                 let now = io.now();
                 let mut world = Self::over(io, &self.output, &self.room);
                 self.room.hear(id, &self.frames, now, &mut world);
             }
-            if !more {
-                return;
+            match more {
+                true => self.turns.ready(id),
+                false => io.defer_reading(id, false),
             }
+        }
+    }
+
+    /// Cuts off the members that took nothing for [`flow::STALL`] while
+    /// something waited for them: told why, the room too, their
+    /// connections ended (what they send is never read again; TCP holds
+    /// it in their clients until the connection is reset).
+    fn cut_off_stalled(&mut self, io: &mut Io) {
+        self.observe(io);
+        for id in self.flow.stalled(io.now()) {
+            self.flow.forget(id);
+            self.turns.forget(id);
+            self.paused.remove(&id);
+            self.cut.insert(id);
+            let mut world = Self::over(io, &self.output, &self.room);
+            self.room.cut_off(id, flow::STALL, &mut world);
         }
     }
 
@@ -229,6 +308,9 @@ impl Service for RoomService {
             Admission::Member => {
                 // Relays are not kept for the member's acknowledgement.
                 io.keep_nothing(id);
+                let rate = self.room.rate() as f64;
+                let buffer = (rate * RECEIVE_BUFFER_SECONDS) as usize;
+                io.limit_receive_buffer(id, buffer.max(MIN_RECEIVE_BUFFER));
                 io.start_ending(id);
                 self.read(io, id);
             }
@@ -252,6 +334,9 @@ impl Service for RoomService {
             News::StillWaiting { .. } | News::SessionOpened | News::Unacknowledged { .. } => {}
             News::Ended(ending) => {
                 self.paused.remove(&id);
+                self.turns.forget(id);
+                self.flow.forget(id);
+                self.cut.remove(&id);
                 // Ended with no word before (a peer lost to silence, its
                 // heartbeats or its system's answers gone): the room is
                 // told why it left, as for any other leave.
@@ -286,6 +371,7 @@ impl Service for RoomService {
 
     fn tick(&mut self, io: &mut Io) -> Tick {
         let now = io.now();
+        self.cut_off_stalled(io);
         let due: Vec<Id> = self
             .paused
             .iter()
@@ -294,8 +380,9 @@ impl Service for RoomService {
             .collect();
         for id in due {
             self.paused.remove(&id);
-            self.read(io, id);
+            self.turns.ready(id);
         }
+        self.take_turns(io);
         if self.exit.is_none() {
             self.hear_operator(io, false);
         }
@@ -309,8 +396,13 @@ impl Service for RoomService {
         let operator_at = (!self.held.is_empty())
             .then(|| self.room.paced_until(OPERATOR))
             .flatten();
+        // Turns left for the next round, if the flow allows them now
+        // (otherwise a member taking what waits for it wakes the loop).
+        self.observe(io);
+        let turns_at = (!self.turns.is_empty() && self.flow.may_read()).then_some(now);
+        let stall_at = self.flow.wake_at();
         Tick {
-            wake_at: [room_at, paused_at, operator_at]
+            wake_at: [room_at, paused_at, operator_at, turns_at, stall_at]
                 .into_iter()
                 .flatten()
                 .min(),

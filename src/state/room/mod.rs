@@ -4,11 +4,12 @@
 //! out through [`World`], which the server implements over its event loop
 //! and the unit tests over a record.
 //!
-//! Members are told every message in the order the room heard them. A
-//! member whose queue would grow past its bound gets nothing more and is
-//! disconnected (after a notice saying why); a talker faster than its pace
-//! is read more slowly, so that one flood never disconnects an attentive
-//! reader.
+//! Members are told every message in the order the room heard them, and
+//! nothing said is ever dropped: a room that relays faster than its
+//! members take reads its talkers more slowly instead ([`flow`], in turns:
+//! [`turns`]), and a talker faster than its pace is read more slowly too.
+//! Only a member that takes nothing at all for [`flow::STALL`] is cut off
+//! ([`Room::cut_off`]), told why, and the room too.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -17,7 +18,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub(crate) mod clock;
 pub(crate) mod commands;
+pub(crate) mod flow;
 mod pace;
+pub(crate) mod turns;
 
 use self::clock::{Deadlines, HELLO_WAIT};
 use self::commands::{Command, HELP};
@@ -55,9 +58,9 @@ const SCREEN_REPORT_PERIOD: Duration = Duration::from_secs(5);
 
 /// What the room does to the world.
 pub trait World {
-    /// Queues `frames` for member `to`. With `bounded`, false (and nothing
-    /// queued) if that would put it more than the room's bound behind.
-    fn deliver(&mut self, to: Who, frames: &[u8], bounded: bool) -> bool;
+    /// Queues `frames` for member `to` (never refused: how much waits for
+    /// members is bounded by reading the talkers less, see [`flow`]).
+    fn deliver(&mut self, to: Who, frames: &[u8]);
     /// Ends member `who`'s connection: what is queued goes first.
     fn end(&mut self, who: Who);
     /// A status line for the operator.
@@ -74,7 +77,7 @@ pub trait World {
 pub struct Settings {
     pub max_message_size: usize,
     pub max_clients: usize,
-    /// Bytes a member may fall behind before it is disconnected.
+    /// Bytes that may wait for a member while the room reads on.
     pub backlog: usize,
     /// Bytes a second a member may talk, sustained.
     pub rate: usize,
@@ -90,8 +93,6 @@ struct Member {
     present: bool,
     /// The room was told it joined.
     announced: bool,
-    /// Fell behind by more than the bound: it gets nothing more.
-    behind: bool,
     /// Frames it sent before it was announced, handled once it is.
     early: Vec<u8>,
     pace: Pace,
@@ -125,8 +126,6 @@ pub struct Room {
     closing: bool,
     /// Newcomers not yet announced, by when they will be.
     arrivals: Deadlines<Who>,
-    /// Members found behind, to be disconnected once the relay is done.
-    fell_behind: Vec<Who>,
     /// Messages the operator's screen had no room for, not yet reported.
     unshown: u64,
     unshown_told: Option<Instant>,
@@ -155,7 +154,7 @@ impl Room {
     pub fn new(mut settings: Settings) -> Self {
         // A member must be able to take at least one message of the largest size.
         settings.backlog = settings.backlog.max(settings.max_message_size + 64);
-        let pace = Pace::new(settings.rate, settings.backlog / 4);
+        let pace = Self::pace_of(&settings);
         Self {
             operator: settings.operator.clone(),
             operator_key: names::Key::of(&settings.operator),
@@ -169,27 +168,25 @@ impl Room {
             guests: 0,
             closing: false,
             arrivals: Deadlines::default(),
-            fell_behind: Vec::new(),
             unshown: 0,
             unshown_told: None,
         }
     }
 
-    /// A talker's pace: the room's rate, and a quarter of a member's bound
-    /// at once, read in portions of at most that, so that a reader that
-    /// keeps up with the rate is never more than half its bound behind one
-    /// talker.
-    fn pace(&self) -> Pace {
-        Pace::new(self.settings.rate, self.settings.backlog / 4)
+    /// A talker's pace: the room's rate, and half a second of it at once
+    /// (a line typed after a pause is never held back).
+    fn pace_of(settings: &Settings) -> Pace {
+        Pace::new(settings.rate, settings.rate / 2)
     }
 
-    /// The most a talker's frames are read at once.
+    /// The most a talker's frames are read in one turn.
     pub fn portion(&self) -> usize {
-        self.settings.backlog / 4
+        turns::TURN
     }
 
-    pub fn backlog(&self) -> usize {
-        self.settings.backlog
+    /// Bytes a second a member may talk, sustained.
+    pub fn rate(&self) -> usize {
+        self.settings.rate
     }
 
     /// A client `who` from `peer` connected (and passed the gate): a
@@ -245,9 +242,9 @@ impl Room {
         for said in self.history.iter().skip(skip) {
             let _ = encode_frame(&mut hello, &wire::earlier(said), usize::MAX);
         }
-        world.deliver(who, &hello, false);
+        world.deliver(who, &hello);
         self.arrivals.set(who, now + HELLO_WAIT);
-        let pace = self.pace();
+        let pace = Self::pace_of(&self.settings);
         self.members.insert(
             who,
             Member {
@@ -256,7 +253,6 @@ impl Room {
                 peer,
                 present: true,
                 announced: false,
-                behind: false,
                 early: Vec::new(),
                 pace,
                 paced_until: None,
@@ -310,7 +306,6 @@ impl Room {
                 self.tell(who, &text, world);
             }
         }
-        self.disconnect_behind(world);
     }
 
     fn hear_frames(&mut self, who: Who, frames: &[u8], world: &mut impl World) {
@@ -370,7 +365,6 @@ impl Room {
             ));
             self.unshown_told = Some(now);
         }
-        self.disconnect_behind(world);
         let report_at = (self.unshown > 0)
             .then(|| self.unshown_told.map(|at| at + SCREEN_REPORT_PERIOD))
             .flatten();
@@ -408,7 +402,6 @@ impl Room {
         };
         self.notice_all(who, &text, world);
         world.status(text);
-        self.disconnect_behind(world);
     }
 
     /// Member `who` went quiet for `idle`: told why (before its side is
@@ -447,7 +440,7 @@ impl Room {
             let ids: Vec<Who> = self.members.keys().copied().collect();
             for &who in &ids {
                 let member = &self.members[&who];
-                if !member.present && !member.behind {
+                if !member.present {
                     continue;
                 }
                 let paced = member.paced_until.is_some_and(|until| until > now);
@@ -458,7 +451,7 @@ impl Room {
                 let mut frame = Vec::new();
                 let _ = encode_frame(&mut frame, &wire::notice(&text), usize::MAX);
                 if self.members[&who].present {
-                    world.deliver(who, &frame, false);
+                    world.deliver(who, &frame);
                 }
             }
             for member in self.members.values_mut() {
@@ -665,34 +658,36 @@ impl Room {
         }
     }
 
-    /// Members found behind: told why (after what they already have
-    /// queued), the room too, and their connections ended.
-    fn disconnect_behind(&mut self, world: &mut impl World) {
-        while let Some(who) = self.fell_behind.pop() {
-            let bound = self.settings.backlog;
-            let Some(member) = self.members.get_mut(&who) else {
-                continue;
-            };
-            if !member.present {
-                continue;
-            }
-            member.present = false;
-            self.arrivals.cancel(who);
-            let (name, announced) = (member.name.clone(), member.announced);
-            let mut notice = Vec::new();
-            let _ = encode_frame(
-                &mut notice,
-                &wire::notice(&wire::dropped_behind(bound)),
-                usize::MAX,
-            );
-            world.deliver(who, &notice, false);
-            let text = format!("{name} was disconnected: it fell more than {bound} bytes behind");
-            if announced {
-                self.notice_all(who, &text, world);
-            }
-            world.status(text);
-            world.end(who);
+    /// Member `who` took nothing of what waited for it for `stalled`: it
+    /// is told why (after what is queued for it, which it may still
+    /// read), the room too, and its connection ended. True if it was here.
+    pub fn cut_off(&mut self, who: Who, stalled: Duration, world: &mut impl World) -> bool {
+        self.arrivals.cancel(who);
+        let Some(member) = self.members.get_mut(&who) else {
+            return false;
+        };
+        if !member.present {
+            return false;
         }
+        member.present = false;
+        let (name, announced) = (member.name.clone(), member.announced);
+        let mut notice = Vec::new();
+        let _ = encode_frame(
+            &mut notice,
+            &wire::notice(&wire::stalled(stalled)),
+            usize::MAX,
+        );
+        world.deliver(who, &notice);
+        let text = format!(
+            "{name} was disconnected: it took nothing the room sent for {} s",
+            stalled.as_secs()
+        );
+        if announced {
+            self.notice_all(who, &text, world);
+        }
+        world.status(text);
+        world.end(who);
+        true
     }
 
     /// Tells `who` alone.
@@ -719,19 +714,10 @@ impl Room {
         }
     }
 
-    /// Queues `frames` for member `who`, unless that would put it more than
-    /// the bound behind: then it is marked, gets nothing more, and is
-    /// disconnected once the relay at hand is done.
+    /// Queues `frames` for member `who`, if it is in the room.
     fn deliver(&mut self, who: Who, frames: &[u8], world: &mut impl World) {
-        let Some(member) = self.members.get_mut(&who) else {
-            return;
-        };
-        if !member.present || member.behind {
-            return;
-        }
-        if !world.deliver(who, frames, true) {
-            member.behind = true;
-            self.fell_behind.push(who);
+        if self.members.get(&who).is_some_and(|m| m.present) {
+            world.deliver(who, frames);
         }
     }
 
@@ -792,15 +778,13 @@ fn visible_len(payload: &[u8], name: &str, how: Said) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::{BTreeMap, BTreeSet};
+    use std::collections::BTreeMap;
 
     /// The world as a record of what the room did to it.
     #[derive(Default)]
     struct Record {
         /// Payloads each member was sent, in order.
         got: BTreeMap<Who, Vec<String>>,
-        /// Members whose bounded deliveries are refused (they fell behind).
-        full: BTreeSet<Who>,
         ended: Vec<Who>,
         status: Vec<String>,
         errors: Vec<String>,
@@ -810,16 +794,12 @@ mod tests {
     }
 
     impl World for Record {
-        fn deliver(&mut self, to: Who, frames: &[u8], bounded: bool) -> bool {
-            if bounded && self.full.contains(&to) {
-                return false;
-            }
+        fn deliver(&mut self, to: Who, frames: &[u8]) {
             let got = self.got.entry(to).or_default();
             got.extend(
                 crate::wire::frame::payloads(frames)
                     .map(|p| String::from_utf8_lossy(p).into_owned()),
             );
-            true
         }
         fn end(&mut self, who: Who) {
             self.ended.push(who);
@@ -1004,10 +984,10 @@ mod tests {
         named(&mut room, &mut world, 1, "alice", t0);
         named(&mut room, &mut world, 2, "bob", t0);
         world.take(1);
-        // The burst is a quarter of the bound: 100 KiB; 10 KiB more waits
-        // 0.1 s at 100 KiB/s.
+        // The burst is half a second of the rate: 50 KiB; 10 KiB more
+        // waits 0.1 s at 100 KiB/s.
         let line = "x".repeat(KIB - 4);
-        let lines: Vec<&str> = vec![line.as_str(); 110];
+        let lines: Vec<&str> = vec![line.as_str(); 60];
         let bytes = frames(&lines);
         room.hear(1, &bytes, t0, &mut world);
         let until = room.paced_until(1).expect("paced");
@@ -1033,25 +1013,28 @@ mod tests {
     }
 
     #[test]
-    fn a_member_past_its_bound_is_told_disconnected_and_the_room_hears_why() {
+    fn a_stalled_member_is_told_cut_off_and_the_room_hears_why() {
         let (mut room, mut world, t0) = (room(), Record::default(), Instant::now());
         named(&mut room, &mut world, 1, "alice", t0);
         named(&mut room, &mut world, 2, "bob", t0);
         world.take(1);
         world.take(2);
-        world.full.insert(2);
-        room.hear(1, &frames(&["one", "two"]), t0, &mut world);
+        assert!(room.cut_off(2, flow::STALL, &mut world));
         assert_eq!(
             world.take(2),
-            [String::from_utf8(wire::notice(&wire::dropped_behind(400 * KIB))).unwrap()]
+            [String::from_utf8(wire::notice(&wire::stalled(flow::STALL))).unwrap()]
         );
         assert_eq!(world.ended, [2]);
         assert!(!room.is_here(2));
-        assert!(world.take(1)[0].starts_with("-- bob was disconnected: it fell more than"));
-        // It gets nothing more.
-        world.full.clear();
+        assert_eq!(
+            world.take(1),
+            ["-- bob was disconnected: it took nothing the room sent for 5 s"]
+        );
+        // It gets nothing more, and is cut off once only.
         room.hear(1, &frames(&["three"]), t0, &mut world);
         assert_eq!(world.take(2), Vec::<String>::new());
+        assert!(!room.cut_off(2, flow::STALL, &mut world));
+        assert_eq!(world.ended, [2]);
     }
 
     #[test]
