@@ -261,3 +261,60 @@ fn lines_typed_between_failed_tries_to_reconnect_are_delivered() {
 fn lines_of(texts: &[&str]) -> Vec<String> {
     texts.iter().map(|t| t.to_string()).collect()
 }
+
+/// A piped flood across an outage: what the client had sent and the
+/// server had not taken goes again, and every line arrives once, in order
+/// (a user trial lost most of such a flood before the fixes here).
+#[test]
+fn a_piped_flood_across_an_outage_arrives_whole_and_in_order() {
+    let (mut server, mut client, relay) = talking(&["--once"], &[]);
+    let count = 60_000;
+    let mut text: String = (1..=count).map(|i| format!("flood line {i}\n")).collect();
+    text.push_str("q\n");
+    let typing = client.type_in_background(text.into_bytes());
+    // Some way in, the network goes for longer than --dead-after.
+    for i in 1..=1_000 {
+        assert_eq!(server.next_message(), format!("flood line {i}"));
+    }
+    relay.down();
+    std::thread::sleep(Duration::from_secs(5));
+    relay.up();
+    for i in 1_001..=count {
+        let got = server.next_message();
+        assert_eq!(
+            got,
+            format!("flood line {i}"),
+            "{:?}",
+            client.drain_stderr()
+        );
+    }
+    drop(typing.join());
+    assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
+    assert_eq!(server.wait().code(), Some(0), "{:?}", server.drain_stderr());
+}
+
+/// A client stopped (Ctrl-Z, SIGSTOP) for longer than the server's
+/// `--dead-after`: the server keeps the conversation and resets the lost
+/// connection, and the client, continued, takes the reset as a loss and
+/// resumes, not as the server's end (a user trial saw `the server ended
+/// the conversation`, exit 0, and lines lost both ways).
+#[cfg(unix)]
+#[test]
+fn a_client_stopped_longer_than_the_servers_dead_after_resumes_when_continued() {
+    let mut server = Server::start(&["--once", "--dead-after", DEAD_AFTER]);
+    let mut client = server.connect_client(&["--dead-after", DEAD_AFTER]);
+    server.expect_status("connected");
+    client.say("before the stop");
+    server.expect_message("before the stop");
+    client.signal("STOP");
+    server.expect_status("keeping the conversation for 300 s");
+    server.say("said while it was stopped");
+    client.signal("CONT");
+    client.expect_status("reconnected after");
+    client.expect_message("said while it was stopped");
+    client.say("after the stop");
+    server.expect_message("after the stop");
+    client.say("q");
+    assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
+    assert_eq!(server.wait().code(), Some(0), "{:?}", server.drain_stderr());
+}

@@ -303,6 +303,17 @@ struct State {
 }
 
 impl State {
+    /// Whether a producer that never waits may hand over more: messages
+    /// under their bound, and status lines under theirs unless stderr has
+    /// stopped taking them (a slow stderr that takes them holds the reader
+    /// back, as a slow stdout does; one stuck for the patience has its
+    /// lines dropped and counted instead, so that it cannot hold the
+    /// conversation).
+    fn has_room(&self) -> bool {
+        let lines_wait = self.lines_bytes >= LINES_LIMIT && !self.stderr.blocked(self.patience);
+        self.closed || (self.queued < QUEUE_LIMIT && !lines_wait)
+    }
+
     /// How many items at the front of the queue may be written now: with
     /// plain output, those after which no stderr line queued earlier waits
     /// (unless stderr is blocked).
@@ -440,7 +451,7 @@ impl Output {
     /// has room for messages now. If not, `on_room` is called once it has.
     pub fn has_room(&self) -> bool {
         let mut state = self.lock();
-        let room = state.queued < QUEUE_LIMIT || state.closed;
+        let room = state.has_room();
         state.full_seen |= !room;
         room
     }
@@ -488,7 +499,7 @@ impl Output {
     /// Tells a producer that never waits that the queue has room, if one
     /// found it full.
     fn room_again(&self, mut state: MutexGuard<'_, State>) {
-        if state.full_seen && state.queued < QUEUE_LIMIT {
+        if state.full_seen && state.has_room() {
             state.full_seen = false;
             drop(state);
             if let Some(on_room) = self.on_room.get() {
@@ -653,6 +664,8 @@ impl Output {
         state.lines_writing = false;
         drop(state);
         self.changed.notify_all();
+        // A reader held back for the status lines may go on.
+        self.room_again(self.lock());
     }
 
     /// Waits to be told something changed, or until `until`.

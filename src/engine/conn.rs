@@ -367,9 +367,25 @@ impl Conn {
         self.sending = Sending::Open;
         self.fin_queued = false;
         let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
-        let _ = self.stream.shutdown(Shutdown::Both);
         if let Some(beside) = self.beside.take() {
             crate::lock(&beside.socket).take();
+        }
+        // Closed now, with a reset: a peer still reading it (one that was
+        // stopped, and took our silence for its own) must not read an end
+        // of stream, which is a clean end, but a failure, which it resumes.
+        // (A shutdown would send an end of stream.) An unconnected socket
+        // stands in for it.
+        if let Ok(standing) = socket2::Socket::new(
+            socket2::Domain::for_address(self.peer),
+            socket2::Type::STREAM,
+            None,
+        ) {
+            drop(std::mem::replace(
+                &mut self.stream,
+                TcpStream::from_std(standing.into()),
+            ));
+        } else {
+            let _ = self.stream.shutdown(Shutdown::Both);
         }
         self.pending = Vec::new();
         self.readable = false;

@@ -489,6 +489,15 @@ pub(super) fn refuse(io: &mut Io, id: Id, notice: &str) {
     begin_leaving(io, id);
 }
 
+/// Lets connection `id` go with what is queued for it, reading it until it
+/// closes.
+pub(super) fn let_go(io: &mut Io, id: Id) {
+    let link = &mut io.links[id];
+    link.closing = None;
+    link.conn.finish();
+    begin_leaving(io, id);
+}
+
 /// Connection `id`, told why it is not served, is read until it closes.
 fn begin_leaving(io: &mut Io, id: Id) {
     let until = io.now + FAREWELL_TIMEOUT;

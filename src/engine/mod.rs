@@ -809,12 +809,24 @@ impl Io {
                 }
             };
             if link.away.is_some() {
-                // A resuming connection lost before the server answered.
-                let why = match &happening {
-                    Happening::ReceiveFailed(why) => why.clone(),
-                    _ => "the server closed the connection".to_string(),
-                };
-                self.resume_failed(id, why);
+                // A resuming connection that ended: the server's answer
+                // read before its end counts (a refusal is an answer);
+                // without one, the try failed.
+                self.after_read(id);
+                match self.links.get(id) {
+                    Some(link) if link.husk.is_some() => {
+                        let why = match &happening {
+                            Happening::ReceiveFailed(why) => why.clone(),
+                            _ => "the server closed the connection".to_string(),
+                        };
+                        self.resume_failed(id, why);
+                    }
+                    // Resumed, and then the end: the new ending's.
+                    Some(link) if link.away.is_none() => {
+                        self.happenings.push_back((id, happening));
+                    }
+                    _ => {}
+                }
                 return false;
             }
             match link.closing.is_some() {
@@ -1220,11 +1232,9 @@ impl Io {
         self.gate.say(format!(
             "{peer} asked to resume a conversation this server no longer keeps; refused"
         ));
-        gate::refuse(
-            self,
-            id,
-            &crate::wire::farewell::refusal("this server no longer keeps that conversation"),
-        );
+        // No notice besides: the client, which asked to resume, reads the
+        // `HELLO`.
+        gate::let_go(self, id);
     }
 
     /// The system reported an error on connection `id` (a reset, say). A
@@ -1449,7 +1459,7 @@ impl Io {
                     self.end(
                         id,
                         Ending::Failed {
-                            why: "the server no longer keeps this conversation (it gave up waiting, or restarted)".to_string(),
+                            why: "the server no longer keeps this conversation (it ended it, gave up waiting, or restarted)".to_string(),
                             undelivered: 0,
                         },
                     );
@@ -1628,7 +1638,10 @@ impl Io {
         let (away, why) = link.away.clone().expect("away");
         let waiting = link.session.as_ref().map_or(0, Session::unacked) > 0;
         let ending = match happening {
-            Some(Happening::Quit | Happening::InputEnded) if waiting => {
+            // Once: asked again, the user gives up waiting.
+            Some(Happening::Quit | Happening::InputEnded)
+                if waiting && link.after_resume.is_none() =>
+            {
                 link.after_resume = happening;
                 None
             }
@@ -1677,6 +1690,20 @@ impl Io {
         link.taken_seen = link.conn.taken();
         link.received_seen = link.conn.plain_received();
         self.news.push_back((id, News::NotResumed { why }));
+    }
+
+    /// A client gives its lost session `id` up (`why`): it ends as failed,
+    /// with what was not delivered.
+    pub fn give_up(&mut self, id: Id, why: String) {
+        if self.links.get(id).is_some_and(|link| link.away.is_some()) {
+            self.end(
+                id,
+                Ending::Failed {
+                    why,
+                    undelivered: 0,
+                },
+            );
+        }
     }
 
     /// Connection `id`'s session may be resumed within `within` of a loss

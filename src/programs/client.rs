@@ -217,8 +217,23 @@ impl Dialer {
     }
 }
 
-/// What an attempt to reach the server again gave.
-type Dialed = Result<(TcpStream, Option<rustls::Connection>), String>;
+/// What an attempt to reach the server again gave: a connection, or why
+/// not, and whether trying again is no use (the server is not the one
+/// trusted, or refused the code).
+type Dialed = Result<(TcpStream, Option<rustls::Connection>), (String, bool)>;
+
+/// Whether `e`, a failure to reach the server, is one that trying again
+/// cannot mend: not the network's, but the server's identity or the code.
+fn final_failure(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Tls(
+            ClientError::Untrusted(_)
+                | ClientError::Trust(_)
+                | ClientError::Code(crate::engine::tls::CodeFailure::WrongCode)
+        )
+    )
+}
 
 /// The thread that tries to reach the server again, with backoff, until it
 /// has a connection or is told to stop.
@@ -248,13 +263,13 @@ impl Reconnecting {
                 let dialed = dialer
                     .dial()
                     .map(|(stream, tls, _)| (stream, tls))
-                    .map_err(|e| e.to_string());
-                let made = dialed.is_ok();
+                    .map_err(|e| (e.to_string(), final_failure(&e)));
+                let done = !matches!(dialed, Err((_, false)));
                 if sender.send(dialed).is_err() {
                     return;
                 }
                 events.wake();
-                if made {
+                if done {
                     return;
                 }
             }
@@ -437,6 +452,10 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
     };
     Ok(console.finish_for(exit))
 }
+
+/// How often a reader held back by the screen looks again without being
+/// told (see `tick`).
+const SCREEN_RECHECK: Duration = Duration::from_millis(250);
 
 /// A received read is shown this much at a time at most.
 const SHOW_AT_ONCE: usize = 256 * 1024;
@@ -703,7 +722,7 @@ impl Talk<'_> {
                         n => format!("{n} lines"),
                     };
                     self.output().status(format!(
-                        "waiting for the server to come back, to deliver {lines} (Ctrl-C to give up)"
+                        "waiting for the server to come back, to deliver {lines} (q again or Ctrl-C to give up)"
                     ));
                 }
                 io.happen(id, Happening::Quit);
@@ -934,7 +953,14 @@ impl Talk<'_> {
                     }
                     return;
                 }
-                Err(why) => {
+                // Not the server this client trusts, or the code refused:
+                // over, with what was not delivered.
+                Err((why, true)) => {
+                    self.reconnecting = None;
+                    io.give_up(self.id, format!("cannot resume: {why}"));
+                    return;
+                }
+                Err((why, false)) => {
                     self.attempts += 1;
                     self.said_failure(why);
                 }
@@ -1040,8 +1066,8 @@ impl Service for Talk<'_> {
                 self.reconnecting = None;
                 let resent = match resent {
                     0 => String::new(),
-                    1 => "; 1 line sent again".to_string(),
-                    n => format!("; {n} lines sent again"),
+                    1 => "; sending the 1 line it had not taken".to_string(),
+                    n => format!("; sending the {n} lines it had not taken"),
                 };
                 self.output().status(format!(
                     "reconnected after {}{resent}",
@@ -1064,11 +1090,21 @@ impl Service for Talk<'_> {
         if self.hold.is_some_and(|until| until <= io.now()) {
             self.release(io);
         }
+        // Held back by status lines a slow stderr has not taken: looked at
+        // again now and then, as a stderr that stops taking them for good
+        // has them dropped instead, and says so to no one.
+        if self.held_by_screen {
+            self.read(io);
+        }
         self.pump(io);
         self.mark_undelivered(io);
         let overdue_at = io.overdue_at(self.id).filter(|_| self.marked == 0);
+        let look_again = self.held_by_screen.then(|| io.now() + SCREEN_RECHECK);
         Tick {
-            wake_at: [self.hold, overdue_at].into_iter().flatten().min(),
+            wake_at: [self.hold, overdue_at, look_again]
+                .into_iter()
+                .flatten()
+                .min(),
             done: self.ending.is_some(),
         }
     }

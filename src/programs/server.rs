@@ -298,6 +298,8 @@ struct Current {
     first_undelivered: Option<String>,
     /// How many lines the prompt says are not yet delivered.
     marked: u64,
+    /// Its connection is lost, and the conversation kept for its return.
+    away: bool,
 }
 
 /// A client waiting in line.
@@ -389,6 +391,7 @@ impl Conversations<'_> {
             unacknowledged: 0,
             first_undelivered: None,
             marked: 0,
+            away: false,
         });
         // What it sent while waiting is shown now: taken, and acknowledged.
         io.hold_acknowledgements(id, false);
@@ -591,9 +594,21 @@ impl Conversations<'_> {
         match event {
             Event::Input(Input::Quit) => match &mut self.current {
                 Some(current) => {
+                    let again = current.ending;
                     current.ending = true;
                     // What was typed before `q` goes first.
                     let id = current.id;
+                    let waiting = io.unacknowledged(id);
+                    if current.away && waiting > 0 && !again {
+                        let peer = current.peer;
+                        let lines = match waiting {
+                            1 => "1 line".to_string(),
+                            n => format!("{n} lines"),
+                        };
+                        self.console.output.status(format!(
+                            "waiting for {peer} to come back, to deliver {lines} (q again to end now)"
+                        ));
+                    }
                     self.last_words(io);
                     io.happen(id, Happening::Quit);
                     self.set_prompt();
@@ -724,7 +739,9 @@ impl Service for Conversations<'_> {
                     }
                 }
                 News::Away { why, lines } => {
-                    let peer = self.current.as_ref().expect("current").peer;
+                    let current = self.current.as_mut().expect("current");
+                    current.away = true;
+                    let peer = current.peer;
                     let within = self.config.resume_for.unwrap_or_default().as_secs();
                     let lines = match lines {
                         0 => String::new(),
@@ -742,19 +759,20 @@ impl Service for Conversations<'_> {
                     peer: from,
                     resent,
                 } => {
-                    let current = self.current.as_ref().expect("current");
-                    let from = match from == current.peer {
+                    let current = self.current.as_mut().expect("current");
+                    current.away = false;
+                    let peer = current.peer;
+                    let from = match from == peer {
                         true => String::new(),
                         false => format!(" from {from}"),
                     };
                     let resent = match resent {
                         0 => String::new(),
-                        1 => "; 1 line sent again".to_string(),
-                        n => format!("; {n} lines sent again"),
+                        1 => "; sending the 1 line it had not taken".to_string(),
+                        n => format!("; sending the {n} lines it had not taken"),
                     };
                     self.output().status(format!(
-                        "{} is back{from} after {}{resent}",
-                        current.peer,
+                        "{peer} is back{from} after {}{resent}",
                         crate::errors::duration_words(after)
                     ));
                 }

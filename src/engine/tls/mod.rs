@@ -169,6 +169,11 @@ pub enum ClientError {
     /// not answer in time.
     #[error("{0}")]
     Handshake(String),
+    /// The server presented a certificate this client does not trust (not
+    /// the fingerprint expected or recorded, not from the authority): not
+    /// a network's failure, and not worth trying again.
+    #[error("{0}")]
+    Untrusted(String),
     /// The shared code was not proved, either way.
     #[error(transparent)]
     Code(#[from] CodeFailure),
@@ -231,6 +236,7 @@ pub(crate) fn connect(
                 CertificateError::ApplicationVerificationFailure
             ))
         );
+        let untrusted = matches!(e, Handshake::Tls(rustls::Error::InvalidCertificate(_)));
         let why = match (&e, &settings.fingerprint, &known) {
             (_, Some(expected), _) if bad_certificate => format!(
                 "the server at {address} presented {}, not the expected {expected}; refused, nothing was sent",
@@ -280,7 +286,10 @@ pub(crate) fn connect(
             ),
             (e, _, _) => format!("TLS with {address} failed: {e}"),
         };
-        return Err(ClientError::Handshake(why));
+        return Err(match untrusted {
+            true => ClientError::Untrusted(why),
+            false => ClientError::Handshake(why),
+        });
     }
     let mut notes = Vec::new();
     if let Some(code) = &settings.code {
