@@ -100,7 +100,9 @@ pub use console::event::Shutdown;
 pub use console::look::{Bell, Color, Look, Transcript, learn_local_offset};
 pub use console::{Stdio, restore_terminal};
 pub use engine::tls;
-pub use programs::outcome::{Error, Exit, Generate, VERSION, generate, parse_args, report};
+pub use programs::outcome::{
+    Error, Exit, Generate, LookArgs, VERSION, generate, parse_args, report,
+};
 pub use programs::{client, room, server};
 pub use state::{access, clock};
 pub use wire::frame;

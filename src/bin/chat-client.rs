@@ -103,26 +103,8 @@ struct Args {
     #[arg(long, value_name = "NAME", value_parser = chat::room::parse_name)]
     name: Option<String>,
 
-    /// Show the time each message and status line arrived: `12:31` at a
-    /// terminal, an RFC 3339 time before each line when piped
-    #[arg(long, env = "CHAT_TIMESTAMPS",
-          value_parser = clap::builder::BoolishValueParser::new())]
-    timestamps: bool,
-
-    /// Colour at a terminal (auto, unless NO_COLOR is set), always (piped
-    /// output too, whatever NO_COLOR says) or never
-    #[arg(long, value_name = "WHEN", value_enum, default_value_t = chat::Color::Auto)]
-    color: chat::Color,
-
-    /// Ring the terminal's bell for room messages that name you (mention),
-    /// for every message (all), or never (off); never in piped output
-    #[arg(long, value_name = "WHEN", value_enum, default_value_t = chat::Bell::Mention)]
-    bell: chat::Bell,
-
-    /// Append every message and status line, with its time, to this file
-    /// as they are shown (made if missing; checked at the start)
-    #[arg(long, value_name = "FILE")]
-    log: Option<PathBuf>,
+    #[command(flatten)]
+    look: chat::LookArgs,
 
     /// Write a man page or a shell's completions to stdout, and exit
     #[arg(long, value_name = "KIND", value_enum)]
@@ -135,21 +117,6 @@ fn login_name() -> Option<String> {
         .iter()
         .filter_map(|var| std::env::var(var).ok())
         .find(|name| chat::room::parse_name(name).is_ok())
-}
-
-/// How what is shown looks, as the command line says; the log is opened
-/// here, before anything happens that it should hold.
-fn look(args: &Args) -> anyhow::Result<chat::Look> {
-    let log = match &args.log {
-        Some(path) => Some(chat::Transcript::open(path)?),
-        None => None,
-    };
-    Ok(chat::Look {
-        timestamps: args.timestamps,
-        color: args.color,
-        bell: args.bell,
-        log,
-    })
 }
 
 fn parse_seconds(text: &str) -> Result<f64, String> {
@@ -175,7 +142,7 @@ fn main() {
 }
 
 fn talk(args: Args) -> anyhow::Result<Exit> {
-    let look = look(&args)?;
+    let look = args.look.look()?;
     // Until the conversation listens, Ctrl-C ends the client at once, as
     // shells report it.
     let shutdown = Shutdown::new();

@@ -126,26 +126,8 @@ struct Args {
           value_parser = clap::value_parser!(u32).range(1..))]
     member_rate: u32,
 
-    /// Show the time each message and status line arrived: `12:31` at a
-    /// terminal, an RFC 3339 time before each line when piped
-    #[arg(long, env = "CHAT_TIMESTAMPS",
-          value_parser = clap::builder::BoolishValueParser::new())]
-    timestamps: bool,
-
-    /// Colour at a terminal (auto, unless NO_COLOR is set), always (piped
-    /// output too, whatever NO_COLOR says) or never
-    #[arg(long, value_name = "WHEN", value_enum, default_value_t = chat::Color::Auto)]
-    color: chat::Color,
-
-    /// Ring the terminal's bell for room messages that name you (mention),
-    /// for every message (all), or never (off); never in piped output
-    #[arg(long, value_name = "WHEN", value_enum, default_value_t = chat::Bell::Mention)]
-    bell: chat::Bell,
-
-    /// Append every message and status line, with its time, to this file
-    /// as they are shown (made if missing; checked at the start)
-    #[arg(long, value_name = "FILE")]
-    log: Option<PathBuf>,
+    #[command(flatten)]
+    look: chat::LookArgs,
 
     /// Write a man page or a shell's completions to stdout, and exit
     #[arg(long, value_name = "KIND", value_enum)]
@@ -168,7 +150,7 @@ fn main() {
 }
 
 fn serve(args: Args) -> anyhow::Result<Exit> {
-    let look = look(&args)?;
+    let look = args.look.look()?;
     let tls = args.tls.then(|| TlsConfig {
         identity: args.identity.clone(),
         code: args.code,
@@ -202,21 +184,6 @@ fn serve(args: Args) -> anyhow::Result<Exit> {
     let shutdown = Shutdown::new();
     on_interrupt(&shutdown)?;
     Ok(server.run(&shutdown)?)
-}
-
-/// How what is shown looks, as the command line says; the log is opened
-/// here, before anything happens that it should hold.
-fn look(args: &Args) -> anyhow::Result<chat::Look> {
-    let log = match &args.log {
-        Some(path) => Some(chat::Transcript::open(path)?),
-        None => None,
-    };
-    Ok(chat::Look {
-        timestamps: args.timestamps,
-        color: args.color,
-        bell: args.bell,
-        log,
-    })
 }
 
 /// Ctrl-C, SIGTERM and hangups ask the server to stop.

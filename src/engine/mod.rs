@@ -1000,17 +1000,7 @@ impl Io {
     ) -> io::Result<Id> {
         let entry = self.links.vacant_entry();
         let id = entry.key();
-        // Both, once: edge-triggered, so an idle socket costs nothing, and
-        // nobody re-registers when what is wanted changes.
-        self.registry.register(
-            &mut stream,
-            Token(id),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        if let Some(after) = self.rules.dead_after {
-            // Without it a vanished peer goes unnoticed while nobody talks.
-            let _ = crate::platform::watch_liveness(socket2::SockRef::from(&stream), after);
-        }
+        register(&self.registry, &mut stream, id, self.rules.dead_after)?;
         self.generation += 1;
         entry.insert(Link {
             conn: Conn::new(stream, peer, self.max_message_size),
@@ -1758,14 +1748,7 @@ impl Io {
         stream.set_nonblocking(true)?;
         let peer = stream.peer_addr()?;
         let mut stream = mio::net::TcpStream::from_std(stream);
-        self.registry.register(
-            &mut stream,
-            Token(id),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        if let Some(after) = self.rules.dead_after {
-            let _ = crate::platform::watch_liveness(socket2::SockRef::from(&stream), after);
-        }
+        register(&self.registry, &mut stream, id, self.rules.dead_after)?;
         let link = &mut self.links[id];
         let mut conn = Conn::new(stream, peer, link.conn.max());
         if let Some(tls) = tls {
@@ -1995,6 +1978,24 @@ fn piggyback(link: &mut Link, now: Instant) {
     {
         link.conn.queue_control(&Control::Ack(count));
     }
+}
+
+/// Puts `stream` on the loop as connection `id`, watched for a peer that
+/// vanishes after `dead_after`.
+fn register(
+    registry: &Registry,
+    stream: &mut mio::net::TcpStream,
+    id: Id,
+    dead_after: Option<Duration>,
+) -> io::Result<()> {
+    // Both, once: edge-triggered, so an idle socket costs nothing, and
+    // nobody re-registers when what is wanted changes.
+    registry.register(stream, Token(id), Interest::READABLE | Interest::WRITABLE)?;
+    if let Some(after) = dead_after {
+        // Without it a vanished peer goes unnoticed while nobody talks.
+        let _ = crate::platform::watch_liveness(socket2::SockRef::from(&*stream), after);
+    }
+    Ok(())
 }
 
 /// The heartbeat a `HELLO` of ours asks for, in milliseconds.

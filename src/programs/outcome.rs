@@ -195,6 +195,48 @@ pub fn generate(kind: Generate, mut command: clap::Command) -> Exit {
     }
 }
 
+/// How what is shown looks: the flags both programs take for it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LookArgs {
+    /// Show the time each message and status line arrived: `12:31` at a
+    /// terminal, an RFC 3339 time before each line when piped
+    #[arg(long, env = "CHAT_TIMESTAMPS",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    timestamps: bool,
+
+    /// Colour at a terminal (auto, unless NO_COLOR is set), always (piped
+    /// output too, whatever NO_COLOR says) or never
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = crate::Color::Auto)]
+    color: crate::Color,
+
+    /// Ring the terminal's bell for room messages that name you (mention),
+    /// for every message (all), or never (off); never in piped output
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = crate::Bell::Mention)]
+    bell: crate::Bell,
+
+    /// Append every message and status line, with its time, to this file
+    /// as they are shown (made if missing; checked at the start)
+    #[arg(long, value_name = "FILE")]
+    log: Option<std::path::PathBuf>,
+}
+
+impl LookArgs {
+    /// The look the flags ask for; the log is opened here, before anything
+    /// happens that it should hold.
+    pub fn look(&self) -> Result<crate::Look, Error> {
+        let log = match &self.log {
+            Some(path) => Some(crate::Transcript::open(path)?),
+            None => None,
+        };
+        Ok(crate::Look {
+            timestamps: self.timestamps,
+            color: self.color,
+            bell: self.bell,
+            log,
+        })
+    }
+}
+
 /// The version `--version` shows: the build's, and the protocols it speaks.
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
