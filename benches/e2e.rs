@@ -2,8 +2,8 @@
 //! measured side by side in one run, alternating ours and nc.
 //!
 //! `cargo bench --bench e2e` (set `CHAT_BENCH_ROUNDS` for more or fewer bulk
-//! rounds, 9 by default). It prints a table of ratios and exits 1 if a target
-//! is missed.
+//! rounds, 9 by default; `CHAT_BENCH_ONLY=resume` for the resume row alone).
+//! It prints a table of ratios and exits 1 if a target is missed.
 //!
 //! - Bulk: 128 MiB of 64-byte lines, and of 1 KiB lines, piped into
 //!   `chat-client`, received by `chat-server --once` with stdout to /dev/null;
