@@ -618,7 +618,13 @@ fn resume_times(outages: &[Duration]) -> Vec<(Duration, Duration)> {
         relay.up();
         line.clear();
         server_out.read_line(&mut line).unwrap();
-        assert_eq!(line.trim_end(), "during the outage");
+        if line.trim_end() != "during the outage" {
+            let said: Vec<String> = STATUS.with(|s| {
+                let s = s.borrow();
+                s.as_ref().unwrap().try_iter().collect()
+            });
+            panic!("the server said {line:?}; its status lines: {said:?}");
+        }
         // The delay before the try that got through, at most: the step the
         // backoff was at when the network came back.
         let step = (0..)
