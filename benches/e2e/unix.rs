@@ -599,11 +599,12 @@ fn resume_times(outages: &[Duration]) -> Vec<(Duration, Duration)> {
         );
         let mut server_out = BufReader::new(server.stdout.take().unwrap());
         let relay = relay::Relay::start(addr.parse().unwrap());
+        let said_path = std::env::temp_dir().join(format!("chat-bench-resume-{}", process::id()));
         let mut client = Command::new(CLIENT)
             .args(["--connect", &relay.address, "--dead-after", "3"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(File::create(&said_path).unwrap())
             .spawn()
             .unwrap();
         let mut client_in = client.stdin.take().unwrap();
@@ -623,7 +624,10 @@ fn resume_times(outages: &[Duration]) -> Vec<(Duration, Duration)> {
                 let s = s.borrow();
                 s.as_ref().unwrap().try_iter().collect()
             });
-            panic!("the server said {line:?}; its status lines: {said:?}");
+            let client_said = fs::read_to_string(&said_path).unwrap_or_default();
+            panic!(
+                "the server said {line:?}; its status lines: {said:?}; the client's: {client_said:?}"
+            );
         }
         // The delay before the try that got through, at most: the step the
         // backoff was at when the network came back.
