@@ -77,6 +77,9 @@ struct State {
     closed: bool,
     /// Queued frames are discarded and the writer stops at once.
     aborted: bool,
+    /// The first bytes of the queue are the rest of a frame a push began
+    /// to write on the socket itself: they must follow it at once.
+    rest_at_front: usize,
 }
 
 impl State {
@@ -155,6 +158,7 @@ impl Outbox {
         }
         batches.extend(state.queue.drain(..));
         state.queued_bytes = 0;
+        state.rest_at_front = 0;
         // Until they are written, a push must not write past them.
         state.sending = true;
         let wake = state.waiting > 0;
@@ -260,6 +264,7 @@ impl Outbox {
                 }
                 return Pushed::Queued;
             }
+            state.rest_at_front = rest_of_frame(batch, written);
             batch.drain(..written);
             // Ahead of whatever was pushed meanwhile.
             state.queued_bytes += batch.len();
@@ -273,6 +278,27 @@ impl Outbox {
         state.queue.push_back(mem::replace(batch, spare));
         self.wake_writer(state);
         Pushed::Queued
+    }
+
+    /// For an event loop taking the socket for good (a session's `HELLO`
+    /// goes next): the rest of a frame a push began to write on it, which
+    /// must go first; what is queued after it stays, for the loop to take
+    /// as it takes lines.
+    pub fn take_rest(&self) -> Vec<u8> {
+        let mut state = self.lock();
+        let rest = std::mem::take(&mut state.rest_at_front);
+        if rest == 0 {
+            return Vec::new();
+        }
+        let Some(front) = state.queue.front_mut() else {
+            return Vec::new();
+        };
+        let taken: Vec<u8> = front.drain(..rest.min(front.len())).collect();
+        if front.is_empty() {
+            state.queue.pop_front();
+        }
+        state.queued_bytes -= taken.len();
+        taken
     }
 
     /// Wakes the writer, an event loop.
@@ -335,6 +361,21 @@ impl Outbox {
         // is still usable.
         crate::lock(&self.state)
     }
+}
+
+/// How many bytes after the first `written` of `batch` (whole frames,
+/// from a frame's start) finish the frame they fall in: 0 if `written`
+/// ends on a frame's end.
+fn rest_of_frame(batch: &[u8], written: usize) -> usize {
+    let mut end = 0;
+    while end < written {
+        let Some(header) = batch.get(end..end + HEADER_LEN) else {
+            return batch.len() - written;
+        };
+        let len = u32::from_be_bytes(header.try_into().expect("four bytes")) as usize;
+        end += HEADER_LEN + len;
+    }
+    end.min(batch.len()) - written
 }
 
 #[cfg(test)]
@@ -538,5 +579,19 @@ mod tests {
         outbox.socket_idle();
         outbox.push(&mut b"at once".to_vec(), Room::Wait);
         assert_eq!(*crate::lock(&wrote), [b"at once".to_vec()]);
+    }
+
+    #[test]
+    fn the_rest_of_a_frame_begun_on_the_socket_is_told_apart_from_whole_lines() {
+        let mut batch = Vec::new();
+        for line in [&b"hello"[..], b"world"] {
+            batch.extend_from_slice(&(line.len() as u32).to_be_bytes());
+            batch.extend_from_slice(line);
+        }
+        assert_eq!(rest_of_frame(&batch, 0), 0);
+        assert_eq!(rest_of_frame(&batch, 3), 6, "inside the first header");
+        assert_eq!(rest_of_frame(&batch, 9), 0, "the first frame whole");
+        assert_eq!(rest_of_frame(&batch, 10), 8);
+        assert_eq!(rest_of_frame(&batch, 18), 0);
     }
 }

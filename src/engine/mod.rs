@@ -1385,7 +1385,8 @@ impl Io {
         };
         // (A resumed session's new connection offers again: the session
         // goes on.)
-        if link.conn.take_offer() && link.session.is_none() {
+        let offered = link.conn.take_offer();
+        if offered && link.session.is_none() {
             let mut session = Session::new(now);
             session.delay_acks(link.ack_delay);
             session.deafen(link.deferred, now);
@@ -1497,16 +1498,17 @@ impl Io {
                 }
                 return;
             }
-            // What the thread beside could not write whole waits at the
-            // front of the outbox, the rest of a frame begun on the
-            // socket: it goes before our `HELLO`, or the `HELLO` would
-            // land inside that frame (a flooding client whose room held
-            // it back at once was cut off for a protocol error so).
-            // Frames before the `HELLO` are version 1's: not numbered.
-            let mut batches = Vec::new();
-            outbox.take_now(&mut batches);
-            for mut batch in batches {
-                link.conn.queue_batch(&mut batch);
+            // The rest of a frame the thread beside began on the socket
+            // goes before our `HELLO`, or the `HELLO` would land inside
+            // that frame (a flooding client whose room held it back at
+            // once was cut off for a protocol error so); it is version 1's,
+            // not numbered. The lines queued after it stay in the outbox,
+            // to go after the `HELLO`, numbered and kept: queued before it,
+            // they were neither, and lost for good if the link died (a
+            // client typing at once lost its line across a resume).
+            let mut rest = outbox.take_rest();
+            if !rest.is_empty() {
+                link.conn.queue_batch(&mut rest);
             }
             link.beside = None;
         }

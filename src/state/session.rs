@@ -125,9 +125,10 @@ pub struct Session {
     ping_after: Duration,
     /// What we take is acknowledged at most this much later.
     ack_delay: Duration,
-    /// We are not reading the peer (a room holding a talker back): what it
-    /// sends, heartbeats included, waits unread, so its silence is ours.
-    deaf: bool,
+    /// We are not reading the peer (a room holding a talker back) since
+    /// then: what it sends, heartbeats included, waits unread, so its
+    /// silence meanwhile is ours.
+    deaf_since: Option<Instant>,
 }
 
 impl Session {
@@ -144,7 +145,7 @@ impl Session {
             sent_at: now,
             ping_after: PING_AFTER,
             ack_delay: Duration::ZERO,
-            deaf: false,
+            deaf_since: None,
         }
     }
 
@@ -247,20 +248,27 @@ impl Session {
 
     /// How long the peer has sent nothing at all.
     pub fn silent_for(&self, now: Instant) -> Duration {
-        match self.deaf {
-            true => Duration::ZERO,
-            false => now.saturating_duration_since(self.heard_at),
-        }
+        self.deaf_since
+            .unwrap_or(now)
+            .saturating_duration_since(self.heard_at)
     }
 
-    /// We stop reading the peer, or read it again at `now` (`deaf` false):
-    /// its silence counts only while we read it, from when we do again (a
-    /// talker a busy room held back for long is not lost for it).
+    /// We stop reading the peer at `now`, or read it again (`deaf` false):
+    /// its silence counts only while we read it (a talker a busy room held
+    /// back for long is not lost for it), and the time we did not is left
+    /// out, not the silence before it (a room that looks at a member and
+    /// lets it go a thousand times a minute must not make a dead one look
+    /// alive: the readiness rechecks on Windows did).
     pub fn deafen(&mut self, deaf: bool, now: Instant) {
-        if self.deaf && !deaf {
-            self.heard(now);
+        match (self.deaf_since, deaf) {
+            (None, true) => self.deaf_since = Some(now),
+            (Some(since), false) => {
+                self.deaf_since = None;
+                let unread = now.saturating_duration_since(since);
+                self.heard_at = (self.heard_at + unread).min(now);
+            }
+            _ => {}
         }
-        self.deaf = deaf;
     }
 
     /// Data frames we sent that the peer has not acknowledged.
@@ -415,17 +423,40 @@ mod tests {
         let t0 = Instant::now();
         let mut session = Session::new(t0);
         session.deafen(true, at(t0, 100));
-        // Ten minutes unread: not silent, since its heartbeats wait unread.
+        // Ten minutes unread: no more silent than when we stopped, since
+        // its heartbeats wait unread.
         assert_eq!(
             session.silent_for(at(t0, 100) + TEN_MINUTES),
-            Duration::ZERO
+            Duration::from_millis(100)
         );
-        // Read again: its silence counts from then.
+        // Read again: the 100 ms of silence before counts, the ten minutes
+        // unread do not.
         let again = at(t0, 100) + TEN_MINUTES;
         session.deafen(false, again);
         assert_eq!(
             session.silent_for(again + Duration::from_millis(100)),
-            Duration::from_millis(100)
+            Duration::from_millis(200)
+        );
+    }
+
+    /// A peer looked at and let go again and again (each a moment of not
+    /// reading it) goes on being silent: a dead one is still lost.
+    #[test]
+    fn brief_moments_unread_do_not_make_a_silent_peer_look_alive() {
+        let t0 = Instant::now();
+        let mut session = Session::new(t0);
+        for ms in (0..3_000).step_by(100) {
+            session.deafen(true, at(t0, ms));
+            session.deafen(false, at(t0, ms));
+        }
+        assert_eq!(session.silent_for(at(t0, 3_000)), Duration::from_secs(3));
+        // A second unread in all: a second less.
+        session.deafen(true, at(t0, 3_000));
+        session.deafen(false, at(t0, 4_000));
+        assert_eq!(session.silent_for(at(t0, 4_000)), Duration::from_secs(3));
+        assert_eq!(
+            session.silent_for(at(t0, 4_000) + TEN_MINUTES),
+            Duration::from_secs(3) + TEN_MINUTES
         );
     }
 
