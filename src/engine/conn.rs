@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use mio::net::TcpStream;
 
-use super::outgoing::{KEEP_CAPACITY, Outgoing};
+use super::outgoing::{KEEP_CAPACITY, KEEP_LIMIT, Outgoing};
 use crate::console::outbox::WriteNow;
 use crate::platform::{SENDS_NOW, SHORT_READ_DRAINS, send_now, unacknowledged};
 use crate::state::ending::Observed;
@@ -35,6 +35,12 @@ use crate::wire::session::{self, CONTROL_MAX, Control, Header, Hello, OFFER_FRAM
 /// every piece (16,000 page faults a 128 MiB flood). Measured on 1 KiB
 /// lines, 128 MiB and 1 GiB, against c4b007a.
 const SEAL_CHUNK: usize = 64 * 1024;
+
+/// Bytes of our messages kept for acknowledgement, after our offer, until
+/// the peer's offer comes: enough for what a person or a script says in
+/// the first round trip, and little held for a version 1 peer, which never
+/// offers.
+const BEFORE_OFFER_KEEP: usize = 1 << 20;
 
 /// The least a read asks the socket for, whatever the caller's limit: a
 /// read of a few bytes at a time costs a system call for each.
@@ -138,15 +144,15 @@ struct Wire {
     opening: Opening,
     /// The offer was seen and not yet told.
     offer_untold: bool,
-    /// The peer's `HELLO` came: its data frames are counted from here.
-    peer_hello: bool,
     /// Control frames read and not yet taken by the loop.
     controls: Vec<Control>,
-    /// Data frames handed out since the peer's `HELLO`, and their bytes.
+    /// Data frames handed out since the peer's offer, and their bytes.
     taken_frames: u64,
     taken_bytes: u64,
-    /// Our `HELLO` is queued: data frames queued from now on are numbered.
+    /// Our offer is queued: data frames queued from now on are numbered.
     numbering: bool,
+    /// Numbered messages queued so far.
+    numbered: u64,
     /// Bytes of the peer's control frames read: heartbeats and
     /// acknowledgements are not progress of the conversation.
     control_bytes: u64,
@@ -258,11 +264,11 @@ impl Conn {
             wire: Wire {
                 opening: Opening::Off,
                 offer_untold: false,
-                peer_hello: false,
                 controls: Vec::new(),
                 taken_frames: 0,
                 taken_bytes: 0,
                 numbering: false,
+                numbered: 0,
                 control_bytes: 0,
                 plain_received: 0,
                 raw_received: 0,
@@ -281,16 +287,40 @@ impl Conn {
     }
 
     /// Queues our offer, once (a client's first bytes; a server's answer
-    /// to its client's offer).
+    /// to its client's offer, its `HELLO` right after): our messages are
+    /// numbered from it on, and kept until acknowledged. Until the peer
+    /// offers too, only [`BEFORE_OFFER_KEEP`] bytes are kept: a version 1
+    /// peer never acknowledges.
     pub fn queue_offer(&mut self) {
         if !std::mem::replace(&mut self.wire.offered, true) {
             self.queue(&[0; OFFER_LEN]);
+            self.wire.numbering = true;
+            if self.wire.keep {
+                self.out.keep_until_acknowledged();
+                if self.wire.opening != Opening::Offered {
+                    self.out.keep_at_most(BEFORE_OFFER_KEEP);
+                }
+            }
         }
     }
 
     /// The peer's offer was seen since the last call.
     pub fn take_offer(&mut self) -> bool {
-        std::mem::take(&mut self.wire.offer_untold)
+        let offered = std::mem::take(&mut self.wire.offer_untold);
+        if offered {
+            self.out.keep_at_most(KEEP_LIMIT);
+        }
+        offered
+    }
+
+    /// Our messages queued since our offer.
+    pub fn numbered(&self) -> u64 {
+        self.wire.numbered
+    }
+
+    /// Our offer is queued: what we queue is numbered.
+    pub fn numbered_from_offer(&self) -> bool {
+        self.wire.numbering
     }
 
     /// The control frames read since the last call.
@@ -303,13 +333,12 @@ impl Conn {
         self.wire.plain_received
     }
 
-    /// Data frames of the peer's handed out since its `HELLO`, and bytes.
+    /// Data frames of the peer's handed out since its offer, and bytes.
     pub fn taken(&self) -> (u64, u64) {
         (self.wire.taken_frames, self.wire.taken_bytes)
     }
 
-    /// Queues a control frame; a `HELLO` starts the numbering of what we
-    /// queue after it. Returns false once our half is done.
+    /// Queues a control frame. Returns false once our half is done.
     pub fn queue_control(&mut self, control: &Control) -> bool {
         if self.sending != Sending::Open {
             return false;
@@ -318,12 +347,6 @@ impl Conn {
         session::encode(&mut frame, control);
         self.out.push_copy(&frame, 0);
         self.accepted += frame.len() as u64;
-        if matches!(control, Control::Hello(_)) {
-            self.wire.numbering = true;
-            if self.wire.keep {
-                self.out.keep_until_acknowledged();
-            }
-        }
         true
     }
 
@@ -768,7 +791,7 @@ impl Conn {
         if self.sending == Sending::Done {
             return 0;
         }
-        let numbered = self.numbered(frames);
+        let numbered = self.count_numbered(frames);
         self.out.push_copy(frames, numbered);
         self.accepted += frames.len() as u64;
         numbered
@@ -782,21 +805,23 @@ impl Conn {
             batch.clear();
             return 0;
         }
-        let numbered = self.numbered(batch);
+        let numbered = self.count_numbered(batch);
         self.accepted += batch.len() as u64;
         self.out.push_batch(batch, numbered);
         numbered
     }
 
     /// How many of `frames` (ours: data frames only) count as the session's
-    /// messages: every one with a payload, once our `HELLO` has gone.
-    fn numbered(&self, frames: &[u8]) -> u64 {
-        match self.wire.numbering {
+    /// messages: every one with a payload, once our offer has gone.
+    fn count_numbered(&mut self, frames: &[u8]) -> u64 {
+        let numbered = match self.wire.numbering {
             true => split_frames(frames)
                 .filter(|frame| frame.len() > HEADER_LEN)
                 .count() as u64,
             false => 0,
-        }
+        };
+        self.wire.numbered += numbered;
+        numbered
     }
 
     /// Bytes queued that the socket has not yet taken: what this
@@ -808,7 +833,12 @@ impl Conn {
     /// [`unsent`](Self::unsent), and what was written and is kept until
     /// the peer acknowledges it.
     pub fn held(&self) -> usize {
-        self.out.len() + self.out.kept()
+        match self.wire.opening {
+            Opening::Offered => self.out.len() + self.out.kept(),
+            // Kept in case the peer turns out to speak version 2: a
+            // version 1 peer never acknowledges, and must not be waited for.
+            _ => self.out.len(),
+        }
     }
 
     /// Whether there is something to write.
@@ -1093,7 +1123,7 @@ fn hand_out(
     while let Some(header) = session::read_header(&run[at..]) {
         match header {
             Header::Data(len) => {
-                if wire.peer_hello && len > 0 {
+                if len > 0 {
                     wire.taken_frames += 1;
                     wire.taken_bytes += len as u64;
                 }
@@ -1109,9 +1139,6 @@ fn hand_out(
                 at += HEADER_LEN + len;
                 start = at;
                 if let Some(control) = session::decode(payload)? {
-                    if matches!(control, Control::Hello(_)) {
-                        wire.peer_hello = true;
-                    }
                     wire.controls.push(control);
                 }
             }
@@ -1325,6 +1352,58 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
             conn.set_readable();
         }
+    }
+
+    /// A client's line written after its offer and before the server's
+    /// `HELLO` (typed while the server's answer was on its way) is the
+    /// session's first message on both sides: counted by the reader, and
+    /// numbered and kept by the writer, so that a path that dies with it
+    /// in flight has it sent again on resume.
+    #[test]
+    fn messages_are_counted_from_the_offer_not_the_hello() {
+        use std::io::Write;
+        let mut bytes = vec![0; OFFER_LEN];
+        bytes.extend_from_slice(&frames(&[b"typed at once"]));
+        let hello = session::Hello {
+            version: session::VERSION,
+            token: [1; 16],
+            resume_of: [0; 16],
+            received: 0,
+            heartbeat_ms: 1000,
+        };
+        session::encode(&mut bytes, &Control::Hello(hello));
+        bytes.extend_from_slice(&frames(&[b"later"]));
+        let (mut conn, mut peer) = pair();
+        conn.listen_for_sessions();
+        peer.write_all(&bytes).unwrap();
+        drop(peer);
+        let (_, end) = read_all(&mut conn, 1 << 16, 4096);
+        assert!(matches!(end, ReadEnd::Closed), "{end:?}");
+        assert!(conn.take_offer());
+        assert_eq!(conn.taken(), (2, 18));
+
+        let (mut conn, mut peer) = pair();
+        conn.listen_for_sessions();
+        conn.queue_offer();
+        conn.queue(&frames(&[b"typed at once"]));
+        assert_eq!(conn.numbered(), 1);
+        assert!(matches!(conn.flush(), Flushed::Idle), "written whole");
+        // Kept, but not waited for while the peer may speak version 1
+        // only, which never acknowledges.
+        assert_eq!(conn.held(), 0);
+        assert_eq!(conn.message(1), Some(&b"typed at once"[..]));
+        peer.write_all(&[0; OFFER_LEN]).unwrap();
+        peer.flush().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !conn.take_offer() {
+            conn.readable = true;
+            conn.read_frames(&mut [0; 64], &mut Vec::new(), 64);
+            assert!(std::time::Instant::now() < deadline, "no offer read");
+        }
+        // (The offer shares the kept buffer.)
+        assert_eq!(conn.held(), OFFER_LEN + HEADER_LEN + 13);
+        let (again, count) = conn.messages_from(1).expect("kept");
+        assert_eq!((again, count), (frames(&[b"typed at once"]), 1));
     }
 
     #[test]

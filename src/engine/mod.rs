@@ -693,11 +693,14 @@ impl Io {
     /// waiting (Unix); the bytes count as the connection's, and the socket
     /// has one writer at a time.
     pub fn write_beside(&mut self, id: Id, outbox: &Arc<Outbox>) {
-        // A session's messages are numbered by the loop as it queues them.
+        // A session's messages are numbered by the loop as it queues them,
+        // from our offer on (before the peer's offer came, too: a line
+        // written then, left out of the numbering, was lost for good when
+        // the path died, across a resume).
         if self
             .links
             .get(id)
-            .is_some_and(|link| link.session.is_some())
+            .is_some_and(|link| link.session.is_some() || link.conn.numbered_from_offer())
         {
             return;
         }
@@ -1388,6 +1391,9 @@ impl Io {
         let offered = link.conn.take_offer();
         if offered && link.session.is_none() {
             let mut session = Session::new(now);
+            // A client's lines queued since its offer, before the server's
+            // came, are messages of the session too.
+            session.sent(link.conn.numbered(), now);
             session.delay_acks(link.ack_delay);
             session.deafen(link.deferred, now);
             link.session = Some(session);

@@ -63,7 +63,6 @@ pub struct Outgoing {
     kept: Option<Kept>,
 }
 
-#[derive(Default)]
 struct Kept {
     /// Written out, oldest first, each with its count of messages.
     buffers: VecDeque<(Vec<u8>, u64)>,
@@ -71,6 +70,19 @@ struct Kept {
     /// The number of the first message in `buffers` (of `Outgoing`'s
     /// buffers, while this is empty).
     first: u64,
+    /// Bytes kept at most: past it the oldest go, known by number only.
+    limit: usize,
+}
+
+impl Kept {
+    fn from(first: u64) -> Self {
+        Self {
+            buffers: VecDeque::new(),
+            bytes: 0,
+            first,
+            limit: KEEP_LIMIT,
+        }
+    }
 }
 
 impl Outgoing {
@@ -144,10 +156,15 @@ impl Outgoing {
     /// From now on, buffers written out are kept until their messages are
     /// acknowledged; the first message queued from now on is number 1.
     pub fn keep_until_acknowledged(&mut self) {
-        self.kept.get_or_insert_with(|| Kept {
-            first: 1,
-            ..Kept::default()
-        });
+        self.kept.get_or_insert_with(|| Kept::from(1));
+    }
+
+    /// Keeps at most `limit` bytes written from now on (at first
+    /// [`KEEP_LIMIT`]).
+    pub fn keep_at_most(&mut self, limit: usize) {
+        if let Some(kept) = &mut self.kept {
+            kept.limit = limit;
+        }
     }
 
     /// The peer has taken our first `count` messages: the buffers that
@@ -217,9 +234,10 @@ impl Outgoing {
     /// message queued from now on being number `first` (a resumed session
     /// goes on with its numbers).
     pub fn keep_from(&mut self, first: u64) {
+        let limit = self.kept.as_ref().map_or(KEEP_LIMIT, |kept| kept.limit);
         self.kept = Some(Kept {
-            first,
-            ..Kept::default()
+            limit,
+            ..Kept::from(first)
         });
     }
 
@@ -266,10 +284,11 @@ impl Outgoing {
                     kept.bytes += done.len();
                     kept.buffers.push_back((done, messages));
                     // Bounded: the oldest go, known by number only.
-                    while kept.bytes > KEEP_LIMIT && kept.buffers.len() > 1 {
+                    while kept.bytes > kept.limit && kept.buffers.len() > 1 {
                         let (old, messages) = kept.buffers.pop_front().expect("a buffer");
                         kept.bytes -= old.len();
                         kept.first += messages;
+                        recycle(&mut self.spares, self.lends, old);
                     }
                 }
                 _ => self.recycle(done),

@@ -400,7 +400,9 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
         // Nothing is held back, so there is no release to wait for: the
         // input thread writes its lines itself from the start (a script's
         // flood 512 KiB a read, not 128 KiB handed to the loop, and a
-        // typed line without a wake-up of the loop).
+        // typed line without a wake-up of the loop). Not once we offered
+        // version 2: our lines are the session's messages from the offer
+        // on, numbered and kept by the loop.
         engine.write_beside(id, &outbox);
     }
     console.recipient.set(Some(Arc::clone(&outbox)));
