@@ -350,3 +350,107 @@ fn a_line_typed_while_connecting_does_not_keep_the_session_from_opening() {
     assert!(client.wait().success(), "{:?}", client.drain_stderr());
     assert!(server.wait().success(), "{:?}", server.drain_stderr());
 }
+
+/// A room's member whose path dies keeps its place and its name: the room
+/// hears that it lost its connection, not that it left; what the room said
+/// meanwhile, and what it typed meanwhile, arrive once each, in order,
+/// when it is back; `/who` shows it away meanwhile.
+#[test]
+fn a_room_member_whose_path_dies_keeps_its_place_and_misses_nothing() {
+    let mut server = Server::start(&["--room", "--dead-after", DEAD_AFTER]);
+    server.expect_status("the room is open");
+    let relay = Relay::start(server.addr);
+    let address = relay.address();
+    let mut alice = Program::spawn(
+        support::CLIENT,
+        &[
+            "--connect",
+            &address,
+            "--name",
+            "alice",
+            "--dead-after",
+            DEAD_AFTER,
+        ],
+    );
+    alice.expect_status("you joined as alice;");
+    let mut bob = server.join_room("bob");
+    alice.expect_status("bob joined");
+    bob.say("before");
+    alice.expect_message("bob: before");
+    alice.say("hello");
+    bob.expect_message("alice: hello");
+    relay.settle(Duration::from_millis(300));
+
+    relay.down();
+    let during = lines("bob during", 5);
+    for line in &during {
+        bob.say(line);
+    }
+    alice.say("alice during");
+    bob.expect_status("alice lost the connection");
+    server.expect_status("alice lost the connection");
+    bob.say("/who");
+    bob.expect_status("alice (away)");
+    alice.expect_status("reconnecting for up to 300 s");
+    relay.up();
+    alice.expect_status("reconnected after");
+    bob.expect_status("alice is back");
+    let expected: Vec<String> = during.iter().map(|l| format!("bob: {l}")).collect();
+    expect_exactly(&mut alice, &expected);
+    bob.expect_message("alice: alice during");
+    // The next lines each way come right after: nothing was doubled.
+    bob.say("after");
+    alice.expect_message("bob: after");
+    alice.say("alice after");
+    bob.expect_message("alice: alice after");
+    alice.say("q");
+    assert_eq!(alice.wait().code(), Some(0), "{:?}", alice.drain_stderr());
+    bob.expect_status("alice left");
+}
+
+/// A room member's path that dies, in a room whose server keeps places for
+/// a shorter time than the outage (`--resume-for 1`), or whose member
+/// misses more than its backlog meanwhile: the room is told it left, and
+/// why, and the member, once its network is back, that its place is gone.
+#[test]
+fn a_room_member_away_too_long_or_missing_too_much_leaves_and_is_told() {
+    let long_line = "x".repeat(600);
+    for (server_args, why) in [
+        (&["--resume-for", "1"][..], "not resumed within 1 s"),
+        (
+            &["--member-backlog", "1000"][..],
+            "more than the 1000 bytes kept for it",
+        ),
+    ] {
+        let mut args = vec!["--room", "--dead-after", DEAD_AFTER];
+        args.extend_from_slice(server_args);
+        let mut server = Server::start(&args);
+        server.expect_status("the room is open");
+        let relay = Relay::start(server.addr);
+        let address = relay.address();
+        let mut alice = Program::spawn(
+            support::CLIENT,
+            &[
+                "--connect",
+                &address,
+                "--name",
+                "alice",
+                "--dead-after",
+                DEAD_AFTER,
+            ],
+        );
+        alice.expect_status("you joined as alice;");
+        let mut bob = server.join_room("bob");
+        alice.expect_status("bob joined");
+        relay.settle(Duration::from_millis(300));
+        relay.down();
+        bob.expect_status("alice lost the connection");
+        bob.say(&long_line);
+        bob.say(&long_line);
+        let left = bob.expect_status("alice left");
+        assert!(left.contains(why), "{left:?}");
+        relay.up();
+        alice.expect_status("no longer keeps");
+        assert_eq!(alice.wait().code(), Some(1), "{:?}", alice.drain_stderr());
+    }
+}

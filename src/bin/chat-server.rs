@@ -61,9 +61,9 @@ struct Args {
     dead_after: u64,
 
     /// After a lost connection (a network change, a link that died, a
-    /// laptop that slept), keep the conversation this many seconds for the
-    /// client to reconnect and resume it, nothing lost or shown twice
-    /// (version 2 peers); 0: never
+    /// laptop that slept), keep the conversation, or a room member's place
+    /// and name, this many seconds for the client to reconnect and resume
+    /// it, nothing lost or shown twice (version 2 peers); 0: never
     #[arg(long, value_name = "SECS", default_value_t = chat::DEFAULT_RESUME_FOR_SECS,
           value_parser = chat::parse_resume_for)]
     resume_for: u64,
@@ -165,6 +165,7 @@ fn serve(args: Args) -> anyhow::Result<Exit> {
             idle_timeout: args.idle_timeout.map(Duration::from_secs),
             dead_after: (args.dead_after > 0).then(|| Duration::from_secs(args.dead_after)),
             sessions: args.protocol == "2",
+            resume_for: (args.resume_for > 0).then(|| Duration::from_secs(args.resume_for)),
             tls,
             access: Access::new(args.allow, args.deny),
         }),

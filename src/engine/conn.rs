@@ -164,6 +164,8 @@ struct Wire {
     offered: bool,
     /// Our messages are kept until acknowledged (see [`Outgoing`]).
     keep: bool,
+    /// Bytes of them kept at most once the peer offered.
+    keep_limit: usize,
     /// Bytes received, and plaintext bytes, when the offer was seen:
     /// progress from then on is counted in plaintext, controls left out.
     base: (u64, u64),
@@ -269,6 +271,7 @@ impl Conn {
                 taken_bytes: 0,
                 numbering: false,
                 numbered: 0,
+                keep_limit: KEEP_LIMIT,
                 control_bytes: 0,
                 plain_received: 0,
                 raw_received: 0,
@@ -297,9 +300,7 @@ impl Conn {
             self.wire.numbering = true;
             if self.wire.keep {
                 self.out.keep_until_acknowledged();
-                if self.wire.opening != Opening::Offered {
-                    self.out.keep_at_most(BEFORE_OFFER_KEEP);
-                }
+                self.keep_at_most(self.wire.keep_limit);
             }
         }
     }
@@ -308,9 +309,20 @@ impl Conn {
     pub fn take_offer(&mut self) -> bool {
         let offered = std::mem::take(&mut self.wire.offer_untold);
         if offered {
-            self.out.keep_at_most(KEEP_LIMIT);
+            self.out.keep_at_most(self.wire.keep_limit);
         }
         offered
+    }
+
+    /// Keeps at most `limit` bytes of our messages for the peer's
+    /// acknowledgement, once it offered (before, less: see
+    /// [`queue_offer`](Self::queue_offer)).
+    pub fn keep_at_most(&mut self, limit: usize) {
+        self.wire.keep_limit = limit;
+        match self.wire.opening {
+            Opening::Offered => self.out.keep_at_most(limit),
+            _ => self.out.keep_at_most(limit.min(BEFORE_OFFER_KEEP)),
+        }
     }
 
     /// Our messages queued since our offer.

@@ -787,6 +787,25 @@ impl Io {
         })
     }
 
+    /// Bytes queued for connection `id` that the system has not yet taken
+    /// (not those written and waiting for the peer's acknowledgement: a
+    /// room that reads a member only in turns reads its acknowledgements
+    /// so too, and must not wait for them before it reads anyone).
+    pub fn queued(&self, id: Id) -> usize {
+        self.links.get(id).map_or(0, |link| {
+            link.conn.unsent() + link.husk.as_ref().map_or(0, Conn::unsent)
+        })
+    }
+
+    /// What connection `id` sent is kept for the peer's acknowledgement up
+    /// to `bytes` (past that the oldest is let go, and a resume that needs
+    /// it fails).
+    pub fn keep_at_most(&mut self, id: Id, bytes: usize) {
+        if let Some(link) = self.links.get_mut(id) {
+            link.conn.keep_at_most(bytes);
+        }
+    }
+
     /// Moves whole frames from connection `id` into `into`, about `limit`
     /// bytes at most (one frame always). True if it may have more now.
     pub fn read(&mut self, id: Id, into: &mut Vec<u8>, limit: usize) -> bool {

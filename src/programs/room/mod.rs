@@ -55,6 +55,9 @@ pub struct Config {
     /// Speak version 2 with peers that offer it (acknowledgements and
     /// heartbeats); false: version 1 only.
     pub sessions: bool,
+    /// How long a member's place is kept after its connection is lost, for
+    /// it to come back (`None`: not at all).
+    pub resume_for: Option<Duration>,
     /// TLS, if the server speaks it.
     pub tls: Option<TlsConfig>,
     pub access: Access,
@@ -102,6 +105,7 @@ pub(crate) fn run(
         mut engine,
         address,
     } = open(listener, listening, "> ", around)?;
+    engine.keep_sessions(config.sessions && config.resume_for.is_some());
     let output = Arc::clone(&console.output);
     let lines = {
         let events = events.clone();
@@ -131,6 +135,8 @@ pub(crate) fn run(
         flow: Flow::new(config.backlog, flow::STALL),
         cut: BTreeSet::new(),
         frames: Vec::new(),
+        resume_for: config.resume_for,
+        backlog: config.backlog,
     };
     output.status(format!("listening on {address}"));
     output.status(format!(

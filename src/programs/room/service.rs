@@ -58,6 +58,12 @@ pub(super) struct RoomService {
     /// Members cut off for taking nothing: never read again.
     pub cut: BTreeSet<Id>,
     pub frames: Vec<u8>,
+    /// How long a member's place is kept after its connection is lost
+    /// (`None`: not at all, and nothing is kept for its acknowledgement).
+    pub resume_for: Option<std::time::Duration>,
+    /// Bytes kept for a member that is away, at most: past it, its place
+    /// is given up (what it missed could not all be sent again).
+    pub backlog: usize,
 }
 
 /// The room's world: the loop's connections and the operator's screen.
@@ -136,12 +142,27 @@ impl RoomService {
         }
     }
 
-    /// Brings the flow up to date with what waits for each member now.
-    fn observe(&mut self, io: &Io) {
+    /// Brings the flow up to date with what waits for each member now. A
+    /// member that is away holds nobody back: what the room says is kept
+    /// for it, up to its backlog; past that its place is given up.
+    fn observe(&mut self, io: &mut Io) {
         let now = io.now();
         for id in self.room.members() {
+            if self.room.is_away(id) {
+                self.flow.forget(id);
+                if io.queued(id) > self.backlog {
+                    io.give_up(
+                        id,
+                        format!(
+                            "away while the room said more than the {} bytes kept for it",
+                            self.backlog
+                        ),
+                    );
+                }
+                continue;
+            }
             match self.room.is_here(id) && !self.cut.contains(&id) {
-                true => self.flow.observe(id, io.unsent(id), io.sent(id), now),
+                true => self.flow.observe(id, io.queued(id), io.sent(id), now),
                 false => self.flow.forget(id),
             }
         }
@@ -306,8 +327,17 @@ impl Service for RoomService {
         let mut world = Self::over(io, &self.output, &self.room);
         match self.room.join(id, peer, now, &mut world) {
             Admission::Member => {
-                // Relays are not kept for the member's acknowledgement.
-                io.keep_nothing(id);
+                match self.resume_for {
+                    // What the room relays is kept until the member has
+                    // taken it, up to its backlog: a member that comes
+                    // back is sent again what it had not.
+                    Some(within) => {
+                        io.allow_resume(id, Some(within));
+                        io.keep_at_most(id, self.backlog);
+                    }
+                    // Relays are not kept for the member's acknowledgement.
+                    None => io.keep_nothing(id),
+                }
                 let rate = self.room.rate() as f64;
                 let buffer = (rate * RECEIVE_BUFFER_SECONDS) as usize;
                 io.limit_receive_buffer(id, buffer.max(MIN_RECEIVE_BUFFER));
@@ -325,9 +355,22 @@ impl Service for RoomService {
     fn news(&mut self, io: &mut Io, id: Id, news: News) {
         let mut world = Self::over(io, &self.output, &self.room);
         match news {
-            // A member's session is not kept for a resume (yet): the room
-            // never allows one.
-            News::Away { .. } | News::Back { .. } | News::NotResumed { .. } => {}
+            News::Away { why, .. } => {
+                self.flow.forget(id);
+                self.turns.forget(id);
+                self.paused.remove(&id);
+                self.room.away(id, &why, &mut world);
+            }
+            News::Back { after, .. } => {
+                self.room
+                    .back(id, &crate::errors::duration_words(after), &mut world);
+                let rate = self.room.rate() as f64;
+                let buffer = (rate * RECEIVE_BUFFER_SECONDS) as usize;
+                io.limit_receive_buffer(id, buffer.max(MIN_RECEIVE_BUFFER));
+                self.read(io, id);
+            }
+            // A client's, not a server's.
+            News::NotResumed { .. } => {}
             News::PeerClosed => self.room.leave(id, None, &mut world),
             News::Failed(why) => self.room.leave(id, Some(&why), &mut world),
             News::WentIdle(idle) => self.room.went_idle(id, idle, &mut world),

@@ -100,6 +100,9 @@ struct Member {
     paced_until: Option<Instant>,
     /// It was told once that it talks faster than the room takes.
     told_pace: bool,
+    /// Its connection was lost and its place is kept for it to come back:
+    /// what the room says is kept for it meanwhile.
+    away: bool,
 }
 
 pub struct Room {
@@ -257,6 +260,7 @@ impl Room {
                 pace,
                 paced_until: None,
                 told_pace: false,
+                away: false,
             },
         );
         Admission::Member
@@ -269,6 +273,53 @@ impl Room {
     /// Whether member `who` is in the room (gets what is said).
     pub fn is_here(&self, who: Who) -> bool {
         who == OPERATOR || self.members.get(&who).is_some_and(|m| m.present)
+    }
+
+    /// Member `who`'s connection was lost (`why`) and its place is kept
+    /// for it to come back: the room is told, not that it left.
+    pub fn away(&mut self, who: Who, why: &str, world: &mut impl World) {
+        let Some(member) = self.members.get_mut(&who) else {
+            return;
+        };
+        if !member.present || member.away {
+            return;
+        }
+        member.away = true;
+        if !member.announced {
+            world.status(format!(
+                "{} ({}) lost the connection: {why}",
+                member.name, member.peer
+            ));
+            return;
+        }
+        let text = format!(
+            "{} lost the connection; keeping the place for it to come back",
+            member.name
+        );
+        self.notice_all(who, &text, world);
+        world.status(format!("{text} ({why})"));
+    }
+
+    /// Member `who` is back after a lost connection, with everything the
+    /// room said meanwhile.
+    /// (`after` says how long it was away, for the operator.)
+    pub fn back(&mut self, who: Who, after: &str, world: &mut impl World) {
+        let Some(member) = self.members.get_mut(&who) else {
+            return;
+        };
+        if !std::mem::take(&mut member.away) || !member.present {
+            return;
+        }
+        let text = format!("{} is back", member.name);
+        if member.announced {
+            self.notice_all(who, &text, world);
+        }
+        world.status(format!("{text} after {after}"));
+    }
+
+    /// Whether member `who`'s connection is lost and its place kept.
+    pub fn is_away(&self, who: Who) -> bool {
+        self.members.get(&who).is_some_and(|m| m.present && m.away)
     }
 
     /// Until when `who` is not read (it talked faster than its pace).
@@ -569,7 +620,10 @@ impl Room {
                     self.members
                         .values()
                         .filter(|m| m.present && m.announced)
-                        .map(|m| m.name.clone()),
+                        .map(|m| match m.away {
+                            true => format!("{} (away)", m.name),
+                            false => m.name.clone(),
+                        }),
                 );
                 let text = format!("here ({}): {}", here.len(), here.join(", "));
                 self.tell(who, &text, world);
@@ -899,6 +953,49 @@ mod tests {
                 .unwrap()
                 .contains("turned away: the room is full")
         );
+    }
+
+    /// A member whose connection is lost keeps its place and name: the
+    /// room is told it is away, not that it left; it is still sent what is
+    /// said (kept for it); `/who` marks it; back, the room is told once.
+    #[test]
+    fn a_member_away_keeps_its_place_and_is_told_of_as_away_and_back() {
+        let (mut room, mut world, t0) = (room(), Record::default(), Instant::now());
+        named(&mut room, &mut world, 1, "alice", t0);
+        named(&mut room, &mut world, 2, "bob", t0);
+        world.take(1);
+        world.take(2);
+        room.away(1, "nothing came back for 15 s", &mut world);
+        room.away(1, "again", &mut world);
+        assert_eq!(
+            world.take(2),
+            ["-- alice lost the connection; keeping the place for it to come back"]
+        );
+        assert!(room.is_here(1) && room.is_away(1));
+        assert!(
+            world
+                .status
+                .last()
+                .unwrap()
+                .contains("(nothing came back for 15 s)")
+        );
+        room.hear(2, &frames(&["while you were out", "/who"]), t0, &mut world);
+        assert_eq!(world.take(1), ["bob: while you were out"]);
+        assert_eq!(world.take(2), ["-- here (3): server, alice (away), bob"]);
+        // Its name is still taken.
+        named(&mut room, &mut world, 3, "alice", t0);
+        let carol = world.take(3);
+        assert!(carol.iter().any(|l| l.contains("alice-2")), "{carol:?}");
+        world.take(2);
+        assert_eq!(world.take(1), ["-- alice-2 joined"], "kept for it");
+        room.back(1, "42 s", &mut world);
+        room.back(1, "43 s", &mut world);
+        assert_eq!(world.take(2), ["-- alice is back"]);
+        assert_eq!(world.take(1), Vec::<String>::new(), "not to itself");
+        assert_eq!(world.status.last().unwrap(), "alice is back after 42 s");
+        assert!(!room.is_away(1));
+        room.hear(2, &frames(&["/who"]), t0, &mut world);
+        assert_eq!(world.take(2), ["-- here (4): server, alice, bob, alice-2"]);
     }
 
     /// The room keeps of what was said only what a newcomer could be
