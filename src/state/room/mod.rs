@@ -662,8 +662,12 @@ impl Room {
     /// Who in the room is called `name`, or a name that passes for it:
     /// the operator, or a member that was announced (as `/who` lists them).
     fn called(&self, name: &str) -> Option<Who> {
-        // No name, nobody: and a long line is never compared whole.
-        names::check(name).ok()?;
+        // Longer than any name: nobody (and a long line is never compared
+        // whole). Shorter, it is compared even if it is no valid name:
+        // `bоb` with a Cyrillic `о` could not be taken, but finds bob.
+        if name.chars().nth(names::MAX_NAME_CHARS).is_some() {
+            return None;
+        }
         let key = names::Key::of(name);
         if self.operator_key.same(&key) {
             return Some(OPERATOR);
@@ -1061,6 +1065,10 @@ mod tests {
         for who in [2, 3] {
             assert_eq!(world.take(who), Vec::<String>::new());
         }
+        // A look-alike that no one could take as a name still finds bob.
+        room.hear(1, &frames(&["/msg b\u{43e}b hi"]), t0, &mut world);
+        assert_eq!(world.take(1), ["you \u{2192} bob: hi"]);
+        assert_eq!(world.take(2), ["alice \u{2192} you: hi"]);
         // Nobody may take the name the private forms call their reader.
         room.hear(2, &frames(&["/nick You"]), t0, &mut world);
         assert_eq!(
@@ -1077,6 +1085,27 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["-- earlier: alice: public"]
         );
+    }
+
+    /// A private message is a line like any other for its sender's pace.
+    #[test]
+    fn private_messages_are_paced_as_any_line() {
+        let (mut room, mut world, t0) = (room(), Record::default(), Instant::now());
+        named(&mut room, &mut world, 1, "alice", t0);
+        named(&mut room, &mut world, 2, "bob", t0);
+        // 60 KiB past a burst of 50 KiB at 100 KiB/s: about 0.1 s.
+        let line = format!("/msg bob {}", "x".repeat(KIB - 13));
+        room.hear(1, &frames(&vec![line.as_str(); 60]), t0, &mut world);
+        let wait = room.paced_until(1).expect("paced") - t0;
+        assert!(
+            wait > Duration::from_millis(90) && wait < Duration::from_millis(110),
+            "{wait:?}"
+        );
+        let got = world.take(2);
+        let private = got
+            .iter()
+            .filter(|l| l.starts_with("alice \u{2192} you: x"));
+        assert_eq!(private.count(), 60, "all delivered all the same");
     }
 
     /// The room keeps of what was said only what a newcomer could be
