@@ -1029,3 +1029,144 @@ fn a_room_refuses_a_denied_address_saying_why() {
     assert_eq!(client.wait().code(), Some(1));
     server.expect_status("refused a connection from 127.0.0.1: not allowed by --allow/--deny");
 }
+
+/// `/msg NAME TEXT`: to NAME alone. What the others (the operator too) get
+/// next is the public line said after it, so they never got the private one.
+#[test]
+fn a_private_message_reaches_its_one_reader_and_nobody_else() {
+    let mut server = start_room(&[]);
+    let mut alice = server.join_room("alice");
+    let mut bob = server.join_room("bob");
+    let mut carol = server.join_room("carol");
+    alice.expect_status("carol joined");
+    bob.expect_status("carol joined");
+
+    // `Bob` is bob, as the room compares names.
+    alice.say("/msg Bob lunch at one? 你好");
+    alice.say("a public line");
+    bob.expect_message("alice \u{2192} you: lunch at one? 你好");
+    bob.expect_message("alice: a public line");
+    alice.expect_message("you \u{2192} bob: lunch at one? 你好");
+    carol.expect_message("alice: a public line");
+    server.expect_message("alice: a public line");
+
+    // The operator sends and is sent, by the name it has in the room.
+    server.say("/msg carol from the operator");
+    carol.expect_message("server \u{2192} you: from the operator");
+    server.expect_message("you \u{2192} carol: from the operator");
+    carol.say("/msg SERVER back to you");
+    server.expect_message("carol \u{2192} you: back to you");
+    carol.expect_message("you \u{2192} server: back to you");
+    carol.say("public again");
+    for member in [&mut alice, &mut bob] {
+        member.expect_message("carol: public again");
+    }
+    server.expect_message("carol: public again");
+    for (program, who) in [(&mut alice, "alice"), (&mut bob, "bob")] {
+        assert!(
+            !program
+                .drain_stderr()
+                .iter()
+                .any(|l| l.contains("operator")),
+            "{who} saw the operator's private message"
+        );
+    }
+}
+
+/// A `struct.pack('!I')` peer sends `/msg` as a line and reads one: the
+/// private forms are ordinary text frames.
+#[test]
+fn a_plain_protocol_peer_sends_and_reads_private_messages() {
+    let mut server = start_room(&[]);
+    let mut alice = server.join_room("alice");
+    let mut plain = server.raw_member();
+    plain.send("/nick pyth");
+    let told = plain.next_text();
+    assert!(told.starts_with("-- you joined as pyth;"), "{told}");
+    alice.expect_status("pyth joined");
+
+    plain.send("/msg alice hello from python");
+    plain.expect_text("you \u{2192} alice: hello from python");
+    alice.expect_message("pyth \u{2192} you: hello from python");
+
+    alice.say("/msg pyth hi, script");
+    // As a script reads it: 4 bytes of length, then the line in UTF-8.
+    let line = "alice \u{2192} you: hi, script";
+    let mut header = [0u8; 4];
+    plain.stream.read_exact(&mut header).unwrap();
+    assert_eq!(u32::from_be_bytes(header) as usize, line.len());
+    let mut payload = vec![0; line.len()];
+    plain.stream.read_exact(&mut payload).unwrap();
+    assert_eq!(payload, line.as_bytes());
+    alice.expect_message("you \u{2192} pyth: hi, script");
+
+    plain.send("/msg nobody hi");
+    assert_eq!(plain.next_text(), "-- no one here is called nobody");
+    plain.send("/msg alice");
+    let usage = plain.next_text();
+    assert!(
+        usage.starts_with("-- /msg needs a name and a message"),
+        "{usage}"
+    );
+    // Nobody else got any of it: the operator's next line is this one.
+    alice.say("in public");
+    assert_eq!(plain.next_text(), "alice: in public");
+    server.expect_message("alice: in public");
+}
+
+#[test]
+fn a_private_message_to_nobody_or_without_text_is_answered_to_its_sender_alone() {
+    let mut server = start_room(&[]);
+    let mut alice = server.join_room("alice");
+    let mut bob = server.join_room("bob");
+    alice.expect_status("bob joined");
+    alice.say("/msg dave are you there?");
+    alice.expect_status("no one here is called dave");
+    alice.say("/msg bob");
+    alice.expect_status("/msg needs a name and a message, as in: /msg bob");
+    alice.say("/msg alice me");
+    alice.expect_status("that is you");
+    // Nor is anyone called what the private forms call their reader.
+    bob.say("/nick you");
+    bob.expect_status("the name you is taken; you are still bob");
+    alice.say("/msg you hi");
+    alice.expect_status("no one here is called you");
+    alice.say("after the notices");
+    bob.expect_message("alice: after the notices");
+    server.expect_message("alice: after the notices");
+    assert!(
+        !bob.drain_stderr().iter().any(|l| l.contains("dave")),
+        "the notices are alice's alone"
+    );
+    server.say("/help");
+    server.expect_status("/msg NAME TEXT says TEXT to NAME alone");
+}
+
+/// A newcomer is shown what was said in the room lately, never what was
+/// said to one member.
+#[test]
+fn a_private_message_is_not_in_what_a_newcomer_is_shown() {
+    let server = start_room(&[]);
+    let mut alice = server.join_room("alice");
+    let mut bob = server.join_room("bob");
+    alice.expect_status("bob joined");
+    alice.say("before");
+    alice.say("/msg bob the secret");
+    alice.say("after");
+    bob.expect_message("alice: before");
+    bob.expect_message("alice \u{2192} you: the secret");
+    bob.expect_message("alice: after");
+    // The room has heard all three: the newcomer comes after them.
+    let mut carol = server.join_room("carol");
+    let earlier: Vec<String> = carol
+        .drain_stderr()
+        .into_iter()
+        .filter(|l| l.contains("earlier"))
+        .collect();
+    assert_eq!(
+        earlier,
+        ["-- earlier: alice: before", "-- earlier: alice: after"]
+    );
+    bob.say("now");
+    carol.expect_message("bob: now");
+}

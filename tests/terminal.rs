@@ -902,6 +902,37 @@ fn a_message_that_names_you_is_highlighted_and_rings_the_bell() {
 }
 
 #[test]
+fn a_private_message_received_is_highlighted_and_rings_the_bell_and_one_sent_does_not() {
+    let room = start_room(&[]);
+    let mut alice = member_in_terminal(&room, "alice", "");
+    let mut bob = room.join_room("bob");
+    bob.say("/msg alice psst");
+    alice
+        .expect(Regex(
+            r"bob\x1b\[0m \u{2192} you: \x1b\[1m\x1b\[7mpsst\x1b\[0m",
+        ))
+        .unwrap();
+    alice.expect("\x07").unwrap();
+    // Its own, as the room confirms it: no bell.
+    alice.send("/msg bob back\r").unwrap();
+    let seen = alice.expect(Regex(r"you \u{2192} \S*bob\S*: ")).unwrap();
+    let mut between = seen.before().to_vec();
+    bob.expect_message("you \u{2192} alice: psst");
+    bob.expect_message("alice \u{2192} you: back");
+    bob.say("the end");
+    let seen = alice.expect("the end").unwrap();
+    between.extend_from_slice(seen.before());
+    assert!(
+        !between.contains(&7),
+        "{:?}",
+        String::from_utf8_lossy(&between)
+    );
+    alice.send("q\r").unwrap();
+    let rest = rest_until_exit(&mut alice);
+    assert!(rest.contains("EXIT=0"), "{rest:?}");
+}
+
+#[test]
 fn with_bell_off_a_mention_is_highlighted_without_the_bell() {
     let room = start_room(&[]);
     let mut carol = member_in_terminal(&room, "carol", "--bell off");

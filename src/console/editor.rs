@@ -366,11 +366,18 @@ impl Editor {
                         + match said {
                             Said::Message => 2,
                             Said::Action => 3,
+                            // ` → you: `, `you → ` and `: `
+                            Said::Private | Said::PrivateSent => 8,
                         };
                     for line in String::from_utf8_lossy(lines).lines() {
-                        let mention =
-                            !earlier && me.as_deref().is_some_and(|me| look::names(line, me));
-                        bell |= !earlier && self.shape.bell.rings(mention);
+                        // A private message to us is for us as much as a
+                        // mention: highlighted, and the bell rings.
+                        let mention = !earlier
+                            && (*said == Said::Private
+                                || me.as_deref().is_some_and(|me| look::names(line, me)));
+                        // What we said ourselves rings nothing.
+                        let ours = *said == Said::PrivateSent;
+                        bell |= !earlier && !ours && self.shape.bell.rings(mention);
                         let highlight = match mention {
                             true => palette.mention,
                             false => Style::new(),
@@ -383,6 +390,12 @@ impl Editor {
                             )),
                             Said::Action => text.push_str(&format!(
                                 "{style}* {from}{style:#} {highlight}{line}{highlight:#}\r\n"
+                            )),
+                            Said::Private => text.push_str(&format!(
+                                "{style}{from}{style:#} \u{2192} you: {highlight}{line}{highlight:#}\r\n"
+                            )),
+                            Said::PrivateSent => text.push_str(&format!(
+                                "you \u{2192} {style}{from}{style:#}: {highlight}{line}{highlight:#}\r\n"
                             )),
                         }
                     }

@@ -38,7 +38,7 @@ pub enum Color {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Bell {
     Off,
-    /// For a room message that names you.
+    /// For a room message that names you, or one said to you alone (`/msg`).
     #[default]
     Mention,
     /// For every message received.
@@ -47,7 +47,7 @@ pub enum Bell {
 
 impl Bell {
     /// Whether a message received rings the bell; `mention`, whether it
-    /// names the user. (Private messages will ring it too, as mentions.)
+    /// names the user or was said to the user alone (a private message).
     pub(crate) fn rings(self, mention: bool) -> bool {
         match self {
             Bell::Off => false,

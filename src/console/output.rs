@@ -967,9 +967,12 @@ pub(crate) fn piped_form(
                 let label = match said {
                     Said::Message => format!("{mark}{style}{from}:{style:#} "),
                     Said::Action => format!("{mark}{style}* {from}{style:#} "),
+                    Said::Private => format!("{mark}{style}{from}{style:#} \u{2192} you: "),
+                    Said::PrivateSent => format!("{mark}you \u{2192} {style}{from}{style:#}: "),
                 };
                 out.extend_from_slice(label.as_bytes());
                 let mention = match me {
+                    _ if *said == Said::Private => !earlier,
                     Some(me) if !earlier => look::names(&line, me),
                     _ => false,
                 };

@@ -14,13 +14,18 @@ use std::fmt::Write as _;
 use crate::wire::frame::Payload;
 use crate::wire::scan::printable_ascii;
 
-/// How a named sender said a line: the two forms a chat line is shown in.
+/// How a named sender said a line: the forms a chat line is shown in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Said {
     /// `NAME: TEXT`
     Message,
     /// `* NAME TEXT` (`/me`)
     Action,
+    /// `NAME → you: TEXT`: NAME said it to the reader alone (`/msg`).
+    Private,
+    /// `you → NAME: TEXT`: the reader said it to NAME alone; the name is
+    /// the one it went to, not the sender's.
+    PrivateSent,
 }
 
 /// Payloads shorter than this are copied as one block of this size when

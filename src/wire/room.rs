@@ -3,6 +3,8 @@
 //! it is:
 //!
 //! - `NAME: TEXT`, a message; `* NAME TEXT`, an action (`/me`);
+//! - `NAME → you: TEXT`, a private message (`/msg`) to the reader, and
+//!   `you → NAME: TEXT`, the room's word to its sender that it went;
 //! - `-- TEXT`, a notice from the server (joins, leaves, renames, answers);
 //! - `-- earlier: NAME: TEXT` (or `-- earlier: * NAME TEXT`), a message from
 //!   before the receiver joined.
@@ -25,6 +27,13 @@ pub const MARKER: &str = "[room protocol 2]";
 const NOTICE: &str = "-- ";
 const EARLIER: &str = "-- earlier: ";
 const ACTION: &str = "* ";
+
+/// How the private forms name their reader, which no member may therefore
+/// be called (see [`names_the_reader`]).
+pub const READER: &str = "you";
+/// Between the two sides of a private message: ` → ` (U+2192), which no
+/// name has (a name has no space and no symbol).
+const TO: &str = " \u{2192} ";
 
 /// Says, in the greeting, the largest frame the room sends.
 const UP_TO: &str = "; messages up to ";
@@ -181,6 +190,28 @@ pub fn action(name: &str, text: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `NAME → you: TEXT`: a private message from `from` to the member it is
+/// sent to, with TEXT made displayable.
+pub fn private(from: &str, text: &[u8]) -> Vec<u8> {
+    let mut out = format!("{from}{TO}{READER}: ").into_bytes();
+    push_visible(&mut out, text);
+    out
+}
+
+/// `you → NAME: TEXT`: to the sender of a private message, that it went
+/// to `to`, with TEXT made displayable.
+pub fn private_sent(to: &str, text: &[u8]) -> Vec<u8> {
+    let mut out = format!("{READER}{TO}{to}: ").into_bytes();
+    push_visible(&mut out, text);
+    out
+}
+
+/// Whether `name` would pass for [`READER`]: a member called so would
+/// make `you → you: hi` mean either way, so the room holds the name.
+pub fn names_the_reader(name: &str) -> bool {
+    names::Key::of(name).same(&names::Key::of(READER))
+}
+
 /// A message or action (as built above) marked as from before the
 /// receiver joined.
 pub fn earlier(said: &[u8]) -> Vec<u8> {
@@ -292,6 +323,16 @@ pub enum Heard<'a> {
         name: &'a str,
         text: &'a str,
     },
+    /// A private message from member `name` to us.
+    Private {
+        name: &'a str,
+        text: &'a str,
+    },
+    /// Our private message, as the room says it went to member `name`.
+    PrivateSent {
+        name: &'a str,
+        text: &'a str,
+    },
     /// A message or action from before we joined.
     Earlier(Box<Heard<'a>>),
     /// A notice, without its `-- ` (and without the version marker); also
@@ -312,7 +353,26 @@ pub fn parse(line: &str) -> Heard<'_> {
         let rest = rest.strip_suffix(MARKER).map_or(rest, str::trim_end);
         return Heard::Notice(rest);
     }
-    parse_said(line).unwrap_or(Heard::Notice(line))
+    parse_private(line)
+        .or_else(|| parse_said(line))
+        .unwrap_or(Heard::Notice(line))
+}
+
+/// `you → NAME: TEXT` or `NAME → you: TEXT`. Neither can be a message
+/// (the text before its first `: ` has spaces, which no name has), and a
+/// message's text cannot make one (it comes after `NAME: `).
+fn parse_private(line: &str) -> Option<Heard<'_>> {
+    let (name, rest) = line.split_once(TO)?;
+    if name == READER {
+        let (name, text) = rest.split_once(": ")?;
+        return names::check(name)
+            .is_ok()
+            .then_some(Heard::PrivateSent { name, text });
+    }
+    let text = rest.strip_prefix(READER)?.strip_prefix(": ")?;
+    names::check(name)
+        .is_ok()
+        .then_some(Heard::Private { name, text })
 }
 
 fn parse_said(line: &str) -> Option<Heard<'_>> {
@@ -390,6 +450,54 @@ mod tests {
             parse(&text(notice("bob joined"))),
             Heard::Notice("bob joined")
         );
+    }
+
+    #[test]
+    fn private_messages_read_back_each_way_and_no_message_passes_for_one() {
+        let got = text(private("alice", "see you at one 🎉".as_bytes()));
+        assert_eq!(got, "alice \u{2192} you: see you at one 🎉");
+        assert_eq!(
+            parse(&got),
+            Heard::Private {
+                name: "alice",
+                text: "see you at one 🎉"
+            }
+        );
+        let sent = text(private_sent("bob", b"a: b \x1b"));
+        assert_eq!(sent, "you \u{2192} bob: a: b \\x1b");
+        assert_eq!(
+            parse(&sent),
+            Heard::PrivateSent {
+                name: "bob",
+                text: "a: b \\x1b"
+            }
+        );
+        // A message whose text has the form is still that member's message.
+        for sneaky in ["you \u{2192} bob: x", "bob \u{2192} you: x"] {
+            let said = text(message("mallory", sneaky.as_bytes()));
+            assert!(
+                matches!(
+                    parse(&said),
+                    Heard::Message {
+                        name: "mallory",
+                        ..
+                    }
+                ),
+                "{said}"
+            );
+        }
+        // Not a name on the other side: a notice, as any unknown form.
+        for not in [
+            "two words \u{2192} you: x",
+            "you \u{2192} two words: x",
+            "bob \u{2192} me: x",
+        ] {
+            assert!(matches!(parse(not), Heard::Notice(_)), "{not}");
+        }
+        assert!(names_the_reader("you"));
+        assert!(names_the_reader("YOU"));
+        assert!(names_the_reader("y\u{43e}u"), "a Cyrillic o");
+        assert!(!names_the_reader("youth"));
     }
 
     #[test]

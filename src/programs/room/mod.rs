@@ -78,9 +78,18 @@ pub(crate) fn declared_max(first: &[u8]) -> Option<usize> {
     wire::declared_max(first)
 }
 
-/// Checks a name given on the command line.
+/// Checks a name given on the command line. The room's word for the
+/// reader of a private message is nobody's name (the room would give a
+/// member a suffix, `you-2`; the operator has no other way to be told).
 pub fn parse_name(text: &str) -> Result<String, String> {
-    names::check(text).map(|()| text.to_string())
+    names::check(text)?;
+    if wire::names_the_reader(text) {
+        return Err(format!(
+            "a room calls the reader of a private message {:?} (\"alice \u{2192} you: hi\"), so nobody may be",
+            wire::READER
+        ));
+    }
+    Ok(text.to_string())
 }
 
 /// Runs the room on `listener`, which is already bound, until the operator

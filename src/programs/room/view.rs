@@ -167,6 +167,8 @@ fn read_room_lines(text: &[u8], said_at: &mut VecDeque<SystemTime>) -> Vec<Shown
         let (said, name, text) = match heard {
             Heard::Message { name, text } => (Said::Message, name, text),
             Heard::Action { name, text } => (Said::Action, name, text),
+            Heard::Private { name, text } => (Said::Private, name, text),
+            Heard::PrivateSent { name, text } => (Said::PrivateSent, name, text),
             Heard::Notice(notice) => {
                 match wire::read_said_at(notice) {
                     Some(times) => *said_at = times.into(),

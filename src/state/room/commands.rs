@@ -1,5 +1,5 @@
 //! The commands a room member types: `/who`, `/me ACTION`, `/nick NEW`,
-//! `/help`. Any other line starting with one `/` is an unknown command and
+//! `/msg NAME TEXT`, `/help`. Any other line starting with one `/` is an unknown command and
 //! goes to nobody; `//text` is the message `/text`.
 //!
 //! The server applies these to every member's lines (so a plain protocol
@@ -13,6 +13,11 @@ pub enum Command<'a> {
     Say(&'a [u8]),
     Me(&'a [u8]),
     Nick(&'a [u8]),
+    /// A private message: `text` to the member called `to` alone.
+    Msg {
+        to: &'a [u8],
+        text: &'a [u8],
+    },
     Who,
     Help,
     /// A known command used wrongly; the text says how to use it.
@@ -23,7 +28,9 @@ pub enum Command<'a> {
 
 /// The answer to `/help`.
 pub const HELP: &str = "commands: /who lists who is here; /me ACTION sends an action (/me waves); \
-/nick NEW changes your name; /help shows this; //text sends /text; q alone on a line leaves";
+/nick NEW changes your name; /msg NAME TEXT says TEXT to NAME alone; /help shows this; //text sends /text; q alone on a line leaves";
+
+const MSG_USAGE: &str = "/msg needs a name and a message, as in: /msg bob see you at one";
 
 /// Reads one line (without its line end) as a command or a message.
 pub fn parse(line: &[u8]) -> Command<'_> {
@@ -44,6 +51,13 @@ pub fn parse(line: &[u8]) -> Command<'_> {
         b"me" => Command::Me(argument),
         b"nick" if argument.is_empty() => Command::Usage("/nick needs a name, as in: /nick alice"),
         b"nick" => Command::Nick(argument),
+        b"msg" => match argument.iter().position(|&b| b == b' ') {
+            Some(at) => Command::Msg {
+                to: &argument[..at],
+                text: argument[at + 1..].trim_ascii_start(),
+            },
+            None => Command::Usage(MSG_USAGE),
+        },
         _ => Command::Unknown(word),
     }
 }
@@ -92,6 +106,60 @@ mod tests {
         assert_eq!(parse(b"/"), Command::Unknown(b""));
         assert_eq!(parse(b"/WHO"), Command::Unknown(b"WHO"));
         assert_eq!(parse(b" /who"), Command::Say(b" /who"));
+    }
+
+    #[test]
+    fn a_private_message_is_a_name_then_its_text() {
+        assert_eq!(
+            parse(b"/msg bob see you at one"),
+            Command::Msg {
+                to: b"bob",
+                text: b"see you at one"
+            }
+        );
+        // Spaces around the name go; those inside the text stay.
+        assert_eq!(
+            parse(b"/msg   bob   two  words  "),
+            Command::Msg {
+                to: b"bob",
+                text: b"two  words"
+            }
+        );
+        assert_eq!(
+            parse("/msg 李雷 你好".as_bytes()),
+            Command::Msg {
+                to: "李雷".as_bytes(),
+                text: "你好".as_bytes()
+            }
+        );
+        // The text is the rest of the line as typed, commands included.
+        assert_eq!(
+            parse(b"/msg bob /me waves"),
+            Command::Msg {
+                to: b"bob",
+                text: b"/me waves"
+            }
+        );
+        // Bytes that are no name are still a name to look for (and to
+        // find nobody under): a peer's line is never refused for its bytes.
+        assert_eq!(
+            parse(b"/msg \xff\x1b x"),
+            Command::Msg {
+                to: b"\xff\x1b",
+                text: b"x"
+            }
+        );
+        for usage in [&b"/msg"[..], b"/msg ", b"/msg bob", b"/msg  bob  "] {
+            assert_eq!(parse(usage), Command::Usage(MSG_USAGE), "{usage:?}");
+        }
+        assert_eq!(parse(b"/MSG bob hi"), Command::Unknown(b"MSG"));
+        assert_eq!(parse(b"//msg bob hi"), Command::Say(b"/msg bob hi"));
+        assert_eq!(
+            answered_locally(b"/msg bob hi"),
+            None,
+            "the room delivers it"
+        );
+        assert_eq!(answered_locally(b"/msg"), None, "the room explains usage");
     }
 
     #[test]

@@ -109,6 +109,8 @@ pub struct Room {
     settings: Settings,
     /// What the operator's name is compared by.
     operator_key: names::Key,
+    /// What [`wire::READER`] is compared by: nobody may be called so.
+    reader_key: names::Key,
     members: BTreeMap<Who, Member>,
     operator: String,
     operator_pace: Pace,
@@ -161,6 +163,7 @@ impl Room {
         Self {
             operator: settings.operator.clone(),
             operator_key: names::Key::of(&settings.operator),
+            reader_key: names::Key::of(wire::READER),
             operator_pace: pace,
             paced_operator: None,
             settings,
@@ -578,6 +581,7 @@ impl Room {
         let payload = match how {
             Said::Message => wire::message(&name, text),
             Said::Action => wire::action(&name, text),
+            Said::Private | Said::PrivateSent => unreachable!("said to one: Room::private"),
         };
         if encode_frame(&mut run.frames, &payload, self.settings.max_message_size).is_err() {
             self.relay(who, run, world);
@@ -638,7 +642,94 @@ impl Room {
             Command::Usage(how) => self.tell(who, how, world),
             Command::Unknown(word) => self.tell(who, &commands::unknown(word), world),
             Command::Nick(wanted) => self.rename(who, wanted, world),
+            Command::Msg { to, text } => self.private(who, to, text, world),
         }
+    }
+
+    /// `/msg NAME TEXT` from `who`: TEXT goes to the one called NAME (as
+    /// names are compared for uniqueness: `Bob` finds `bob`) and nobody
+    /// else, the operator included unless it is one of the two, and `who`
+    /// is told it went. It is never kept for newcomers. Its sender's pace
+    /// was charged for it like any line (see [`Room::hear`]).
+    fn private(&mut self, who: Who, to: &[u8], text: &[u8], world: &mut impl World) {
+        let wanted = String::from_utf8_lossy(to);
+        let Some(target) = self.called(&wanted) else {
+            let text = format!("no one here is called {}", shown_name(&wanted));
+            self.tell(who, &text, world);
+            return;
+        };
+        if target == who {
+            self.tell(
+                who,
+                "that is you: /msg NAME TEXT says TEXT to someone else",
+                world,
+            );
+            return;
+        }
+        let (from, to) = (
+            self.name_of(who).to_string(),
+            self.name_of(target).to_string(),
+        );
+        let received = wire::private(&from, text);
+        let sent = wire::private_sent(&to, text);
+        let max = self.settings.max_message_size;
+        let longest = received.len().max(sent.len());
+        if longest > max {
+            let text = format!(
+                "your message is too long for the room: {longest} bytes as relayed, over the maximum of {max}; not sent"
+            );
+            self.tell(who, &text, world);
+            return;
+        }
+        // The operator's screen takes the text alone, after the label.
+        let text_of = |payload: &[u8], name: &str, how: Said| {
+            let label = match how {
+                Said::Private => wire::private(name, b""),
+                _ => wire::private_sent(name, b""),
+            };
+            let mut lines = payload[label.len()..].to_vec();
+            lines.push(b'\n');
+            lines
+        };
+        for (whom, payload, name, how) in [
+            (target, &received, &from, Said::Private),
+            (who, &sent, &to, Said::PrivateSent),
+        ] {
+            if whom == OPERATOR {
+                let lines = text_of(payload, name, how);
+                let spoken = Spoken {
+                    said: how,
+                    from: Arc::from(name.as_str()),
+                    lines,
+                };
+                if !world.show(spoken) {
+                    self.unshown += 1;
+                }
+                continue;
+            }
+            let mut frame = Vec::new();
+            let _ = encode_frame(&mut frame, payload, usize::MAX);
+            self.deliver(whom, &frame, world);
+        }
+    }
+
+    /// Who in the room is called `name`, or a name that passes for it:
+    /// the operator, or a member that was announced (as `/who` lists them).
+    fn called(&self, name: &str) -> Option<Who> {
+        // Longer than any name: nobody (and a long line is never compared
+        // whole). Shorter, it is compared even if it is no valid name:
+        // `bоb` with a Cyrillic `о` could not be taken, but finds bob.
+        if name.chars().nth(names::MAX_NAME_CHARS).is_some() {
+            return None;
+        }
+        let key = names::Key::of(name);
+        if self.operator_key.same(&key) {
+            return Some(OPERATOR);
+        }
+        self.members
+            .iter()
+            .find(|(_, m)| m.present && m.announced && m.key.same(&key))
+            .map(|(&who, _)| who)
     }
 
     /// `/nick` from someone already announced.
@@ -806,12 +897,26 @@ impl Room {
     /// Whether a name that `key` is of, or one it would pass for, is held
     /// by someone other than `by`.
     fn is_taken(&self, key: &names::Key, by: Option<Who>) -> bool {
-        (by != Some(OPERATOR) && self.operator_key.same(key))
+        // The room's own word for a private message's reader (`you → bob:`).
+        key.same(&self.reader_key)
+            || (by != Some(OPERATOR) && self.operator_key.same(key))
             || self
                 .members
                 .iter()
                 .any(|(who, m)| Some(*who) != by && m.present && m.key.same(key))
     }
+}
+
+/// A name asked for, as a notice shows it: made displayable, and cut
+/// after a name's length (what is asked for need not be a name at all).
+fn shown_name(name: &str) -> String {
+    let mut cut: String = name.chars().take(names::MAX_NAME_CHARS).collect();
+    if cut.len() < name.len() {
+        cut.push('\u{2026}');
+    }
+    let mut out = Vec::with_capacity(cut.len());
+    crate::wire::display::push_visible(&mut out, cut.as_bytes());
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What one earlier message costs a newcomer's bound: its text and room
@@ -825,6 +930,7 @@ fn visible_len(payload: &[u8], name: &str, how: Said) -> usize {
     let prefix = match how {
         Said::Message => name.len() + 2,
         Said::Action => 2 + name.len() + 1,
+        Said::Private | Said::PrivateSent => unreachable!("said to one: Room::private"),
     };
     payload.len() - prefix
 }
@@ -996,6 +1102,107 @@ mod tests {
         assert!(!room.is_away(1));
         room.hear(2, &frames(&["/who"]), t0, &mut world);
         assert_eq!(world.take(2), ["-- here (4): server, alice, bob, alice-2"]);
+    }
+
+    #[test]
+    fn a_private_message_reaches_its_one_reader_and_no_newcomer() {
+        let (mut room, mut world, t0) = (room(), Record::default(), Instant::now());
+        named(&mut room, &mut world, 1, "alice", t0);
+        named(&mut room, &mut world, 2, "bob", t0);
+        named(&mut room, &mut world, 3, "carol", t0);
+        for who in 1..=3 {
+            world.take(who);
+        }
+        let shown = world.shown;
+        // `Bob` is bob, as names are compared.
+        room.hear(1, &frames(&["/msg Bob lunch?", "public"]), t0, &mut world);
+        assert_eq!(
+            world.take(2),
+            ["alice \u{2192} you: lunch?", "alice: public"]
+        );
+        assert_eq!(world.take(1), ["you \u{2192} bob: lunch?"]);
+        assert_eq!(world.take(3), ["alice: public"]);
+        assert_eq!(
+            world.shown,
+            shown + 1,
+            "the operator saw the public line only"
+        );
+        // To and from the operator, by the name it has.
+        room.hear(3, &frames(&["/msg server psst"]), t0, &mut world);
+        assert_eq!(world.take(3), ["you \u{2192} server: psst"]);
+        assert_eq!(world.shown, shown + 2);
+        room.hear(OPERATOR, &frames(&["/msg carol ok"]), t0, &mut world);
+        assert_eq!(world.take(3), ["server \u{2192} you: ok"]);
+        assert_eq!(world.shown, shown + 3, "its own, confirmed on its screen");
+        for who in [1, 2] {
+            assert_eq!(world.take(who), Vec::<String>::new());
+        }
+        // Nobody by that name, oneself, no text: told to the sender alone.
+        room.hear(
+            1,
+            &frames(&["/msg dave hi", "/msg alice hi", "/msg bob"]),
+            t0,
+            &mut world,
+        );
+        let told = world.take(1);
+        assert_eq!(told[0], "-- no one here is called dave");
+        assert!(told[1].starts_with("-- that is you"), "{told:?}");
+        assert!(
+            told[2].starts_with("-- /msg needs a name and a message"),
+            "{told:?}"
+        );
+        let long = format!("/msg \x1b{}", "x".repeat(100));
+        room.hear(1, &frames(&[&format!("{long} hi")]), t0, &mut world);
+        let told = world.take(1);
+        assert!(
+            told[0].starts_with("-- no one here is called \\x1bxxx"),
+            "{told:?}"
+        );
+        assert!(told[0].len() < 80, "{told:?}");
+        for who in [2, 3] {
+            assert_eq!(world.take(who), Vec::<String>::new());
+        }
+        // A look-alike that no one could take as a name still finds bob.
+        room.hear(1, &frames(&["/msg b\u{43e}b hi"]), t0, &mut world);
+        assert_eq!(world.take(1), ["you \u{2192} bob: hi"]);
+        assert_eq!(world.take(2), ["alice \u{2192} you: hi"]);
+        // Nobody may take the name the private forms call their reader.
+        room.hear(2, &frames(&["/nick You"]), t0, &mut world);
+        assert_eq!(
+            world.take(2),
+            ["-- the name You is taken; you are still bob"]
+        );
+        // Not in what a newcomer is shown.
+        room.forget(3);
+        named(&mut room, &mut world, 4, "dave", t0);
+        let dave = world.take(4);
+        assert_eq!(
+            dave.iter()
+                .filter(|l| l.starts_with("-- earlier: "))
+                .collect::<Vec<_>>(),
+            ["-- earlier: alice: public"]
+        );
+    }
+
+    /// A private message is a line like any other for its sender's pace.
+    #[test]
+    fn private_messages_are_paced_as_any_line() {
+        let (mut room, mut world, t0) = (room(), Record::default(), Instant::now());
+        named(&mut room, &mut world, 1, "alice", t0);
+        named(&mut room, &mut world, 2, "bob", t0);
+        // 60 KiB past a burst of 50 KiB at 100 KiB/s: about 0.1 s.
+        let line = format!("/msg bob {}", "x".repeat(KIB - 13));
+        room.hear(1, &frames(&vec![line.as_str(); 60]), t0, &mut world);
+        let wait = room.paced_until(1).expect("paced") - t0;
+        assert!(
+            wait > Duration::from_millis(90) && wait < Duration::from_millis(110),
+            "{wait:?}"
+        );
+        let got = world.take(2);
+        let private = got
+            .iter()
+            .filter(|l| l.starts_with("alice \u{2192} you: x"));
+        assert_eq!(private.count(), 60, "all delivered all the same");
     }
 
     /// The room keeps of what was said only what a newcomer could be
