@@ -454,3 +454,24 @@ fn a_room_member_away_too_long_or_missing_too_much_leaves_and_is_told() {
         assert_eq!(alice.wait().code(), Some(1), "{:?}", alice.drain_stderr());
     }
 }
+
+/// While the conversation being served is away, the waiting line waits and
+/// is told why; told again when it is back; and served after it, as
+/// always.
+#[test]
+fn the_waiting_line_is_told_why_it_waits_while_the_conversation_is_away() {
+    let (mut server, mut client, relay) = talking(&[], &[]);
+    let mut waiting = server.connect_client(&[]);
+    waiting.expect_status("you are number 1 in line");
+    relay.down();
+    waiting.expect_status("the client ahead of you lost its connection");
+    client.expect_status("reconnecting for up to 300 s");
+    relay.up();
+    client.expect_status("reconnected after");
+    waiting.expect_status("the client ahead of you is back; you are still number 1 in line");
+    client.say("q");
+    assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
+    waiting.expect_status("your turn");
+    waiting.say("served");
+    server.expect_message("served");
+}

@@ -526,6 +526,21 @@ impl Conversations<'_> {
         io.set_held(current.id, 0, false);
     }
 
+    /// Tells each waiting client told its place so far what `notice`
+    /// says for its place.
+    fn tell_line(&mut self, io: &mut Io, notice: impl Fn(usize) -> String) {
+        for waiting in self.line.iter().filter(|w| w.told_place > 0) {
+            let mut frame = Vec::new();
+            encode_frame(
+                &mut frame,
+                notice(waiting.told_place).as_bytes(),
+                usize::MAX,
+            )
+            .expect("notices are short");
+            io.send(waiting.id, &frame);
+        }
+    }
+
     /// Tells each waiting client that the server is busy and its place,
     /// once, and again whenever its place changes.
     fn tell_places(&mut self, io: &mut Io) {
@@ -751,6 +766,9 @@ impl Service for Conversations<'_> {
                     self.output().error(format!(
                         "{peer}: {why}; keeping the conversation for {within} s for it to come back{lines}"
                     ));
+                    // The line waits, and is told why.
+                    let notice = crate::wire::line::ahead_away(within);
+                    self.tell_line(io, |_| notice.clone());
                 }
                 // A client's, not a server's.
                 News::NotResumed { .. } => {}
@@ -775,6 +793,7 @@ impl Service for Conversations<'_> {
                         "{peer} is back{from} after {}{resent}",
                         crate::errors::duration_words(after)
                     ));
+                    self.tell_line(io, crate::wire::line::ahead_back);
                 }
                 News::Ended(ending) => {
                     let current = self.current.take().expect("current");

@@ -20,6 +20,19 @@ pub fn moved(place: usize) -> String {
     format!("{MOVED}{place}{MOVED_TAIL}")
 }
 
+/// The conversation ahead lost its connection, and is kept for `within`
+/// seconds for its client to come back: the line waits meanwhile.
+pub fn ahead_away(within: u64) -> String {
+    format!(
+        "the client ahead of you lost its connection; the server keeps its conversation up to {within} s for it to come back, and the line waits"
+    )
+}
+
+/// The conversation ahead goes on after its client came back.
+pub fn ahead_back(place: usize) -> String {
+    format!("the client ahead of you is back; you are still number {place} in line")
+}
+
 /// The client's turn has come: from now on, its conversation.
 pub fn turn() -> &'static str {
     TURN
