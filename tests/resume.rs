@@ -351,30 +351,38 @@ fn a_line_typed_while_connecting_does_not_keep_the_session_from_opening() {
     assert!(server.wait().success(), "{:?}", server.drain_stderr());
 }
 
+/// A room (with `server_args`), alice in it through a relay and bob
+/// straight, each told of the other; both sides take a peer silent for
+/// [`DEAD_AFTER`] as lost.
+fn room_through_relay(server_args: &[&str]) -> (Server, Relay, Program, Program) {
+    let mut args = vec!["--room", "--dead-after", DEAD_AFTER];
+    args.extend_from_slice(server_args);
+    let mut server = Server::start(&args);
+    server.expect_status("the room is open");
+    let relay = Relay::start(server.addr);
+    let address = relay.address();
+    let client_args = [
+        "--connect",
+        &address,
+        "--name",
+        "alice",
+        "--dead-after",
+        DEAD_AFTER,
+    ];
+    let mut alice = Program::spawn(support::CLIENT, &client_args);
+    alice.expect_status("you joined as alice;");
+    let bob = server.join_room("bob");
+    alice.expect_status("bob joined");
+    (server, relay, alice, bob)
+}
+
 /// A room's member whose path dies keeps its place and its name: the room
 /// hears that it lost its connection, not that it left; what the room said
 /// meanwhile, and what it typed meanwhile, arrive once each, in order,
 /// when it is back; `/who` shows it away meanwhile.
 #[test]
 fn a_room_member_whose_path_dies_keeps_its_place_and_misses_nothing() {
-    let mut server = Server::start(&["--room", "--dead-after", DEAD_AFTER]);
-    server.expect_status("the room is open");
-    let relay = Relay::start(server.addr);
-    let address = relay.address();
-    let mut alice = Program::spawn(
-        support::CLIENT,
-        &[
-            "--connect",
-            &address,
-            "--name",
-            "alice",
-            "--dead-after",
-            DEAD_AFTER,
-        ],
-    );
-    alice.expect_status("you joined as alice;");
-    let mut bob = server.join_room("bob");
-    alice.expect_status("bob joined");
+    let (mut server, relay, mut alice, mut bob) = room_through_relay(&[]);
     bob.say("before");
     alice.expect_message("bob: before");
     alice.say("hello");
@@ -422,26 +430,7 @@ fn a_room_member_away_too_long_or_missing_too_much_leaves_and_is_told() {
             "more than the 1000 bytes kept for it",
         ),
     ] {
-        let mut args = vec!["--room", "--dead-after", DEAD_AFTER];
-        args.extend_from_slice(server_args);
-        let mut server = Server::start(&args);
-        server.expect_status("the room is open");
-        let relay = Relay::start(server.addr);
-        let address = relay.address();
-        let mut alice = Program::spawn(
-            support::CLIENT,
-            &[
-                "--connect",
-                &address,
-                "--name",
-                "alice",
-                "--dead-after",
-                DEAD_AFTER,
-            ],
-        );
-        alice.expect_status("you joined as alice;");
-        let mut bob = server.join_room("bob");
-        alice.expect_status("bob joined");
+        let (_server, relay, mut alice, mut bob) = room_through_relay(server_args);
         relay.settle(Duration::from_millis(300));
         relay.down();
         bob.expect_status("alice lost the connection");
