@@ -98,6 +98,10 @@ fn a_path_that_dies_with_lines_in_it_is_resumed_with_nothing_lost_or_doubled() {
 
 /// A connection reset (a router that lost its state) is resumed at once.
 #[test]
+#[cfg_attr(
+    windows,
+    ignore = "under wine the relay's close with SO_LINGER 0 is an orderly end, not a reset"
+)]
 fn a_reset_connection_is_resumed_at_once() {
     let (mut server, mut client, relay) = talking(&["--once"], &[]);
     relay.cut();
