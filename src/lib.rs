@@ -175,6 +175,22 @@ pub fn parse_resume_for(text: &str) -> Result<u64, String> {
     }
 }
 
+/// `--speak-within`'s default: a client that holds a place in the waiting
+/// line or the room must have sent something (one whole frame of any kind)
+/// within this of getting it. Ours does within a round trip, so 10 s is
+/// ample on a slow, lossy link (300 ms, a lost packet or two resent after
+/// a second or more), and short enough that connections opened only to
+/// hold places free them soon (see `state::first_words`).
+pub const DEFAULT_SPEAK_WITHIN_SECS: u64 = 10;
+
+/// Parses `--speak-within`: whole seconds, 0 (never) to an hour.
+pub fn parse_speak_within(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(secs) if secs <= 3600 => Ok(secs),
+        _ => Err("expected a whole number of seconds from 1 to 3600, or 0 for never".to_string()),
+    }
+}
+
 /// Parses `--idle-timeout`: whole seconds, at least 1.
 pub fn parse_idle_seconds(text: &str) -> Result<u64, String> {
     match text.parse::<u64>() {

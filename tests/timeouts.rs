@@ -31,8 +31,9 @@ fn server_with_idle_timeout(secs: u64) -> Running {
 }
 
 /// Without an idle timeout, a conversation silent for ten minutes goes on
-/// both ways, and so does a client waiting in line meanwhile: no timeout
-/// the server runs is taken for the peer's silence.
+/// both ways, and so does a client waiting in line meanwhile that said it
+/// is there (one keepalive: see the next test for one that did not): no
+/// timeout the server runs is taken for the peer's silence.
 #[test]
 fn ten_silent_minutes_end_nothing() {
     let mut server = server();
@@ -40,6 +41,7 @@ fn ten_silent_minutes_end_nothing() {
     talking.write_all(&frame(b"before the pause")).unwrap();
     server.expect_message("before the pause");
     let mut waiting = server.raw();
+    waiting.write_all(&frame(b"")).unwrap();
     server.expect_status("is waiting (number 1 in line)");
     // The notice that it waits comes on the server's clock.
     server.pass(Duration::from_secs(1));
@@ -66,6 +68,35 @@ fn ten_silent_minutes_end_nothing() {
         !no_errors.iter().any(|l| l.starts_with("error")),
         "{no_errors:?}"
     );
+}
+
+/// A client in line that has sent nothing at all (not one whole frame) is
+/// let go exactly `--speak-within` (10 s) after it took its place, not a
+/// tenth of a second before, and told why; the one being served, as
+/// silent, is not, for ten minutes.
+#[test]
+fn a_client_in_line_that_sends_nothing_is_let_go_at_its_deadline_and_not_before() {
+    let mut server = server();
+    let mut talking = server.raw();
+    server.expect_status("connected");
+    let mut waiting = server.raw();
+    server.expect_status("is waiting (number 1 in line)");
+    server.pass(Duration::from_secs(1));
+    assert!(read_text(&mut waiting).starts_with("server is busy; you are number 1 in line"));
+    server.pass(Duration::from_secs(9) - TENTH);
+    assert!(
+        server.said("let go").is_none(),
+        "{:?}",
+        server.drain_stderr()
+    );
+    server.pass(TENTH);
+    server.expect_status("let go: it sent nothing within 10 s of taking its place in line");
+    assert!(read_text(&mut waiting).starts_with("-- refused: your place in line was given up"));
+    assert_eq!(read_frame(&mut waiting), None);
+
+    server.pass(TEN_MINUTES);
+    server.say("still here");
+    assert_eq!(read_text(&mut talking), "still here");
 }
 
 /// The idle timeout counts from the last traffic, which the server notes

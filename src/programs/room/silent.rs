@@ -1,0 +1,84 @@
+//! Members that hold a seat and send nothing (`--speak-within`): let go
+//! once their time is up, told why, and the room too (see
+//! [`crate::state::first_words`] for what counts and why).
+
+use std::time::Instant;
+
+use super::service::{Over, RoomService};
+use crate::engine::Io;
+use crate::state::ending::Happening;
+use crate::state::first_words::{Heard, sent_nothing};
+use crate::state::room::{Spoken, Who, World};
+use crate::wire::frame::encode_frame;
+use crate::wire::room as wire;
+
+impl RoomService {
+    /// Lets go the members whose `--speak-within` ran out with not one
+    /// whole frame from them: each is told why (the last it reads), the
+    /// room sees it leave as any other, and its connection ends; the
+    /// operator's reports of them are grouped, once a second with a count.
+    /// Returns when to look again.
+    pub(super) fn let_go_silent(&mut self, io: &mut Io) -> Option<Instant> {
+        let now = io.now();
+        if let Some(within) = self.first_words.within() {
+            let silent = self
+                .first_words
+                .due(now, |id| io.first_frame(id).unwrap_or(Heard::Frame));
+            for id in silent {
+                if !self.room.is_here(id) || self.cut.contains(&id) {
+                    continue;
+                }
+                let Some(peer) = io.peer(id) else {
+                    continue;
+                };
+                let text = format!(
+                    "you {}, so your place in the room was given up (a member that only reads keeps it by sending an empty frame first)",
+                    sent_nothing(within, "joining")
+                );
+                let mut notice = Vec::new();
+                let _ = encode_frame(&mut notice, &wire::notice(&text), usize::MAX);
+                io.send(id, &notice);
+                let why = sent_nothing(within, "joining");
+                let mut world = Grouped(Self::over(io, &self.output, &self.room));
+                self.room.leave(id, Some(&why), &mut world);
+                io.happen(id, Happening::Quit);
+                let line = format!("{peer} let go: it {why}");
+                if let Some(report) = self.told.let_go(line, now) {
+                    self.output.status(report);
+                }
+            }
+        }
+        if let Some(report) = self.told.overdue(now) {
+            self.output.status(report);
+        }
+        [self.first_words.wake_at(), self.told.wake_at()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+/// The room's world, but the operator's status line for a member let go
+/// is left to the grouped report: a thousand idle connections let go at
+/// once are one line a second on the operator's screen, not a thousand.
+struct Grouped<'a>(Over<'a>);
+
+impl World for Grouped<'_> {
+    fn deliver(&mut self, to: Who, frames: &[u8]) {
+        self.0.deliver(to, frames);
+    }
+
+    fn end(&mut self, who: Who) {
+        self.0.end(who);
+    }
+
+    fn status(&mut self, _text: String) {}
+
+    fn error(&mut self, text: String) {
+        self.0.error(text);
+    }
+
+    fn show(&mut self, spoken: Spoken) -> bool {
+        self.0.show(spoken)
+    }
+}
