@@ -99,6 +99,99 @@ fn a_client_in_line_that_sends_nothing_is_let_go_at_its_deadline_and_not_before(
     assert_eq!(read_text(&mut talking), "still here");
 }
 
+/// A full line makes room for a newcomer: the client that has waited
+/// longest without sending anything gives up its place, once it has held
+/// it for half of `--speak-within` (5 s), not a tenth of a second before;
+/// one that sent a keepalive never does.
+#[test]
+fn a_full_line_gives_the_place_of_the_oldest_silent_client_to_a_newcomer() {
+    let mut config = conversations();
+    config.max_waiting = 2;
+    let mut server = Running::start(Mode::Conversations(config));
+    let _talking = server.raw();
+    server.expect_status("connected");
+    let mut keeper = server.raw();
+    keeper.write_all(&frame(b"")).unwrap();
+    server.expect_status("is waiting (number 1 in line)");
+    let mut silent = server.raw();
+    server.expect_status("is waiting (number 2 in line)");
+    server.pass(Duration::from_secs(5) - TENTH);
+    let mut early = server.raw();
+    assert!(read_text(&mut early).starts_with("-- refused: server is full"));
+    server.expect_status("turned away: the line is full (2 waiting)");
+    server.pass(TENTH);
+    let mut newcomer = server.raw();
+    server.expect_status(
+        "let go: it sent nothing within 5 s of taking its place in line, and a newcomer needed it",
+    );
+    server.expect_status("is waiting (number 2 in line)");
+    server.pass(Duration::from_secs(1));
+    assert!(read_text(&mut newcomer).contains("number 2 in line"));
+    assert!(read_text(&mut silent).contains("number 2 in line"));
+    assert!(
+        read_text(&mut silent).starts_with(
+            "-- refused: your place in line was given up: you sent nothing within 5 s of taking it, and a newcomer needed it"
+        )
+    );
+    assert!(read_text(&mut keeper).contains("number 1 in line"));
+}
+
+/// The same in a room: a newcomer to a full room takes the seat of the
+/// member that has held it longest without a word, once it has held it
+/// for half of `--speak-within`; the room sees that member leave.
+#[test]
+fn a_full_room_gives_the_seat_of_the_oldest_silent_member_to_a_newcomer() {
+    let config = chat::room::Config {
+        max_message_size: chat::frame::DEFAULT_MAX_MESSAGE_SIZE,
+        max_clients: 2,
+        backlog: 256 << 10,
+        rate: 1 << 20,
+        name: "server".to_string(),
+        idle_timeout: None,
+        speak_within: Some(Duration::from_secs(chat::DEFAULT_SPEAK_WITHIN_SECS)),
+        dead_after: Some(Duration::from_secs(chat::DEFAULT_DEAD_AFTER_SECS)),
+        sessions: true,
+        tls: None,
+        access: chat::access::Access::new(Vec::new(), Vec::new()),
+    };
+    let mut server = Running::start(Mode::Room(config));
+    let mut alice = server.raw();
+    alice.write_all(&frame(b"/nick alice")).unwrap();
+    server.expect_status("alice joined");
+    let mut silent = server.raw();
+    // In the room once greeted; announced a second later, under a guest name.
+    assert!(read_text(&mut silent).ends_with("[room protocol 2]"));
+    server.pass(Duration::from_secs(1));
+    server.expect_status("guest-2 joined");
+    server.pass(Duration::from_secs(4) - TENTH);
+    let mut early = server.raw();
+    assert!(read_text(&mut early).contains("the room is full"));
+    server.pass(TENTH);
+    let mut newcomer = server.raw();
+    server.expect_status(
+        "let go: it sent nothing within 5 s of joining, and a newcomer needed the seat",
+    );
+    assert!(read_text(&mut newcomer).ends_with("[room protocol 2]"));
+    let mut told = String::new();
+    while !told.contains("given up") {
+        told = read_text(&mut silent);
+    }
+    assert_eq!(
+        told,
+        "-- you sent nothing within 5 s of joining, and a newcomer needed the seat, so your place in the room was given up (a member that only reads keeps it by sending an empty frame first)"
+    );
+    let mut left = String::new();
+    while !left.contains("left") {
+        left = read_text(&mut alice);
+    }
+    assert!(
+        left.ends_with(
+            " left (sent nothing within 5 s of joining, and a newcomer needed the seat)"
+        ),
+        "{left}"
+    );
+}
+
 /// The idle timeout counts from the last traffic, which the server notes
 /// within a second (its progress sample): a conversation idle for 5 s is
 /// ended between 5 and 6 s after its last message, not before.

@@ -602,24 +602,7 @@ impl Conversations<'_> {
                 .due(now, |id| io.first_frame(id).unwrap_or(Heard::Frame));
             let mut moved = false;
             for id in silent {
-                let Some(at) = self.line.iter().position(|w| w.id == id) else {
-                    continue;
-                };
-                let waiting = self.line.remove(at).expect("in line");
-                let notice = format!(
-                    "your place in line was given up: you {} (a client keeps its place by sending something, a line or an empty frame)",
-                    sent_nothing(within, "taking it")
-                );
-                io.refuse(id, &refusal(&notice));
-                let line = format!(
-                    "{} let go: it {}",
-                    waiting.peer,
-                    sent_nothing(within, "taking its place in line")
-                );
-                if let Some(report) = self.told.let_go(line, now) {
-                    self.output().status(report);
-                }
-                moved = true;
+                moved |= self.let_go_waiting(io, id, within, "");
             }
             if moved {
                 self.tell_places(io);
@@ -629,6 +612,30 @@ impl Conversations<'_> {
         if let Some(report) = self.told.overdue(now) {
             self.output().status(report);
         }
+    }
+
+    /// Lets go waiting client `id`, which sent nothing `within` of taking
+    /// its place (`and`: what more is to be said of it); false if it is
+    /// not in line.
+    fn let_go_waiting(&mut self, io: &mut Io, id: Id, within: Duration, and: &str) -> bool {
+        let Some(at) = self.line.iter().position(|w| w.id == id) else {
+            return false;
+        };
+        let waiting = self.line.remove(at).expect("in line");
+        let notice = format!(
+            "your place in line was given up: you {}{and} (a client keeps its place by sending something, a line or an empty frame)",
+            sent_nothing(within, "taking it")
+        );
+        io.refuse(id, &refusal(&notice));
+        let line = format!(
+            "{} let go: it {}{and}",
+            waiting.peer,
+            sent_nothing(within, "taking its place in line")
+        );
+        if let Some(report) = self.told.let_go(line, io.now()) {
+            self.output().status(report);
+        }
+        true
     }
 
     /// The next in line, if any, is served.
@@ -732,6 +739,17 @@ impl Service for Conversations<'_> {
         if self.current.is_none() && self.line.is_empty() && self.exit.is_none() {
             self.serve(io, id, peer, false, Vec::new(), false);
             return;
+        }
+        if self.line.len() >= self.config.max_waiting
+            && let Some(within) = self.first_words.within()
+            && let Some(silent) = self
+                .first_words
+                .oldest_silent(io.now(), |id| io.first_frame(id).unwrap_or(Heard::Frame))
+        {
+            // A full line of connections that say nothing keeps nobody out
+            // (see `FirstWords::oldest_silent`).
+            self.let_go_waiting(io, silent, within / 2, ", and a newcomer needed it");
+            self.tell_places(io);
         }
         let waiting = self.line.len();
         if waiting >= self.config.max_waiting {

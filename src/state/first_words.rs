@@ -131,6 +131,47 @@ impl FirstWords {
         silent
     }
 
+    /// The client that has held its place longest without a whole frame,
+    /// if it has held it for half the deadline at least: every place is
+    /// taken, and a newcomer is given that one (it is forgotten here; the
+    /// caller lets it go). Without this, an attacker that opens its
+    /// connections again as fast as they are let go would keep every
+    /// place, all the time but for a moment every `within`; with it, a real
+    /// client gets a place while the attacker's are half a deadline old,
+    /// and keeps it, having spoken within a round trip. Half the deadline,
+    /// and not less, for a real client on a lossy link whose offer needed
+    /// a resend or two.
+    pub fn oldest_silent(
+        &mut self,
+        now: Instant,
+        mut heard: impl FnMut(usize) -> Heard,
+    ) -> Option<usize> {
+        let within = self.within?;
+        let mut spoke = Vec::new();
+        let mut found = None;
+        for &(at, who) in &self.order {
+            // In order of deadline, so of arrival: the rest are younger.
+            let Some(since) = at.checked_sub(within) else {
+                continue;
+            };
+            if now < since + within / 2 {
+                break;
+            }
+            match heard(who) {
+                Heard::Frame => spoke.push(who),
+                Heard::Nothing => {
+                    found = Some(who);
+                    break;
+                }
+                Heard::Unread => {}
+            }
+        }
+        for who in spoke.into_iter().chain(found) {
+            self.forget(who);
+        }
+        found
+    }
+
     /// When the next deadline comes.
     pub fn wake_at(&self) -> Option<Instant> {
         self.order.first().map(|&(at, _)| at)
@@ -310,6 +351,39 @@ mod tests {
         words.took_place(2, start);
         words.forget(2);
         assert_eq!(words.wake_at(), None);
+    }
+
+    #[test]
+    fn a_newcomer_gets_the_place_of_the_oldest_silent_one_once_it_is_half_a_deadline_old() {
+        for within in [ms(100), Duration::from_secs(600)] {
+            let start = Instant::now();
+            let mut words = FirstWords::new(Some(within));
+            // 1 spoke, 2 and 3 did not; 4 came later.
+            words.took_place(1, start);
+            words.took_place(2, start + ms(1));
+            words.took_place(3, start + ms(2));
+            words.took_place(4, start + within / 4);
+            let heard = |who| match who {
+                1 => Heard::Frame,
+                _ => Heard::Nothing,
+            };
+            // Younger than half the deadline: nobody gives up its place.
+            let young = start + within / 2;
+            assert_eq!(words.oldest_silent(young, heard), None);
+            let half = start + ms(1) + within / 2;
+            assert_eq!(words.oldest_silent(half, heard), Some(2));
+            assert!(!words.awaits(1), "one that spoke is forgotten on the way");
+            assert!(!words.awaits(2) && words.awaits(3) && words.awaits(4));
+            assert_eq!(words.oldest_silent(half, heard), None, "3 is younger");
+            assert_eq!(words.oldest_silent(half + ms(1), heard), Some(3));
+            // Unread bytes may be its first frame: passed over, kept.
+            assert_eq!(words.oldest_silent(start + within, |_| Heard::Unread), None);
+            assert!(words.awaits(4));
+        }
+        assert_eq!(
+            FirstWords::new(None).oldest_silent(Instant::now(), |_| Heard::Nothing),
+            None
+        );
     }
 
     #[test]

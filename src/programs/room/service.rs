@@ -308,6 +308,9 @@ impl Service for RoomService {
             return;
         };
         let now = io.now();
+        if self.room.is_full() {
+            self.make_room(io);
+        }
         let mut world = Self::over(io, &self.output, &self.room);
         match self.room.join(id, peer, now, &mut world) {
             Admission::Member => {

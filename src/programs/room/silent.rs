@@ -2,10 +2,10 @@
 //! once their time is up, told why, and the room too (see
 //! [`crate::state::first_words`] for what counts and why).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::service::{Over, RoomService};
-use crate::engine::Io;
+use crate::engine::{Id, Io};
 use crate::state::ending::Happening;
 use crate::state::first_words::{Heard, sent_nothing};
 use crate::state::room::{Spoken, Who, World};
@@ -25,27 +25,7 @@ impl RoomService {
                 .first_words
                 .due(now, |id| io.first_frame(id).unwrap_or(Heard::Frame));
             for id in silent {
-                if !self.room.is_here(id) || self.cut.contains(&id) {
-                    continue;
-                }
-                let Some(peer) = io.peer(id) else {
-                    continue;
-                };
-                let text = format!(
-                    "you {}, so your place in the room was given up (a member that only reads keeps it by sending an empty frame first)",
-                    sent_nothing(within, "joining")
-                );
-                let mut notice = Vec::new();
-                let _ = encode_frame(&mut notice, &wire::notice(&text), usize::MAX);
-                io.send(id, &notice);
-                let why = sent_nothing(within, "joining");
-                let mut world = Grouped(Self::over(io, &self.output, &self.room));
-                self.room.leave(id, Some(&why), &mut world);
-                io.happen(id, Happening::Quit);
-                let line = format!("{peer} let go: it {why}");
-                if let Some(report) = self.told.let_go(line, now) {
-                    self.output.status(report);
-                }
+                self.let_go(io, id, within, "");
             }
         }
         if let Some(report) = self.told.overdue(now) {
@@ -55,6 +35,48 @@ impl RoomService {
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// The room is full: the member that has held its seat longest
+    /// without a word, if for half of `--speak-within` at least, gives it
+    /// to the newcomer (see `FirstWords::oldest_silent`).
+    pub(super) fn make_room(&mut self, io: &mut Io) {
+        let Some(within) = self.first_words.within() else {
+            return;
+        };
+        let oldest = self
+            .first_words
+            .oldest_silent(io.now(), |id| io.first_frame(id).unwrap_or(Heard::Frame));
+        if let Some(id) = oldest {
+            self.let_go(io, id, within / 2, ", and a newcomer needed the seat");
+        }
+    }
+
+    /// Lets go member `id`, which sent nothing `within` of joining (`and`:
+    /// what more is to be said of it): told why, the last it reads; the
+    /// room sees it leave as any other; its connection ends.
+    fn let_go(&mut self, io: &mut Io, id: Id, within: Duration, and: &str) {
+        if !self.room.is_here(id) || self.cut.contains(&id) {
+            return;
+        }
+        let Some(peer) = io.peer(id) else {
+            return;
+        };
+        let why = sent_nothing(within, "joining");
+        let text = format!(
+            "you {why}{and}, so your place in the room was given up (a member that only reads keeps it by sending an empty frame first)"
+        );
+        let mut notice = Vec::new();
+        let _ = encode_frame(&mut notice, &wire::notice(&text), usize::MAX);
+        io.send(id, &notice);
+        let mut world = Grouped(Self::over(io, &self.output, &self.room));
+        self.room
+            .leave(id, Some(&format!("{why}{and}")), &mut world);
+        io.happen(id, Happening::Quit);
+        let line = format!("{peer} let go: it {why}{and}");
+        if let Some(report) = self.told.let_go(line, io.now()) {
+            self.output.status(report);
+        }
     }
 }
 
