@@ -12,7 +12,9 @@
 //!   the time: how a connection ends ([`state::ending`]), the room (who is
 //!   in it, what goes to whom, each member's pace: [`state::room`]), a
 //!   version 2 session's acknowledgements and heartbeats
-//!   ([`state::session`]), [`state::throttle`], [`state::access`]; and
+//!   ([`state::session`]), the first-message deadline of clients that
+//!   hold a place ([`state::first_words`]), [`state::throttle`],
+//!   [`state::access`]; and
 //!   [`state::clock`], where the
 //!   programs take the time from (the system's, or one a test moves).
 //! - [`console`]: the user's side. Plain lines or the line editor, on the
