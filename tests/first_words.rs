@@ -209,7 +209,7 @@ fn many_let_go_at_once_are_reported_once_a_second_with_a_count() {
     let mut server = start_room(&["--speak-within", "1"]);
     let idle: Vec<TcpStream> = (0..30).map(|_| server.raw()).collect();
     let first = server.expect_status("let go: it sent nothing within 1 s of joining");
-    let grouped = server.expect_status("clients let go since the last report for sending nothing");
+    let grouped = server.expect_status("clients let go for sending nothing since the last report");
     let count: usize = grouped
         .split_whitespace()
         .find_map(|word| word.parse().ok())
@@ -245,4 +245,37 @@ fn the_deadline_is_whole_seconds_up_to_an_hour_or_0_for_never() {
     assert_eq!(first.wait().code(), Some(0));
     assert!(read_text(&mut idle).contains("your turn"));
     assert!(server.said("let go").is_none());
+}
+
+/// A stream of newcomers to a full line, or a full room, is one line at
+/// once and then one a second with a count on the operator's screen, not
+/// one line each.
+#[test]
+fn newcomers_turned_away_from_a_full_line_or_room_are_reported_once_a_second() {
+    for room in [false, true] {
+        let mut server = match room {
+            false => Server::start(&["--max-waiting", "1", "--speak-within", "0"]),
+            true => start_room(&["--max-clients", "1", "--speak-within", "0"]),
+        };
+        let mut first = server.raw();
+        first.write_all(&frame(b"here")).unwrap();
+        if !room {
+            let mut second = server.raw();
+            second.write_all(&frame(b"")).unwrap();
+            assert!(read_text(&mut second).contains("number 1 in line"));
+        }
+        let turned: Vec<TcpStream> = (0..30).map(|_| server.raw()).collect();
+        let first_report = server.expect_status("turned away: the");
+        let grouped = server.expect_status("clients turned away since the last report; the last: ");
+        let lines = server
+            .drain_stderr()
+            .iter()
+            .filter(|l| l.contains("turned away"))
+            .count();
+        assert!(
+            lines < 30,
+            "room: {room}: {first_report:?}, {grouped:?}; {lines} lines"
+        );
+        drop(turned);
+    }
 }

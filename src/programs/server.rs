@@ -218,6 +218,7 @@ fn converse(listener: TcpListener, config: Config, around: Surroundings) -> Resu
         exit: None,
         first_words: FirstWords::new(speak_within),
         told: Told::default(),
+        turned_away: Told::new("clients turned away"),
     };
     Ok(run_to_end(
         &mut engine,
@@ -343,6 +344,8 @@ struct Conversations<'a> {
     first_words: FirstWords,
     /// Reports of clients let go for sending nothing, grouped.
     told: Told,
+    /// Reports of clients turned away from a full line, grouped.
+    turned_away: Told,
 }
 
 impl Conversations<'_> {
@@ -609,8 +612,10 @@ impl Conversations<'_> {
                 self.set_prompt();
             }
         }
-        if let Some(report) = self.told.overdue(now) {
-            self.output().status(report);
+        for told in [&mut self.told, &mut self.turned_away] {
+            if let Some(report) = told.overdue(now) {
+                self.console.output.status(report);
+            }
         }
     }
 
@@ -755,9 +760,12 @@ impl Service for Conversations<'_> {
         if waiting >= self.config.max_waiting {
             let notice = format!("server is full ({waiting} already waiting); try again later");
             io.refuse(id, &refusal(&notice));
-            self.output().status(format!(
-                "{peer} turned away: the line is full ({waiting} waiting)"
-            ));
+            // Grouped: a stream of newcomers to a full line is one line a
+            // second on the operator's screen.
+            let line = format!("{peer} turned away: the line is full ({waiting} waiting)");
+            if let Some(report) = self.turned_away.let_go(line, io.now()) {
+                self.output().status(report);
+            }
             return;
         }
         self.line.push_back(Waiting {
@@ -946,6 +954,7 @@ impl Service for Conversations<'_> {
                 overdue_at,
                 self.first_words.wake_at(),
                 self.told.wake_at(),
+                self.turned_away.wake_at(),
             ]
             .into_iter()
             .flatten()

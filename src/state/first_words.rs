@@ -178,25 +178,34 @@ impl FirstWords {
     }
 }
 
-/// The operator's reports of clients let go for their silence: the first
-/// at once, then at most one a second, with how many it stands for and
-/// the last one's words.
+/// The operator's reports of clients let go for their silence (or, with
+/// [`Told::new`], turned away from a full line or room): the first at
+/// once, then at most one a second, with how many it stands for and the
+/// last one's words.
 #[derive(Debug)]
 pub struct Told {
     throttle: Throttle,
     last: String,
+    /// What the reports count: `clients let go for sending nothing`.
+    what: &'static str,
 }
 
 impl Default for Told {
     fn default() -> Self {
-        Self {
-            throttle: Throttle::new(REPORT_PERIOD),
-            last: String::new(),
-        }
+        Self::new("clients let go for sending nothing")
     }
 }
 
 impl Told {
+    /// Reports that count `what` (`clients turned away`).
+    pub fn new(what: &'static str) -> Self {
+        Self {
+            throttle: Throttle::new(REPORT_PERIOD),
+            last: String::new(),
+            what,
+        }
+    }
+
     /// A client was let go at `now`, as `line` says: the report to show
     /// now, if one is due.
     pub fn let_go(&mut self, line: String, now: Instant) -> Option<String> {
@@ -220,8 +229,8 @@ impl Told {
         match count {
             1 => self.last.clone(),
             n => format!(
-                "{n} clients let go since the last report for sending nothing; the last: {}",
-                self.last
+                "{n} {} since the last report; the last: {}",
+                self.what, self.last
             ),
         }
     }
@@ -401,7 +410,7 @@ mod tests {
         assert_eq!(told.overdue(start + ms(999)), None);
         assert_eq!(
             told.overdue(start + Duration::from_secs(1)).as_deref(),
-            Some("1000 clients let go since the last report for sending nothing; the last: c1000")
+            Some("1000 clients let go for sending nothing since the last report; the last: c1000")
         );
         assert_eq!(told.wake_at(), None);
         assert_eq!(told.overdue(start + Duration::from_secs(600)), None);

@@ -138,6 +138,7 @@ pub(crate) fn run(
         frames: Vec::new(),
         first_words: crate::state::first_words::FirstWords::new(config.speak_within),
         told: Default::default(),
+        turned_away: crate::state::first_words::Told::new("clients turned away"),
     };
     output.status(format!("listening on {address}"));
     output.status(format!(

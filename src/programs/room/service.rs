@@ -61,8 +61,10 @@ pub(super) struct RoomService {
     /// Members that have sent nothing yet, and by when they must
     /// (`--speak-within`: see `super::silent`).
     pub first_words: crate::state::first_words::FirstWords,
-    /// Reports of members let go for sending nothing, grouped.
+    /// Reports of members let go for sending nothing, and of newcomers
+    /// turned away from a full room, grouped.
     pub told: crate::state::first_words::Told,
+    pub turned_away: crate::state::first_words::Told,
 }
 
 /// The room's world: the loop's connections and the operator's screen.
@@ -307,12 +309,7 @@ impl Service for RoomService {
         let Some(peer) = io.peer(id) else {
             return;
         };
-        let now = io.now();
-        if self.room.is_full() {
-            self.make_room(io);
-        }
-        let mut world = Self::over(io, &self.output, &self.room);
-        match self.room.join(id, peer, now, &mut world) {
+        match self.join(io, id, peer) {
             Admission::Member => {
                 // Relays are not kept for the member's acknowledgement.
                 io.keep_nothing(id);

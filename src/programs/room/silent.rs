@@ -1,14 +1,18 @@
 //! Members that hold a seat and send nothing (`--speak-within`): let go
 //! once their time is up, told why, and the room too (see
-//! [`crate::state::first_words`] for what counts and why).
+//! [`crate::state::first_words`] for what counts and why); a newcomer to a
+//! full room takes the seat of the one silent longest, or is turned away,
+//! which the operator is told of once a second at most.
 
 use std::time::{Duration, Instant};
+
+use std::net::SocketAddr;
 
 use super::service::{Over, RoomService};
 use crate::engine::{Id, Io};
 use crate::state::ending::Happening;
 use crate::state::first_words::{Heard, sent_nothing};
-use crate::state::room::{Spoken, Who, World};
+use crate::state::room::{Admission, Spoken, Who, World};
 use crate::wire::frame::encode_frame;
 use crate::wire::room as wire;
 
@@ -28,13 +32,40 @@ impl RoomService {
                 self.let_go(io, id, within, "");
             }
         }
-        if let Some(report) = self.told.overdue(now) {
-            self.output.status(report);
+        for told in [&mut self.told, &mut self.turned_away] {
+            if let Some(report) = told.overdue(now) {
+                self.output.status(report);
+            }
         }
-        [self.first_words.wake_at(), self.told.wake_at()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.first_words.wake_at(),
+            self.told.wake_at(),
+            self.turned_away.wake_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Newcomer `id` from `peer` joins the room, in the seat of the member
+    /// silent longest if the room is full (see [`Self::make_room`]), or
+    /// is turned away, the operator told once a second at most with a
+    /// count (a stream of newcomers to a full room wrote a line each).
+    pub(super) fn join(&mut self, io: &mut Io, id: Id, peer: SocketAddr) -> Admission {
+        if self.room.is_full() {
+            self.make_room(io);
+        }
+        let now = io.now();
+        if !self.room.is_full() {
+            let mut world = Self::over(io, &self.output, &self.room);
+            return self.room.join(id, peer, now, &mut world);
+        }
+        let mut world = TurnedAway {
+            over: Self::over(io, &self.output, &self.room),
+            told: &mut self.turned_away,
+            now,
+        };
+        self.room.join(id, peer, now, &mut world)
     }
 
     /// The room is full: the member that has held its seat longest
@@ -102,5 +133,37 @@ impl World for Grouped<'_> {
 
     fn show(&mut self, spoken: Spoken) -> bool {
         self.0.show(spoken)
+    }
+}
+
+/// The room's world while it turns a newcomer away: its line to the
+/// operator goes into the grouped reports.
+struct TurnedAway<'a> {
+    over: Over<'a>,
+    told: &'a mut crate::state::first_words::Told,
+    now: Instant,
+}
+
+impl World for TurnedAway<'_> {
+    fn deliver(&mut self, to: Who, frames: &[u8]) {
+        self.over.deliver(to, frames);
+    }
+
+    fn end(&mut self, who: Who) {
+        self.over.end(who);
+    }
+
+    fn status(&mut self, text: String) {
+        if let Some(report) = self.told.let_go(text, self.now) {
+            self.over.output.status(report);
+        }
+    }
+
+    fn error(&mut self, text: String) {
+        self.over.error(text);
+    }
+
+    fn show(&mut self, spoken: Spoken) -> bool {
+        self.over.show(spoken)
     }
 }
