@@ -12,7 +12,9 @@
 //!   the time: how a connection ends ([`state::ending`]), the room (who is
 //!   in it, what goes to whom, each member's pace: [`state::room`]), a
 //!   version 2 session's acknowledgements and heartbeats
-//!   ([`state::session`]), [`state::throttle`], [`state::access`]; and
+//!   ([`state::session`]), the first-message deadline of clients that
+//!   hold a place ([`state::first_words`]), [`state::throttle`],
+//!   [`state::access`]; and
 //!   [`state::clock`], where the
 //!   programs take the time from (the system's, or one a test moves).
 //! - [`console`]: the user's side. Plain lines or the line editor, on the
@@ -172,6 +174,22 @@ pub fn parse_resume_for(text: &str) -> Result<u64, String> {
     match text.parse::<u64>() {
         Ok(secs) if secs <= 86_400 => Ok(secs),
         _ => Err("expected a whole number of seconds from 0 (never resume) to 86400".to_string()),
+    }
+}
+
+/// `--speak-within`'s default: a client that holds a place in the waiting
+/// line or the room must have sent something (one whole frame of any kind)
+/// within this of getting it. Ours does within a round trip, so 10 s is
+/// ample on a slow, lossy link (300 ms, a lost packet or two resent after
+/// a second or more), and short enough that connections opened only to
+/// hold places free them soon (see `state::first_words`).
+pub const DEFAULT_SPEAK_WITHIN_SECS: u64 = 10;
+
+/// Parses `--speak-within`: whole seconds, 0 (never) to an hour.
+pub fn parse_speak_within(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(secs) if secs <= 3600 => Ok(secs),
+        _ => Err("expected a whole number of seconds from 1 to 3600, or 0 for never".to_string()),
     }
 }
 

@@ -196,6 +196,8 @@ fn one_more_than_the_line_holds_is_turned_away() {
     let mut server = Server::start(&["--max-waiting", "1"]);
     let _first = server.admit_client();
     let mut second = server.raw();
+    // It says it is there (a keepalive): a newcomer never takes its place.
+    second.write_all(&frame(b"")).unwrap();
     assert!(read_text(&mut second).contains("number 1 in line"));
     let mut third = server.raw();
     let notice = read_text(&mut third);

@@ -31,8 +31,9 @@ fn server_with_idle_timeout(secs: u64) -> Running {
 }
 
 /// Without an idle timeout, a conversation silent for ten minutes goes on
-/// both ways, and so does a client waiting in line meanwhile: no timeout
-/// the server runs is taken for the peer's silence.
+/// both ways, and so does a client waiting in line meanwhile that said it
+/// is there (one keepalive: see the next test for one that did not): no
+/// timeout the server runs is taken for the peer's silence.
 #[test]
 fn ten_silent_minutes_end_nothing() {
     let mut server = server();
@@ -40,6 +41,7 @@ fn ten_silent_minutes_end_nothing() {
     talking.write_all(&frame(b"before the pause")).unwrap();
     server.expect_message("before the pause");
     let mut waiting = server.raw();
+    waiting.write_all(&frame(b"")).unwrap();
     server.expect_status("is waiting (number 1 in line)");
     // The notice that it waits comes on the server's clock.
     server.pass(Duration::from_secs(1));
@@ -65,6 +67,128 @@ fn ten_silent_minutes_end_nothing() {
     assert!(
         !no_errors.iter().any(|l| l.starts_with("error")),
         "{no_errors:?}"
+    );
+}
+
+/// A client in line that has sent nothing at all (not one whole frame) is
+/// let go exactly `--speak-within` (10 s) after it took its place, not a
+/// tenth of a second before, and told why; the one being served, as
+/// silent, is not, for ten minutes.
+#[test]
+fn a_client_in_line_that_sends_nothing_is_let_go_at_its_deadline_and_not_before() {
+    let mut server = server();
+    let mut talking = server.raw();
+    server.expect_status("connected");
+    let mut waiting = server.raw();
+    server.expect_status("is waiting (number 1 in line)");
+    server.pass(Duration::from_secs(1));
+    assert!(read_text(&mut waiting).starts_with("server is busy; you are number 1 in line"));
+    server.pass(Duration::from_secs(9) - TENTH);
+    assert!(
+        server.said("let go").is_none(),
+        "{:?}",
+        server.drain_stderr()
+    );
+    server.pass(TENTH);
+    server.expect_status("let go: it sent nothing within 10 s of taking its place in line");
+    assert!(read_text(&mut waiting).starts_with("-- refused: your place in line was given up"));
+    assert_eq!(read_frame(&mut waiting), None);
+
+    server.pass(TEN_MINUTES);
+    server.say("still here");
+    assert_eq!(read_text(&mut talking), "still here");
+}
+
+/// A full line makes room for a newcomer: the client that has waited
+/// longest without sending anything gives up its place, once it has held
+/// it for half of `--speak-within` (5 s), not a tenth of a second before;
+/// one that sent a keepalive never does.
+#[test]
+fn a_full_line_gives_the_place_of_the_oldest_silent_client_to_a_newcomer() {
+    let mut config = conversations();
+    config.max_waiting = 2;
+    let mut server = Running::start(Mode::Conversations(config));
+    let _talking = server.raw();
+    server.expect_status("connected");
+    let mut keeper = server.raw();
+    keeper.write_all(&frame(b"")).unwrap();
+    server.expect_status("is waiting (number 1 in line)");
+    let mut silent = server.raw();
+    server.expect_status("is waiting (number 2 in line)");
+    server.pass(Duration::from_secs(5) - TENTH);
+    let mut early = server.raw();
+    assert!(read_text(&mut early).starts_with("-- refused: server is full"));
+    server.expect_status("turned away: the line is full (2 waiting)");
+    server.pass(TENTH);
+    let mut newcomer = server.raw();
+    server.expect_status(
+        "let go: it sent nothing within 5 s of taking its place in line, and a newcomer needed it",
+    );
+    server.expect_status("is waiting (number 2 in line)");
+    server.pass(Duration::from_secs(1));
+    assert!(read_text(&mut newcomer).contains("number 2 in line"));
+    assert!(read_text(&mut silent).contains("number 2 in line"));
+    assert!(
+        read_text(&mut silent).starts_with(
+            "-- refused: your place in line was given up: you sent nothing within 5 s of taking it, and a newcomer needed it"
+        )
+    );
+    assert!(read_text(&mut keeper).contains("number 1 in line"));
+}
+
+/// The same in a room: a newcomer to a full room takes the seat of the
+/// member that has held it longest without a word, once it has held it
+/// for half of `--speak-within`; the room sees that member leave.
+#[test]
+fn a_full_room_gives_the_seat_of_the_oldest_silent_member_to_a_newcomer() {
+    let config = chat::room::Config {
+        max_message_size: chat::frame::DEFAULT_MAX_MESSAGE_SIZE,
+        max_clients: 2,
+        backlog: 256 << 10,
+        rate: 1 << 20,
+        name: "server".to_string(),
+        idle_timeout: None,
+        speak_within: Some(Duration::from_secs(chat::DEFAULT_SPEAK_WITHIN_SECS)),
+        dead_after: Some(Duration::from_secs(chat::DEFAULT_DEAD_AFTER_SECS)),
+        sessions: true,
+        tls: None,
+        access: chat::access::Access::new(Vec::new(), Vec::new()),
+    };
+    let mut server = Running::start(Mode::Room(config));
+    let mut alice = server.raw();
+    alice.write_all(&frame(b"/nick alice")).unwrap();
+    server.expect_status("alice joined");
+    let mut silent = server.raw();
+    // In the room once greeted; announced a second later, under a guest name.
+    assert!(read_text(&mut silent).ends_with("[room protocol 2]"));
+    server.pass(Duration::from_secs(1));
+    server.expect_status("guest-2 joined");
+    server.pass(Duration::from_secs(4) - TENTH);
+    let mut early = server.raw();
+    assert!(read_text(&mut early).contains("the room is full"));
+    server.pass(TENTH);
+    let mut newcomer = server.raw();
+    server.expect_status(
+        "let go: it sent nothing within 5 s of joining, and a newcomer needed the seat",
+    );
+    assert!(read_text(&mut newcomer).ends_with("[room protocol 2]"));
+    let mut told = String::new();
+    while !told.contains("given up") {
+        told = read_text(&mut silent);
+    }
+    assert_eq!(
+        told,
+        "-- you sent nothing within 5 s of joining, and a newcomer needed the seat, so your place in the room was given up (a member that only reads keeps it by sending an empty frame first)"
+    );
+    let mut left = String::new();
+    while !left.contains("left") {
+        left = read_text(&mut alice);
+    }
+    assert!(
+        left.ends_with(
+            " left (sent nothing within 5 s of joining, and a newcomer needed the seat)"
+        ),
+        "{left}"
     );
 }
 

@@ -60,6 +60,18 @@ struct Args {
           value_parser = chat::parse_dead_after)]
     dead_after: u64,
 
+    /// A client holding a place, in the waiting line or in the room, must
+    /// send something (one whole frame: our client does at once; a
+    /// keepalive, an empty frame, will do) within this many seconds of
+    /// getting it, or it is told why and let go, so that connections that
+    /// send nothing cannot hold the places; and a newcomer to a full line
+    /// or room takes the place of the one silent longest, once it has held
+    /// it for half this long; 0: never. Never applies to the conversation
+    /// being served
+    #[arg(long, value_name = "SECS", default_value_t = chat::DEFAULT_SPEAK_WITHIN_SECS,
+          value_parser = chat::parse_speak_within)]
+    speak_within: u64,
+
     /// After a lost connection (a network change, a link that died, a
     /// laptop that slept), keep the conversation, or a room member's place
     /// and name, this many seconds for the client to reconnect and resume
@@ -163,6 +175,7 @@ fn serve(args: Args) -> anyhow::Result<Exit> {
             rate: args.member_rate as usize,
             name: args.name,
             idle_timeout: args.idle_timeout.map(Duration::from_secs),
+            speak_within: (args.speak_within > 0).then(|| Duration::from_secs(args.speak_within)),
             dead_after: (args.dead_after > 0).then(|| Duration::from_secs(args.dead_after)),
             sessions: args.protocol == "2",
             resume_for: (args.resume_for > 0).then(|| Duration::from_secs(args.resume_for)),
@@ -174,6 +187,7 @@ fn serve(args: Args) -> anyhow::Result<Exit> {
             max_waiting: args.max_waiting,
             once: args.once,
             idle_timeout: args.idle_timeout.map(Duration::from_secs),
+            speak_within: (args.speak_within > 0).then(|| Duration::from_secs(args.speak_within)),
             dead_after: (args.dead_after > 0).then(|| Duration::from_secs(args.dead_after)),
             sessions: args.protocol == "2",
             resume_for: (args.resume_for > 0).then(|| Duration::from_secs(args.resume_for)),

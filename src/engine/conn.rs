@@ -158,6 +158,10 @@ struct Wire {
     control_bytes: u64,
     /// Plaintext bytes read (TLS records decrypted).
     plain_received: u64,
+    /// A whole frame of the peer's was read, of any kind: a message, a
+    /// keepalive, version 2's offer or a control (the first-message
+    /// deadline's measure: see `crate::state::first_words`).
+    framed: bool,
     /// Bytes received (TLS records included) as of the last read.
     raw_received: u64,
     /// Our offer is queued.
@@ -274,6 +278,7 @@ impl Conn {
                 keep_limit: KEEP_LIMIT,
                 control_bytes: 0,
                 plain_received: 0,
+                framed: false,
                 raw_received: 0,
                 offered: false,
                 keep: true,
@@ -343,6 +348,11 @@ impl Conn {
     /// Plaintext bytes read so far.
     pub fn plain_received(&self) -> u64 {
         self.wire.plain_received
+    }
+
+    /// Whether a whole frame of the peer's was read, of any kind.
+    pub fn framed(&self) -> bool {
+        self.wire.framed
     }
 
     /// Data frames of the peer's handed out since its offer, and bytes.
@@ -1111,6 +1121,7 @@ fn hand_out(
     run: &[u8],
     each: &mut impl FnMut(&[u8]),
 ) -> Result<usize, session::BadControl> {
+    wire.framed |= !run.is_empty();
     match wire.opening {
         Opening::Off => {
             each(run);

@@ -904,6 +904,24 @@ impl Io {
         }
     }
 
+    /// What connection `id`'s peer has sent as far as it was read, for the
+    /// first-message deadline ([`crate::state::first_words`]): a whole
+    /// frame, nothing, or bytes left unread (the service held off reading
+    /// it, or has yet to read what it sent before it was told of it).
+    /// `None` once it is gone.
+    pub fn first_frame(&self, id: Id) -> Option<crate::state::first_words::Heard> {
+        use crate::state::first_words::Heard;
+        let link = self.links.get(id)?;
+        let unread = (link.deferred && link.conn.can_read())
+            || link.opening_until.is_some()
+            || self.again.contains(&id);
+        Some(match (link.conn.framed(), unread) {
+            (true, _) => Heard::Frame,
+            (false, true) => Heard::Unread,
+            (false, false) => Heard::Nothing,
+        })
+    }
+
     /// Whether connection `id` may have frames to read now.
     pub fn can_read(&self, id: Id) -> bool {
         self.links.get(id).is_some_and(|link| link.conn.can_read())

@@ -33,6 +33,7 @@ use crate::errors::describe_failure;
 use crate::state::access::Access;
 use crate::state::clock::Clock;
 use crate::state::ending::{Ending, Happening};
+use crate::state::first_words::{FirstWords, Heard, Told, sent_nothing};
 use crate::wire::display::push_visible_frames;
 use crate::wire::farewell::refusal;
 use crate::wire::frame::encode_frame;
@@ -77,6 +78,10 @@ pub struct Config {
     /// Serve one conversation, then exit.
     pub once: bool,
     pub idle_timeout: Option<Duration>,
+    /// A client waiting in line must have sent something (one whole frame)
+    /// within this of taking its place, or it is let go (`None`: never;
+    /// see [`crate::state::first_words`]).
+    pub speak_within: Option<Duration>,
     /// A peer that answers nothing this long is taken as lost (`None`: TCP's own
     /// limits, about 15 minutes while bytes are in flight, never while idle).
     pub dead_after: Option<Duration>,
@@ -182,6 +187,7 @@ fn converse(listener: TcpListener, config: Config, around: Surroundings) -> Resu
         config.max_message_size,
         config.sessions,
     );
+    let speak_within = config.speak_within;
     let Opened {
         events,
         inbox,
@@ -210,6 +216,9 @@ fn converse(listener: TcpListener, config: Config, around: Surroundings) -> Resu
         probe_at: None,
         operator_gone: false,
         exit: None,
+        first_words: FirstWords::new(speak_within),
+        told: Told::default(),
+        turned_away: Told::new("clients turned away"),
     };
     Ok(run_to_end(
         &mut engine,
@@ -330,6 +339,13 @@ struct Conversations<'a> {
     probe_at: Option<Instant>,
     operator_gone: bool,
     exit: Option<Exit>,
+    /// The clients in line that have sent nothing yet, and by when they
+    /// must (`--speak-within`); the served one is never judged.
+    first_words: FirstWords,
+    /// Reports of clients let go for sending nothing, grouped.
+    told: Told,
+    /// Reports of clients turned away from a full line, grouped.
+    turned_away: Told,
 }
 
 impl Conversations<'_> {
@@ -349,6 +365,8 @@ impl Conversations<'_> {
         early: Vec<u8>,
         finished: bool,
     ) {
+        // Served: a quiet conversation is the operator's to end.
+        self.first_words.forget(id);
         io.start_ending(id);
         io.allow_resume(id, self.config.resume_for);
         let outbox = {
@@ -577,6 +595,7 @@ impl Conversations<'_> {
             return;
         };
         let waiting = self.line.remove(at).expect("in line");
+        self.first_words.forget(id);
         io.drop_now(id);
         // A reset is how a client leaves; a lost one is worth the words.
         let how = match why.starts_with("connection lost") {
@@ -587,6 +606,56 @@ impl Conversations<'_> {
             .status(format!("{} left the line{how}", waiting.peer));
         self.tell_places(io);
         self.set_prompt();
+    }
+
+    /// Lets go the clients in line whose `--speak-within` ran out with not
+    /// one whole frame from them (see [`crate::state::first_words`]): each
+    /// is told why, and the line moves; the operator's reports of them are
+    /// grouped, once a second with a count.
+    fn let_go_silent(&mut self, io: &mut Io) {
+        let now = io.now();
+        if let Some(within) = self.first_words.within() {
+            let silent = self
+                .first_words
+                .due(now, |id| io.first_frame(id).unwrap_or(Heard::Frame));
+            let mut moved = false;
+            for id in silent {
+                moved |= self.let_go_waiting(io, id, within, "");
+            }
+            if moved {
+                self.tell_places(io);
+                self.set_prompt();
+            }
+        }
+        for told in [&mut self.told, &mut self.turned_away] {
+            if let Some(report) = told.overdue(now) {
+                self.console.output.status(report);
+            }
+        }
+    }
+
+    /// Lets go waiting client `id`, which sent nothing `within` of taking
+    /// its place (`and`: what more is to be said of it); false if it is
+    /// not in line.
+    fn let_go_waiting(&mut self, io: &mut Io, id: Id, within: Duration, and: &str) -> bool {
+        let Some(at) = self.line.iter().position(|w| w.id == id) else {
+            return false;
+        };
+        let waiting = self.line.remove(at).expect("in line");
+        let notice = format!(
+            "your place in line was given up: you {}{and} (a client keeps its place by sending something, a line or an empty frame)",
+            sent_nothing(within, "taking it")
+        );
+        io.refuse(id, &refusal(&notice));
+        let line = format!(
+            "{} let go: it {}{and}",
+            waiting.peer,
+            sent_nothing(within, "taking its place in line")
+        );
+        if let Some(report) = self.told.let_go(line, io.now()) {
+            self.output().status(report);
+        }
+        true
     }
 
     /// The next in line, if any, is served.
@@ -691,13 +760,27 @@ impl Service for Conversations<'_> {
             self.serve(io, id, peer, false, Vec::new(), false);
             return;
         }
+        if self.line.len() >= self.config.max_waiting
+            && let Some(within) = self.first_words.within()
+            && let Some(silent) = self
+                .first_words
+                .oldest_silent(io.now(), |id| io.first_frame(id).unwrap_or(Heard::Frame))
+        {
+            // A full line of connections that say nothing keeps nobody out
+            // (see `FirstWords::oldest_silent`).
+            self.let_go_waiting(io, silent, within / 2, ", and a newcomer needed it");
+            self.tell_places(io);
+        }
         let waiting = self.line.len();
         if waiting >= self.config.max_waiting {
             let notice = format!("server is full ({waiting} already waiting); try again later");
             io.refuse(id, &refusal(&notice));
-            self.output().status(format!(
-                "{peer} turned away: the line is full ({waiting} waiting)"
-            ));
+            // Grouped: a stream of newcomers to a full line is one line a
+            // second on the operator's screen.
+            let line = format!("{peer} turned away: the line is full ({waiting} waiting)");
+            if let Some(report) = self.turned_away.let_go(line, io.now()) {
+                self.output().status(report);
+            }
             return;
         }
         self.line.push_back(Waiting {
@@ -714,6 +797,7 @@ impl Service for Conversations<'_> {
         ));
         self.tell_at.get_or_insert(io.now() + TELL_AFTER);
         self.probe_at.get_or_insert(io.now() + PROBE_EVERY);
+        self.first_words.took_place(id, io.now());
         self.set_prompt();
         // What it sends meanwhile is kept, not yet shown: not acknowledged
         // before its turn (its client counts it as not delivered).
@@ -865,6 +949,7 @@ impl Service for Conversations<'_> {
                 self.probe_at = Some(io.now() + PROBE_EVERY);
             }
         }
+        self.let_go_silent(io);
         self.pump(io);
         self.mark_undelivered(io);
         let overdue_at = self
@@ -882,10 +967,17 @@ impl Service for Conversations<'_> {
             self.line.clear();
         }
         Tick {
-            wake_at: [self.tell_at, self.probe_at, overdue_at]
-                .into_iter()
-                .flatten()
-                .min(),
+            wake_at: [
+                self.tell_at,
+                self.probe_at,
+                overdue_at,
+                self.first_words.wake_at(),
+                self.told.wake_at(),
+                self.turned_away.wake_at(),
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
             done,
         }
     }

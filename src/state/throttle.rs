@@ -49,6 +49,14 @@ impl Throttle {
         self.occurred_times(0, now)
     }
 
+    /// When the occurrences not yet reported are due to be, if any are.
+    pub fn due_at(&self) -> Option<Instant> {
+        match self.unreported {
+            0 => None,
+            _ => self.last_report.map(|last| last + self.period),
+        }
+    }
+
     /// Whatever is not yet reported, due or not (the last word on it).
     pub fn rest(&mut self) -> Option<u64> {
         (self.unreported > 0).then(|| std::mem::take(&mut self.unreported))

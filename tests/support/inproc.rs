@@ -31,6 +31,7 @@ pub fn conversations() -> Config {
         max_waiting: 5,
         once: false,
         idle_timeout: None,
+        speak_within: Some(Duration::from_secs(chat::DEFAULT_SPEAK_WITHIN_SECS)),
         dead_after: Some(Duration::from_secs(chat::DEFAULT_DEAD_AFTER_SECS)),
         sessions: true,
         resume_for: Some(Duration::from_secs(chat::DEFAULT_RESUME_FOR_SECS)),

@@ -15,6 +15,7 @@
 //! outbox that wakes it.
 
 mod service;
+mod silent;
 pub(crate) mod view;
 
 use std::collections::BTreeSet;
@@ -49,6 +50,10 @@ pub struct Config {
     /// The operator's name.
     pub name: String,
     pub idle_timeout: Option<Duration>,
+    /// A member must have sent something (one whole frame) within this of
+    /// joining, or it is let go (`None`: never; see
+    /// [`crate::state::first_words`]).
+    pub speak_within: Option<Duration>,
     /// A peer that answers nothing this long is taken as lost (`None`: TCP's own
     /// limits, about 15 minutes while bytes are in flight, never while idle).
     pub dead_after: Option<Duration>,
@@ -146,6 +151,9 @@ pub(crate) fn run(
         frames: Vec::new(),
         resume_for: config.resume_for,
         backlog: config.backlog,
+        first_words: crate::state::first_words::FirstWords::new(config.speak_within),
+        told: Default::default(),
+        turned_away: crate::state::first_words::Told::new("clients turned away"),
     };
     output.status(format!("listening on {address}"));
     output.status(format!(

@@ -64,12 +64,19 @@ pub(super) struct RoomService {
     /// Bytes kept for a member that is away, at most: past it, its place
     /// is given up (what it missed could not all be sent again).
     pub backlog: usize,
+    /// Members that have sent nothing yet, and by when they must
+    /// (`--speak-within`: see `super::silent`).
+    pub first_words: crate::state::first_words::FirstWords,
+    /// Reports of members let go for sending nothing, and of newcomers
+    /// turned away from a full room, grouped.
+    pub told: crate::state::first_words::Told,
+    pub turned_away: crate::state::first_words::Told,
 }
 
 /// The room's world: the loop's connections and the operator's screen.
-struct Over<'a> {
-    io: &'a mut Io,
-    output: &'a Output,
+pub(super) struct Over<'a> {
+    pub io: &'a mut Io,
+    pub output: &'a Output,
 }
 
 impl World for Over<'_> {
@@ -101,7 +108,7 @@ impl World for Over<'_> {
 }
 
 impl RoomService {
-    fn over<'a>(io: &'a mut Io, output: &'a Output, _room: &Room) -> Over<'a> {
+    pub(super) fn over<'a>(io: &'a mut Io, output: &'a Output, _room: &Room) -> Over<'a> {
         Over { io, output }
     }
 
@@ -323,9 +330,7 @@ impl Service for RoomService {
         let Some(peer) = io.peer(id) else {
             return;
         };
-        let now = io.now();
-        let mut world = Self::over(io, &self.output, &self.room);
-        match self.room.join(id, peer, now, &mut world) {
+        match self.join(io, id, peer) {
             Admission::Member => {
                 match self.resume_for {
                     // What the room relays is kept until the member has
@@ -342,6 +347,7 @@ impl Service for RoomService {
                 let buffer = (rate * RECEIVE_BUFFER_SECONDS) as usize;
                 io.limit_receive_buffer(id, buffer.max(MIN_RECEIVE_BUFFER));
                 io.start_ending(id);
+                self.first_words.took_place(id, io.now());
                 self.read(io, id);
             }
             Admission::Refused(notice) => io.refuse(id, &notice),
@@ -376,6 +382,7 @@ impl Service for RoomService {
             News::WentIdle(idle) => self.room.went_idle(id, idle, &mut world),
             News::StillWaiting { .. } | News::SessionOpened | News::Unacknowledged { .. } => {}
             News::Ended(ending) => {
+                self.first_words.forget(id);
                 self.paused.remove(&id);
                 self.turns.forget(id);
                 self.flow.forget(id);
@@ -431,6 +438,9 @@ impl Service for RoomService {
         }
         let mut world = Self::over(io, &self.output, &self.room);
         let room_at = self.room.tick(now, &mut world);
+        // After the room's tick: a newcomer due to be announced is, before
+        // it is let go, late as the loop may be.
+        let silent_at = self.let_go_silent(io);
         let paused_at = self
             .paused
             .iter()
@@ -445,10 +455,17 @@ impl Service for RoomService {
         let turns_at = (!self.turns.is_empty() && self.flow.may_read()).then_some(now);
         let stall_at = self.flow.wake_at();
         Tick {
-            wake_at: [room_at, paused_at, operator_at, turns_at, stall_at]
-                .into_iter()
-                .flatten()
-                .min(),
+            wake_at: [
+                room_at,
+                paused_at,
+                operator_at,
+                turns_at,
+                stall_at,
+                silent_at,
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
             done: self.exit.is_some() && self.room.is_empty(),
         }
     }

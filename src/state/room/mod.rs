@@ -269,6 +269,11 @@ impl Room {
         Admission::Member
     }
 
+    /// Whether the room has no seat for one more.
+    pub fn is_full(&self) -> bool {
+        self.present() >= self.settings.max_clients
+    }
+
     fn present(&self) -> usize {
         self.members.values().filter(|m| m.present).count()
     }

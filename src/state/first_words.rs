@@ -1,0 +1,433 @@
+//! The first-message deadline (`--speak-within`): a client that holds a
+//! place, one in the conversation mode's waiting line or a seat in a room,
+//! must have sent one whole frame within a few seconds of getting it, or
+//! it is let go, told why, and the place is free for someone else.
+//!
+//! What counts is one whole frame of any kind: a message, a keepalive (an
+//! empty frame), version 2's offer or one of its control frames. Why that
+//! and not more, or less:
+//! - Bytes alone do not count: three bytes of a header and nothing more
+//!   would otherwise hold a place for ever, for a peer that trickles.
+//! - Our client sends its offer (32 bytes: eight empty frames) as soon as
+//!   it is connected, and its `HELLO` once the server's offer comes, so it
+//!   has spoken within a round trip, whether its user types at once or in
+//!   a minute, whatever the server's `--protocol`.
+//! - An offer followed by silence holds a place no longer than that: a
+//!   peer that offered is judged from its offer on by its heartbeats, and
+//!   one silent for `--dead-after` (15 s) is taken as lost, in the line
+//!   and in a room alike. So the offer may count here.
+//! - A version 1 script that only reads has no way to look alive but to
+//!   send something: an empty frame (4 zero bytes) is the protocol's own
+//!   keepalive, shown to nobody, and keeps its place. One that sends
+//!   nothing at all cannot be told from a connection held open to keep
+//!   others out, and is let go: `--speak-within 0` keeps such readers.
+//! - What a client that was served says, or does not say, is not judged
+//!   here: a quiet conversation is the operator's (its `q`, or
+//!   `--idle-timeout`), and a peer already in one is never cut for its
+//!   silence.
+//!
+//! [`FirstWords`] keeps who must speak by when; the loop tells it, at each
+//! deadline, what the peer sent ([`Heard`]). [`Told`] groups the operator's
+//! reports of those let go, once a second with a count, as the gate's
+//! refusals are.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use crate::state::throttle::Throttle;
+
+/// A peer whose bytes wait unread (the service held off reading it) is
+/// looked at again this much later: its first frame may be among them.
+pub const LOOK_AGAIN: Duration = Duration::from_secs(1);
+
+/// Reports of clients let go come at most this often.
+const REPORT_PERIOD: Duration = Duration::from_secs(1);
+
+/// What a connection's peer has sent, as far as it was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard {
+    /// At least one whole frame, of any kind.
+    Frame,
+    /// Not one whole frame (perhaps a part of one).
+    Nothing,
+    /// Not one whole frame read, but the service held off reading it:
+    /// what waits may hold one.
+    Unread,
+}
+
+/// Clients holding a place, each with the time by which its first whole
+/// frame must have come.
+#[derive(Debug)]
+pub struct FirstWords {
+    within: Option<Duration>,
+    by: HashMap<usize, Instant>,
+    /// The same, in order of deadline.
+    order: BTreeSet<(Instant, usize)>,
+}
+
+impl FirstWords {
+    /// Each client that takes a place must speak `within` of it; `None`:
+    /// no deadline.
+    pub fn new(within: Option<Duration>) -> Self {
+        Self {
+            within,
+            by: HashMap::new(),
+            order: BTreeSet::new(),
+        }
+    }
+
+    /// The deadline, if there is one.
+    pub fn within(&self) -> Option<Duration> {
+        self.within
+    }
+
+    /// Client `who` took a place at `now`.
+    pub fn took_place(&mut self, who: usize, now: Instant) {
+        if let Some(within) = self.within {
+            self.set(who, now + within);
+        }
+    }
+
+    fn set(&mut self, who: usize, at: Instant) {
+        self.forget(who);
+        self.by.insert(who, at);
+        self.order.insert((at, who));
+    }
+
+    /// Client `who` holds no place any more (served, gone, let go).
+    pub fn forget(&mut self, who: usize) {
+        if let Some(at) = self.by.remove(&who) {
+            self.order.remove(&(at, who));
+        }
+    }
+
+    /// Whether client `who` is still awaited.
+    #[cfg(test)]
+    pub fn awaits(&self, who: usize) -> bool {
+        self.by.contains_key(&who)
+    }
+
+    /// The clients whose deadline has come by `now` and that sent nothing,
+    /// as `heard` says of each: they are to be let go (and are forgotten).
+    /// Those that spoke are forgotten too; one whose bytes wait unread is
+    /// looked at again [`LOOK_AGAIN`] later.
+    pub fn due(&mut self, now: Instant, mut heard: impl FnMut(usize) -> Heard) -> Vec<usize> {
+        let mut silent = Vec::new();
+        let mut again = Vec::new();
+        while let Some(&(at, who)) = self.order.first() {
+            if at > now {
+                break;
+            }
+            self.forget(who);
+            match heard(who) {
+                Heard::Frame => {}
+                Heard::Nothing => silent.push(who),
+                Heard::Unread => again.push(who),
+            }
+        }
+        for who in again {
+            self.set(who, now + LOOK_AGAIN);
+        }
+        silent
+    }
+
+    /// The client that has held its place longest without a whole frame,
+    /// if it has held it for half the deadline at least: every place is
+    /// taken, and a newcomer is given that one (it is forgotten here; the
+    /// caller lets it go). Without this, an attacker that opens its
+    /// connections again as fast as they are let go would keep every
+    /// place, all the time but for a moment every `within`; with it, a real
+    /// client gets a place while the attacker's are half a deadline old,
+    /// and keeps it, having spoken within a round trip. Half the deadline,
+    /// and not less, for a real client on a lossy link whose offer needed
+    /// a resend or two.
+    pub fn oldest_silent(
+        &mut self,
+        now: Instant,
+        mut heard: impl FnMut(usize) -> Heard,
+    ) -> Option<usize> {
+        let within = self.within?;
+        let mut spoke = Vec::new();
+        let mut found = None;
+        for &(at, who) in &self.order {
+            // In order of deadline, so of arrival: the rest are younger.
+            let Some(since) = at.checked_sub(within) else {
+                continue;
+            };
+            if now < since + within / 2 {
+                break;
+            }
+            match heard(who) {
+                Heard::Frame => spoke.push(who),
+                Heard::Nothing => {
+                    found = Some(who);
+                    break;
+                }
+                Heard::Unread => {}
+            }
+        }
+        for who in spoke.into_iter().chain(found) {
+            self.forget(who);
+        }
+        found
+    }
+
+    /// When the next deadline comes.
+    pub fn wake_at(&self) -> Option<Instant> {
+        self.order.first().map(|&(at, _)| at)
+    }
+}
+
+/// The operator's reports of clients let go for their silence (or, with
+/// [`Told::new`], turned away from a full line or room): the first at
+/// once, then at most one a second, with how many it stands for and the
+/// last one's words.
+#[derive(Debug)]
+pub struct Told {
+    throttle: Throttle,
+    last: String,
+    /// What the reports count: `clients let go for sending nothing`.
+    what: &'static str,
+}
+
+impl Default for Told {
+    fn default() -> Self {
+        Self::new("clients let go for sending nothing")
+    }
+}
+
+impl Told {
+    /// Reports that count `what` (`clients turned away`).
+    pub fn new(what: &'static str) -> Self {
+        Self {
+            throttle: Throttle::new(REPORT_PERIOD),
+            last: String::new(),
+            what,
+        }
+    }
+
+    /// A client was let go at `now`, as `line` says: the report to show
+    /// now, if one is due.
+    pub fn let_go(&mut self, line: String, now: Instant) -> Option<String> {
+        self.last = line;
+        let count = self.throttle.occurred(now)?;
+        Some(self.describe(count))
+    }
+
+    /// The report of those let go since the last one, once it is due.
+    pub fn overdue(&mut self, now: Instant) -> Option<String> {
+        let count = self.throttle.overdue(now)?;
+        Some(self.describe(count))
+    }
+
+    /// When a report is due, if any waits.
+    pub fn wake_at(&self) -> Option<Instant> {
+        self.throttle.due_at()
+    }
+
+    fn describe(&self, count: u64) -> String {
+        match count {
+            1 => self.last.clone(),
+            n => format!(
+                "{n} {} since the last report; the last: {}",
+                self.what, self.last
+            ),
+        }
+    }
+}
+
+/// The words for a client let go after `within` of silence, to the
+/// operator and in the room: `sent nothing within 10 s of …`.
+pub fn sent_nothing(within: Duration, of: &str) -> String {
+    format!("sent nothing within {} of {of}", seconds(within))
+}
+
+fn seconds(duration: Duration) -> String {
+    match duration.subsec_millis() {
+        0 => format!("{} s", duration.as_secs()),
+        _ => format!("{:.1} s", duration.as_secs_f64()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_client_that_sends_nothing_is_due_at_its_deadline_and_not_before() {
+        for within in [ms(100), Duration::from_secs(600)] {
+            let start = Instant::now();
+            let mut words = FirstWords::new(Some(within));
+            words.took_place(7, start);
+            assert_eq!(words.wake_at(), Some(start + within));
+            // A moment before: nothing due, and the peer is not even asked.
+            let before = start + within - ms(1);
+            assert!(
+                words
+                    .due(before, |_| panic!("asked before the deadline"))
+                    .is_empty()
+            );
+            assert!(words.awaits(7));
+            assert_eq!(words.due(start + within, |_| Heard::Nothing), [7]);
+            assert!(!words.awaits(7));
+            assert_eq!(words.wake_at(), None);
+            // Asked once only: forgotten once let go.
+            assert!(
+                words
+                    .due(start + within * 10, |_| Heard::Nothing)
+                    .is_empty()
+            );
+        }
+    }
+
+    #[test]
+    fn a_client_that_sent_a_frame_is_forgotten_at_its_deadline() {
+        let start = Instant::now();
+        let mut words = FirstWords::new(Some(ms(100)));
+        words.took_place(1, start);
+        words.took_place(2, start + ms(50));
+        let heard = |who| match who {
+            1 => Heard::Frame,
+            _ => Heard::Nothing,
+        };
+        assert!(words.due(start + ms(100), heard).is_empty());
+        assert!(!words.awaits(1));
+        assert_eq!(words.wake_at(), Some(start + ms(150)));
+        assert_eq!(words.due(start + ms(150), heard), [2]);
+    }
+
+    #[test]
+    fn ten_silent_minutes_hold_a_place_only_until_the_deadline() {
+        // Ten minutes stepped a tenth of a second at a time: each client is
+        // due once, at its own deadline, whenever it came.
+        let start = Instant::now();
+        let within = Duration::from_secs(10);
+        let mut words = FirstWords::new(Some(within));
+        let mut let_go = Vec::new();
+        for tenth in 0..6000u64 {
+            let now = start + ms(100 * tenth);
+            // A newcomer every 7 s, none of which says anything.
+            if tenth % 70 == 0 {
+                words.took_place(tenth as usize, now);
+            }
+            for who in words.due(now, |_| Heard::Nothing) {
+                let_go.push((who, tenth));
+            }
+        }
+        // 86 came (at 0, 7, … 595 s); the last is not yet due.
+        assert_eq!(let_go.len(), 85);
+        for (who, tenth) in let_go {
+            assert_eq!(tenth, who as u64 + 100, "let go at its deadline exactly");
+        }
+    }
+
+    #[test]
+    fn unread_bytes_are_looked_at_again_until_read() {
+        let start = Instant::now();
+        let mut words = FirstWords::new(Some(Duration::from_secs(10)));
+        words.took_place(3, start);
+        let at = start + Duration::from_secs(10);
+        assert!(words.due(at, |_| Heard::Unread).is_empty());
+        assert_eq!(words.wake_at(), Some(at + LOOK_AGAIN));
+        assert!(words.due(at + LOOK_AGAIN, |_| Heard::Unread).is_empty());
+        // Read at last, and nothing whole in it.
+        let later = at + LOOK_AGAIN * 2;
+        assert_eq!(words.due(later, |_| Heard::Nothing), [3]);
+    }
+
+    #[test]
+    fn without_a_deadline_nobody_is_awaited_and_a_place_taken_again_counts_anew() {
+        let start = Instant::now();
+        let mut off = FirstWords::new(None);
+        off.took_place(1, start);
+        assert!(!off.awaits(1));
+        assert_eq!(off.wake_at(), None);
+        assert!(
+            off.due(start + Duration::from_secs(600), |_| Heard::Nothing)
+                .is_empty()
+        );
+
+        let mut words = FirstWords::new(Some(ms(100)));
+        words.took_place(1, start);
+        words.took_place(1, start + ms(80));
+        assert!(words.due(start + ms(100), |_| Heard::Nothing).is_empty());
+        assert_eq!(words.due(start + ms(180), |_| Heard::Nothing), [1]);
+        // Served (or gone) before its deadline: never judged.
+        words.took_place(2, start);
+        words.forget(2);
+        assert_eq!(words.wake_at(), None);
+    }
+
+    #[test]
+    fn a_newcomer_gets_the_place_of_the_oldest_silent_one_once_it_is_half_a_deadline_old() {
+        for within in [ms(100), Duration::from_secs(600)] {
+            let start = Instant::now();
+            let mut words = FirstWords::new(Some(within));
+            // 1 spoke, 2 and 3 did not; 4 came later.
+            words.took_place(1, start);
+            words.took_place(2, start + ms(1));
+            words.took_place(3, start + ms(2));
+            words.took_place(4, start + within / 4);
+            let heard = |who| match who {
+                1 => Heard::Frame,
+                _ => Heard::Nothing,
+            };
+            // Younger than half the deadline: nobody gives up its place.
+            let young = start + within / 2;
+            assert_eq!(words.oldest_silent(young, heard), None);
+            let half = start + ms(1) + within / 2;
+            assert_eq!(words.oldest_silent(half, heard), Some(2));
+            assert!(!words.awaits(1), "one that spoke is forgotten on the way");
+            assert!(!words.awaits(2) && words.awaits(3) && words.awaits(4));
+            assert_eq!(words.oldest_silent(half, heard), None, "3 is younger");
+            assert_eq!(words.oldest_silent(half + ms(1), heard), Some(3));
+            // Unread bytes may be its first frame: passed over, kept.
+            assert_eq!(words.oldest_silent(start + within, |_| Heard::Unread), None);
+            assert!(words.awaits(4));
+        }
+        assert_eq!(
+            FirstWords::new(None).oldest_silent(Instant::now(), |_| Heard::Nothing),
+            None
+        );
+    }
+
+    #[test]
+    fn reports_are_grouped_once_a_second_with_a_count_and_the_last_words() {
+        let start = Instant::now();
+        let mut told = Told::default();
+        assert_eq!(told.wake_at(), None);
+        assert_eq!(told.let_go("a".into(), start).as_deref(), Some("a"));
+        // A thousand in the next 0.9 s: none told at once.
+        for n in 1..=1000u64 {
+            let now = start + Duration::from_micros(900 * n);
+            assert_eq!(told.let_go(format!("c{n}"), now), None);
+        }
+        assert_eq!(told.wake_at(), Some(start + Duration::from_secs(1)));
+        assert_eq!(told.overdue(start + ms(999)), None);
+        assert_eq!(
+            told.overdue(start + Duration::from_secs(1)).as_deref(),
+            Some("1000 clients let go for sending nothing since the last report; the last: c1000")
+        );
+        assert_eq!(told.wake_at(), None);
+        assert_eq!(told.overdue(start + Duration::from_secs(600)), None);
+        // After ten quiet minutes, the next is told at once.
+        let later = start + Duration::from_secs(600);
+        assert_eq!(told.let_go("z".into(), later).as_deref(), Some("z"));
+    }
+
+    #[test]
+    fn the_words_say_the_deadline() {
+        assert_eq!(
+            sent_nothing(Duration::from_secs(10), "joining"),
+            "sent nothing within 10 s of joining"
+        );
+        assert_eq!(
+            sent_nothing(ms(1500), "taking its place in line"),
+            "sent nothing within 1.5 s of taking its place in line"
+        );
+    }
+}
