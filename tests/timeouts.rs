@@ -151,6 +151,7 @@ fn a_full_room_gives_the_seat_of_the_oldest_silent_member_to_a_newcomer() {
         speak_within: Some(Duration::from_secs(chat::DEFAULT_SPEAK_WITHIN_SECS)),
         dead_after: Some(Duration::from_secs(chat::DEFAULT_DEAD_AFTER_SECS)),
         sessions: true,
+        resume_for: Some(Duration::from_secs(chat::DEFAULT_RESUME_FOR_SECS)),
         tls: None,
         access: chat::access::Access::new(Vec::new(), Vec::new()),
     };
