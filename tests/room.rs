@@ -568,7 +568,7 @@ fn two_hundred_members_join_and_leave_without_leaking_descriptors_or_threads() {
     let baseline = fds_and_threads(pid);
 
     for round in 0..2 {
-        let mut members: Vec<_> = (0..200).map(|_| server.raw_member()).collect();
+        let mut members: Vec<_> = (0..200).map(|_| server.speaking_raw_member()).collect();
         let (fds, threads) = fds_and_threads(pid);
         assert!(
             fds >= baseline.0 + 200 && threads == baseline.1,

@@ -575,9 +575,23 @@ impl Server {
         client
     }
 
+    /// [`raw_member`](Self::raw_member), that sends an empty frame first,
+    /// as the README asks of a plain peer that reads before it speaks (one
+    /// that sends nothing is greeted only once the server has waited a
+    /// moment for a resume, 300 ms, and is let go after `--speak-within`).
+    pub fn speaking_raw_member(&self) -> RawMember {
+        let mut stream = self.raw();
+        stream.write_all(&[0; 4]).expect("send a keepalive");
+        self.raw_member_on(stream)
+    }
+
     /// A raw protocol peer in the room, once it has read the greeting.
     pub fn raw_member(&self) -> RawMember {
-        let mut member = RawMember { stream: self.raw() };
+        self.raw_member_on(self.raw())
+    }
+
+    fn raw_member_on(&self, stream: TcpStream) -> RawMember {
+        let mut member = RawMember { stream };
         let greeting = member.next_text();
         assert!(
             greeting.starts_with("-- ") && greeting.ends_with("[room protocol 2]"),

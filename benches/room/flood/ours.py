@@ -20,7 +20,10 @@ threading.Thread(target=pump, daemon=True).start()
 clients = []
 start = time.time()
 for i in range(N):
-    cmd = (f'timeout 10 yes "c{i} some line of text" | tee >(wc -l > {D}/sent.{i}) '
+    # Everyone talks once everyone is in (a member that joined late missed
+    # what was said before, and that is not a loss).
+    cmd = (f'while [ ! -e {D}/go ]; do sleep 0.05; done; '
+           f'timeout 10 yes "c{i} some line of text" | tee >(wc -l > {D}/sent.{i}) '
            f'| {{ cat; sleep 100000; }} | {BIN}/chat-client --connect {addr} --name c{i} > {D}/out.{i} 2> {D}/err.{i}')
     clients.append(subprocess.Popen(["bash", "-c", cmd], start_new_session=True))
 def count(path):
@@ -29,6 +32,10 @@ def count(path):
             return sum(1 for _ in f)
     except FileNotFoundError:
         return 0
+while open(f"{D}/server.err", "rb").read().count(b" joined") < N and time.time() - start < 60:
+    time.sleep(0.1)
+open(f"{D}/go", "w").close()
+start = time.time()
 done_at = None
 sent = None
 while time.time() - start < 900:
