@@ -303,7 +303,18 @@ fn a_room_member_lost_to_a_stopped_link_is_said_to_have_left_and_why() {
     let address = relay.address();
     let mut bob = Program::spawn(
         support::CLIENT,
-        &["--connect", &address, "--name", "bob", "--dead-after", "60"],
+        &[
+            "--connect",
+            &address,
+            "--name",
+            "bob",
+            "--dead-after",
+            "60",
+            // A member that would not resume is not kept for it (one that
+            // would keeps its place: tests/resume.rs).
+            "--resume-for",
+            "0",
+        ],
     );
     bob.expect_status("you joined as bob;");
     alice.expect_status("bob joined");

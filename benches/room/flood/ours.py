@@ -22,8 +22,8 @@ start = time.time()
 for i in range(N):
     # Everyone talks once everyone is in (a member that joined late missed
     # what was said before, and that is not a loss).
-    cmd = (f'while [ ! -e {D}/go ]; do sleep 0.05; done; '
-           f'timeout 10 yes "c{i} some line of text" | tee >(wc -l > {D}/sent.{i}) '
+    cmd = (f'{{ while [ ! -e {D}/go ]; do sleep 0.05; done; '
+           f'timeout 10 yes "c{i} some line of text"; }} | tee >(wc -l > {D}/sent.{i}) '
            f'| {{ cat; sleep 100000; }} | {BIN}/chat-client --connect {addr} --name c{i} > {D}/out.{i} 2> {D}/err.{i}')
     clients.append(subprocess.Popen(["bash", "-c", cmd], start_new_session=True))
 def count(path):
