@@ -50,6 +50,30 @@ fn lines_of(path: &PathBuf) -> Vec<String> {
         .collect()
 }
 
+/// In a conversation too, each message is written once, stamped (a user
+/// trial found every message written twice, stamped and then not).
+#[test]
+fn piped_timestamps_in_a_conversation_stamp_each_message_once() {
+    let mut server = support::Server::start(&["--once", "--timestamps"]);
+    let mut client = server.connect_client(&["--timestamps"]);
+    server.expect_status("connected");
+    for text in ["one", "two"] {
+        client.say(text);
+    }
+    server.say("three");
+    let line = client.next_message();
+    assert_eq!(after_time(&line), Some("three"), "{line:?}");
+    for text in ["one", "two"] {
+        let line = server.next_message();
+        assert_eq!(after_time(&line), Some(text), "{line:?}");
+    }
+    // Nothing more: no line written again.
+    client.say("q");
+    assert_eq!(client.wait().code(), Some(0));
+    assert_eq!(client.rest_of_stdout(), Vec::<String>::new());
+    assert_eq!(server.rest_of_stdout(), Vec::<String>::new());
+}
+
 #[test]
 fn piped_timestamps_put_an_rfc3339_time_before_every_line_history_the_time_it_was_said() {
     let mut server = start_room(&["--timestamps"]);

@@ -468,3 +468,38 @@ fn the_waiting_line_is_told_why_it_waits_while_the_conversation_is_away() {
     waiting.say("served");
     server.expect_message("served");
 }
+
+/// A try to reconnect that the client gave up on (no answer within
+/// `--dead-after`) may still reach the server, which takes it as the
+/// session's: the client resets it, so the server keeps the session for the
+/// next try rather than taking its end as the client's clean leaving (a user
+/// trial on a lossy link: the server said the client left, exit 0, with 11
+/// lines undelivered).
+#[test]
+fn a_try_the_client_gave_up_on_does_not_end_the_conversation_on_the_server() {
+    let (mut server, mut client, relay) = talking(&["--once"], &[]);
+    relay.down();
+    client.say("typed into the dead path");
+    client.expect_status("reconnecting for up to 300 s");
+    relay.up();
+    relay.freeze();
+    client.expect_status("the server did not answer");
+    // What the client sent on the abandoned try reaches the server now.
+    relay.thaw();
+    client.expect_status("reconnected after");
+    server.expect_message("typed into the dead path");
+    client.say("after");
+    server.expect_message("after");
+    client.say("q");
+    assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
+    // The conversation ended once, at the client's `q`, after its last
+    // return; the abandoned try was never taken for a newcomer.
+    let said = server.all_stderr();
+    let left: Vec<usize> = (0..said.len())
+        .filter(|&i| said[i].ends_with(" left"))
+        .collect();
+    let back = (0..said.len()).filter(|&i| said[i].contains(" is back from "));
+    assert!(left.len() == 1 && back.max() < Some(left[0]), "{said:?}");
+    assert!(!said.iter().any(|l| l.contains("is waiting")), "{said:?}");
+    assert_eq!(server.wait().code(), Some(0), "{said:?}");
+}

@@ -1029,8 +1029,11 @@ pub(crate) fn write_plain(
                         stdout_open = flush_batch(&mut batch, output, stdout)
                             && write_stdout(text, output, stdout);
                         continue;
+                    } else {
+                        // (Stamped above: not again unstamped; every
+                        // message was written twice so.)
+                        batch.extend_from_slice(text);
                     }
-                    batch.extend_from_slice(text);
                     if batch.len() >= WRITE_BATCH {
                         stdout_open = flush_batch(&mut batch, output, stdout);
                     }

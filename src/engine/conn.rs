@@ -1006,6 +1006,12 @@ impl Conn {
         }
     }
 
+    /// Closing the socket (dropping this) resets the connection: the peer
+    /// reads a failure, not an end of stream.
+    pub fn reset_when_closed(&mut self) {
+        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+    }
+
     /// Bytes moved so far and not yet delivered, for [`crate::state::ending`].
     pub fn observe(&mut self) -> Observed {
         if let Some(beside) = &self.beside {

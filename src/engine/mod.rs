@@ -74,9 +74,16 @@ const OVERSLEPT: Duration = Duration::from_secs(3);
 
 /// A server that keeps sessions for resuming waits this long at most for a
 /// new connection's first bytes before its service hears of it: a client
-/// resuming a session says so at once, and is not a newcomer (in real
-/// time: it is a wait for the network, not a timeout of the program's).
-const OPENING_WAIT: Duration = Duration::from_millis(300);
+/// resuming a session says so in its first bytes, and is not a newcomer (in
+/// real time: it is a wait for the network, not a timeout of the program's).
+/// Any byte ends the wait: only a peer that sends nothing at all waits it
+/// out (a plain script reading first; `--speak-within` asks it to send an
+/// empty frame). 300 ms was too short on a slow link: with 0.2 s each way,
+/// `--tls --code`, every resume was taken for a newcomer (put in line, and
+/// the client told the server no longer kept its conversation); at 20 %
+/// loss and 300 ms, one in four. Lost first bytes come again after TCP's
+/// retransmission timeout, a second or more.
+const OPENING_WAIT: Duration = Duration::from_secs(5);
 
 /// ... and reads this much of them at most (an offer and a `HELLO` are
 /// less than 100 bytes).
@@ -1720,6 +1727,12 @@ impl Io {
         };
         link.answer_by = None;
         let _ = self.registry.deregister(link.conn.stream_mut());
+        // The attempt ends with a reset: the server may have taken it as
+        // the session's (its answer lost or late), and an end of stream
+        // would tell it the conversation ended cleanly (a user trial on a
+        // lossy link: the server said the client left, exit 0, with 11
+        // lines undelivered), where a reset keeps it for the next try.
+        link.conn.reset_when_closed();
         link.conn = husk;
         // Counted as far as the lost connection went.
         link.taken_seen = link.conn.taken();

@@ -578,7 +578,7 @@ impl Server {
     /// [`raw_member`](Self::raw_member), that sends an empty frame first,
     /// as the README asks of a plain peer that reads before it speaks (one
     /// that sends nothing is greeted only once the server has waited a
-    /// moment for a resume, 300 ms, and is let go after `--speak-within`).
+    /// moment for a resume, 5 s, and is let go after `--speak-within`).
     pub fn speaking_raw_member(&self) -> RawMember {
         let mut stream = self.raw();
         stream.write_all(&[0; 4]).expect("send a keepalive");

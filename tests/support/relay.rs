@@ -206,6 +206,14 @@ fn forward(mut from: TcpStream, mut to: TcpStream, shared: &Shared, pair: &Pair)
                     return;
                 }
             }
+            // A reset is passed on as a reset, as a router passes it on:
+            // the other side's socket goes without an end of stream.
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {
+                let _ = socket2::SockRef::from(&to).set_linger(Some(Duration::ZERO));
+                pair.cut.store(true, Ordering::SeqCst);
+                pair.sockets.lock().unwrap().clear();
+                return;
+            }
             Err(_) => break,
         }
     }
