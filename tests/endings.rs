@@ -134,7 +134,10 @@ fn status_lines_reach_stderr_while_stdout_is_a_full_pipe_nobody_reads() {
         support::pipe_is_full(&unread)
     });
 
-    let waiting = TcpStream::connect(addr).unwrap();
+    let mut waiting = TcpStream::connect(addr).unwrap();
+    // A keepalive first: a connection that sends nothing is taken in only
+    // once the server has waited a while for a resume's first bytes.
+    waiting.write_all(&[0; 4]).unwrap();
     let waiting_addr = waiting.local_addr().unwrap();
     support::line_within(
         &stderr,

@@ -1006,3 +1006,36 @@ fn with_timestamps_history_shows_the_time_it_was_said_and_its_mark() {
     alice.send("q\r").unwrap();
     expect_exit_and_sane_terminal(&mut alice, 0);
 }
+
+/// At a terminal, `q` while the server is away waits for it to come back
+/// and take the lines; `q` again gives up, and says what was not
+/// delivered (a user trial found the second `q` refused as a line of a
+/// conversation that was ending, and the client reconnecting on).
+#[test]
+fn a_second_q_while_the_server_is_away_gives_up_waiting() {
+    use support::relay::Relay;
+    let mut server = support::Server::start(&["--once", "--dead-after", "3"]);
+    let relay = Relay::start(server.addr);
+    let script = format!(
+        "{CLIENT} --connect {} --dead-after 3; {REPORT}",
+        relay.address()
+    );
+    let mut session = in_terminal(&script, false);
+    session.expect("> ").unwrap();
+    server.expect_status("connected");
+    session.send("hello\r").unwrap();
+    server.expect_message("hello");
+    relay.settle(std::time::Duration::from_millis(300));
+    relay.down();
+    session.send("into the dead path\r").unwrap();
+    session.expect("reconnecting for up to 300 s").unwrap();
+    session.send("q\r").unwrap();
+    session.expect("q again or Ctrl-C to give up").unwrap();
+    session.send("q\r").unwrap();
+    session
+        .expect(
+            "gave up waiting for the server to come back; 1 line not delivered: \"into the dead path\"",
+        )
+        .unwrap();
+    expect_exit_and_sane_terminal(&mut session, 1);
+}

@@ -260,6 +260,15 @@ impl Editor {
             return;
         };
         if typing.done {
+            // `q` again is the user's word that it need not wait (for an
+            // away peer to come back and take its lines): the program
+            // decides what a second `q` means.
+            if line == "q" {
+                self.echo.push_str(&shown_form(&self.prompt, line));
+                self.echo.push_str("\r\n");
+                let _ = typing.events.send(Event::Input(Input::Quit));
+                return;
+            }
             self.output
                 .error("the conversation is ending; line not sent");
             return;

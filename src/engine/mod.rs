@@ -1687,6 +1687,14 @@ impl Io {
                 link.after_resume = happening;
                 None
             }
+            // Asked again: the user gives up, and is told what that cost.
+            Some(Happening::Quit | Happening::InputEnded) if waiting => Some(Ending::Failed {
+                why: match self.client {
+                    true => "gave up waiting for the server to come back".to_string(),
+                    false => "gave up waiting for it to come back".to_string(),
+                },
+                undelivered: 0,
+            }),
             Some(Happening::Quit | Happening::InputEnded) => Some(Ending::Quit),
             Some(Happening::Interrupted) => Some(Ending::Interrupted),
             Some(Happening::OutputClosed) => Some(Ending::OutputClosed),

@@ -715,10 +715,11 @@ impl Talk<'_> {
                 io.happen(id, Happening::Left);
             }
             Event::Input(Input::Quit) => {
-                self.quit = true;
+                // A second `q` (at a terminal) gives up waiting.
+                let again = std::mem::replace(&mut self.quit, true);
                 self.last_words(io);
                 let waiting = io.unacknowledged(id);
-                if self.reconnecting.is_some() && waiting > 0 {
+                if self.reconnecting.is_some() && waiting > 0 && !again {
                     let lines = match waiting {
                         1 => "1 line".to_string(),
                         n => format!("{n} lines"),
