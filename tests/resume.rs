@@ -503,3 +503,69 @@ fn a_try_the_client_gave_up_on_does_not_end_the_conversation_on_the_server() {
     assert!(!said.iter().any(|l| l.contains("is waiting")), "{said:?}");
     assert_eq!(server.wait().code(), Some(0), "{said:?}");
 }
+
+/// A client's `HELLO`, as the wire has it: its token, the token it resumes
+/// (zeros: none), how many of the server's messages it took.
+fn hello_frame(token: [u8; 16], resume_of: [u8; 16], received: u64) -> Vec<u8> {
+    let mut payload = vec![b'H', 2];
+    payload.extend_from_slice(&token);
+    payload.extend_from_slice(&resume_of);
+    payload.extend_from_slice(&received.to_be_bytes());
+    payload.extend_from_slice(&1000u32.to_be_bytes());
+    let mut frame = (0x8000_0000u32 | payload.len() as u32)
+        .to_be_bytes()
+        .to_vec();
+    frame.extend_from_slice(&payload);
+    frame
+}
+
+/// The next control frame's payload from `stream`, skipping data frames.
+fn next_control(stream: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    loop {
+        let mut header = [0; 4];
+        stream.read_exact(&mut header).expect("a frame");
+        let header = u32::from_be_bytes(header);
+        let mut payload = vec![0; (header & 0x7fff_ffff) as usize];
+        stream.read_exact(&mut payload).expect("a payload");
+        if header & 0x8000_0000 != 0 {
+            return payload;
+        }
+    }
+}
+
+/// A client whose connection is lost after its `HELLO` went and before
+/// the server's came (a lossy start: a user trial's client could only end,
+/// counting bytes, while the server kept its conversation for nobody)
+/// resumes by its own token, which the server knows from its `HELLO`.
+#[test]
+fn a_client_that_never_got_the_servers_hello_resumes_by_its_own_token() {
+    use std::io::Write;
+    let mut server = Server::start(&["--once", "--dead-after", DEAD_AFTER]);
+    let own = [7; 16];
+    let mut first = server.raw();
+    let mut opening = vec![0; 32];
+    opening.extend_from_slice(&hello_frame(own, [0; 16], 0));
+    opening.extend_from_slice(&support::frame(b"before the loss"));
+    first.write_all(&opening).unwrap();
+    server.expect_message("before the loss");
+    // Lost, without a word (a reset), the server's `HELLO` never read.
+    socket2::SockRef::from(&first)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(first);
+    server.expect_status("keeping the conversation for 300 s");
+
+    let mut second = server.raw();
+    let mut opening = vec![0; 32];
+    opening.extend_from_slice(&hello_frame([0; 16], own, 0));
+    opening.extend_from_slice(&support::frame(b"after the return"));
+    second.write_all(&opening).unwrap();
+    let answer = next_control(&mut second);
+    assert_eq!(answer[0], b'H', "{answer:?}");
+    assert_ne!(&answer[2..18], &[0; 16], "the server names the session");
+    assert_eq!(&answer[18..34], &own, "resumed by the client's token");
+    assert_eq!(&answer[34..42], &1u64.to_be_bytes(), "it took one message");
+    server.expect_status("is back");
+    server.expect_message("after the return");
+}

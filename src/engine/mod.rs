@@ -209,6 +209,11 @@ struct Link {
     /// The session's name, which a resuming client proves: the server's
     /// token (zeros if it keeps none for this connection).
     session_token: SessionToken,
+    /// The client's token, from its `HELLO` (zeros if it would not
+    /// resume): a second name of the session, for a client whose
+    /// connection was lost after its `HELLO` went and before the server's
+    /// came (a lossy start), which knows no other.
+    client_token: SessionToken,
     /// The connection is lost and the session waits to be resumed; why.
     away: Option<(Away, String)>,
     /// A client resuming: the lost connection, whose messages go again on
@@ -1067,6 +1072,7 @@ impl Io {
             ack_delay: Duration::ZERO,
             resume_for: None,
             session_token: NO_TOKEN,
+            client_token: NO_TOKEN,
             away: None,
             husk: None,
             answer_by: None,
@@ -1083,8 +1089,10 @@ impl Io {
     fn remove(&mut self, id: Id) -> Link {
         let mut link = self.links.remove(id);
         let _ = self.registry.deregister(link.conn.stream_mut());
-        if link.session_token != NO_TOKEN && self.tokens.get(&link.session_token) == Some(&id) {
-            self.tokens.remove(&link.session_token);
+        for token in [link.session_token, link.client_token] {
+            if token != NO_TOKEN && self.tokens.get(&token) == Some(&id) {
+                self.tokens.remove(&token);
+            }
         }
         link
     }
@@ -1222,10 +1230,11 @@ impl Io {
         // The lost connection goes; what it held goes again below.
         link.conn = fresh;
         link.conn.queue_offer();
+        // The token the client resumed by, whichever of the session's two.
         let ours = Hello {
             version: VERSION,
             token: link.session_token,
-            resume_of: link.session_token,
+            resume_of: hello.resume_of,
             received,
             heartbeat_ms: heartbeat_ms(self.rules.dead_after),
         };
@@ -1461,17 +1470,25 @@ impl Io {
         for control in link.conn.take_controls() {
             session.heard(now);
             match control {
+                // The server's answer to our resume (before all else: a
+                // session resumed by our own token had no `HELLO` before).
+                Control::Hello(hello) if link.husk.is_some() => answer = Some(hello),
                 Control::Hello(hello) if !link.opened_told => {
                     link.opened_told = true;
                     session.beat_every(Duration::from_millis(hello.heartbeat_ms.into()));
                     match self.client {
                         true => link.session_token = hello.token,
-                        false => link.peer_resumes = hello.token != NO_TOKEN,
+                        false => {
+                            link.peer_resumes = hello.token != NO_TOKEN;
+                            if self.resumes && link.peer_resumes {
+                                link.client_token = hello.token;
+                                // Never in another session's place.
+                                self.tokens.entry(hello.token).or_insert(id);
+                            }
+                        }
                     }
                     self.news.push_back((id, News::SessionOpened));
                 }
-                // The server's answer to our resume.
-                Control::Hello(hello) if link.husk.is_some() => answer = Some(hello),
                 // The server names the session later (we were served from
                 // its waiting line).
                 Control::Hello(hello) if self.client && link.away.is_none() => {
@@ -1492,7 +1509,13 @@ impl Io {
             }
         }
         if let Some(hello) = answer {
-            let named = link.session_token;
+            let named = resumed_by(link);
+            if link.session_token == NO_TOKEN {
+                link.session_token = hello.token;
+            }
+            if !std::mem::replace(&mut link.opened_told, true) {
+                self.news.push_back((id, News::SessionOpened));
+            }
             match hello.resume_of == named && named != NO_TOKEN {
                 true => self.resumed(id, &hello),
                 false => {
@@ -1571,9 +1594,14 @@ impl Io {
             true => new_token(),
             false => NO_TOKEN,
         };
-        if token != NO_TOKEN && !self.client {
-            link.session_token = token;
-            self.tokens.insert(token, id);
+        if token != NO_TOKEN {
+            match self.client {
+                true => link.client_token = token,
+                false => {
+                    link.session_token = token;
+                    self.tokens.insert(token, id);
+                }
+            }
         }
         let hello = Hello {
             version: VERSION,
@@ -1825,7 +1853,7 @@ impl Io {
         conn.queue_control(&Control::Hello(Hello {
             version: VERSION,
             token: NO_TOKEN,
-            resume_of: link.session_token,
+            resume_of: resumed_by(link),
             received: link.session.as_ref().map_or(0, Session::taken),
             heartbeat_ms: heartbeat_ms(self.rules.dead_after),
         }));
@@ -2033,7 +2061,18 @@ impl Io {
 /// connection is lost: a session with a name, and a peer that kept to the
 /// protocol.
 fn resumable(link: &Link) -> bool {
-    link.resume_for.is_some() && link.session_token != NO_TOKEN && link.peer_resumes && !link.broken
+    link.resume_for.is_some() && resumed_by(link) != NO_TOKEN && link.peer_resumes && !link.broken
+}
+
+/// The token a client resumes `link`'s session by: the server's, or, if
+/// the server's `HELLO` never came, its own (the server knows it from our
+/// `HELLO`, if that came; if not, it refuses, and the loss is the end). A
+/// server that said it keeps nothing is not asked. For a server, its own.
+fn resumed_by(link: &Link) -> SessionToken {
+    match link.session_token {
+        NO_TOKEN if !link.opened_told => link.client_token,
+        token => token,
+    }
 }
 
 /// Before data is queued on `link`: the acknowledgement owed goes first.
