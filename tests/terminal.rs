@@ -885,7 +885,15 @@ fn a_message_that_names_you_is_highlighted_and_rings_the_bell() {
     // Not for a message that does not name alice (malice is not alice).
     bob.say("malice aforethought");
     let seen = alice.expect("malice aforethought").unwrap();
-    let mut between = seen.before().to_vec();
+    let rest = no_bell_to_the_end(&mut alice, &mut bob, seen.before().to_vec());
+    assert!(!rest.contains('\x07'), "{rest:?}");
+    room.expect_status("alice left");
+}
+
+/// Has `bob` say "the end" and checks that `alice` rang no bell from
+/// `between` (what she showed since the last ring) to it; then she quits,
+/// cleanly, and what she showed last is returned.
+fn no_bell_to_the_end(alice: &mut Pty, bob: &mut support::Program, mut between: Vec<u8>) -> String {
     bob.say("the end");
     let seen = alice.expect("the end").unwrap();
     between.extend_from_slice(seen.before());
@@ -895,10 +903,9 @@ fn a_message_that_names_you_is_highlighted_and_rings_the_bell() {
         String::from_utf8_lossy(&between)
     );
     alice.send("q\r").unwrap();
-    let rest = rest_until_exit(&mut alice);
-    assert!(!rest.contains('\x07'), "{rest:?}");
+    let rest = rest_until_exit(alice);
     assert!(rest.contains("EXIT=0"), "{rest:?}");
-    room.expect_status("alice left");
+    rest
 }
 
 #[test]
@@ -916,20 +923,10 @@ fn a_private_message_received_is_highlighted_and_rings_the_bell_and_one_sent_doe
     // Its own, as the room confirms it: no bell.
     alice.send("/msg bob back\r").unwrap();
     let seen = alice.expect(Regex(r"you \u{2192} \S*bob\S*: ")).unwrap();
-    let mut between = seen.before().to_vec();
+    let between = seen.before().to_vec();
     bob.expect_message("you \u{2192} alice: psst");
     bob.expect_message("alice \u{2192} you: back");
-    bob.say("the end");
-    let seen = alice.expect("the end").unwrap();
-    between.extend_from_slice(seen.before());
-    assert!(
-        !between.contains(&7),
-        "{:?}",
-        String::from_utf8_lossy(&between)
-    );
-    alice.send("q\r").unwrap();
-    let rest = rest_until_exit(&mut alice);
-    assert!(rest.contains("EXIT=0"), "{rest:?}");
+    no_bell_to_the_end(&mut alice, &mut bob, between);
 }
 
 #[test]

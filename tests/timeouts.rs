@@ -141,21 +141,7 @@ fn a_full_line_gives_the_place_of_the_oldest_silent_client_to_a_newcomer() {
 /// for half of `--speak-within`; the room sees that member leave.
 #[test]
 fn a_full_room_gives_the_seat_of_the_oldest_silent_member_to_a_newcomer() {
-    let config = chat::room::Config {
-        max_message_size: chat::frame::DEFAULT_MAX_MESSAGE_SIZE,
-        max_clients: 2,
-        backlog: 256 << 10,
-        rate: 1 << 20,
-        name: "server".to_string(),
-        idle_timeout: None,
-        speak_within: Some(Duration::from_secs(chat::DEFAULT_SPEAK_WITHIN_SECS)),
-        dead_after: Some(Duration::from_secs(chat::DEFAULT_DEAD_AFTER_SECS)),
-        sessions: true,
-        resume_for: Some(Duration::from_secs(chat::DEFAULT_RESUME_FOR_SECS)),
-        tls: None,
-        access: chat::access::Access::new(Vec::new(), Vec::new()),
-    };
-    let mut server = Running::start(Mode::Room(config));
+    let mut server = Running::start(Mode::Room(support::inproc::room(2)));
     let mut alice = server.raw();
     alice.write_all(&frame(b"/nick alice")).unwrap();
     server.expect_status("alice joined");

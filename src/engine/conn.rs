@@ -1231,6 +1231,17 @@ mod tests {
         out
     }
 
+    /// A peer's `HELLO` opening a session.
+    fn a_hello() -> session::Hello {
+        session::Hello {
+            version: session::VERSION,
+            token: [1; 16],
+            resume_of: [0; 16],
+            received: 0,
+            heartbeat_ms: 1000,
+        }
+    }
+
     /// A connection over a loopback pair, and the peer's end of it.
     fn pair() -> (Conn, std::net::TcpStream) {
         pair_up_to(1 << 20)
@@ -1393,13 +1404,7 @@ mod tests {
         use std::io::Write;
         let mut bytes = vec![0; OFFER_LEN];
         bytes.extend_from_slice(&frames(&[b"typed at once"]));
-        let hello = session::Hello {
-            version: session::VERSION,
-            token: [1; 16],
-            resume_of: [0; 16],
-            received: 0,
-            heartbeat_ms: 1000,
-        };
+        let hello = a_hello();
         session::encode(&mut bytes, &Control::Hello(hello));
         bytes.extend_from_slice(&frames(&[b"later"]));
         let (mut conn, mut peer) = pair();
@@ -1441,13 +1446,7 @@ mod tests {
         // A room greets before it has seen its client's offer and answered.
         let mut bytes = frames(&[b"greeting"]);
         bytes.extend_from_slice(&[0; OFFER_LEN]);
-        let hello = session::Hello {
-            version: session::VERSION,
-            token: [1; 16],
-            resume_of: [0; 16],
-            received: 0,
-            heartbeat_ms: 1000,
-        };
+        let hello = a_hello();
         session::encode(&mut bytes, &Control::Hello(hello.clone()));
         // Controls alone, many of them, then messages: a reader taking a
         // frame at a time must not stop at the controls.

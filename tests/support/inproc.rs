@@ -24,6 +24,26 @@ pub struct Running {
     server: Option<JoinHandle<Result<Exit, chat::Error>>>,
 }
 
+/// The room's settings, as `chat-server --room` has them by default, but
+/// for `max_clients`.
+#[allow(dead_code)]
+pub fn room(max_clients: usize) -> chat::room::Config {
+    chat::room::Config {
+        max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+        max_clients,
+        backlog: 256 << 10,
+        rate: 1 << 20,
+        name: "server".to_string(),
+        idle_timeout: None,
+        speak_within: Some(Duration::from_secs(chat::DEFAULT_SPEAK_WITHIN_SECS)),
+        dead_after: Some(Duration::from_secs(chat::DEFAULT_DEAD_AFTER_SECS)),
+        sessions: true,
+        resume_for: Some(Duration::from_secs(chat::DEFAULT_RESUME_FOR_SECS)),
+        tls: None,
+        access: Access::new(Vec::new(), Vec::new()),
+    }
+}
+
 /// The conversation mode's settings, as `chat-server` has them by default.
 pub fn conversations() -> Config {
     Config {
