@@ -476,6 +476,10 @@ fn the_waiting_line_is_told_why_it_waits_while_the_conversation_is_away() {
 /// trial on a lossy link: the server said the client left, exit 0, with 11
 /// lines undelivered).
 #[test]
+#[cfg_attr(
+    windows,
+    ignore = "under wine the relay's close with SO_LINGER 0 is an orderly end, not a reset"
+)]
 fn a_try_the_client_gave_up_on_does_not_end_the_conversation_on_the_server() {
     let (mut server, mut client, relay) = talking(&["--once"], &[]);
     relay.down();
