@@ -543,6 +543,10 @@ fn next_control(stream: &mut std::net::TcpStream) -> Vec<u8> {
 /// counting bytes, while the server kept its conversation for nobody)
 /// resumes by its own token, which the server knows from its `HELLO`.
 #[test]
+#[cfg_attr(
+    windows,
+    ignore = "under wine a close with SO_LINGER 0 is an orderly end, not a reset"
+)]
 fn a_client_that_never_got_the_servers_hello_resumes_by_its_own_token() {
     use std::io::Write;
     let mut server = Server::start(&["--once", "--dead-after", DEAD_AFTER]);
