@@ -577,3 +577,37 @@ fn a_client_that_never_got_the_servers_hello_resumes_by_its_own_token() {
     server.expect_status("is back");
     server.expect_message("after the return");
 }
+
+/// The server takes a silent path as lost before its client does: it keeps
+/// the conversation and lets the socket go with a reset alone, so that the
+/// client, when the path carries again, reads a failure and resumes, not
+/// an end of stream (a user trial on a lossy link: the client said the
+/// server ended the conversation, exit 0, with lines undelivered).
+#[test]
+#[cfg_attr(
+    windows,
+    ignore = "under wine a close with SO_LINGER 0 is an orderly end, not a reset"
+)]
+fn a_server_that_notices_the_loss_first_lets_its_client_resume() {
+    let mut server = Server::start(&["--once", "--dead-after", DEAD_AFTER]);
+    let relay = Relay::start(server.addr);
+    let address = relay.address();
+    let mut client = Program::spawn(
+        support::CLIENT,
+        &["--connect", address.as_str(), "--dead-after", "60"],
+    );
+    server.expect_status("connected");
+    client.say("before");
+    server.expect_message("before");
+    server.say("answer");
+    client.expect_message("answer");
+    relay.freeze();
+    server.expect_status("keeping the conversation for 300 s");
+    relay.thaw();
+    client.expect_status("reconnected after");
+    client.say("after");
+    server.expect_message("after");
+    client.say("q");
+    assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
+    assert_eq!(server.wait().code(), Some(0), "{:?}", server.drain_stderr());
+}

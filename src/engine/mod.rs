@@ -2010,6 +2010,13 @@ impl Io {
             .filter(|_| !link.conn.read_ended())
             .map(|session| session.silent_for(self.now));
         let decision = closing.step(self.now, seen, happening);
+        // A failure of a session kept for a resume parks it: the socket
+        // goes with a reset alone. The abort a failure decides would end
+        // our side first (a shutdown sends an end of stream), and a peer
+        // reading it takes a clean end (a user trial on a lossy link: the
+        // client said the server ended the conversation, exit 0, lines
+        // undelivered, while the server kept it for the client to resume).
+        let parking = kept && matches!(decision.ended, Some(Ending::Failed { .. }));
         if let Some(news) = news {
             self.news.push_back((id, news));
         }
@@ -2025,7 +2032,7 @@ impl Io {
             self.news
                 .push_back((id, News::StillWaiting { undelivered }));
         }
-        if decision.finish_sending {
+        if decision.finish_sending && !parking {
             link.finishing = true;
             // What the peer sent is acknowledged before our end of stream.
             if let Some(session) = &mut link.session
@@ -2037,7 +2044,7 @@ impl Io {
             link.conn.finish();
             self.dirty.push(id);
         }
-        if decision.abort {
+        if decision.abort && !parking {
             link.conn.abort();
             // Both threads of a connection used to report their end once
             // stopped; here both halves are done now.
