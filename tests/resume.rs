@@ -12,7 +12,7 @@ mod support;
 use std::time::Duration;
 
 use support::relay::Relay;
-use support::{Program, Server};
+use support::{Program, Server, hello_frame, next_control};
 
 /// `--dead-after` on both sides: a silent path is noticed in 3 s.
 const DEAD_AFTER: &str = "3";
@@ -508,36 +508,6 @@ fn a_try_the_client_gave_up_on_does_not_end_the_conversation_on_the_server() {
     assert_eq!(server.wait().code(), Some(0), "{said:?}");
 }
 
-/// A client's `HELLO`, as the wire has it: its token, the token it resumes
-/// (zeros: none), how many of the server's messages it took.
-fn hello_frame(token: [u8; 16], resume_of: [u8; 16], received: u64) -> Vec<u8> {
-    let mut payload = vec![b'H', 2];
-    payload.extend_from_slice(&token);
-    payload.extend_from_slice(&resume_of);
-    payload.extend_from_slice(&received.to_be_bytes());
-    payload.extend_from_slice(&1000u32.to_be_bytes());
-    let mut frame = (0x8000_0000u32 | payload.len() as u32)
-        .to_be_bytes()
-        .to_vec();
-    frame.extend_from_slice(&payload);
-    frame
-}
-
-/// The next control frame's payload from `stream`, skipping data frames.
-fn next_control(stream: &mut std::net::TcpStream) -> Vec<u8> {
-    use std::io::Read;
-    loop {
-        let mut header = [0; 4];
-        stream.read_exact(&mut header).expect("a frame");
-        let header = u32::from_be_bytes(header);
-        let mut payload = vec![0; (header & 0x7fff_ffff) as usize];
-        stream.read_exact(&mut payload).expect("a payload");
-        if header & 0x8000_0000 != 0 {
-            return payload;
-        }
-    }
-}
-
 /// A client whose connection is lost after its `HELLO` went and before
 /// the server's came (a lossy start: a user trial's client could only end,
 /// counting bytes, while the server kept its conversation for nobody)
@@ -553,7 +523,7 @@ fn a_client_that_never_got_the_servers_hello_resumes_by_its_own_token() {
     let own = [7; 16];
     let mut first = server.raw();
     let mut opening = vec![0; 32];
-    opening.extend_from_slice(&hello_frame(own, [0; 16], 0));
+    opening.extend_from_slice(&hello_frame(own, [0; 16], 0, 0));
     opening.extend_from_slice(&support::frame(b"before the loss"));
     first.write_all(&opening).unwrap();
     server.expect_message("before the loss");
@@ -566,7 +536,7 @@ fn a_client_that_never_got_the_servers_hello_resumes_by_its_own_token() {
 
     let mut second = server.raw();
     let mut opening = vec![0; 32];
-    opening.extend_from_slice(&hello_frame([0; 16], own, 0));
+    opening.extend_from_slice(&hello_frame([0; 16], own, 0, 0));
     opening.extend_from_slice(&support::frame(b"after the return"));
     second.write_all(&opening).unwrap();
     let answer = next_control(&mut second);

@@ -1239,6 +1239,7 @@ mod tests {
             resume_of: [0; 16],
             received: 0,
             heartbeat_ms: 1000,
+            takes: session::TAKES,
         }
     }
 

@@ -49,7 +49,9 @@ use crate::state::clock::Clock;
 use crate::state::ending::{Closing, Ending, Happening, Rules};
 use crate::state::session::{Away, Session};
 use crate::state::throttle::Throttle;
-use crate::wire::session::{Control, Hello, NO_TOKEN, Opening, Token as SessionToken, VERSION};
+use crate::wire::session::{
+    Control, Hello, NO_TOKEN, Opening, TAKES, TAKES_LINE_BREAKS, Token as SessionToken, VERSION,
+};
 use conn::{Ahead, Conn, Flushed, ReadEnd};
 use gate::{Gate, Phase};
 pub use gate::{GateConfig, HANDSHAKE_TIMEOUT, TlsConfig, secure};
@@ -199,6 +201,8 @@ struct Link {
     received_seen: u64,
     /// The service was told of the session.
     opened_told: bool,
+    /// What the peer's `HELLO` said it takes ([`Hello::takes`]).
+    peer_takes: u32,
     /// What the peer sends is kept by the service, not yet taken: not
     /// acknowledged until it is (a client waiting in line).
     acks_held: bool,
@@ -1068,6 +1072,7 @@ impl Io {
             taken_seen: (0, 0),
             received_seen: 0,
             opened_told: false,
+            peer_takes: 0,
             acks_held: false,
             ack_delay: Duration::ZERO,
             resume_for: None,
@@ -1226,18 +1231,18 @@ impl Io {
         session.heard(self.now);
         session.beat_every(Duration::from_millis(hello.heartbeat_ms.into()));
         let received = session.taken();
+        link.peer_takes = hello.takes;
         let (away, _) = link.away.take().expect("away");
         // The lost connection goes; what it held goes again below.
         link.conn = fresh;
         link.conn.queue_offer();
         // The token the client resumed by, whichever of the session's two.
-        let ours = Hello {
-            version: VERSION,
-            token: link.session_token,
-            resume_of: hello.resume_of,
+        let ours = our_hello(
+            self.rules.dead_after,
+            link.session_token,
+            hello.resume_of,
             received,
-            heartbeat_ms: heartbeat_ms(self.rules.dead_after),
-        };
+        );
         link.conn.queue_resumed_hello(ours, first);
         link.conn.queue_again(&frames, count);
         link.taken_seen = (0, 0);
@@ -1267,13 +1272,12 @@ impl Io {
             return;
         };
         link.conn.queue_offer();
-        link.conn.queue_control(&Control::Hello(Hello {
-            version: VERSION,
-            token: NO_TOKEN,
-            resume_of: NO_TOKEN,
-            received: 0,
-            heartbeat_ms: heartbeat_ms(self.rules.dead_after),
-        }));
+        link.conn.queue_control(&Control::Hello(our_hello(
+            self.rules.dead_after,
+            NO_TOKEN,
+            NO_TOKEN,
+            0,
+        )));
         let peer = link.conn.peer();
         self.gate.say(format!(
             "{peer} asked to resume a conversation this server no longer keeps; refused"
@@ -1475,6 +1479,7 @@ impl Io {
                 Control::Hello(hello) if link.husk.is_some() => answer = Some(hello),
                 Control::Hello(hello) if !link.opened_told => {
                     link.opened_told = true;
+                    link.peer_takes = hello.takes;
                     session.beat_every(Duration::from_millis(hello.heartbeat_ms.into()));
                     match self.client {
                         true => link.session_token = hello.token,
@@ -1510,6 +1515,7 @@ impl Io {
         }
         if let Some(hello) = answer {
             let named = resumed_by(link);
+            link.peer_takes = hello.takes;
             if link.session_token == NO_TOKEN {
                 link.session_token = hello.token;
             }
@@ -1603,13 +1609,7 @@ impl Io {
                 }
             }
         }
-        let hello = Hello {
-            version: VERSION,
-            token,
-            resume_of: NO_TOKEN,
-            received: 0,
-            heartbeat_ms: heartbeat_ms(self.rules.dead_after),
-        };
+        let hello = our_hello(self.rules.dead_after, token, NO_TOKEN, 0);
         if link.conn.queue_control(&Control::Hello(hello)) {
             self.dirty.push(id);
         }
@@ -1810,13 +1810,7 @@ impl Io {
             let token = new_token();
             link.session_token = token;
             self.tokens.insert(token, id);
-            let hello = Hello {
-                version: VERSION,
-                token,
-                resume_of: NO_TOKEN,
-                received: session.taken(),
-                heartbeat_ms: heartbeat_ms(self.rules.dead_after),
-            };
+            let hello = our_hello(self.rules.dead_after, token, NO_TOKEN, session.taken());
             if link.conn.queue_control(&Control::Hello(hello)) {
                 self.dirty.push(id);
             }
@@ -1850,13 +1844,12 @@ impl Io {
         }
         conn.listen_for_sessions();
         conn.queue_offer();
-        conn.queue_control(&Control::Hello(Hello {
-            version: VERSION,
-            token: NO_TOKEN,
-            resume_of: resumed_by(link),
-            received: link.session.as_ref().map_or(0, Session::taken),
-            heartbeat_ms: heartbeat_ms(self.rules.dead_after),
-        }));
+        conn.queue_control(&Control::Hello(our_hello(
+            self.rules.dead_after,
+            NO_TOKEN,
+            resumed_by(link),
+            link.session.as_ref().map_or(0, Session::taken),
+        )));
         link.husk = Some(std::mem::replace(&mut link.conn, conn));
         link.taken_seen = (0, 0);
         link.received_seen = 0;
@@ -1950,6 +1943,14 @@ impl Io {
     /// Whether connection `id`'s peer speaks version 2 and opened a session.
     pub fn in_session(&self, id: Id) -> bool {
         self.links.get(id).is_some_and(|link| link.opened_told)
+    }
+
+    /// Whether connection `id`'s peer said it takes messages with line
+    /// breaks: else a message of several lines goes to it a line each.
+    pub fn takes_line_breaks(&self, id: Id) -> bool {
+        self.links
+            .get(id)
+            .is_some_and(|link| link.opened_told && link.peer_takes & TAKES_LINE_BREAKS != 0)
     }
 
     /// How many of the messages sent on connection `id` its peer (a
@@ -2108,6 +2109,25 @@ fn register(
         let _ = crate::platform::watch_liveness(socket2::SockRef::from(&*stream), after);
     }
     Ok(())
+}
+
+/// A `HELLO` of ours: `token` names the session (zeros: not kept),
+/// `resume_of` the one resumed, `received` how many of the peer's
+/// messages were taken in it.
+fn our_hello(
+    dead_after: Option<Duration>,
+    token: SessionToken,
+    resume_of: SessionToken,
+    received: u64,
+) -> Hello {
+    Hello {
+        version: VERSION,
+        token,
+        resume_of,
+        received,
+        heartbeat_ms: heartbeat_ms(dead_after),
+        takes: TAKES,
+    }
 }
 
 /// The heartbeat a `HELLO` of ours asks for, in milliseconds.

@@ -561,10 +561,11 @@ impl Talk<'_> {
                 continue;
             }
             let mut text = output.buffer();
+            let breaks = self.session;
             // Straight from the loop's read buffer to what is shown.
             let more = io.read_with(id, SHOW_AT_ONCE, |frames| {
                 read += frames.len();
-                push_visible_frames(&mut text, frames);
+                push_visible_frames(&mut text, frames, breaks);
             });
             if !text.is_empty() {
                 output.messages_now(&self.label, text);
@@ -579,7 +580,7 @@ impl Talk<'_> {
     /// Shows the messages in `frames`.
     fn show(&mut self, io: &mut Io, frames: &[u8]) {
         let mut text = self.output().buffer();
-        push_visible_frames(&mut text, frames);
+        push_visible_frames(&mut text, frames, self.session);
         if !text.is_empty() {
             self.output().messages_now(&self.label, text);
             self.events(io);
@@ -1040,6 +1041,9 @@ impl Service for Talk<'_> {
             // first (a room's greeting came before it): our lines go.
             News::SessionOpened => {
                 self.session = true;
+                if io.takes_line_breaks(self.id) {
+                    self.outbox.take_line_breaks();
+                }
                 self.release(io);
             }
             News::Unacknowledged { lines, first } => {

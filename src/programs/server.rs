@@ -396,7 +396,10 @@ impl Conversations<'_> {
         self.output()
             .status(format!("{peer} connected{waiting}{quiet}"));
         let label: Arc<str> = Arc::from(peer.to_string());
-        self.show(&label, &early);
+        self.show(&label, &early, io.in_session(id));
+        if io.takes_line_breaks(id) {
+            outbox.take_line_breaks();
+        }
         self.current = Some(Current {
             id,
             peer,
@@ -453,9 +456,9 @@ impl Conversations<'_> {
     }
 
     /// Shows the messages in `frames` as from `label`.
-    fn show(&self, label: &Arc<str>, frames: &[u8]) {
+    fn show(&self, label: &Arc<str>, frames: &[u8], breaks: bool) {
         let mut text = self.output().buffer();
-        push_visible_frames(&mut text, frames);
+        push_visible_frames(&mut text, frames, breaks);
         if !text.is_empty() {
             self.output().messages_now(label, text);
         }
@@ -482,10 +485,11 @@ impl Conversations<'_> {
                 return;
             }
             let mut text = output.buffer();
+            let breaks = io.in_session(id);
             // Straight from the loop's read buffer to what is shown.
             let more = io.read_with(id, SHOW_AT_ONCE, |frames| {
                 read += frames.len();
-                push_visible_frames(&mut text, frames);
+                push_visible_frames(&mut text, frames, breaks);
             });
             if !text.is_empty() {
                 output.messages_now(&label, text);
@@ -829,6 +833,9 @@ impl Service for Conversations<'_> {
                 News::SessionOpened => {
                     if let Some(current) = &mut self.current {
                         current.session = true;
+                        if io.takes_line_breaks(current.id) {
+                            current.outbox.take_line_breaks();
+                        }
                     }
                 }
                 News::Unacknowledged { lines, first } => {

@@ -11,6 +11,27 @@
 
 use std::fmt::Write as _;
 
+/// A line break inside one message, in its displayable form: what our
+/// programs show and write (piped too) where a message of several lines
+/// breaks. U+2028 LINE SEPARATOR, since a peer's own U+2028 is written as
+/// the escape `\u{2028}`: so one is never taken for the other, a message
+/// is still one line of piped output, and its breaks can be turned back
+/// into line ends.
+pub const LINE_BREAK: char = '\u{2028}';
+
+/// What becomes of a line end (`\n`) in a message made displayable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Breaks {
+    /// Escaped as `\n`, as every control: the peer did not say it sends
+    /// messages of several lines (a version 1 peer), or the reader would
+    /// not know them.
+    Escape,
+    /// Kept as `\n`: for a room's reader that takes them.
+    Keep,
+    /// Written as [`LINE_BREAK`]: for our own screen and piped output.
+    Mark,
+}
+
 use crate::wire::frame::Payload;
 use crate::wire::scan::printable_ascii;
 
@@ -91,13 +112,37 @@ fn push_escaped(out: &mut Vec<u8>, payload: &[u8]) {
     out.extend_from_slice(text.as_bytes());
 }
 
-/// The displayable form of `payload` as a `String`.
+/// [`push_visible`], with the line ends in `payload` made `breaks`.
+pub fn push_visible_breaking(out: &mut Vec<u8>, payload: &[u8], breaks: Breaks) {
+    if breaks == Breaks::Escape || memchr::memchr(b'\n', payload).is_none() {
+        return push_visible(out, payload);
+    }
+    let mut mark = [0; 4];
+    let mark: &[u8] = match breaks {
+        Breaks::Mark => LINE_BREAK.encode_utf8(&mut mark).as_bytes(),
+        _ => b"\n",
+    };
+    for (n, line) in payload.split(|&b| b == b'\n').enumerate() {
+        if n > 0 {
+            out.extend_from_slice(mark);
+        }
+        push_visible(out, line);
+    }
+}
+
 /// Appends the messages in `frames` (whole frames), made safe to show, a
-/// line each; keepalives (empty frames) show nothing.
-pub fn push_visible_frames(text: &mut Vec<u8>, frames: &[u8]) {
+/// line each; keepalives (empty frames) show nothing. With `breaks`, the
+/// peer may send messages of several lines: their line ends are shown as
+/// [`LINE_BREAK`]s.
+pub fn push_visible_frames(text: &mut Vec<u8>, frames: &[u8], breaks: bool) {
     for payload in crate::wire::frame::payloads_with_slack(frames).filter(|p| !p.bytes().is_empty())
     {
-        push_visible_line(text, payload);
+        if breaks && memchr::memchr(b'\n', payload.bytes()).is_some() {
+            push_visible_breaking(text, payload.bytes(), Breaks::Mark);
+            text.push(b'\n');
+        } else {
+            push_visible_line(text, payload);
+        }
     }
 }
 
@@ -247,6 +292,40 @@ mod tests {
             visible("\u{2026}\u{2030}\u{2070}".as_bytes()),
             "\u{2026}\u{2030}\u{2070}"
         );
+    }
+
+    /// A message of several lines from a peer that may send them: its
+    /// line ends are marks (or kept, for a room's reader), everything else
+    /// as ever, a peer's own U+2028 included; from one that may not, the
+    /// line ends are escapes.
+    #[test]
+    fn line_breaks_are_marked_kept_or_escaped() {
+        use super::{Breaks, push_visible_breaking, push_visible_frames};
+        let breaking = |payload: &[u8], breaks| {
+            let mut out = Vec::new();
+            push_visible_breaking(&mut out, payload, breaks);
+            String::from_utf8(out).unwrap()
+        };
+        let payload = "one\ntwo\x1b\u{2028}\n\nthree".as_bytes();
+        assert_eq!(
+            breaking(payload, Breaks::Mark),
+            "one\u{2028}two\\x1b\\u{2028}\u{2028}\u{2028}three"
+        );
+        assert_eq!(
+            breaking(payload, Breaks::Keep),
+            "one\ntwo\\x1b\\u{2028}\n\nthree"
+        );
+        assert_eq!(breaking(payload, Breaks::Escape), visible(payload));
+        let mut frames = Vec::new();
+        for p in [&b"a\nb"[..], b"", b"c"] {
+            crate::wire::frame::encode_frame(&mut frames, p, 100).unwrap();
+        }
+        let mut text = Vec::new();
+        push_visible_frames(&mut text, &frames, true);
+        assert_eq!(String::from_utf8(text).unwrap(), "a\u{2028}b\nc\n");
+        let mut text = Vec::new();
+        push_visible_frames(&mut text, &frames, false);
+        assert_eq!(String::from_utf8(text).unwrap(), "a\\nb\nc\n");
     }
 
     #[test]

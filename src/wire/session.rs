@@ -79,7 +79,19 @@ pub struct Hello {
     /// if nothing else), in milliseconds: the sender's `--dead-after` is
     /// a few of them.
     pub heartbeat_ms: u32,
+    /// What the sender takes beyond version 2's first forms: a set of
+    /// [`TAKES_LINE_BREAKS`] and later bits (0 from a sender that came
+    /// before them and sent no such field).
+    pub takes: u32,
 }
+
+/// In [`Hello::takes`]: the sender takes messages with line breaks (`\n`)
+/// in them, each one message shown as one block; a sender without it is
+/// sent a message of several lines as one message per line.
+pub const TAKES_LINE_BREAKS: u32 = 1;
+
+/// What this build takes.
+pub const TAKES: u32 = TAKES_LINE_BREAKS;
 
 /// The heartbeat a `HELLO` without one asks for.
 pub const DEFAULT_HEARTBEAT_MS: u32 = 5_000;
@@ -108,6 +120,7 @@ pub fn encode(out: &mut Vec<u8>, control: &Control) {
             payload.extend_from_slice(&hello.resume_of);
             payload.extend_from_slice(&hello.received.to_be_bytes());
             payload.extend_from_slice(&hello.heartbeat_ms.to_be_bytes());
+            payload.extend_from_slice(&hello.takes.to_be_bytes());
         }
         Control::Ack(count) => {
             payload.push(ACK);
@@ -144,6 +157,8 @@ pub fn decode(payload: &[u8]) -> Result<Option<Control>, BadControl> {
                 heartbeat_ms: rest
                     .get(40..44)
                     .map_or(DEFAULT_HEARTBEAT_MS, BigEndian::read_u32),
+                // Added later: a `HELLO` without it takes nothing more.
+                takes: rest.get(44..48).map_or(0, BigEndian::read_u32),
             })
         }
         ACK => Control::Ack(BigEndian::read_u64(rest.get(..8).ok_or_else(short)?)),
@@ -236,7 +251,33 @@ mod tests {
             resume_of: [9; 16],
             received: 1 << 40,
             heartbeat_ms: 1_000,
+            takes: TAKES,
         }));
+    }
+
+    /// A `HELLO` from before `takes` (46 bytes) takes nothing more, and
+    /// one from a later version with more fields is read as far as known.
+    #[test]
+    fn a_hello_without_what_it_takes_takes_nothing_more() {
+        let mut out = Vec::new();
+        let hello = Hello {
+            takes: TAKES_LINE_BREAKS,
+            ..self::hello(NO_TOKEN)
+        };
+        encode(&mut out, &Control::Hello(hello.clone()));
+        let payload = &out[HEADER_LEN..];
+        assert_eq!(payload.len(), 50);
+        let older = decode(&payload[..46]);
+        assert_eq!(
+            older,
+            Ok(Some(Control::Hello(Hello {
+                takes: 0,
+                ..hello.clone()
+            })))
+        );
+        let mut later = payload.to_vec();
+        later.extend_from_slice(b"a later field");
+        assert_eq!(decode(&later), Ok(Some(Control::Hello(hello))));
     }
 
     #[test]
@@ -270,6 +311,7 @@ mod tests {
             resume_of,
             received: 7,
             heartbeat_ms: 1_000,
+            takes: 0,
         }
     }
 
