@@ -469,6 +469,52 @@ fn the_waiting_line_is_told_why_it_waits_while_the_conversation_is_away() {
     server.expect_message("served");
 }
 
+/// A client waiting in line whose path dies keeps its place: the server
+/// says so, the client reconnects, and when its turn comes every line it
+/// typed while waiting (before, during and after the outage) is delivered
+/// once, in order, with the notices it missed.
+#[test]
+fn a_client_waiting_in_line_whose_path_dies_keeps_its_place_and_its_lines() {
+    let mut server = Server::start(&["--dead-after", DEAD_AFTER]);
+    let mut first = server.connect_client(&["--dead-after", DEAD_AFTER]);
+    server.expect_status("connected");
+    let relay = Relay::start(server.addr);
+    let address = relay.address();
+    let mut waiting = Program::spawn(
+        support::CLIENT,
+        &["--connect", &address, "--dead-after", DEAD_AFTER],
+    );
+    waiting.expect_status("you are number 1 in line");
+    let typed = lines("typed while waiting", 3);
+    waiting.say(&typed[0]);
+    relay.settle(Duration::from_millis(300));
+    relay.down();
+    waiting.say(&typed[1]);
+    waiting.expect_status("reconnecting for up to 300 s");
+    let said = server.expect_status("keeping its place for 300 s");
+    assert!(said.contains("(number 1 in line)"), "{said}");
+    relay.up();
+    waiting.expect_status("reconnected after");
+    server.expect_status("is back in line");
+    waiting.say(&typed[2]);
+    first.say("q");
+    assert_eq!(first.wait().code(), Some(0), "{:?}", first.drain_stderr());
+    waiting.expect_status("your turn");
+    expect_exactly(&mut server, &typed);
+    server.say("served");
+    waiting.expect_message("served");
+    waiting.say("q");
+    assert_eq!(
+        waiting.wait().code(),
+        Some(0),
+        "{:?}",
+        waiting.drain_stderr()
+    );
+    let left = server.expect_status(" left");
+    assert!(!left.contains('('), "a clean leave: {left}");
+    assert!(relay.connections() >= 2);
+}
+
 /// A try to reconnect that the client gave up on (no answer within
 /// `--dead-after`) may still reach the server, which takes it as the
 /// session's: the client resets it, so the server keeps the session for the

@@ -324,6 +324,9 @@ struct Waiting {
     finished: bool,
     /// The operator was told it keeps its place.
     told_finished: bool,
+    /// Its connection is lost, and its place kept for its return; it is
+    /// passed over meanwhile.
+    away: bool,
 }
 
 struct Conversations<'a> {
@@ -662,9 +665,13 @@ impl Conversations<'_> {
         true
     }
 
-    /// The next in line, if any, is served.
+    /// The next in line that is not away, if any, is served: one whose
+    /// connection is lost keeps its place, first when it is back.
     fn next(&mut self, io: &mut Io) {
-        if let Some(waiting) = self.line.pop_front() {
+        let Some(at) = self.line.iter().position(|w| !w.away) else {
+            return;
+        };
+        if let Some(waiting) = self.line.remove(at) {
             let waited = waiting.told_place > 0;
             let Waiting {
                 id,
@@ -794,7 +801,11 @@ impl Service for Conversations<'_> {
             early: Vec::new(),
             finished: false,
             told_finished: false,
+            away: false,
         });
+        // Its place is kept for it across a lost connection, as a
+        // conversation is (the session is named in our `HELLO`).
+        io.allow_resume(id, self.config.resume_for);
         self.output().status(format!(
             "{peer} is waiting (number {} in line)",
             waiting + 1
@@ -915,6 +926,41 @@ impl Service for Conversations<'_> {
                 self.tell_at = Some(self.tell_at.map_or(at, |told| told.min(at)));
             }
             News::Failed(why) => self.leave_line(io, id, &why),
+            News::Away { why, .. } => {
+                let waiting = &mut self.line[at];
+                waiting.away = true;
+                let within = self.config.resume_for.unwrap_or_default().as_secs();
+                self.console.output.error(format!(
+                    "{} (number {} in line): {why}; keeping its place for {within} s for it to come back",
+                    waiting.peer,
+                    at + 1
+                ));
+            }
+            News::Back { after, peer, .. } => {
+                let waiting = &mut self.line[at];
+                waiting.away = false;
+                let from = match peer == waiting.peer {
+                    true => String::new(),
+                    false => format!(" from {peer}"),
+                };
+                self.console.output.status(format!(
+                    "{} is back in line{from} after {} (number {})",
+                    waiting.peer,
+                    crate::errors::duration_words(after),
+                    at + 1
+                ));
+                // Served now if it would have been meanwhile.
+                if self.current.is_none() && self.exit.is_none() && !self.config.once {
+                    self.next(io);
+                }
+            }
+            News::Ended(ending) => {
+                let why = match ending {
+                    Ending::Failed { why, .. } => why,
+                    _ => "it ended".to_string(),
+                };
+                self.leave_line(io, id, &why);
+            }
             _ => {}
         }
     }
@@ -944,10 +990,12 @@ impl Service for Conversations<'_> {
             let gone: Vec<(Id, String)> = self
                 .line
                 .iter()
+                .filter(|waiting| !waiting.away)
                 .filter_map(|waiting| Some((waiting.id, io.lost(waiting.id)?)))
                 .collect();
             for (id, why) in gone {
-                self.leave_line(io, id, &why);
+                // Its place is kept if its session may be resumed.
+                io.lose(id, why);
             }
             for waiting in &self.line {
                 io.send(waiting.id, &KEEPALIVE);

@@ -63,6 +63,10 @@ pub enum Control {
     Ack(u64),
     /// A heartbeat: the sender is alive and has had nothing else to send.
     Ping,
+    /// The sender ends the connection on purpose, at once (its user left
+    /// the waiting line, or interrupted): the session is not to be kept
+    /// for a resume, whatever the connection's end looks like (a reset).
+    Bye,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +103,7 @@ pub const DEFAULT_HEARTBEAT_MS: u32 = 5_000;
 const HELLO: u8 = b'H';
 const ACK: u8 = b'A';
 const PING: u8 = b'P';
+const BYE: u8 = b'B';
 
 /// A control frame the peer should not have sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -127,6 +132,7 @@ pub fn encode(out: &mut Vec<u8>, control: &Control) {
             payload.extend_from_slice(&count.to_be_bytes());
         }
         Control::Ping => payload.push(PING),
+        Control::Bye => payload.push(BYE),
     }
     let header = CONTROL_BIT | payload.len() as u32;
     out.extend_from_slice(&header.to_be_bytes());
@@ -163,6 +169,7 @@ pub fn decode(payload: &[u8]) -> Result<Option<Control>, BadControl> {
         }
         ACK => Control::Ack(BigEndian::read_u64(rest.get(..8).ok_or_else(short)?)),
         PING => Control::Ping,
+        BYE => Control::Bye,
         _ => return Ok(None),
     }))
 }
@@ -243,6 +250,7 @@ mod tests {
     #[test]
     fn controls_decode_to_what_was_encoded() {
         round_trip(Control::Ping);
+        round_trip(Control::Bye);
         round_trip(Control::Ack(0));
         round_trip(Control::Ack(u64::MAX));
         round_trip(Control::Hello(Hello {
