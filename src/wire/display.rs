@@ -74,21 +74,39 @@ pub fn push_visible(out: &mut Vec<u8>, payload: &[u8]) {
 /// fixed size taken from the buffer it lies in, which compiles to a few
 /// vector moves rather than a call to `memcpy`; the bytes copied past its
 /// end are then cut off, and its line end written over the first of them.
+///
+/// With `breaks`, the peer may send messages of several lines: their line
+/// ends are written as [`LINE_BREAK`]s, looked for only in what is not
+/// printable ASCII (a line end is not), so that the common case costs
+/// nothing more.
 #[inline]
-pub fn push_visible_line(out: &mut Vec<u8>, payload: Payload<'_>) {
+pub fn push_visible_line(out: &mut Vec<u8>, payload: Payload<'_>, breaks: bool) {
     let bytes = payload.bytes();
     let len = bytes.len();
+    let printable = printable_ascii(bytes);
     if len < BLOCK_COPY
+        && printable
         && let Some(block) = payload.with_slack().first_chunk::<BLOCK_COPY>()
-        && printable_ascii(bytes)
     {
         let at = out.len();
         out.extend_from_slice(block);
         out[at + len] = b'\n';
         out.truncate(at + len + 1);
-    } else {
-        push_visible(out, bytes);
+    } else if printable {
+        out.extend_from_slice(bytes);
         out.push(b'\n');
+    } else {
+        push_not_printable(out, bytes, breaks);
+        out.push(b'\n');
+    }
+}
+
+/// [`push_visible_line`]'s rare case, out of line.
+#[inline(never)]
+fn push_not_printable(out: &mut Vec<u8>, bytes: &[u8], breaks: bool) {
+    match breaks && memchr::memchr(b'\n', bytes).is_some() {
+        true => push_visible_breaking(out, bytes, Breaks::Mark),
+        false => push_escaped(out, bytes),
     }
 }
 
@@ -137,12 +155,7 @@ pub fn push_visible_breaking(out: &mut Vec<u8>, payload: &[u8], breaks: Breaks) 
 pub fn push_visible_frames(text: &mut Vec<u8>, frames: &[u8], breaks: bool) {
     for payload in crate::wire::frame::payloads_with_slack(frames).filter(|p| !p.bytes().is_empty())
     {
-        if breaks && memchr::memchr(b'\n', payload.bytes()).is_some() {
-            push_visible_breaking(text, payload.bytes(), Breaks::Mark);
-            text.push(b'\n');
-        } else {
-            push_visible_line(text, payload);
-        }
+        push_visible_line(text, payload, breaks);
     }
 }
 
@@ -242,7 +255,7 @@ mod tests {
             let mut buffer = payload.clone();
             buffer.extend_from_slice(&slack);
             let mut out = before.clone();
-            super::push_visible_line(&mut out, Payload::new(&buffer, payload.len()));
+            super::push_visible_line(&mut out, Payload::new(&buffer, payload.len()), false);
             let mut expected = before;
             super::push_visible(&mut expected, &payload);
             expected.push(b'\n');
