@@ -30,7 +30,7 @@ use crate::console::input::{AfterQuit, Composer, Entered};
 use crate::console::look::{self, Shape};
 use crate::console::output::{Output, Said, Shown, write_plain};
 use crate::errors::to_stderr;
-use crate::wire::display::LINE_BREAK;
+use crate::wire::display::{LINE_BREAK, needs_escape};
 
 /// What the editor thread is told.
 pub(super) enum Msg {
@@ -308,10 +308,13 @@ impl Editor {
             return;
         }
         self.clear();
-        // A terminal that says nothing sensible of its size (a serial line
-        // saying 0) gets its messages unwrapped rather than a row a letter.
+        // A terminal that says nothing of its size (a serial line saying
+        // 0) gets its messages unwrapped rather than a row a letter. A
+        // narrow one is wrapped here all the same: left to the terminal,
+        // a row of a peer's text would start at column 0 (a user trial at
+        // 16 columns read `bob: I agree` there, from alice).
         let columns = match terminal::size() {
-            Ok((c, _)) if c >= 20 => usize::from(c),
+            Ok((c, _)) if c > 0 => usize::from(c),
             _ => usize::MAX / 2,
         };
         let palette = self.shape.palette;
@@ -554,9 +557,11 @@ fn block(text: &str, label: usize, columns: usize) -> String {
     out
 }
 
-/// What is written for the prompt and `text` once entered: control
-/// characters (a pasted tab, say) show as `?`, as while it was typed, and
-/// the lines of a message of several lines start under the first.
+/// What is written for the prompt and `text` once entered, as it was
+/// shown while typed: tabs as spaces to the next multiple of 8 of the
+/// line, what a peer's screen would escape (controls, line separators,
+/// bidirectional controls) as `?`, and the lines of a message of several
+/// lines under the first.
 fn shown_form(prompt: &str, text: &str) -> String {
     let indent = " ".repeat(columns_of(prompt));
     let mut out = String::with_capacity(prompt.len() + text.len());
@@ -568,7 +573,24 @@ fn shown_form(prompt: &str, text: &str) -> String {
                 out.push_str(&indent);
             }
         }
-        out.extend(line.chars().map(|c| if c.is_control() { '?' } else { c }));
+        let mut column = 0;
+        for c in line.chars() {
+            match c {
+                '\t' => {
+                    let spaces = 8 - column % 8;
+                    out.extend(std::iter::repeat_n(' ', spaces));
+                    column += spaces;
+                }
+                c if needs_escape(c) => {
+                    out.push('?');
+                    column += 1;
+                }
+                c => {
+                    out.push(c);
+                    column += c.width().unwrap_or(0);
+                }
+            }
+        }
     }
     out
 }
@@ -691,8 +713,11 @@ mod tests {
     }
 
     #[test]
-    fn an_entered_line_shows_control_characters_as_question_marks() {
-        assert_eq!(shown_form("> ", "a\tb"), "> a?b");
+    fn an_entered_line_shows_tabs_as_spaces_and_what_a_peer_would_escape_as_question_marks() {
+        assert_eq!(
+            shown_form("> ", "a\tb\x1b\u{2028}\u{202e}"),
+            "> a       b???"
+        );
         assert_eq!(shown_form("> ", "e\u{301}"), "> e\u{301}");
         assert_eq!(shown_form("> ", "one\ntwo"), "> one\r\n  two");
     }

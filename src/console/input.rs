@@ -199,10 +199,26 @@ impl Composer {
     /// messages (a `/msg`'s to everyone).
     #[cold]
     fn enter_lines(&mut self, text: &[u8]) {
+        // In a room (whose commands we know), only /msg and /me take text:
+        // any other command's later lines would be dropped without a word.
+        let takes_text = [&b"/msg"[..], b"/me"].iter().any(|command| {
+            text.strip_prefix(*command)
+                .is_some_and(|rest| rest.first().is_some_and(u8::is_ascii_whitespace))
+        });
+        if self.recipient.answer.get().is_some()
+            && text.starts_with(b"/")
+            && !text.starts_with(b"//")
+            && !takes_text
+        {
+            self.output
+                .error("only /msg and /me take several lines: a command is one line; not sent");
+            return;
+        }
+        // With nobody connected, it is one message not sent.
         let whole = self
             .recipient
             .current()
-            .is_some_and(|outbox| outbox.takes_line_breaks());
+            .is_none_or(|outbox| outbox.takes_line_breaks());
         if whole {
             let unix;
             let text = match memchr::memchr(b'\r', text) {
@@ -764,5 +780,51 @@ mod tests {
             }
             drop(errors);
         }
+    }
+
+    /// In a room, a command of several lines other than /msg and /me is
+    /// refused whole (its later lines went nowhere without a word); with
+    /// nobody connected, a message of several lines is one not sent.
+    #[test]
+    fn a_command_of_several_lines_is_refused_and_nobody_connected_counts_one() {
+        let recipient = Arc::new(Recipient::default());
+        recipient.answer_locally(Box::new(|_| None));
+        let outbox = Arc::new(Outbox::new());
+        outbox.take_line_breaks();
+        recipient.set(Some(Arc::clone(&outbox)));
+        let (shown, _keep) = mpsc::channel();
+        let output = Output::new(crate::console::event::Events::new(shown));
+        let mut composer = Composer::new(
+            100,
+            Arc::clone(&recipient),
+            Arc::clone(&output),
+            Room::Take,
+            false,
+        );
+        for text in [
+            &b"/who\nmore"[..],
+            b"/me waves\nagain",
+            b"//x\ny",
+            b"/msgx\ny",
+        ] {
+            composer.enter(text);
+        }
+        composer.flush();
+        assert_eq!(outbox.lines(), 2, "/me and //x went");
+        let mut said = Vec::new();
+        output.take(&mut said, false);
+        let said = format!("{said:?}");
+        assert_eq!(
+            said.matches("only /msg and /me take several lines").count(),
+            2,
+            "{said}"
+        );
+        recipient.set(None);
+        composer.enter(b"a\nb\nc");
+        composer.flush();
+        composer.tell_rest();
+        let mut said = Vec::new();
+        output.take(&mut said, false);
+        assert!(format!("{said:?}").contains("1 line not sent"), "{said:?}");
     }
 }

@@ -15,6 +15,8 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use unicode_segmentation::{GraphemeCursor, UnicodeSegmentation};
 use unicode_width::UnicodeWidthStr;
 
+use crate::wire::display::needs_escape;
+
 /// What a key did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Outcome {
@@ -108,6 +110,14 @@ impl Line {
             KeyCode::Char('w') if ctrl => self.delete_back_to(self.word_start()),
             // Many terminals send Ctrl-H for Backspace.
             KeyCode::Char('h') if ctrl => self.delete_back_to(self.prev_boundary()),
+            // At a line's start (Ctrl-U twice), the whole message goes: a
+            // wrong paste of 500 lines is not deleted line by line.
+            KeyCode::Char('u')
+                if ctrl && self.cursor == self.line_start() && self.text.contains('\n') =>
+            {
+                self.text.clear();
+                self.cursor = 0;
+            }
             KeyCode::Char('u') if ctrl => self.delete_back_to(self.line_start()),
             // At a line's end, the break after it goes (as in Emacs).
             KeyCode::Char('k') if ctrl => {
@@ -436,6 +446,8 @@ pub(super) fn layout(
     let mut at_cursor = None;
     // The lines after a line break start under the text's first.
     let indent = prompt.width().min(columns / 2);
+    // Columns into the text's line so far, for tabs.
+    let mut in_line = 0;
     let prompt_clusters = prompt.grapheme_indices(true).map(|(_, c)| (None, c));
     let text_clusters = text.grapheme_indices(true).map(|(at, c)| (Some(at), c));
     for (at, cluster) in prompt_clusters.chain(text_clusters) {
@@ -454,12 +466,18 @@ pub(super) fn layout(
             lines.push(std::mem::take(&mut current));
             current.extend(std::iter::repeat_n(' ', indent));
             column = indent;
+            in_line = 0;
             continue;
         }
-        let controls = cluster.chars().filter(|c| c.is_control()).count();
-        let width = match controls {
-            0 => cluster.width(),
-            _ => cluster.chars().count(),
+        // A tab is spaces to the next multiple of 8 of its line, as a
+        // peer's screen shows it; what a peer's screen would escape
+        // (controls, line separators, bidirectional controls) is `?`.
+        let tab = at.is_some() && cluster == "\t";
+        let controls = cluster.chars().filter(|&c| needs_escape(c)).count();
+        let width = match (tab, controls) {
+            (true, _) => 8 - in_line % 8,
+            (false, 0) => cluster.width(),
+            (false, n) => n,
         };
         // A cluster that does not fit goes to the next row whole (one wider
         // than the screen starts a row of its own and is cut by the terminal).
@@ -471,11 +489,15 @@ pub(super) fn layout(
         if at == Some(cursor) {
             at_cursor = Some((lines.len(), column));
         }
-        match controls {
-            0 => current.push_str(cluster),
-            n => current.extend(std::iter::repeat_n('?', n)),
+        match (tab, controls) {
+            (true, _) => current.extend(std::iter::repeat_n(' ', width)),
+            (false, 0) => current.push_str(cluster),
+            (false, n) => current.extend(std::iter::repeat_n('?', n)),
         }
         column += width;
+        if at.is_some() {
+            in_line += width;
+        }
     }
     lines.push(current);
     // At the end of the text, or past the last column (where a terminal's
@@ -801,9 +823,14 @@ mod tests {
         assert_eq!(end("🇩🇪"), (0, 4));
         assert_eq!(end("👍🏽"), (0, 4));
         assert_eq!(end("你好"), (0, 6));
-        // Control characters show as `?`, one column each.
-        let shown = layout("> ", "a\tb", 1, WIDE, 0);
-        assert_eq!((shown.text.as_str(), shown.cursor), ("> a?b", (0, 3)));
+        // What a peer's screen escapes shows as `?`, one column each; a tab
+        // as spaces to the next multiple of 8 of its line.
+        let shown = layout("> ", "a\x1bb\u{2028}", 1, WIDE, 0);
+        assert_eq!((shown.text.as_str(), shown.cursor), ("> a?b?", (0, 3)));
+        let shown = layout("> ", "a\tb\n\tc", 3, WIDE, 0);
+        assert_eq!(&shown.text[..11], "> a       b");
+        assert_eq!(shown.cursor, (0, 11));
+        assert!(shown.text.ends_with("          c"), "{:?}", shown.text);
         let middle = "a👍🏽b";
         assert_eq!(
             layout("> ", middle, middle.len() - 1, WIDE, 0).cursor,
@@ -970,6 +997,13 @@ mod tests {
         press(&mut line, KeyCode::Left, NONE);
         press(&mut line, KeyCode::Char('u'), CTRL);
         assert_eq!((line.text(), line.cursor()), ("one\n2", 4));
+        // Ctrl-U again, at the line's start: the whole message goes.
+        let mut other = Line::default();
+        other.paste("a\nbc");
+        press(&mut other, KeyCode::Char('u'), CTRL);
+        assert_eq!(other.text(), "a\n");
+        press(&mut other, KeyCode::Char('u'), CTRL);
+        assert_eq!((other.text(), other.cursor()), ("", 0));
         press(&mut line, KeyCode::Up, NONE);
         press(&mut line, KeyCode::Char('e'), CTRL);
         // Ctrl-K at a line's end takes the break.

@@ -182,6 +182,19 @@ fn scan(payload: &[u8]) -> (bool, bool) {
     (suspicious != 0, high < 0x80)
 }
 
+/// Whether `c` is shown as an escape (tab aside, which shows as spaces):
+/// what a line being typed shows as `?` too.
+pub fn needs_escape(c: char) -> bool {
+    matches!(
+        c,
+        '\0'..='\x08'
+            | '\n'..='\x1f'
+            | '\x7f'..='\u{9f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+    )
+}
+
 fn push_char(out: &mut String, c: char) {
     match c {
         '\t' => out.push(c),
@@ -275,6 +288,15 @@ mod tests {
             r"C:\path",
         ] {
             assert_eq!(visible(text.as_bytes()), text);
+        }
+    }
+
+    #[test]
+    fn what_needs_escaping_is_what_is_escaped() {
+        for c in (0..0x3000u32).filter_map(char::from_u32) {
+            let mut shown = String::new();
+            push_char(&mut shown, c);
+            assert_eq!(super::needs_escape(c), shown != c.to_string(), "{c:?}");
         }
     }
 
