@@ -469,6 +469,55 @@ fn the_waiting_line_is_told_why_it_waits_while_the_conversation_is_away() {
     server.expect_message("served");
 }
 
+/// A try whose first bytes reach the server only after its wait for them
+/// (a path that holds data for seconds) is taken there for a new member:
+/// the client sees the room's greeting where the answer to its resume
+/// should be, shows none of it, says so, and tries again, and the session
+/// is resumed (a user trial: welcomed as a new guest, told the server no
+/// longer kept the session, exit 1, while the room kept it).
+#[test]
+fn a_try_taken_for_a_new_member_is_tried_again_and_resumed() {
+    let mut server = Server::start(&["--room", "--dead-after", DEAD_AFTER]);
+    server.expect_status("the room is open");
+    let relay = Relay::start(server.addr);
+    let address = relay.address();
+    // Longer than the server's wait for a new connection's first bytes.
+    let client_args = [
+        "--connect",
+        &address,
+        "--name",
+        "alice",
+        "--dead-after",
+        "8",
+    ];
+    let mut alice = Program::spawn(support::CLIENT, &client_args);
+    alice.expect_status("you joined as alice;");
+    let mut bob = server.join_room("bob");
+    alice.expect_status("bob joined");
+    relay.settle(Duration::from_millis(300));
+    relay.freeze();
+    bob.say("said meanwhile");
+    bob.expect_status("alice lost the connection");
+    alice.expect_status("reconnecting for up to 300 s");
+    // The try's first bytes wait in the relay past the server's 5 s.
+    server.expect_status("guest-");
+    relay.thaw();
+    let said = alice.expect_status("reconnected after");
+    bob.expect_status("alice is back");
+    let before: Vec<String> = alice.drain_stderr();
+    assert!(
+        !before
+            .iter()
+            .any(|l| l.contains("joined as guest") || l.contains("no longer keeps")),
+        "{said}: {before:?}"
+    );
+    alice.expect_message("bob: said meanwhile");
+    alice.say("after");
+    bob.expect_message("alice: after");
+    alice.say("q");
+    assert_eq!(alice.wait().code(), Some(0), "{:?}", alice.drain_stderr());
+}
+
 /// A client waiting in line whose path dies keeps its place: the server
 /// says so, the client reconnects, and when its turn comes every line it
 /// typed while waiting (before, during and after the outage) is delivered

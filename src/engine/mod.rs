@@ -50,7 +50,8 @@ use crate::state::ending::{Closing, Ending, Happening, Rules};
 use crate::state::session::{Away, Session};
 use crate::state::throttle::Throttle;
 use crate::wire::session::{
-    Control, Hello, NO_TOKEN, Opening, TAKES, TAKES_LINE_BREAKS, Token as SessionToken, VERSION,
+    Control, Hello, NO_TOKEN, OFFER_LEN, Opening, TAKES, TAKES_LINE_BREAKS, Token as SessionToken,
+    VERSION,
 };
 use conn::{Ahead, Conn, Flushed, ReadEnd};
 use gate::{Gate, Phase};
@@ -860,6 +861,25 @@ impl Io {
         let Some(link) = self.links.get_mut(id) else {
             return false;
         };
+        // A server that resumes answers a try with its offer first: any
+        // other first bytes (a room's greeting, the waiting line's notice)
+        // say it took the try for a new client (its first bytes came after
+        // the server's wait for them, a user trial's held relay). Not to be
+        // shown: the try failed, and the next one may be taken right.
+        if link.husk.is_some() && !link.conn.peer_offered() {
+            let _ = link.conn.read_ahead(&mut self.scratch, OFFER_LEN);
+            if link.conn.ahead().iter().any(|&b| b != 0) {
+                // It is told so, lest it keep that new session for us.
+                link.conn.queue_control(&Control::Bye);
+                let _ = link.conn.flush();
+                self.resume_failed(
+                    id,
+                    "the server took the attempt for a new connection (its first bytes came late)"
+                        .to_string(),
+                );
+                return false;
+            }
+        }
         if let Some(end) = link.conn.read_with(&mut self.scratch, limit, each) {
             if let ReadEnd::Failed(e) = &end
                 && e.kind() == ErrorKind::InvalidData

@@ -847,8 +847,11 @@ impl Talk<'_> {
             return self.report_waiting(output, ending);
         }
         match &ending {
-            // Told why already (the refusal or the room's notice).
-            Ending::PeerLeft if self.turned_away => {
+            // Told why already (the refusal or the room's notice); also
+            // when our input's `q` ended our side before the refusal was
+            // read (a piped client refused by a full server exited 0, its
+            // line not delivered, 7 times in 8).
+            Ending::PeerLeft | Ending::Quit if self.turned_away => {
                 output.status(match in_room {
                     true => "disconnected from the room",
                     false => "not served: the server refused this client",
