@@ -359,6 +359,36 @@ fn a_paste_of_several_lines_is_one_message_that_enter_sends_whole() {
     expect_exit_and_sane_terminal(&mut session, 0);
 }
 
+/// The server's operator too: a paste of several lines goes to a client
+/// that takes them as one message.
+#[test]
+fn the_operators_paste_of_several_lines_is_one_message_to_its_client() {
+    use std::io::Read;
+    use support::{OFFER, hello_frame, next_control, read_data};
+    let (mut session, addr) = server_in_terminal();
+    let mut client = TcpStream::connect(&addr).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    client.write_all(&OFFER).unwrap();
+    let mut offer = [1; 32];
+    client.read_exact(&mut offer).unwrap();
+    assert_eq!(offer, OFFER);
+    assert_eq!(next_control(&mut client)[0], b'H');
+    let mut hello = hello_frame([0; 16], [0; 16], 0, 1);
+    hello.extend_from_slice(&frame(b"ready"));
+    client.write_all(&hello).unwrap();
+    // Shown once the `HELLO` before it was taken.
+    session.expect("ready").unwrap();
+    session
+        .send("\x1b[200~from the operator\nsecond line\x1b[201~\r")
+        .unwrap();
+    assert_eq!(
+        read_data(&mut client).as_deref(),
+        Some("from the operator\nsecond line")
+    );
+    session.send("\x03").unwrap();
+    expect_exit_and_sane_terminal(&mut session, 130);
+}
+
 /// A peer that did not say it takes messages of several lines (a version 1
 /// server) gets one a line each, in order, its empty lines left out.
 #[test]
