@@ -359,6 +359,15 @@ fn a_line_typed_while_connecting_does_not_keep_the_session_from_opening() {
 /// straight, each told of the other; both sides take a peer silent for
 /// [`DEAD_AFTER`] as lost.
 fn room_through_relay(server_args: &[&str]) -> (Server, Relay, Program, Program) {
+    room_through_relay_with(server_args, DEAD_AFTER)
+}
+
+/// [`room_through_relay`], alice taking a silent server as lost after
+/// `dead_after`.
+fn room_through_relay_with(
+    server_args: &[&str],
+    dead_after: &str,
+) -> (Server, Relay, Program, Program) {
     let mut args = vec!["--room", "--dead-after", DEAD_AFTER];
     args.extend_from_slice(server_args);
     let mut server = Server::start(&args);
@@ -371,7 +380,7 @@ fn room_through_relay(server_args: &[&str]) -> (Server, Relay, Program, Program)
         "--name",
         "alice",
         "--dead-after",
-        DEAD_AFTER,
+        dead_after,
     ];
     let mut alice = Program::spawn(support::CLIENT, &client_args);
     alice.expect_status("you joined as alice;");
@@ -477,23 +486,8 @@ fn the_waiting_line_is_told_why_it_waits_while_the_conversation_is_away() {
 /// longer kept the session, exit 1, while the room kept it).
 #[test]
 fn a_try_taken_for_a_new_member_is_tried_again_and_resumed() {
-    let mut server = Server::start(&["--room", "--dead-after", DEAD_AFTER]);
-    server.expect_status("the room is open");
-    let relay = Relay::start(server.addr);
-    let address = relay.address();
     // Longer than the server's wait for a new connection's first bytes.
-    let client_args = [
-        "--connect",
-        &address,
-        "--name",
-        "alice",
-        "--dead-after",
-        "8",
-    ];
-    let mut alice = Program::spawn(support::CLIENT, &client_args);
-    alice.expect_status("you joined as alice;");
-    let mut bob = server.join_room("bob");
-    alice.expect_status("bob joined");
+    let (mut server, relay, mut alice, mut bob) = room_through_relay_with(&[], "8");
     relay.settle(Duration::from_millis(300));
     relay.freeze();
     bob.say("said meanwhile");

@@ -425,18 +425,27 @@ pub fn frame(payload: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// The next frame from `stream`: whether it is a control frame (its
+/// length header's top bit, version 2), and its payload; `None` at a
+/// clean end of stream.
+fn next_frame(stream: &mut impl Read) -> Option<(bool, Vec<u8>)> {
+    let mut header = [0; 4];
+    match stream.read_exact(&mut header) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
+        Err(e) => panic!("reading a frame header: {e}"),
+    }
+    let header = u32::from_be_bytes(header);
+    let mut payload = vec![0; (header & 0x7fff_ffff) as usize];
+    stream.read_exact(&mut payload).expect("reading a payload");
+    Some((header & 0x8000_0000 != 0, payload))
+}
+
 /// Reads one message, skipping keepalives (empty frames, which a version 1
 /// receiver ignores); `None` at a clean end of stream.
 pub fn read_frame(stream: &mut impl Read) -> Option<Vec<u8>> {
     loop {
-        let mut header = [0; 4];
-        match stream.read_exact(&mut header) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
-            Err(e) => panic!("reading a frame header: {e}"),
-        }
-        let mut payload = vec![0; u32::from_be_bytes(header) as usize];
-        stream.read_exact(&mut payload).expect("reading a payload");
+        let (_, payload) = next_frame(stream)?;
         if !payload.is_empty() {
             return Some(payload);
         }
@@ -469,13 +478,10 @@ pub fn hello_frame(token: [u8; 16], resume_of: [u8; 16], received: u64, takes: u
 /// The next control frame's payload from `stream`, skipping data frames.
 pub fn next_control(stream: &mut impl Read) -> Vec<u8> {
     loop {
-        let mut header = [0; 4];
-        stream.read_exact(&mut header).expect("a frame");
-        let header = u32::from_be_bytes(header);
-        let mut payload = vec![0; (header & 0x7fff_ffff) as usize];
-        stream.read_exact(&mut payload).expect("a payload");
-        if header & 0x8000_0000 != 0 {
-            return payload;
+        match next_frame(stream) {
+            Some((true, payload)) => return payload,
+            Some((false, _)) => {}
+            None => panic!("the end, not a control frame"),
         }
     }
 }
@@ -484,16 +490,8 @@ pub fn next_control(stream: &mut impl Read) -> Vec<u8> {
 /// frames; `None` at a clean end of stream.
 pub fn read_data(stream: &mut impl Read) -> Option<String> {
     loop {
-        let mut header = [0; 4];
-        match stream.read_exact(&mut header) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
-            Err(e) => panic!("reading a frame header: {e}"),
-        }
-        let header = u32::from_be_bytes(header);
-        let mut payload = vec![0; (header & 0x7fff_ffff) as usize];
-        stream.read_exact(&mut payload).expect("reading a payload");
-        if header & 0x8000_0000 == 0 && !payload.is_empty() {
+        let (control, payload) = next_frame(stream)?;
+        if !control && !payload.is_empty() {
             return Some(String::from_utf8(payload).expect("UTF-8"));
         }
     }
