@@ -205,6 +205,26 @@ fn a_peer_that_acknowledges_what_was_never_sent_broke_the_protocol() {
     server.serves_a_polite_client("next");
 }
 
+/// SIGTERM (a service manager, `kill`) says the same as Ctrl-C.
+#[cfg(unix)]
+#[test]
+fn a_terminate_signal_says_which_lines_were_not_delivered() {
+    let (mut server, mut client, relay) = through_a_relay_dead_after("15", &[]);
+    relay.freeze();
+    client.say("said into a stopped link");
+    client.say("and this");
+    support::wait_until("the lines reach the relay", || relay.waiting() > 0);
+    client.signal("TERM");
+    let said = client.expect_status("not delivered");
+    assert!(
+        said.ends_with("2 lines not delivered, the first: \"said into a stopped link\""),
+        "{said}"
+    );
+    assert_eq!(client.wait().code(), Some(130));
+    relay.thaw();
+    let _ended = server.wait();
+}
+
 /// At a terminal: a line the server has not acknowledged after 2 s is
 /// counted in the prompt, and the count goes once it is.
 #[cfg(unix)]
