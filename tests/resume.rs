@@ -512,6 +512,29 @@ fn a_try_taken_for_a_new_member_is_tried_again_and_resumed() {
     assert_eq!(alice.wait().code(), Some(0), "{:?}", alice.drain_stderr());
 }
 
+/// A client whose `HELLO` never came, lost within the first round trip,
+/// may never have seen the server's offer, and then cannot come back: the
+/// server keeps its conversation 30 s, not `--resume-for` (a user trial:
+/// 300 s for nobody, the waiting line blocked meanwhile).
+#[test]
+#[cfg_attr(
+    windows,
+    ignore = "under wine a close with SO_LINGER 0 is an orderly end, not a reset"
+)]
+fn a_session_whose_clients_hello_never_came_is_kept_only_a_short_while() {
+    use std::io::Write;
+    let mut server = Server::start(&["--once"]);
+    let mut raw = server.raw();
+    raw.write_all(&support::OFFER).unwrap();
+    assert_eq!(next_control(&mut raw)[0], b'H', "the server's HELLO");
+    socket2::SockRef::from(&raw)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(raw);
+    let said = server.expect_status("keeping the conversation for");
+    assert!(said.contains("for 30 s"), "{said}");
+}
+
 /// A client waiting in line whose path dies keeps its place: the server
 /// says so, the client reconnects, and when its turn comes every line it
 /// typed while waiting (before, during and after the outage) is delivered

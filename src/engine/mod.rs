@@ -96,6 +96,10 @@ const OPENING_MOST: usize = 512;
 /// `--dead-after`.
 const RESUME_ANSWER: Duration = Duration::from_secs(15);
 
+/// How long a server keeps a lost session whose client's `HELLO` never
+/// came, at most (see `Io::park`).
+const UNNAMED_HOLD: Duration = Duration::from_secs(30);
+
 /// A failing `accept` is reported at most this often.
 const ACCEPT_REPORT_PERIOD: Duration = Duration::from_secs(10);
 
@@ -121,9 +125,14 @@ pub enum News {
     /// Both halves are done and the connection is gone.
     Ended(Ending),
     /// The connection was lost (`why`), and the session is kept for its
-    /// peer to resume (see [`Io::allow_resume`]): what is sent meanwhile
-    /// waits for it; `lines` of ours it had not acknowledged.
-    Away { why: String, lines: u64 },
+    /// peer to resume (see [`Io::allow_resume`]) `within` this long: what
+    /// is sent meanwhile waits for it; `lines` of ours it had not
+    /// acknowledged.
+    Away {
+        why: String,
+        lines: u64,
+        within: Duration,
+    },
     /// A client's new connection for its session (see [`Io::resume`])
     /// failed before the server answered (`why`): still away.
     NotResumed { why: String },
@@ -1797,9 +1806,18 @@ impl Io {
         let Some(link) = self.links.get_mut(id) else {
             return;
         };
-        let Some(within) = link.resume_for else {
+        let Some(mut within) = link.resume_for else {
             return;
         };
+        // A server whose client's `HELLO` never came keeps the session a
+        // short while only: the client may know our token (its `HELLO` was
+        // lost), and then it is back within a few tries; or it never saw
+        // our offer (the path died within the first round trip), and then
+        // it cannot come back at all (a user trial: a server kept such a
+        // conversation 300 s for nobody, its waiting line blocked).
+        if !self.client && !link.opened_told {
+            within = within.min(UNNAMED_HOLD);
+        }
         let _ = self.registry.deregister(link.conn.stream_mut());
         if link.acks_held {
             let (frames, bytes) = link.conn.taken();
@@ -1817,7 +1835,7 @@ impl Io {
         let away = Away::new(now, within);
         link.away = Some((away, why.clone()));
         let lines = link.session.as_ref().map_or(0, Session::unacked);
-        self.news.push_back((id, News::Away { why, lines }));
+        self.news.push_back((id, News::Away { why, lines, within }));
         self.set_timer(id, Some(away.until));
     }
 
@@ -1849,7 +1867,7 @@ impl Io {
             Some(Happening::OutputClosed) => Some(Ending::OutputClosed),
             Some(Happening::Left) => Some(Ending::Left),
             _ if away.expired(self.now) => {
-                let within = link.resume_for.unwrap_or_default().as_secs();
+                let within = away.kept_for().as_secs();
                 Some(Ending::Failed {
                     why: format!("{why}; not resumed within {within} s"),
                     undelivered: 0,

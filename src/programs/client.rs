@@ -1081,8 +1081,8 @@ impl Service for Talk<'_> {
                 self.unacknowledged = lines;
                 self.first_undelivered = first;
             }
-            News::Away { why, lines } => {
-                let within = self.config.resume_for.unwrap_or_default().as_secs();
+            News::Away { why, lines, within } => {
+                let within = within.as_secs();
                 let lines = match lines {
                     0 => String::new(),
                     1 => " (1 line not yet delivered)".to_string(),

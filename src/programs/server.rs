@@ -855,11 +855,11 @@ impl Service for Conversations<'_> {
                         current.first_undelivered = first;
                     }
                 }
-                News::Away { why, lines } => {
+                News::Away { why, lines, within } => {
                     let current = self.current.as_mut().expect("current");
                     current.away = true;
                     let peer = current.peer;
-                    let within = self.config.resume_for.unwrap_or_default().as_secs();
+                    let within = within.as_secs();
                     let lines = match lines {
                         0 => String::new(),
                         1 => "; 1 line not yet delivered".to_string(),
@@ -926,10 +926,10 @@ impl Service for Conversations<'_> {
                 self.tell_at = Some(self.tell_at.map_or(at, |told| told.min(at)));
             }
             News::Failed(why) => self.leave_line(io, id, &why),
-            News::Away { why, .. } => {
+            News::Away { why, within, .. } => {
                 let waiting = &mut self.line[at];
                 waiting.away = true;
-                let within = self.config.resume_for.unwrap_or_default().as_secs();
+                let within = within.as_secs();
                 self.console.output.error(format!(
                     "{} (number {} in line): {why}; keeping its place for {within} s for it to come back",
                     waiting.peer,

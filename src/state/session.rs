@@ -82,6 +82,11 @@ impl Away {
     pub fn lasted(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.since)
     }
+
+    /// How long the session is kept for its peer.
+    pub fn kept_for(&self) -> Duration {
+        self.until.saturating_duration_since(self.since)
+    }
 }
 
 /// The peer acknowledged more than we ever sent: it broke the protocol.
