@@ -155,3 +155,26 @@ fn a_server_shows_a_message_of_several_lines_from_a_client_that_sends_them() {
     assert_eq!(read_data(&mut client), None);
     assert_eq!(server.wait().code(), Some(0));
 }
+
+/// A version 2 peer says in its `HELLO` the largest message it takes: a
+/// longer one (a big paste, a long piped line) is refused where it is
+/// typed, and the conversation goes on (it ended as the receiver's
+/// protocol error, the operator told only that the client left).
+#[test]
+fn a_message_over_the_peers_maximum_is_refused_where_it_is_typed() {
+    let mut server = Server::start(&["--once"]);
+    let mut client = server.connect_client(&["--max-message-size", "1000"]);
+    server.expect_status("connected");
+    // A round trip: the client's `HELLO` came before its answer.
+    server.say("ping");
+    client.expect_message("ping");
+    client.say("pong");
+    server.expect_message("pong");
+    server.say(&"x".repeat(2000));
+    let said = server.expect_status("not sent");
+    assert!(said.contains("over the maximum of 1000"), "{said}");
+    server.say("short");
+    client.expect_message("short");
+    client.say("q");
+    assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
+}

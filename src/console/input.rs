@@ -68,6 +68,13 @@ impl Recipient {
         self.limit.store(max.max(1), Ordering::SeqCst);
     }
 
+    /// The peer takes messages of at most `max` bytes, if it said (`None`:
+    /// as far as we know, any): for the conversation from now on.
+    pub fn limit_to(&self, max: Option<usize>) {
+        self.limit
+            .store(max.map_or(0, |max| max.max(1)), Ordering::SeqCst);
+    }
+
     /// The most the server takes, as far as we know.
     pub fn limit(&self) -> usize {
         match self.limit.load(Ordering::Relaxed) {

@@ -1245,6 +1245,7 @@ mod tests {
             received: 0,
             heartbeat_ms: 1000,
             takes: session::TAKES,
+            max_message: 1 << 20,
         }
     }
 

@@ -228,6 +228,8 @@ struct Link {
     opened_told: bool,
     /// What the peer's `HELLO` said it takes ([`Hello::takes`]).
     peer_takes: u32,
+    /// The largest message the peer's `HELLO` said it takes (0: not said).
+    peer_max: u32,
     /// What the peer sends is kept by the service, not yet taken: not
     /// acknowledged until it is (a client waiting in line).
     acks_held: bool,
@@ -1139,6 +1141,7 @@ impl Io {
             received_seen: 0,
             opened_told: false,
             peer_takes: 0,
+            peer_max: 0,
             acks_held: false,
             ack_delay: Duration::ZERO,
             resume_for: None,
@@ -1300,13 +1303,14 @@ impl Io {
         // turn), acknowledged or not: not to be sent again.
         let received = session.taken() + link.held_over.0;
         link.peer_takes = hello.takes;
+        link.peer_max = hello.max_message;
         let (away, _) = link.away.take().expect("away");
         // The lost connection goes; what it held goes again below.
         link.conn = fresh;
         link.conn.queue_offer();
         // The token the client resumed by, whichever of the session's two.
         let ours = our_hello(
-            self.rules.dead_after,
+            (self.rules.dead_after, self.max_message_size),
             link.session_token,
             hello.resume_of,
             received,
@@ -1343,7 +1347,7 @@ impl Io {
         };
         link.conn.queue_offer();
         link.conn.queue_control(&Control::Hello(our_hello(
-            self.rules.dead_after,
+            (self.rules.dead_after, self.max_message_size),
             NO_TOKEN,
             NO_TOKEN,
             0,
@@ -1583,6 +1587,7 @@ impl Io {
                 Control::Hello(hello) if !link.opened_told => {
                     link.opened_told = true;
                     link.peer_takes = hello.takes;
+                    link.peer_max = hello.max_message;
                     session.beat_every(Duration::from_millis(hello.heartbeat_ms.into()));
                     match self.client {
                         true => link.session_token = hello.token,
@@ -1620,6 +1625,7 @@ impl Io {
         if let Some(hello) = answer {
             let named = resumed_by(link);
             link.peer_takes = hello.takes;
+            link.peer_max = hello.max_message;
             if link.session_token == NO_TOKEN {
                 link.session_token = hello.token;
             }
@@ -1713,7 +1719,12 @@ impl Io {
                 }
             }
         }
-        let hello = our_hello(self.rules.dead_after, token, NO_TOKEN, 0);
+        let hello = our_hello(
+            (self.rules.dead_after, self.max_message_size),
+            token,
+            NO_TOKEN,
+            0,
+        );
         if link.conn.queue_control(&Control::Hello(hello)) {
             self.dirty.push(id);
         }
@@ -1949,7 +1960,12 @@ impl Io {
             let token = new_token();
             link.session_token = token;
             self.tokens.insert(token, id);
-            let hello = our_hello(self.rules.dead_after, token, NO_TOKEN, session.taken());
+            let hello = our_hello(
+                (self.rules.dead_after, self.max_message_size),
+                token,
+                NO_TOKEN,
+                session.taken(),
+            );
             if link.conn.queue_control(&Control::Hello(hello)) {
                 self.dirty.push(id);
             }
@@ -1984,7 +2000,7 @@ impl Io {
         conn.listen_for_sessions();
         conn.queue_offer();
         conn.queue_control(&Control::Hello(our_hello(
-            self.rules.dead_after,
+            (self.rules.dead_after, self.max_message_size),
             NO_TOKEN,
             resumed_by(link),
             link.session.as_ref().map_or(0, Session::taken),
@@ -2082,6 +2098,15 @@ impl Io {
     /// Whether connection `id`'s peer speaks version 2 and opened a session.
     pub fn in_session(&self, id: Id) -> bool {
         self.links.get(id).is_some_and(|link| link.opened_told)
+    }
+
+    /// The largest message connection `id`'s peer said it takes, if it
+    /// said (a version 2 peer that knows the field).
+    pub fn peer_max(&self, id: Id) -> Option<usize> {
+        self.links
+            .get(id)
+            .filter(|link| link.opened_told && link.peer_max > 0)
+            .map(|link| link.peer_max as usize)
     }
 
     /// Whether connection `id`'s peer said it takes messages with line
@@ -2267,11 +2292,12 @@ fn register(
     Ok(())
 }
 
-/// A `HELLO` of ours: `token` names the session (zeros: not kept),
+/// A `HELLO` of ours, with our `--dead-after` and largest message:
+/// `token` names the session (zeros: not kept),
 /// `resume_of` the one resumed, `received` how many of the peer's
 /// messages were taken in it.
 fn our_hello(
-    dead_after: Option<Duration>,
+    (dead_after, max): (Option<Duration>, usize),
     token: SessionToken,
     resume_of: SessionToken,
     received: u64,
@@ -2283,6 +2309,7 @@ fn our_hello(
         received,
         heartbeat_ms: heartbeat_ms(dead_after),
         takes: TAKES,
+        max_message: u32::try_from(max).unwrap_or(u32::MAX),
     }
 }
 

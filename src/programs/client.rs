@@ -1072,6 +1072,12 @@ impl Service for Talk<'_> {
             // first (a room's greeting came before it): our lines go.
             News::SessionOpened => {
                 self.session = true;
+                // A longer line is refused here, not sent and taken by the
+                // server as a protocol error that ends the conversation.
+                if let Some(max) = io.peer_max(self.id) {
+                    let limit = self.console.recipient.limit().min(max);
+                    self.console.recipient.set_limit(limit);
+                }
                 if io.takes_line_breaks(self.id) {
                     self.outbox.take_line_breaks();
                 }

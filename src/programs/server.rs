@@ -403,6 +403,10 @@ impl Conversations<'_> {
         if io.takes_line_breaks(id) {
             outbox.take_line_breaks();
         }
+        // The operator's lines longer than this client takes are refused
+        // where they are typed (a paste over the client's maximum ended
+        // the conversation as the client's protocol error).
+        self.console.recipient.limit_to(io.peer_max(id));
         self.current = Some(Current {
             id,
             peer,
@@ -847,6 +851,7 @@ impl Service for Conversations<'_> {
                         if io.takes_line_breaks(current.id) {
                             current.outbox.take_line_breaks();
                         }
+                        self.console.recipient.limit_to(io.peer_max(current.id));
                     }
                 }
                 News::Unacknowledged { lines, first } => {

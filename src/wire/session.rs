@@ -87,6 +87,10 @@ pub struct Hello {
     /// [`TAKES_LINE_BREAKS`] and later bits (0 from a sender that came
     /// before them and sent no such field).
     pub takes: u32,
+    /// The largest message the sender takes, in bytes (0: not said, a
+    /// sender from before the field): a longer one is refused where it is
+    /// typed, rather than ending the conversation as a protocol error.
+    pub max_message: u32,
 }
 
 /// In [`Hello::takes`]: the sender takes messages with line breaks (`\n`)
@@ -126,6 +130,7 @@ pub fn encode(out: &mut Vec<u8>, control: &Control) {
             payload.extend_from_slice(&hello.received.to_be_bytes());
             payload.extend_from_slice(&hello.heartbeat_ms.to_be_bytes());
             payload.extend_from_slice(&hello.takes.to_be_bytes());
+            payload.extend_from_slice(&hello.max_message.to_be_bytes());
         }
         Control::Ack(count) => {
             payload.push(ACK);
@@ -165,6 +170,7 @@ pub fn decode(payload: &[u8]) -> Result<Option<Control>, BadControl> {
                     .map_or(DEFAULT_HEARTBEAT_MS, BigEndian::read_u32),
                 // Added later: a `HELLO` without it takes nothing more.
                 takes: rest.get(44..48).map_or(0, BigEndian::read_u32),
+                max_message: rest.get(48..52).map_or(0, BigEndian::read_u32),
             })
         }
         ACK => Control::Ack(BigEndian::read_u64(rest.get(..8).ok_or_else(short)?)),
@@ -260,6 +266,7 @@ mod tests {
             received: 1 << 40,
             heartbeat_ms: 1_000,
             takes: TAKES,
+            max_message: 1 << 20,
         }));
     }
 
@@ -270,16 +277,18 @@ mod tests {
         let mut out = Vec::new();
         let hello = Hello {
             takes: TAKES_LINE_BREAKS,
+            max_message: 4096,
             ..self::hello(NO_TOKEN)
         };
         encode(&mut out, &Control::Hello(hello.clone()));
         let payload = &out[HEADER_LEN..];
-        assert_eq!(payload.len(), 50);
+        assert_eq!(payload.len(), 54);
         let older = decode(&payload[..46]);
         assert_eq!(
             older,
             Ok(Some(Control::Hello(Hello {
                 takes: 0,
+                max_message: 0,
                 ..hello.clone()
             })))
         );
@@ -320,6 +329,7 @@ mod tests {
             received: 7,
             heartbeat_ms: 1_000,
             takes: 0,
+            max_message: 0,
         }
     }
 
