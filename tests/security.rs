@@ -462,6 +462,67 @@ with socket.create_connection((host, int(port))) as raw:
     assert_eq!(said, "hello, python\n");
 }
 
+/// A code exchange whose client sends its SPAKE2 message and its proof in
+/// one write (one TLS record) is answered at once, as one whose client
+/// waits between them: the proof used to be read with the message and
+/// lost, and the client waited for the handshake's deadline (30 s). The
+/// peer here is a guesser's: the server's own SPAKE2 point sent back as the
+/// client's (valid, and free to make) and a random proof, so the answer
+/// is a wrong code.
+#[cfg(unix)]
+#[test]
+fn a_code_exchange_sent_in_one_write_is_answered_at_once() {
+    let dir = scratch("code-one-write");
+    let (mut server, _) = tls_server(&dir, &["--code"], &[("CHAT_CODE", "7-orbit-velvet-candle")]);
+    let script = r#"
+import os, socket, ssl, struct, sys
+host, port = sys.argv[1].rsplit(":", 1)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+context.set_alpn_protocols(["chat-code"])
+with socket.create_connection((host, int(port))) as raw:
+    with context.wrap_socket(raw) as tls:
+        def exactly(n):
+            data = b""
+            while len(data) < n:
+                chunk = tls.recv(n - len(data))
+                if not chunk:
+                    raise SystemExit("closed early")
+                data += chunk
+            return data
+        def frame():
+            (length,) = struct.unpack("!I", exactly(4))
+            return exactly(length)
+        theirs = frame()
+        ours = b"A" + theirs[1:]
+        proof = os.urandom(32)
+        tls.sendall(struct.pack("!I", len(ours)) + ours + struct.pack("!I", len(proof)) + proof)
+        print(frame().decode())
+"#;
+    let python = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(server.addr.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let mut python = python.expect("this test needs python3 (Debian: apt-get install python3)");
+    server.expect_status("wrong code (or someone in the middle); refused");
+    let deadline = Instant::now() + support::PATIENCE;
+    while python.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "python did not finish");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut said = String::new();
+    python
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut said)
+        .unwrap();
+    assert_eq!(said, "wrong code (or someone in the middle)\n");
+}
+
 /// A certificate authority made for a test, and an identity file for a
 /// server, issued by it for 127.0.0.1, valid until `not_after` (a year).
 fn issued_identity(dir: &std::path::Path, name: &str, not_after: i32) -> (String, String) {

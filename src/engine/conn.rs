@@ -543,6 +543,14 @@ impl Conn {
         self.max = max;
     }
 
+    /// Whole frames read but not taken come first at the next read: a read
+    /// may hand out more frames than its caller takes (the gate's code
+    /// exchange takes frames one at a time, and the conversation's first
+    /// ones may come in the same read as the client's proof).
+    pub fn put_back(&mut self, frames: &[u8]) {
+        self.pending.splice(0..0, frames.iter().copied());
+    }
+
     /// The socket was reported readable. (Not once the receiving half has
     /// ended: a readiness report after the end, an error or a hang-up, must
     /// not make a read look possible again, or a reader loops on nothing.)

@@ -406,23 +406,31 @@ fn handshake(io: &mut Io, service: &mut impl Service, id: Id) {
 }
 
 fn prove(io: &mut Io, service: &mut impl Service, id: Id) {
-    // One frame at a time: what follows the client's proof is the
-    // conversation's, left for the service.
-    let mut frame = Vec::new();
+    // A frame at a time, as the exchange takes them; a read may bring
+    // more (a client's SPAKE2 message and its proof in one TLS record were
+    // read together, and the proof was lost: the client waited for the
+    // handshake's deadline), and what follows the proof is the
+    // conversation's, put back for the service.
+    let mut frames = Vec::new();
     loop {
-        frame.clear();
+        frames.clear();
         let link = &mut io.links[id];
-        let end = link.conn.read_frames(&mut io.scratch, &mut frame, 1);
-        if let Some(payload) = crate::wire::frame::payloads(&frame).next() {
+        let end = link.conn.read_frames(&mut io.scratch, &mut frames, 1);
+        let mut at = 0;
+        for payload in crate::wire::frame::payloads(&frames) {
+            at += crate::wire::frame::HEADER_LEN + payload.len();
             let tls = io.gate.config.tls.as_ref().expect("a TLS gate");
             let Phase::Proving { exchange, .. } = &mut io.links[id].phase else {
                 return;
             };
             let step = exchange.received(payload, io.now, &mut crate::lock(tls.code_gate()));
-            let waiting = matches!(step.state, Progress::Waiting { .. });
-            apply(io, service, id, step);
-            if !waiting {
-                return;
+            match step.state {
+                Progress::Waiting { .. } => apply(io, service, id, step),
+                Progress::Admitted => {
+                    io.links[id].conn.put_back(&frames[at..]);
+                    return apply(io, service, id, step);
+                }
+                Progress::Refused(_) => return apply(io, service, id, step),
             }
         }
         if let Some(end) = end {
@@ -436,7 +444,7 @@ fn prove(io: &mut Io, service: &mut impl Service, id: Id) {
             drop_at_gate(io, id);
             return;
         }
-        if frame.is_empty() && !io.links[id].conn.can_read() {
+        if frames.is_empty() && !io.links[id].conn.can_read() {
             return;
         }
     }
