@@ -228,7 +228,12 @@ class Guessers:
                 raw = socket.create_connection(self.address, source_address=(source, 0), timeout=40)
                 tls = context.wrap_socket(raw)
                 theirs = read_frame(tls)
-                tls.sendall(frame(b"A" + theirs[1:]) + frame(os.urandom(32)))
+                # As our client does: the message, then the proof once the
+                # server's message has come (before the gate took every
+                # frame of a read, both in one record stalled the check).
+                tls.sendall(frame(b"A" + theirs[1:]))
+                time.sleep(0.05)
+                tls.sendall(frame(os.urandom(32)))
                 answer = read_frame(tls)
                 tls.close()
             except (OSError, ValueError):
