@@ -805,3 +805,43 @@ fn idle_handshakes_cannot_keep_a_real_client_out() {
     server.expect_message("let in");
     drop(idle);
 }
+
+/// A real client whose handshake is slow (a long link) is not the one cut
+/// when every slot is taken and more come: the handshake cut is the oldest
+/// of the network holding the most slots (127.1.0.0/24 here, 63 of 64),
+/// not the oldest of all (the real one's, from 127.0.0.1). Linux: it binds
+/// 127.1.0.1 to 127.1.0.9.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_slow_real_handshake_is_not_cut_for_a_network_holding_the_most() {
+    let dir = scratch("slow-handshake");
+    let (mut server, _) = tls_server(&dir, &[], &[]);
+    // The first byte of a TLS record, then nothing: a handshake that has
+    // not progressed, as a real one on a slow link looks for a while.
+    let mut real = std::net::TcpStream::connect(server.addr).unwrap();
+    real.write_all(&[0x16]).unwrap();
+    let mut idle = Vec::new();
+    for n in 0..63u8 {
+        let mut stream = support::connect_from(server.addr, &format!("127.1.0.{}", 1 + n / 8));
+        stream.write_all(&[0x16]).unwrap();
+        idle.push(stream);
+    }
+    // One more from the same network, from an address under its share.
+    let mut more = support::connect_from(server.addr, "127.1.0.9");
+    more.write_all(&[0x16]).unwrap();
+    let cut = server.expect_status("TLS handshake cut short");
+    assert!(
+        cut.contains("127.1.0.1:")
+            && cut.ends_with(
+                "the oldest of 127.1.0.0/24, which held the most (63) of the 64 when a newcomer came"
+            ),
+        "{cut}"
+    );
+    // The real one's handshake is still there: it goes on when its bytes
+    // come (here, the rest of a record that is no handshake: it fails, as
+    // the server says, rather than having been cut).
+    real.write_all(&[3, 1, 0, 4, 0xff, 0, 0, 0]).unwrap();
+    let failed = server.expect_status("TLS handshake failed");
+    assert!(failed.contains("127.0.0.1:"), "{failed}");
+    drop(idle);
+}
