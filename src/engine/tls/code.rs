@@ -12,7 +12,8 @@
 //! 1. both sides send their SPAKE2 message as one frame (33 bytes);
 //! 2. the client sends its proof, `HMAC-SHA256(K, "client" || exporter)`;
 //! 3. the server checks it, at most one check a second for the whole server
-//!    (the network with the fewest recent checks first: see [`Gate`]),
+//!    (the network that presented the fewest proofs lately first: see
+//!    [`Gate`]),
 //!    and answers with its own proof (`"server"`), or with a text frame that
 //!    says why it refuses, and closes.
 //!
@@ -82,25 +83,24 @@ pub fn normalize(code: &str) -> String {
 /// One check a second for the whole server, so that a guesser, however
 /// many addresses it has, makes at most one guess a second (a number and
 /// three words are 43 bits). Which waiting check goes next is the one from
-/// the network ([`Prefix`]: an IPv4 /24, an IPv6 /64) that had the fewest
-/// of the last [`HISTORY`] wrong codes, the longest waiting among equals:
-/// a guesser's networks are wrong again and again, a real client's
-/// hardly ever (a right code does not count), so it goes before them
-/// all. (First come, first served let 40 guessers keep
-/// the queue full: a real client arriving found five seconds of guesses
-/// ahead of it and was refused, every time.) At most [`MAX_WAITING`] wait,
-/// one per network; a newcomer to a full queue takes the place of the one
-/// whose network had the most wrong codes, if that is more than its own
-/// network had, and that one is refused as busy.
+/// the network ([`Prefix`]: an IPv4 /24, an IPv6 /64) with the lowest
+/// score, the longest waiting among equals. A network scores a point for
+/// each proof it presents, checked or refused (each cost the server a TLS
+/// handshake), and one more for each wrong code; points fade, halved every
+/// [`HALF_LIFE`]. A guesser presents proofs again and again, a real client
+/// once, so it goes before them all, from the first seconds of an attack.
+/// (First come, first served let 40 guessers keep the queue full: a real
+/// client arriving found five seconds of guesses ahead of it and was
+/// refused, every time.) At most [`MAX_WAITING`] wait, one per network; a
+/// newcomer to a full queue takes the place of the one whose network
+/// scores highest, if higher than its own network did, and that one is
+/// refused as busy.
 #[derive(Debug, Default)]
 pub struct Gate {
     /// When the next check may be made.
     next_free: Option<Instant>,
     waiting: HashMap<Ticket, Waiter>,
-    /// The networks of the last [`HISTORY`] wrong codes, oldest first, and
-    /// how many each had of them.
-    history: VecDeque<Prefix>,
-    checks: HashMap<Prefix, usize>,
+    scores: HashMap<Prefix, Score>,
     tickets: u64,
 }
 
@@ -114,6 +114,21 @@ struct Waiter {
     since: Instant,
 }
 
+/// A network's points, as they were at `at`.
+#[derive(Debug, Clone, Copy)]
+struct Score {
+    points: f64,
+    at: Instant,
+}
+
+impl Score {
+    fn at(&self, now: Instant) -> f64 {
+        let halvings =
+            now.saturating_duration_since(self.at).as_secs_f64() / HALF_LIFE.as_secs_f64();
+        self.points * 0.5f64.powf(halvings)
+    }
+}
+
 /// A waiting check's turn ([`Gate::turn`]).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Turn {
@@ -121,14 +136,19 @@ pub enum Turn {
     Go,
     /// Ask again then.
     Wait(Instant),
-    /// Waited too long, or its place was given to a network with fewer
-    /// wrong codes: refused as busy.
+    /// Waited too long, or its place was given to a network that scored
+    /// lower: refused as busy.
     Refused,
 }
 
-/// How many of the last wrong codes are remembered, to rank networks: ten
-/// minutes of guesses, at one a second.
-const HISTORY: usize = 600;
+/// A network's points are halved this often: a guesser that stopped a few
+/// minutes ago is as new as anyone.
+const HALF_LIFE: Duration = Duration::from_secs(60);
+
+/// Networks with points kept at most; past this the lowest are forgotten
+/// (a network forgotten is new again, which only a guesser with thousands
+/// of networks gains by).
+const MAX_NETWORKS: usize = 4096;
 
 /// At most this many checks wait at once.
 const MAX_WAITING: usize = 5;
@@ -136,23 +156,25 @@ const MAX_WAITING: usize = 5;
 impl Gate {
     /// A check from `from` waits at `now` for its turn ([`Gate::turn`]); or
     /// `None` if it is refused as busy (its network has one waiting, or the
-    /// queue is full of networks with no more wrong codes than its own). Call
+    /// queue is full of networks that score no higher than its own). Call
     /// [`Gate::done`] if the check is given up before its turn.
     pub fn reserve(&mut self, now: Instant, from: IpAddr) -> Option<Ticket> {
         // Those that waited too long are refused at their next turn.
         self.waiting
             .retain(|_, w| now.saturating_duration_since(w.since) <= LONGEST_WAIT);
         let network = Prefix::of(from);
+        let mine = self.score(network, now);
+        self.add(network, now, 1.0);
         if self.waiting.values().any(|w| w.network == network) {
             return None;
         }
         if self.waiting.len() >= MAX_WAITING {
-            let mine = self.checks_of(network);
-            let (&worst, _) = self
+            let (&worst, worst_score) = self
                 .waiting
                 .iter()
-                .max_by_key(|(ticket, w)| (self.checks_of(w.network), *ticket))?;
-            if self.checks_of(self.waiting[&worst].network) <= mine {
+                .map(|(ticket, w)| (ticket, self.score(w.network, now)))
+                .max_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(b.0)))?;
+            if worst_score <= mine {
                 return None;
             }
             self.waiting.remove(&worst);
@@ -170,9 +192,9 @@ impl Gate {
     }
 
     /// Whether the check holding `ticket` goes now: the next check may be
-    /// made, and it is the one of the network with the fewest recent
-    /// wrong codes (the longest waiting among equals); refused once it has
-    /// waited longer than [`LONGEST_WAIT`] or lost its place.
+    /// made, and it is the one of the network that scores lowest (the
+    /// longest waiting among equals); refused once it has waited longer
+    /// than [`LONGEST_WAIT`] or lost its place.
     pub fn turn(&mut self, now: Instant, ticket: Ticket) -> Turn {
         let Some(waiter) = self.waiting.get(&ticket) else {
             return Turn::Refused;
@@ -190,8 +212,9 @@ impl Gate {
             .waiting
             .iter()
             .filter(|(_, w)| now.saturating_duration_since(w.since) <= LONGEST_WAIT)
-            .min_by_key(|(ticket, w)| (self.checks_of(w.network), w.since, **ticket))
-            .map(|(&ticket, _)| ticket);
+            .map(|(&ticket, w)| (self.score(w.network, now), w.since, ticket))
+            .min_by(|a, b| a.0.total_cmp(&b.0).then((a.1, a.2).cmp(&(b.1, b.2))))
+            .map(|(_, _, ticket)| ticket);
         if first != Some(ticket) {
             // Its turn is after the one chosen, which checks now.
             return Turn::Wait(now + ATTEMPT_INTERVAL);
@@ -201,22 +224,10 @@ impl Gate {
         Turn::Go
     }
 
-    /// A check from `from` found a wrong code (or a broken exchange): it
-    /// counts against its network. Right codes do not, so that a real
-    /// client's network goes first however often it connects.
-    pub fn wrong(&mut self, from: IpAddr) {
-        let network = Prefix::of(from);
-        self.history.push_back(network);
-        *self.checks.entry(network).or_default() += 1;
-        if self.history.len() > HISTORY
-            && let Some(old) = self.history.pop_front()
-            && let Some(count) = self.checks.get_mut(&old)
-        {
-            *count -= 1;
-            if *count == 0 {
-                self.checks.remove(&old);
-            }
-        }
+    /// A check from `from` found a wrong code (or a broken exchange) at
+    /// `now`: a point more against its network.
+    pub fn wrong(&mut self, now: Instant, from: IpAddr) {
+        self.add(Prefix::of(from), now, 1.0);
     }
 
     /// The check holding `ticket` is given up before its turn.
@@ -224,8 +235,23 @@ impl Gate {
         self.waiting.remove(&ticket);
     }
 
-    fn checks_of(&self, network: Prefix) -> usize {
-        self.checks.get(&network).copied().unwrap_or(0)
+    fn score(&self, network: Prefix, now: Instant) -> f64 {
+        self.scores.get(&network).map_or(0.0, |score| score.at(now))
+    }
+
+    fn add(&mut self, network: Prefix, now: Instant, points: f64) {
+        let points = self.score(network, now) + points;
+        self.scores.insert(network, Score { points, at: now });
+        if self.scores.len() > MAX_NETWORKS {
+            // Those with next to nothing left first; then the lowest.
+            self.scores.retain(|_, score| score.at(now) >= 0.01);
+            if self.scores.len() > MAX_NETWORKS / 2 {
+                let mut all: Vec<f64> = self.scores.values().map(|s| s.at(now)).collect();
+                all.sort_by(f64::total_cmp);
+                let floor = all[all.len() - MAX_NETWORKS / 2];
+                self.scores.retain(|_, score| score.at(now) >= floor);
+            }
+        }
     }
 }
 
@@ -467,11 +493,11 @@ impl ServerExchange {
                 }
             }
             Ok(None) => {
-                gate.wrong(self.from);
+                gate.wrong(now, self.from);
                 self.end(vec![WRONG_CODE_NOTICE.into()], Failure::WrongCode)
             }
             Err(failure) => {
-                gate.wrong(self.from);
+                gate.wrong(now, self.from);
                 self.end(Vec::new(), failure)
             }
         }
@@ -649,7 +675,7 @@ mod tests {
     fn checked(gate: &mut Gate, now: Instant, from: IpAddr) {
         let ticket = gate.reserve(now, from).expect("a place");
         assert_eq!(gate.turn(now, ticket), Turn::Go);
-        gate.wrong(from);
+        gate.wrong(now, from);
     }
 
     #[test]
@@ -705,34 +731,78 @@ mod tests {
     }
 
     #[test]
-    fn a_full_queue_gives_the_place_of_the_busiest_network_to_one_with_fewer_checks() {
+    fn a_full_queue_gives_the_place_of_the_highest_scoring_network_to_one_scoring_lower() {
         let start = Instant::now();
         let mut gate = Gate::default();
         let second = |n: u32| start + ATTEMPT_INTERVAL * n;
-        // Network 6 has checked twice, networks 1 to 4 once, network 5 twice.
+        // Networks 1 to 4 were wrong once (2 points each), network 5 twice
+        // (4), network 6 three times (6), all within 9 s (points fade by
+        // a tenth in that time).
         let busy = address(6);
-        checked(&mut gate, second(0), busy);
-        checked(&mut gate, second(1), busy);
-        for n in 1..=5 {
-            checked(&mut gate, second(1 + u32::from(n)), address(n));
+        for n in 0..3 {
+            checked(&mut gate, second(n), busy);
         }
-        checked(&mut gate, second(7), address(5));
-        let now = second(7) + ms(100);
+        for n in 1..=5 {
+            checked(&mut gate, second(2 + u32::from(n)), address(n));
+        }
+        checked(&mut gate, second(8), address(5));
+        let now = second(8) + ms(100);
         let tickets: Vec<Ticket> = (1..=5)
             .map(|n| gate.reserve(now, address(n)).unwrap())
             .collect();
-        // Full, and network 6 has no fewer checks than network 5: refused.
+        // Full, and network 6 scores no lower than network 5: refused.
         assert_eq!(gate.reserve(now, busy), None);
-        // A network with none takes network 5's place, which is refused.
+        // A new network takes network 5's place, which is refused.
         let user = gate.reserve(now, address(7)).unwrap();
         assert_eq!(gate.turn(now, tickets[4]), Turn::Refused);
-        let slot = second(8);
+        let slot = second(9);
         assert_eq!(
             gate.turn(slot, tickets[0]),
             Turn::Wait(slot + ATTEMPT_INTERVAL)
         );
         assert_eq!(gate.turn(slot, user), Turn::Go);
         assert_eq!(gate.turn(slot + ATTEMPT_INTERVAL, tickets[0]), Turn::Go);
+    }
+
+    #[test]
+    fn points_fade_by_half_every_minute() {
+        let start = Instant::now();
+        let mut gate = Gate::default();
+        let guesser = address(1);
+        for n in 0..8 {
+            checked(&mut gate, start + ATTEMPT_INTERVAL * n, guesser);
+        }
+        let last = start + ATTEMPT_INTERVAL * 7;
+        let network = Prefix::of(guesser);
+        let now = gate.score(network, last);
+        assert!((15.0..16.0).contains(&now), "{now}");
+        let tenth = gate.score(network, last + ms(100));
+        assert!(tenth < now && tenth > now * 0.99, "{tenth}");
+        let minute = gate.score(network, last + HALF_LIFE);
+        assert!((minute - now / 2.0).abs() < 1e-9, "{minute}");
+        // Ten minutes on, next to nothing: the network is as new as any.
+        assert!(gate.score(network, last + Duration::from_secs(600)) < 0.02);
+    }
+
+    #[test]
+    fn points_are_kept_for_a_bounded_number_of_networks() {
+        let start = Instant::now();
+        let mut gate = Gate::default();
+        let guesser = address(1);
+        checked(&mut gate, start, guesser);
+        checked(&mut gate, start + ATTEMPT_INTERVAL, guesser);
+        // Ten thousand networks present a proof each, a millisecond apart.
+        for n in 0..10_000u32 {
+            let [_, a, b, c] = n.to_be_bytes();
+            let from = IpAddr::from([11, a, b, c]);
+            let now = start + ATTEMPT_INTERVAL + ms(u64::from(n));
+            if let Some(ticket) = gate.reserve(now, from) {
+                gate.done(ticket);
+            }
+            assert!(gate.scores.len() <= MAX_NETWORKS);
+        }
+        // The guesser, with the most, is still known.
+        assert!(gate.scores.contains_key(&Prefix::of(guesser)));
     }
 
     #[test]
@@ -756,8 +826,10 @@ mod tests {
     /// The attack that kept every real client out: 40 guessers from 40
     /// networks, each asking again as soon as it was answered, for ten
     /// minutes a tenth of a second at a time. A real client from another
-    /// network, trying every 30 s from the first minute on, gets its check
-    /// within the second, every time; checks stay a second apart.
+    /// network, trying every 30 s from half a second into the attack on,
+    /// gets its check within the second every time but the first (the
+    /// first five guessers' checks, as new as its own, may go before it);
+    /// checks stay a second apart.
     #[test]
     fn forty_guessing_networks_keep_a_real_client_waiting_a_second_at_most() {
         let start = Instant::now();
@@ -784,16 +856,14 @@ mod tests {
                 *guesser = match gate.turn(now, ticket) {
                     Turn::Go => {
                         checks.push(now);
-                        gate.wrong(from);
+                        gate.wrong(now, from);
                         None
                     }
                     Turn::Wait(at) => Some((ticket, at)),
                     Turn::Refused => None,
                 };
             }
-            // From a minute on: in the first 40 s, networks that have not
-            // guessed yet are as new as the real client's (see the README).
-            if tenth % 300 == 0 && tenth >= 600 {
+            if tenth % 300 == 5 {
                 assert!(real.is_none());
                 let ticket = gate.reserve(now, user).expect("never refused");
                 real = Some((ticket, now, now));
@@ -812,9 +882,12 @@ mod tests {
                 };
             }
         }
-        assert_eq!(waits.len(), 18);
+        assert_eq!(waits.len(), 20);
+        // The first, half a second in, may find the first five guessers'
+        // checks ahead of it, as new as its own; then none.
+        assert!(waits[0] <= LONGEST_WAIT, "{waits:?}");
         assert!(
-            waits.iter().all(|&wait| wait <= ATTEMPT_INTERVAL),
+            waits[1..].iter().all(|&wait| wait <= ATTEMPT_INTERVAL),
             "{waits:?}"
         );
         assert!(checks.windows(2).all(|w| w[1] - w[0] >= ATTEMPT_INTERVAL));
@@ -999,14 +1072,15 @@ mod tests {
     }
 
     #[test]
-    fn a_full_queue_of_networks_with_as_many_checks_refuses_a_newcomer_as_busy() {
+    fn a_full_queue_of_networks_scoring_no_higher_refuses_a_newcomer_as_busy() {
         let start = Instant::now();
         let mut gate = Gate::default();
-        checked(&mut gate, start, address(0));
+        let us = address(100);
+        // We were wrong once (2 points); five networks wait with 1 each.
+        checked(&mut gate, start, us);
         let waiting: Vec<Ticket> = (1..=5)
             .map(|n| gate.reserve(start, address(n)).unwrap())
             .collect();
-        let us = address(100);
         let (_, _, step) = until_proof(CODE, EXPORTER, us, start, &mut gate);
         assert_eq!(step.state, Progress::Refused(Failure::TooManyAttempts));
         assert_eq!(step.send, vec![BUSY_NOTICE.as_bytes().to_vec()]);
