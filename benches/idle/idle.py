@@ -38,7 +38,9 @@ random proof, which costs the server a check. The real client has
 
 Loopback only (Linux: all of 127.0.0.0/8 is loopback); needs the release
 binaries (`cargo build --release`), or CHAT_BIN=DIR where chat-server and
-chat-client are.
+chat-client are. With --tls and --slow-client SECS, the real client is a
+TLS client played by this script, each of its flights sent SECS late, as
+over a slow link: it gets in if its handshake is done and not cut.
 """
 
 import argparse
@@ -265,6 +267,43 @@ def read_frame(stream):
     return exactly(length)
 
 
+def slow_tls_try(address, delay, patience):
+    """A TLS client on a slow link, played here: each flight it sends
+    leaves DELAY seconds after the last answer came. True if its handshake
+    was done and the server still held it a second later; False if cut."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["chat"])
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing)
+    try:
+        sock = socket.create_connection(address, timeout=patience)
+        while True:
+            try:
+                tls.do_handshake()
+                done = True
+            except ssl.SSLWantReadError:
+                done = False
+            flight = outgoing.read()
+            if flight:
+                time.sleep(delay)
+                sock.sendall(flight)
+            if done:
+                break
+            answer = sock.recv(65536)
+            if not answer:
+                return False
+            incoming.write(answer)
+        sock.settimeout(1.0)
+        try:
+            return sock.recv(1) != b""
+        except socket.timeout:
+            return True
+    except OSError:
+        return False
+
+
 def legitimate_try(address, mode, patience, tls=None, fingerprint=None, code=False):
     """Runs chat-client once: True if it got a place, False if refused."""
     args = [os.path.join(BIN, "chat-client"), "--connect", "%s:%d" % address]
@@ -327,6 +366,7 @@ def main():
     parser.add_argument("--code", action="store_true", help="a TLS server with a shared code, which the real client knows")
     parser.add_argument("--guessers", type=int, default=0, help="threads guessing the code (with --code)")
     parser.add_argument("--patience", type=float, help="seconds a try of the real client may take")
+    parser.add_argument("--slow-client", type=float, metavar="SECS", help="with --tls: the real client is played here, each flight it sends SECS late (a slow link)")
     parser.add_argument("server_args", nargs="*")
     options = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -354,7 +394,11 @@ def main():
     got_in = None
     while time.monotonic() - start < options.give_up:
         tries += 1
-        if legitimate_try(address, options.mode, patience, tls, log["fingerprint"], options.code):
+        if options.slow_client is not None:
+            ok = slow_tls_try(address, options.slow_client, patience)
+        else:
+            ok = legitimate_try(address, options.mode, patience, tls, log["fingerprint"], options.code)
+        if ok:
             got_in = time.monotonic() - start
             break
         time.sleep(0.5)
