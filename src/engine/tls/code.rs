@@ -20,7 +20,7 @@
 //! The server's side is [`ServerExchange`], a state machine with no I/O and
 //! no clock, driven by the server's event loop (`crate::engine`'s gate).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::time::{Duration, Instant};
