@@ -582,8 +582,11 @@ fn drop_at_gate(io: &mut Io, id: Id) {
 /// hundred milliseconds, a second), while one network holding more slots
 /// than the newcomer's keeps losing its own.
 fn drop_oldest_handshake(io: &mut Io) -> bool {
+    // A client whose code check waits for its turn has done all it can:
+    // cutting it would waste the one check it queued for.
     let began = |phase: &Phase| match phase {
         Phase::Sniffing { since } => Some(*since),
+        Phase::Proving { exchange, .. } if exchange.waits_at_gate() => None,
         Phase::Handshaking { until } | Phase::Proving { until, .. } => {
             Some(*until - HANDSHAKE_TIMEOUT)
         }

@@ -503,6 +503,12 @@ impl ServerExchange {
         }
     }
 
+    /// Whether the exchange waits for its turn at the gate: the client has
+    /// done all it can, and waits on the server.
+    pub fn waits_at_gate(&self) -> bool {
+        matches!(self.stage, Stage::Slot { .. })
+    }
+
     /// The connection ended or timed out before the exchange did: frees its
     /// gate reservation, if any.
     pub fn abandon(mut self, gate: &mut Gate) {
@@ -990,6 +996,7 @@ mod tests {
             let now = slot - wait;
             let (mut server, client, step) = until_proof(CODE, EXPORTER, us, now, &mut gate);
             assert_eq!(step, Step::waiting(Some(slot)), "{wait:?}");
+            assert!(server.waits_at_gate());
             // Just before the slot: still waiting, nothing said.
             let before = slot - ms(1);
             assert_eq!(server.tick(before, &mut gate), Step::waiting(Some(slot)));
@@ -998,6 +1005,7 @@ mod tests {
             let step = server.tick(slot, &mut gate);
             assert_eq!(step.state, Progress::Admitted, "{wait:?}");
             assert_eq!(client.judge(&step), Ok(()));
+            assert!(!server.waits_at_gate());
             assert!(free_for(&mut gate, slot, us));
         }
     }
