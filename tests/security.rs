@@ -845,3 +845,86 @@ fn a_slow_real_handshake_is_not_cut_for_a_network_holding_the_most() {
     assert!(failed.contains("127.0.0.1:"), "{failed}");
     drop(idle);
 }
+
+/// Guessers of the code from eight networks (127.1.0.0/24 to
+/// 127.1.7.0/24), each guessing again as soon as it is answered, do not
+/// keep a real client with the right code out: it goes before them at the
+/// code gate (they have presented proofs again and again, it none), and is
+/// connected. First come, first served kept their guesses five seconds
+/// deep ahead of it, and refused it as busy. Linux: it binds 127.1.N.1.
+#[cfg(target_os = "linux")]
+#[test]
+fn code_guessers_from_many_networks_do_not_keep_a_real_client_out() {
+    let dir = scratch("code-guessers");
+    let code = [("CHAT_CODE", "42-orbit-velvet-candle")];
+    let (mut server, _) = tls_server(&dir, &["--code"], &code);
+    // Each guess: a handshake, the server's own SPAKE2 point sent back as
+    // ours (valid, and free to make), then a random proof. Says `warm`
+    // once every guesser has been answered twice, and guesses on until
+    // its stdin closes.
+    let script = r#"
+import os, socket, ssl, struct, sys, threading, time
+host, port = sys.argv[1].rsplit(":", 1)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+context.set_alpn_protocols(["chat-code"])
+answered = [0] * 8
+lock = threading.Lock()
+def guess(n):
+    while True:
+        try:
+            raw = socket.create_connection((host, int(port)), source_address=("127.1.%d.1" % n, 0))
+            tls = context.wrap_socket(raw)
+            def exactly(k):
+                data = b""
+                while len(data) < k:
+                    chunk = tls.recv(k - len(data))
+                    if not chunk:
+                        raise OSError("closed")
+                    data += chunk
+                return data
+            def frame():
+                (length,) = struct.unpack("!I", exactly(4))
+                return exactly(length)
+            theirs = frame()
+            tls.sendall(struct.pack("!I", 33) + b"A" + theirs[1:])
+            time.sleep(0.02)
+            tls.sendall(struct.pack("!I", 32) + os.urandom(32))
+            frame()
+            tls.close()
+        except OSError:
+            time.sleep(0.02)
+            continue
+        with lock:
+            answered[n] += 1
+            if min(answered) == 2 and answered[n] == 2:
+                print("warm", flush=True)
+for n in range(8):
+    threading.Thread(target=guess, args=(n,), daemon=True).start()
+sys.stdin.read()
+"#;
+    let mut python = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(server.addr.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("this test needs python3 (Debian: apt-get install python3)");
+    let mut warm = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(python.stdout.take().unwrap()),
+        &mut warm,
+    )
+    .unwrap();
+    assert_eq!(warm, "warm\n");
+    let mut real = tls_client(&server, &dir, &["--code"], &code);
+    real.expect_status("knows the code");
+    server.expect_status("connected");
+    real.say("in, past the guessers");
+    server.expect_message("in, past the guessers");
+    drop(python.stdin.take());
+    let _ = python.kill();
+    let _ = python.wait();
+}
