@@ -13,6 +13,7 @@ pub mod access;
 pub mod clock;
 pub(crate) mod ending;
 pub(crate) mod first_words;
+pub(crate) mod points;
 pub(crate) mod prefix;
 pub(crate) mod room;
 pub(crate) mod session;

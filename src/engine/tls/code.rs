@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use ring::hmac;
 use spake2::{Ed25519Group, Identity, Password, Spake2};
 
+use crate::state::points::Points;
 use crate::state::prefix::Prefix;
 use crate::wire::frame::{HEADER_LEN, encode_frame};
 
@@ -95,13 +96,24 @@ pub fn normalize(code: &str) -> String {
 /// newcomer to a full queue takes the place of the one whose network
 /// scores highest, if higher than its own network did, and that one is
 /// refused as busy.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Gate {
     /// When the next check may be made.
     next_free: Option<Instant>,
     waiting: HashMap<Ticket, Waiter>,
-    scores: HashMap<Prefix, Score>,
+    points: Points,
     tickets: u64,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            next_free: None,
+            waiting: HashMap::new(),
+            points: Points::new(HALF_LIFE),
+            tickets: 0,
+        }
+    }
 }
 
 /// A place in the [`Gate`]'s queue.
@@ -112,21 +124,6 @@ pub struct Ticket(u64);
 struct Waiter {
     network: Prefix,
     since: Instant,
-}
-
-/// A network's points, as they were at `at`.
-#[derive(Debug, Clone, Copy)]
-struct Score {
-    points: f64,
-    at: Instant,
-}
-
-impl Score {
-    fn at(&self, now: Instant) -> f64 {
-        let halvings =
-            now.saturating_duration_since(self.at).as_secs_f64() / HALF_LIFE.as_secs_f64();
-        self.points * 0.5f64.powf(halvings)
-    }
 }
 
 /// A waiting check's turn ([`Gate::turn`]).
@@ -144,11 +141,6 @@ pub enum Turn {
 /// A network's points are halved this often: a guesser that stopped a few
 /// minutes ago is as new as anyone.
 const HALF_LIFE: Duration = Duration::from_secs(60);
-
-/// Networks with points kept at most; past this the lowest are forgotten
-/// (a network forgotten is new again, which only a guesser with thousands
-/// of networks gains by).
-const MAX_NETWORKS: usize = 4096;
 
 /// At most this many checks wait at once.
 const MAX_WAITING: usize = 5;
@@ -236,22 +228,11 @@ impl Gate {
     }
 
     fn score(&self, network: Prefix, now: Instant) -> f64 {
-        self.scores.get(&network).map_or(0.0, |score| score.at(now))
+        self.points.of(network, now)
     }
 
     fn add(&mut self, network: Prefix, now: Instant, points: f64) {
-        let points = self.score(network, now) + points;
-        self.scores.insert(network, Score { points, at: now });
-        if self.scores.len() > MAX_NETWORKS {
-            // Those with next to nothing left first; then the lowest.
-            self.scores.retain(|_, score| score.at(now) >= 0.01);
-            if self.scores.len() > MAX_NETWORKS / 2 {
-                let mut all: Vec<f64> = self.scores.values().map(|s| s.at(now)).collect();
-                all.sort_by(f64::total_cmp);
-                let floor = all[all.len() - MAX_NETWORKS / 2];
-                self.scores.retain(|_, score| score.at(now) >= floor);
-            }
-        }
+        self.points.add(network, now, points);
     }
 }
 
@@ -788,27 +769,6 @@ mod tests {
         assert!((minute - now / 2.0).abs() < 1e-9, "{minute}");
         // Ten minutes on, next to nothing: the network is as new as any.
         assert!(gate.score(network, last + Duration::from_secs(600)) < 0.02);
-    }
-
-    #[test]
-    fn points_are_kept_for_a_bounded_number_of_networks() {
-        let start = Instant::now();
-        let mut gate = Gate::default();
-        let guesser = address(1);
-        checked(&mut gate, start, guesser);
-        checked(&mut gate, start + ATTEMPT_INTERVAL, guesser);
-        // Ten thousand networks present a proof each, a millisecond apart.
-        for n in 0..10_000u32 {
-            let [_, a, b, c] = n.to_be_bytes();
-            let from = IpAddr::from([11, a, b, c]);
-            let now = start + ATTEMPT_INTERVAL + ms(u64::from(n));
-            if let Some(ticket) = gate.reserve(now, from) {
-                gate.done(ticket);
-            }
-            assert!(gate.scores.len() <= MAX_NETWORKS);
-        }
-        // The guesser, with the most, is still known.
-        assert!(gate.scores.contains_key(&Prefix::of(guesser)));
     }
 
     #[test]
