@@ -95,3 +95,31 @@ fn completions_are_written_for_each_shell_and_bash_accepts_its_own() {
         }
     }
 }
+
+/// `CHAT_TIMESTAMPS` empty is as unset (`export CHAT_TIMESTAMPS=` is how
+/// many unset a default: it stopped the program), a word that is no switch
+/// is a usage error (2), and `--timestamps=false` turns the default off.
+#[test]
+fn an_empty_chat_timestamps_is_unset_and_the_flag_can_say_false() {
+    let status = |env: &str, args: &[&str]| {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap().to_string();
+        drop(closed);
+        let mut all = vec!["--connect", addr.as_str()];
+        all.extend_from_slice(args);
+        Command::new(CLIENT)
+            .args(&all)
+            .env("CHAT_TIMESTAMPS", env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run the client")
+            .code()
+    };
+    // 1: it ran, and could not connect.
+    assert_eq!(status("", &[]), Some(1));
+    assert_eq!(status("1", &["--timestamps=false"]), Some(1));
+    assert_eq!(status("0", &["--timestamps"]), Some(1));
+    assert_eq!(status("bogus", &[]), Some(2));
+}

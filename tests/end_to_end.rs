@@ -208,6 +208,20 @@ fn one_more_than_the_line_holds_is_turned_away() {
     let mut fourth = server.connect_client(&[]);
     fourth.expect_status("server is full (1 already waiting); try again later");
     assert_eq!(fourth.wait().code(), Some(1));
+    // Also when its input's `q` ends its side before the refusal is read
+    // (a user trial: exit 0, 7 times in 8, its line not delivered).
+    for _ in 0..3 {
+        let mut piped = server.connect_client(&[]);
+        piped.say("line x");
+        piped.say("q");
+        piped.close_stdin();
+        assert_eq!(piped.wait().code(), Some(1), "{:?}", piped.drain_stderr());
+        assert!(
+            piped.said("not served").is_some() || piped.said("server is full").is_some(),
+            "{:?}",
+            piped.drain_stderr()
+        );
+    }
 }
 
 #[test]

@@ -143,30 +143,42 @@ fn a_peer_that_reads_nothing_for_longer_than_dead_after_is_not_lost() {
     );
 }
 
-/// A client waiting in line whose link dies is seen to have left: the
+/// A client waiting in line whose link dies keeps its place while it may
+/// come back (`--resume-for`), and then is seen to have left: the
 /// keepalives the server sends the line go unanswered for `--dead-after`.
 /// Its place is free; the client, on its side, says its lines were not
 /// delivered.
 #[test]
-fn a_waiting_client_whose_link_dies_leaves_the_line() {
+fn a_waiting_client_whose_link_dies_keeps_its_place_and_then_leaves_the_line() {
     let Some(link) = Link::new("waiting client lost") else {
         return;
     };
-    let (mut server, address) = link.listening(&["--dead-after", DEAD_AFTER]);
+    let (mut server, address) = link.listening(&["--dead-after", DEAD_AFTER, "--resume-for", "4"]);
     // Served: a client beside the server, whose link is never cut.
     let mut served = link.client_beside_server(&["--connect", &address]);
     server.expect_status("connected");
-    let mut waiting = link.client(&["--connect", &address, "--dead-after", DEAD_AFTER]);
+    let mut waiting = link.client(&[
+        "--connect",
+        &address,
+        "--dead-after",
+        DEAD_AFTER,
+        "--resume-for",
+        "4",
+    ]);
     waiting.expect_status("number 1 in line");
     waiting.say("never delivered");
     server.expect_status("is waiting (number 1 in line)");
     link.cut();
-    let said = server.expect_status("left the line");
+    let said = server.expect_status("keeping its place for 4 s");
     assert!(
-        said.contains("connection lost: nothing came back for 3 s"),
+        said.contains("(number 1 in line): connection lost: nothing came back for 3 s"),
         "{said}"
     );
-    waiting.expect_status("while you waited in line; 1 line not delivered");
+    waiting.expect_status("reconnecting for up to 4 s");
+    let said = server.expect_status("left the line");
+    assert!(said.contains("not resumed within 4 s"), "{said}");
+    let said = waiting.expect_status("not resumed within 4 s");
+    assert!(said.contains("1 line not delivered"), "{said}");
     assert_eq!(waiting.wait().code(), Some(1));
     served.say("q");
     assert_eq!(served.wait().code(), Some(0));

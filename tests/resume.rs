@@ -12,7 +12,7 @@ mod support;
 use std::time::Duration;
 
 use support::relay::Relay;
-use support::{Program, Server};
+use support::{Program, Server, hello_frame, next_control};
 
 /// `--dead-after` on both sides: a silent path is noticed in 3 s.
 const DEAD_AFTER: &str = "3";
@@ -469,6 +469,101 @@ fn the_waiting_line_is_told_why_it_waits_while_the_conversation_is_away() {
     server.expect_message("served");
 }
 
+/// A try whose first bytes reach the server only after its wait for them
+/// (a path that holds data for seconds) is taken there for a new member:
+/// the client sees the room's greeting where the answer to its resume
+/// should be, shows none of it, says so, and tries again, and the session
+/// is resumed (a user trial: welcomed as a new guest, told the server no
+/// longer kept the session, exit 1, while the room kept it).
+#[test]
+fn a_try_taken_for_a_new_member_is_tried_again_and_resumed() {
+    let mut server = Server::start(&["--room", "--dead-after", DEAD_AFTER]);
+    server.expect_status("the room is open");
+    let relay = Relay::start(server.addr);
+    let address = relay.address();
+    // Longer than the server's wait for a new connection's first bytes.
+    let client_args = [
+        "--connect",
+        &address,
+        "--name",
+        "alice",
+        "--dead-after",
+        "8",
+    ];
+    let mut alice = Program::spawn(support::CLIENT, &client_args);
+    alice.expect_status("you joined as alice;");
+    let mut bob = server.join_room("bob");
+    alice.expect_status("bob joined");
+    relay.settle(Duration::from_millis(300));
+    relay.freeze();
+    bob.say("said meanwhile");
+    bob.expect_status("alice lost the connection");
+    alice.expect_status("reconnecting for up to 300 s");
+    // The try's first bytes wait in the relay past the server's 5 s.
+    server.expect_status("guest-");
+    relay.thaw();
+    let said = alice.expect_status("reconnected after");
+    bob.expect_status("alice is back");
+    let before: Vec<String> = alice.drain_stderr();
+    assert!(
+        !before
+            .iter()
+            .any(|l| l.contains("joined as guest") || l.contains("no longer keeps")),
+        "{said}: {before:?}"
+    );
+    alice.expect_message("bob: said meanwhile");
+    alice.say("after");
+    bob.expect_message("alice: after");
+    alice.say("q");
+    assert_eq!(alice.wait().code(), Some(0), "{:?}", alice.drain_stderr());
+}
+
+/// A client waiting in line whose path dies keeps its place: the server
+/// says so, the client reconnects, and when its turn comes every line it
+/// typed while waiting (before, during and after the outage) is delivered
+/// once, in order, with the notices it missed.
+#[test]
+fn a_client_waiting_in_line_whose_path_dies_keeps_its_place_and_its_lines() {
+    let mut server = Server::start(&["--dead-after", DEAD_AFTER]);
+    let mut first = server.connect_client(&["--dead-after", DEAD_AFTER]);
+    server.expect_status("connected");
+    let relay = Relay::start(server.addr);
+    let address = relay.address();
+    let mut waiting = Program::spawn(
+        support::CLIENT,
+        &["--connect", &address, "--dead-after", DEAD_AFTER],
+    );
+    waiting.expect_status("you are number 1 in line");
+    let typed = lines("typed while waiting", 3);
+    waiting.say(&typed[0]);
+    relay.settle(Duration::from_millis(300));
+    relay.down();
+    waiting.say(&typed[1]);
+    waiting.expect_status("reconnecting for up to 300 s");
+    let said = server.expect_status("keeping its place for 300 s");
+    assert!(said.contains("(number 1 in line)"), "{said}");
+    relay.up();
+    waiting.expect_status("reconnected after");
+    server.expect_status("is back in line");
+    waiting.say(&typed[2]);
+    first.say("q");
+    assert_eq!(first.wait().code(), Some(0), "{:?}", first.drain_stderr());
+    waiting.expect_status("your turn");
+    expect_exactly(&mut server, &typed);
+    server.say("served");
+    waiting.expect_message("served");
+    waiting.say("q");
+    assert_eq!(
+        waiting.wait().code(),
+        Some(0),
+        "{:?}",
+        waiting.drain_stderr()
+    );
+    let left = server.expect_status(" left");
+    assert!(!left.contains('('), "a clean leave: {left}");
+    assert!(relay.connections() >= 2);
+}
+
 /// A try to reconnect that the client gave up on (no answer within
 /// `--dead-after`) may still reach the server, which takes it as the
 /// session's: the client resets it, so the server keeps the session for the
@@ -508,36 +603,6 @@ fn a_try_the_client_gave_up_on_does_not_end_the_conversation_on_the_server() {
     assert_eq!(server.wait().code(), Some(0), "{said:?}");
 }
 
-/// A client's `HELLO`, as the wire has it: its token, the token it resumes
-/// (zeros: none), how many of the server's messages it took.
-fn hello_frame(token: [u8; 16], resume_of: [u8; 16], received: u64) -> Vec<u8> {
-    let mut payload = vec![b'H', 2];
-    payload.extend_from_slice(&token);
-    payload.extend_from_slice(&resume_of);
-    payload.extend_from_slice(&received.to_be_bytes());
-    payload.extend_from_slice(&1000u32.to_be_bytes());
-    let mut frame = (0x8000_0000u32 | payload.len() as u32)
-        .to_be_bytes()
-        .to_vec();
-    frame.extend_from_slice(&payload);
-    frame
-}
-
-/// The next control frame's payload from `stream`, skipping data frames.
-fn next_control(stream: &mut std::net::TcpStream) -> Vec<u8> {
-    use std::io::Read;
-    loop {
-        let mut header = [0; 4];
-        stream.read_exact(&mut header).expect("a frame");
-        let header = u32::from_be_bytes(header);
-        let mut payload = vec![0; (header & 0x7fff_ffff) as usize];
-        stream.read_exact(&mut payload).expect("a payload");
-        if header & 0x8000_0000 != 0 {
-            return payload;
-        }
-    }
-}
-
 /// A client whose connection is lost after its `HELLO` went and before
 /// the server's came (a lossy start: a user trial's client could only end,
 /// counting bytes, while the server kept its conversation for nobody)
@@ -553,7 +618,7 @@ fn a_client_that_never_got_the_servers_hello_resumes_by_its_own_token() {
     let own = [7; 16];
     let mut first = server.raw();
     let mut opening = vec![0; 32];
-    opening.extend_from_slice(&hello_frame(own, [0; 16], 0));
+    opening.extend_from_slice(&hello_frame(own, [0; 16], 0, 0));
     opening.extend_from_slice(&support::frame(b"before the loss"));
     first.write_all(&opening).unwrap();
     server.expect_message("before the loss");
@@ -566,7 +631,7 @@ fn a_client_that_never_got_the_servers_hello_resumes_by_its_own_token() {
 
     let mut second = server.raw();
     let mut opening = vec![0; 32];
-    opening.extend_from_slice(&hello_frame([0; 16], own, 0));
+    opening.extend_from_slice(&hello_frame([0; 16], own, 0, 0));
     opening.extend_from_slice(&support::frame(b"after the return"));
     second.write_all(&opening).unwrap();
     let answer = next_control(&mut second);

@@ -296,6 +296,116 @@ fn lines_typed_in_one_burst_all_arrive_in_order() {
     expect_exit_and_sane_terminal(&mut session, 0);
 }
 
+/// A client in a terminal, talking to a server held by the test that
+/// speaks version 2 and takes messages of several lines; once the client
+/// has shown the server's first message, it knows that.
+fn client_in_terminal_taking_breaks() -> (Pty, TcpStream) {
+    use std::io::Read;
+    use support::{OFFER, hello_frame, next_control};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut session = in_terminal(&format!("{CLIENT} --connect {addr}; {REPORT}"), false);
+    let (mut server, _) = listener.accept().unwrap();
+    server.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut offer = [1; 32];
+    server.read_exact(&mut offer).unwrap();
+    assert_eq!(offer, OFFER);
+    let mut answer = OFFER.to_vec();
+    answer.extend_from_slice(&hello_frame([3; 16], [0; 16], 0, 1));
+    server.write_all(&answer).unwrap();
+    assert_eq!(next_control(&mut server)[0], b'H', "the client's HELLO");
+    // Shown after the client took the `HELLO` that came before it.
+    server.write_all(&frame(b"ready")).unwrap();
+    session.expect("server: ready").unwrap();
+    (session, server)
+}
+
+/// Reads the client's next message, and acknowledges it (its `n`-th), as a
+/// version 2 server does: else `q` would wait for it.
+fn take_message(server: &mut TcpStream, n: u64) -> String {
+    let text = support::read_data(server).expect("a message");
+    let mut ack = vec![0x80, 0, 0, 9, b'A'];
+    ack.extend_from_slice(&n.to_be_bytes());
+    server.write_all(&ack).unwrap();
+    text
+}
+
+/// Issue 20, item 1: a bracketed paste of several lines stays in the
+/// editor as one message, and Enter sends it whole; Alt-Enter breaks a
+/// line while typing. A message of several lines received is one block,
+/// its lines under its text.
+#[test]
+fn a_paste_of_several_lines_is_one_message_that_enter_sends_whole() {
+    let (mut session, mut server) = client_in_terminal_taking_breaks();
+    session
+        .send("\x1b[200~pasted one\r\npasted two\n\x1b[201~and typed")
+        .unwrap();
+    // Nothing goes before Enter: the paste is shown, its lines under the first.
+    session.expect("pasted one").unwrap();
+    session.expect("  pasted two").unwrap();
+    session.send("\r").unwrap();
+    assert_eq!(
+        take_message(&mut server, 1),
+        "pasted one\npasted two\nand typed"
+    );
+    // Alt-Enter (Esc, then Enter) breaks the line; Enter sends.
+    session.send("first\x1b\rsecond\r").unwrap();
+    assert_eq!(take_message(&mut server, 2), "first\nsecond");
+    server.write_all(&frame(b"alpha\nbeta")).unwrap();
+    session.expect("server: alpha\r\n        beta").unwrap();
+    session.send("q\r").unwrap();
+    assert_eq!(support::read_data(&mut server), None, "the client's end");
+    server.shutdown(Shutdown::Write).unwrap();
+    expect_exit_and_sane_terminal(&mut session, 0);
+}
+
+/// The server's operator too: a paste of several lines goes to a client
+/// that takes them as one message.
+#[test]
+fn the_operators_paste_of_several_lines_is_one_message_to_its_client() {
+    use std::io::Read;
+    use support::{OFFER, hello_frame, next_control, read_data};
+    let (mut session, addr) = server_in_terminal();
+    let mut client = TcpStream::connect(&addr).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    client.write_all(&OFFER).unwrap();
+    let mut offer = [1; 32];
+    client.read_exact(&mut offer).unwrap();
+    assert_eq!(offer, OFFER);
+    assert_eq!(next_control(&mut client)[0], b'H');
+    let mut hello = hello_frame([0; 16], [0; 16], 0, 1);
+    hello.extend_from_slice(&frame(b"ready"));
+    client.write_all(&hello).unwrap();
+    // Shown once the `HELLO` before it was taken.
+    session.expect("ready").unwrap();
+    session
+        .send("\x1b[200~from the operator\nsecond line\x1b[201~\r")
+        .unwrap();
+    assert_eq!(
+        read_data(&mut client).as_deref(),
+        Some("from the operator\nsecond line")
+    );
+    session.send("\x03").unwrap();
+    expect_exit_and_sane_terminal(&mut session, 130);
+}
+
+/// A peer that did not say it takes messages of several lines (a version 1
+/// server) gets one a line each, in order, its empty lines left out.
+#[test]
+fn a_message_of_several_lines_goes_a_line_each_to_a_plain_peer() {
+    let (mut session, mut server) = client_in_terminal(false);
+    session
+        .send("\x1b[200~one\n\ntwo\x1b[201~\x1b\rthree\r")
+        .unwrap();
+    for line in ["one", "two", "three"] {
+        assert_eq!(read_text(&mut server), line);
+    }
+    enter(&mut session, &mut server, "after", "after");
+    session.send("q\r").unwrap();
+    finish(server);
+    expect_exit_and_sane_terminal(&mut session, 0);
+}
+
 /// A shell prints its own pid and then becomes `program`, so the test can
 /// signal the program and find its terminal.
 fn exec_in_terminal(program: &str) -> (Pty, u32, String) {
@@ -436,13 +546,14 @@ fn a_paste_of_megabytes_to_a_client_that_reads_nothing_never_freezes_q() {
     let me = stalled.local_addr().unwrap().to_string();
     session.expect(format!("[{me}] > ").as_str()).unwrap();
 
-    // A megabyte: far more than the client's window and the kernels'
-    // buffers hold. (Three took 6 to 12 s of the editor's echo here, and
+    // A megabyte, sent by Enter (a paste is one message until then, which
+    // goes to a plain peer a line each): far more than the client's window
+    // and the kernels' buffers hold. (Three took 6 to 12 s of the editor's echo here, and
     // once over a minute on a loaded CI machine.)
     let line = "z".repeat(99);
     let paste: String = (0..10_000).map(|_| format!("{line}\n")).collect();
     session
-        .send(format!("\x1b[200~{paste}\x1b[201~q\r"))
+        .send(format!("\x1b[200~{paste}\x1b[201~\rq\r"))
         .unwrap();
     // `q` is acted on at once, though the paste is still held up: the
     // conversation is ending. (What the stall rule then says, and how much

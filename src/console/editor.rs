@@ -30,6 +30,7 @@ use crate::console::input::{AfterQuit, Composer, Entered};
 use crate::console::look::{self, Shape};
 use crate::console::output::{Output, Said, Shown, write_plain};
 use crate::errors::to_stderr;
+use crate::wire::display::{LINE_BREAK, needs_escape};
 
 /// What the editor thread is told.
 pub(super) enum Msg {
@@ -147,11 +148,7 @@ impl Editor {
                 let outcome = self.line.key(key);
                 self.act(outcome);
             }
-            Msg::Term(Ok(event::Event::Paste(text))) => {
-                for line in self.line.paste(&text) {
-                    self.enter(&line);
-                }
-            }
+            Msg::Term(Ok(event::Event::Paste(text))) => self.line.paste(&text),
             Msg::Term(Ok(event::Event::Resize(..))) => {
                 // The terminal has already rearranged what was drawn: find
                 // its first row where the terminal put it (at the new width,
@@ -311,10 +308,13 @@ impl Editor {
             return;
         }
         self.clear();
-        // A terminal that says nothing sensible of its size (a serial line
-        // saying 0) gets its messages unwrapped rather than a row a letter.
+        // A terminal that says nothing of its size (a serial line saying
+        // 0) gets its messages unwrapped rather than a row a letter. A
+        // narrow one is wrapped here all the same: left to the terminal,
+        // a row of a peer's text would start at column 0 (a user trial at
+        // 16 columns read `bob: I agree` there, from alice).
         let columns = match terminal::size() {
-            Ok((c, _)) if c >= 20 => usize::from(c),
+            Ok((c, _)) if c > 0 => usize::from(c),
             _ => usize::MAX / 2,
         };
         let palette = self.shape.palette;
@@ -515,7 +515,8 @@ fn columns_of(text: &str) -> usize {
 /// A message's text as one block on a screen `columns` wide, after a label
 /// of `label` columns: each row the terminal would wrap to is started
 /// anew, indented under the text, so that nothing a peer sends can begin a
-/// row at column 0 and pass for another sender's line; and tabs are
+/// row at column 0 and pass for another sender's line, and so is each line
+/// of a message of several lines (after each [`LINE_BREAK`]); tabs are
 /// spaces to the next multiple of 8 (a tab jumps to wherever the terminal
 /// says, which a peer could use the same way).
 fn block(text: &str, label: usize, columns: usize) -> String {
@@ -534,6 +535,13 @@ fn block(text: &str, label: usize, columns: usize) -> String {
         *used += width;
     };
     for c in text.chars() {
+        if c == LINE_BREAK {
+            out.push_str("\r\n");
+            out.extend(std::iter::repeat_n(' ', indent));
+            used = indent;
+            column_in_text = 0;
+            continue;
+        }
         if c == '\t' {
             let spaces = 8 - column_in_text % 8;
             for _ in 0..spaces {
@@ -549,14 +557,42 @@ fn block(text: &str, label: usize, columns: usize) -> String {
     out
 }
 
-/// What is written for the prompt and `text` once entered: control
-/// characters (a pasted tab, say) show as `?`, as while it was typed.
+/// What is written for the prompt and `text` once entered, as it was
+/// shown while typed: tabs as spaces to the next multiple of 8 of the
+/// line, what a peer's screen would escape (controls, line separators,
+/// bidirectional controls) as `?`, and the lines of a message of several
+/// lines under the first.
 fn shown_form(prompt: &str, text: &str) -> String {
-    prompt
-        .chars()
-        .chain(text.chars())
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    let indent = " ".repeat(columns_of(prompt));
+    let mut out = String::with_capacity(prompt.len() + text.len());
+    for (n, line) in text.split('\n').enumerate() {
+        match n {
+            0 => out.push_str(prompt),
+            _ => {
+                out.push_str("\r\n");
+                out.push_str(&indent);
+            }
+        }
+        let mut column = 0;
+        for c in line.chars() {
+            match c {
+                '\t' => {
+                    let spaces = 8 - column % 8;
+                    out.extend(std::iter::repeat_n(' ', spaces));
+                    column += spaces;
+                }
+                c if needs_escape(c) => {
+                    out.push('?');
+                    column += 1;
+                }
+                c => {
+                    out.push(c);
+                    column += c.width().unwrap_or(0);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The screen's columns and rows. A terminal that says nothing sensible (a
@@ -667,12 +703,22 @@ mod tests {
             assert!(super::columns_of(row) <= 40, "{row:?}");
         }
         assert_eq!(block("a\tb", 5, 80), "a       b");
+        // Each line of a message of several lines starts under the first,
+        // its tabs counted from its own start.
+        assert_eq!(
+            block("one\u{2028}\ttwo\u{2028}bob: three", 7, 80),
+            "one\r\n               two\r\n       bob: three"
+        );
         assert_eq!(block("short", 7, 80), "short");
     }
 
     #[test]
-    fn an_entered_line_shows_control_characters_as_question_marks() {
-        assert_eq!(shown_form("> ", "a\tb"), "> a?b");
+    fn an_entered_line_shows_tabs_as_spaces_and_what_a_peer_would_escape_as_question_marks() {
+        assert_eq!(
+            shown_form("> ", "a\tb\x1b\u{2028}\u{202e}"),
+            "> a       b???"
+        );
         assert_eq!(shown_form("> ", "e\u{301}"), "> e\u{301}");
+        assert_eq!(shown_form("> ", "one\ntwo"), "> one\r\n  two");
     }
 }

@@ -178,14 +178,77 @@ impl Composer {
             self.output.error(answer);
             return Entered::Accepted;
         }
-        match encode_frame(&mut self.batch, text, self.max_message_size) {
-            Ok(()) => self.lines_in_batch += 1,
-            Err(_) => self.refuse_cold(text.len()),
+        if memchr::memchr(b'\n', text).is_some() {
+            self.enter_lines(text);
+        } else {
+            match encode_frame(&mut self.batch, text, self.max_message_size) {
+                Ok(()) => self.lines_in_batch += 1,
+                Err(_) => self.refuse_cold(text.len()),
+            }
         }
         if self.batch.len() >= BATCH_LIMIT {
             self.flush();
         }
         Entered::Accepted
+    }
+
+    /// A message of several lines (the line editor's, UTF-8): one message
+    /// to a peer that takes them, else each line that is not empty as a
+    /// message of its own, in order. A command of several lines to a peer
+    /// that does not take them is not sent: its later lines would go as
+    /// messages (a `/msg`'s to everyone).
+    #[cold]
+    fn enter_lines(&mut self, text: &[u8]) {
+        // In a room (whose commands we know), only /msg and /me take text:
+        // any other command's later lines would be dropped without a word.
+        let takes_text = [&b"/msg"[..], b"/me"].iter().any(|command| {
+            text.strip_prefix(*command)
+                .is_some_and(|rest| rest.first().is_some_and(u8::is_ascii_whitespace))
+        });
+        if self.recipient.answer.get().is_some()
+            && text.starts_with(b"/")
+            && !text.starts_with(b"//")
+            && !takes_text
+        {
+            self.output
+                .error("only /msg and /me take several lines: a command is one line; not sent");
+            return;
+        }
+        // With nobody connected, it is one message not sent.
+        let whole = self
+            .recipient
+            .current()
+            .is_none_or(|outbox| outbox.takes_line_breaks());
+        if whole {
+            let unix;
+            let text = match memchr::memchr(b'\r', text) {
+                None => text,
+                Some(_) => {
+                    unix = String::from_utf8_lossy(text).replace("\r\n", "\n");
+                    unix.as_bytes()
+                }
+            };
+            match encode_frame(&mut self.batch, text, self.max_message_size) {
+                Ok(()) => self.lines_in_batch += 1,
+                Err(_) => self.refuse(text.len()),
+            }
+            return;
+        }
+        if text.starts_with(b"/") {
+            self.output
+                .error("the peer takes one line at a time: a command of several lines is not sent");
+            return;
+        }
+        for line in text.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                continue;
+            }
+            match encode_frame(&mut self.batch, line, self.max_message_size) {
+                Ok(()) => self.lines_in_batch += 1,
+                Err(_) => self.refuse(line.len()),
+            }
+        }
     }
 
     /// The common case of [`enter_text`](Self::enter_text), for a line known
@@ -665,5 +728,103 @@ mod tests {
         assert_eq!(sent, ["12345", "12345", "ok"]);
         let (sent, _) = sent_for(b"12\n1234567\rxyz", 5);
         assert_eq!(sent, ["12"]);
+    }
+
+    /// Issue 20, item 1: a message of several lines (the editor's) goes
+    /// whole to a peer that takes line breaks, and a line each, empty ones
+    /// left out, to one that does not; a command of several lines to the
+    /// latter is not sent at all (its later lines would go as messages).
+    #[test]
+    fn a_message_of_several_lines_goes_whole_or_a_line_each() {
+        for whole in [true, false] {
+            let recipient = Arc::new(Recipient::default());
+            let outbox = Arc::new(Outbox::new());
+            if whole {
+                outbox.take_line_breaks();
+            }
+            recipient.set(Some(Arc::clone(&outbox)));
+            let (shown, errors) = mpsc::channel();
+            let output = Output::new(crate::console::event::Events::new(shown));
+            let mut composer =
+                Composer::new(100, recipient, Arc::clone(&output), Room::Take, false);
+            composer.enter(b"one\n\ntwo\r\nthree");
+            composer.enter(b"/msg bob hi\nthere");
+            composer.enter(b"plain");
+            composer.flush();
+            outbox.close();
+            let mut bytes = Vec::new();
+            let mut batches = Vec::new();
+            while outbox.take_now(&mut batches) {
+                batches.iter().for_each(|b| bytes.extend_from_slice(b));
+            }
+            let mut frames = FrameReader::new(&bytes[..], 100);
+            let mut sent = Vec::new();
+            while let Some(payload) = frames.read_frame().unwrap() {
+                sent.push(String::from_utf8(payload.to_vec()).unwrap());
+            }
+            match whole {
+                true => {
+                    assert_eq!(sent, ["one\n\ntwo\nthree", "/msg bob hi\nthere", "plain"]);
+                    assert_eq!(outbox.lines(), 3);
+                }
+                false => {
+                    assert_eq!(sent, ["one", "two", "three", "plain"]);
+                    assert_eq!(outbox.lines(), 4);
+                    let mut said = Vec::new();
+                    output.take(&mut said, false);
+                    assert!(
+                        format!("{said:?}").contains("a command of several lines is not sent"),
+                        "{said:?}"
+                    );
+                }
+            }
+            drop(errors);
+        }
+    }
+
+    /// In a room, a command of several lines other than /msg and /me is
+    /// refused whole (its later lines went nowhere without a word); with
+    /// nobody connected, a message of several lines is one not sent.
+    #[test]
+    fn a_command_of_several_lines_is_refused_and_nobody_connected_counts_one() {
+        let recipient = Arc::new(Recipient::default());
+        recipient.answer_locally(Box::new(|_| None));
+        let outbox = Arc::new(Outbox::new());
+        outbox.take_line_breaks();
+        recipient.set(Some(Arc::clone(&outbox)));
+        let (shown, _keep) = mpsc::channel();
+        let output = Output::new(crate::console::event::Events::new(shown));
+        let mut composer = Composer::new(
+            100,
+            Arc::clone(&recipient),
+            Arc::clone(&output),
+            Room::Take,
+            false,
+        );
+        for text in [
+            &b"/who\nmore"[..],
+            b"/me waves\nagain",
+            b"//x\ny",
+            b"/msgx\ny",
+        ] {
+            composer.enter(text);
+        }
+        composer.flush();
+        assert_eq!(outbox.lines(), 2, "/me and //x went");
+        let mut said = Vec::new();
+        output.take(&mut said, false);
+        let said = format!("{said:?}");
+        assert_eq!(
+            said.matches("only /msg and /me take several lines").count(),
+            2,
+            "{said}"
+        );
+        recipient.set(None);
+        composer.enter(b"a\nb\nc");
+        composer.flush();
+        composer.tell_rest();
+        let mut said = Vec::new();
+        output.take(&mut said, false);
+        assert!(format!("{said:?}").contains("1 line not sent"), "{said:?}");
     }
 }

@@ -5,10 +5,17 @@
 //! The cursor moves over grapheme clusters, what a person sees as one
 //! character (`e` and a combining accent, `👍🏽`, a flag): it never stops
 //! inside one, so a key can neither split it nor send half of it.
+//!
+//! The text may have line breaks (`\n`: Alt-Enter, or a paste of several
+//! lines): it is still one message, sent whole by Enter. Its lines are
+//! shown a row (or more) each, under the first, and the keys that go to a
+//! line's start or end, or up and down, act within them.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use unicode_segmentation::{GraphemeCursor, UnicodeSegmentation};
 use unicode_width::UnicodeWidthStr;
+
+use crate::wire::display::needs_escape;
 
 /// What a key did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +93,9 @@ impl Line {
                     saved: (self.text.clone(), self.cursor),
                 });
             }
+            // Alt-Enter (Esc then Enter, in most terminals): a line break
+            // in the message, which Enter then sends whole.
+            KeyCode::Enter if alt => self.insert("\n"),
             KeyCode::Enter => return Outcome::Submit(self.submit()),
             KeyCode::Char('j' | 'm') if ctrl => return Outcome::Submit(self.submit()),
             KeyCode::Char('c') if ctrl => return Outcome::Interrupt,
@@ -93,18 +103,30 @@ impl Line {
             KeyCode::Char('z') if ctrl => return Outcome::Suspend,
             KeyCode::Char('l') if ctrl => return Outcome::ClearScreen,
             KeyCode::Char('d') if ctrl => self.delete_forward(),
-            KeyCode::Char('a') if ctrl => self.cursor = 0,
-            KeyCode::Char('e') if ctrl => self.cursor = self.text.len(),
+            KeyCode::Char('a') if ctrl => self.cursor = self.line_start(),
+            KeyCode::Char('e') if ctrl => self.cursor = self.line_end(),
             KeyCode::Char('b') if ctrl => self.cursor = self.prev_boundary(),
             KeyCode::Char('f') if ctrl => self.cursor = self.next_boundary(),
             KeyCode::Char('w') if ctrl => self.delete_back_to(self.word_start()),
             // Many terminals send Ctrl-H for Backspace.
             KeyCode::Char('h') if ctrl => self.delete_back_to(self.prev_boundary()),
-            KeyCode::Char('u') if ctrl => {
-                self.text.replace_range(..self.cursor, "");
+            // At a line's start (Ctrl-U twice), the whole message goes: a
+            // wrong paste of 500 lines is not deleted line by line.
+            KeyCode::Char('u')
+                if ctrl && self.cursor == self.line_start() && self.text.contains('\n') =>
+            {
+                self.text.clear();
                 self.cursor = 0;
             }
-            KeyCode::Char('k') if ctrl => self.text.truncate(self.cursor),
+            KeyCode::Char('u') if ctrl => self.delete_back_to(self.line_start()),
+            // At a line's end, the break after it goes (as in Emacs).
+            KeyCode::Char('k') if ctrl => {
+                let end = match self.line_end() {
+                    end if end == self.cursor && end < self.text.len() => end + 1,
+                    end => end,
+                };
+                self.text.replace_range(self.cursor..end, "");
+            }
             KeyCode::Char('p') if ctrl => self.history_back(),
             KeyCode::Char('n') if ctrl => self.history_forward(),
             KeyCode::Char('b') if alt => self.cursor = self.word_start(),
@@ -123,8 +145,11 @@ impl Line {
             KeyCode::Right if ctrl || alt => self.cursor = self.word_end(),
             KeyCode::Left => self.cursor = self.prev_boundary(),
             KeyCode::Right => self.cursor = self.next_boundary(),
-            KeyCode::Home => self.cursor = 0,
-            KeyCode::End => self.cursor = self.text.len(),
+            KeyCode::Home => self.cursor = self.line_start(),
+            KeyCode::End => self.cursor = self.line_end(),
+            // Between the lines of a message, else through the history.
+            KeyCode::Up if self.line_start() > 0 => self.line_up(),
+            KeyCode::Down if self.line_end() < self.text.len() => self.line_down(),
             KeyCode::Up => self.history_back(),
             KeyCode::Down => self.history_forward(),
             _ => return Outcome::Ignored,
@@ -133,25 +158,56 @@ impl Line {
         Outcome::Edited
     }
 
-    /// Pasted text goes in where the cursor is; each line end in it (`\n`,
-    /// `\r\n`, or the `\r` most terminals paste) enters the line so far.
-    /// Returns the lines entered, in order.
-    pub(super) fn paste(&mut self, text: &str) -> Vec<String> {
-        let mut entered = Vec::new();
-        let mut rest = text;
-        while let Some(end) = rest.find(['\r', '\n']) {
-            self.insert(&rest[..end]);
-            entered.push(self.submit());
-            let skip = if rest[end..].starts_with("\r\n") {
-                2
-            } else {
-                1
-            };
-            rest = &rest[end + skip..];
-        }
-        self.insert(rest);
+    /// Pasted text goes in where the cursor is, its line ends (`\n`,
+    /// `\r\n`, or the `\r` most terminals paste) as line breaks: a paste
+    /// of several lines is one message, to look over, edit and send whole
+    /// with Enter. (Until 2026-12 each line of it was sent as it came.)
+    pub(super) fn paste(&mut self, text: &str) {
+        let text = text.replace("\r\n", "\n").replace('\r', "\n");
+        self.insert(&text);
         self.onto_boundary();
-        entered
+    }
+
+    /// Where the cursor's line starts: after the line break before it.
+    fn line_start(&self) -> usize {
+        self.text[..self.cursor].rfind('\n').map_or(0, |at| at + 1)
+    }
+
+    /// Where the cursor's line ends: at the line break after it.
+    fn line_end(&self) -> usize {
+        self.text[self.cursor..]
+            .find('\n')
+            .map_or(self.text.len(), |at| self.cursor + at)
+    }
+
+    /// To the line above, as many clusters in as the cursor is (or its end).
+    fn line_up(&mut self) {
+        let into = self.clusters_into_line();
+        self.cursor = self.line_start() - 1;
+        self.cursor = self.line_start();
+        self.go_into_line(into);
+    }
+
+    /// To the line below, as many clusters in as the cursor is (or its end).
+    fn line_down(&mut self) {
+        let into = self.clusters_into_line();
+        self.cursor = self.line_end() + 1;
+        self.go_into_line(into);
+    }
+
+    fn clusters_into_line(&self) -> usize {
+        self.text[self.line_start()..self.cursor]
+            .graphemes(true)
+            .count()
+    }
+
+    /// From a line's start, `into` clusters on, at most to its end.
+    fn go_into_line(&mut self, into: usize) {
+        let (start, end) = (self.cursor, self.line_end());
+        self.cursor = self.text[start..end]
+            .grapheme_indices(true)
+            .nth(into)
+            .map_or(end, |(at, _)| start + at);
     }
 
     /// A key during a history search; false when the key ends the search
@@ -222,7 +278,11 @@ impl Line {
     }
 
     fn submit(&mut self) -> String {
-        let line = std::mem::take(&mut self.text);
+        // Line breaks before and after the text say nothing (a paste that
+        // ended with a line end).
+        let line = std::mem::take(&mut self.text)
+            .trim_matches('\n')
+            .to_string();
         self.cursor = 0;
         self.browsing = None;
         self.draft.clear();
@@ -384,13 +444,40 @@ pub(super) fn layout(
     let mut current = String::new();
     let mut column = 0;
     let mut at_cursor = None;
+    // The lines after a line break start under the text's first.
+    let indent = prompt.width().min(columns / 2);
+    // Columns into the text's line so far, for tabs.
+    let mut in_line = 0;
     let prompt_clusters = prompt.grapheme_indices(true).map(|(_, c)| (None, c));
     let text_clusters = text.grapheme_indices(true).map(|(at, c)| (Some(at), c));
     for (at, cluster) in prompt_clusters.chain(text_clusters) {
-        let controls = cluster.chars().filter(|c| c.is_control()).count();
-        let width = match controls {
-            0 => cluster.width(),
-            _ => cluster.chars().count(),
+        // A line break fills its row with spaces (so that the whole stays
+        // one line that the terminal wraps, as below), after a full row
+        // that the terminal has yet to wrap a row of its own.
+        if at.is_some() && cluster == "\n" {
+            if column >= columns {
+                lines.push(std::mem::take(&mut current));
+                column = 0;
+            }
+            if at == Some(cursor) {
+                at_cursor = Some((lines.len(), column));
+            }
+            current.extend(std::iter::repeat_n(' ', columns - column));
+            lines.push(std::mem::take(&mut current));
+            current.extend(std::iter::repeat_n(' ', indent));
+            column = indent;
+            in_line = 0;
+            continue;
+        }
+        // A tab is spaces to the next multiple of 8 of its line, as a
+        // peer's screen shows it; what a peer's screen would escape
+        // (controls, line separators, bidirectional controls) is `?`.
+        let tab = at.is_some() && cluster == "\t";
+        let controls = cluster.chars().filter(|&c| needs_escape(c)).count();
+        let width = match (tab, controls) {
+            (true, _) => 8 - in_line % 8,
+            (false, 0) => cluster.width(),
+            (false, n) => n,
         };
         // A cluster that does not fit goes to the next row whole (one wider
         // than the screen starts a row of its own and is cut by the terminal).
@@ -402,11 +489,15 @@ pub(super) fn layout(
         if at == Some(cursor) {
             at_cursor = Some((lines.len(), column));
         }
-        match controls {
-            0 => current.push_str(cluster),
-            n => current.extend(std::iter::repeat_n('?', n)),
+        match (tab, controls) {
+            (true, _) => current.extend(std::iter::repeat_n(' ', width)),
+            (false, 0) => current.push_str(cluster),
+            (false, n) => current.extend(std::iter::repeat_n('?', n)),
         }
         column += width;
+        if at.is_some() {
+            in_line += width;
+        }
     }
     lines.push(current);
     // At the end of the text, or past the last column (where a terminal's
@@ -732,9 +823,14 @@ mod tests {
         assert_eq!(end("🇩🇪"), (0, 4));
         assert_eq!(end("👍🏽"), (0, 4));
         assert_eq!(end("你好"), (0, 6));
-        // Control characters show as `?`, one column each.
-        let shown = layout("> ", "a\tb", 1, WIDE, 0);
-        assert_eq!((shown.text.as_str(), shown.cursor), ("> a?b", (0, 3)));
+        // What a peer's screen escapes shows as `?`, one column each; a tab
+        // as spaces to the next multiple of 8 of its line.
+        let shown = layout("> ", "a\x1bb\u{2028}", 1, WIDE, 0);
+        assert_eq!((shown.text.as_str(), shown.cursor), ("> a?b?", (0, 3)));
+        let shown = layout("> ", "a\tb\n\tc", 3, WIDE, 0);
+        assert_eq!(&shown.text[..11], "> a       b");
+        assert_eq!(shown.cursor, (0, 11));
+        assert!(shown.text.ends_with("          c"), "{:?}", shown.text);
         let middle = "a👍🏽b";
         assert_eq!(
             layout("> ", middle, middle.len() - 1, WIDE, 0).cursor,
@@ -842,12 +938,104 @@ mod tests {
         assert_eq!(drawn.rows_above_cursor(0, true), 251);
     }
 
+    /// Issue 20, item 1: a paste of several lines stays in the editor as
+    /// one message, whatever its line ends, and Enter sends it whole,
+    /// without the line ends around it.
     #[test]
-    fn a_paste_enters_each_complete_line_and_keeps_the_rest() {
+    fn a_paste_of_several_lines_is_one_message_sent_by_enter() {
         let mut line = Line::default();
         typed(&mut line, "> ");
-        let entered = line.paste("first\r\nsecond\nthird\rfourth\n\nfif");
-        assert_eq!(entered, ["> first", "second", "third", "fourth", ""]);
-        assert_eq!(line.text(), "fif");
+        line.paste("first\r\nsecond\nthird\rfourth\n\nfif");
+        assert_eq!(line.text(), "> first\nsecond\nthird\nfourth\n\nfif");
+        assert_eq!(line.cursor(), line.text().len());
+        typed(&mut line, "th");
+        assert_eq!(
+            press(&mut line, KeyCode::Enter, NONE),
+            Outcome::Submit("> first\nsecond\nthird\nfourth\n\nfifth".into())
+        );
+        line.paste("\nlast line\n");
+        assert_eq!(
+            press(&mut line, KeyCode::Enter, NONE),
+            Outcome::Submit("last line".into())
+        );
+    }
+
+    /// Alt-Enter breaks the line; Home, End, Ctrl-A, Ctrl-E, Ctrl-U and
+    /// Ctrl-K act within the cursor's line; Up and Down move between the
+    /// lines, and through the history only from the first or the last.
+    #[test]
+    fn the_lines_of_a_message_are_edited_each_in_place() {
+        let mut line = Line::default();
+        typed(&mut line, "earlier");
+        press(&mut line, KeyCode::Enter, NONE);
+        typed(&mut line, "one");
+        press(&mut line, KeyCode::Enter, ALT);
+        typed(&mut line, "two2");
+        press(&mut line, KeyCode::Enter, ALT);
+        typed(&mut line, "three");
+        assert_eq!(line.text(), "one\ntwo2\nthree");
+        press(&mut line, KeyCode::Home, NONE);
+        assert_eq!(line.cursor(), "one\ntwo2\n".len());
+        press(&mut line, KeyCode::Right, NONE);
+        press(&mut line, KeyCode::Right, NONE);
+        // Up keeps the column; a shorter line puts it at its end.
+        press(&mut line, KeyCode::Up, NONE);
+        assert_eq!(line.cursor(), "one\ntw".len());
+        press(&mut line, KeyCode::End, NONE);
+        press(&mut line, KeyCode::Up, NONE);
+        assert_eq!(line.cursor(), "one".len());
+        press(&mut line, KeyCode::Down, NONE);
+        press(&mut line, KeyCode::Down, NONE);
+        assert_eq!(line.cursor(), "one\ntwo2\nthr".len());
+        // From the last line, Down is the history's (nothing newer).
+        press(&mut line, KeyCode::Down, NONE);
+        assert_eq!(line.text(), "one\ntwo2\nthree");
+        press(&mut line, KeyCode::Char('a'), CTRL);
+        press(&mut line, KeyCode::Char('k'), CTRL);
+        assert_eq!(line.text(), "one\ntwo2\n");
+        press(&mut line, KeyCode::Backspace, NONE);
+        press(&mut line, KeyCode::Left, NONE);
+        press(&mut line, KeyCode::Char('u'), CTRL);
+        assert_eq!((line.text(), line.cursor()), ("one\n2", 4));
+        // Ctrl-U again, at the line's start: the whole message goes.
+        let mut other = Line::default();
+        other.paste("a\nbc");
+        press(&mut other, KeyCode::Char('u'), CTRL);
+        assert_eq!(other.text(), "a\n");
+        press(&mut other, KeyCode::Char('u'), CTRL);
+        assert_eq!((other.text(), other.cursor()), ("", 0));
+        press(&mut line, KeyCode::Up, NONE);
+        press(&mut line, KeyCode::Char('e'), CTRL);
+        // Ctrl-K at a line's end takes the break.
+        press(&mut line, KeyCode::Char('k'), CTRL);
+        assert_eq!(line.text(), "one2");
+        // On the first line, Up is the history's.
+        press(&mut line, KeyCode::Up, NONE);
+        assert_eq!(line.text(), "earlier");
+        press(&mut line, KeyCode::Down, NONE);
+        assert_eq!(line.text(), "one2");
+    }
+
+    /// The lines of a message are laid out a row each (or more), under the
+    /// first line's text; the rows stay one line for the terminal.
+    #[test]
+    fn a_message_of_several_lines_is_laid_out_under_its_first() {
+        let size = (10, 24);
+        let text = "ab\ncd\n\nefghijklmn";
+        let shown = layout("> ", text, text.len(), size, 0);
+        assert_eq!(
+            rows_of(&shown, 10),
+            ["> ab      ", "  cd      ", "          ", "  efghijkl", "mn"]
+        );
+        assert_eq!((shown.end_row, shown.cursor), (4, (4, 2)));
+        // The cursor at a line's end stays there, before the break.
+        let shown = layout("> ", text, 2, size, 0);
+        assert_eq!(shown.cursor, (0, 4));
+        let shown = layout("> ", text, 3, size, 0);
+        assert_eq!(shown.cursor, (1, 2));
+        // A line that fills its row: the break takes a row of its own.
+        let shown = layout("> ", "abcdefgh\nx", 8, size, 0);
+        assert_eq!(rows_of(&shown, 10), ["> abcdefgh", "          ", "  x"]);
+        assert_eq!(shown.cursor, (1, 0));
     }
 }

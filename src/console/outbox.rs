@@ -22,6 +22,7 @@
 use crate::wire::frame::{HEADER_LEN, split_frames};
 use std::collections::VecDeque;
 use std::mem;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 
 /// How many bytes may wait for the socket before a waiting push blocks.
@@ -44,6 +45,9 @@ pub struct Outbox {
     on_queued: Option<Box<dyn Fn() + Send + Sync>>,
     /// Signalled when the writer takes frames or the outbox closes.
     drained: Condvar,
+    /// The peer takes messages of several lines as one (its `HELLO` said
+    /// so); until then each line of one goes as a message of its own.
+    takes_line_breaks: AtomicBool,
 }
 
 /// Emptied buffers kept for reuse, so a steady flow allocates nothing: as
@@ -207,6 +211,16 @@ impl Outbox {
     /// Whether a push may write its batch itself.
     pub fn writes_at_once(&self) -> bool {
         self.write_now.get().is_some()
+    }
+
+    /// The peer takes messages of several lines as one, from now on.
+    pub fn take_line_breaks(&self) {
+        self.takes_line_breaks.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a message of several lines goes as one.
+    pub fn takes_line_breaks(&self) -> bool {
+        self.takes_line_breaks.load(Ordering::Relaxed)
     }
 
     /// Whether a push is waiting for room now.

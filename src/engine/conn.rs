@@ -481,6 +481,11 @@ impl Conn {
         Ahead::Full
     }
 
+    /// Whether the peer's offer has come (see [`crate::wire::session`]).
+    pub fn peer_offered(&self) -> bool {
+        self.wire.opening == Opening::Offered
+    }
+
     /// What [`read_ahead`](Self::read_ahead) holds, not yet handed out.
     pub fn ahead(&self) -> &[u8] {
         &self.pending
@@ -1247,6 +1252,7 @@ mod tests {
             resume_of: [0; 16],
             received: 0,
             heartbeat_ms: 1000,
+            takes: session::TAKES,
         }
     }
 

@@ -49,7 +49,10 @@ use crate::state::clock::Clock;
 use crate::state::ending::{Closing, Ending, Happening, Rules};
 use crate::state::session::{Away, Session};
 use crate::state::throttle::Throttle;
-use crate::wire::session::{Control, Hello, NO_TOKEN, Opening, Token as SessionToken, VERSION};
+use crate::wire::session::{
+    Control, Hello, NO_TOKEN, OFFER_LEN, Opening, TAKES, TAKES_LINE_BREAKS, Token as SessionToken,
+    VERSION,
+};
 use conn::{Ahead, Conn, Flushed, ReadEnd};
 use gate::{Gate, Phase};
 pub use gate::{GateConfig, HANDSHAKE_TIMEOUT, TlsConfig, secure};
@@ -195,10 +198,27 @@ struct Link {
     hello_owed: bool,
     /// The peer's messages counted into `session` so far, and bytes.
     taken_seen: (u64, u64),
+    /// Messages (and bytes) the service took on a connection since lost,
+    /// while their acknowledgements were held (a client waiting in line):
+    /// counted into `session` once they are not.
+    held_over: (u64, u64),
+    /// The peer said `BYE`: it ended the connection on purpose, and its
+    /// session is not kept for a resume.
+    said_bye: bool,
+    /// The peer ended its sending half while the service had not started
+    /// the ending (a client waiting in line whose input ended): a failure
+    /// after it is its leaving (it cannot say `BYE` any more), not a loss.
+    finished_unjudged: bool,
+    /// The service had started the connection's ending before it was
+    /// lost: it starts again once the session is back (a client waiting in
+    /// line has none).
+    ending_started: bool,
     /// Plaintext bytes read as of the last look: more since is life.
     received_seen: u64,
     /// The service was told of the session.
     opened_told: bool,
+    /// What the peer's `HELLO` said it takes ([`Hello::takes`]).
+    peer_takes: u32,
     /// What the peer sends is kept by the service, not yet taken: not
     /// acknowledged until it is (a client waiting in line).
     acks_held: bool,
@@ -784,6 +804,17 @@ impl Io {
         (silent >= after).then(|| crate::state::ending::lost_after(after))
     }
 
+    /// Connection `id`, which has no ending to judge it (a client waiting
+    /// in line), is lost (`why`, as [`lost`](Self::lost) says): its
+    /// session is kept for a resume if it may be ([`News::Away`]), else
+    /// the service hears of the failure.
+    pub fn lose(&mut self, id: Id, why: String) {
+        if self.links.contains(id) {
+            self.happenings
+                .push_back((id, Happening::ReceiveFailed(why)));
+        }
+    }
+
     /// Bytes of frames connection `id` has handed wholly to the kernel.
     pub fn sent(&self, id: Id) -> u64 {
         self.links.get(id).map_or(0, |link| link.conn.sent())
@@ -830,6 +861,25 @@ impl Io {
         let Some(link) = self.links.get_mut(id) else {
             return false;
         };
+        // A server that resumes answers a try with its offer first: any
+        // other first bytes (a room's greeting, the waiting line's notice)
+        // say it took the try for a new client (its first bytes came after
+        // the server's wait for them, a user trial's held relay). Not to be
+        // shown: the try failed, and the next one may be taken right.
+        if link.husk.is_some() && !link.conn.peer_offered() {
+            let _ = link.conn.read_ahead(&mut self.scratch, OFFER_LEN);
+            if link.conn.ahead().iter().any(|&b| b != 0) {
+                // It is told so, lest it keep that new session for us.
+                link.conn.queue_control(&Control::Bye);
+                let _ = link.conn.flush();
+                self.resume_failed(
+                    id,
+                    "the server took the attempt for a new connection (its first bytes came late)"
+                        .to_string(),
+                );
+                return false;
+            }
+        }
         if let Some(end) = link.conn.read_with(&mut self.scratch, limit, each) {
             if let ReadEnd::Failed(e) = &end
                 && e.kind() == ErrorKind::InvalidData
@@ -863,11 +913,18 @@ impl Io {
                 }
                 return false;
             }
-            match link.closing.is_some() {
-                true => self.happenings.push_back((id, happening)),
-                false => self
-                    .news
-                    .push_back((id, news_of(&happening).expect("an end"))),
+            match (link.closing.is_some(), happening) {
+                (true, happening) => self.happenings.push_back((id, happening)),
+                // Judged in `step`, where the session may be kept.
+                (false, Happening::ReceiveFailed(why)) if matches!(link.phase, Phase::Admitted) => {
+                    self.happenings
+                        .push_back((id, Happening::ReceiveFailed(why)))
+                }
+                (false, happening) => {
+                    link.finished_unjudged |= happening == Happening::PeerClosed;
+                    self.news
+                        .push_back((id, news_of(&happening).expect("an end")));
+                }
             }
         }
         // Records rustls queued while reading (a key update) go out too.
@@ -1066,8 +1123,13 @@ impl Io {
             session: None,
             hello_owed: false,
             taken_seen: (0, 0),
+            held_over: (0, 0),
+            ending_started: false,
+            said_bye: false,
+            finished_unjudged: false,
             received_seen: 0,
             opened_told: false,
+            peer_takes: 0,
             acks_held: false,
             ack_delay: Duration::ZERO,
             resume_for: None,
@@ -1225,25 +1287,29 @@ impl Io {
         let session = link.session.as_mut().expect("a session");
         session.heard(self.now);
         session.beat_every(Duration::from_millis(hello.heartbeat_ms.into()));
-        let received = session.taken();
+        // What a client waiting in line sent was taken (kept for its
+        // turn), acknowledged or not: not to be sent again.
+        let received = session.taken() + link.held_over.0;
+        link.peer_takes = hello.takes;
         let (away, _) = link.away.take().expect("away");
         // The lost connection goes; what it held goes again below.
         link.conn = fresh;
         link.conn.queue_offer();
         // The token the client resumed by, whichever of the session's two.
-        let ours = Hello {
-            version: VERSION,
-            token: link.session_token,
-            resume_of: hello.resume_of,
+        let ours = our_hello(
+            self.rules.dead_after,
+            link.session_token,
+            hello.resume_of,
             received,
-            heartbeat_ms: heartbeat_ms(self.rules.dead_after),
-        };
+        );
         link.conn.queue_resumed_hello(ours, first);
         link.conn.queue_again(&frames, count);
         link.taken_seen = (0, 0);
         link.received_seen = 0;
         link.hello_owed = false;
-        link.closing = Some(Closing::new(self.rules, self.now));
+        if link.ending_started {
+            link.closing = Some(Closing::new(self.rules, self.now));
+        }
         let peer = link.conn.peer();
         self.news.push_back((
             old,
@@ -1267,13 +1333,12 @@ impl Io {
             return;
         };
         link.conn.queue_offer();
-        link.conn.queue_control(&Control::Hello(Hello {
-            version: VERSION,
-            token: NO_TOKEN,
-            resume_of: NO_TOKEN,
-            received: 0,
-            heartbeat_ms: heartbeat_ms(self.rules.dead_after),
-        }));
+        link.conn.queue_control(&Control::Hello(our_hello(
+            self.rules.dead_after,
+            NO_TOKEN,
+            NO_TOKEN,
+            0,
+        )));
         let peer = link.conn.peer();
         self.gate.say(format!(
             "{peer} asked to resume a conversation this server no longer keeps; refused"
@@ -1297,9 +1362,27 @@ impl Io {
         if link.closing.is_some() || !matches!(link.phase, Phase::Admitted) || link.away.is_some() {
             return;
         }
+        // Unread, the error is met by the read, after what came before it
+        // (a `BYE`, say), if that matters.
+        if !link.conn.read_ended() && resumable(link) {
+            return self.read_to_the_failure(id);
+        }
         if let Ok(Some(e)) = link.conn.stream().take_error() {
             let why = describe_receive_failure(&e, self.rules.dead_after);
-            self.news.push_back((id, News::Failed(why)));
+            self.failed_unjudged(id, why);
+        }
+    }
+
+    /// Connection `id`, whose session may be resumed, failed with bytes
+    /// perhaps still to read: the service reads them this round, and the
+    /// read meets the failure after them (the service's reading may stop
+    /// short: then its silence, [`Io::lost`], says it later).
+    fn read_to_the_failure(&mut self, id: Id) {
+        if let Some(link) = self.links.get_mut(id) {
+            link.conn.set_readable();
+            if !self.again.contains(&id) {
+                self.again.push(id);
+            }
         }
     }
 
@@ -1391,8 +1474,18 @@ impl Io {
                 if link.closing.is_some() {
                     self.happenings.push_back((id, Happening::SendFailed(why)));
                 } else if matches!(link.phase, Phase::Admitted) {
-                    // A client waiting its turn, gone.
-                    self.news.push_back((id, News::Failed(why)));
+                    // A client waiting its turn, gone (or away: `step`).
+                    // What it sent before is read first, where the read
+                    // meets the failure too: a `BYE` among it says it left.
+                    match link.conn.read_ended() || !resumable(link) {
+                        true => self.happenings.push_back((id, Happening::SendFailed(why))),
+                        false => {
+                            link.conn.set_readable();
+                            if !self.again.contains(&id) {
+                                self.again.push(id);
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -1462,7 +1555,12 @@ impl Io {
         }
         if !link.acks_held {
             let (frames, bytes) = link.conn.taken();
-            session.took(frames - link.taken_seen.0, bytes - link.taken_seen.1, now);
+            let (over_frames, over_bytes) = std::mem::take(&mut link.held_over);
+            session.took(
+                frames - link.taken_seen.0 + over_frames,
+                bytes - link.taken_seen.1 + over_bytes,
+                now,
+            );
             link.taken_seen = (frames, bytes);
         }
         let mut broken = None;
@@ -1475,6 +1573,7 @@ impl Io {
                 Control::Hello(hello) if link.husk.is_some() => answer = Some(hello),
                 Control::Hello(hello) if !link.opened_told => {
                     link.opened_told = true;
+                    link.peer_takes = hello.takes;
                     session.beat_every(Duration::from_millis(hello.heartbeat_ms.into()));
                     match self.client {
                         true => link.session_token = hello.token,
@@ -1497,6 +1596,7 @@ impl Io {
                     }
                 }
                 Control::Hello(_) | Control::Ping => {}
+                Control::Bye => link.said_bye = true,
                 Control::Ack(count) => match session.acked(count, now) {
                     Ok(_) => link.conn.acknowledged(count),
                     Err(over) => {
@@ -1510,6 +1610,7 @@ impl Io {
         }
         if let Some(hello) = answer {
             let named = resumed_by(link);
+            link.peer_takes = hello.takes;
             if link.session_token == NO_TOKEN {
                 link.session_token = hello.token;
             }
@@ -1603,13 +1704,7 @@ impl Io {
                 }
             }
         }
-        let hello = Hello {
-            version: VERSION,
-            token,
-            resume_of: NO_TOKEN,
-            received: 0,
-            heartbeat_ms: heartbeat_ms(self.rules.dead_after),
-        };
+        let hello = our_hello(self.rules.dead_after, token, NO_TOKEN, 0);
         if link.conn.queue_control(&Control::Hello(hello)) {
             self.dirty.push(id);
         }
@@ -1675,6 +1770,26 @@ impl Io {
         self.news.push_back((id, News::Ended(ending)));
     }
 
+    /// Connection `id`, whose ending the service has not started (a client
+    /// waiting in line), failed (`why`): its session is kept for the peer
+    /// to resume if it may be, else the service hears of the failure.
+    fn failed_unjudged(&mut self, id: Id, why: String) {
+        match self.links.get(id) {
+            // Not one whose `HELLO` never came: an offer and silence would
+            // hold a place in line for `--resume-for`.
+            Some(link)
+                if resumable(link)
+                    && link.opened_told
+                    && link.away.is_none()
+                    && !link.finished_unjudged =>
+            {
+                self.park(id, why)
+            }
+            Some(_) => self.news.push_back((id, News::Failed(why))),
+            None => {}
+        }
+    }
+
     /// Connection `id` is lost (`why`), and its session is kept for the
     /// peer to resume: the socket goes, what is queued stays.
     fn park(&mut self, id: Id, why: String) {
@@ -1686,8 +1801,14 @@ impl Io {
             return;
         };
         let _ = self.registry.deregister(link.conn.stream_mut());
+        if link.acks_held {
+            let (frames, bytes) = link.conn.taken();
+            link.held_over.0 += frames - link.taken_seen.0;
+            link.held_over.1 += bytes - link.taken_seen.1;
+            link.taken_seen = (frames, bytes);
+        }
         link.conn.disconnect();
-        link.closing = None;
+        link.ending_started = link.closing.take().is_some();
         // Our side was ending: it ends again once back, after what goes
         // again.
         if std::mem::take(&mut link.finishing) {
@@ -1810,13 +1931,7 @@ impl Io {
             let token = new_token();
             link.session_token = token;
             self.tokens.insert(token, id);
-            let hello = Hello {
-                version: VERSION,
-                token,
-                resume_of: NO_TOKEN,
-                received: session.taken(),
-                heartbeat_ms: heartbeat_ms(self.rules.dead_after),
-            };
+            let hello = our_hello(self.rules.dead_after, token, NO_TOKEN, session.taken());
             if link.conn.queue_control(&Control::Hello(hello)) {
                 self.dirty.push(id);
             }
@@ -1850,13 +1965,12 @@ impl Io {
         }
         conn.listen_for_sessions();
         conn.queue_offer();
-        conn.queue_control(&Control::Hello(Hello {
-            version: VERSION,
-            token: NO_TOKEN,
-            resume_of: resumed_by(link),
-            received: link.session.as_ref().map_or(0, Session::taken),
-            heartbeat_ms: heartbeat_ms(self.rules.dead_after),
-        }));
+        conn.queue_control(&Control::Hello(our_hello(
+            self.rules.dead_after,
+            NO_TOKEN,
+            resumed_by(link),
+            link.session.as_ref().map_or(0, Session::taken),
+        )));
         link.husk = Some(std::mem::replace(&mut link.conn, conn));
         link.taken_seen = (0, 0);
         link.received_seen = 0;
@@ -1952,6 +2066,14 @@ impl Io {
         self.links.get(id).is_some_and(|link| link.opened_told)
     }
 
+    /// Whether connection `id`'s peer said it takes messages with line
+    /// breaks: else a message of several lines goes to it a line each.
+    pub fn takes_line_breaks(&self, id: Id) -> bool {
+        self.links
+            .get(id)
+            .is_some_and(|link| link.opened_told && link.peer_takes & TAKES_LINE_BREAKS != 0)
+    }
+
     /// How many of the messages sent on connection `id` its peer (a
     /// version 2 peer) has not acknowledged, if they have waited long
     /// enough to be worth showing; `None` if none has, or no session.
@@ -1987,6 +2109,12 @@ impl Io {
         };
         let kept = resumable(link);
         let Some(closing) = &mut link.closing else {
+            // A client waiting in line (its ending not started) that failed.
+            if let Some(Happening::ReceiveFailed(why) | Happening::SendFailed(why)) = happening
+                && matches!(link.phase, Phase::Admitted)
+            {
+                return self.failed_unjudged(id, why);
+            }
             self.set_timer(id, session_wake);
             return;
         };
@@ -2045,6 +2173,13 @@ impl Io {
             self.dirty.push(id);
         }
         if decision.abort && !parking {
+            // Ended on purpose or given up: a version 2 peer is told, so
+            // that it does not keep the session for a resume (a client
+            // that left the waiting line, or was interrupted, resets).
+            if link.opened_told && !link.hello_owed && link.away.is_none() {
+                link.conn.queue_control(&Control::Bye);
+                let _ = link.conn.flush();
+            }
             link.conn.abort();
             // Both threads of a connection used to report their end once
             // stopped; here both halves are done now.
@@ -2068,7 +2203,11 @@ impl Io {
 /// connection is lost: a session with a name, and a peer that kept to the
 /// protocol.
 fn resumable(link: &Link) -> bool {
-    link.resume_for.is_some() && resumed_by(link) != NO_TOKEN && link.peer_resumes && !link.broken
+    link.resume_for.is_some()
+        && resumed_by(link) != NO_TOKEN
+        && link.peer_resumes
+        && !link.broken
+        && !link.said_bye
 }
 
 /// The token a client resumes `link`'s session by: the server's, or, if
@@ -2108,6 +2247,25 @@ fn register(
         let _ = crate::platform::watch_liveness(socket2::SockRef::from(&*stream), after);
     }
     Ok(())
+}
+
+/// A `HELLO` of ours: `token` names the session (zeros: not kept),
+/// `resume_of` the one resumed, `received` how many of the peer's
+/// messages were taken in it.
+fn our_hello(
+    dead_after: Option<Duration>,
+    token: SessionToken,
+    resume_of: SessionToken,
+    received: u64,
+) -> Hello {
+    Hello {
+        version: VERSION,
+        token,
+        resume_of,
+        received,
+        heartbeat_ms: heartbeat_ms(dead_after),
+        takes: TAKES,
+    }
 }
 
 /// The heartbeat a `HELLO` of ours asks for, in milliseconds.

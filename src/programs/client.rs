@@ -189,6 +189,19 @@ pub(crate) struct Dialer {
 }
 
 impl Dialer {
+    /// This dialer for the tries to resume a lost session: a try's TLS
+    /// handshake and code exchange not done within [`retry_limit`] are
+    /// given up for a fresh try, whose TCP starts its retransmissions anew
+    /// (a try begun while a path flapped held the resume up to the full
+    /// limit, 30 s, after the network was back, a user trial found).
+    fn for_retries(&self, dead_after: Option<Duration>) -> Self {
+        let mut dialer = self.clone();
+        if let Some((_, limit)) = &mut dialer.tls {
+            *limit = retry_limit(*limit, dead_after);
+        }
+        dialer
+    }
+
     /// A connection to the server, with its TLS session and what the user
     /// should hear of it.
     fn dial(&self) -> Result<(TcpStream, Option<rustls::Connection>, Vec<String>), Error> {
@@ -214,6 +227,21 @@ impl Dialer {
             Some(rustls::Connection::Client(secured.session)),
             secured.notes,
         ))
+    }
+}
+
+/// The least a try to resume gives its TLS handshake and code exchange: a
+/// few round trips of a slow, lossy link.
+const RETRY_HANDSHAKE_LEAST: Duration = Duration::from_secs(10);
+
+/// How long a try to resume gives its TLS handshake and code exchange,
+/// with `limit` for a first connection's: `--dead-after`, the time after
+/// which a silent peer is taken as lost, but not less than
+/// [`RETRY_HANDSHAKE_LEAST`], nor more than `limit`.
+fn retry_limit(limit: Duration, dead_after: Option<Duration>) -> Duration {
+    match dead_after {
+        Some(dead_after) => limit.min(dead_after.max(RETRY_HANDSHAKE_LEAST)),
+        None => limit,
     }
 }
 
@@ -561,10 +589,11 @@ impl Talk<'_> {
                 continue;
             }
             let mut text = output.buffer();
+            let breaks = self.session;
             // Straight from the loop's read buffer to what is shown.
             let more = io.read_with(id, SHOW_AT_ONCE, |frames| {
                 read += frames.len();
-                push_visible_frames(&mut text, frames);
+                push_visible_frames(&mut text, frames, breaks);
             });
             if !text.is_empty() {
                 output.messages_now(&self.label, text);
@@ -579,7 +608,7 @@ impl Talk<'_> {
     /// Shows the messages in `frames`.
     fn show(&mut self, io: &mut Io, frames: &[u8]) {
         let mut text = self.output().buffer();
-        push_visible_frames(&mut text, frames);
+        push_visible_frames(&mut text, frames, self.session);
         if !text.is_empty() {
             self.output().messages_now(&self.label, text);
             self.events(io);
@@ -846,8 +875,11 @@ impl Talk<'_> {
             return self.report_waiting(output, ending);
         }
         match &ending {
-            // Told why already (the refusal or the room's notice).
-            Ending::PeerLeft if self.turned_away => {
+            // Told why already (the refusal or the room's notice); also
+            // when our input's `q` ended our side before the refusal was
+            // read (a piped client refused by a full server exited 0, its
+            // line not delivered, 7 times in 8).
+            Ending::PeerLeft | Ending::Quit if self.turned_away => {
                 output.status(match in_room {
                     true => "disconnected from the room",
                     false => "not served: the server refused this client",
@@ -974,7 +1006,7 @@ impl Talk<'_> {
     /// Tries to reach the server again, after the backoff's next step.
     fn redial_later(&mut self) {
         self.reconnecting = Some(Reconnecting::start(
-            self.dialer.clone(),
+            self.dialer.for_retries(self.config.dead_after),
             self.events.clone(),
             self.attempts,
         ));
@@ -1040,6 +1072,9 @@ impl Service for Talk<'_> {
             // first (a room's greeting came before it): our lines go.
             News::SessionOpened => {
                 self.session = true;
+                if io.takes_line_breaks(self.id) {
+                    self.outbox.take_line_breaks();
+                }
                 self.release(io);
             }
             News::Unacknowledged { lines, first } => {
@@ -1110,5 +1145,20 @@ impl Service for Talk<'_> {
                 .min(),
             done: self.ending.is_some(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_try_to_resume_gives_its_handshake_dead_after_within_bounds() {
+        let s = Duration::from_secs;
+        assert_eq!(retry_limit(s(30), Some(s(15))), s(15));
+        assert_eq!(retry_limit(s(30), Some(s(3))), s(10));
+        assert_eq!(retry_limit(s(30), Some(s(60))), s(30));
+        assert_eq!(retry_limit(s(30), None), s(30));
+        assert_eq!(retry_limit(s(5), Some(s(15))), s(5));
     }
 }

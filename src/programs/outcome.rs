@@ -195,13 +195,27 @@ pub fn generate(kind: Generate, mut command: clap::Command) -> Exit {
     }
 }
 
+/// A switch's value, from its flag or its environment variable: the words
+/// clap's boolish values take, and empty for off (`export VAR=` is how
+/// many unset a default).
+fn on_or_off(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" | "0" | "false" | "no" | "n" | "off" | "f" => Ok(false),
+        "1" | "true" | "yes" | "y" | "on" | "t" => Ok(true),
+        _ => Err("not one of 1, true, yes, on, 0, false, no, off (from the flag or its environment variable)".to_string()),
+    }
+}
+
 /// How what is shown looks: the flags both programs take for it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LookArgs {
     /// Show the time each message and status line arrived: `12:31` at a
     /// terminal, an RFC 3339 time before each line when piped
-    #[arg(long, env = "CHAT_TIMESTAMPS",
-          value_parser = clap::builder::BoolishValueParser::new())]
+    /// (`--timestamps=false` turns a CHAT_TIMESTAMPS default off; an empty
+    /// CHAT_TIMESTAMPS is as unset)
+    #[arg(long, env = "CHAT_TIMESTAMPS", value_name = "BOOL", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", default_value = "false",
+          value_parser = on_or_off)]
     timestamps: bool,
 
     /// Colour at a terminal (auto, unless NO_COLOR is set), always (piped

@@ -324,6 +324,9 @@ struct Waiting {
     finished: bool,
     /// The operator was told it keeps its place.
     told_finished: bool,
+    /// Its connection is lost, and its place kept for its return; it is
+    /// passed over meanwhile.
+    away: bool,
 }
 
 struct Conversations<'a> {
@@ -396,7 +399,10 @@ impl Conversations<'_> {
         self.output()
             .status(format!("{peer} connected{waiting}{quiet}"));
         let label: Arc<str> = Arc::from(peer.to_string());
-        self.show(&label, &early);
+        self.show(&label, &early, io.in_session(id));
+        if io.takes_line_breaks(id) {
+            outbox.take_line_breaks();
+        }
         self.current = Some(Current {
             id,
             peer,
@@ -453,9 +459,9 @@ impl Conversations<'_> {
     }
 
     /// Shows the messages in `frames` as from `label`.
-    fn show(&self, label: &Arc<str>, frames: &[u8]) {
+    fn show(&self, label: &Arc<str>, frames: &[u8], breaks: bool) {
         let mut text = self.output().buffer();
-        push_visible_frames(&mut text, frames);
+        push_visible_frames(&mut text, frames, breaks);
         if !text.is_empty() {
             self.output().messages_now(label, text);
         }
@@ -482,10 +488,11 @@ impl Conversations<'_> {
                 return;
             }
             let mut text = output.buffer();
+            let breaks = io.in_session(id);
             // Straight from the loop's read buffer to what is shown.
             let more = io.read_with(id, SHOW_AT_ONCE, |frames| {
                 read += frames.len();
-                push_visible_frames(&mut text, frames);
+                push_visible_frames(&mut text, frames, breaks);
             });
             if !text.is_empty() {
                 output.messages_now(&label, text);
@@ -682,9 +689,13 @@ impl Conversations<'_> {
         true
     }
 
-    /// The next in line, if any, is served.
+    /// The next in line that is not away, if any, is served: one whose
+    /// connection is lost keeps its place, first when it is back.
     fn next(&mut self, io: &mut Io) {
-        if let Some(waiting) = self.line.pop_front() {
+        let Some(at) = self.line.iter().position(|w| !w.away) else {
+            return;
+        };
+        if let Some(waiting) = self.line.remove(at) {
             let waited = waiting.told_place > 0;
             let Waiting {
                 id,
@@ -823,7 +834,11 @@ impl Service for Conversations<'_> {
             early: Vec::new(),
             finished: false,
             told_finished: false,
+            away: false,
         });
+        // Its place is kept for it across a lost connection, as a
+        // conversation is (the session is named in our `HELLO`).
+        io.allow_resume(id, self.config.resume_for);
         self.output().status(format!(
             "{peer} is waiting (number {} in line)",
             waiting + 1
@@ -862,6 +877,9 @@ impl Service for Conversations<'_> {
                 News::SessionOpened => {
                     if let Some(current) = &mut self.current {
                         current.session = true;
+                        if io.takes_line_breaks(current.id) {
+                            current.outbox.take_line_breaks();
+                        }
                     }
                 }
                 News::Unacknowledged { lines, first } => {
@@ -941,6 +959,41 @@ impl Service for Conversations<'_> {
                 self.tell_at = Some(self.tell_at.map_or(at, |told| told.min(at)));
             }
             News::Failed(why) => self.leave_line(io, id, &why),
+            News::Away { why, .. } => {
+                let waiting = &mut self.line[at];
+                waiting.away = true;
+                let within = self.config.resume_for.unwrap_or_default().as_secs();
+                self.console.output.error(format!(
+                    "{} (number {} in line): {why}; keeping its place for {within} s for it to come back",
+                    waiting.peer,
+                    at + 1
+                ));
+            }
+            News::Back { after, peer, .. } => {
+                let waiting = &mut self.line[at];
+                waiting.away = false;
+                let from = match peer == waiting.peer {
+                    true => String::new(),
+                    false => format!(" from {peer}"),
+                };
+                self.console.output.status(format!(
+                    "{} is back in line{from} after {} (number {})",
+                    waiting.peer,
+                    crate::errors::duration_words(after),
+                    at + 1
+                ));
+                // Served now if it would have been meanwhile.
+                if self.current.is_none() && self.exit.is_none() && !self.config.once {
+                    self.next(io);
+                }
+            }
+            News::Ended(ending) => {
+                let why = match ending {
+                    Ending::Failed { why, .. } => why,
+                    _ => "it ended".to_string(),
+                };
+                self.leave_line(io, id, &why);
+            }
             _ => {}
         }
     }
@@ -970,10 +1023,12 @@ impl Service for Conversations<'_> {
             let gone: Vec<(Id, String)> = self
                 .line
                 .iter()
+                .filter(|waiting| !waiting.away)
                 .filter_map(|waiting| Some((waiting.id, io.lost(waiting.id)?)))
                 .collect();
             for (id, why) in gone {
-                self.leave_line(io, id, &why);
+                // Its place is kept if its session may be resumed.
+                io.lose(id, why);
             }
             for waiting in &self.line {
                 io.send(waiting.id, &KEEPALIVE);

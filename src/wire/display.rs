@@ -11,6 +11,27 @@
 
 use std::fmt::Write as _;
 
+/// A line break inside one message, in its displayable form: what our
+/// programs show and write (piped too) where a message of several lines
+/// breaks. U+2028 LINE SEPARATOR, since a peer's own U+2028 is written as
+/// the escape `\u{2028}`: so one is never taken for the other, a message
+/// is still one line of piped output, and its breaks can be turned back
+/// into line ends.
+pub const LINE_BREAK: char = '\u{2028}';
+
+/// What becomes of a line end (`\n`) in a message made displayable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Breaks {
+    /// Escaped as `\n`, as every control: the peer did not say it sends
+    /// messages of several lines (a version 1 peer), or the reader would
+    /// not know them.
+    Escape,
+    /// Kept as `\n`: for a room's reader that takes them.
+    Keep,
+    /// Written as [`LINE_BREAK`]: for our own screen and piped output.
+    Mark,
+}
+
 use crate::wire::frame::Payload;
 use crate::wire::scan::printable_ascii;
 
@@ -53,21 +74,39 @@ pub fn push_visible(out: &mut Vec<u8>, payload: &[u8]) {
 /// fixed size taken from the buffer it lies in, which compiles to a few
 /// vector moves rather than a call to `memcpy`; the bytes copied past its
 /// end are then cut off, and its line end written over the first of them.
+///
+/// With `breaks`, the peer may send messages of several lines: their line
+/// ends are written as [`LINE_BREAK`]s, looked for only in what is not
+/// printable ASCII (a line end is not), so that the common case costs
+/// nothing more.
 #[inline]
-pub fn push_visible_line(out: &mut Vec<u8>, payload: Payload<'_>) {
+pub fn push_visible_line(out: &mut Vec<u8>, payload: Payload<'_>, breaks: bool) {
     let bytes = payload.bytes();
     let len = bytes.len();
+    let printable = printable_ascii(bytes);
     if len < BLOCK_COPY
+        && printable
         && let Some(block) = payload.with_slack().first_chunk::<BLOCK_COPY>()
-        && printable_ascii(bytes)
     {
         let at = out.len();
         out.extend_from_slice(block);
         out[at + len] = b'\n';
         out.truncate(at + len + 1);
-    } else {
-        push_visible(out, bytes);
+    } else if printable {
+        out.extend_from_slice(bytes);
         out.push(b'\n');
+    } else {
+        push_not_printable(out, bytes, breaks);
+        out.push(b'\n');
+    }
+}
+
+/// [`push_visible_line`]'s rare case, out of line.
+#[inline(never)]
+fn push_not_printable(out: &mut Vec<u8>, bytes: &[u8], breaks: bool) {
+    match breaks && memchr::memchr(b'\n', bytes).is_some() {
+        true => push_visible_breaking(out, bytes, Breaks::Mark),
+        false => push_escaped(out, bytes),
     }
 }
 
@@ -91,13 +130,32 @@ fn push_escaped(out: &mut Vec<u8>, payload: &[u8]) {
     out.extend_from_slice(text.as_bytes());
 }
 
-/// The displayable form of `payload` as a `String`.
+/// [`push_visible`], with the line ends in `payload` made `breaks`.
+pub fn push_visible_breaking(out: &mut Vec<u8>, payload: &[u8], breaks: Breaks) {
+    if breaks == Breaks::Escape || memchr::memchr(b'\n', payload).is_none() {
+        return push_visible(out, payload);
+    }
+    let mut mark = [0; 4];
+    let mark: &[u8] = match breaks {
+        Breaks::Mark => LINE_BREAK.encode_utf8(&mut mark).as_bytes(),
+        _ => b"\n",
+    };
+    for (n, line) in payload.split(|&b| b == b'\n').enumerate() {
+        if n > 0 {
+            out.extend_from_slice(mark);
+        }
+        push_visible(out, line);
+    }
+}
+
 /// Appends the messages in `frames` (whole frames), made safe to show, a
-/// line each; keepalives (empty frames) show nothing.
-pub fn push_visible_frames(text: &mut Vec<u8>, frames: &[u8]) {
+/// line each; keepalives (empty frames) show nothing. With `breaks`, the
+/// peer may send messages of several lines: their line ends are shown as
+/// [`LINE_BREAK`]s.
+pub fn push_visible_frames(text: &mut Vec<u8>, frames: &[u8], breaks: bool) {
     for payload in crate::wire::frame::payloads_with_slack(frames).filter(|p| !p.bytes().is_empty())
     {
-        push_visible_line(text, payload);
+        push_visible_line(text, payload, breaks);
     }
 }
 
@@ -122,6 +180,19 @@ fn scan(payload: &[u8]) -> (bool, bool) {
         high |= b;
     }
     (suspicious != 0, high < 0x80)
+}
+
+/// Whether `c` is shown as an escape (tab aside, which shows as spaces):
+/// what a line being typed shows as `?` too.
+pub fn needs_escape(c: char) -> bool {
+    matches!(
+        c,
+        '\0'..='\x08'
+            | '\n'..='\x1f'
+            | '\x7f'..='\u{9f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+    )
 }
 
 fn push_char(out: &mut String, c: char) {
@@ -197,7 +268,7 @@ mod tests {
             let mut buffer = payload.clone();
             buffer.extend_from_slice(&slack);
             let mut out = before.clone();
-            super::push_visible_line(&mut out, Payload::new(&buffer, payload.len()));
+            super::push_visible_line(&mut out, Payload::new(&buffer, payload.len()), false);
             let mut expected = before;
             super::push_visible(&mut expected, &payload);
             expected.push(b'\n');
@@ -217,6 +288,15 @@ mod tests {
             r"C:\path",
         ] {
             assert_eq!(visible(text.as_bytes()), text);
+        }
+    }
+
+    #[test]
+    fn what_needs_escaping_is_what_is_escaped() {
+        for c in (0..0x3000u32).filter_map(char::from_u32) {
+            let mut shown = String::new();
+            push_char(&mut shown, c);
+            assert_eq!(super::needs_escape(c), shown != c.to_string(), "{c:?}");
         }
     }
 
@@ -247,6 +327,40 @@ mod tests {
             visible("\u{2026}\u{2030}\u{2070}".as_bytes()),
             "\u{2026}\u{2030}\u{2070}"
         );
+    }
+
+    /// A message of several lines from a peer that may send them: its
+    /// line ends are marks (or kept, for a room's reader), everything else
+    /// as ever, a peer's own U+2028 included; from one that may not, the
+    /// line ends are escapes.
+    #[test]
+    fn line_breaks_are_marked_kept_or_escaped() {
+        use super::{Breaks, push_visible_breaking, push_visible_frames};
+        let breaking = |payload: &[u8], breaks| {
+            let mut out = Vec::new();
+            push_visible_breaking(&mut out, payload, breaks);
+            String::from_utf8(out).unwrap()
+        };
+        let payload = "one\ntwo\x1b\u{2028}\n\nthree".as_bytes();
+        assert_eq!(
+            breaking(payload, Breaks::Mark),
+            "one\u{2028}two\\x1b\\u{2028}\u{2028}\u{2028}three"
+        );
+        assert_eq!(
+            breaking(payload, Breaks::Keep),
+            "one\ntwo\\x1b\\u{2028}\n\nthree"
+        );
+        assert_eq!(breaking(payload, Breaks::Escape), visible(payload));
+        let mut frames = Vec::new();
+        for p in [&b"a\nb"[..], b"", b"c"] {
+            crate::wire::frame::encode_frame(&mut frames, p, 100).unwrap();
+        }
+        let mut text = Vec::new();
+        push_visible_frames(&mut text, &frames, true);
+        assert_eq!(String::from_utf8(text).unwrap(), "a\u{2028}b\nc\n");
+        let mut text = Vec::new();
+        push_visible_frames(&mut text, &frames, false);
+        assert_eq!(String::from_utf8(text).unwrap(), "a\\nb\nc\n");
     }
 
     #[test]

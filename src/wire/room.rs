@@ -17,7 +17,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::wire::display::push_visible;
+use crate::wire::display::{Breaks, push_visible_breaking};
+use crate::wire::frame::HEADER_LEN;
 use crate::wire::names;
 
 /// Ends the first frame a room server sends, and says which version of the
@@ -172,37 +173,37 @@ pub fn notice(text: &str) -> Vec<u8> {
 }
 
 /// `NAME: TEXT`, with TEXT made displayable.
-pub fn message(name: &str, text: &[u8]) -> Vec<u8> {
+pub fn message(name: &str, text: &[u8], breaks: Breaks) -> Vec<u8> {
     let mut out = Vec::with_capacity(name.len() + 2 + text.len());
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
-    push_visible(&mut out, text);
+    push_visible_breaking(&mut out, text, breaks);
     out
 }
 
 /// `* NAME TEXT`, with TEXT made displayable.
-pub fn action(name: &str, text: &[u8]) -> Vec<u8> {
+pub fn action(name: &str, text: &[u8], breaks: Breaks) -> Vec<u8> {
     let mut out = Vec::with_capacity(ACTION.len() + name.len() + 1 + text.len());
     out.extend_from_slice(ACTION.as_bytes());
     out.extend_from_slice(name.as_bytes());
     out.push(b' ');
-    push_visible(&mut out, text);
+    push_visible_breaking(&mut out, text, breaks);
     out
 }
 
 /// `NAME → you: TEXT`: a private message from `from` to the member it is
 /// sent to, with TEXT made displayable.
-pub fn private(from: &str, text: &[u8]) -> Vec<u8> {
+pub fn private(from: &str, text: &[u8], breaks: Breaks) -> Vec<u8> {
     let mut out = format!("{from}{TO}{READER}: ").into_bytes();
-    push_visible(&mut out, text);
+    push_visible_breaking(&mut out, text, breaks);
     out
 }
 
 /// `you → NAME: TEXT`: to the sender of a private message, that it went
 /// to `to`, with TEXT made displayable.
-pub fn private_sent(to: &str, text: &[u8]) -> Vec<u8> {
+pub fn private_sent(to: &str, text: &[u8], breaks: Breaks) -> Vec<u8> {
     let mut out = format!("{READER}{TO}{to}: ").into_bytes();
-    push_visible(&mut out, text);
+    push_visible_breaking(&mut out, text, breaks);
     out
 }
 
@@ -212,14 +213,65 @@ pub fn names_the_reader(name: &str) -> bool {
     names::Key::of(name).same(&names::Key::of(READER))
 }
 
-/// A message or action (as built above) marked as from before the
-/// receiver joined.
-pub fn earlier(said: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(EARLIER.len() + said.len());
-    out.extend_from_slice(EARLIER.as_bytes());
-    out.extend_from_slice(said);
-    out
+/// Appends `payload` (a message, action or private form, as built above)
+/// as frames for a reader, after `mark` (an [`earlier`] mark, or
+/// nothing): as one frame if it has no line break in it or the reader
+/// `takes_breaks`; else a frame for each of its text's lines that is not
+/// empty, each with the form's label, so that a reader that shows a frame
+/// as one line (a version 1 peer) reads each line as said by its sender.
+/// Returns how many frames that was.
+pub fn encode_for(out: &mut Vec<u8>, mark: &[u8], payload: &[u8], takes_breaks: bool) -> usize {
+    let put = |out: &mut Vec<u8>, parts: [&[u8]; 3]| {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        out.reserve(HEADER_LEN + len);
+        out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+        for part in parts {
+            out.extend_from_slice(part);
+        }
+    };
+    if takes_breaks || memchr::memchr(b'\n', payload).is_none() {
+        put(out, [mark, payload, b""]);
+        return 1;
+    }
+    let (label, text) = payload.split_at(label_len(payload));
+    let mut frames = 0;
+    for line in text.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
+        put(out, [mark, label, line]);
+        frames += 1;
+    }
+    frames
 }
+
+/// How many frames [`encode_for`] makes of `payload` for a reader that
+/// does not take line breaks.
+pub fn frames_for_lines(payload: &[u8]) -> usize {
+    if memchr::memchr(b'\n', payload).is_none() {
+        return 1;
+    }
+    let text = &payload[label_len(payload)..];
+    text.split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .count()
+}
+
+/// Where the text of a message, action or private form (as built above)
+/// starts: after `* NAME `, or the first `: ` (a name has neither a space
+/// nor a colon, and `you → NAME: ` and `NAME → you: ` end at their first).
+fn label_len(payload: &[u8]) -> usize {
+    if let Some(rest) = payload.strip_prefix(ACTION.as_bytes()) {
+        return rest
+            .iter()
+            .position(|&b| b == b' ')
+            .map_or(payload.len(), |at| ACTION.len() + at + 1);
+    }
+    payload
+        .windows(2)
+        .position(|pair| pair == b": ")
+        .map_or(0, |at| at + 2)
+}
+
+/// The mark before a message from before the receiver joined.
+pub const EARLIER_MARK: &[u8] = EARLIER.as_bytes();
 
 const SAID_AT: &str = "the earlier messages below were said at ";
 
@@ -421,7 +473,7 @@ mod tests {
 
     #[test]
     fn what_the_server_builds_reads_back_the_same() {
-        let said = message("alice", "hi all 你好 🎉".as_bytes());
+        let said = message("alice", "hi all 你好 🎉".as_bytes(), Breaks::Escape);
         assert_eq!(text(said.clone()), "alice: hi all 你好 🎉");
         assert_eq!(
             parse(&text(said.clone())),
@@ -430,7 +482,7 @@ mod tests {
                 text: "hi all 你好 🎉"
             }
         );
-        let acted = action("bob", b"waves");
+        let acted = action("bob", b"waves", Breaks::Escape);
         assert_eq!(text(acted.clone()), "* bob waves");
         assert_eq!(
             parse(&text(acted)),
@@ -440,7 +492,7 @@ mod tests {
             }
         );
         assert_eq!(
-            parse(&text(earlier(&said))),
+            parse(&text([EARLIER_MARK, &said].concat())),
             Heard::Earlier(Box::new(Heard::Message {
                 name: "alice",
                 text: "hi all 你好 🎉"
@@ -454,7 +506,11 @@ mod tests {
 
     #[test]
     fn private_messages_read_back_each_way_and_no_message_passes_for_one() {
-        let got = text(private("alice", "see you at one 🎉".as_bytes()));
+        let got = text(private(
+            "alice",
+            "see you at one 🎉".as_bytes(),
+            Breaks::Escape,
+        ));
         assert_eq!(got, "alice \u{2192} you: see you at one 🎉");
         assert_eq!(
             parse(&got),
@@ -463,7 +519,7 @@ mod tests {
                 text: "see you at one 🎉"
             }
         );
-        let sent = text(private_sent("bob", b"a: b \x1b"));
+        let sent = text(private_sent("bob", b"a: b \x1b", Breaks::Escape));
         assert_eq!(sent, "you \u{2192} bob: a: b \\x1b");
         assert_eq!(
             parse(&sent),
@@ -474,7 +530,7 @@ mod tests {
         );
         // A message whose text has the form is still that member's message.
         for sneaky in ["you \u{2192} bob: x", "bob \u{2192} you: x"] {
-            let said = text(message("mallory", sneaky.as_bytes()));
+            let said = text(message("mallory", sneaky.as_bytes(), Breaks::Escape));
             assert!(
                 matches!(
                     parse(&said),
@@ -509,14 +565,14 @@ mod tests {
             "x\n-- server closed the room",
             "\r\x1b[2Kbob: fake",
         ] {
-            let said = text(message("mallory", sneaky.as_bytes()));
+            let said = text(message("mallory", sneaky.as_bytes(), Breaks::Escape));
             assert!(!said.contains('\n'), "{said:?}");
             match parse(&said) {
                 Heard::Message { name, .. } => assert_eq!(name, "mallory"),
                 other => panic!("{sneaky:?} read as {other:?}"),
             }
         }
-        let acted = text(action("mallory", b"bob: fake"));
+        let acted = text(action("mallory", b"bob: fake", Breaks::Escape));
         assert!(matches!(
             parse(&acted),
             Heard::Action {
@@ -618,5 +674,53 @@ mod tests {
         }
         let got: Vec<&[u8]> = frames(&bytes).collect();
         assert_eq!(got, [&b"one"[..], b"", "二".as_bytes()]);
+    }
+
+    /// A message of several lines goes whole to a reader that takes line
+    /// breaks, and a line each, under its label, to one that does not:
+    /// for every form, earlier ones too; empty lines are left out.
+    #[test]
+    fn a_message_of_several_lines_goes_a_line_each_to_a_reader_without_breaks() {
+        let decoded = |frames: &[u8]| -> Vec<String> {
+            frames_of(frames)
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect()
+        };
+        fn frames_of(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+            super::frames(bytes)
+        }
+        let text = b"one\n\ntwo: \x1b\nthree";
+        for (payload, label) in [
+            (message("alice", text, Breaks::Keep), "alice: "),
+            (action("alice", text, Breaks::Keep), "* alice "),
+            (private("alice", text, Breaks::Keep), "alice \u{2192} you: "),
+            (
+                private_sent("bob", text, Breaks::Keep),
+                "you \u{2192} bob: ",
+            ),
+        ] {
+            let mut whole = Vec::new();
+            assert_eq!(encode_for(&mut whole, b"", &payload, true), 1);
+            assert_eq!(
+                decoded(&whole),
+                [format!("{label}one\n\ntwo: \\x1b\nthree")]
+            );
+            let mut lines = Vec::new();
+            assert_eq!(encode_for(&mut lines, EARLIER_MARK, &payload, false), 3);
+            assert_eq!(frames_for_lines(&payload), 3);
+            assert_eq!(
+                decoded(&lines),
+                [
+                    format!("-- earlier: {label}one"),
+                    format!("-- earlier: {label}two: \\x1b"),
+                    format!("-- earlier: {label}three"),
+                ]
+            );
+        }
+        // Escaped, a line end is text: one frame whoever reads it.
+        let escaped = message("alice", text, Breaks::Escape);
+        let mut out = Vec::new();
+        assert_eq!(encode_for(&mut out, b"", &escaped, false), 1);
+        assert_eq!(decoded(&out), ["alice: one\\n\\ntwo: \\x1b\\nthree"]);
     }
 }

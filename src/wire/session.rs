@@ -63,6 +63,10 @@ pub enum Control {
     Ack(u64),
     /// A heartbeat: the sender is alive and has had nothing else to send.
     Ping,
+    /// The sender ends the connection on purpose, at once (its user left
+    /// the waiting line, or interrupted): the session is not to be kept
+    /// for a resume, whatever the connection's end looks like (a reset).
+    Bye,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +83,19 @@ pub struct Hello {
     /// if nothing else), in milliseconds: the sender's `--dead-after` is
     /// a few of them.
     pub heartbeat_ms: u32,
+    /// What the sender takes beyond version 2's first forms: a set of
+    /// [`TAKES_LINE_BREAKS`] and later bits (0 from a sender that came
+    /// before them and sent no such field).
+    pub takes: u32,
 }
+
+/// In [`Hello::takes`]: the sender takes messages with line breaks (`\n`)
+/// in them, each one message shown as one block; a sender without it is
+/// sent a message of several lines as one message per line.
+pub const TAKES_LINE_BREAKS: u32 = 1;
+
+/// What this build takes.
+pub const TAKES: u32 = TAKES_LINE_BREAKS;
 
 /// The heartbeat a `HELLO` without one asks for.
 pub const DEFAULT_HEARTBEAT_MS: u32 = 5_000;
@@ -87,6 +103,7 @@ pub const DEFAULT_HEARTBEAT_MS: u32 = 5_000;
 const HELLO: u8 = b'H';
 const ACK: u8 = b'A';
 const PING: u8 = b'P';
+const BYE: u8 = b'B';
 
 /// A control frame the peer should not have sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -108,12 +125,14 @@ pub fn encode(out: &mut Vec<u8>, control: &Control) {
             payload.extend_from_slice(&hello.resume_of);
             payload.extend_from_slice(&hello.received.to_be_bytes());
             payload.extend_from_slice(&hello.heartbeat_ms.to_be_bytes());
+            payload.extend_from_slice(&hello.takes.to_be_bytes());
         }
         Control::Ack(count) => {
             payload.push(ACK);
             payload.extend_from_slice(&count.to_be_bytes());
         }
         Control::Ping => payload.push(PING),
+        Control::Bye => payload.push(BYE),
     }
     let header = CONTROL_BIT | payload.len() as u32;
     out.extend_from_slice(&header.to_be_bytes());
@@ -144,10 +163,13 @@ pub fn decode(payload: &[u8]) -> Result<Option<Control>, BadControl> {
                 heartbeat_ms: rest
                     .get(40..44)
                     .map_or(DEFAULT_HEARTBEAT_MS, BigEndian::read_u32),
+                // Added later: a `HELLO` without it takes nothing more.
+                takes: rest.get(44..48).map_or(0, BigEndian::read_u32),
             })
         }
         ACK => Control::Ack(BigEndian::read_u64(rest.get(..8).ok_or_else(short)?)),
         PING => Control::Ping,
+        BYE => Control::Bye,
         _ => return Ok(None),
     }))
 }
@@ -228,6 +250,7 @@ mod tests {
     #[test]
     fn controls_decode_to_what_was_encoded() {
         round_trip(Control::Ping);
+        round_trip(Control::Bye);
         round_trip(Control::Ack(0));
         round_trip(Control::Ack(u64::MAX));
         round_trip(Control::Hello(Hello {
@@ -236,7 +259,33 @@ mod tests {
             resume_of: [9; 16],
             received: 1 << 40,
             heartbeat_ms: 1_000,
+            takes: TAKES,
         }));
+    }
+
+    /// A `HELLO` from before `takes` (46 bytes) takes nothing more, and
+    /// one from a later version with more fields is read as far as known.
+    #[test]
+    fn a_hello_without_what_it_takes_takes_nothing_more() {
+        let mut out = Vec::new();
+        let hello = Hello {
+            takes: TAKES_LINE_BREAKS,
+            ..self::hello(NO_TOKEN)
+        };
+        encode(&mut out, &Control::Hello(hello.clone()));
+        let payload = &out[HEADER_LEN..];
+        assert_eq!(payload.len(), 50);
+        let older = decode(&payload[..46]);
+        assert_eq!(
+            older,
+            Ok(Some(Control::Hello(Hello {
+                takes: 0,
+                ..hello.clone()
+            })))
+        );
+        let mut later = payload.to_vec();
+        later.extend_from_slice(b"a later field");
+        assert_eq!(decode(&later), Ok(Some(Control::Hello(hello))));
     }
 
     #[test]
@@ -270,6 +319,7 @@ mod tests {
             resume_of,
             received: 7,
             heartbeat_ms: 1_000,
+            takes: 0,
         }
     }
 

@@ -460,6 +460,62 @@ pub fn read_frame(stream: &mut impl Read) -> Option<Vec<u8>> {
     }
 }
 
+/// Version 2's offer, which a client sends first: eight empty frames.
+pub const OFFER: [u8; 32] = [0; 32];
+
+/// A `HELLO` control frame, as the wire has it: the sender's token, the
+/// token it resumes (zeros: none), how many of the peer's messages it
+/// took, and what it takes (`1`: messages of several lines; a `HELLO`
+/// from before that field is sent without it when `takes` is 0).
+pub fn hello_frame(token: [u8; 16], resume_of: [u8; 16], received: u64, takes: u32) -> Vec<u8> {
+    let mut payload = vec![b'H', 2];
+    payload.extend_from_slice(&token);
+    payload.extend_from_slice(&resume_of);
+    payload.extend_from_slice(&received.to_be_bytes());
+    payload.extend_from_slice(&1000u32.to_be_bytes());
+    if takes != 0 {
+        payload.extend_from_slice(&takes.to_be_bytes());
+    }
+    let mut frame = (0x8000_0000u32 | payload.len() as u32)
+        .to_be_bytes()
+        .to_vec();
+    frame.extend_from_slice(&payload);
+    frame
+}
+
+/// The next control frame's payload from `stream`, skipping data frames.
+pub fn next_control(stream: &mut impl Read) -> Vec<u8> {
+    loop {
+        let mut header = [0; 4];
+        stream.read_exact(&mut header).expect("a frame");
+        let header = u32::from_be_bytes(header);
+        let mut payload = vec![0; (header & 0x7fff_ffff) as usize];
+        stream.read_exact(&mut payload).expect("a payload");
+        if header & 0x8000_0000 != 0 {
+            return payload;
+        }
+    }
+}
+
+/// The next message from a version 2 peer, skipping keepalives and control
+/// frames; `None` at a clean end of stream.
+pub fn read_data(stream: &mut impl Read) -> Option<String> {
+    loop {
+        let mut header = [0; 4];
+        match stream.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
+            Err(e) => panic!("reading a frame header: {e}"),
+        }
+        let header = u32::from_be_bytes(header);
+        let mut payload = vec![0; (header & 0x7fff_ffff) as usize];
+        stream.read_exact(&mut payload).expect("reading a payload");
+        if header & 0x8000_0000 == 0 && !payload.is_empty() {
+            return Some(String::from_utf8(payload).expect("UTF-8"));
+        }
+    }
+}
+
 /// Reads one frame as text.
 pub fn read_text(stream: &mut impl Read) -> String {
     String::from_utf8(read_frame(stream).expect("a frame, not the end")).expect("UTF-8")

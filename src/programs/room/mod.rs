@@ -125,6 +125,9 @@ pub(crate) fn run(
         let events = events.clone();
         Arc::new(Outbox::waking(move || events.wake()))
     };
+    // The room takes the operator's messages of several lines whole, as
+    // any member's that can send them, and relays each as its reader takes it.
+    lines.take_line_breaks();
     console.recipient.set(Some(Arc::clone(&lines)));
     console
         .recipient

@@ -359,6 +359,7 @@ impl Service for RoomService {
     }
 
     fn news(&mut self, io: &mut Io, id: Id, news: News) {
+        let takes_breaks = io.takes_line_breaks(id);
         let mut world = Self::over(io, &self.output, &self.room);
         match news {
             News::Away { why, .. } => {
@@ -380,6 +381,7 @@ impl Service for RoomService {
             News::PeerClosed => self.room.leave(id, None, &mut world),
             News::Failed(why) => self.room.leave(id, Some(&why), &mut world),
             News::WentIdle(idle) => self.room.went_idle(id, idle, &mut world),
+            News::SessionOpened if takes_breaks => self.room.takes_line_breaks(id),
             News::StillWaiting { .. } | News::SessionOpened | News::Unacknowledged { .. } => {}
             News::Ended(ending) => {
                 self.first_words.forget(id);

@@ -40,7 +40,9 @@ pub fn parse(line: &[u8]) -> Command<'_> {
     if rest.starts_with(b"/") {
         return Command::Say(rest);
     }
-    let (word, argument) = match rest.iter().position(|&b| b == b' ') {
+    // A message of several lines may break where a space would be.
+    let gap = |b: &u8| *b == b' ' || *b == b'\n';
+    let (word, argument) = match rest.iter().position(gap) {
         Some(at) => (&rest[..at], trim(&rest[at + 1..])),
         None => (rest, &b""[..]),
     };
@@ -51,7 +53,7 @@ pub fn parse(line: &[u8]) -> Command<'_> {
         b"me" => Command::Me(argument),
         b"nick" if argument.is_empty() => Command::Usage("/nick needs a name, as in: /nick alice"),
         b"nick" => Command::Nick(argument),
-        b"msg" => match argument.iter().position(|&b| b == b' ') {
+        b"msg" => match argument.iter().position(gap) {
             Some(at) => Command::Msg {
                 to: &argument[..at],
                 text: argument[at + 1..].trim_ascii_start(),

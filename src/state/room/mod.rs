@@ -25,7 +25,7 @@ pub(crate) mod turns;
 use self::clock::{Deadlines, HELLO_WAIT};
 use self::commands::{Command, HELP};
 use self::pace::Pace;
-use crate::wire::display::Said;
+use crate::wire::display::{Breaks, LINE_BREAK, Said};
 use crate::wire::frame::encode_frame;
 use crate::wire::names;
 use crate::wire::room as wire;
@@ -103,6 +103,10 @@ struct Member {
     /// Its connection was lost and its place is kept for it to come back:
     /// what the room says is kept for it meanwhile.
     away: bool,
+    /// It takes messages of several lines, and sends them (its `HELLO`
+    /// said so): else they go to it a line each, and a line end it sends
+    /// is text.
+    breaks: bool,
 }
 
 pub struct Room {
@@ -141,6 +145,9 @@ pub struct Room {
 struct Run {
     /// Their frames, as every other member gets them.
     frames: Vec<u8>,
+    /// The same a line each, for members that do not take line breaks,
+    /// once one of the messages has some.
+    lines: Option<Vec<u8>>,
     /// Their payloads, for the history.
     said: Vec<Vec<u8>>,
     /// What the operator's screen shows.
@@ -240,13 +247,21 @@ impl Room {
         // When they were said, before them; not in a room whose frames are
         // too small for it (a client takes none larger than the greeting
         // says): the earlier messages then come without their times.
-        let times: Vec<SystemTime> = self.history_at.iter().skip(skip).copied().collect();
+        // A newcomer's `HELLO` comes after its greeting: what was said
+        // goes to it a line each, each line with its message's time.
+        let times: Vec<SystemTime> = self
+            .history
+            .iter()
+            .zip(&self.history_at)
+            .skip(skip)
+            .flat_map(|(said, &at)| std::iter::repeat_n(at, wire::frames_for_lines(said)))
+            .collect();
         let said_at = wire::said_at(&times);
         if fitting > 0 && said_at.len() <= wire::largest_frame(self.settings.max_message_size) {
             let _ = encode_frame(&mut hello, said_at.as_bytes(), usize::MAX);
         }
         for said in self.history.iter().skip(skip) {
-            let _ = encode_frame(&mut hello, &wire::earlier(said), usize::MAX);
+            wire::encode_for(&mut hello, wire::EARLIER_MARK, said, false);
         }
         world.deliver(who, &hello);
         self.arrivals.set(who, now + HELLO_WAIT);
@@ -264,6 +279,7 @@ impl Room {
                 paced_until: None,
                 told_pace: false,
                 away: false,
+                breaks: false,
             },
         );
         Admission::Member
@@ -323,6 +339,29 @@ impl Room {
             self.notice_all(who, &text, world);
         }
         world.status(format!("{text} after {after}"));
+    }
+
+    /// Member `who` takes messages of several lines (its `HELLO` said so),
+    /// and sends them.
+    pub fn takes_line_breaks(&mut self, who: Who) {
+        if let Some(member) = self.members.get_mut(&who) {
+            member.breaks = true;
+        }
+    }
+
+    /// How the line ends in what `who` sends are taken: as breaks from one
+    /// that takes them (it sends them only then), else as text.
+    fn sent_breaks(&self, who: Who) -> Breaks {
+        match self.breaks(who) {
+            true => Breaks::Keep,
+            false => Breaks::Escape,
+        }
+    }
+
+    /// Whether `who` takes and sends messages of several lines: the
+    /// operator's screen does.
+    fn breaks(&self, who: Who) -> bool {
+        who == OPERATOR || self.members.get(&who).is_some_and(|m| m.breaks)
     }
 
     /// Whether member `who`'s connection is lost and its place kept.
@@ -552,9 +591,14 @@ impl Room {
         let ids: Vec<Who> = self.members.keys().copied().collect();
         for who in ids {
             if who != from {
-                self.deliver(who, &run.frames, world);
+                let frames = match &run.lines {
+                    Some(lines) if !self.breaks(who) => lines,
+                    _ => &run.frames,
+                };
+                self.deliver(who, frames, world);
             }
         }
+        run.lines = None;
         for item in run.screen.drain(..) {
             let lines = item.lines.iter().filter(|&&b| b == b'\n').count();
             if !world.show(item) {
@@ -583,11 +627,13 @@ impl Room {
     /// A message or action from `who`, added to the run.
     fn say(&mut self, who: Who, how: Said, text: &[u8], run: &mut Run, world: &mut impl World) {
         let name = self.name_of(who).to_string();
+        let breaks = self.sent_breaks(who);
         let payload = match how {
-            Said::Message => wire::message(&name, text),
-            Said::Action => wire::action(&name, text),
+            Said::Message => wire::message(&name, text, breaks),
+            Said::Action => wire::action(&name, text, breaks),
             Said::Private | Said::PrivateSent => unreachable!("said to one: Room::private"),
         };
+        let before = run.frames.len();
         if encode_frame(&mut run.frames, &payload, self.settings.max_message_size).is_err() {
             self.relay(who, run, world);
             let text = format!(
@@ -598,17 +644,24 @@ impl Room {
             self.tell(who, &text, world);
             return;
         }
+        // Readers that do not take line breaks get this run a line each
+        // from the first message that has some.
+        if run.lines.is_some() || memchr::memchr(b'\n', &payload).is_some() {
+            let lines = run
+                .lines
+                .get_or_insert_with(|| run.frames[..before].to_vec());
+            wire::encode_for(lines, b"", &payload, false);
+        }
         if who != OPERATOR {
             let start = payload.len() - visible_len(&payload, &name, how);
             let line = &payload[start..];
             match run.screen.last_mut() {
                 Some(Spoken { said, lines, .. }) if *said == how => {
-                    lines.extend_from_slice(line);
-                    lines.push(b'\n');
+                    push_screen_line(lines, line);
                 }
                 _ => {
-                    let mut lines = line.to_vec();
-                    lines.push(b'\n');
+                    let mut lines = Vec::new();
+                    push_screen_line(&mut lines, line);
                     run.screen.push(Spoken {
                         said: how,
                         from: Arc::from(name.as_str()),
@@ -675,8 +728,9 @@ impl Room {
             self.name_of(who).to_string(),
             self.name_of(target).to_string(),
         );
-        let received = wire::private(&from, text);
-        let sent = wire::private_sent(&to, text);
+        let breaks = self.sent_breaks(who);
+        let received = wire::private(&from, text, breaks);
+        let sent = wire::private_sent(&to, text, breaks);
         let max = self.settings.max_message_size;
         let longest = received.len().max(sent.len());
         if longest > max {
@@ -689,11 +743,11 @@ impl Room {
         // The operator's screen takes the text alone, after the label.
         let text_of = |payload: &[u8], name: &str, how: Said| {
             let label = match how {
-                Said::Private => wire::private(name, b""),
-                _ => wire::private_sent(name, b""),
+                Said::Private => wire::private(name, b"", Breaks::Escape),
+                _ => wire::private_sent(name, b"", Breaks::Escape),
             };
-            let mut lines = payload[label.len()..].to_vec();
-            lines.push(b'\n');
+            let mut lines = Vec::new();
+            push_screen_line(&mut lines, &payload[label.len()..]);
             lines
         };
         for (whom, payload, name, how) in [
@@ -713,7 +767,7 @@ impl Room {
                 continue;
             }
             let mut frame = Vec::new();
-            let _ = encode_frame(&mut frame, payload, usize::MAX);
+            wire::encode_for(&mut frame, b"", payload, self.breaks(whom));
             self.deliver(whom, &frame, world);
         }
     }
@@ -912,6 +966,20 @@ impl Room {
     }
 }
 
+/// Appends `text` (made displayable, its line breaks kept) as one line of
+/// the operator's screen: its breaks as [`LINE_BREAK`]s, then `\n`.
+fn push_screen_line(lines: &mut Vec<u8>, text: &[u8]) {
+    let mut mark = [0; 4];
+    let mark = LINE_BREAK.encode_utf8(&mut mark).as_bytes();
+    for (n, line) in text.split(|&b| b == b'\n').enumerate() {
+        if n > 0 {
+            lines.extend_from_slice(mark);
+        }
+        lines.extend_from_slice(line);
+    }
+    lines.push(b'\n');
+}
+
 /// A name asked for, as a notice shows it: made displayable, and cut
 /// after a name's length (what is asked for need not be a name at all).
 fn shown_name(name: &str) -> String {
@@ -1107,6 +1175,88 @@ mod tests {
         assert!(!room.is_away(1));
         room.hear(2, &frames(&["/who"]), t0, &mut world);
         assert_eq!(world.take(2), ["-- here (4): server, alice, bob, alice-2"]);
+    }
+
+    /// Issue 20, item 1: a message of several lines from a member that
+    /// sends them goes whole to members that take them, and a line each,
+    /// under its sender's name, to the others and in a newcomer's history
+    /// (with a time for each); in the same order as the lines around it.
+    /// A line end from a member that did not say it sends them is text.
+    #[test]
+    fn a_message_of_several_lines_goes_whole_or_a_line_each_to_each_reader() {
+        let (mut room, mut world, t0) = (room(), Record::default(), Instant::now());
+        named(&mut room, &mut world, 1, "alice", t0);
+        named(&mut room, &mut world, 2, "bob", t0);
+        named(&mut room, &mut world, 3, "carol", t0);
+        room.takes_line_breaks(1);
+        room.takes_line_breaks(2);
+        for who in 1..=3 {
+            world.take(who);
+        }
+        room.hear(
+            1,
+            &frames(&["before", "one\n\ntwo \x1b", "after"]),
+            t0,
+            &mut world,
+        );
+        assert_eq!(
+            world.take(2),
+            ["alice: before", "alice: one\n\ntwo \\x1b", "alice: after"]
+        );
+        assert_eq!(
+            world.take(3),
+            [
+                "alice: before",
+                "alice: one",
+                "alice: two \\x1b",
+                "alice: after"
+            ]
+        );
+        room.hear(
+            1,
+            &frames(&["/me waves\nand waves", "/msg carol a\nb"]),
+            t0,
+            &mut world,
+        );
+        assert_eq!(world.take(2), ["* alice waves\nand waves"]);
+        assert_eq!(
+            world.take(3),
+            [
+                "* alice waves",
+                "* alice and waves",
+                "alice \u{2192} you: a",
+                "alice \u{2192} you: b"
+            ]
+        );
+        assert_eq!(world.take(1), ["you \u{2192} carol: a\nb"]);
+        // From carol, which did not say it sends them: text.
+        room.hear(3, &frames(&["x\ny"]), t0, &mut world);
+        assert_eq!(world.take(2), ["carol: x\\ny"]);
+        // A newcomer is sent the history a line each, a time for each.
+        room.forget(3);
+        named(&mut room, &mut world, 4, "dave", t0);
+        let dave = world.take(4);
+        let earlier: Vec<&String> = dave
+            .iter()
+            .filter(|l| l.starts_with("-- earlier: "))
+            .collect();
+        assert_eq!(
+            earlier,
+            [
+                "-- earlier: alice: before",
+                "-- earlier: alice: one",
+                "-- earlier: alice: two \\x1b",
+                "-- earlier: alice: after",
+                "-- earlier: * alice waves",
+                "-- earlier: * alice and waves",
+                "-- earlier: carol: x\\ny",
+            ]
+        );
+        let times = dave
+            .iter()
+            .find_map(|l| l.strip_prefix("-- ").and_then(wire::read_said_at))
+            .expect("the times");
+        assert_eq!(times.len(), earlier.len());
     }
 
     #[test]

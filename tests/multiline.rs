@@ -1,0 +1,157 @@
+//! Messages of several lines (issue 20, item 1) between the real programs
+//! and peers written by hand: one message whole between peers that said in
+//! their `HELLO` they take them, a line each to a version 1 peer, and one
+//! line of piped output with its breaks as U+2028. (Typing and pasting them
+//! at a terminal: `terminal.rs`.)
+
+mod support;
+
+use std::io::Write;
+use std::net::{Shutdown, TcpListener, TcpStream};
+
+use support::{
+    CLIENT, OFFER, PATIENCE, Program, RawMember, Server, frame, hello_frame, next_control,
+    read_data, start_room,
+};
+
+/// How piped output writes a line break inside a message.
+const BREAK: char = '\u{2028}';
+
+/// What a `HELLO` payload says its sender takes (0 if it says nothing).
+fn takes(hello: &[u8]) -> u32 {
+    assert_eq!(hello[0], b'H', "a HELLO: {hello:?}");
+    hello
+        .get(46..50)
+        .map_or(0, |b| u32::from_be_bytes(b.try_into().unwrap()))
+}
+
+/// Reads frames until one that starts with `start`, returning it.
+fn data_starting(stream: &mut TcpStream, start: &str) -> String {
+    loop {
+        let text = read_data(stream).expect("a frame, not the end");
+        if text.starts_with(start) {
+            return text;
+        }
+    }
+}
+
+/// A room member that speaks version 2 by hand and says it takes messages
+/// of several lines, named `name`.
+fn member_taking_breaks(server: &Server, name: &str) -> TcpStream {
+    let mut stream = server.raw();
+    stream.write_all(&OFFER).unwrap();
+    // The greeting, then the room's offer and its `HELLO`.
+    let hello = next_control(&mut stream);
+    assert_eq!(takes(&hello), 1, "the room takes them");
+    stream
+        .write_all(&hello_frame([0; 16], [0; 16], 0, 1))
+        .unwrap();
+    stream
+        .write_all(&frame(format!("/nick {name}").as_bytes()))
+        .unwrap();
+    data_starting(&mut stream, &format!("-- you joined as {name}"));
+    stream
+}
+
+/// A plain (version 1) member named `name`.
+fn plain_member(server: &Server, name: &str) -> RawMember {
+    let mut member = server.speaking_raw_member();
+    member.send(&format!("/nick {name}"));
+    loop {
+        if member
+            .next_text()
+            .starts_with(&format!("-- you joined as {name}"))
+        {
+            return member;
+        }
+    }
+}
+
+#[test]
+fn a_room_relays_a_message_of_several_lines_whole_or_a_line_each() {
+    let mut server = start_room(&[]);
+    let mut bob = server.join_room("bob");
+    let mut carol = plain_member(&server, "carol");
+    let mut alice = member_taking_breaks(&server, "alice");
+    server.expect_status("alice joined");
+    alice
+        .write_all(&frame(b"before"))
+        .and_then(|()| alice.write_all(&frame(b"one\ntwo\n\nthree \x1b[2J")))
+        .and_then(|()| alice.write_all(&frame(b"after")))
+        .unwrap();
+    // Our client: one message, one line of piped output, its breaks marked;
+    // the rest of it made safe as ever.
+    let whole = format!("alice: one{BREAK}two{BREAK}{BREAK}three \\x1b[2J");
+    for program in [&mut bob as &mut Program, &mut server] {
+        program.expect_message_eventually("alice: before");
+        program.expect_message(&whole);
+        program.expect_message("alice: after");
+    }
+    // A plain peer: a line each, each under alice's name, in order; the
+    // empty line left out.
+    let said: Vec<String> = carol.expect_text("alice: after");
+    let said: Vec<&String> = said.iter().filter(|l| !l.starts_with("-- ")).collect();
+    assert_eq!(
+        said,
+        [
+            "alice: before",
+            "alice: one",
+            "alice: two",
+            "alice: three \\x1b[2J"
+        ]
+    );
+    // A private message of several lines too, to the plain peer.
+    alice.write_all(&frame(b"/msg carol psst\nsecret")).unwrap();
+    assert_eq!(
+        data_starting(&mut alice, "you \u{2192} carol"),
+        "you \u{2192} carol: psst\nsecret"
+    );
+    assert_eq!(carol.next_text(), "alice \u{2192} you: psst");
+    assert_eq!(carol.next_text(), "alice \u{2192} you: secret");
+    // A plain peer's line end is text: escaped for everyone.
+    carol.send("x\ny");
+    bob.expect_message("carol: x\\ny");
+    assert_eq!(data_starting(&mut alice, "carol: "), "carol: x\\ny");
+}
+
+#[test]
+fn a_client_shows_a_message_of_several_lines_as_one_line_of_piped_output() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut client = Program::spawn(CLIENT, &["--connect", &addr]);
+    let (mut server, _) = listener.accept().unwrap();
+    server.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut offer = [1; 32];
+    std::io::Read::read_exact(&mut server, &mut offer).unwrap();
+    assert_eq!(offer, OFFER, "the client offers version 2");
+    server.write_all(&OFFER).unwrap();
+    server
+        .write_all(&hello_frame([3; 16], [0; 16], 0, 1))
+        .unwrap();
+    let hello = next_control(&mut server);
+    assert_eq!(takes(&hello), 1, "the client takes them");
+    server.write_all(&frame(b"first\nsecond\\n")).unwrap();
+    server.write_all(&frame(b"plain")).unwrap();
+    client.expect_message(&format!("first{BREAK}second\\n"));
+    client.expect_message("plain");
+    server.shutdown(Shutdown::Write).unwrap();
+    client.expect_status("ended the conversation");
+    assert_eq!(client.wait().code(), Some(0));
+}
+
+#[test]
+fn a_server_shows_a_message_of_several_lines_from_a_client_that_sends_them() {
+    let mut server = Server::start(&["--once"]);
+    let mut client = server.raw();
+    client.write_all(&OFFER).unwrap();
+    let hello = next_control(&mut client);
+    assert_eq!(takes(&hello), 1, "the server takes them");
+    client
+        .write_all(&hello_frame([0; 16], [0; 16], 0, 1))
+        .unwrap();
+    client.write_all(&frame("一\n二\r三".as_bytes())).unwrap();
+    server.expect_message(&format!("一{BREAK}二\\r三"));
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_data(&mut client), None);
+    assert_eq!(server.wait().code(), Some(0));
+}
