@@ -13,7 +13,8 @@
 //!   in it, what goes to whom, each member's pace: [`state::room`]), a
 //!   version 2 session's acknowledgements and heartbeats
 //!   ([`state::session`]), the first-message deadline of clients that
-//!   hold a place ([`state::first_words`]), [`state::throttle`],
+//!   hold a place ([`state::first_words`]), the network an address counts
+//!   in ([`state::prefix`]), [`state::throttle`],
 //!   [`state::access`]; and
 //!   [`state::clock`], where the
 //!   programs take the time from (the system's, or one a test moves).

@@ -462,6 +462,67 @@ with socket.create_connection((host, int(port))) as raw:
     assert_eq!(said, "hello, python\n");
 }
 
+/// A code exchange whose client sends its SPAKE2 message and its proof in
+/// one write (one TLS record) is answered at once, as one whose client
+/// waits between them: the proof used to be read with the message and
+/// lost, and the client waited for the handshake's deadline (30 s). The
+/// peer here is a guesser's: the server's own SPAKE2 point sent back as the
+/// client's (valid, and free to make) and a random proof, so the answer
+/// is a wrong code.
+#[cfg(unix)]
+#[test]
+fn a_code_exchange_sent_in_one_write_is_answered_at_once() {
+    let dir = scratch("code-one-write");
+    let (mut server, _) = tls_server(&dir, &["--code"], &[("CHAT_CODE", "7-orbit-velvet-candle")]);
+    let script = r#"
+import os, socket, ssl, struct, sys
+host, port = sys.argv[1].rsplit(":", 1)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+context.set_alpn_protocols(["chat-code"])
+with socket.create_connection((host, int(port))) as raw:
+    with context.wrap_socket(raw) as tls:
+        def exactly(n):
+            data = b""
+            while len(data) < n:
+                chunk = tls.recv(n - len(data))
+                if not chunk:
+                    raise SystemExit("closed early")
+                data += chunk
+            return data
+        def frame():
+            (length,) = struct.unpack("!I", exactly(4))
+            return exactly(length)
+        theirs = frame()
+        ours = b"A" + theirs[1:]
+        proof = os.urandom(32)
+        tls.sendall(struct.pack("!I", len(ours)) + ours + struct.pack("!I", len(proof)) + proof)
+        print(frame().decode())
+"#;
+    let python = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(server.addr.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let mut python = python.expect("this test needs python3 (Debian: apt-get install python3)");
+    server.expect_status("wrong code (or someone in the middle); refused");
+    let deadline = Instant::now() + support::PATIENCE;
+    while python.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "python did not finish");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut said = String::new();
+    python
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut said)
+        .unwrap();
+    assert_eq!(said, "wrong code (or someone in the middle)\n");
+}
+
 /// A certificate authority made for a test, and an identity file for a
 /// server, issued by it for 127.0.0.1, valid until `not_after` (a year).
 fn issued_identity(dir: &std::path::Path, name: &str, not_after: i32) -> (String, String) {
@@ -743,4 +804,127 @@ fn idle_handshakes_cannot_keep_a_real_client_out() {
     client.say("let in");
     server.expect_message("let in");
     drop(idle);
+}
+
+/// A real client whose handshake is slow (a long link) is not the one cut
+/// when every slot is taken and more come: the handshake cut is the oldest
+/// of the network holding the most slots (127.1.0.0/24 here, 63 of 64),
+/// not the oldest of all (the real one's, from 127.0.0.1). Linux: it binds
+/// 127.1.0.1 to 127.1.0.9.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_slow_real_handshake_is_not_cut_for_a_network_holding_the_most() {
+    let dir = scratch("slow-handshake");
+    let (mut server, _) = tls_server(&dir, &[], &[]);
+    // The first byte of a TLS record, then nothing: a handshake that has
+    // not progressed, as a real one on a slow link looks for a while.
+    let mut real = std::net::TcpStream::connect(server.addr).unwrap();
+    real.write_all(&[0x16]).unwrap();
+    let mut idle = Vec::new();
+    for n in 0..63u8 {
+        let mut stream = support::connect_from(server.addr, &format!("127.1.0.{}", 1 + n / 8));
+        stream.write_all(&[0x16]).unwrap();
+        idle.push(stream);
+    }
+    // One more from the same network, from an address under its share.
+    let mut more = support::connect_from(server.addr, "127.1.0.9");
+    more.write_all(&[0x16]).unwrap();
+    let cut = server.expect_status("TLS handshake cut short");
+    assert!(
+        cut.contains("127.1.0.1:")
+            && cut.ends_with(
+                "the oldest of 127.1.0.0/24, which held the most (63) of the 64 when a newcomer came"
+            ),
+        "{cut}"
+    );
+    // The real one's handshake is still there: it goes on when its bytes
+    // come (here, the rest of a record that is no handshake: it fails, as
+    // the server says, rather than having been cut).
+    real.write_all(&[3, 1, 0, 4, 0xff, 0, 0, 0]).unwrap();
+    let failed = server.expect_status("TLS handshake failed");
+    assert!(failed.contains("127.0.0.1:"), "{failed}");
+    drop(idle);
+}
+
+/// Guessers of the code from eight networks (127.1.0.0/24 to
+/// 127.1.7.0/24), each guessing again as soon as it is answered, do not
+/// keep a real client with the right code out: it goes before them at the
+/// code gate (they have presented proofs again and again, it none), and is
+/// connected. First come, first served kept their guesses five seconds
+/// deep ahead of it, and refused it as busy. Linux: it binds 127.1.N.1.
+#[cfg(target_os = "linux")]
+#[test]
+fn code_guessers_from_many_networks_do_not_keep_a_real_client_out() {
+    let dir = scratch("code-guessers");
+    let code = [("CHAT_CODE", "42-orbit-velvet-candle")];
+    let (mut server, _) = tls_server(&dir, &["--code"], &code);
+    // Each guess: a handshake, the server's own SPAKE2 point sent back as
+    // ours (valid, and free to make), then a random proof. Says `warm`
+    // once every guesser has been answered twice, and guesses on until
+    // its stdin closes.
+    let script = r#"
+import os, socket, ssl, struct, sys, threading, time
+host, port = sys.argv[1].rsplit(":", 1)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+context.set_alpn_protocols(["chat-code"])
+answered = [0] * 8
+lock = threading.Lock()
+def guess(n):
+    while True:
+        try:
+            raw = socket.create_connection((host, int(port)), source_address=("127.1.%d.1" % n, 0))
+            tls = context.wrap_socket(raw)
+            def exactly(k):
+                data = b""
+                while len(data) < k:
+                    chunk = tls.recv(k - len(data))
+                    if not chunk:
+                        raise OSError("closed")
+                    data += chunk
+                return data
+            def frame():
+                (length,) = struct.unpack("!I", exactly(4))
+                return exactly(length)
+            theirs = frame()
+            tls.sendall(struct.pack("!I", 33) + b"A" + theirs[1:])
+            time.sleep(0.02)
+            tls.sendall(struct.pack("!I", 32) + os.urandom(32))
+            frame()
+            tls.close()
+        except OSError:
+            time.sleep(0.02)
+            continue
+        with lock:
+            answered[n] += 1
+            if min(answered) == 2 and answered[n] == 2:
+                print("warm", flush=True)
+for n in range(8):
+    threading.Thread(target=guess, args=(n,), daemon=True).start()
+sys.stdin.read()
+"#;
+    let mut python = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(server.addr.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("this test needs python3 (Debian: apt-get install python3)");
+    let mut warm = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(python.stdout.take().unwrap()),
+        &mut warm,
+    )
+    .unwrap();
+    assert_eq!(warm, "warm\n");
+    let mut real = tls_client(&server, &dir, &["--code"], &code);
+    real.expect_status("knows the code");
+    server.expect_status("connected");
+    real.say("in, past the guessers");
+    server.expect_message("in, past the guessers");
+    drop(python.stdin.take());
+    let _ = python.kill();
+    let _ = python.wait();
 }

@@ -102,7 +102,9 @@ fn a_client_in_line_that_sends_nothing_is_let_go_at_its_deadline_and_not_before(
 /// A full line makes room for a newcomer: the client that has waited
 /// longest without sending anything gives up its place, once it has held
 /// it for half of `--speak-within` (5 s), not a tenth of a second before;
-/// one that sent a keepalive never does.
+/// one that sent a keepalive never does. The newcomers come from another
+/// network than those in line (127.0.2.0/24): one from the silent
+/// client's own would not be given its place (see the next tests).
 #[test]
 fn a_full_line_gives_the_place_of_the_oldest_silent_client_to_a_newcomer() {
     let mut config = conversations();
@@ -116,11 +118,11 @@ fn a_full_line_gives_the_place_of_the_oldest_silent_client_to_a_newcomer() {
     let mut silent = server.raw();
     server.expect_status("is waiting (number 2 in line)");
     server.pass(Duration::from_secs(5) - TENTH);
-    let mut early = server.raw();
+    let mut early = server.raw_from("127.0.2.1");
     assert!(read_text(&mut early).starts_with("-- refused: server is full"));
     server.expect_status("turned away: the line is full (2 waiting)");
     server.pass(TENTH);
-    let mut newcomer = server.raw();
+    let mut newcomer = server.raw_from("127.0.2.2");
     server.expect_status(
         "let go: it sent nothing within 5 s of taking its place in line, and a newcomer needed it",
     );
@@ -138,7 +140,8 @@ fn a_full_line_gives_the_place_of_the_oldest_silent_client_to_a_newcomer() {
 
 /// The same in a room: a newcomer to a full room takes the seat of the
 /// member that has held it longest without a word, once it has held it
-/// for half of `--speak-within`; the room sees that member leave.
+/// for half of `--speak-within`; the room sees that member leave. The
+/// newcomers come from another network, as above.
 #[test]
 fn a_full_room_gives_the_seat_of_the_oldest_silent_member_to_a_newcomer() {
     let mut server = Running::start(Mode::Room(support::inproc::room(2)));
@@ -151,10 +154,10 @@ fn a_full_room_gives_the_seat_of_the_oldest_silent_member_to_a_newcomer() {
     server.pass(Duration::from_secs(1));
     server.expect_status("guest-2 joined");
     server.pass(Duration::from_secs(4) - TENTH);
-    let mut early = server.raw();
+    let mut early = server.raw_from("127.0.2.1");
     assert!(read_text(&mut early).contains("the room is full"));
     server.pass(TENTH);
-    let mut newcomer = server.raw();
+    let mut newcomer = server.raw_from("127.0.2.2");
     server.expect_status(
         "let go: it sent nothing within 5 s of joining, and a newcomer needed the seat",
     );
@@ -177,6 +180,92 @@ fn a_full_room_gives_the_seat_of_the_oldest_silent_member_to_a_newcomer() {
         ),
         "{left}"
     );
+}
+
+/// One network (127.1.0.0/24, five addresses) fills the line with
+/// connections that say nothing, and opens more: its own newcomers are
+/// turned away (they would only push out its own, and it waits on their
+/// words), but a newcomer from another network gets a place at once,
+/// however young the silent ones are, for one of them. It keeps it once it
+/// has spoken. Before networks were counted, a stream of such connections
+/// kept every place.
+#[test]
+fn a_network_filling_the_line_with_silence_gives_a_place_at_once_to_another() {
+    let mut server = Running::start(Mode::Conversations(conversations()));
+    let mut talking = server.raw();
+    talking.write_all(&frame(b"here")).unwrap();
+    server.expect_message("here");
+    let mut silent: Vec<TcpStream> = (1..=5)
+        .map(|n| {
+            let stream = server.raw_from(&format!("127.1.0.{n}"));
+            server.expect_status(&format!("is waiting (number {n} in line)"));
+            stream
+        })
+        .collect();
+    let mut more = server.raw_from("127.1.0.6");
+    assert!(read_text(&mut more).starts_with("-- refused: server is full"));
+    server.expect_status("turned away: the line is full (5 waiting)");
+
+    let mut real = server.raw_from("127.0.0.1");
+    server.expect_status(&format!(
+        "{} let go: it had sent nothing yet, and its network 127.1.0.0/24 held 5 of the places in line without a word: a newcomer from another network needed one",
+        silent[0].local_addr().unwrap()
+    ));
+    server.expect_status(&format!(
+        "{} is waiting (number 5 in line)",
+        real.local_addr().unwrap()
+    ));
+    real.write_all(&frame(b"")).unwrap();
+    let mut told = String::new();
+    while !told.starts_with("-- refused") {
+        told = read_text(&mut silent[0]);
+    }
+    assert_eq!(
+        told,
+        "-- refused: your place in line was given up: you had sent nothing yet, and your network 127.1.0.0/24 held 5 of the places in line without a word: a newcomer from another network needed one (a client keeps its place by sending something, a line or an empty frame)"
+    );
+    // The real client spoke: the network's newcomers take nothing from it,
+    // nor from its own silent ones.
+    let mut again = server.raw_from("127.1.0.7");
+    assert!(read_text(&mut again).starts_with("-- refused: server is full"));
+    drop(silent);
+}
+
+/// The same in a room: one network's silent members hold every seat, and a
+/// newcomer from another network takes one of them at once; the room sees
+/// that member leave, and why.
+#[test]
+fn a_network_filling_the_room_with_silence_gives_a_seat_at_once_to_another() {
+    let mut server = Running::start(Mode::Room(support::inproc::room(3)));
+    let mut silent: Vec<TcpStream> = (1..=3)
+        .map(|n| {
+            let mut stream = server.raw_from(&format!("127.1.0.{n}"));
+            assert!(read_text(&mut stream).ends_with("[room protocol 2]"));
+            stream
+        })
+        .collect();
+    let mut more = server.raw_from("127.1.0.4");
+    assert!(read_text(&mut more).contains("the room is full"));
+
+    let mut alice = server.raw_from("127.0.0.1");
+    alice.write_all(&frame(b"/nick alice")).unwrap();
+    server.expect_status(&format!(
+        "{} let go: it had sent nothing yet, and its network 127.1.0.0/24 held 3 of the room's seats without a word: a newcomer from another network needed one",
+        silent[0].local_addr().unwrap()
+    ));
+    server.expect_status("alice joined");
+    let mut told = String::new();
+    while !told.contains("given up") {
+        told = read_text(&mut silent[0]);
+    }
+    assert_eq!(
+        told,
+        "-- you had sent nothing yet, and your network 127.1.0.0/24 held 3 of the room's seats without a word: a newcomer from another network needed one, so your place in the room was given up (a member that only reads keeps it by sending an empty frame first)"
+    );
+    // Alice spoke; the network's next newcomer is turned away.
+    let mut again = server.raw_from("127.1.0.5");
+    assert!(read_text(&mut again).contains("the room is full"));
+    drop(silent);
 }
 
 /// The idle timeout counts from the last traffic, which the server notes

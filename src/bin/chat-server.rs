@@ -65,9 +65,10 @@ struct Args {
     /// keepalive, an empty frame, will do) within this many seconds of
     /// getting it, or it is told why and let go, so that connections that
     /// send nothing cannot hold the places; and a newcomer to a full line
-    /// or room takes the place of the one silent longest, once it has held
-    /// it for half this long; 0: never. Never applies to the conversation
-    /// being served
+    /// or room takes the place of a silent one of a network (/24, /64)
+    /// holding two more places than its own, or of the one silent longest
+    /// once it has held it for half this long; 0: never. Never applies to
+    /// the conversation being served
     #[arg(long, value_name = "SECS", default_value_t = chat::DEFAULT_SPEAK_WITHIN_SECS,
           value_parser = chat::parse_speak_within)]
     speak_within: u64,

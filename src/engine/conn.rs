@@ -548,6 +548,14 @@ impl Conn {
         self.max = max;
     }
 
+    /// Whole frames read but not taken come first at the next read: a read
+    /// may hand out more frames than its caller takes (the gate's code
+    /// exchange takes frames one at a time, and the conversation's first
+    /// ones may come in the same read as the client's proof).
+    pub fn put_back(&mut self, frames: &[u8]) {
+        self.pending.splice(0..0, frames.iter().copied());
+    }
+
     /// The socket was reported readable. (Not once the receiving half has
     /// ended: a readiness report after the end, an error or a hang-up, must
     /// not make a read look possible again, or a reader loops on nothing.)
@@ -1313,6 +1321,42 @@ mod tests {
         let _peer = sender.join().unwrap();
         assert!(got.is_empty(), "nothing handed out");
         assert!(most.1 < DECLARED / 2, "{most:?}");
+    }
+
+    /// The gate's code exchange takes one frame at a time, but a read may
+    /// bring more: those it does not take are put back, and come first at
+    /// the next read, before what the socket brings.
+    #[test]
+    fn frames_put_back_come_first_at_the_next_read() {
+        use std::io::Write;
+        let (mut conn, mut peer) = pair();
+        peer.write_all(&frames(&[b"proof", b"first", b"second"]))
+            .unwrap();
+        let mut scratch = vec![0; 1024];
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while got.len() < frames(&[b"proof", b"first", b"second"]).len() {
+            assert!(
+                conn.read_frames(&mut scratch, &mut got, usize::MAX)
+                    .is_none()
+            );
+            assert!(std::time::Instant::now() < deadline, "{got:?}");
+            conn.set_readable();
+        }
+        let proof = frames(&[b"proof"]).len();
+        conn.put_back(&got[proof..]);
+        assert!(conn.can_read());
+        peer.write_all(&frames(&[b"third"])).unwrap();
+        let mut rest = Vec::new();
+        while rest.len() < frames(&[b"first", b"second", b"third"]).len() {
+            assert!(
+                conn.read_frames(&mut scratch, &mut rest, usize::MAX)
+                    .is_none()
+            );
+            assert!(std::time::Instant::now() < deadline, "{rest:?}");
+            conn.set_readable();
+        }
+        assert_eq!(rest, frames(&[b"first", b"second", b"third"]));
     }
 
     #[test]

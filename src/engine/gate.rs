@@ -25,6 +25,7 @@ use crate::engine::tls::{
     CodeFailure, HANDSHAKE_RECORD, NEEDS_CODE, PLAIN_CLIENT_GRACE, SPEAK_TLS, ServerTls,
 };
 use crate::state::access::Access;
+use crate::state::prefix::Prefix;
 use crate::state::throttle::Throttle;
 use crate::wire::farewell::refusal;
 use crate::wire::frame::encode_frame;
@@ -224,9 +225,10 @@ pub(super) fn accepted(
     }
     if !io.gate.handshakes.enter(peer.ip()) {
         // All slots taken by others (not this address's own share): the
-        // oldest handshake goes, so that clients that connect and say
-        // nothing cannot keep everyone out for the handshake's whole time;
-        // a real client's handshake is done long before it is the oldest.
+        // oldest handshake of the networks holding the most goes, so that
+        // clients that connect and say nothing cannot keep everyone out for
+        // the handshake's whole time, nor cut a real client's slower
+        // handshake by coming faster than it is done.
         let room_made = io.gate.handshakes.full_of_others(peer.ip()) && drop_oldest_handshake(io);
         if !room_made || !io.gate.handshakes.enter(peer.ip()) {
             io.gate.refused(Refusal::Crowded, peer, io.now);
@@ -406,23 +408,31 @@ fn handshake(io: &mut Io, service: &mut impl Service, id: Id) {
 }
 
 fn prove(io: &mut Io, service: &mut impl Service, id: Id) {
-    // One frame at a time: what follows the client's proof is the
-    // conversation's, left for the service.
-    let mut frame = Vec::new();
+    // A frame at a time, as the exchange takes them; a read may bring
+    // more (a client's SPAKE2 message and its proof in one TLS record were
+    // read together, and the proof was lost: the client waited for the
+    // handshake's deadline), and what follows the proof is the
+    // conversation's, put back for the service.
+    let mut frames = Vec::new();
     loop {
-        frame.clear();
+        frames.clear();
         let link = &mut io.links[id];
-        let end = link.conn.read_frames(&mut io.scratch, &mut frame, 1);
-        if let Some(payload) = crate::wire::frame::payloads(&frame).next() {
+        let end = link.conn.read_frames(&mut io.scratch, &mut frames, 1);
+        let mut at = 0;
+        for payload in crate::wire::frame::payloads(&frames) {
+            at += crate::wire::frame::HEADER_LEN + payload.len();
             let tls = io.gate.config.tls.as_ref().expect("a TLS gate");
             let Phase::Proving { exchange, .. } = &mut io.links[id].phase else {
                 return;
             };
             let step = exchange.received(payload, io.now, &mut crate::lock(tls.code_gate()));
-            let waiting = matches!(step.state, Progress::Waiting { .. });
-            apply(io, service, id, step);
-            if !waiting {
-                return;
+            match step.state {
+                Progress::Waiting { .. } => apply(io, service, id, step),
+                Progress::Admitted => {
+                    io.links[id].conn.put_back(&frames[at..]);
+                    return apply(io, service, id, step);
+                }
+                Progress::Refused(_) => return apply(io, service, id, step),
             }
         }
         if let Some(end) = end {
@@ -436,7 +446,7 @@ fn prove(io: &mut Io, service: &mut impl Service, id: Id) {
             drop_at_gate(io, id);
             return;
         }
-        if frame.is_empty() && !io.links[id].conn.can_read() {
+        if frames.is_empty() && !io.links[id].conn.can_read() {
             return;
         }
     }
@@ -564,27 +574,39 @@ fn drop_at_gate(io: &mut Io, id: Id) {
     io.remove(id);
 }
 
-/// Ends the handshake that began first, for a newcomer (see
-/// [`accepted`]); false if there is none.
+/// Ends a handshake for a newcomer (see [`accepted`]): the one that began
+/// first of the networks (IPv4 /24, IPv6 /64) holding the most slots;
+/// false if there is none. By network, and not simply the oldest: connections
+/// that arrive faster than a handshake takes would otherwise cut every
+/// real client whose handshake is slower (a long or lossy link: a few
+/// hundred milliseconds, a second), while one network holding more slots
+/// than the newcomer's keeps losing its own.
 fn drop_oldest_handshake(io: &mut Io) -> bool {
+    // A client whose code check waits for its turn has done all it can:
+    // cutting it would waste the one check it queued for.
     let began = |phase: &Phase| match phase {
         Phase::Sniffing { since } => Some(*since),
+        Phase::Proving { exchange, .. } if exchange.waits_at_gate() => None,
         Phase::Handshaking { until } | Phase::Proving { until, .. } => {
             Some(*until - HANDSHAKE_TIMEOUT)
         }
         _ => None,
     };
+    let handshakes = &io.gate.handshakes;
+    let most = handshakes.most();
     let oldest = io
         .links
         .iter()
+        .filter(|(_, link)| handshakes.held(link.conn.peer().ip()) == most)
         .filter_map(|(id, link)| Some((began(&link.phase)?, id)))
         .min();
     let Some((_, id)) = oldest else {
         return false;
     };
     let peer = io.links[id].conn.peer();
+    let network = Prefix::of(peer.ip());
     let line = format!(
-        "{peer}: TLS handshake cut short: the oldest of {MAX_HANDSHAKES} when a newcomer came"
+        "{peer}: TLS handshake cut short: the oldest of {network}, which held the most ({most}) of the {MAX_HANDSHAKES} when a newcomer came"
     );
     io.gate.failed(Failure::Handshake, line, io.now);
     drop_at_gate(io, id);
@@ -602,11 +624,12 @@ fn leave_handshakes(io: &mut Io, id: Id) {
     }
 }
 
-/// The clients in the TLS handshake, in all and by address.
+/// The clients in the TLS handshake, in all, by address and by network.
 #[derive(Default)]
 struct Handshakes {
     total: usize,
     from: HashMap<IpAddr, usize>,
+    networks: HashMap<Prefix, usize>,
 }
 
 impl Handshakes {
@@ -617,7 +640,19 @@ impl Handshakes {
         }
         *mine += 1;
         self.total += 1;
+        *self.networks.entry(Prefix::of(address)).or_default() += 1;
         true
+    }
+
+    /// The most slots one network holds (of 64, a scan is cheap).
+    fn most(&self) -> usize {
+        self.networks.values().copied().max().unwrap_or(0)
+    }
+
+    /// How many slots the network of `address` holds.
+    fn held(&self, address: IpAddr) -> usize {
+        let network = Prefix::of(address);
+        self.networks.get(&network).copied().unwrap_or(0)
     }
 
     /// Whether the slots are all taken, and `address` is under its own
@@ -633,6 +668,13 @@ impl Handshakes {
             *mine -= 1;
             if *mine == 0 {
                 self.from.remove(&address);
+            }
+        }
+        let network = Prefix::of(address);
+        if let Some(held) = self.networks.get_mut(&network) {
+            *held -= 1;
+            if *held == 0 {
+                self.networks.remove(&network);
             }
         }
     }

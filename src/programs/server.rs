@@ -33,7 +33,7 @@ use crate::errors::describe_failure;
 use crate::state::access::Access;
 use crate::state::clock::Clock;
 use crate::state::ending::{Ending, Happening};
-use crate::state::first_words::{FirstWords, Heard, Told, sent_nothing};
+use crate::state::first_words::{FirstWords, Heard, Making, Told, sent_nothing, unfair_share};
 use crate::wire::display::push_visible_frames;
 use crate::wire::farewell::refusal;
 use crate::wire::frame::encode_frame;
@@ -669,6 +669,30 @@ impl Conversations<'_> {
         true
     }
 
+    /// Lets go waiting client `id`, which has sent nothing yet, for a
+    /// newcomer from a network that holds fewer places than its own does
+    /// (`held`: how many its own holds); false if it is not in line.
+    fn let_go_waiting_for_share(&mut self, io: &mut Io, id: Id, held: &str) -> bool {
+        let Some(at) = self.line.iter().position(|w| w.id == id) else {
+            return false;
+        };
+        let waiting = self.line.remove(at).expect("in line");
+        let notice = format!(
+            "your place in line was given up: {} (a client keeps its place by sending something, a line or an empty frame)",
+            unfair_share("you", "your", held)
+        );
+        io.refuse(id, &refusal(&notice));
+        let line = format!(
+            "{} let go: {}",
+            waiting.peer,
+            unfair_share("it", "its", held)
+        );
+        if let Some(report) = self.told.let_go(line, io.now()) {
+            self.output().status(report);
+        }
+        true
+    }
+
     /// The next in line that is not away, if any, is served: one whose
     /// connection is lost keeps its place, first when it is back.
     fn next(&mut self, io: &mut Io) {
@@ -777,13 +801,22 @@ impl Service for Conversations<'_> {
         }
         if self.line.len() >= self.config.max_waiting
             && let Some(within) = self.first_words.within()
-            && let Some(silent) = self
-                .first_words
-                .oldest_silent(io.now(), |id| io.first_frame(id).unwrap_or(Heard::Frame))
+            && let Some((silent, making)) = self.first_words.make_room(io.now(), peer.ip(), |id| {
+                io.first_frame(id).unwrap_or(Heard::Frame)
+            })
         {
             // A full line of connections that say nothing keeps nobody out
-            // (see `FirstWords::oldest_silent`).
-            self.let_go_waiting(io, silent, within / 2, ", and a newcomer needed it");
+            // (see `crate::state::first_words`).
+            match making {
+                Making::Age => {
+                    self.let_go_waiting(io, silent, within / 2, ", and a newcomer needed it")
+                }
+                Making::Share { network, held } => self.let_go_waiting_for_share(
+                    io,
+                    silent,
+                    &format!("{network} held {held} of the places in line"),
+                ),
+            };
             self.tell_places(io);
         }
         let waiting = self.line.len();
@@ -816,7 +849,7 @@ impl Service for Conversations<'_> {
         ));
         self.tell_at.get_or_insert(io.now() + TELL_AFTER);
         self.probe_at.get_or_insert(io.now() + PROBE_EVERY);
-        self.first_words.took_place(id, io.now());
+        self.first_words.took_place(id, peer.ip(), io.now());
         self.set_prompt();
         // What it sends meanwhile is kept, not yet shown: not acknowledged
         // before its turn (its client counts it as not delivered).

@@ -114,6 +114,12 @@ impl Running {
         stream
     }
 
+    /// A raw protocol peer from loopback address `from` (another network
+    /// than 127.0.0.1's, say).
+    pub fn raw_from(&self, from: &str) -> TcpStream {
+        super::connect_from(self.addr, from)
+    }
+
     /// Checks that the server serves a well-mannered client at once: `text`
     /// reaches the operator, and the client is told nothing (no "busy").
     pub fn serves_a_polite_client(&mut self, text: &str) {

@@ -418,6 +418,23 @@ impl std::ops::DerefMut for Server {
     }
 }
 
+/// A connection to `server` from the loopback address `from` (any of
+/// 127.0.0.0/8 on Linux and Windows): a peer from another network than
+/// 127.0.0.1's, for the rules that count networks (an IPv4 /24).
+pub fn connect_from(server: SocketAddr, from: &str) -> TcpStream {
+    let from: std::net::IpAddr = from.parse().expect("an address");
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::new(from, 0).into())
+        .unwrap_or_else(|e| {
+            panic!("cannot bind {from} (this system has only 127.0.0.1 on loopback?): {e}")
+        });
+    socket.connect(&server.into()).expect("connect to server");
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream
+}
+
 /// One frame as the protocol writes it.
 pub fn frame(payload: &[u8]) -> Vec<u8> {
     let mut bytes = (payload.len() as u32).to_be_bytes().to_vec();

@@ -11,14 +11,16 @@
 //!
 //! 1. both sides send their SPAKE2 message as one frame (33 bytes);
 //! 2. the client sends its proof, `HMAC-SHA256(K, "client" || exporter)`;
-//! 3. the server checks it, at most one check a second for the whole server,
+//! 3. the server checks it, at most one check a second for the whole server
+//!    (the network that presented the fewest proofs lately first: see
+//!    [`Gate`]),
 //!    and answers with its own proof (`"server"`), or with a text frame that
 //!    says why it refuses, and closes.
 //!
 //! The server's side is [`ServerExchange`], a state machine with no I/O and
 //! no clock, driven by the server's event loop (`crate::engine`'s gate).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -26,6 +28,8 @@ use std::time::{Duration, Instant};
 use ring::hmac;
 use spake2::{Ed25519Group, Identity, Password, Spake2};
 
+use crate::state::points::Points;
+use crate::state::prefix::Prefix;
 use crate::wire::frame::{HEADER_LEN, encode_frame};
 
 /// The label for the TLS exporter (RFC 8446 section 7.5).
@@ -38,7 +42,7 @@ const WORDS: usize = 3;
 /// Code checks are spaced by this much, server-wide.
 pub const ATTEMPT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A client whose check would have to wait longer than this is refused.
+/// A check that has waited this long for its turn is refused.
 const LONGEST_WAIT: Duration = Duration::from_secs(5);
 
 /// The proofs are HMAC-SHA256 tags.
@@ -74,30 +78,161 @@ pub fn normalize(code: &str) -> String {
         .join("-")
 }
 
-/// Spaces out code checks for the whole server: a state machine fed the time.
-/// Each address has at most one check waiting, so one guesser cannot fill
-/// the queue ahead of everyone else.
-#[derive(Debug, Default)]
+/// Spaces out code checks for the whole server, and chooses whose comes
+/// next: a state machine fed the time.
+///
+/// One check a second for the whole server, so that a guesser, however
+/// many addresses it has, makes at most one guess a second (a number and
+/// three words are 43 bits). Which waiting check goes next is the one from
+/// the network ([`Prefix`]: an IPv4 /24, an IPv6 /64) with the lowest
+/// score, the longest waiting among equals. A network scores a point for
+/// each proof it presents, checked or refused (each cost the server a TLS
+/// handshake), and one more for each wrong code; points fade, halved every
+/// [`HALF_LIFE`]. A guesser presents proofs again and again, a real client
+/// once, so it goes before them all, from the first seconds of an attack.
+/// (First come, first served let 40 guessers keep the queue full: a real
+/// client arriving found five seconds of guesses ahead of it and was
+/// refused, every time.) At most [`MAX_WAITING`] wait, one per network; a
+/// newcomer to a full queue takes the place of the one whose network
+/// scores highest, if higher than its own network did, and that one is
+/// refused as busy.
+#[derive(Debug)]
 pub struct Gate {
+    /// When the next check may be made.
     next_free: Option<Instant>,
-    waiting: HashSet<IpAddr>,
+    waiting: HashMap<Ticket, Waiter>,
+    points: Points,
+    tickets: u64,
 }
 
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            next_free: None,
+            waiting: HashMap::new(),
+            points: Points::new(HALF_LIFE),
+            tickets: 0,
+        }
+    }
+}
+
+/// A place in the [`Gate`]'s queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ticket(u64);
+
+#[derive(Debug)]
+struct Waiter {
+    network: Prefix,
+    since: Instant,
+}
+
+/// A waiting check's turn ([`Gate::turn`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Turn {
+    /// Check now.
+    Go,
+    /// Ask again then.
+    Wait(Instant),
+    /// Waited too long, or its place was given to a network that scored
+    /// lower: refused as busy.
+    Refused,
+}
+
+/// A network's points are halved this often: a guesser that stopped a few
+/// minutes ago is as new as anyone.
+const HALF_LIFE: Duration = Duration::from_secs(60);
+
+/// At most this many checks wait at once.
+const MAX_WAITING: usize = 5;
+
 impl Gate {
-    /// Reserves the next check for `from`: when it may be made, or `None` if
-    /// `from` already has one waiting or it would be too long from `now`
-    /// (the client is refused instead). Call [`Gate::done`] after the check.
-    pub fn reserve(&mut self, now: Instant, from: IpAddr) -> Option<Instant> {
-        let at = self.next_free.map_or(now, |free| free.max(now));
-        if at.duration_since(now) > LONGEST_WAIT || !self.waiting.insert(from) {
+    /// A check from `from` waits at `now` for its turn ([`Gate::turn`]); or
+    /// `None` if it is refused as busy (its network has one waiting, or the
+    /// queue is full of networks that score no higher than its own). Call
+    /// [`Gate::done`] if the check is given up before its turn.
+    pub fn reserve(&mut self, now: Instant, from: IpAddr) -> Option<Ticket> {
+        // Those that waited too long are refused at their next turn.
+        self.waiting
+            .retain(|_, w| now.saturating_duration_since(w.since) <= LONGEST_WAIT);
+        let network = Prefix::of(from);
+        let mine = self.score(network, now);
+        self.add(network, now, 1.0);
+        if self.waiting.values().any(|w| w.network == network) {
             return None;
         }
-        self.next_free = Some(at + ATTEMPT_INTERVAL);
-        Some(at)
+        if self.waiting.len() >= MAX_WAITING {
+            let (&worst, worst_score) = self
+                .waiting
+                .iter()
+                .map(|(ticket, w)| (ticket, self.score(w.network, now)))
+                .max_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(b.0)))?;
+            if worst_score <= mine {
+                return None;
+            }
+            self.waiting.remove(&worst);
+        }
+        self.tickets += 1;
+        let ticket = Ticket(self.tickets);
+        self.waiting.insert(
+            ticket,
+            Waiter {
+                network,
+                since: now,
+            },
+        );
+        Some(ticket)
     }
 
-    pub fn done(&mut self, from: IpAddr) {
-        self.waiting.remove(&from);
+    /// Whether the check holding `ticket` goes now: the next check may be
+    /// made, and it is the one of the network that scores lowest (the
+    /// longest waiting among equals); refused once it has waited longer
+    /// than [`LONGEST_WAIT`] or lost its place.
+    pub fn turn(&mut self, now: Instant, ticket: Ticket) -> Turn {
+        let Some(waiter) = self.waiting.get(&ticket) else {
+            return Turn::Refused;
+        };
+        if now.saturating_duration_since(waiter.since) > LONGEST_WAIT {
+            self.waiting.remove(&ticket);
+            return Turn::Refused;
+        }
+        if let Some(free) = self.next_free
+            && now < free
+        {
+            return Turn::Wait(free);
+        }
+        let first = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| now.saturating_duration_since(w.since) <= LONGEST_WAIT)
+            .map(|(&ticket, w)| (self.score(w.network, now), w.since, ticket))
+            .min_by(|a, b| a.0.total_cmp(&b.0).then((a.1, a.2).cmp(&(b.1, b.2))))
+            .map(|(_, _, ticket)| ticket);
+        if first != Some(ticket) {
+            // Its turn is after the one chosen, which checks now.
+            return Turn::Wait(now + ATTEMPT_INTERVAL);
+        }
+        self.waiting.remove(&ticket);
+        self.next_free = Some(now + ATTEMPT_INTERVAL);
+        Turn::Go
+    }
+
+    /// A check from `from` found a wrong code (or a broken exchange) at
+    /// `now`: a point more against its network.
+    pub fn wrong(&mut self, now: Instant, from: IpAddr) {
+        self.add(Prefix::of(from), now, 1.0);
+    }
+
+    /// The check holding `ticket` is given up before its turn.
+    pub fn done(&mut self, ticket: Ticket) {
+        self.waiting.remove(&ticket);
+    }
+
+    fn score(&self, network: Prefix, now: Instant) -> f64 {
+        self.points.of(network, now)
+    }
+
+    fn add(&mut self, network: Prefix, now: Instant, points: f64) {
+        self.points.add(network, now, points);
     }
 }
 
@@ -203,12 +338,12 @@ enum Stage {
         spake: Spake2<Ed25519Group>,
         theirs: Vec<u8>,
     },
-    /// Holding the gate's slot at `at` for the check of `proof`.
+    /// Waiting at the gate, with `ticket`, for the check of `proof`.
     Slot {
         spake: Spake2<Ed25519Group>,
         theirs: Vec<u8>,
         proof: Vec<u8>,
-        at: Instant,
+        ticket: Ticket,
     },
     /// Over, as it ended (nothing held at the gate).
     Over(Progress),
@@ -282,7 +417,7 @@ impl ServerExchange {
                 Step::waiting(None)
             }
             Stage::Proof { spake, theirs } => {
-                let Some(at) = gate.reserve(now, self.from) else {
+                let Some(ticket) = gate.reserve(now, self.from) else {
                     return self.end(vec![BUSY_NOTICE.into()], Failure::TooManyAttempts);
                 };
                 let proof = payload.to_vec();
@@ -290,7 +425,7 @@ impl ServerExchange {
                     spake,
                     theirs,
                     proof,
-                    at,
+                    ticket,
                 };
                 self.tick(now, gate)
             }
@@ -301,19 +436,24 @@ impl ServerExchange {
         }
     }
 
-    /// Time passed: the slot reserved at the gate may have come. If it has,
-    /// the proof is checked, and the reservation released.
+    /// Time passed: the check's turn at the gate may have come. If it
+    /// has, the proof is checked.
     pub fn tick(&mut self, now: Instant, gate: &mut Gate) -> Step {
         match &self.stage {
             Stage::Message(_) | Stage::Proof { .. } => return Step::waiting(None),
-            Stage::Slot { at, .. } if now < *at => return Step::waiting(Some(*at)),
             Stage::Over(progress) => {
                 return Step {
                     send: Vec::new(),
                     state: progress.clone(),
                 };
             }
-            Stage::Slot { .. } => {}
+            Stage::Slot { ticket, .. } => match gate.turn(now, *ticket) {
+                Turn::Go => {}
+                Turn::Wait(at) => return Step::waiting(Some(at)),
+                Turn::Refused => {
+                    return self.end(vec![BUSY_NOTICE.into()], Failure::TooManyAttempts);
+                }
+            },
         }
         let Stage::Slot {
             spake,
@@ -324,9 +464,7 @@ impl ServerExchange {
         else {
             unreachable!("matched above");
         };
-        let checked = check(spake, &theirs, &their_proof, &self.exporter);
-        gate.done(self.from);
-        match checked {
+        match check(spake, &theirs, &their_proof, &self.exporter) {
             Ok(Some(key)) => {
                 let ours = proof(&key, b"server", &self.exporter);
                 self.stage = Stage::Over(Progress::Admitted);
@@ -335,9 +473,21 @@ impl ServerExchange {
                     state: Progress::Admitted,
                 }
             }
-            Ok(None) => self.end(vec![WRONG_CODE_NOTICE.into()], Failure::WrongCode),
-            Err(failure) => self.end(Vec::new(), failure),
+            Ok(None) => {
+                gate.wrong(now, self.from);
+                self.end(vec![WRONG_CODE_NOTICE.into()], Failure::WrongCode)
+            }
+            Err(failure) => {
+                gate.wrong(now, self.from);
+                self.end(Vec::new(), failure)
+            }
         }
+    }
+
+    /// Whether the exchange waits for its turn at the gate: the client has
+    /// done all it can, and waits on the server.
+    pub fn waits_at_gate(&self) -> bool {
+        matches!(self.stage, Stage::Slot { .. })
     }
 
     /// The connection ended or timed out before the exchange did: frees its
@@ -359,10 +509,10 @@ impl ServerExchange {
         self.end(Vec::new(), failure)
     }
 
-    /// Frees the gate's slot if this exchange holds one.
+    /// Gives up its place at the gate, if it holds one.
     fn release(&mut self, gate: &mut Gate) {
-        if let Stage::Slot { .. } = self.stage {
-            gate.done(self.from);
+        if let Stage::Slot { ticket, .. } = self.stage {
+            gate.done(ticket);
             self.stage = Stage::Over(Progress::Refused(Failure::Broken("abandoned".into())));
         }
     }
@@ -503,54 +653,219 @@ mod tests {
         assert_eq!(normalize("--"), "");
     }
 
-    #[test]
-    fn checks_are_a_second_apart_and_a_long_queue_is_refused() {
-        let start = Instant::now();
-        let mut gate = Gate::default();
-        let address = |n: u8| IpAddr::from([10, 0, 0, n]);
-        assert_eq!(gate.reserve(start, address(0)), Some(start));
-        // 0.1 s later: each waits for its slot, a second after the last.
-        let later = start + Duration::from_millis(100);
-        for n in 1..=5 {
-            assert_eq!(
-                gate.reserve(later, address(n)),
-                Some(start + ATTEMPT_INTERVAL * u32::from(n))
-            );
-        }
-        // The sixth would wait 5.9 s: refused, and it takes no slot.
-        assert_eq!(gate.reserve(later, address(6)), None);
-        let after_four = start + Duration::from_secs(4);
-        assert_eq!(
-            gate.reserve(after_four, address(6)),
-            Some(start + ATTEMPT_INTERVAL * 6)
-        );
-        // Ten minutes on, the gate is free again.
-        let much_later = start + Duration::from_secs(600);
-        assert_eq!(gate.reserve(much_later, address(7)), Some(much_later));
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A check from `from` that gets its turn at once, and finds a wrong
+    /// code.
+    fn checked(gate: &mut Gate, now: Instant, from: IpAddr) {
+        let ticket = gate.reserve(now, from).expect("a place");
+        assert_eq!(gate.turn(now, ticket), Turn::Go);
+        gate.wrong(now, from);
     }
 
     #[test]
-    fn an_address_has_one_check_waiting_at_most() {
+    fn checks_are_a_second_apart_and_a_network_has_one_waiting_at_most() {
+        for later in [ms(100), Duration::from_secs(600)] {
+            let start = Instant::now();
+            let mut gate = Gate::default();
+            checked(&mut gate, start, address(1));
+            let ticket = gate.reserve(start + ms(100), address(2)).unwrap();
+            let slot = start + ATTEMPT_INTERVAL;
+            assert_eq!(gate.turn(start + ms(100), ticket), Turn::Wait(slot));
+            // Another address of the same /24 waits behind it: refused.
+            assert_eq!(
+                gate.reserve(start + ms(100), IpAddr::from([10, 0, 2, 9])),
+                None
+            );
+            assert_eq!(gate.turn(slot - ms(1), ticket), Turn::Wait(slot));
+            assert_eq!(gate.turn(slot, ticket), Turn::Go);
+            // Its place is free, and the next check a second on.
+            let next = gate.reserve(slot, address(2)).unwrap();
+            assert_eq!(gate.turn(slot, next), Turn::Wait(slot + ATTEMPT_INTERVAL));
+            gate.done(next);
+            // Much later, a check goes at once.
+            checked(&mut gate, slot + ATTEMPT_INTERVAL + later, address(3));
+        }
+    }
+
+    #[test]
+    fn the_network_with_the_fewest_recent_checks_goes_first() {
+        let start = Instant::now();
+        let guesser = address(1);
+        let user = address(2);
+        for user_asks_first in [false, true] {
+            let mut gate = Gate::default();
+            for n in 0..3 {
+                checked(&mut gate, start + ATTEMPT_INTERVAL * n, guesser);
+            }
+            // The guesser waits first, the user a tenth of a second later.
+            let now = start + ATTEMPT_INTERVAL * 2 + ms(100);
+            let slot = start + ATTEMPT_INTERVAL * 3;
+            let guess = gate.reserve(now, guesser).unwrap();
+            assert_eq!(gate.turn(now, guess), Turn::Wait(slot));
+            let real = gate.reserve(now + ms(100), user).unwrap();
+            assert_eq!(gate.turn(now + ms(100), real), Turn::Wait(slot));
+            // At the slot, whoever asks first, the user goes.
+            if !user_asks_first {
+                assert_eq!(gate.turn(slot, guess), Turn::Wait(slot + ATTEMPT_INTERVAL));
+            }
+            assert_eq!(gate.turn(slot, real), Turn::Go);
+            assert_eq!(gate.turn(slot, guess), Turn::Wait(slot + ATTEMPT_INTERVAL));
+            assert_eq!(gate.turn(slot + ATTEMPT_INTERVAL, guess), Turn::Go);
+        }
+    }
+
+    #[test]
+    fn a_full_queue_gives_the_place_of_the_highest_scoring_network_to_one_scoring_lower() {
         let start = Instant::now();
         let mut gate = Gate::default();
-        let guesser = IpAddr::from([192, 0, 2, 1]);
-        let user = IpAddr::from([192, 0, 2, 2]);
-        assert_eq!(gate.reserve(start, guesser), Some(start));
-        assert_eq!(gate.reserve(start, guesser), None);
-        // The user waits one slot, not behind a queue of guesses.
-        assert_eq!(gate.reserve(start, user), Some(start + ATTEMPT_INTERVAL));
-        gate.done(guesser);
+        let second = |n: u32| start + ATTEMPT_INTERVAL * n;
+        // Networks 1 to 4 were wrong once (2 points each), network 5 twice
+        // (4), network 6 three times (6), all within 9 s (points fade by
+        // a tenth in that time).
+        let busy = address(6);
+        for n in 0..3 {
+            checked(&mut gate, second(n), busy);
+        }
+        for n in 1..=5 {
+            checked(&mut gate, second(2 + u32::from(n)), address(n));
+        }
+        checked(&mut gate, second(8), address(5));
+        let now = second(8) + ms(100);
+        let tickets: Vec<Ticket> = (1..=5)
+            .map(|n| gate.reserve(now, address(n)).unwrap())
+            .collect();
+        // Full, and network 6 scores no lower than network 5: refused.
+        assert_eq!(gate.reserve(now, busy), None);
+        // A new network takes network 5's place, which is refused.
+        let user = gate.reserve(now, address(7)).unwrap();
+        assert_eq!(gate.turn(now, tickets[4]), Turn::Refused);
+        let slot = second(9);
         assert_eq!(
-            gate.reserve(start, guesser),
-            Some(start + ATTEMPT_INTERVAL * 2)
+            gate.turn(slot, tickets[0]),
+            Turn::Wait(slot + ATTEMPT_INTERVAL)
         );
+        assert_eq!(gate.turn(slot, user), Turn::Go);
+        assert_eq!(gate.turn(slot + ATTEMPT_INTERVAL, tickets[0]), Turn::Go);
+    }
+
+    #[test]
+    fn points_fade_by_half_every_minute() {
+        let start = Instant::now();
+        let mut gate = Gate::default();
+        let guesser = address(1);
+        for n in 0..8 {
+            checked(&mut gate, start + ATTEMPT_INTERVAL * n, guesser);
+        }
+        let last = start + ATTEMPT_INTERVAL * 7;
+        let network = Prefix::of(guesser);
+        let now = gate.score(network, last);
+        assert!((15.0..16.0).contains(&now), "{now}");
+        let tenth = gate.score(network, last + ms(100));
+        assert!(tenth < now && tenth > now * 0.99, "{tenth}");
+        let minute = gate.score(network, last + HALF_LIFE);
+        assert!((minute - now / 2.0).abs() < 1e-9, "{minute}");
+        // Ten minutes on, next to nothing: the network is as new as any.
+        assert!(gate.score(network, last + Duration::from_secs(600)) < 0.02);
+    }
+
+    #[test]
+    fn a_check_that_waited_more_than_five_seconds_is_refused_and_gives_up_its_place() {
+        let start = Instant::now();
+        let mut gate = Gate::default();
+        checked(&mut gate, start, address(1));
+        // Five checks waiting; network 1 goes before nobody: it has checked.
+        let waiting: Vec<Ticket> = (2..=6)
+            .map(|n| gate.reserve(start, address(n)).unwrap())
+            .collect();
+        let late = start + LONGEST_WAIT + ms(100);
+        // The queue is free again for a newcomer, and the late are refused.
+        let user = gate.reserve(late, address(7)).unwrap();
+        for ticket in waiting {
+            assert_eq!(gate.turn(late, ticket), Turn::Refused);
+        }
+        assert_eq!(gate.turn(late, user), Turn::Go);
+    }
+
+    /// The attack that kept every real client out: 40 guessers from 40
+    /// networks, each asking again as soon as it was answered, for ten
+    /// minutes a tenth of a second at a time. A real client from another
+    /// network, trying every 30 s from half a second into the attack on,
+    /// gets its check within the second every time but the first (the
+    /// first five guessers' checks, as new as its own, may go before it);
+    /// checks stay a second apart.
+    #[test]
+    fn forty_guessing_networks_keep_a_real_client_waiting_a_second_at_most() {
+        let start = Instant::now();
+        let mut gate = Gate::default();
+        let mut guessers: Vec<Option<(Ticket, Instant)>> = vec![None; 40];
+        let mut real: Option<(Ticket, Instant, Instant)> = None;
+        let mut checks: Vec<Instant> = Vec::new();
+        let mut waits = Vec::new();
+        let user = IpAddr::from([192, 0, 2, 1]);
+        for tenth in 0..6000u64 {
+            let now = start + ms(100 * tenth);
+            for (n, guesser) in guessers.iter_mut().enumerate() {
+                let from = IpAddr::from([10, 1, n as u8, 1]);
+                let (ticket, at) = match *guesser {
+                    Some(held) => held,
+                    None => match gate.reserve(now, from) {
+                        Some(ticket) => (ticket, now),
+                        None => continue,
+                    },
+                };
+                if now < at {
+                    continue;
+                }
+                *guesser = match gate.turn(now, ticket) {
+                    Turn::Go => {
+                        checks.push(now);
+                        gate.wrong(now, from);
+                        None
+                    }
+                    Turn::Wait(at) => Some((ticket, at)),
+                    Turn::Refused => None,
+                };
+            }
+            if tenth % 300 == 5 {
+                assert!(real.is_none());
+                let ticket = gate.reserve(now, user).expect("never refused");
+                real = Some((ticket, now, now));
+            }
+            if let Some((ticket, since, at)) = real
+                && now >= at
+            {
+                real = match gate.turn(now, ticket) {
+                    Turn::Go => {
+                        checks.push(now);
+                        waits.push(now - since);
+                        None
+                    }
+                    Turn::Wait(at) => Some((ticket, since, at)),
+                    Turn::Refused => panic!("refused at {tenth}"),
+                };
+            }
+        }
+        assert_eq!(waits.len(), 20);
+        // The first, half a second in, may find the first five guessers'
+        // checks ahead of it, as new as its own; then none.
+        assert!(waits[0] <= LONGEST_WAIT, "{waits:?}");
+        assert!(
+            waits[1..].iter().all(|&wait| wait <= ATTEMPT_INTERVAL),
+            "{waits:?}"
+        );
+        assert!(checks.windows(2).all(|w| w[1] - w[0] >= ATTEMPT_INTERVAL));
+        assert!(checks.len() > 550, "{}", checks.len());
     }
 
     const CODE: &str = "7-orbit-velvet-candle";
     const EXPORTER: [u8; 32] = [7; 32];
 
+    /// An address of network (IPv4 /24) `n`.
     fn address(n: u8) -> IpAddr {
-        IpAddr::from([10, 0, 0, n])
+        IpAddr::from([10, 0, n, 1])
     }
 
     /// The client, played in memory with its own code: its SPAKE2 message
@@ -630,28 +945,27 @@ mod tests {
     }
 
     #[test]
-    fn the_right_code_is_admitted_only_at_its_slot() {
+    fn the_right_code_is_admitted_only_at_its_turn() {
         let start = Instant::now();
         let us = address(100);
-        for wait in [Duration::from_millis(100), Duration::from_secs(4)] {
+        for wait in [ms(100), ms(900)] {
             let mut gate = Gate::default();
-            // Others ahead, checked a second apart from `start`.
-            let ahead = wait.as_secs_f64().ceil() as u8;
-            for n in 0..ahead {
-                assert!(gate.reserve(start, address(n)).is_some());
-            }
-            let now = start + ATTEMPT_INTERVAL * u32::from(ahead) - wait;
-            let slot = now + wait;
+            // Another checked at `start`: the next check is a second on.
+            checked(&mut gate, start, address(1));
+            let slot = start + ATTEMPT_INTERVAL;
+            let now = slot - wait;
             let (mut server, client, step) = until_proof(CODE, EXPORTER, us, now, &mut gate);
             assert_eq!(step, Step::waiting(Some(slot)), "{wait:?}");
+            assert!(server.waits_at_gate());
             // Just before the slot: still waiting, nothing said.
-            let before = slot - Duration::from_millis(1);
+            let before = slot - ms(1);
             assert_eq!(server.tick(before, &mut gate), Step::waiting(Some(slot)));
-            // Its check is the one waiting for this address.
+            // Its check is the one waiting for this network.
             assert_eq!(gate.reserve(before, us), None);
             let step = server.tick(slot, &mut gate);
             assert_eq!(step.state, Progress::Admitted, "{wait:?}");
             assert_eq!(client.judge(&step), Ok(()));
+            assert!(!server.waits_at_gate());
             assert!(free_for(&mut gate, slot, us));
         }
     }
@@ -660,7 +974,7 @@ mod tests {
     fn a_late_tick_checks_at_once() {
         let start = Instant::now();
         let mut gate = Gate::default();
-        gate.reserve(start, address(1)).unwrap();
+        checked(&mut gate, start, address(1));
         let (mut server, client, step) = until_proof(CODE, EXPORTER, address(2), start, &mut gate);
         let slot = start + ATTEMPT_INTERVAL;
         assert_eq!(step, Step::waiting(Some(slot)));
@@ -706,7 +1020,7 @@ mod tests {
         let start = Instant::now();
         let mut gate = Gate::default();
         let us = address(1);
-        gate.reserve(start, address(2)).unwrap();
+        checked(&mut gate, start, address(2));
         let (mut first, first_client, step) = until_proof(CODE, EXPORTER, us, start, &mut gate);
         let slot = start + ATTEMPT_INTERVAL;
         assert_eq!(step, Step::waiting(Some(slot)));
@@ -726,19 +1040,22 @@ mod tests {
     }
 
     #[test]
-    fn a_queue_longer_than_five_seconds_is_refused_as_busy() {
+    fn a_full_queue_of_networks_scoring_no_higher_refuses_a_newcomer_as_busy() {
         let start = Instant::now();
         let mut gate = Gate::default();
-        for n in 0..6 {
-            gate.reserve(start, address(n)).unwrap();
-        }
         let us = address(100);
+        // We were wrong once (2 points); five networks wait with 1 each.
+        checked(&mut gate, start, us);
+        let waiting: Vec<Ticket> = (1..=5)
+            .map(|n| gate.reserve(start, address(n)).unwrap())
+            .collect();
         let (_, _, step) = until_proof(CODE, EXPORTER, us, start, &mut gate);
         assert_eq!(step.state, Progress::Refused(Failure::TooManyAttempts));
         assert_eq!(step.send, vec![BUSY_NOTICE.as_bytes().to_vec()]);
-        // It took no slot: a second later the wait is 5 s, and allowed.
+        // It took no place: once one of them is checked, it may wait.
         let later = start + ATTEMPT_INTERVAL;
-        assert_eq!(gate.reserve(later, us), Some(start + ATTEMPT_INTERVAL * 6));
+        assert_eq!(gate.turn(later, waiting[0]), Turn::Go);
+        assert!(gate.reserve(later, us).is_some());
     }
 
     #[test]
@@ -775,7 +1092,7 @@ mod tests {
         let unexpected = Progress::Refused(Failure::Broken("unexpected message".into()));
         // A third frame while the proof waits for its slot.
         let mut gate = Gate::default();
-        gate.reserve(start, address(2)).unwrap();
+        checked(&mut gate, start, address(2));
         let (mut server, _, step) = until_proof(CODE, EXPORTER, from, start, &mut gate);
         assert!(matches!(step.state, Progress::Waiting { at: Some(_) }));
         let step = server.received(b"hello", start, &mut gate);
@@ -809,7 +1126,7 @@ mod tests {
         let start = Instant::now();
         let mut gate = Gate::default();
         let from = address(1);
-        gate.reserve(start, address(2)).unwrap();
+        checked(&mut gate, start, address(2));
         let (server, _, step) = until_proof(CODE, EXPORTER, from, start, &mut gate);
         assert!(matches!(step.state, Progress::Waiting { at: Some(_) }));
         // An exchange from the same address abandoned before its proof holds
@@ -825,7 +1142,7 @@ mod tests {
     fn ten_minutes_after_a_full_queue_the_gate_is_free() {
         let start = Instant::now();
         let mut gate = Gate::default();
-        for n in 0..6 {
+        for n in 0..5 {
             gate.reserve(start, address(n)).unwrap();
         }
         let much_later = start + Duration::from_secs(600);

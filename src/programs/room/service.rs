@@ -347,7 +347,7 @@ impl Service for RoomService {
                 let buffer = (rate * RECEIVE_BUFFER_SECONDS) as usize;
                 io.limit_receive_buffer(id, buffer.max(MIN_RECEIVE_BUFFER));
                 io.start_ending(id);
-                self.first_words.took_place(id, io.now());
+                self.first_words.took_place(id, peer.ip(), io.now());
                 self.read(io, id);
             }
             Admission::Refused(notice) => io.refuse(id, &notice),

@@ -4,14 +4,14 @@
 //! full room takes the seat of the one silent longest, or is turned away,
 //! which the operator is told of once a second at most.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use std::net::SocketAddr;
 
 use super::service::{Over, RoomService};
 use crate::engine::{Id, Io};
 use crate::state::ending::Happening;
-use crate::state::first_words::{Heard, sent_nothing};
+use crate::state::first_words::{Heard, Making, sent_nothing, unfair_share};
 use crate::state::room::{Admission, Spoken, Who, World};
 use crate::wire::frame::encode_frame;
 use crate::wire::room as wire;
@@ -28,8 +28,9 @@ impl RoomService {
             let silent = self
                 .first_words
                 .due(now, |id| io.first_frame(id).unwrap_or(Heard::Frame));
+            let why = sent_nothing(within, "joining");
             for id in silent {
-                self.let_go(io, id, within, "");
+                self.let_go(io, id, &why, "");
             }
         }
         for told in [&mut self.told, &mut self.turned_away] {
@@ -53,7 +54,7 @@ impl RoomService {
     /// count (a stream of newcomers to a full room wrote a line each).
     pub(super) fn join(&mut self, io: &mut Io, id: Id, peer: SocketAddr) -> Admission {
         if self.room.is_full() {
-            self.make_room(io);
+            self.make_room(io, peer);
         }
         let now = io.now();
         if !self.room.is_full() {
@@ -68,43 +69,67 @@ impl RoomService {
         self.room.join(id, peer, now, &mut world)
     }
 
-    /// The room is full: the member that has held its seat longest
-    /// without a word, if for half of `--speak-within` at least, gives it
-    /// to the newcomer (see `FirstWords::oldest_silent`).
-    pub(super) fn make_room(&mut self, io: &mut Io) {
+    /// The room is full: a member that has said nothing gives its seat to
+    /// newcomer `peer`, if the rules of `crate::state::first_words` say
+    /// one must (its network holds more than its share of the seats, or it
+    /// has held its own for half of `--speak-within`).
+    pub(super) fn make_room(&mut self, io: &mut Io, peer: SocketAddr) {
         let Some(within) = self.first_words.within() else {
             return;
         };
-        let oldest = self
-            .first_words
-            .oldest_silent(io.now(), |id| io.first_frame(id).unwrap_or(Heard::Frame));
-        if let Some(id) = oldest {
-            self.let_go(io, id, within / 2, ", and a newcomer needed the seat");
+        let made = self.first_words.make_room(io.now(), peer.ip(), |id| {
+            io.first_frame(id).unwrap_or(Heard::Frame)
+        });
+        match made {
+            Some((id, Making::Age)) => {
+                let why = sent_nothing(within / 2, "joining");
+                self.let_go(io, id, &why, ", and a newcomer needed the seat");
+            }
+            Some((id, Making::Share { network, held })) => {
+                let held = format!("{network} held {held} of the room's seats");
+                let (you, it) = (
+                    unfair_share("you", "your", &held),
+                    unfair_share("it", "its", &held),
+                );
+                self.let_go_as(io, id, &you, &it);
+            }
+            None => {}
         }
     }
 
-    /// Lets go member `id`, which sent nothing `within` of joining (`and`:
-    /// what more is to be said of it): told why, the last it reads; the
-    /// room sees it leave as any other; its connection ends.
-    fn let_go(&mut self, io: &mut Io, id: Id, within: Duration, and: &str) {
+    /// Lets go member `id`, which sent nothing: `why` (`sent nothing
+    /// within 10 s of joining`), `and` what more is to be said of it.
+    fn let_go(&mut self, io: &mut Io, id: Id, why: &str, and: &str) {
+        self.let_go_as(
+            io,
+            id,
+            &format!("you {why}{and}"),
+            &format!("it {why}{and}"),
+        );
+    }
+
+    /// Lets go member `id`, which sent nothing, as `you` tells it and `it`
+    /// tells the room and the operator (`it sent nothing within…`): told
+    /// why, the last it reads; the room sees it leave as any other; its
+    /// connection ends.
+    fn let_go_as(&mut self, io: &mut Io, id: Id, you: &str, it: &str) {
         if !self.room.is_here(id) || self.cut.contains(&id) {
             return;
         }
         let Some(peer) = io.peer(id) else {
             return;
         };
-        let why = sent_nothing(within, "joining");
         let text = format!(
-            "you {why}{and}, so your place in the room was given up (a member that only reads keeps it by sending an empty frame first)"
+            "{you}, so your place in the room was given up (a member that only reads keeps it by sending an empty frame first)"
         );
         let mut notice = Vec::new();
         let _ = encode_frame(&mut notice, &wire::notice(&text), usize::MAX);
         io.send(id, &notice);
         let mut world = Grouped(Self::over(io, &self.output, &self.room));
-        self.room
-            .leave(id, Some(&format!("{why}{and}")), &mut world);
+        let reason = it.strip_prefix("it ").unwrap_or(it);
+        self.room.leave(id, Some(reason), &mut world);
         io.happen(id, Happening::Quit);
-        let line = format!("{peer} let go: it {why}{and}");
+        let line = format!("{peer} let go: {it}");
         if let Some(report) = self.told.let_go(line, io.now()) {
             self.output.status(report);
         }
