@@ -50,6 +50,16 @@ fn man_pages_describe_every_flag_and_man_reads_them() {
                 "{name}: no {flag}"
             );
         }
+        // What no flag says: the editor's keys and the environment.
+        for said in [
+            "Alt\\-Enter",
+            "Ctrl\\-R",
+            "CHAT_TIMESTAMPS",
+            "CHAT_CODE",
+            "NO_COLOR",
+        ] {
+            assert!(page.contains(said), "{name}: no {said}");
+        }
         // `man -l` renders it, where man is installed.
         #[cfg(unix)]
         if let Ok(mut man) = Command::new("man")

@@ -254,7 +254,7 @@ fn a_plain_client_of_a_tls_server_is_told_to_use_tls() {
     let started = Instant::now();
     let mut client = server.connect_client(&[]);
     client.expect_status("this server speaks TLS only: connect with chat-client --tls");
-    // Told once the server's wait for a first byte (2 s) is over, not at
+    // Told once the server's wait for a first byte (5 s) is over, not at
     // some later timeout; generous for a loaded machine.
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -273,6 +273,17 @@ fn a_plain_client_of_a_tls_server_is_told_to_use_tls() {
         read_text(&mut raw),
         "-- refused: this server speaks TLS only: connect with chat-client --tls"
     );
+
+    // One that says nothing is told once the wait for a first byte is
+    // over, and the log does not claim to know it is plain: a TLS client
+    // whose hello is late on a lossy link is silent too.
+    let mut silent = server.raw();
+    assert_eq!(
+        read_text(&mut silent),
+        "-- refused: this server speaks TLS only: connect with chat-client --tls"
+    );
+    let said = server.expect_status("refused a connection from 127.0.0.1: it sent nothing for 5 s");
+    assert!(said.contains("a TLS client's hello slow to come"), "{said}");
 }
 
 #[test]

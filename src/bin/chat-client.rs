@@ -19,7 +19,8 @@ use clap::Parser;
 #[command(
     name = "chat-client",
     version = chat::VERSION,
-    after_help = "Example:\n  chat-server --bind 127.0.0.1:9527   (in one terminal)\n  chat-client --connect 127.0.0.1:9527"
+    after_help = "Example:\n  chat-server --bind 127.0.0.1:9527   (in one terminal)\n  chat-client --connect 127.0.0.1:9527",
+    after_long_help = concat!("Example:\n  chat-server --bind 127.0.0.1:9527   (in one terminal)\n  chat-client --connect 127.0.0.1:9527", chat::terminal_help!())
 )]
 struct Args {
     #[arg(

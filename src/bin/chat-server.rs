@@ -22,7 +22,8 @@ use ipnet::IpNet;
 #[command(
     name = "chat-server",
     version = chat::VERSION,
-    after_help = "Example:\n  chat-server --bind 127.0.0.1:9527\n  chat-client --connect 127.0.0.1:9527   (in another terminal)"
+    after_help = "Example:\n  chat-server --bind 127.0.0.1:9527\n  chat-client --connect 127.0.0.1:9527   (in another terminal)",
+    after_long_help = concat!("Example:\n  chat-server --bind 127.0.0.1:9527\n  chat-client --connect 127.0.0.1:9527   (in another terminal)", chat::terminal_help!())
 )]
 struct Args {
     #[arg(

@@ -267,8 +267,10 @@ pub(super) fn ready(io: &mut Io, service: &mut impl Service, id: Id) {
 pub(super) fn timed_out(io: &mut Io, service: &mut impl Service, id: Id) {
     let peer = io.links[id].conn.peer();
     match &mut io.links[id].phase {
-        // Silent for the grace period: a plain client, waiting for its user.
-        Phase::Sniffing { .. } => plain_client(io, id),
+        // Silent for the grace period: a plain client waiting for its
+        // user, most likely; or a TLS client whose hello is slow to come
+        // (ours, told so, tries once more).
+        Phase::Sniffing { .. } => plain_client(io, id, Refusal::Silent),
         Phase::Handshaking { .. } => {
             let line = format!("{peer}: TLS handshake failed: no answer in time");
             io.gate.failed(Failure::Handshake, line, io.now);
@@ -317,16 +319,17 @@ fn sniff(io: &mut Io, service: &mut impl Service, id: Id, since: Instant) {
                 }
             }
         }
-        Ok(_) => plain_client(io, id),
+        Ok(_) => plain_client(io, id, Refusal::Plain),
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
         Err(_) => drop_at_gate(io, id),
     }
 }
 
-/// A client that does not speak TLS: told so in plain text, and let go.
-fn plain_client(io: &mut Io, id: Id) {
+/// A client that does not speak TLS, or said nothing (`why`): told in
+/// plain text to connect with `--tls`, and let go.
+fn plain_client(io: &mut Io, id: Id, why: Refusal) {
     let peer = io.links[id].conn.peer();
-    io.gate.refused(Refusal::Plain, peer, io.now);
+    io.gate.refused(why, peer, io.now);
     leave_handshakes(io, id);
     refuse(io, id, &refusal(SPEAK_TLS));
 }
@@ -688,6 +691,9 @@ enum Refusal {
     CodeBusy,
     /// A client that does not speak TLS (told so).
     Plain,
+    /// A client that sent nothing within [`PLAIN_CLIENT_GRACE`] (told to
+    /// speak TLS): not known to be plain, and not said to be.
+    Silent,
 }
 
 /// Refused connections, told at most once a period with a count.
@@ -697,6 +703,7 @@ struct Refusals {
     crowded: Mutex<Option<(Throttle, SocketAddr)>>,
     code_busy: Mutex<Option<(Throttle, SocketAddr)>>,
     plain: Mutex<Option<(Throttle, SocketAddr)>>,
+    silent: Mutex<Option<(Throttle, SocketAddr)>>,
 }
 
 impl Refusals {
@@ -718,6 +725,7 @@ impl Refusals {
             Refusal::Crowded,
             Refusal::CodeBusy,
             Refusal::Plain,
+            Refusal::Silent,
         ] {
             let mut slot = crate::lock(self.slot(&why));
             if let Some((throttle, last)) = slot.as_mut()
@@ -734,6 +742,7 @@ impl Refusals {
             Refusal::Crowded => &self.crowded,
             Refusal::CodeBusy => &self.code_busy,
             Refusal::Plain => &self.plain,
+            Refusal::Silent => &self.silent,
         }
     }
 }
@@ -801,6 +810,10 @@ fn describe_refusal(why: &Refusal, count: u64, last: SocketAddr) -> String {
         Refusal::Crowded => "too many clients in the TLS handshake",
         Refusal::CodeBusy => "too many code attempts at once",
         Refusal::Plain => "it does not speak TLS, and was told to connect with --tls",
+        Refusal::Silent => &format!(
+            "it sent nothing for {} s (a plain client waiting for its user, or a TLS client's hello slow to come), and was told to connect with --tls",
+            PLAIN_CLIENT_GRACE.as_secs()
+        ),
     };
     match count {
         1 => format!("refused a connection from {}: {what}", last.ip()),

@@ -146,6 +146,33 @@ pub fn parse_args<T: clap::Parser>() -> Result<T, Exit> {
     })
 }
 
+/// The part of `--help` (and of the man page) after the options that both
+/// programs share: the editor's keys and the environment. A macro, so that
+/// each binary's help is one `concat!` of literals.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! terminal_help {
+    () => {
+        "\n\nKeys at a terminal:
+  Enter                send the message
+  Alt-Enter            a line break (a pasted block is one message too)
+  Left Right Home End  move (also Ctrl-B Ctrl-F Ctrl-A Ctrl-E)
+  Alt-B Alt-F          move by word (also Ctrl-Left Ctrl-Right)
+  Backspace Delete     delete (also Ctrl-W Alt-D Ctrl-U Ctrl-K)
+  Up Down              between a message's lines, else the history
+  Ctrl-P Ctrl-N        this session's history (Ctrl-R: search it)
+  Ctrl-L               clear the screen
+  Ctrl-Z               suspend (Unix)
+  q, or Ctrl-D         end the conversation (q alone on a line)
+  Ctrl-C               quit, closing the connection cleanly
+
+Environment:
+  CHAT_CODE            the code for --code (never on the command line)
+  CHAT_TIMESTAMPS      the default of --timestamps (true or false)
+  NO_COLOR             no colour, unless --color always"
+    };
+}
+
 /// What `--generate` writes: a man page, or a shell's completions, made
 /// from the same argument definitions as `--help`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
