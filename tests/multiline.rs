@@ -115,6 +115,48 @@ fn a_room_relays_a_message_of_several_lines_whole_or_a_line_each() {
 }
 
 #[test]
+fn a_newcomer_is_shown_an_earlier_message_of_several_lines_whole_or_a_line_each() {
+    let mut server = start_room(&[]);
+    let mut alice = member_taking_breaks(&server, "alice");
+    server.expect_status("alice joined");
+    alice
+        .write_all(&frame(b"one\ntwo"))
+        .and_then(|()| alice.write_all(&frame(b"after")))
+        .unwrap();
+    server.expect_message_eventually("alice: after");
+    // Our client: one earlier message, with its breaks marked (shown
+    // before it is told it joined).
+    let mut bob = server.join_room("bob");
+    let earlier: Vec<String> = bob
+        .drain_stderr()
+        .into_iter()
+        .filter(|l| l.contains("earlier: "))
+        .collect();
+    assert_eq!(
+        earlier,
+        [
+            format!("-- earlier: alice: one{BREAK}two"),
+            "-- earlier: alice: after".to_string()
+        ]
+    );
+    // A plain peer: a line each, under alice's name.
+    let mut carol = server.speaking_raw_member();
+    carol.send("/nick carol");
+    let shown = carol.expect_text(
+        "-- you joined as carol; here: server, alice, bob (/nick NEW changes your name)",
+    );
+    let earlier: Vec<&String> = shown.iter().filter(|l| l.contains("earlier: ")).collect();
+    assert_eq!(
+        earlier,
+        [
+            "-- earlier: alice: one",
+            "-- earlier: alice: two",
+            "-- earlier: alice: after"
+        ]
+    );
+}
+
+#[test]
 fn a_client_shows_a_message_of_several_lines_as_one_line_of_piped_output() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();

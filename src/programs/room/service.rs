@@ -207,6 +207,12 @@ impl RoomService {
             let more = io.read(id, &mut self.frames, self.room.portion());
             read += self.frames.len().max(1);
             if !self.frames.is_empty() {
+                // A `HELLO` read with these frames is news only after
+                // them: what it says counts for them (a newcomer's `/nick`
+                // behind it is shown the history whole).
+                if io.takes_line_breaks(id) {
+                    self.room.takes_line_breaks(id);
+                }
                 let now = io.now();
                 let mut world = Self::over(io, &self.output, &self.room);
                 self.room.hear(id, &self.frames, now, &mut world);

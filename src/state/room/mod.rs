@@ -95,6 +95,14 @@ struct Member {
     announced: bool,
     /// Frames it sent before it was announced, handled once it is.
     early: Vec<u8>,
+    /// What the room said to it before it was announced, sent after the
+    /// history and its announcement (up to half its bound).
+    pending: Vec<u8>,
+    /// Frames of the room's not kept in `pending`, past its bound.
+    pending_lost: u64,
+    /// How many messages the room had kept in its history in all when it
+    /// connected: those after are in `pending`, not its history.
+    said_before: u64,
     pace: Pace,
     /// Not read before this: it talked faster than its pace.
     paced_until: Option<Instant>,
@@ -128,6 +136,9 @@ pub struct Room {
     /// and nothing the room decides depends on it (that goes by the time
     /// it is fed).
     history_at: VecDeque<SystemTime>,
+    /// How many messages were ever put in `history` (the newest is the
+    /// `history_total`th).
+    history_total: u64,
     /// What `history` holds, as counted for a newcomer (see [`said_cost`]).
     history_cost: usize,
     guests: u64,
@@ -178,6 +189,7 @@ impl Room {
             history: VecDeque::with_capacity(HISTORY),
             history_at: VecDeque::with_capacity(HISTORY),
             history_cost: 0,
+            history_total: 0,
             guests: 0,
             closing: false,
             arrivals: Deadlines::default(),
@@ -203,7 +215,8 @@ impl Room {
     }
 
     /// A client `who` from `peer` connected (and passed the gate): a
-    /// member, greeted and shown what was said lately, or refused.
+    /// member, greeted (and shown what was said lately once it is
+    /// announced), or refused.
     pub fn join(
         &mut self,
         who: Who,
@@ -231,38 +244,6 @@ impl Room {
             wire::greeting(self.settings.max_message_size).as_bytes(),
             usize::MAX,
         );
-        // The newest earlier messages that fit in half the member's bound,
-        // so that what a member holds stays within the bound from the start.
-        let mut budget = self.history_bytes();
-        let fitting = self
-            .history
-            .iter()
-            .rev()
-            .take_while(|said| {
-                budget = budget.saturating_sub(said_cost(said));
-                budget > 0
-            })
-            .count();
-        let skip = self.history.len() - fitting;
-        // When they were said, before them; not in a room whose frames are
-        // too small for it (a client takes none larger than the greeting
-        // says): the earlier messages then come without their times.
-        // A newcomer's `HELLO` comes after its greeting: what was said
-        // goes to it a line each, each line with its message's time.
-        let times: Vec<SystemTime> = self
-            .history
-            .iter()
-            .zip(&self.history_at)
-            .skip(skip)
-            .flat_map(|(said, &at)| std::iter::repeat_n(at, wire::frames_for_lines(said)))
-            .collect();
-        let said_at = wire::said_at(&times);
-        if fitting > 0 && said_at.len() <= wire::largest_frame(self.settings.max_message_size) {
-            let _ = encode_frame(&mut hello, said_at.as_bytes(), usize::MAX);
-        }
-        for said in self.history.iter().skip(skip) {
-            wire::encode_for(&mut hello, wire::EARLIER_MARK, said, false);
-        }
         world.deliver(who, &hello);
         self.arrivals.set(who, now + HELLO_WAIT);
         let pace = Self::pace_of(&self.settings);
@@ -275,6 +256,9 @@ impl Room {
                 present: true,
                 announced: false,
                 early: Vec::new(),
+                pending: Vec::new(),
+                pending_lost: 0,
+                said_before: self.history_total,
                 pace,
                 paced_until: None,
                 told_pace: false,
@@ -548,9 +532,12 @@ impl Room {
                 };
                 let mut frame = Vec::new();
                 let _ = encode_frame(&mut frame, &wire::notice(&text), usize::MAX);
-                if self.members[&who].present {
-                    world.deliver(who, &frame);
-                }
+                // One not yet announced gets what the room said since it
+                // came, as it would have at its announcement.
+                let pending =
+                    std::mem::take(&mut self.members.get_mut(&who).expect("a member").pending);
+                world.deliver(who, &pending);
+                world.deliver(who, &frame);
             }
             for member in self.members.values_mut() {
                 member.present = false;
@@ -609,6 +596,7 @@ impl Room {
         let at = SystemTime::now();
         for said in run.said.drain(..).skip(skip) {
             self.history_cost += said_cost(&said);
+            self.history_total += 1;
             self.history.push_back(said);
             self.history_at.push_back(at);
             // Kept only while a newcomer could be shown it: 30 messages of
@@ -848,6 +836,7 @@ impl Room {
                 .filter(|(other, m)| **other != who && m.present && m.announced)
                 .map(|(_, m)| m.name.clone()),
         );
+        self.show_history(who, world);
         let note = note.map(|n| format!("{n}; ")).unwrap_or_default();
         let text = format!(
             "{note}you joined as {name}; here: {} (/nick NEW changes your name)",
@@ -856,10 +845,82 @@ impl Room {
         self.tell(who, &text, world);
         self.notice_all(who, &format!("{name} joined"), world);
         world.status(format!("{name} joined ({peer})"));
+        let member = self.members.get_mut(&who).expect("a member");
+        let (pending, lost) = (
+            std::mem::take(&mut member.pending),
+            std::mem::take(&mut member.pending_lost),
+        );
+        world.deliver(who, &pending);
+        if lost > 0 {
+            let text = format!(
+                "{lost} more messages were said as you joined, more than were kept for you"
+            );
+            self.tell(who, &text, world);
+        }
         let early = std::mem::take(&mut self.members.get_mut(&who).expect("a member").early);
         if !early.is_empty() {
             self.hear_frames(who, &early, world);
         }
+    }
+
+    /// Sends member `who`, as it is announced, the newest messages said
+    /// before it connected that fit in half its bound (so that what it
+    /// holds stays within the bound from the start), after when each was
+    /// said. Sent then, not when it connected: its `HELLO` has come by then
+    /// if it sends one (our client's comes before its `/nick`), so a
+    /// message of several lines goes to it whole if it takes them. What the
+    /// room said since it connected waits for it meanwhile (see
+    /// [`Room::deliver`]), and follows its announcement.
+    fn show_history(&mut self, who: Who, world: &mut impl World) {
+        let said_since = self.history_total - self.members[&who].said_before;
+        let before = self
+            .history
+            .len()
+            .saturating_sub(usize::try_from(said_since).unwrap_or(usize::MAX));
+        let mut budget = self.history_bytes();
+        let fitting = self
+            .history
+            .iter()
+            .take(before)
+            .rev()
+            .take_while(|said| {
+                budget = budget.saturating_sub(said_cost(said));
+                budget > 0
+            })
+            .count();
+        if fitting == 0 {
+            return;
+        }
+        let skip = before - fitting;
+        let breaks = self.breaks(who);
+        // A time for each frame: a message of several lines goes a line each
+        // to a member that does not take them, each line with its time.
+        let times: Vec<SystemTime> = self
+            .history
+            .iter()
+            .zip(&self.history_at)
+            .take(before)
+            .skip(skip)
+            .flat_map(|(said, &at)| {
+                let frames = match breaks {
+                    true => 1,
+                    false => wire::frames_for_lines(said),
+                };
+                std::iter::repeat_n(at, frames)
+            })
+            .collect();
+        let mut out = Vec::new();
+        // Not in a room whose frames are too small for it (a client takes
+        // none larger than the greeting says): the earlier messages then
+        // come without their times.
+        let said_at = wire::said_at(&times);
+        if said_at.len() <= wire::largest_frame(self.settings.max_message_size) {
+            let _ = encode_frame(&mut out, said_at.as_bytes(), usize::MAX);
+        }
+        for said in self.history.iter().take(before).skip(skip) {
+            wire::encode_for(&mut out, wire::EARLIER_MARK, said, breaks);
+        }
+        self.deliver(who, &out, world);
     }
 
     /// Member `who` took nothing of what waited for it for `stalled`: it
@@ -902,7 +963,10 @@ impl Room {
         }
         let mut frame = Vec::new();
         let _ = encode_frame(&mut frame, &wire::notice(text), usize::MAX);
-        self.deliver(who, &frame, world);
+        // Said to it alone: at once, announced or not.
+        if self.members.get(&who).is_some_and(|m| m.present) {
+            world.deliver(who, &frame);
+        }
     }
 
     /// Tells every member but `except` (the operator is told by the caller,
@@ -918,10 +982,17 @@ impl Room {
         }
     }
 
-    /// Queues `frames` for member `who`, if it is in the room.
+    /// Queues `frames` for member `who`, if it is in the room; held until
+    /// it is announced, if it is not yet (see [`Room::show_history`]).
     fn deliver(&mut self, who: Who, frames: &[u8], world: &mut impl World) {
-        if self.members.get(&who).is_some_and(|m| m.present) {
-            world.deliver(who, frames);
+        let history_bytes = self.history_bytes();
+        match self.members.get_mut(&who) {
+            Some(m) if m.present && m.announced => world.deliver(who, frames),
+            Some(m) if m.present => match m.pending.len() + frames.len() <= history_bytes {
+                true => m.pending.extend_from_slice(frames),
+                false => m.pending_lost += wire::frames(frames).count() as u64,
+            },
+            _ => {}
         }
     }
 
@@ -1257,6 +1328,92 @@ mod tests {
             .find_map(|l| l.strip_prefix("-- ").and_then(wire::read_said_at))
             .expect("the times");
         assert_eq!(times.len(), earlier.len());
+        // One whose `HELLO` came before its name (our client's does) is
+        // sent each message whole, with one time each.
+        room.forget(4);
+        assert_eq!(room.join(5, peer(5), t0, &mut world), Admission::Member);
+        room.takes_line_breaks(5);
+        room.hear(5, &frames(&["/nick erin"]), t0, &mut world);
+        let erin = world.take(5);
+        let earlier: Vec<&String> = erin
+            .iter()
+            .filter(|l| l.starts_with("-- earlier: "))
+            .collect();
+        assert_eq!(
+            earlier,
+            [
+                "-- earlier: alice: before",
+                "-- earlier: alice: one\n\ntwo \\x1b",
+                "-- earlier: alice: after",
+                "-- earlier: * alice waves\nand waves",
+                "-- earlier: carol: x\\ny",
+            ]
+        );
+        let times = erin
+            .iter()
+            .find_map(|l| l.strip_prefix("-- ").and_then(wire::read_said_at))
+            .expect("the times");
+        assert_eq!(times.len(), earlier.len());
+    }
+
+    /// What waits for a newcomer until its announcement is bounded (half
+    /// its bound, as the history): past that, counted and told, not kept.
+    #[test]
+    fn what_waits_for_a_newcomer_is_bounded_and_what_is_not_kept_is_told() {
+        let (mut room, mut world, t0) = (room(), Record::default(), Instant::now());
+        named(&mut room, &mut world, 1, "alice", t0);
+        assert_eq!(room.join(2, peer(2), t0, &mut world), Admission::Member);
+        let long = "x".repeat(50 * KIB);
+        for _ in 0..6 {
+            room.hear(1, &frames(&[&long]), t0, &mut world);
+        }
+        let waiting = room.members[&2].pending.len();
+        assert!(waiting <= room.history_bytes(), "{waiting}");
+        room.tick(t0 + HELLO_WAIT, &mut world);
+        let got = world.take(2);
+        let told = got
+            .iter()
+            .find(|l| l.contains("more than were kept for you"))
+            .expect("told");
+        assert_eq!(
+            told,
+            "-- 3 more messages were said as you joined, more than were kept for you"
+        );
+        let live = got.iter().filter(|l| l.starts_with("alice: x")).count();
+        assert_eq!(live, 3, "kept: {}", got.len());
+    }
+
+    /// A newcomer is shown the history when it is announced (when its
+    /// `HELLO` has told whether it takes messages of several lines), and
+    /// what was said between its connecting and its announcement after
+    /// that: everything once, in order, nothing live before the history.
+    #[test]
+    fn a_newcomer_is_shown_the_history_at_its_announcement_then_what_it_missed() {
+        let (mut room, mut world, t0) = (room(), Record::default(), Instant::now());
+        named(&mut room, &mut world, 1, "alice", t0);
+        room.hear(1, &frames(&["first"]), t0, &mut world);
+        assert_eq!(room.join(2, peer(2), t0, &mut world), Admission::Member);
+        room.hear(1, &frames(&["second"]), t0, &mut world);
+        named(&mut room, &mut world, 3, "carol", t0);
+        room.hear(2, &frames(&["/nick bob"]), t0, &mut world);
+        room.hear(1, &frames(&["third"]), t0, &mut world);
+        let bob = world.take(2);
+        assert!(wire::is_room_greeting(&bob[0]), "{bob:?}");
+        let shown: Vec<&str> = bob[1..]
+            .iter()
+            .filter(|l| wire::read_said_at(l.trim_start_matches("-- ")).is_none())
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "-- earlier: alice: first",
+                "-- you joined as bob; here: server, alice, carol (/nick NEW changes your name)",
+                "alice: second",
+                "-- carol joined",
+                "alice: third"
+            ]
+        );
     }
 
     #[test]
