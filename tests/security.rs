@@ -448,28 +448,10 @@ with socket.create_connection((host, int(port))) as raw:
         (length,) = struct.unpack("!I", exactly(4))
         print(exactly(length).decode())
 "#;
-    let python = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(server.addr.to_string())
-        .stdout(std::process::Stdio::piped())
-        .spawn();
-    // Not a pass without it: the test says what it needs.
-    let mut python = python.expect("this test needs python3 (Debian: apt-get install python3)");
+    let python = python_peer(script, &server);
     server.expect_message("from python: héllo");
     server.say("hello, python");
-    let deadline = Instant::now() + support::PATIENCE;
-    while python.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "python did not finish");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let mut said = String::new();
-    python
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut said)
-        .unwrap();
+    let said = python_said(python);
     assert_eq!(said, "hello, python\n");
 }
 
@@ -511,26 +493,9 @@ with socket.create_connection((host, int(port))) as raw:
         tls.sendall(struct.pack("!I", len(ours)) + ours + struct.pack("!I", len(proof)) + proof)
         print(frame().decode())
 "#;
-    let python = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(server.addr.to_string())
-        .stdout(std::process::Stdio::piped())
-        .spawn();
-    let mut python = python.expect("this test needs python3 (Debian: apt-get install python3)");
+    let python = python_peer(script, &server);
     server.expect_status("wrong code (or someone in the middle); refused");
-    let deadline = Instant::now() + support::PATIENCE;
-    while python.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "python did not finish");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let mut said = String::new();
-    python
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut said)
-        .unwrap();
+    let said = python_said(python);
     assert_eq!(said, "wrong code (or someone in the middle)\n");
 }
 
@@ -938,4 +903,36 @@ sys.stdin.read()
     drop(python.stdin.take());
     let _ = python.kill();
     let _ = python.wait();
+}
+
+/// Runs the Python `script` against `server` (its address as the script's
+/// argument), its stdout kept.
+#[cfg(unix)]
+fn python_peer(script: &str, server: &Server) -> std::process::Child {
+    std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(server.addr.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        // Not a pass without it: the test says what it needs.
+        .expect("this test needs python3 (Debian: apt-get install python3)")
+}
+
+/// What a [`python_peer`] printed, once it finished (within the patience).
+#[cfg(unix)]
+fn python_said(mut python: std::process::Child) -> String {
+    let deadline = Instant::now() + support::PATIENCE;
+    while python.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "python did not finish");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut said = String::new();
+    python
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut said)
+        .unwrap();
+    said
 }

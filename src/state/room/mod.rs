@@ -1306,13 +1306,8 @@ mod tests {
         // A newcomer is sent the history a line each, a time for each.
         room.forget(3);
         named(&mut room, &mut world, 4, "dave", t0);
-        let dave = world.take(4);
-        let earlier: Vec<&String> = dave
-            .iter()
-            .filter(|l| l.starts_with("-- earlier: "))
-            .collect();
         assert_eq!(
-            earlier,
+            earlier_with_times(&world.take(4)),
             [
                 "-- earlier: alice: before",
                 "-- earlier: alice: one",
@@ -1323,24 +1318,14 @@ mod tests {
                 "-- earlier: carol: x\\ny",
             ]
         );
-        let times = dave
-            .iter()
-            .find_map(|l| l.strip_prefix("-- ").and_then(wire::read_said_at))
-            .expect("the times");
-        assert_eq!(times.len(), earlier.len());
         // One whose `HELLO` came before its name (our client's does) is
         // sent each message whole, with one time each.
         room.forget(4);
         assert_eq!(room.join(5, peer(5), t0, &mut world), Admission::Member);
         room.takes_line_breaks(5);
         room.hear(5, &frames(&["/nick erin"]), t0, &mut world);
-        let erin = world.take(5);
-        let earlier: Vec<&String> = erin
-            .iter()
-            .filter(|l| l.starts_with("-- earlier: "))
-            .collect();
         assert_eq!(
-            earlier,
+            earlier_with_times(&world.take(5)),
             [
                 "-- earlier: alice: before",
                 "-- earlier: alice: one\n\ntwo \\x1b",
@@ -1349,11 +1334,22 @@ mod tests {
                 "-- earlier: carol: x\\ny",
             ]
         );
-        let times = erin
+    }
+
+    /// The earlier messages among what a newcomer `got`, checked to come
+    /// with one time each.
+    fn earlier_with_times(got: &[String]) -> Vec<&str> {
+        let earlier: Vec<&str> = got
+            .iter()
+            .map(String::as_str)
+            .filter(|l| l.starts_with("-- earlier: "))
+            .collect();
+        let times = got
             .iter()
             .find_map(|l| l.strip_prefix("-- ").and_then(wire::read_said_at))
             .expect("the times");
-        assert_eq!(times.len(), earlier.len());
+        assert_eq!(times.len(), earlier.len(), "a time for each: {got:?}");
+        earlier
     }
 
     /// What waits for a newcomer until its announcement is bounded (half
