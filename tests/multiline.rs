@@ -139,6 +139,19 @@ fn a_newcomer_is_shown_an_earlier_message_of_several_lines_whole_or_a_line_each(
             "-- earlier: alice: after".to_string()
         ]
     );
+    // One whose input ends at once: its `/nick` may come before its
+    // `HELLO` (the room's greeting comes before the room's offer); its
+    // announcement waits for the `HELLO`, so it too is shown it whole.
+    for _ in 0..3 {
+        let mut dave = server.connect_client(&["--name", "dave"]);
+        dave.say("hi");
+        dave.close_stdin();
+        let first = dave.expect_status("-- earlier: alice: ");
+        assert_eq!(first, format!("-- earlier: alice: one{BREAK}two"));
+        dave.interrupt();
+        dave.wait();
+        server.expect_status("dave left");
+    }
     // A plain peer: a line each, under alice's name.
     let mut carol = server.speaking_raw_member();
     carol.send("/nick carol");
@@ -151,7 +164,10 @@ fn a_newcomer_is_shown_an_earlier_message_of_several_lines_whole_or_a_line_each(
         [
             "-- earlier: alice: one",
             "-- earlier: alice: two",
-            "-- earlier: alice: after"
+            "-- earlier: alice: after",
+            "-- earlier: dave: hi",
+            "-- earlier: dave: hi",
+            "-- earlier: dave: hi"
         ]
     );
 }

@@ -2100,6 +2100,14 @@ impl Io {
         self.links.get(id).is_some_and(|link| link.opened_told)
     }
 
+    /// Whether connection `id`'s peer offered version 2 and its `HELLO`
+    /// has not come yet (it comes once our offer reaches it).
+    pub fn awaits_hello(&self, id: Id) -> bool {
+        self.links
+            .get(id)
+            .is_some_and(|link| link.conn.peer_offered() && !link.opened_told)
+    }
+
     /// The largest message connection `id`'s peer said it takes, if it
     /// said (a version 2 peer that knows the field).
     pub fn peer_max(&self, id: Id) -> Option<usize> {

@@ -209,12 +209,17 @@ impl RoomService {
             if !self.frames.is_empty() {
                 // A `HELLO` read with these frames is news only after
                 // them: what it says counts for them (a newcomer's `/nick`
-                // behind it is shown the history whole).
-                if io.takes_line_breaks(id) {
-                    self.room.takes_line_breaks(id);
-                }
+                // beside it is shown the history whole); one still due
+                // holds the newcomer's announcement back.
+                let (opened, due) = (io.in_session(id), io.awaits_hello(id));
+                let breaks = io.takes_line_breaks(id);
                 let now = io.now();
                 let mut world = Self::over(io, &self.output, &self.room);
+                match (opened, due) {
+                    (true, _) => self.room.hello_came(id, breaks, &mut world),
+                    (false, true) => self.room.awaits_hello(id),
+                    _ => {}
+                }
                 self.room.hear(id, &self.frames, now, &mut world);
             }
             match more {
@@ -387,8 +392,8 @@ impl Service for RoomService {
             News::PeerClosed => self.room.leave(id, None, &mut world),
             News::Failed(why) => self.room.leave(id, Some(&why), &mut world),
             News::WentIdle(idle) => self.room.went_idle(id, idle, &mut world),
-            News::SessionOpened if takes_breaks => self.room.takes_line_breaks(id),
-            News::StillWaiting { .. } | News::SessionOpened | News::Unacknowledged { .. } => {}
+            News::SessionOpened => self.room.hello_came(id, takes_breaks, &mut world),
+            News::StillWaiting { .. } | News::Unacknowledged { .. } => {}
             News::Ended(ending) => {
                 self.first_words.forget(id);
                 self.paused.remove(&id);

@@ -115,6 +115,13 @@ struct Member {
     /// said so): else they go to it a line each, and a line end it sends
     /// is text.
     breaks: bool,
+    /// It offered version 2, and its `HELLO` is on its way: its
+    /// announcement (and so its history) waits for it, within
+    /// [`HELLO_WAIT`] of its coming.
+    hello_due: bool,
+    /// It chose its name while its `HELLO` was due: the note for its
+    /// announcement, which waits.
+    named: Option<Option<String>>,
 }
 
 pub struct Room {
@@ -264,6 +271,8 @@ impl Room {
                 told_pace: false,
                 away: false,
                 breaks: false,
+                hello_due: false,
+                named: None,
             },
         );
         Admission::Member
@@ -325,11 +334,33 @@ impl Room {
         world.status(format!("{text} after {after}"));
     }
 
-    /// Member `who` takes messages of several lines (its `HELLO` said so),
-    /// and sends them.
-    pub fn takes_line_breaks(&mut self, who: Who) {
-        if let Some(member) = self.members.get_mut(&who) {
-            member.breaks = true;
+    /// Member `who` offered version 2: its `HELLO` is coming, and with it
+    /// whether it takes messages of several lines, which its history
+    /// needs; our client sends its `/nick` as soon as it sees the
+    /// greeting, which the room sends before its offer, so the name may
+    /// come first.
+    pub fn awaits_hello(&mut self, who: Who) {
+        if let Some(member) = self.members.get_mut(&who)
+            && !member.announced
+        {
+            member.hello_due = true;
+        }
+    }
+
+    /// Member `who`'s `HELLO` came (`breaks`: it takes messages of several
+    /// lines); an announcement that waited for it is made.
+    pub fn hello_came(&mut self, who: Who, breaks: bool, world: &mut impl World) {
+        let Some(member) = self.members.get_mut(&who) else {
+            return;
+        };
+        member.breaks |= breaks;
+        member.hello_due = false;
+        if let Some(note) = member.named.take()
+            && member.present
+            && !member.announced
+            && !self.closing
+        {
+            self.announce(who, note, world);
         }
     }
 
@@ -432,7 +463,8 @@ impl Room {
     pub fn tick(&mut self, now: Instant, world: &mut impl World) -> Option<Instant> {
         for who in self.arrivals.due(now) {
             if self.is_here(who) && !self.closing {
-                self.announce(who, None, world);
+                let note = self.members.get_mut(&who).and_then(|m| m.named.take());
+                self.announce(who, note.flatten(), world);
             }
         }
         let report_at = self.unshown_told.map(|at| at + SCREEN_REPORT_PERIOD);
@@ -818,6 +850,11 @@ impl Room {
                 note
             }
         };
+        let member = self.members.get_mut(&who).expect("a member");
+        if member.hello_due && !member.announced {
+            member.named = Some(note);
+            return;
+        }
         self.announce(who, note, world);
     }
 
@@ -1259,8 +1296,8 @@ mod tests {
         named(&mut room, &mut world, 1, "alice", t0);
         named(&mut room, &mut world, 2, "bob", t0);
         named(&mut room, &mut world, 3, "carol", t0);
-        room.takes_line_breaks(1);
-        room.takes_line_breaks(2);
+        room.hello_came(1, true, &mut world);
+        room.hello_came(2, true, &mut world);
         for who in 1..=3 {
             world.take(who);
         }
@@ -1322,7 +1359,7 @@ mod tests {
         // sent each message whole, with one time each.
         room.forget(4);
         assert_eq!(room.join(5, peer(5), t0, &mut world), Admission::Member);
-        room.takes_line_breaks(5);
+        room.hello_came(5, true, &mut world);
         room.hear(5, &frames(&["/nick erin"]), t0, &mut world);
         assert_eq!(
             earlier_with_times(&world.take(5)),
@@ -1350,6 +1387,57 @@ mod tests {
             .expect("the times");
         assert_eq!(times.len(), earlier.len(), "a time for each: {got:?}");
         earlier
+    }
+
+    /// A newcomer that offered version 2 and named itself before its
+    /// `HELLO` came is announced when the `HELLO` comes (so its history
+    /// fits what it takes), or at [`HELLO_WAIT`] if it never does.
+    #[test]
+    fn a_name_before_the_hello_is_announced_when_the_hello_comes() {
+        let (mut room, mut world, t0) = (room(), Record::default(), Instant::now());
+        named(&mut room, &mut world, 1, "alice", t0);
+        room.hello_came(1, true, &mut world);
+        room.hear(1, &frames(&["one\ntwo"]), t0, &mut world);
+        world.take(1);
+        for (who, hello) in [(2, true), (3, false)] {
+            assert_eq!(
+                room.join(who, peer(who as u8), t0, &mut world),
+                Admission::Member
+            );
+            room.awaits_hello(who);
+            room.hear(who, &frames(&["/nick bob", "early"]), t0, &mut world);
+            let got = world.take(who);
+            assert_eq!(got.len(), 1, "the greeting alone: {got:?}");
+            assert!(world.take(1).is_empty(), "not yet announced");
+            match hello {
+                true => room.hello_came(who, true, &mut world),
+                false => {
+                    room.tick(t0 + HELLO_WAIT, &mut world);
+                }
+            }
+            let got = world.take(who);
+            let expected_name = ["bob", "bob-2"][who - 2];
+            let history = match hello {
+                true => "-- earlier: alice: one\ntwo",
+                false => "-- earlier: alice: one",
+            };
+            assert!(got.contains(&history.to_string()), "{got:?}");
+            let told = got
+                .iter()
+                .find(|l| l.contains("you joined as"))
+                .expect("told");
+            assert!(
+                told.contains(&format!("you joined as {expected_name};")),
+                "{told}"
+            );
+            assert_eq!(
+                world.take(1),
+                [
+                    format!("-- {expected_name} joined"),
+                    format!("{expected_name}: early")
+                ]
+            );
+        }
     }
 
     /// What waits for a newcomer until its announcement is bounded (half
