@@ -13,7 +13,9 @@ use std::net::{Shutdown, TcpListener};
 use std::time::{Duration, Instant};
 
 use support::relay::Relay;
-use support::{Program, Server, frame, read_frame};
+use support::{
+    CLIENT, OFFER, PATIENCE, Program, Server, frame, hello_frame, read_data, read_frame,
+};
 
 /// `--dead-after` here, and how late past it a loss may be noticed on a
 /// loaded machine.
@@ -375,4 +377,53 @@ fn a_program_stopped_for_longer_than_dead_after_goes_on_when_continued() {
     client.say("q");
     assert_eq!(client.wait().code(), Some(0));
     assert_eq!(server.wait().code(), Some(0));
+}
+
+/// A server that closes its side before it acknowledged our lines (as one
+/// did when a line over its maximum came before its `HELLO` said the
+/// maximum) did not end cleanly: the client says how many of its lines
+/// were not delivered, and exits 1.
+#[test]
+fn a_server_that_closes_before_taking_our_lines_is_a_failure_with_a_count() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut client = Program::spawn(CLIENT, &["--connect", &addr]);
+    let (mut server, _) = listener.accept().unwrap();
+    server.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut offer = [1; 32];
+    server.read_exact(&mut offer).unwrap();
+    assert_eq!(offer, OFFER, "the client offers version 2");
+    server.write_all(&OFFER).unwrap();
+    server
+        .write_all(&hello_frame([3; 16], [0; 16], 0, 1))
+        .unwrap();
+    client.say("never taken");
+    client.say("nor this");
+    // Its `HELLO`, then the two lines, read and not acknowledged.
+    assert_eq!(read_data(&mut server).as_deref(), Some("never taken"));
+    assert_eq!(read_data(&mut server).as_deref(), Some("nor this"));
+    drop(server);
+    let said = client.expect_status("before taking all your lines");
+    assert!(
+        said.ends_with("2 lines not delivered, the first: \"never taken\""),
+        "{said}"
+    );
+    assert_eq!(client.wait().code(), Some(1));
+}
+
+/// A line over the server's maximum that comes before the server's
+/// `HELLO` (which says the maximum) could go out: the server says why, in
+/// a refusal our client shows, rather than closing without a word.
+#[test]
+fn a_line_over_the_maximum_before_the_servers_hello_is_refused_with_why() {
+    let server = Server::start(&["--max-message-size", "100"]);
+    let mut raw = server.raw();
+    let mut first = OFFER.to_vec();
+    first.extend_from_slice(&frame(&[b'y'; 150]));
+    raw.write_all(&first).unwrap();
+    let told = read_frame(&mut raw).expect("told why");
+    assert_eq!(
+        String::from_utf8_lossy(&told),
+        "-- refused: your message of 150 bytes is over the maximum of 100 bytes"
+    );
 }

@@ -1001,6 +1001,18 @@ impl Conn {
         Ok(true)
     }
 
+    /// Nothing has reached the kernel yet: what is queued (our offer and
+    /// `HELLO`) is dropped for `frames`, which go first and alone, as far
+    /// as the socket takes them now (a refusal, before an abort).
+    pub fn say_instead(&mut self, frames: &[u8]) {
+        if self.sent() > 0 || self.tls.is_some() {
+            return;
+        }
+        self.out.clear();
+        self.out.push_copy(frames, 0);
+        let _ = self.write_out();
+    }
+
     /// Stops both halves now: what is queued is dropped and the socket shut
     /// down both ways. Closed with unread bytes, it sends a reset: what the
     /// peer was still sending was not taken (otherwise a peer blocked on

@@ -896,6 +896,20 @@ impl Io {
                 && e.kind() == ErrorKind::InvalidData
             {
                 link.broken = true;
+                // A client that sent a message over our maximum before our
+                // offer and `HELLO` (which says the maximum) went out: told
+                // why, in the refusal's form, rather than left to take our
+                // close for an end (a piped file's long line to a server
+                // with a smaller --max-message-size).
+                if !self.client {
+                    let why = crate::errors::describe_receive_failure(e, None);
+                    let why = why.strip_prefix("protocol error: ").unwrap_or(&why);
+                    let mut frame = Vec::new();
+                    let notice = crate::wire::farewell::refusal(&format!("your {why}"));
+                    let _ =
+                        crate::wire::frame::encode_frame(&mut frame, notice.as_bytes(), usize::MAX);
+                    link.conn.say_instead(&frame);
+                }
             }
             let happening = match end {
                 ReadEnd::Closed => Happening::PeerClosed,

@@ -896,6 +896,16 @@ impl Talk<'_> {
                 });
                 Exit::Failure
             }
+            // A server that closed before taking all our lines (one that
+            // broke off for a line over its maximum, sent before its
+            // `HELLO` said the maximum): not a clean end.
+            Ending::PeerLeft if !in_room && self.undelivered_lines().is_some() => {
+                let lines = self.undelivered_lines().unwrap_or_default();
+                output.error(format!(
+                    "the server ended the conversation before taking all your lines: {lines}"
+                ));
+                Exit::Failure
+            }
             Ending::PeerLeft if self.input_ended => {
                 output.status("input ended, and the server has closed its side too");
                 Exit::Success
