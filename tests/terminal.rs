@@ -946,10 +946,24 @@ fn timestamps_show_the_local_time_before_messages_and_status_lines() {
         .expect(Regex(r"[0-2][0-9]:[0-5][0-9] server: stamped"))
         .unwrap();
     enter(&mut session, &mut server, "typed", "typed");
-    session.send("q\r").unwrap();
-    finish(server);
+    // The server ends: the last status line, written once the editor gave
+    // the terminal back, is stamped as the editor stamps (it was in the
+    // piped form, a full RFC 3339 time).
+    server.shutdown(Shutdown::Write).unwrap();
     let rest = rest_until_exit(&mut session);
     assert!(rest.contains("EXIT=0"), "{rest:?}");
+    let at = rest
+        .find("the server ended the conversation")
+        .expect("the last status line");
+    let stamp: Vec<char> = rest[..at].trim_end().chars().rev().take(6).collect();
+    // Reversed: `MM:HH` and what was before it, not an offset's sign.
+    assert!(
+        stamp[..5].iter().enumerate().all(|(i, c)| match i {
+            2 => *c == ':',
+            _ => c.is_ascii_digit(),
+        }) && !matches!(stamp.get(5), Some('+' | '-' | ':')),
+        "{rest:?}"
+    );
 
     // A status line too, dim when in colour; and from the environment.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

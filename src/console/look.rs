@@ -87,6 +87,9 @@ impl Look {
 #[derive(Debug, Default)]
 pub(crate) struct Shape {
     pub stamps: bool,
+    /// The line editor shows it: status lines written after it gave the
+    /// terminal back are stamped as it stamps them (`12:31`).
+    pub terminal: bool,
     pub palette: Palette,
     pub bell: Bell,
     pub log: Option<Transcript>,
@@ -97,6 +100,7 @@ impl Shape {
     pub fn new(look: Look, terminal: bool) -> Self {
         Self {
             stamps: look.timestamps,
+            terminal,
             palette: Palette::new(look.colour(terminal)),
             bell: look.bell,
             log: look.log,

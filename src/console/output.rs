@@ -1007,6 +1007,11 @@ pub(crate) fn write_plain(
             return;
         }
         let time = shape.stamps.then(look::full_time);
+        // The editor's last status lines, after it gave the terminal back.
+        let status_time = match shape.terminal {
+            true => shape.stamps.then(look::short_time),
+            false => time.clone(),
+        };
         let me = output.me();
         for item in &items {
             shape.log(output, item, &mut log);
@@ -1040,6 +1045,10 @@ pub(crate) fn write_plain(
                 }
                 Shown::Status(_) | Shown::Error(_) | Shown::Named { earlier: true, .. } => {
                     stdout_open = stdout_open && flush_batch(&mut batch, output, stdout);
+                    let time = match item {
+                        Shown::Status(_) | Shown::Error(_) => &status_time,
+                        _ => &time,
+                    };
                     piped_form(
                         item,
                         time.as_deref(),
