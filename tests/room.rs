@@ -1220,3 +1220,16 @@ fn a_flood_to_slow_readers_holds_no_more_than_the_stated_bound() {
         peak.saturating_sub(before)
     );
 }
+
+/// A client whose own `--max-message-size` is smaller than the room's
+/// greeting (97 bytes) still joins: the first frame says the room's
+/// maximum, and is taken whatever ours (it was a protocol error, and the
+/// client never joined).
+#[test]
+fn a_client_with_a_tiny_maximum_joins_a_room_and_hears_it() {
+    let mut server = start_room(&[]);
+    let mut tiny = server.connect_client(&["--name", "tiny", "--max-message-size", "20"]);
+    tiny.expect_status("you joined as tiny;");
+    server.say("a line longer than twenty bytes");
+    tiny.expect_message("server: a line longer than twenty bytes");
+}

@@ -936,3 +936,22 @@ fn python_said(mut python: std::process::Child) -> String {
         .unwrap();
     said
 }
+
+/// Garbage from a client waiting in line (a length over the maximum, an
+/// HTTP request) is a protocol error in the operator's log, as it is from
+/// the client being served; it was logged as the client leaving the line.
+#[test]
+fn garbage_from_a_client_in_line_is_logged_as_a_protocol_error() {
+    let mut server = Server::start(&[]);
+    let mut first = server.raw();
+    first.write_all(&frame(b"i am served")).unwrap();
+    server.expect_message("i am served");
+    let mut second = server.raw();
+    second.write_all(&frame(b"")).unwrap();
+    assert!(read_text(&mut second).contains("number 1 in line"));
+    second.write_all(&[0xff; 4]).unwrap();
+    let said = server.expect_status("protocol error: message of 4294967295 bytes");
+    assert!(said.starts_with("error: 127.0.0.1:"), "{said}");
+    assert!(said.ends_with("(waiting in line)"), "{said}");
+    assert!(server.said("left the line").is_none());
+}

@@ -492,6 +492,11 @@ impl Engine {
         self.io.allow_resume(id, within);
     }
 
+    /// See [`Io::set_max`].
+    pub fn set_max(&mut self, id: Id, max: usize) {
+        self.io.set_max(id, max);
+    }
+
     /// Adds a connection made elsewhere (see [`Io::adopt`]).
     pub fn adopt(
         &mut self,

@@ -366,6 +366,11 @@ fn connect_tcp(address: &str, timeout: Duration) -> Result<TcpStream, Error> {
 }
 
 /// Talks with the server until either side ends it.
+/// The most the server's first frame may hold whatever our own maximum:
+/// a room's greeting (which says the room's maximum), the waiting line's
+/// notice, a refusal.
+const FIRST_FRAME_MOST: usize = 1024;
+
 pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<Exit, Error> {
     let Connected {
         dialer,
@@ -419,6 +424,10 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
     engine.speak_sessions(config.sessions);
     events.wake_with(engine.waker());
     let id = engine.adopt(stream, tls)?;
+    // The server's first frame says the room's maximum: taken whatever
+    // ours (a room's greeting is 97 bytes; a --max-message-size of 96
+    // refused it as a protocol error, and the client never joined).
+    engine.set_max(id, config.max_message_size.max(FIRST_FRAME_MOST));
     engine.allow_resume(id, config.resume_for);
     let outbox = {
         let events = events.clone();
@@ -642,8 +651,9 @@ impl Talk<'_> {
                 io.send(id, &frame);
             }
         }
-        if let Some(declared) = crate::programs::room::declared_max(payload) {
-            io.set_max(id, declared.max(max));
+        match crate::programs::room::declared_max(payload) {
+            Some(declared) => io.set_max(id, declared.max(max)),
+            None => io.set_max(id, max),
         }
         self.release(io);
     }

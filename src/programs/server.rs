@@ -611,13 +611,20 @@ impl Conversations<'_> {
         let waiting = self.line.remove(at).expect("in line");
         self.first_words.forget(id);
         io.drop_now(id);
-        // A reset is how a client leaves; a lost one is worth the words.
-        let how = match why.starts_with("connection lost") {
-            true => format!(" ({why})"),
-            false => String::new(),
-        };
-        self.output()
-            .status(format!("{} left the line{how}", waiting.peer));
+        // A reset is how a client leaves; a lost one is worth the words,
+        // and one that broke the protocol (garbage, an HTTP request) is
+        // an error, as when it is served.
+        if why.starts_with("protocol error") {
+            self.output()
+                .error(format!("{}: {why} (waiting in line)", waiting.peer));
+        } else {
+            let how = match why.starts_with("connection lost") {
+                true => format!(" ({why})"),
+                false => String::new(),
+            };
+            self.output()
+                .status(format!("{} left the line{how}", waiting.peer));
+        }
         self.tell_places(io);
         self.set_prompt();
     }
