@@ -7,11 +7,10 @@
 mod support;
 
 use std::io::Write;
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 
 use support::{
-    CLIENT, OFFER, PATIENCE, Program, RawMember, Server, frame, hello_frame, next_control,
-    read_data, start_room,
+    OFFER, Program, RawMember, Server, frame, hello_frame, next_control, read_data, start_room,
 };
 
 /// How piped output writes a line break inside a message.
@@ -179,18 +178,7 @@ fn a_newcomer_is_shown_an_earlier_message_of_several_lines_whole_or_a_line_each(
 
 #[test]
 fn a_client_shows_a_message_of_several_lines_as_one_line_of_piped_output() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let mut client = Program::spawn(CLIENT, &["--connect", &addr]);
-    let (mut server, _) = listener.accept().unwrap();
-    server.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut offer = [1; 32];
-    std::io::Read::read_exact(&mut server, &mut offer).unwrap();
-    assert_eq!(offer, OFFER, "the client offers version 2");
-    server.write_all(&OFFER).unwrap();
-    server
-        .write_all(&hello_frame([3; 16], [0; 16], 0, 1))
-        .unwrap();
+    let (mut client, mut server) = support::client_of_a_hand_made_server(1);
     let hello = next_control(&mut server);
     assert_eq!(takes(&hello), 1, "the client takes them");
     server.write_all(&frame(b"first\nsecond\\n")).unwrap();

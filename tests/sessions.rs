@@ -13,9 +13,7 @@ use std::net::{Shutdown, TcpListener};
 use std::time::{Duration, Instant};
 
 use support::relay::Relay;
-use support::{
-    CLIENT, OFFER, PATIENCE, Program, Server, frame, hello_frame, read_data, read_frame,
-};
+use support::{OFFER, Program, Server, frame, read_data, read_frame};
 
 /// `--dead-after` here, and how late past it a loss may be noticed on a
 /// loaded machine.
@@ -385,18 +383,7 @@ fn a_program_stopped_for_longer_than_dead_after_goes_on_when_continued() {
 /// were not delivered, and exits 1.
 #[test]
 fn a_server_that_closes_before_taking_our_lines_is_a_failure_with_a_count() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let mut client = Program::spawn(CLIENT, &["--connect", &addr]);
-    let (mut server, _) = listener.accept().unwrap();
-    server.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut offer = [1; 32];
-    server.read_exact(&mut offer).unwrap();
-    assert_eq!(offer, OFFER, "the client offers version 2");
-    server.write_all(&OFFER).unwrap();
-    server
-        .write_all(&hello_frame([3; 16], [0; 16], 0, 1))
-        .unwrap();
+    let (mut client, mut server) = support::client_of_a_hand_made_server(1);
     client.say("never taken");
     client.say("nor this");
     // Its `HELLO`, then the two lines, read and not acknowledged.

@@ -458,6 +458,25 @@ fn next_frame(stream: &mut impl Read) -> Option<(bool, Vec<u8>)> {
     Some((header & 0x8000_0000 != 0, payload))
 }
 
+/// A client (`chat-client --connect`, piped) talking to a server made by
+/// hand: the client's offer read and checked, ours and a `HELLO` saying
+/// it takes `takes` sent; the server's side of the socket for the test.
+pub fn client_of_a_hand_made_server(takes: u32) -> (Program, TcpStream) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let client = Program::spawn(CLIENT, &["--connect", &addr]);
+    let (mut server, _) = listener.accept().unwrap();
+    server.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut offer = [1; 32];
+    server.read_exact(&mut offer).unwrap();
+    assert_eq!(offer, OFFER, "the client offers version 2");
+    server.write_all(&OFFER).unwrap();
+    server
+        .write_all(&hello_frame([3; 16], [0; 16], 0, takes))
+        .unwrap();
+    (client, server)
+}
+
 /// Reads one message, skipping keepalives (empty frames, which a version 1
 /// receiver ignores); `None` at a clean end of stream.
 pub fn read_frame(stream: &mut impl Read) -> Option<Vec<u8>> {
