@@ -365,12 +365,12 @@ fn connect_tcp(address: &str, timeout: Duration) -> Result<TcpStream, Error> {
     }))
 }
 
-/// Talks with the server until either side ends it.
 /// The most the server's first frame may hold whatever our own maximum:
 /// a room's greeting (which says the room's maximum), the waiting line's
 /// notice, a refusal.
 const FIRST_FRAME_MOST: usize = 1024;
 
+/// Talks with the server until either side ends it.
 pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<Exit, Error> {
     let Connected {
         dialer,
