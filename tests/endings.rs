@@ -8,8 +8,8 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
-#[cfg(unix)]
 use std::thread;
+use std::time::Duration;
 
 use support::{CLIENT, Program, Server, frame};
 #[cfg(unix)]
@@ -232,4 +232,31 @@ fn messages_a_stuck_stdout_never_took_are_a_failure_said_aloud() {
         "{said}"
     );
     assert_eq!(client.wait().code(), Some(1));
+}
+
+/// A client whose stdout nobody reads stops reading the server, heartbeats
+/// and all: that is not the server's silence. With `--dead-after 3`, 8 s
+/// held so did not make it say the connection was lost (a user trial: a
+/// healthy connection "lost: nothing came back for 15 s", then 300 s of
+/// reconnecting), nor the server.
+#[test]
+#[cfg_attr(
+    windows,
+    ignore = "a full pipe's timing under wine differs; the code is the same"
+)]
+fn a_stdout_nobody_reads_is_not_taken_for_a_lost_server() {
+    let mut server = Server::start(&["--dead-after", "3"]);
+    let address = server.addr.to_string();
+    let mut client =
+        Program::spawn_reading_stdout(CLIENT, &["--connect", &address, "--dead-after", "3"], 1);
+    server.expect_status("connected");
+    // More than the pipe, the client's queue for stdout and both sockets
+    // hold (4 MB did not, here): the client stops reading.
+    let line = format!("{}\n", "y".repeat(1000));
+    let _typing = server.type_in_background(line.repeat(16_000).into_bytes());
+    thread::sleep(Duration::from_secs(8));
+    assert_eq!(client.said("connection lost"), None);
+    assert_eq!(client.said("reconnecting"), None);
+    assert_eq!(server.said("connection lost"), None);
+    assert_eq!(server.said("left"), None);
 }

@@ -579,6 +579,10 @@ impl Talk<'_> {
             }
             let output = &self.console.output;
             self.held_by_screen = !output.has_room();
+            // Not read meanwhile: the server's heartbeats wait unread too,
+            // and its silence is not counted (a stdout nobody reads made a
+            // healthy connection "lost" after --dead-after).
+            io.defer_reading(id, self.held_by_screen);
             if self.held_by_screen {
                 return;
             }

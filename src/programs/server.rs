@@ -488,6 +488,9 @@ impl Conversations<'_> {
             if let Some(current) = &mut self.current {
                 current.held_by_screen = !room;
             }
+            // Not read meanwhile: the client's heartbeats wait unread too,
+            // and its silence is not counted against it.
+            io.defer_reading(id, !room);
             if !room {
                 return;
             }
