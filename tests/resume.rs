@@ -310,6 +310,13 @@ fn a_client_stopped_longer_than_the_servers_dead_after_resumes_when_continued() 
     server.expect_status("connected");
     client.say("before the stop");
     server.expect_message("before the stop");
+    // The session open on both sides: the client's `HELLO` went before
+    // its second line (stopped before it went, within the first round
+    // trip, the session is kept 30 s only; seen once under load).
+    server.say("answer");
+    client.expect_message("answer");
+    client.say("after the answer");
+    server.expect_message("after the answer");
     client.signal("STOP");
     server.expect_status("keeping the conversation for 300 s");
     server.say("said while it was stopped");
@@ -588,7 +595,10 @@ fn a_client_waiting_in_line_whose_path_dies_keeps_its_place_and_its_lines() {
 /// trial on a lossy link: the server said the client left, exit 0, with 11
 /// lines undelivered).
 #[test]
-#[ignore = "flaky beside the other resume tests (3 of 5 full-suite runs on 2026-12-07, 0 of 6 alone): after the thaw every try fails with a broken pipe for 60 s; cause not found, see the closing note"]
+#[cfg_attr(
+    windows,
+    ignore = "under wine the relay's close with SO_LINGER 0 is an orderly end, not a reset"
+)]
 fn a_try_the_client_gave_up_on_does_not_end_the_conversation_on_the_server() {
     let (mut server, mut client, relay) = talking(&["--once"], &[]);
     relay.down();
@@ -689,4 +699,39 @@ fn a_server_that_notices_the_loss_first_lets_its_client_resume() {
     client.say("q");
     assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
     assert_eq!(server.wait().code(), Some(0), "{:?}", server.drain_stderr());
+}
+
+/// The client's last line and its end reach the server, which ends the
+/// conversation, but the server's acknowledgement and its end are lost on
+/// the way (a lossy link): the client takes the silence for a loss and
+/// comes back. The server remembers the ended session: it says what it
+/// took, and the client ends as it meant to, nothing reported lost (it
+/// was refused, and reported as undelivered a line the server had shown:
+/// a user trial over a link losing a fifth of its packets).
+#[test]
+#[cfg_attr(
+    windows,
+    ignore = "under wine the relay's close with SO_LINGER 0 is an orderly end, not a reset"
+)]
+fn a_client_whose_servers_end_was_lost_comes_back_to_hear_what_was_taken() {
+    let (mut server, mut client, relay) = talking(&[], &[]);
+    relay.freeze_back();
+    server.say("said as the link failed");
+    client.say("the last line");
+    client.say("q");
+    server.expect_message("the last line");
+    server.expect_status(" left");
+    // The old path dies with what the server said in it; new ones work.
+    relay.down();
+    relay.thaw();
+    relay.up();
+    client.expect_status("reconnected after");
+    client.expect_message("said as the link failed");
+    assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
+    let said = client.all_stderr();
+    assert!(
+        !said.iter().any(|l| l.contains("not delivered")),
+        "{said:?}"
+    );
+    server.expect_status("came back to a conversation that had ended");
 }

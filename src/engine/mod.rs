@@ -100,6 +100,14 @@ const RESUME_ANSWER: Duration = Duration::from_secs(15);
 /// came, at most (see `Io::park`).
 const UNNAMED_HOLD: Duration = Duration::from_secs(30);
 
+/// How many sessions that ended on purpose a server remembers for a late
+/// resume (see [`Ended`]); the oldest is forgotten first.
+const ENDED_KEPT: usize = 256;
+
+/// What of a remembered session's unacknowledged messages is kept, at
+/// most, to send again to a late resume.
+const ENDED_FRAMES_MOST: usize = 64 * 1024;
+
 /// A failing `accept` is reported at most this often.
 const ACCEPT_REPORT_PERIOD: Duration = Duration::from_secs(10);
 
@@ -297,9 +305,29 @@ pub struct Io {
     /// A server that keeps sessions for resuming: the sessions by token.
     tokens: HashMap<SessionToken, Id>,
     resumes: bool,
+    /// Sessions that ended on purpose, newest last (see [`Ended`]).
+    ended: VecDeque<Ended>,
     /// New connections whose first bytes are awaited (see
     /// [`OPENING_WAIT`]), with their generation.
     openings: Vec<(Instant, Id, u64)>,
+}
+
+/// A server's session that ended on purpose (its client's end of stream,
+/// or our own), remembered while it could have been resumed: a client
+/// whose last acknowledgement and our end were lost on the way (a lossy
+/// link) takes the silence for a loss and comes back to it. It is told
+/// what we took, gets again what it had not acknowledged, and then our
+/// end, rather than a refusal that would report as undelivered the lines
+/// we took (a user trial over a link losing a fifth of its packets).
+struct Ended {
+    tokens: [SessionToken; 2],
+    until: Instant,
+    /// How many of the client's messages we took.
+    taken: u64,
+    /// Our messages from `first` on that it had not acknowledged, as
+    /// frames; `None` if there were too many to keep.
+    frames: Option<Vec<u8>>,
+    first: u64,
 }
 
 /// The loop itself.
@@ -458,6 +486,7 @@ impl Engine {
             client: listener.is_none(),
             tokens: HashMap::new(),
             resumes: false,
+            ended: VecDeque::new(),
             openings: Vec::new(),
         };
         Ok(Self {
@@ -1285,6 +1314,9 @@ impl Io {
                 })
         });
         let Some(old) = old else {
+            if self.answer_ended(id, &hello) {
+                return;
+            }
             return self.refuse_resume(id);
         };
         if self.links[old].away.is_none() {
@@ -1799,6 +1831,7 @@ impl Io {
             });
             (session.unacked(), first)
         });
+        self.remember_ended(id, &ending);
         self.remove(id);
         if let Some((lines, first)) = unacknowledged
             && lines > 0
@@ -1807,6 +1840,90 @@ impl Io {
                 .push_back((id, News::Unacknowledged { lines, first }));
         }
         self.news.push_back((id, News::Ended(ending)));
+    }
+
+    /// Remembers connection `id`'s session, which ends on purpose
+    /// (`ending`), for a late resume (see [`Ended`]).
+    fn remember_ended(&mut self, id: Id, ending: &Ending) {
+        let link = &self.links[id];
+        let on_purpose = matches!(ending, Ending::PeerLeft | Ending::Quit | Ending::Idle(_));
+        let Some(session) = link.session.as_ref() else {
+            return;
+        };
+        let Some(within) = link.resume_for else {
+            return;
+        };
+        if self.client || !on_purpose || !resumable(link) || !link.opened_told {
+            return;
+        }
+        let conn = link.husk.as_ref().unwrap_or(&link.conn);
+        let first = session.acked_count() + 1;
+        let frames = conn
+            .messages_from(first)
+            .map(|(frames, _)| frames)
+            .filter(|frames| frames.len() <= ENDED_FRAMES_MOST);
+        if self.ended.len() >= ENDED_KEPT {
+            self.ended.pop_front();
+        }
+        self.ended.push_back(Ended {
+            tokens: [link.session_token, link.client_token],
+            until: self.now + within,
+            taken: session.taken() + link.held_over.0,
+            frames,
+            first,
+        });
+    }
+
+    /// Connection `id`, not yet told to the service, asks to resume a
+    /// session that ended on purpose (see [`Ended`]): it is told what we
+    /// took, gets again what it had not taken, and our end. `false` if no
+    /// such session is remembered, or not what it asks for.
+    fn answer_ended(&mut self, id: Id, hello: &Hello) -> bool {
+        let now = self.now;
+        self.ended.retain(|ended| ended.until > now);
+        let Some(ended) = self
+            .ended
+            .iter()
+            .find(|ended| hello.resume_of != NO_TOKEN && ended.tokens.contains(&hello.resume_of))
+        else {
+            return false;
+        };
+        // What it had not taken, from what it acknowledged before.
+        let Some(skip) = hello.received.checked_sub(ended.first - 1) else {
+            return false;
+        };
+        let Some(frames) = &ended.frames else {
+            return false;
+        };
+        let again: Vec<u8> = crate::wire::frame::split_frames(frames)
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+            .flatten()
+            .copied()
+            .collect();
+        let count = crate::wire::frame::split_frames(&again).count() as u64;
+        let ours = our_hello(
+            (self.rules.dead_after, self.max_message_size),
+            ended.tokens[0],
+            hello.resume_of,
+            ended.taken,
+        );
+        let Some(link) = self.links.get_mut(id) else {
+            return true;
+        };
+        link.conn.queue_offer();
+        link.conn.queue_resumed_hello(ours, hello.received + 1);
+        link.conn.queue_again(&again, count);
+        let peer = link.conn.peer();
+        self.gate.say(format!(
+            "{peer} came back to a conversation that had ended; told it what was taken{}",
+            match count {
+                0 => String::new(),
+                1 => ", with 1 line it had not received".to_string(),
+                n => format!(", with {n} lines it had not received"),
+            }
+        ));
+        gate::let_go(self, id);
+        true
     }
 
     /// Connection `id`, whose ending the service has not started (a client

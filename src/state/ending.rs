@@ -20,9 +20,11 @@
 //! - The idle timeout counts bytes, not messages: a keepalive or a large
 //!   message trickling in is traffic.
 //! - A version 2 peer that has sent nothing, not even its heartbeat, for
-//!   longer than its heartbeat comes is unreachable, not slow: the 10-s
-//!   rule waits for it (a link down for a while, TCP's retransmissions
-//!   backing off), and `dead_after` alone decides whether it is lost.
+//!   longer than its heartbeat comes, or a peer whose system has answered
+//!   nothing as long while bytes of ours wait for it, is unreachable, not
+//!   slow: the 10-s rule waits for it (a link down for a while, TCP's
+//!   retransmissions backing off), and `dead_after` alone decides whether
+//!   it is lost.
 
 use std::time::{Duration, Instant};
 
@@ -230,12 +232,6 @@ impl Closing {
             self.moved = seen.moved;
             self.moved_at = now;
         }
-        // Unreachable for now (see the module's rules): not a stall.
-        if let (Some(silent), Some(after)) = (seen.silent, self.rules.dead_after)
-            && silent >= crate::state::session::heartbeat_for(Some(after)) + UNREACHABLE_MARGIN
-        {
-            self.moved_at = now;
-        }
         self.undelivered = seen.undelivered;
         self.backlogged_since = match seen.backlogged {
             true => self.backlogged_since.or(Some(now)),
@@ -259,6 +255,19 @@ impl Closing {
             .unanswered
             .zip(self.in_flight_since)
             .map(|(silent, since)| silent.min(now.saturating_duration_since(since)));
+        // Unreachable for now (see the module's rules): not a stall. A
+        // peer whose system has answered nothing for as long is not slow
+        // either (a lossy link: TCP's retransmissions backing off while
+        // the last line and the end wait for the peer's answer; the 10-s
+        // rule cut a server that was only late, 1 try in 79 over a link
+        // losing a fifth of its packets). A live peer that reads nothing
+        // answers the system's probes of its shut window.
+        if let Some(after) = self.rules.dead_after
+            && [seen.silent, kept_silent].into_iter().flatten().max()
+                >= Some(crate::state::session::heartbeat_for(Some(after)) + UNREACHABLE_MARGIN)
+        {
+            self.moved_at = now;
+        }
         self.silent_until = self
             .rules
             .dead_after
@@ -1003,6 +1012,60 @@ mod tests {
             matches!(&decision.ended, Some(Ending::Failed { why, .. }) if why.contains("nothing came back")),
             "{decision:?}"
         );
+    }
+
+    /// We are ending over a lossy link: the peer's heartbeats come, but
+    /// its system has answered nothing of our last bytes for a while (TCP
+    /// backing off its retransmissions). Unreachable for now, not slow:
+    /// not cut off at 10 s, answered at 13 s loses nothing; never
+    /// answered, lost (a failure, which a session resumes) at 15 s.
+    #[test]
+    fn a_peer_whose_system_is_late_to_answer_is_waited_for_not_cut_off() {
+        let secs = Duration::from_secs;
+        let seen = |unanswered: Option<Duration>, silent: Duration| Observed {
+            moved: 100,
+            undelivered: unanswered.map_or(0, |_| 40),
+            unanswered,
+            silent: Some(silent),
+            ..Observed::default()
+        };
+        let start = Instant::now();
+        let mut closing = watching_for_death(start);
+        closing.step(
+            start,
+            seen(Some(Duration::ZERO), Duration::ZERO),
+            Some(Happening::Quit),
+        );
+        for s in 1..=12 {
+            let decision = closing.step(start + secs(s), seen(Some(secs(s)), secs(s % 5)), None);
+            assert!(!decision.abort, "cut off at {s} s while unanswered");
+        }
+        let answered = Observed {
+            moved: 140,
+            ..seen(None, Duration::ZERO)
+        };
+        let decision = closing.step(start + secs(13), answered, None);
+        assert!(!decision.abort && decision.ended.is_none(), "{decision:?}");
+        // Never answered: lost at 15 s.
+        let mut closing = watching_for_death(start);
+        closing.step(
+            start,
+            seen(Some(Duration::ZERO), Duration::ZERO),
+            Some(Happening::Quit),
+        );
+        let decision = closing.step(start + secs(14), seen(Some(secs(14)), secs(4)), None);
+        assert!(!decision.abort);
+        let decision = closing.step(start + secs(15), seen(Some(secs(15)), Duration::ZERO), None);
+        assert!(
+            matches!(&decision.ended, Some(Ending::Failed { why, .. }) if why.contains("nothing came back")),
+            "{decision:?}"
+        );
+        // A peer whose system answers at once but takes nothing (its
+        // heartbeats coming): slow, cut off at 10 s as ever.
+        let mut closing = watching_for_death(start);
+        closing.step(start, seen(None, Duration::ZERO), Some(Happening::Quit));
+        let decision = closing.step(start + secs(10), seen(Some(TENTH), secs(0)), None);
+        assert!(decision.abort, "{decision:?}");
     }
 
     #[test]

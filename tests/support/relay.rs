@@ -25,6 +25,8 @@ pub struct Relay {
 struct Shared {
     /// Every connection stops forwarding (until thawed).
     frozen: AtomicBool,
+    /// Every connection stops forwarding from the server to its client.
+    frozen_back: AtomicBool,
     /// New connections are reset at once.
     down: AtomicBool,
     /// Bytes forwarded, both ways.
@@ -80,9 +82,9 @@ impl Relay {
                 let (client_in, upstream_in) =
                     (client.try_clone().unwrap(), upstream.try_clone().unwrap());
                 let back = (Arc::clone(&relay), Arc::clone(&pair));
-                thread::spawn(move || forward(upstream_in, client, &back.0, &back.1));
+                thread::spawn(move || forward(upstream_in, client, &back.0, &back.1, true));
                 let ahead = (Arc::clone(&relay), pair);
-                thread::spawn(move || forward(client_in, upstream, &ahead.0, &ahead.1));
+                thread::spawn(move || forward(client_in, upstream, &ahead.0, &ahead.1, false));
             }
         });
         Self { address, shared }
@@ -128,6 +130,13 @@ impl Relay {
     /// Forwards again, what waited first.
     pub fn thaw(&self) {
         self.shared.frozen.store(false, Ordering::SeqCst);
+        self.shared.frozen_back.store(false, Ordering::SeqCst);
+    }
+
+    /// Stops forwarding from the server to its clients only: what the
+    /// server says waits, what clients say gets through.
+    pub fn freeze_back(&self) {
+        self.shared.frozen_back.store(true, Ordering::SeqCst);
     }
 
     /// The network goes away: the connections carried now stop for good,
@@ -167,11 +176,15 @@ fn reset(socket: &TcpStream) {
 
 /// Copies `from` to `to` while not frozen, until either ends; then passes
 /// the end on (not for a dead path, which passes nothing on).
-fn forward(mut from: TcpStream, mut to: TcpStream, shared: &Shared, pair: &Pair) {
+fn forward(mut from: TcpStream, mut to: TcpStream, shared: &Shared, pair: &Pair, back: bool) {
     let mut buf = vec![0; 64 * 1024];
     from.set_read_timeout(Some(Duration::from_millis(20)))
         .unwrap();
-    let stopped = || shared.frozen.load(Ordering::SeqCst) || pair.dead.load(Ordering::SeqCst);
+    let stopped = || {
+        shared.frozen.load(Ordering::SeqCst)
+            || (back && shared.frozen_back.load(Ordering::SeqCst))
+            || pair.dead.load(Ordering::SeqCst)
+    };
     loop {
         match from.read(&mut buf) {
             Ok(0) => break,
