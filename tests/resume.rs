@@ -616,14 +616,16 @@ fn a_try_the_client_gave_up_on_does_not_end_the_conversation_on_the_server() {
     client.say("q");
     assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
     // The conversation ended once, at the client's `q`, after its last
-    // return; the abandoned try was never taken for a newcomer.
+    // return. (The abandoned try is taken for the session's if its bytes
+    // come within the server's wait for first bytes, 5 s; on a loaded
+    // machine the thaw may come later, and then it waits in line as a
+    // newcomer until the client's reset: either way not an end.)
     let said = server.all_stderr();
     let left: Vec<usize> = (0..said.len())
         .filter(|&i| said[i].ends_with(" left"))
         .collect();
     let back = (0..said.len()).filter(|&i| said[i].contains(" is back from "));
     assert!(left.len() == 1 && back.max() < Some(left[0]), "{said:?}");
-    assert!(!said.iter().any(|l| l.contains("is waiting")), "{said:?}");
     assert_eq!(server.wait().code(), Some(0), "{said:?}");
 }
 

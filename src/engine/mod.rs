@@ -108,6 +108,12 @@ const ENDED_KEPT: usize = 256;
 /// most, to send again to a late resume.
 const ENDED_FRAMES_MOST: usize = 64 * 1024;
 
+/// While pushes write a session's batches beside the loop, it looks for
+/// them this often rather than be woken for each (see
+/// `Outbox::take_written`): they are numbered, and a line not acknowledged
+/// is marked, at most this much later.
+const BESIDE_POLL: Duration = Duration::from_millis(250);
+
 /// A failing `accept` is reported at most this often.
 const ACCEPT_REPORT_PERIOD: Duration = Duration::from_secs(10);
 
@@ -206,6 +212,12 @@ struct Link {
     /// Pushes to this outbox write the socket themselves while the loop
     /// holds nothing for it (see [`Io::write_beside`]).
     beside: Option<Arc<Outbox>>,
+    /// ... and hand the loop what they wrote, a session's messages, to
+    /// number and keep (see [`Io::take_written`]).
+    beside_keeps: bool,
+    /// When to look again for batches written beside (see
+    /// [`Outbox::take_written`]).
+    beside_poll_at: Option<Instant>,
     /// The deadline in the heap that counts, with `generation`.
     wake_at: Option<Instant>,
     generation: u64,
@@ -241,8 +253,9 @@ struct Link {
     /// What the peer sends is kept by the service, not yet taken: not
     /// acknowledged until it is (a client waiting in line).
     acks_held: bool,
-    /// What the peer sends is acknowledged up to this much later.
-    ack_delay: Duration,
+    /// What the peer sends is acknowledged up to this much later, as in a
+    /// room (`None`: as in a conversation; see `state::session`).
+    ack_delay: Option<Duration>,
     /// The session may be resumed within this long of a loss.
     resume_for: Option<Duration>,
     /// The session's name, which a resuming client proves: the server's
@@ -307,6 +320,10 @@ pub struct Io {
     resumes: bool,
     /// Sessions that ended on purpose, newest last (see [`Ended`]).
     ended: VecDeque<Ended>,
+    /// Batches written beside the loop, being taken in; emptied buffers
+    /// on their way back (see [`Io::take_written`]).
+    written: Vec<crate::console::outbox::Written>,
+    spares: Vec<Vec<u8>>,
     /// New connections whose first bytes are awaited (see
     /// [`OPENING_WAIT`]), with their generation.
     openings: Vec<(Instant, Id, u64)>,
@@ -487,6 +504,8 @@ impl Engine {
             tokens: HashMap::new(),
             resumes: false,
             ended: VecDeque::new(),
+            written: Vec::new(),
+            spares: Vec::new(),
             openings: Vec::new(),
         };
         Ok(Self {
@@ -636,6 +655,16 @@ impl Engine {
             if woken {
                 let io = &mut self.io;
                 io.dirty.append(&mut io.after_push);
+                // Before the service takes lines queued after them.
+                let keeping: Vec<Id> = io
+                    .links
+                    .iter()
+                    .filter(|(_, link)| link.beside_keeps)
+                    .map(|(id, _)| id)
+                    .collect();
+                for id in keeping {
+                    io.take_written(id);
+                }
                 service.woken(io);
             }
             self.io.fire_timers(service);
@@ -770,16 +799,27 @@ impl Io {
     /// waiting (Unix); the bytes count as the connection's, and the socket
     /// has one writer at a time.
     pub fn write_beside(&mut self, id: Id, outbox: &Arc<Outbox>) {
-        // A session's messages are numbered by the loop as it queues them,
-        // from our offer on (before the peer's offer came, too: a line
-        // written then, left out of the numbering, was lost for good when
-        // the path died, across a resume).
-        if self
-            .links
-            .get(id)
-            .is_some_and(|link| link.session.is_some() || link.conn.numbered_from_offer())
+        let Some(link) = self.links.get(id) else {
+            return;
+        };
+        // A session's messages are numbered, from our offer on (before the
+        // peer's offer came, too: a line written then, left out of the
+        // numbering, was lost for good when the path died, across a
+        // resume), and kept: a push hands the loop what it wrote, once the
+        // session is open on this connection. Until then the loop writes.
+        let keeps = link.session.is_some() || link.conn.numbered_from_offer();
+        if link.beside.is_some()
+            || keeps
+                && (link.session.is_none()
+                    || !link.opened_told
+                    || link.hello_owed
+                    || link.away.is_some()
+                    || link.husk.is_some())
         {
             return;
+        }
+        if keeps {
+            outbox.keep_what_is_written();
         }
         let write_now = self
             .links
@@ -793,7 +833,66 @@ impl Io {
         // the socket until it is written.
         outbox.claim_socket();
         self.links[id].beside = Some(Arc::clone(outbox));
+        self.links[id].beside_keeps = keeps;
         self.dirty.push(id);
+    }
+
+    /// Takes in the batches pushes wrote beside the loop on connection
+    /// `id`'s session (see [`Outbox::keep_what_is_written`]): numbered
+    /// and kept as if the loop had written them, what the socket did not
+    /// take of them queued first.
+    fn take_written(&mut self, id: Id) {
+        let Some(link) = self.links.get_mut(id) else {
+            return;
+        };
+        let Some(outbox) = link.beside.as_ref().filter(|_| link.beside_keeps) else {
+            return;
+        };
+        let polled = link.beside_poll_at.is_none_or(|at| at <= self.now);
+        let found = outbox.take_written(&mut self.written, &mut self.spares, polled);
+        if found {
+            link.beside_poll_at = Some(self.now + BESIDE_POLL);
+        } else if polled {
+            link.beside_poll_at = None;
+        }
+        if !found {
+            return;
+        }
+        let mut numbered = 0;
+        for written in self.written.drain(..) {
+            numbered += written.messages;
+            link.conn.take_written(written, &mut self.spares);
+        }
+        if let Some(session) = &mut link.session {
+            session.sent(numbered, self.now);
+        }
+        if link.conn.wants_write() && !self.dirty.contains(&id) {
+            self.dirty.push(id);
+        }
+        let poll = self.now + BESIDE_POLL;
+        if link.wake_at.is_none_or(|at| poll < at) {
+            self.set_timer(id, Some(poll));
+        }
+        self.give_spares(id);
+    }
+
+    /// Hands the pushes writing beside connection `id` emptied buffers
+    /// (acknowledged), so that a flood's batches allocate nothing.
+    fn give_spares(&mut self, id: Id) {
+        let Some(link) = self.links.get_mut(id) else {
+            return;
+        };
+        let Some(outbox) = link.beside.as_ref().filter(|_| link.beside_keeps) else {
+            return;
+        };
+        while self.spares.len() < 2
+            && let Some(spare) = link.conn.spare()
+        {
+            self.spares.push(spare);
+        }
+        if !self.spares.is_empty() {
+            outbox.give_spares(&mut self.spares);
+        }
     }
 
     /// Adds `stream`, a connection made elsewhere (a client's, with its
@@ -1177,6 +1276,8 @@ impl Io {
             backlogged: false,
             held: 0,
             beside: None,
+            beside_keeps: false,
+            beside_poll_at: None,
             wake_at: None,
             generation: self.generation,
             session: None,
@@ -1191,7 +1292,7 @@ impl Io {
             peer_takes: 0,
             peer_max: 0,
             acks_held: false,
-            ack_delay: Duration::ZERO,
+            ack_delay: None,
             resume_for: None,
             session_token: NO_TOKEN,
             client_token: NO_TOKEN,
@@ -1504,6 +1605,9 @@ impl Io {
     }
 
     fn flush(&mut self, id: Id) {
+        // What the socket did not take of a batch written beside goes
+        // before anything queued here.
+        self.take_written(id);
         if self.links.get(id).is_some_and(|link| link.hello_owed) {
             self.send_hello(id);
         }
@@ -1592,6 +1696,8 @@ impl Io {
     /// Version 2 after a read of connection `id`: the peer's offer answered
     /// with our `HELLO`, its control frames taken, its messages counted.
     fn after_read(&mut self, id: Id) {
+        // What the peer acknowledges may have been written beside.
+        self.take_written(id);
         let now = self.now;
         let Some(link) = self.links.get_mut(id) else {
             return;
@@ -1604,7 +1710,9 @@ impl Io {
             // A client's lines queued since its offer, before the server's
             // came, are messages of the session too.
             session.sent(link.conn.numbered(), now);
-            session.delay_acks(link.ack_delay);
+            if let Some(delay) = link.ack_delay {
+                session.delay_acks(delay);
+            }
             session.deafen(link.deferred, now);
             link.session = Some(session);
             link.hello_owed = true;
@@ -1714,6 +1822,7 @@ impl Io {
         if link.hello_owed {
             self.send_hello(id);
         }
+        self.give_spares(id);
         self.session_due(id, false);
         // The peer's `HELLO` may ask for heartbeats sooner than the timer.
         if let Some(at) = self.session_wake(id)
@@ -1813,12 +1922,17 @@ impl Io {
     fn session_wake(&self, id: Id) -> Option<Instant> {
         let link = self.links.get(id)?;
         let session = link.session.as_ref()?;
-        (link.conn.sending_open() && !link.hello_owed).then(|| session.wake_at())
+        let beat = (link.conn.sending_open() && !link.hello_owed).then(|| session.wake_at());
+        [beat, link.beside_poll_at.filter(|_| link.beside_keeps)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The connection is gone as `ending` says: the service is told how
     /// many of our messages its peer had not taken, and the first of them.
     fn end(&mut self, id: Id, ending: Ending) {
+        self.take_written(id);
         let Some(link) = self.links.get(id) else {
             return;
         };
@@ -1972,6 +2086,16 @@ impl Io {
             link.held_over.1 += bytes - link.taken_seen.1;
             link.taken_seen = (frames, bytes);
         }
+        // Pushes write beside the loop no more: what they wrote is taken
+        // in (claimed first, so that nothing is written after).
+        if let Some(outbox) = link.beside.clone() {
+            outbox.claim_socket();
+            self.take_written(id);
+            let link = &mut self.links[id];
+            link.beside = None;
+            link.beside_keeps = false;
+        }
+        let link = &mut self.links[id];
         link.conn.disconnect();
         link.ending_started = link.closing.take().is_some();
         // Our side was ending: it ends again once back, after what goes
@@ -2216,7 +2340,7 @@ impl Io {
     /// later (a room's member: see `state::session::ROOM_ACK_DELAY`).
     pub fn delay_acknowledgements(&mut self, id: Id, delay: Duration) {
         if let Some(link) = self.links.get_mut(id) {
-            link.ack_delay = delay;
+            link.ack_delay = Some(delay);
             if let Some(session) = &mut link.session {
                 session.delay_acks(delay);
             }
@@ -2286,6 +2410,7 @@ impl Io {
     /// Steps connection `id`'s ending with what it shows now and what
     /// happened, and does what it decides.
     fn step(&mut self, id: Id, happening: Option<Happening>) {
+        self.take_written(id);
         if self.links.get(id).is_some_and(|link| link.away.is_some()) {
             return self.step_away(id, happening);
         }

@@ -153,6 +153,43 @@ impl Outgoing {
             .push_back((mem::replace(batch, spare), numbered));
     }
 
+    /// Takes in `frames`, a batch another thread wrote to the socket (its
+    /// first `written` bytes) while this held nothing unwritten but what
+    /// was queued after (a heartbeat, an acknowledgement): `numbered` of
+    /// its frames are the session's next messages. Kept as if written
+    /// here; the rest of it goes before anything queued.
+    pub fn take_written(&mut self, frames: Vec<u8>, numbered: u64, written: usize) {
+        self.lends = true;
+        if written >= frames.len() {
+            self.keep_written(frames, numbered);
+            return;
+        }
+        self.len += frames.len() - written;
+        match self.start {
+            0 => {
+                self.buffers.push_front((frames, numbered));
+                self.start = written;
+            }
+            // The socket took part of what was queued here: never while
+            // another thread may write (the loop holds the socket until
+            // what it took is written); after it, rather than inside it.
+            _ => {
+                debug_assert!(
+                    false,
+                    "another thread wrote while a buffer was half written"
+                );
+                let mut rest = frames;
+                rest.drain(..written);
+                self.buffers.insert(1, (rest, 0));
+            }
+        }
+    }
+
+    /// An emptied buffer, to lend where batches are filled.
+    pub fn spare(&mut self) -> Option<Vec<u8>> {
+        self.spares.pop()
+    }
+
     /// From now on, buffers written out are kept until their messages are
     /// acknowledged; the first message queued from now on is number 1.
     pub fn keep_until_acknowledged(&mut self) {
@@ -279,20 +316,26 @@ impl Outgoing {
         {
             self.start = 0;
             let (done, messages) = self.buffers.pop_front().expect("a buffer");
-            match &mut self.kept {
-                Some(kept) if messages > 0 => {
-                    kept.bytes += done.len();
-                    kept.buffers.push_back((done, messages));
-                    // Bounded: the oldest go, known by number only.
-                    while kept.bytes > kept.limit && kept.buffers.len() > 1 {
-                        let (old, messages) = kept.buffers.pop_front().expect("a buffer");
-                        kept.bytes -= old.len();
-                        kept.first += messages;
-                        recycle(&mut self.spares, self.lends, old);
-                    }
+            self.keep_written(done, messages);
+        }
+    }
+
+    /// `done`, written out whole, is kept until its `messages` are
+    /// acknowledged, if any and if we keep; let go otherwise.
+    fn keep_written(&mut self, done: Vec<u8>, messages: u64) {
+        match &mut self.kept {
+            Some(kept) if messages > 0 => {
+                kept.bytes += done.len();
+                kept.buffers.push_back((done, messages));
+                // Bounded: the oldest go, known by number only.
+                while kept.bytes > kept.limit && kept.buffers.len() > 1 {
+                    let (old, messages) = kept.buffers.pop_front().expect("a buffer");
+                    kept.bytes -= old.len();
+                    kept.first += messages;
+                    recycle(&mut self.spares, self.lends, old);
                 }
-                _ => self.recycle(done),
             }
+            _ => self.recycle(done),
         }
     }
 

@@ -1106,6 +1106,11 @@ impl Service for Talk<'_> {
                     self.outbox.take_line_breaks();
                 }
                 self.release(io);
+                // The input thread writes our lines itself from now on, and
+                // hands them to the loop to number and keep.
+                if self.hold.is_none() {
+                    io.write_beside(self.id, &self.outbox);
+                }
             }
             News::Unacknowledged { lines, first } => {
                 self.unacknowledged = lines;

@@ -6,12 +6,14 @@
 //! The rules (see `docs/PROTOCOL.md`, "Version 2: sessions"):
 //! - Data frames are numbered from 1 in each direction, from the sender's
 //!   `HELLO` on; an `ACK` says how many of them the peer has taken.
-//! - We acknowledge what we took as soon as we took it (once a read, in a
-//!   flood), with our next message if there is one; in a room, where every
-//!   member would answer every message at once, up to [`ROOM_ACK_DELAY`]
-//!   later, or once [`ACK_EVERY_FRAMES`] frames or [`ACK_EVERY_BYTES`]
-//!   bytes wait; and at once when the peer ends its side (its last lines
-//!   are then known to be taken).
+//! - We acknowledge what we took with our next message if there is one,
+//!   or up to [`ACK_DELAY`] later, or once [`FLOOD_ACK_EVERY_BYTES`] wait
+//!   (a flood, read a quarter of a megabyte at a time, was answered every
+//!   read, and each answer woke its sender's loop: a fifth of the flood's
+//!   CPU); in a room, where every member would answer every message at
+//!   once, up to [`ROOM_ACK_DELAY`] later, or once [`ACK_EVERY_FRAMES`]
+//!   frames or [`ACK_EVERY_BYTES`] bytes wait; and at once when the peer
+//!   ends its side (its last lines are then known to be taken).
 //! - Whoever has sent nothing for [`PING_AFTER`] sends a `PING`: a live
 //!   peer is never silent longer, so one silent for `--dead-after` (three
 //!   times that, by default) is lost, whatever TCP says.
@@ -32,6 +34,15 @@ pub fn heartbeat_for(dead_after: Option<Duration>) -> Duration {
         (after / 3).clamp(Duration::from_millis(100), PING_AFTER)
     })
 }
+
+/// In a conversation, what we took is acknowledged at most this much later
+/// (a person sees nothing of it: a line is shown as not yet delivered
+/// after [`OVERDUE_AFTER`]) ...
+pub const ACK_DELAY: Duration = Duration::from_millis(20);
+
+/// ... or at once when this many bytes wait for it (well within what the
+/// sender keeps for them).
+pub const FLOOD_ACK_EVERY_BYTES: u64 = 1 << 20;
 
 /// In a room, what a member took is acknowledged at most this much later:
 /// a busy room's messages are acknowledged a few at a time.
@@ -128,8 +139,10 @@ pub struct Session {
     sent_at: Instant,
     /// We send something at least this often.
     ping_after: Duration,
-    /// What we take is acknowledged at most this much later.
+    /// What we take is acknowledged at most this much later, or once this
+    /// many frames or bytes wait.
     ack_delay: Duration,
+    ack_every: (u64, u64),
     /// We are not reading the peer (a room holding a talker back) since
     /// then: what it sends, heartbeats included, waits unread, so its
     /// silence meanwhile is ours.
@@ -149,14 +162,18 @@ impl Session {
             heard_at: now,
             sent_at: now,
             ping_after: PING_AFTER,
-            ack_delay: Duration::ZERO,
+            ack_delay: ACK_DELAY,
+            ack_every: (u64::MAX, FLOOD_ACK_EVERY_BYTES),
             deaf_since: None,
         }
     }
 
-    /// What we take is acknowledged up to `delay` later (0: at once).
+    /// What we take is acknowledged up to `delay` later (0: at once), or
+    /// once [`ACK_EVERY_FRAMES`] frames or [`ACK_EVERY_BYTES`] wait (a
+    /// room's member).
     pub fn delay_acks(&mut self, delay: Duration) {
         self.ack_delay = delay;
+        self.ack_every = (ACK_EVERY_FRAMES, ACK_EVERY_BYTES);
     }
 
     /// The peer asks for something at least every `every` (its `HELLO`
@@ -214,8 +231,8 @@ impl Session {
         let waiting = self.taken - self.ack_sent;
         if waiting > 0
             && (hurry
-                || waiting >= ACK_EVERY_FRAMES
-                || self.bytes_unacked >= ACK_EVERY_BYTES
+                || waiting >= self.ack_every.0
+                || self.bytes_unacked >= self.ack_every.1
                 || self.ack_due.is_some_and(|at| at <= now))
         {
             due.ack = Some(self.taken);
@@ -314,13 +331,32 @@ mod tests {
         start + Duration::from_millis(ms)
     }
 
+    /// In a conversation: within [`ACK_DELAY`], or at once when a
+    /// megabyte waits or the peer ends its side; said once.
     #[test]
-    fn what_is_taken_is_acknowledged_at_once_and_once() {
+    fn what_is_taken_is_acknowledged_within_the_delay_and_once() {
         let t0 = Instant::now();
         let mut session = Session::new(t0);
         session.took(1, 10, t0);
-        assert_eq!(session.due(t0, false).ack, Some(1));
-        assert_eq!(session.due(t0, false).ack, None, "said twice");
+        assert_eq!(session.due(t0, false).ack, None, "before the delay");
+        assert_eq!(session.wake_at(), t0 + ACK_DELAY);
+        assert_eq!(session.due(t0 + ACK_DELAY, false).ack, Some(1));
+        assert_eq!(session.due(t0 + ACK_DELAY, false).ack, None, "said twice");
+        // A flood: at once past a megabyte, whatever the count.
+        session.took(5_000, FLOOD_ACK_EVERY_BYTES - 1, at(t0, 100));
+        assert_eq!(session.due(at(t0, 100), false).ack, None);
+        session.took(1, 1, at(t0, 100));
+        assert_eq!(session.due(at(t0, 100), false).ack, Some(5_002));
+        // The peer's end: at once.
+        session.took(1, 1, at(t0, 200));
+        assert_eq!(session.due(at(t0, 200), true).ack, Some(5_003));
+        // Ten minutes later, what came then is acknowledged then.
+        session.took(2, 2, at(t0, 200) + TEN_MINUTES);
+        assert_eq!(session.due(at(t0, 210) + TEN_MINUTES, false).ack, None);
+        assert_eq!(
+            session.due(at(t0, 220) + TEN_MINUTES, false).ack,
+            Some(5_005)
+        );
     }
 
     #[test]
@@ -378,7 +414,7 @@ mod tests {
         assert!(session.due(at(t0, 14_000), false).ping);
         // An ack is sending too.
         session.took(1, 1, at(t0, 15_000));
-        assert_eq!(session.due(at(t0, 15_000), false).ack, Some(1));
+        assert_eq!(session.due(at(t0, 15_000), true).ack, Some(1));
         assert!(!session.due(at(t0, 19_000), false).ping);
         // Ten minutes of nothing: one ping, not a backlog of them.
         assert!(session.due(at(t0, 19_000) + TEN_MINUTES, false).ping);
