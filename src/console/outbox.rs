@@ -182,7 +182,9 @@ impl Outbox {
         // Nothing to wait for then: a push that cannot write everything
         // queues the rest and wakes the writer anyway.
         if state.queue.is_empty() {
-            return !state.closed;
+            // (Batches written at once the loop has yet to take are
+            // something to do.)
+            return !state.closed || !state.written.is_empty();
         }
         // Numbered after what was written at once before them: the loop
         // takes that first (it was woken for it).
@@ -235,7 +237,11 @@ impl Outbox {
     /// For an event loop: everything it took is written, so a push may
     /// write at once again (if nothing is queued).
     pub fn socket_idle(&self) {
-        self.lock().sending = false;
+        let mut state = self.lock();
+        // Not while a batch a push began to write waits for the loop to
+        // take it (written at once since the loop last looked): the rest
+        // of it goes first, from the loop.
+        state.sending = state.written.iter().any(|w| w.written < w.frames.len());
     }
 
     /// From now on a push that writes at once hands the loop what it wrote
@@ -679,6 +685,94 @@ mod tests {
             outbox.close();
             writer.join().unwrap();
             proptest::prop_assert_eq!(&*socket.bytes.lock().unwrap(), &expected);
+        }
+    }
+
+    /// An event loop keeping a session's messages (see [`Written`]): it
+    /// takes what pushes wrote (writing what the socket did not take of
+    /// it), then what was queued, and numbers everything in the order it
+    /// takes it. Returns what it numbered. It is not woken for batches
+    /// written whole while it polls: it looks every few milliseconds.
+    fn run_keeping_loop(
+        outbox: &Outbox,
+        woken: &std::sync::mpsc::Receiver<()>,
+        socket: &Socket,
+    ) -> (Vec<u8>, u64) {
+        let (mut numbered, mut messages) = (Vec::new(), 0);
+        let (mut batches, mut written, mut spares) = (Vec::new(), Vec::new(), Vec::new());
+        loop {
+            outbox.take_written(&mut written, &mut spares, true);
+            for w in written.drain(..) {
+                numbered.extend_from_slice(&w.frames);
+                messages += w.messages;
+                if w.written < w.frames.len() {
+                    socket.write(&w.frames[w.written..]);
+                }
+            }
+            let more = outbox.take_now(&mut batches);
+            for batch in &mut batches {
+                numbered.extend_from_slice(batch);
+                messages += split_frames(batch).filter(|f| f.len() > HEADER_LEN).count() as u64;
+                socket.write(batch);
+                batch.clear();
+            }
+            outbox.socket_idle();
+            if !more {
+                return (numbered, messages);
+            }
+            let _ = woken.recv_timeout(Duration::from_millis(2));
+        }
+    }
+
+    proptest::proptest! {
+        /// Pushes that write a session's batches at once (the socket taking
+        /// all, some or nothing, by turns) and a loop that numbers them:
+        /// everything reaches the socket once, in order, from one writer at
+        /// a time, and the loop numbers the messages in the order they
+        /// went, every one of them.
+        #[test]
+        fn pushes_writing_a_sessions_batches_hand_them_to_the_loop_in_order(
+            batches in proptest::collection::vec(proptest::collection::vec(0usize..20, 1..6), 0..40),
+            takes in proptest::collection::vec(0usize..200, 1..10),
+        ) {
+            let socket = Arc::new(Socket::default());
+            let (wake, woken) = std::sync::mpsc::channel();
+            let turn = std::sync::atomic::AtomicUsize::new(0);
+            let outbox = {
+                let socket = Arc::clone(&socket);
+                let wake = Mutex::new(wake);
+                let outbox = Outbox::waking(move || {
+                    let _ = crate::lock(&wake).send(());
+                })
+                .writing_at_once(Box::new(move |bytes| {
+                    let i = turn.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let n = takes[i % takes.len()].min(bytes.len());
+                    socket.write(&bytes[..n]);
+                    Some(n)
+                }));
+                outbox.keep_what_is_written();
+                Arc::new(outbox)
+            };
+            let writer = {
+                let (outbox, socket) = (Arc::clone(&outbox), Arc::clone(&socket));
+                thread::spawn(move || run_keeping_loop(&outbox, &woken, &socket))
+            };
+            let (mut expected, mut lines) = (Vec::new(), 0);
+            for (i, lens) in batches.iter().enumerate() {
+                let mut batch = Vec::new();
+                for (j, &len) in lens.iter().enumerate() {
+                    batch.extend_from_slice(&(len as u32).to_be_bytes());
+                    batch.extend((0..len).map(|k| (i + j + k) as u8));
+                    lines += u64::from(len > 0);
+                }
+                expected.extend_from_slice(&batch);
+                proptest::prop_assert_eq!(outbox.push(&mut batch, Room::Wait), Pushed::Queued);
+            }
+            outbox.close();
+            let (numbered, messages) = writer.join().unwrap();
+            proptest::prop_assert_eq!(&*socket.bytes.lock().unwrap(), &expected);
+            proptest::prop_assert_eq!(&numbered, &expected);
+            proptest::prop_assert_eq!(messages, lines);
         }
     }
 

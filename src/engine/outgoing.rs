@@ -532,6 +532,39 @@ mod tests {
         assert_eq!(outgoing.message(4), None);
     }
 
+    /// Batches another thread wrote: one written whole is kept as if
+    /// written here; of one begun, the rest goes before what was queued
+    /// meanwhile (a heartbeat), and its messages are numbered in order.
+    #[test]
+    fn batches_written_beside_are_numbered_kept_and_their_rest_goes_first() {
+        let mut out = Outgoing::default();
+        out.keep_until_acknowledged();
+        out.take_written(frames(&[b"one", b"two"]), 2, 14);
+        assert_eq!(out.len(), 0, "written whole");
+        let mut ping = Vec::new();
+        session::encode(&mut ping, &session::Control::Ping);
+        out.push_copy(&ping, 0);
+        let begun = frames(&[b"three", b"four"]);
+        out.take_written(begun.clone(), 2, 6);
+        let mut expected = begun[6..].to_vec();
+        expected.extend_from_slice(&ping);
+        assert_eq!(drain(&mut out, 4), expected);
+        for (n, line) in [&b"one"[..], b"two", b"three", b"four"].iter().enumerate() {
+            assert_eq!(out.message(n as u64 + 1), Some(*line));
+        }
+        assert_eq!(
+            out.messages_from(2),
+            Some((frames(&[b"two", b"three", b"four"]), 3))
+        );
+        out.acknowledge(2);
+        assert_eq!(out.message(2), None);
+        assert_eq!(out.message(3), Some(&b"three"[..]));
+        // Nothing written of it: all of it goes, numbered all the same.
+        out.take_written(frames(&[b"five"]), 1, 0);
+        assert_eq!(drain(&mut out, 100), frames(&[b"five"]));
+        assert_eq!(out.message(5), Some(&b"five"[..]));
+    }
+
     #[test]
     fn what_is_kept_is_bounded_and_the_oldest_go_first() {
         let mut outgoing = Outgoing::default();
