@@ -9,7 +9,7 @@ use std::time::Duration;
 /// many bytes that was, 0 if none or on any error. Where a single call
 /// cannot be made non-blocking (Windows), nothing is sent this way.
 #[cfg(unix)]
-pub(crate) fn send_now(stream: &TcpStream, bytes: &[u8]) -> usize {
+pub(crate) fn send_now(stream: &TcpStream, bytes: &[u8]) -> std::io::Result<usize> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -17,16 +17,17 @@ pub(crate) fn send_now(stream: &TcpStream, bytes: &[u8]) -> usize {
     let socket = socket2::SockRef::from(stream);
     loop {
         match socket.send_with_flags(bytes, flags) {
-            Ok(n) => return n,
+            Ok(n) => return Ok(n),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => return 0,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) => return Err(e),
         }
     }
 }
 
 #[cfg(windows)]
-pub(crate) fn send_now(_stream: &TcpStream, _bytes: &[u8]) -> usize {
-    0
+pub(crate) fn send_now(_stream: &TcpStream, _bytes: &[u8]) -> std::io::Result<usize> {
+    Ok(0)
 }
 
 /// How often the server's event loop looks at every connection whether or

@@ -372,7 +372,7 @@ impl Outbox {
                 messages,
                 written,
             });
-            if !whole || !state.loop_polls {
+            if !whole || !state.loop_polls || state.loop_waits {
                 self.wake_writer(state);
             }
             return Pushed::Queued;

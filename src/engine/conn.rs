@@ -189,6 +189,14 @@ struct Beside {
     written: AtomicU64,
     /// Bytes of frames taken: wholly on the socket, or sealed under TLS.
     sealed: AtomicU64,
+    /// How a send failed, if one did. Taken by the sender, the socket's
+    /// error is not there for the loop's next read, which then meets an
+    /// end of stream: it is told from here that the connection failed (a
+    /// reset in a flood was read as the server's end, and the rest of the
+    /// input dropped, exit 0).
+    failed: Mutex<Option<(ErrorKind, String)>>,
+    /// Only for a session's: for a version 1 peer, an end is an end.
+    session: bool,
 }
 
 impl Beside {
@@ -200,11 +208,16 @@ impl Beside {
             return 0;
         };
         let taken = match &self.tls {
-            None => {
-                let n = send_now(socket, bytes);
-                self.written.fetch_add(n as u64, Ordering::SeqCst);
-                n
-            }
+            None => match send_now(socket, bytes) {
+                Ok(n) => {
+                    self.written.fetch_add(n as u64, Ordering::SeqCst);
+                    n
+                }
+                Err(e) => {
+                    self.fail(&e);
+                    0
+                }
+            },
             Some(tls) => self.seal_and_send(&mut crate::lock(tls), socket, bytes),
         };
         self.sealed.fetch_add(taken as u64, Ordering::SeqCst);
@@ -229,8 +242,12 @@ impl Beside {
                         self.written.fetch_add(n as u64, Ordering::SeqCst);
                     }
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    // Full, or failed: the loop meets it when it writes.
-                    Err(_) => return taken,
+                    // Full: the loop writes the rest when it can.
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return taken,
+                    Err(e) => {
+                        self.fail(&e);
+                        return taken;
+                    }
                 }
             }
             if taken == bytes.len() {
@@ -242,6 +259,22 @@ impl Beside {
             }
             taken = end;
         }
+    }
+}
+
+impl Beside {
+    fn fail(&self, e: &io::Error) {
+        if !self.session {
+            return;
+        }
+        crate::lock(&self.failed).get_or_insert_with(|| (e.kind(), e.to_string()));
+    }
+
+    /// How a send of this thread's failed, if one did.
+    fn failure(&self) -> Option<io::Error> {
+        crate::lock(&self.failed)
+            .as_ref()
+            .map(|(kind, text)| io::Error::new(*kind, text.clone()))
     }
 }
 
@@ -747,6 +780,18 @@ impl Conn {
     /// Reads plaintext into `buf`: straight from the socket, or what TLS
     /// records decrypt to. 0 is the end of the stream.
     fn read_plaintext(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.read_plaintext_as_is(buf)?;
+        // An end of stream after a send beside failed is that failure.
+        if n == 0
+            && let Some(failure) = self.beside.as_ref().and_then(|beside| beside.failure())
+        {
+            return Err(failure);
+        }
+        Ok(n)
+    }
+
+    /// [`read_plaintext`](Self::read_plaintext), an end of stream as it is.
+    fn read_plaintext_as_is(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let Some(tls) = &self.tls else {
             let n = self.stream.read(buf)?;
             self.received += n as u64;
@@ -927,8 +972,10 @@ impl Conn {
     /// waiting, whose bytes count as this connection's (sealed in the
     /// shared session under TLS), where a send can be made without waiting
     /// (`None` otherwise). The caller keeps the two from writing at the
-    /// same time.
-    pub fn write_beside(&mut self) -> Option<WriteNow> {
+    /// same time. With a session (`session`), a send that failed there
+    /// makes the loop's next end of stream that failure (see
+    /// `Beside::failed`): a session's loss is resumed, its end is not.
+    pub fn write_beside(&mut self, session: bool) -> Option<WriteNow> {
         if !SENDS_NOW {
             return None;
         }
@@ -938,6 +985,8 @@ impl Conn {
             tls: self.tls.clone(),
             written: AtomicU64::new(0),
             sealed: AtomicU64::new(0),
+            failed: Mutex::new(None),
+            session,
         });
         self.beside = Some(Arc::clone(&beside));
         Some(Box::new(move |bytes| Some(beside.send_now(bytes))))
@@ -1478,7 +1527,7 @@ mod tests {
     fn bytes_written_beside_count_and_the_socket_closes_with_the_connection() {
         use std::io::Read;
         let (mut conn, mut peer) = pair();
-        let write_now = conn.write_beside().expect("plain TCP on Unix");
+        let write_now = conn.write_beside(false).expect("plain TCP on Unix");
         let line = frames(&[b"typed"]);
         assert_eq!(write_now(&line), Some(line.len()));
         let mut got = vec![0; line.len()];

@@ -824,7 +824,7 @@ impl Io {
         let write_now = self
             .links
             .get_mut(id)
-            .and_then(|link| link.conn.write_beside());
+            .and_then(|link| link.conn.write_beside(keeps));
         let Some(write_now) = write_now else {
             return;
         };
@@ -840,8 +840,9 @@ impl Io {
     /// Takes in the batches pushes wrote beside the loop on connection
     /// `id`'s session (see [`Outbox::keep_what_is_written`]): numbered
     /// and kept as if the loop had written them, what the socket did not
-    /// take of them queued first.
-    fn take_written(&mut self, id: Id) {
+    /// take of them queued first. A service calls it before it takes what
+    /// was queued in the outbox, which goes after them.
+    pub fn take_written(&mut self, id: Id) {
         let Some(link) = self.links.get_mut(id) else {
             return;
         };

@@ -682,6 +682,8 @@ impl Talk<'_> {
             return;
         }
         while io.unsent(id) < OUTBOX_LIMIT {
+            // What pushes wrote at once goes before what they queued.
+            io.take_written(id);
             self.outbox.take_now(&mut self.batches);
             if self.batches.is_empty() {
                 break;
@@ -732,6 +734,10 @@ impl Talk<'_> {
         self.hold = None;
         let id = self.id;
         self.outbox.close();
+        // Closed first: nothing is written at once after this, and what was
+        // goes before what was queued (left in the outbox, it was never
+        // sent: a reset in a flood lost the rest of the input, exit 0).
+        io.take_written(id);
         while self.outbox.take_now(&mut self.batches) && !self.batches.is_empty() {
             self.send_batches(io, id);
         }

@@ -530,6 +530,8 @@ impl Conversations<'_> {
             return;
         };
         while io.unsent(current.id) < OUTBOX_LIMIT {
+            // What pushes wrote at once goes before what they queued.
+            io.take_written(current.id);
             current.outbox.take_now(&mut current.batches);
             if current.batches.is_empty() {
                 break;
@@ -550,6 +552,7 @@ impl Conversations<'_> {
             return;
         };
         current.outbox.close();
+        io.take_written(current.id);
         while current.outbox.take_now(&mut current.batches) && !current.batches.is_empty() {
             for batch in &mut current.batches {
                 io.send_batch(current.id, batch);
@@ -895,6 +898,10 @@ impl Service for Conversations<'_> {
                             current.outbox.take_line_breaks();
                         }
                         self.console.recipient.limit_to(io.peer_max(current.id));
+                        // The operator's lines are written by the thread
+                        // that reads them from now on, and handed to the
+                        // loop to number and keep.
+                        io.write_beside(current.id, &current.outbox);
                     }
                 }
                 News::Unacknowledged { lines, first } => {

@@ -7,10 +7,10 @@
 //! - Data frames are numbered from 1 in each direction, from the sender's
 //!   `HELLO` on; an `ACK` says how many of them the peer has taken.
 //! - We acknowledge what we took with our next message if there is one,
-//!   or up to [`ACK_DELAY`] later, or once [`FLOOD_ACK_EVERY_BYTES`] wait
-//!   (a flood, read a quarter of a megabyte at a time, was answered every
-//!   read, and each answer woke its sender's loop: a fifth of the flood's
-//!   CPU); in a room, where every member would answer every message at
+//!   or at once, but not again within [`ACK_DELAY`] unless
+//!   [`FLOOD_ACK_EVERY_BYTES`] wait (a flood, read a quarter of a megabyte
+//!   at a time, was answered every read, and each answer woke its sender's
+//!   loop: a fifth of the flood's CPU); in a room, where every member would answer every message at
 //!   once, up to [`ROOM_ACK_DELAY`] later, or once [`ACK_EVERY_FRAMES`]
 //!   frames or [`ACK_EVERY_BYTES`] bytes wait; and at once when the peer
 //!   ends its side (its last lines are then known to be taken).
@@ -35,9 +35,9 @@ pub fn heartbeat_for(dead_after: Option<Duration>) -> Duration {
     })
 }
 
-/// In a conversation, what we took is acknowledged at most this much later
-/// (a person sees nothing of it: a line is shown as not yet delivered
-/// after [`OVERDUE_AFTER`]) ...
+/// In a conversation, what we took is acknowledged at once, but at most
+/// once in this long (a person sees nothing of it: a line is shown as not
+/// yet delivered after [`OVERDUE_AFTER`]) ...
 pub const ACK_DELAY: Duration = Duration::from_millis(20);
 
 /// ... or at once when this many bytes wait for it (well within what the
@@ -143,6 +143,12 @@ pub struct Session {
     /// many frames or bytes wait.
     ack_delay: Duration,
     ack_every: (u64, u64),
+    /// A conversation's: what we take is acknowledged at once if we have
+    /// not acknowledged anything within `ack_delay` (a room's: always
+    /// `ack_delay` later, so that one answer covers a burst).
+    ack_at_once: bool,
+    /// When we last sent an acknowledgement.
+    acked_at: Option<Instant>,
     /// We are not reading the peer (a room holding a talker back) since
     /// then: what it sends, heartbeats included, waits unread, so its
     /// silence meanwhile is ours.
@@ -164,6 +170,8 @@ impl Session {
             ping_after: PING_AFTER,
             ack_delay: ACK_DELAY,
             ack_every: (u64::MAX, FLOOD_ACK_EVERY_BYTES),
+            ack_at_once: true,
+            acked_at: None,
             deaf_since: None,
         }
     }
@@ -174,6 +182,7 @@ impl Session {
     pub fn delay_acks(&mut self, delay: Duration) {
         self.ack_delay = delay;
         self.ack_every = (ACK_EVERY_FRAMES, ACK_EVERY_BYTES);
+        self.ack_at_once = false;
     }
 
     /// The peer asks for something at least every `every` (its `HELLO`
@@ -199,7 +208,12 @@ impl Session {
         }
         self.taken += frames;
         self.bytes_unacked += bytes;
-        self.ack_due = self.ack_due.or(Some(now + self.ack_delay));
+        let due = match (self.ack_at_once, self.acked_at) {
+            (true, None) => now,
+            (true, Some(acked)) => now.max(acked + self.ack_delay),
+            (false, _) => now + self.ack_delay,
+        };
+        self.ack_due = self.ack_due.or(Some(due));
     }
 
     /// Something came from the peer.
@@ -240,6 +254,7 @@ impl Session {
             self.bytes_unacked = 0;
             self.ack_due = None;
             self.sent_at = now;
+            self.acked_at = Some(now);
         }
         if now >= self.sent_at + self.ping_after {
             due.ping = true;
@@ -259,6 +274,7 @@ impl Session {
         self.bytes_unacked = 0;
         self.ack_due = None;
         self.sent_at = now;
+        self.acked_at = Some(now);
         Some(self.taken)
     }
 
@@ -331,31 +347,33 @@ mod tests {
         start + Duration::from_millis(ms)
     }
 
-    /// In a conversation: within [`ACK_DELAY`], or at once when a
-    /// megabyte waits or the peer ends its side; said once.
+    /// In a conversation: at once, but not again within [`ACK_DELAY`]
+    /// unless a megabyte waits or the peer ends its side; said once.
     #[test]
-    fn what_is_taken_is_acknowledged_within_the_delay_and_once() {
+    fn what_is_taken_is_acknowledged_at_once_but_not_more_often_than_the_delay() {
         let t0 = Instant::now();
         let mut session = Session::new(t0);
         session.took(1, 10, t0);
-        assert_eq!(session.due(t0, false).ack, None, "before the delay");
+        assert_eq!(session.due(t0, false).ack, Some(1));
+        assert_eq!(session.due(t0, false).ack, None, "said twice");
+        // More within the delay: at its end.
+        session.took(1, 10, at(t0, 5));
+        assert_eq!(session.due(at(t0, 5), false).ack, None);
         assert_eq!(session.wake_at(), t0 + ACK_DELAY);
-        assert_eq!(session.due(t0 + ACK_DELAY, false).ack, Some(1));
-        assert_eq!(session.due(t0 + ACK_DELAY, false).ack, None, "said twice");
+        assert_eq!(session.due(t0 + ACK_DELAY, false).ack, Some(2));
         // A flood: at once past a megabyte, whatever the count.
-        session.took(5_000, FLOOD_ACK_EVERY_BYTES - 1, at(t0, 100));
-        assert_eq!(session.due(at(t0, 100), false).ack, None);
-        session.took(1, 1, at(t0, 100));
-        assert_eq!(session.due(at(t0, 100), false).ack, Some(5_002));
+        session.took(5_000, FLOOD_ACK_EVERY_BYTES - 1, at(t0, 21));
+        assert_eq!(session.due(at(t0, 21), false).ack, None);
+        session.took(1, 1, at(t0, 22));
+        assert_eq!(session.due(at(t0, 22), false).ack, Some(5_003));
         // The peer's end: at once.
-        session.took(1, 1, at(t0, 200));
-        assert_eq!(session.due(at(t0, 200), true).ack, Some(5_003));
-        // Ten minutes later, what came then is acknowledged then.
+        session.took(1, 1, at(t0, 23));
+        assert_eq!(session.due(at(t0, 23), true).ack, Some(5_004));
+        // Ten minutes later, a line is acknowledged at once again.
         session.took(2, 2, at(t0, 200) + TEN_MINUTES);
-        assert_eq!(session.due(at(t0, 210) + TEN_MINUTES, false).ack, None);
         assert_eq!(
-            session.due(at(t0, 220) + TEN_MINUTES, false).ack,
-            Some(5_005)
+            session.due(at(t0, 200) + TEN_MINUTES, false).ack,
+            Some(5_006)
         );
     }
 
