@@ -262,6 +262,20 @@ fn lines_typed_between_failed_tries_to_reconnect_are_delivered() {
     assert_eq!(server.wait().code(), Some(0), "{:?}", server.drain_stderr());
 }
 
+/// The flood's lines numbered `numbers` come next on `server`'s stdout,
+/// each once, in order.
+fn expect_flood(server: &mut Server, client: &mut Program, numbers: std::ops::RangeInclusive<u32>) {
+    for i in numbers {
+        let got = server.next_message();
+        assert_eq!(
+            got,
+            format!("flood line {i}"),
+            "{:?}",
+            client.drain_stderr()
+        );
+    }
+}
+
 fn lines_of(texts: &[&str]) -> Vec<String> {
     texts.iter().map(|t| t.to_string()).collect()
 }
@@ -277,21 +291,11 @@ fn a_piped_flood_across_an_outage_arrives_whole_and_in_order() {
     text.push_str("q\n");
     let typing = client.type_in_background(text.into_bytes());
     // Some way in, the network goes for longer than --dead-after.
-    for i in 1..=1_000 {
-        assert_eq!(server.next_message(), format!("flood line {i}"));
-    }
+    expect_flood(&mut server, &mut client, 1..=1_000);
     relay.down();
     std::thread::sleep(Duration::from_secs(5));
     relay.up();
-    for i in 1_001..=count {
-        let got = server.next_message();
-        assert_eq!(
-            got,
-            format!("flood line {i}"),
-            "{:?}",
-            client.drain_stderr()
-        );
-    }
+    expect_flood(&mut server, &mut client, 1_001..=count);
     drop(typing.join());
     assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
     assert_eq!(server.wait().code(), Some(0), "{:?}", server.drain_stderr());
@@ -314,19 +318,9 @@ fn a_piped_flood_reset_after_its_input_ended_arrives_whole_and_in_order() {
     let text: String = (1..=count).map(|i| format!("flood line {i}\n")).collect();
     let typing = client.type_in_background(text.into_bytes());
     drop(typing.join());
-    for i in 1..=1_000 {
-        assert_eq!(server.next_message(), format!("flood line {i}"));
-    }
+    expect_flood(&mut server, &mut client, 1..=1_000);
     relay.cut();
-    for i in 1_001..=count {
-        let got = server.next_message();
-        assert_eq!(
-            got,
-            format!("flood line {i}"),
-            "{:?}",
-            client.drain_stderr()
-        );
-    }
+    expect_flood(&mut server, &mut client, 1_001..=count);
     assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
     assert_eq!(server.wait().code(), Some(0), "{:?}", server.drain_stderr());
 }

@@ -646,6 +646,29 @@ mod tests {
         }
     }
 
+    /// An outbox whose writer is an event loop (woken through the
+    /// receiver) and whose pushes write `socket` at once, taking all, some
+    /// or nothing of each batch by turns, as `takes` says.
+    fn on_a_socket(
+        socket: &Arc<Socket>,
+        takes: Vec<usize>,
+    ) -> (Outbox, std::sync::mpsc::Receiver<()>) {
+        let (wake, woken) = std::sync::mpsc::channel();
+        let turn = std::sync::atomic::AtomicUsize::new(0);
+        let socket = Arc::clone(socket);
+        let wake = Mutex::new(wake);
+        let outbox = Outbox::waking(move || {
+            let _ = crate::lock(&wake).send(());
+        })
+        .writing_at_once(Box::new(move |bytes| {
+            let i = turn.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let n = takes[i % takes.len()].min(bytes.len());
+            socket.write(&bytes[..n]);
+            Some(n)
+        }));
+        (outbox, woken)
+    }
+
     proptest::proptest! {
         /// With an event loop as the writer and pushes writing at once
         /// what the socket takes (all, some or nothing, by turns) while
@@ -658,21 +681,8 @@ mod tests {
             takes in proptest::collection::vec(0usize..60, 1..10),
         ) {
             let socket = Arc::new(Socket::default());
-            let (wake, woken) = std::sync::mpsc::channel();
-            let turn = std::sync::atomic::AtomicUsize::new(0);
-            let outbox = {
-                let socket = Arc::clone(&socket);
-                let wake = Mutex::new(wake);
-                Arc::new(Outbox::waking(move || {
-                    let _ = crate::lock(&wake).send(());
-                })
-                .writing_at_once(Box::new(move |bytes| {
-                    let i = turn.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let n = takes[i % takes.len()].min(bytes.len());
-                    socket.write(&bytes[..n]);
-                    Some(n)
-                })))
-            };
+            let (outbox, woken) = on_a_socket(&socket, takes);
+            let outbox = Arc::new(outbox);
             let writer = {
                 let (outbox, socket) = (Arc::clone(&outbox), Arc::clone(&socket));
                 thread::spawn(move || run_loop_writer(&outbox, &woken, &socket))
@@ -736,23 +746,9 @@ mod tests {
             takes in proptest::collection::vec(0usize..200, 1..10),
         ) {
             let socket = Arc::new(Socket::default());
-            let (wake, woken) = std::sync::mpsc::channel();
-            let turn = std::sync::atomic::AtomicUsize::new(0);
-            let outbox = {
-                let socket = Arc::clone(&socket);
-                let wake = Mutex::new(wake);
-                let outbox = Outbox::waking(move || {
-                    let _ = crate::lock(&wake).send(());
-                })
-                .writing_at_once(Box::new(move |bytes| {
-                    let i = turn.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let n = takes[i % takes.len()].min(bytes.len());
-                    socket.write(&bytes[..n]);
-                    Some(n)
-                }));
-                outbox.keep_what_is_written();
-                Arc::new(outbox)
-            };
+            let (outbox, woken) = on_a_socket(&socket, takes);
+            outbox.keep_what_is_written();
+            let outbox = Arc::new(outbox);
             let writer = {
                 let (outbox, socket) = (Arc::clone(&outbox), Arc::clone(&socket));
                 thread::spawn(move || run_keeping_loop(&outbox, &woken, &socket))
