@@ -358,6 +358,34 @@ fn a_client_stopped_longer_than_the_servers_dead_after_resumes_when_continued() 
     assert_eq!(server.wait().code(), Some(0), "{:?}", server.drain_stderr());
 }
 
+/// A client interrupted (Ctrl-C) while its server is stopped says `BYE`
+/// and resets: the server, continued, meets the reset when it sends first,
+/// but reads the `BYE` before it keeps anything: the client gave up, so
+/// the conversation ends (it was kept 300 s for nobody, and the next
+/// client waited in line: a user trial, 5 runs in 5).
+#[cfg(unix)]
+#[test]
+fn a_client_that_gave_up_while_its_server_was_stopped_is_not_waited_for() {
+    let mut server = Server::start(&["--once", "--dead-after", DEAD_AFTER]);
+    let mut client = server.connect_client(&["--dead-after", DEAD_AFTER]);
+    server.expect_status("connected");
+    client.say("before the stop");
+    server.expect_message("before the stop");
+    server.program.signal("STOP");
+    client.say("typed while it was stopped");
+    client.signal("INT");
+    assert_eq!(
+        client.wait().code(),
+        Some(130),
+        "{:?}",
+        client.drain_stderr()
+    );
+    server.program.signal("CONT");
+    let said = server.expect_status("127.0.0.1");
+    assert!(!said.contains("keeping the conversation"), "{said}");
+    assert!(server.wait().code().is_some(), "{said}");
+}
+
 /// A line typed at once, before the server's answer to the client's
 /// offer came, is the session's first message: the session opens all the
 /// same, and a path that dies afterwards is noticed and resumed like any

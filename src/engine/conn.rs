@@ -405,6 +405,21 @@ impl Conn {
         true
     }
 
+    /// Queues a `BYE`: also while our half is finishing (what is queued
+    /// still going, our end of stream not yet), for an ending given up
+    /// (Ctrl-C with lines in flight: the `BYE` was refused, and a stopped
+    /// server, continued, kept the conversation 300 s for nobody).
+    pub fn queue_bye(&mut self) -> bool {
+        if self.sending == Sending::Done {
+            return false;
+        }
+        let mut frame = Vec::with_capacity(8);
+        session::encode(&mut frame, &Control::Bye);
+        self.out.push_copy(&frame, 0);
+        self.accepted += frame.len() as u64;
+        true
+    }
+
     /// Queues our `HELLO` of a resumed session: what we queue after it is
     /// numbered from `first` on, as the session was.
     pub fn queue_resumed_hello(&mut self, hello: Hello, first: u64) -> bool {

@@ -114,6 +114,10 @@ const ENDED_FRAMES_MOST: usize = 64 * 1024;
 /// is marked, at most this much later.
 const BESIDE_POLL: Duration = Duration::from_millis(250);
 
+/// How far a server reads ahead of a lost connection for its client's
+/// `BYE` (see `Io::park`).
+const BYE_LOOK_AHEAD: usize = 64 * 1024;
+
 /// A failing `accept` is reported at most this often.
 const ACCEPT_REPORT_PERIOD: Duration = Duration::from_secs(10);
 
@@ -234,6 +238,8 @@ struct Link {
     /// The peer said `BYE`: it ended the connection on purpose, and its
     /// session is not kept for a resume.
     said_bye: bool,
+    /// We said `BYE` to the peer.
+    said_bye_ours: bool,
     /// The peer ended its sending half while the service had not started
     /// the ending (a client waiting in line whose input ended): a failure
     /// after it is its leaving (it cannot say `BYE` any more), not a loss.
@@ -1287,6 +1293,7 @@ impl Io {
             held_over: (0, 0),
             ending_started: false,
             said_bye: false,
+            said_bye_ours: false,
             finished_unjudged: false,
             received_seen: 0,
             opened_told: false,
@@ -2071,6 +2078,25 @@ impl Io {
         let Some(mut within) = link.resume_for else {
             return;
         };
+        // A client that gave up says `BYE` before its reset; a server that
+        // met the reset when it sent first (it was stopped meanwhile) has
+        // not read it yet: it looks, and keeps nothing for a client that
+        // will not come back (it kept the conversation 300 s for nobody,
+        // the next client waiting in line). What it read stays unread.
+        if !self.client && !link.conn.read_ended() {
+            let _ = link.conn.read_ahead(&mut self.scratch, BYE_LOOK_AHEAD);
+            if says_bye(link.conn.ahead()) {
+                link.said_bye = true;
+                let _ = self.registry.deregister(link.conn.stream_mut());
+                return self.end(
+                    id,
+                    Ending::Failed {
+                        why: format!("{why} (it had said it was leaving)"),
+                        undelivered: 0,
+                    },
+                );
+            }
+        }
         // A server whose client's `HELLO` never came keeps the session a
         // short while only: the client may know our token (its `HELLO` was
         // lost), and then it is back within a few tries; or it never saw
@@ -2450,6 +2476,18 @@ impl Io {
             .as_ref()
             .filter(|_| !link.conn.read_ended())
             .map(|session| session.silent_for(self.now));
+        // Ctrl-C (SIGTERM, a hangup) gives up: the peer is told at once,
+        // before our end of stream (which goes at once if nothing waits),
+        // so that it keeps nothing for a resume (a client interrupted while
+        // its server was stopped left it waiting 300 s for nobody).
+        if matches!(happening, Some(Happening::Interrupted))
+            && link.opened_told
+            && !link.hello_owed
+            && link.away.is_none()
+            && !link.said_bye_ours
+        {
+            link.said_bye_ours = link.conn.queue_bye();
+        }
         let decision = closing.step(self.now, seen, happening);
         // A failure of a session kept for a resume parks it: the socket
         // goes with a reset alone. The abort a failure decides would end
@@ -2489,8 +2527,8 @@ impl Io {
             // Ended on purpose or given up: a version 2 peer is told, so
             // that it does not keep the session for a resume (a client
             // that left the waiting line, or was interrupted, resets).
-            if link.opened_told && !link.hello_owed && link.away.is_none() {
-                link.conn.queue_control(&Control::Bye);
+            if link.opened_told && !link.hello_owed && link.away.is_none() && !link.said_bye_ours {
+                link.said_bye_ours = link.conn.queue_bye();
                 let _ = link.conn.flush();
             }
             link.conn.abort();
@@ -2510,6 +2548,32 @@ impl Io {
         let wake = [decision.wake_at, session_wake].into_iter().flatten().min();
         self.set_timer(id, wake);
     }
+}
+
+/// Whether `bytes`, a version 2 peer's frames from a frame's start, hold
+/// a `BYE`.
+fn says_bye(bytes: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(header) = crate::wire::session::read_header(&bytes[at..]) {
+        let (len, control) = match header {
+            crate::wire::session::Header::Data(len) => (len, false),
+            crate::wire::session::Header::Control(len) => (len, true),
+        };
+        let start = at + crate::wire::frame::HEADER_LEN;
+        let Some(payload) = bytes.get(start..start + len) else {
+            return false;
+        };
+        if control
+            && matches!(
+                crate::wire::session::decode(payload),
+                Ok(Some(Control::Bye))
+            )
+        {
+            return true;
+        }
+        at = start + len;
+    }
+    false
 }
 
 /// Whether `link`'s session is kept for its peer to resume when the
