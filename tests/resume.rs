@@ -111,8 +111,7 @@ fn a_reset_connection_is_resumed_at_once() {
     server.say("heard");
     client.expect_message("heard");
     client.say("q");
-    assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
-    assert_eq!(server.wait().code(), Some(0), "{:?}", server.drain_stderr());
+    both_end_cleanly(&mut server, &mut client);
 }
 
 /// An outage longer than `--resume-for`: both sides give up, and say how
@@ -191,8 +190,7 @@ fn q_during_an_outage_waits_to_deliver_then_ends_cleanly() {
     client.expect_status("waiting for the server to come back, to deliver 1 line");
     relay.up();
     server.expect_message("typed into the outage");
-    assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
-    assert_eq!(server.wait().code(), Some(0), "{:?}", server.drain_stderr());
+    both_end_cleanly(&mut server, &mut client);
 }
 
 /// Ctrl-C during an outage gives up at once and says what was not
@@ -236,8 +234,7 @@ fn a_minute_long_outage_is_resumed_with_everything_typed_meanwhile() {
     expect_exactly(&mut server, &from_client);
     expect_exactly(&mut client, &from_server);
     client.say("q");
-    assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
-    assert_eq!(server.wait().code(), Some(0), "{:?}", server.drain_stderr());
+    both_end_cleanly(&mut server, &mut client);
 }
 /// Lines typed while tries to reconnect keep failing (each reset by the
 /// network) are taken and delivered once back. (Found while building it:
@@ -258,6 +255,12 @@ fn lines_typed_between_failed_tries_to_reconnect_are_delivered() {
     client.expect_status("reconnected after");
     expect_exactly(&mut server, &lines_of(&["A", "B", "C"]));
     client.say("q");
+    both_end_cleanly(&mut server, &mut client);
+}
+
+/// The client and then the server exit 0 (each one's stderr shown if
+/// not).
+fn both_end_cleanly(server: &mut Server, client: &mut Program) {
     assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
     assert_eq!(server.wait().code(), Some(0), "{:?}", server.drain_stderr());
 }
@@ -297,8 +300,7 @@ fn a_piped_flood_across_an_outage_arrives_whole_and_in_order() {
     relay.up();
     expect_flood(&mut server, &mut client, 1_001..=count);
     drop(typing.join());
-    assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
-    assert_eq!(server.wait().code(), Some(0), "{:?}", server.drain_stderr());
+    both_end_cleanly(&mut server, &mut client);
 }
 
 /// A piped flood whose input has ended, reset mid-way (a router that lost
@@ -321,8 +323,7 @@ fn a_piped_flood_reset_after_its_input_ended_arrives_whole_and_in_order() {
     expect_flood(&mut server, &mut client, 1..=1_000);
     relay.cut();
     expect_flood(&mut server, &mut client, 1_001..=count);
-    assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
-    assert_eq!(server.wait().code(), Some(0), "{:?}", server.drain_stderr());
+    both_end_cleanly(&mut server, &mut client);
 }
 
 /// A client stopped (Ctrl-Z, SIGSTOP) for longer than the server's
@@ -354,8 +355,7 @@ fn a_client_stopped_longer_than_the_servers_dead_after_resumes_when_continued() 
     client.say("after the stop");
     server.expect_message("after the stop");
     client.say("q");
-    assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
-    assert_eq!(server.wait().code(), Some(0), "{:?}", server.drain_stderr());
+    both_end_cleanly(&mut server, &mut client);
 }
 
 /// A client interrupted (Ctrl-C) while its server is stopped says `BYE`
@@ -755,8 +755,7 @@ fn a_server_that_notices_the_loss_first_lets_its_client_resume() {
     client.say("after");
     server.expect_message("after");
     client.say("q");
-    assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
-    assert_eq!(server.wait().code(), Some(0), "{:?}", server.drain_stderr());
+    both_end_cleanly(&mut server, &mut client);
 }
 
 /// The client's last line and its end reach the server, which ends the

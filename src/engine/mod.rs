@@ -856,15 +856,14 @@ impl Io {
             return;
         };
         let polled = link.beside_poll_at.is_none_or(|at| at <= self.now);
-        let found = outbox.take_written(&mut self.written, &mut self.spares, polled);
-        if found {
-            link.beside_poll_at = Some(self.now + BESIDE_POLL);
-        } else if polled {
-            link.beside_poll_at = None;
-        }
-        if !found {
+        if !outbox.take_written(&mut self.written, &mut self.spares, polled) {
+            if polled {
+                link.beside_poll_at = None;
+            }
             return;
         }
+        let poll = self.now + BESIDE_POLL;
+        link.beside_poll_at = Some(poll);
         let mut numbered = 0;
         for written in self.written.drain(..) {
             numbered += written.messages;
@@ -876,7 +875,6 @@ impl Io {
         if link.conn.wants_write() && !self.dirty.contains(&id) {
             self.dirty.push(id);
         }
-        let poll = self.now + BESIDE_POLL;
         if link.wake_at.is_none_or(|at| poll < at) {
             self.set_timer(id, Some(poll));
         }
