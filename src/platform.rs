@@ -30,6 +30,25 @@ pub(crate) fn send_now(_stream: &TcpStream, _bytes: &[u8]) -> std::io::Result<us
     Ok(0)
 }
 
+/// Waits until `input` has something to read, its end, or an error (which
+/// the read that follows meets). Where a pipe cannot be waited on (Windows),
+/// returns at once.
+#[cfg(unix)]
+pub(crate) fn wait_readable(input: &impl std::os::fd::AsRawFd) {
+    let mut ready = libc::pollfd {
+        fd: input.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, for the duration of the call.
+    while unsafe { libc::poll(&mut ready, 1, -1) } < 0
+        && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+    {}
+}
+
+#[cfg(windows)]
+pub(crate) fn wait_readable<T>(_input: &T) {}
+
 /// How often the server's event loop looks at every connection whether or
 /// not it was told that one is ready: never where readiness is reported
 /// reliably (epoll, kqueue); every quarter second on Windows, where the

@@ -398,6 +398,28 @@ fn a_server_that_closes_before_taking_our_lines_is_a_failure_with_a_count() {
     assert_eq!(client.wait().code(), Some(1));
 }
 
+/// A side whose half ends acknowledged what it showed in its last `ACK`,
+/// before its end of stream: a line of the peer's that comes after it is
+/// not shown, as no acknowledgement of it could follow (the client, whose
+/// line crossed the server operator's `q`, said it was not delivered while
+/// the server showed it, 1 run in 30).
+#[test]
+fn a_line_that_comes_after_the_last_acknowledgement_is_not_shown() {
+    let mut server = Server::start(&["--once"]);
+    let mut raw = server.raw();
+    let mut first = OFFER.to_vec();
+    first.extend(support::hello_frame([5; 16], [0; 16], 0, 0));
+    first.extend(frame(b"early"));
+    raw.write_all(&first).unwrap();
+    server.expect_message("early");
+    server.say("q");
+    assert_eq!(support::last_ack_before_the_end(&mut raw), Some(1));
+    raw.write_all(&frame(b"late")).unwrap();
+    raw.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(server.rest_of_stdout(), Vec::<String>::new());
+    assert_eq!(server.wait().code(), Some(0));
+}
+
 /// A line over the server's maximum that comes before the server's
 /// `HELLO` (which says the maximum) could go out: the server says why, in
 /// a refusal our client shows, rather than closing without a word.

@@ -136,6 +136,7 @@ pub(super) fn run(output: Arc<Output>, inbox: Receiver<Msg>, prompt: String, sha
         }
         if let Some(typing) = &mut editor.typing {
             typing.composer.flush();
+            typing.composer.end_input();
         }
         editor.redraw();
     }
@@ -268,6 +269,13 @@ impl Editor {
             }
             self.output
                 .error("the conversation is ending; line not sent");
+            return;
+        }
+        // Over already (the peer's end came as it was typed): said, not
+        // dropped unsaid (see `Outbox::stop_input`).
+        if !typing.composer.begin_input() {
+            typing.done = true;
+            self.output.error("the conversation is over; line not sent");
             return;
         }
         self.echo.push_str(&shown_form(&self.prompt, line));

@@ -338,6 +338,26 @@ impl Composer {
         self.tell_rest();
     }
 
+    /// Whether input may be read for the current conversation; if so, it
+    /// counts as in hand until [`end_input`](Self::end_input) (see
+    /// [`Outbox::stop_input`]).
+    pub(super) fn begin_input(&self) -> bool {
+        match self.recipient.current() {
+            Some(outbox) => outbox.begin_input(),
+            // The client's conversation is over; the server's next one
+            // is not there yet, and what is typed meanwhile is refused
+            // and told.
+            None => !self.once,
+        }
+    }
+
+    /// What was read is handed over (or refused, and counted).
+    pub(super) fn end_input(&self) {
+        if let Some(outbox) = self.recipient.current() {
+            outbox.end_input();
+        }
+    }
+
     /// Tells the lines not sent since the last time it was told.
     pub fn tell_rest(&mut self) {
         if let Some(count) = self.not_sent.rest() {
@@ -373,12 +393,44 @@ pub enum AfterQuit {
     Continue,
 }
 
+/// What the input thread reads lines from: the process's standard input,
+/// or a test's bytes.
+pub trait LineSource: Read + Send {
+    /// Waits until there is something to read (or its end), so that the
+    /// read that follows takes input only once it is still wanted (see
+    /// [`Outbox::stop_input`]).
+    fn wait_readable(&mut self) {}
+}
+
+impl LineSource for std::io::Stdin {
+    fn wait_readable(&mut self) {
+        crate::platform::wait_readable(self);
+    }
+}
+
+impl<R: LineSource + ?Sized> LineSource for Box<R> {
+    fn wait_readable(&mut self) {
+        (**self).wait_readable();
+    }
+}
+
+/// Input read as it comes, without waiting first (a test's bytes).
+pub struct Unwatched<R>(pub R);
+
+impl<R: Read> Read for Unwatched<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R: Read + Send> LineSource for Unwatched<R> {}
+
 /// Reads lines from a pipe or file until it ends, reporting `q` and the end of
 /// input as events. The lines of each read are handed over together, at
 /// once: a line is never held back waiting for more input, and under a flood
 /// the loop writes everything queued meanwhile in one go.
 pub fn read_plain(
-    mut input: impl Read,
+    mut input: impl LineSource,
     mut composer: Composer,
     events: Events,
     after_quit: AfterQuit,
@@ -391,6 +443,12 @@ pub fn read_plain(
             true => READ_SENDING,
             false => READ_HANDING_OVER,
         };
+        // Read only while the conversation still takes lines: a line read
+        // once it is over would be dropped unsaid.
+        input.wait_readable();
+        if !composer.begin_input() {
+            return;
+        }
         let chunk = match input.read(&mut buffer[..size]) {
             Ok(0) => break,
             Ok(read) => &buffer[..read],
@@ -423,9 +481,11 @@ pub fn read_plain(
             }
         });
         if flow.is_break() {
+            composer.end_input();
             return;
         }
         composer.flush();
+        composer.end_input();
         if composer.ended() {
             return;
         }
@@ -441,6 +501,7 @@ pub fn read_plain(
         _ => {}
     }
     composer.flush();
+    composer.end_input();
     composer.tell_rest();
     let _ = events.send(Event::Input(Input::Closed));
 }
@@ -631,7 +692,7 @@ mod tests {
             false,
         );
         read_plain(
-            Trickle(input, size),
+            Unwatched(Trickle(input, size)),
             composer,
             crate::console::event::Events::new(tx.clone()),
             AfterQuit::Continue,

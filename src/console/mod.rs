@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use crate::Exit;
 use crate::console::event::{Events, Shutdown};
-use crate::console::input::{AfterQuit, Composer, Recipient, read_plain};
+use crate::console::input::{AfterQuit, Composer, LineSource, Recipient, Unwatched, read_plain};
 use crate::console::look::{Look, Shape};
 use crate::console::outbox::Room;
 use crate::console::output::{Output, Sinks, spawn_plain_writer};
@@ -53,7 +53,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 /// the process's standard streams, or any reader and writers (a program
 /// run in-process, as the tests do).
 pub struct Stdio {
-    input: Box<dyn Read + Send>,
+    input: Box<dyn LineSource>,
     sinks: Sinks,
     /// The process's own streams: at a terminal, the line editor.
     process: bool,
@@ -90,7 +90,7 @@ impl Stdio {
         stderr: impl Write + Send + 'static,
     ) -> Self {
         Self {
-            input: Box::new(input),
+            input: Box::new(Unwatched(input)),
             sinks: Sinks {
                 stdout: Box::new(stdout),
                 stderr: Box::new(stderr),
@@ -112,7 +112,7 @@ pub struct Console {
     /// The editor thread's inbox, in the line-editor form.
     editor: Option<Mutex<Sender<Msg>>>,
     /// Plain input, until it is read.
-    input: Mutex<Option<Box<dyn Read + Send>>>,
+    input: Mutex<Option<Box<dyn LineSource>>>,
 }
 
 impl Console {

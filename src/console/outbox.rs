@@ -33,6 +33,7 @@ use std::collections::VecDeque;
 use std::mem;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 /// How many bytes may wait for the socket before a waiting push blocks.
 pub const OUTBOX_LIMIT: usize = 1 << 20;
@@ -112,6 +113,15 @@ struct State {
     /// The loop looks for batches written at once within a moment without
     /// being woken for them (it found some when it last looked).
     loop_polls: bool,
+    /// Messages pushed after the outbox closed or was aborted: read from
+    /// the user's input, and never sent.
+    refused: u64,
+    /// The first of them, its payload.
+    first_refused: Option<Vec<u8>>,
+    /// The input thread holds input it read and has not yet pushed.
+    input_in_hand: bool,
+    /// No more input is read for this outbox.
+    input_stopped: bool,
 }
 
 impl State {
@@ -339,6 +349,12 @@ impl Outbox {
             state.waiting -= 1;
         }
         if state.closed || state.aborted {
+            let mut messages = split_frames(batch).filter(|frame| frame.len() > HEADER_LEN);
+            if state.first_refused.is_none() {
+                state.first_refused = messages.next().map(|frame| frame[HEADER_LEN..].to_vec());
+                state.refused += u64::from(state.first_refused.is_some());
+            }
+            state.refused += messages.count() as u64;
             batch.clear();
             return Pushed::Closed;
         }
@@ -463,6 +479,44 @@ impl Outbox {
         self.drained.notify_all();
     }
 
+    /// The input thread is about to read input: `false` if no more is
+    /// wanted (see [`stop_input`](Self::stop_input)).
+    pub fn begin_input(&self) -> bool {
+        let mut state = self.lock();
+        state.input_in_hand = !state.input_stopped;
+        state.input_in_hand
+    }
+
+    /// The input thread pushed all it read (or had it refused).
+    pub fn end_input(&self) {
+        self.lock().input_in_hand = false;
+        self.drained.notify_all();
+    }
+
+    /// No more input is read for this outbox: waits (up to `most`) for what
+    /// the input thread read to be pushed, and returns how many messages
+    /// were pushed after it closed (or was aborted), never sent, and the
+    /// first one's payload. A line read just as the peer's end came was
+    /// dropped, and the client said nothing of it; input not read yet
+    /// stays unread.
+    pub fn stop_input(&self, most: Duration) -> (u64, Option<Vec<u8>>) {
+        let until = Instant::now() + most;
+        let mut state = self.lock();
+        state.input_stopped = true;
+        while state.input_in_hand {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = self
+                .drained
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        (state.refused, state.first_refused.clone())
+    }
+
     /// Lines (messages) queued and not yet taken.
     pub fn queued_lines(&self) -> u64 {
         let state = self.lock();
@@ -542,6 +596,33 @@ mod tests {
         assert_eq!(pusher.join().unwrap(), Pushed::Closed);
         assert!(!outbox.is_backlogged());
         assert!(!outbox.take_now(&mut Vec::new()));
+    }
+
+    /// Input read as the conversation ended is counted, never dropped
+    /// unsaid: the end waits for what the input thread holds, and no input
+    /// is read after it.
+    #[test]
+    fn lines_pushed_after_the_end_are_counted_once_the_input_thread_is_done() {
+        let outbox = Arc::new(Outbox::new());
+        assert!(outbox.begin_input());
+        outbox.close();
+        let stopper = {
+            let outbox = Arc::clone(&outbox);
+            thread::spawn(move || outbox.stop_input(Duration::from_secs(60)))
+        };
+        while !outbox.lock().input_stopped {
+            thread::yield_now();
+        }
+        assert!(!stopper.is_finished(), "it waits for the input in hand");
+        let mut batch = Vec::new();
+        for payload in [&b"late"[..], b"", b"later"] {
+            crate::wire::frame::encode_frame(&mut batch, payload, 100).unwrap();
+        }
+        assert_eq!(outbox.push(&mut batch, Room::Wait), Pushed::Closed);
+        outbox.end_input();
+        let (refused, first) = stopper.join().unwrap();
+        assert_eq!((refused, first.as_deref()), (2, Some(&b"late"[..])));
+        assert!(!outbox.begin_input(), "no input is read once stopped");
     }
 
     #[test]

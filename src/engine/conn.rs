@@ -173,6 +173,10 @@ struct Wire {
     /// Bytes received, and plaintext bytes, when the offer was seen:
     /// progress from then on is counted in plaintext, controls left out.
     base: (u64, u64),
+    /// Our half is finishing: the peer's messages are no longer taken,
+    /// since no acknowledgement of them could follow our last one (see
+    /// [`Conn::finish`]).
+    deaf: bool,
 }
 
 /// A TLS session, shared by the loop and the thread that writes beside it.
@@ -316,6 +320,7 @@ impl Conn {
                 offered: false,
                 keep: true,
                 base: (0, 0),
+                deaf: false,
             },
         }
     }
@@ -1014,6 +1019,15 @@ impl Conn {
         }
     }
 
+    /// A version 2 peer's messages are not taken from now on (we end the
+    /// conversation, and our last acknowledgement is queued): a message
+    /// shown after it would be one the peer reports as not delivered (a
+    /// line typed as the other side's operator quit was shown, and its
+    /// sender said it was lost).
+    pub fn take_no_more(&mut self) {
+        self.wire.deaf |= self.wire.opening == Opening::Offered;
+    }
+
     /// Our half was shut down since the last call.
     pub fn finished_sending(&mut self) -> bool {
         std::mem::take(&mut self.shut_unreported)
@@ -1268,7 +1282,7 @@ fn hand_out_scanned(
     whole: Whole,
     each: &mut impl FnMut(&[u8]),
 ) -> Result<usize, session::BadControl> {
-    if wire.opening != Opening::Offered || whole.control {
+    if wire.opening != Opening::Offered || whole.control || wire.deaf {
         return hand_out(wire, run, each);
     }
     wire.framed |= !run.is_empty();
@@ -1313,6 +1327,15 @@ fn hand_out(
     let mut at = 0;
     while let Some(header) = session::read_header(&run[at..]) {
         match header {
+            // Not taken: the peer counts it as not delivered.
+            Header::Data(len) if len > 0 && wire.deaf => {
+                if at > start {
+                    each(&run[start..at]);
+                    handed += at - start;
+                }
+                at += HEADER_LEN + len;
+                start = at;
+            }
             Header::Data(len) => {
                 if len > 0 {
                     wire.taken_frames += 1;

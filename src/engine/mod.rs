@@ -1731,16 +1731,10 @@ impl Io {
             link.received_seen = received;
             session.heard(now);
         }
-        if !link.acks_held {
-            let (frames, bytes) = link.conn.taken();
-            let (over_frames, over_bytes) = std::mem::take(&mut link.held_over);
-            session.took(
-                frames - link.taken_seen.0 + over_frames,
-                bytes - link.taken_seen.1 + over_bytes,
-                now,
-            );
-            link.taken_seen = (frames, bytes);
-        }
+        count_taken(link, now);
+        let Some(session) = &mut link.session else {
+            return;
+        };
         let mut broken = None;
         let mut answer = None;
         for control in link.conn.take_controls() {
@@ -1944,11 +1938,9 @@ impl Io {
         };
         let conn = link.husk.as_ref().unwrap_or(&link.conn);
         let unacknowledged = link.session.as_ref().map(|session| {
-            let first = conn.message(session.acked_count() + 1).map(|line| {
-                let mut shown = Vec::new();
-                crate::wire::display::push_visible(&mut shown, line);
-                String::from_utf8_lossy(&shown).into_owned()
-            });
+            let first = conn
+                .message(session.acked_count() + 1)
+                .map(crate::wire::display::visible);
             (session.unacked(), first)
         });
         self.remember_ended(id, &ending);
@@ -2487,6 +2479,7 @@ impl Io {
             link.said_bye_ours = link.conn.queue_bye();
         }
         let decision = closing.step(self.now, seen, happening);
+        let ours = closing.ended_by_us();
         // A failure of a session kept for a resume parks it: the socket
         // goes with a reset alone. The abort a failure decides would end
         // our side first (a shutdown sends an end of stream), and a peer
@@ -2511,7 +2504,9 @@ impl Io {
         }
         if decision.finish_sending && !parking {
             link.finishing = true;
-            // What the peer sent is acknowledged before our end of stream.
+            // What the peer sent is acknowledged before our end of stream
+            // (all it sent until now: nothing is taken after it).
+            count_taken(link, self.now);
             if let Some(session) = &mut link.session
                 && !link.hello_owed
                 && let Some(count) = session.due(self.now, true).ack
@@ -2520,6 +2515,13 @@ impl Io {
             }
             link.conn.finish();
             self.dirty.push(id);
+        }
+        // A server's is the end: nothing its client sends from now on is
+        // taken, as no acknowledgement of it could follow our last. (Not
+        // a client's: what its server sends after it may be the notice
+        // that it waits in line, which says what its `q` means.)
+        if ours && !self.client && (decision.finish_sending || decision.abort) {
+            link.conn.take_no_more();
         }
         if decision.abort && !parking {
             // Ended on purpose or given up: a version 2 peer is told, so
@@ -2572,6 +2574,25 @@ fn says_bye(bytes: &[u8]) -> bool {
         at = start + len;
     }
     false
+}
+
+/// Counts in `link`'s session the peer's messages handed out since the
+/// last count, unless they are held (a client waiting in line).
+fn count_taken(link: &mut Link, now: Instant) {
+    let Some(session) = &mut link.session else {
+        return;
+    };
+    if link.acks_held {
+        return;
+    }
+    let (frames, bytes) = link.conn.taken();
+    let (over_frames, over_bytes) = std::mem::take(&mut link.held_over);
+    session.took(
+        frames - link.taken_seen.0 + over_frames,
+        bytes - link.taken_seen.1 + over_bytes,
+        now,
+    );
+    link.taken_seen = (frames, bytes);
 }
 
 /// Whether `link`'s session is kept for its peer to resume when the

@@ -476,6 +476,7 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
         session: false,
         unacknowledged: 0,
         unsent_lines: 0,
+        refused_lines: 0,
         first_undelivered: None,
         marked: 0,
     };
@@ -483,6 +484,7 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
     events.wake();
     let ended = engine.run_to_end(&mut talk);
     let in_room = talk.in_room;
+    talk.count_refused();
     console.recipient.set(None);
     console.close();
     let exit = match talk.ending.take() {
@@ -495,6 +497,11 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
 /// How often a reader held back by the screen looks again without being
 /// told (see `tick`).
 const SCREEN_RECHECK: Duration = Duration::from_millis(250);
+
+/// How long the end waits for lines the input thread read and has not yet
+/// pushed (splitting a read of piped input takes a millisecond or so), to
+/// count them as not delivered.
+const INPUT_IN_HAND_WAIT: Duration = Duration::from_millis(100);
 
 /// A received read is shown this much at a time at most.
 const SHOW_AT_ONCE: usize = 256 * 1024;
@@ -557,6 +564,9 @@ struct Talk<'a> {
     /// sent and not acknowledged, and never sent.
     unacknowledged: u64,
     unsent_lines: u64,
+    /// Lines read from the input after our side closed (the server's end
+    /// came first), never sent.
+    refused_lines: u64,
     /// The first of them, if known.
     first_undelivered: Option<String>,
     /// How many lines the prompt says are not yet delivered.
@@ -906,7 +916,9 @@ impl Talk<'_> {
                 });
                 Exit::Failure
             }
-            Ending::PeerLeft if self.cut_short || unrelayed > 0 => {
+            Ending::PeerLeft
+                if self.cut_short || unrelayed > 0 || self.refused_lines > 0 && in_room =>
+            {
                 output.error(match unrelayed {
                     0 => "the room closed while you were still sending; the rest was not relayed"
                         .to_string(),
@@ -970,14 +982,27 @@ impl Talk<'_> {
         }
     }
 
+    /// Counts the lines read from the input after our side closed, never
+    /// sent: lines read as the server's end came (exit 0 and nothing said,
+    /// 25 runs in 30 of a trial that piped a line just after the server's
+    /// Ctrl-C or `q`). As late as can be, once the conversation is over.
+    fn count_refused(&mut self) {
+        let (refused, first) = self.outbox.stop_input(INPUT_IN_HAND_WAIT);
+        self.refused_lines = refused;
+        if self.unacknowledged + self.unsent_lines == 0 {
+            self.first_undelivered = first.as_deref().map(crate::wire::display::visible);
+        }
+    }
+
     /// With a session, how many of our lines were not delivered, as words
     /// (`None` if all were, or without a session, where it is not known).
     fn undelivered_lines(&self) -> Option<String> {
-        let lines = self.unacknowledged + self.unsent_lines;
+        let sent = match self.session {
+            true => self.unacknowledged + self.unsent_lines,
+            false => 0,
+        };
         let first = self.first_undelivered.as_deref();
-        self.session
-            .then(|| crate::errors::undelivered_lines(lines, first))
-            .flatten()
+        crate::errors::undelivered_lines(sent + self.refused_lines, first)
     }
 
     /// Why the conversation failed: with a session, in lines not delivered

@@ -461,6 +461,13 @@ impl Closing {
         }
     }
 
+    /// Whether our side ends the conversation (our user, Ctrl-C, a
+    /// timeout): not only stopped sending, as when our input ended and we
+    /// listen on, nor ended by the peer.
+    pub fn ended_by_us(&self) -> bool {
+        self.cause.is_some_and(|cause| cause != Cause::PeerLeft)
+    }
+
     fn finish(&mut self, decision: &mut Decision) {
         if !self.finishing && !self.aborted {
             self.finishing = true;

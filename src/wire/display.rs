@@ -67,6 +67,13 @@ pub fn push_visible(out: &mut Vec<u8>, payload: &[u8]) {
     }
 }
 
+/// `payload` in its displayable form, as text to quote in a notice.
+pub fn visible(payload: &[u8]) -> String {
+    let mut shown = Vec::with_capacity(payload.len());
+    push_visible(&mut shown, payload);
+    String::from_utf8_lossy(&shown).into_owned()
+}
+
 /// [`push_visible`] and a line end, for a received payload: the receiving
 /// loop's step for every message.
 ///
@@ -157,13 +164,6 @@ pub fn push_visible_frames(text: &mut Vec<u8>, frames: &[u8], breaks: bool) {
     {
         push_visible_line(text, payload, breaks);
     }
-}
-
-#[cfg(test)]
-fn visible(payload: &[u8]) -> String {
-    let mut out = Vec::with_capacity(payload.len());
-    push_visible(&mut out, payload);
-    String::from_utf8(out).expect("push_visible writes UTF-8")
 }
 
 /// One pass over the bytes: whether any might need escaping, and whether all

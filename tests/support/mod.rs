@@ -442,6 +442,20 @@ pub fn frame(payload: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// The last `ACK` a version 2 peer sent on `stream` before its end of
+/// stream (`None`: none), reading everything up to that end.
+pub fn last_ack_before_the_end(stream: &mut impl Read) -> Option<u64> {
+    let mut last = None;
+    while let Some((control, payload)) = next_frame(stream) {
+        if control && payload.first() == Some(&b'A') {
+            last = Some(u64::from_be_bytes(
+                payload[1..9].try_into().expect("a count"),
+            ));
+        }
+    }
+    last
+}
+
 /// The next frame from `stream`: whether it is a control frame (its
 /// length header's top bit, version 2), and its payload; `None` at a
 /// clean end of stream.

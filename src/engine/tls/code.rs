@@ -310,11 +310,9 @@ fn client_key(spake: Spake2<Ed25519Group>, theirs: &[u8]) -> Result<hmac::Key, F
 fn judge_answer(key: &hmac::Key, exporter: &[u8], answer: &[u8]) -> Result<(), Failure> {
     if answer.len() != PROOF_LEN {
         let why = String::from_utf8_lossy(answer);
-        let mut shown = Vec::new();
-        crate::wire::display::push_visible(&mut shown, why.as_bytes());
-        return Err(Failure::Refused(
-            String::from_utf8_lossy(&shown).into_owned(),
-        ));
+        return Err(Failure::Refused(crate::wire::display::visible(
+            why.as_bytes(),
+        )));
     }
     hmac::verify(key, &transcript(b"server", exporter), answer).map_err(|_| Failure::ServerUnproven)
 }
