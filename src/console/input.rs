@@ -313,13 +313,7 @@ impl Composer {
         }
         let lines = std::mem::take(&mut self.lines_in_batch);
         let pushed = match self.recipient.current() {
-            Some(outbox) => {
-                let pushed = outbox.push(&mut self.batch, self.room);
-                if pushed == Pushed::Queued {
-                    outbox.count_lines(lines as u64);
-                }
-                pushed
-            }
+            Some(outbox) => outbox.push_lines(&mut self.batch, self.room, Some(lines as u64)),
             None => Pushed::Closed,
         };
         if pushed == Pushed::Closed {

@@ -331,6 +331,14 @@ impl Outbox {
     /// for a spare one); with [`Room::Wait`], waits while the outbox is over
     /// its limit.
     pub fn push(&self, batch: &mut Vec<u8>, room: Room) -> Pushed {
+        self.push_lines(batch, room, None)
+    }
+
+    /// [`push`](Self::push) of a batch of `lines` messages (frames with a
+    /// payload), counted by its pusher: they are counted as queued lines
+    /// (see [`lines`](Self::lines)), and the batch is not walked again to
+    /// count them (6.5 % of a piped flood's client, by `perf`).
+    pub fn push_lines(&self, batch: &mut Vec<u8>, room: Room, lines: Option<u64>) -> Pushed {
         let mut state = self.lock();
         let full = |state: &State| {
             room == Room::Wait
@@ -362,6 +370,7 @@ impl Outbox {
             return Pushed::Queued;
         }
         state.accepted += batch.len() as u64;
+        state.lines += lines.unwrap_or(0);
         if let Some(write_now) = self.write_now.get()
             && state.queue.is_empty()
             && !state.sending
@@ -372,9 +381,11 @@ impl Outbox {
             // acknowledgement of it (the peer may send one before the write
             // returns).
             let written = write_now(batch).unwrap_or(0);
-            let messages = split_frames(batch)
-                .filter(|frame| frame.len() > HEADER_LEN)
-                .count() as u64;
+            let messages = lines.unwrap_or_else(|| {
+                split_frames(batch)
+                    .filter(|frame| frame.len() > HEADER_LEN)
+                    .count() as u64
+            });
             // What the socket did not take goes first, from the loop, which
             // holds the socket until it is written.
             let whole = written == batch.len();
@@ -536,12 +547,7 @@ impl Outbox {
         self.lock().accepted
     }
 
-    /// The last push, if it was queued, held `lines` lines.
-    pub fn count_lines(&self, lines: u64) {
-        self.lock().lines += lines;
-    }
-
-    /// Every line queued so far (as counted with [`count_lines`](Self::count_lines)).
+    /// Every line queued so far (as counted by [`push_lines`](Self::push_lines)).
     pub fn lines(&self) -> u64 {
         self.lock().lines
     }
