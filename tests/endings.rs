@@ -234,6 +234,34 @@ fn messages_a_stuck_stdout_never_took_are_a_failure_said_aloud() {
     assert_eq!(client.wait().code(), Some(1));
 }
 
+/// Ctrl-C (SIGTERM) while the last messages are written to a stuck
+/// stdout stops the program at once, as stopped: exit 130, not a wait of
+/// the stall timeout (nor an exit 0 after a slow stdout took the rest: a
+/// `--once` server told to stop while it wrote its output said it
+/// succeeded).
+#[test]
+#[cfg(unix)] // sends signals with kill
+fn a_stop_while_the_last_messages_are_written_is_an_interruption() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let mut client = Program::spawn_reading_stdout(CLIENT, &["--connect", &address], 1);
+    let (mut server, _) = listener.accept().unwrap();
+    let line = "x".repeat(1000);
+    let frames: Vec<u8> = (0..500).flat_map(|_| frame(line.as_bytes())).collect();
+    server.write_all(&frames).unwrap();
+    server.shutdown(Shutdown::Write).unwrap();
+    // Its report comes before its last words are written.
+    client.expect_status("the server ended the conversation");
+    let stopped = std::time::Instant::now();
+    support::kill(client.pid(), "TERM");
+    assert_eq!(client.wait().code(), Some(130));
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopped.elapsed()
+    );
+}
+
 /// A client whose stdout nobody reads stops reading the server, heartbeats
 /// and all: that is not the server's silence. With `--dead-after 3`, 8 s
 /// held so did not make it say the connection was lost (a user trial: a

@@ -77,6 +77,11 @@ impl Shutdown {
         }
     }
 
+    /// Whether a stop was asked for.
+    pub(crate) fn requested(&self) -> bool {
+        crate::lock(&self.state).requested
+    }
+
     /// From now on a request is an [`Event::Interrupt`] on `events`, and at
     /// once if one came already.
     pub(crate) fn tell(&self, events: &Events) {

@@ -113,6 +113,8 @@ pub struct Console {
     editor: Option<Mutex<Sender<Msg>>>,
     /// Plain input, until it is read.
     input: Mutex<Option<Box<dyn LineSource>>>,
+    /// Ctrl-C and the like, which also cut the last words short.
+    shutdown: Shutdown,
 }
 
 impl Console {
@@ -152,6 +154,7 @@ impl Console {
             max_message_size,
             editor: editor.map(Mutex::new),
             input: Mutex::new(input),
+            shutdown: shutdown.clone(),
         })
     }
 
@@ -213,7 +216,11 @@ impl Console {
     /// Waits until everything queued has been shown, or the output moved
     /// nothing for `patience`; whether everything was.
     pub fn finish(&self, patience: Duration) -> bool {
-        self.output.drain(patience)
+        self.output.drain_unless(
+            patience,
+            &|| self.shutdown.requested(),
+            LAST_WORDS_ON_INTERRUPT,
+        )
     }
 
     /// The last words of a program ending as `exit`: what is queued is shown,
@@ -227,6 +234,12 @@ impl Console {
             _ => STALL_TIMEOUT,
         };
         let shown = self.finish(patience);
+        // Interrupted while the last messages were written (a slow
+        // stdout): the program was stopped, not done (it exited 0).
+        let exit = match exit {
+            Exit::Success if self.shutdown.requested() => Exit::Interrupted,
+            exit => exit,
+        };
         let exit = match (shown, exit) {
             (false, Exit::Success) => {
                 self.output.error(format!(

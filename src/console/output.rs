@@ -540,20 +540,41 @@ impl Output {
     /// stdout is gone), or the output made no progress for `patience`;
     /// true if it all went out.
     pub fn drain(&self, patience: Duration) -> bool {
-        self.settle(patience, true)
+        self.settle(patience, true, None)
+    }
+
+    /// [`drain`](Self::drain), but once `cut` says so (Ctrl-C meanwhile),
+    /// for at most `cut_to` from then.
+    pub fn drain_unless(
+        &self,
+        patience: Duration,
+        cut: &dyn Fn() -> bool,
+        cut_to: Duration,
+    ) -> bool {
+        self.settle(patience, true, Some((cut, cut_to)))
     }
 
     /// Waits until every status line and error queued has been written to
     /// stderr, or stderr took none for `patience` (plain output, where they
     /// have a writer of their own; see [`drain`](Self::drain) for the rest).
     pub fn drain_stderr(&self, patience: Duration) -> bool {
-        self.settle(patience, false)
+        self.settle(patience, false, None)
     }
 
-    fn settle(&self, patience: Duration, messages_too: bool) -> bool {
+    fn settle(
+        &self,
+        patience: Duration,
+        messages_too: bool,
+        mut cut: Option<(&dyn Fn() -> bool, Duration)>,
+    ) -> bool {
         let mut state = self.lock();
         let mut last = ((state.queued, state.stderr.done), Instant::now());
+        // Cut short: over by then, moving or not.
+        let mut over_at = None;
         loop {
+            if let Some((_, cut_to)) = cut.take_if(|(cut, _)| cut()) {
+                over_at = Some(Instant::now() + cut_to);
+            }
             let messages_out = !messages_too
                 || state.closed
                 || (state.items.is_empty() && !state.writing && !state.writing_now);
@@ -565,6 +586,11 @@ impl Output {
             }
             let Some(left) = patience.checked_sub(last.1.elapsed()) else {
                 return false;
+            };
+            let left = match over_at {
+                Some(at) if at <= Instant::now() => return false,
+                Some(at) => left.min(at - Instant::now()),
+                None => left,
             };
             let wait = left.min(Duration::from_millis(50));
             state = match self.changed.wait_timeout(state, wait) {
