@@ -539,6 +539,7 @@ impl Output {
     /// Waits until everything queued has been written (messages: or
     /// stdout is gone), or the output made no progress for `patience`;
     /// true if it all went out.
+    #[cfg(test)]
     pub fn drain(&self, patience: Duration) -> bool {
         self.settle(patience, true, None)
     }
