@@ -69,7 +69,9 @@ fn a_message_of_exactly_the_maximum_passes_and_one_more_byte_is_refused() {
     server.say(&max);
     assert_eq!(client.next_message(), max);
     client.say("q");
-    assert_eq!(client.wait().code(), Some(0));
+    // Piped: the line refused is not a success.
+    client.expect_status("1 line was over the maximum and not sent");
+    assert_eq!(client.wait().code(), Some(1));
 }
 
 #[test]

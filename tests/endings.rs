@@ -208,6 +208,23 @@ fn a_closed_stderr_is_never_a_crash_and_loses_no_message() {
     assert_eq!(support::wait_child(&mut server).code(), Some(0));
 }
 
+/// A client whose stdout is read at a byte a second (the pipe stays
+/// full), of a server that sent more than the pipe holds and less than the
+/// client's queue for stdout (1 MiB), and ended: all of it taken from the
+/// socket, the end of stream too. The server's socket is kept open (closed
+/// with the client's offer unread, it would reset).
+fn stuck_client_of_a_server_that_said_more_and_ended() -> (Program, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let client = Program::spawn_reading_stdout(CLIENT, &["--connect", &address], 1);
+    let (mut server, _) = listener.accept().unwrap();
+    let line = "x".repeat(1000);
+    let frames: Vec<u8> = (0..500).flat_map(|_| frame(line.as_bytes())).collect();
+    server.write_all(&frames).unwrap();
+    server.shutdown(Shutdown::Write).unwrap();
+    (client, server)
+}
+
 /// A client whose stdout nobody reads, and a server that sends more than
 /// the pipe and the client's queue hold, then ends: what could not be
 /// written is not dropped in silence with status 0 (found in a user trial:
@@ -215,17 +232,7 @@ fn a_closed_stderr_is_never_a_crash_and_loses_no_message() {
 /// says so and exits 1.
 #[test]
 fn messages_a_stuck_stdout_never_took_are_a_failure_said_aloud() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    // Reads its stdout at a byte a second: the pipe stays full.
-    let mut client = Program::spawn_reading_stdout(CLIENT, &["--connect", &address], 1);
-    let (mut server, _) = listener.accept().unwrap();
-    let line = "x".repeat(1000);
-    // More than the pipe holds, less than the client's queue for stdout
-    // (1 MiB): all of it taken from the socket, the end of stream too.
-    let frames: Vec<u8> = (0..500).flat_map(|_| frame(line.as_bytes())).collect();
-    server.write_all(&frames).unwrap();
-    server.shutdown(Shutdown::Write).unwrap();
+    let (mut client, _server) = stuck_client_of_a_server_that_said_more_and_ended();
     let said = client.expect_status("messages received were not written");
     assert!(
         said.contains("standard output took nothing for 10 s"),
@@ -242,14 +249,7 @@ fn messages_a_stuck_stdout_never_took_are_a_failure_said_aloud() {
 #[test]
 #[cfg(unix)] // sends signals with kill
 fn a_stop_while_the_last_messages_are_written_is_an_interruption() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    let mut client = Program::spawn_reading_stdout(CLIENT, &["--connect", &address], 1);
-    let (mut server, _) = listener.accept().unwrap();
-    let line = "x".repeat(1000);
-    let frames: Vec<u8> = (0..500).flat_map(|_| frame(line.as_bytes())).collect();
-    server.write_all(&frames).unwrap();
-    server.shutdown(Shutdown::Write).unwrap();
+    let (mut client, _server) = stuck_client_of_a_server_that_said_more_and_ended();
     // Its report comes before its last words are written.
     client.expect_status("the server ended the conversation");
     let stopped = std::time::Instant::now();

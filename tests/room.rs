@@ -954,8 +954,14 @@ fn a_line_over_the_rooms_maximum_is_refused_by_the_client_not_the_room() {
     big.say("after");
     assert_eq!(listener.next_message(), "big: after");
     big.close_stdin();
-    assert_eq!(big.wait().code(), Some(0));
+    // Piped: the lines refused are not a success.
+    assert_eq!(big.wait().code(), Some(1));
     let said = big.all_stderr();
+    assert!(
+        said.iter()
+            .any(|l| l.ends_with("2 lines were over the maximum and not sent")),
+        "{said:?}"
+    );
     let refused = said
         .iter()
         .filter(|l| {

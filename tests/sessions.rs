@@ -420,6 +420,42 @@ fn a_line_that_comes_after_the_last_acknowledgement_is_not_shown() {
     assert_eq!(server.wait().code(), Some(0));
 }
 
+/// `q` waits for the server to take our lines; a server that ends first
+/// without taking them (its operator's `q` crossed ours) leaves them not
+/// delivered, which is said, exit 1 (it was exit 0 and not a word, 12
+/// runs in 12 of a user trial over a link of 200 ms).
+#[test]
+fn a_server_that_ends_while_our_q_waits_for_it_is_a_failure_with_a_count() {
+    let (mut client, mut server) = support::client_of_a_hand_made_server(1);
+    client.say("crossed");
+    client.say("q");
+    assert_eq!(read_data(&mut server).as_deref(), Some("crossed"));
+    // The client's end of stream: its `q` is under way, waiting for us.
+    assert_eq!(read_data(&mut server), None);
+    drop(server);
+    let said = client.expect_status("before the server took all your lines");
+    assert!(
+        said.ends_with("1 line not delivered: \"crossed\""),
+        "{said}"
+    );
+    assert_eq!(client.wait().code(), Some(1));
+}
+
+/// A piped line over the maximum is refused where it is read, and said
+/// so; the lines after it go. Not a success: exit 1 (it was 0).
+#[test]
+fn a_piped_line_over_the_maximum_is_not_a_success() {
+    let mut server = Server::start(&["--once"]);
+    let mut client = server.connect_client(&["--max-message-size", "100"]);
+    client.say(&"y".repeat(200));
+    client.say("after it");
+    client.close_stdin();
+    server.expect_message("after it");
+    client.expect_status("over the maximum of 100 bytes; not sent");
+    client.expect_status("1 line was over the maximum and not sent");
+    assert_eq!(client.wait().code(), Some(1));
+}
+
 /// A line over the server's maximum that comes before the server's
 /// `HELLO` (which says the maximum) could go out: the server says why, in
 /// a refusal our client shows, rather than closing without a word.

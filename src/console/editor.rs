@@ -275,6 +275,7 @@ impl Editor {
         // dropped unsaid (see `Outbox::stop_input`).
         if !typing.composer.begin_input() {
             typing.done = true;
+            typing.composer.refuse_late(line.as_bytes());
             self.output.error("the conversation is over; line not sent");
             return;
         }

@@ -368,8 +368,24 @@ impl Composer {
             .error(format!("nobody is connected; {what} not sent"));
     }
 
+    /// A line entered once the conversation took no more: counted as not
+    /// delivered (see [`Outbox::refuse_line`]).
+    pub(super) fn refuse_late(&self, line: &[u8]) {
+        if let Some(outbox) = self.recipient.current() {
+            outbox.refuse_line(line);
+        }
+    }
+
     /// Reports a line over the maximum, which is not sent.
     pub fn refuse(&self, len: usize) {
+        // Piped input (whose pushes wait for room: nobody watches it) has
+        // its refusals counted, for the exit status; a person at the
+        // editor saw it and typed on.
+        if self.room == Room::Wait
+            && let Some(outbox) = self.recipient.current()
+        {
+            outbox.count_too_long(1);
+        }
         let too_long = TooLong {
             len,
             max: self.max_message_size,

@@ -122,6 +122,8 @@ struct State {
     input_in_hand: bool,
     /// No more input is read for this outbox.
     input_stopped: bool,
+    /// Lines refused for their length where they were typed.
+    too_long: u64,
 }
 
 impl State {
@@ -505,12 +507,11 @@ impl Outbox {
     }
 
     /// No more input is read for this outbox: waits (up to `most`) for what
-    /// the input thread read to be pushed, and returns how many messages
-    /// were pushed after it closed (or was aborted), never sent, and the
-    /// first one's payload. A line read just as the peer's end came was
-    /// dropped, and the client said nothing of it; input not read yet
+    /// the input thread read to be pushed (or refused, and counted: see
+    /// [`refused`](Self::refused)). A line read just as the peer's end came
+    /// was dropped, and the client said nothing of it; input not read yet
     /// stays unread.
-    pub fn stop_input(&self, most: Duration) -> (u64, Option<Vec<u8>>) {
+    pub fn stop_input(&self, most: Duration) {
         let until = Instant::now() + most;
         let mut state = self.lock();
         state.input_stopped = true;
@@ -525,7 +526,33 @@ impl Outbox {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+    }
+
+    /// A line the user entered once no more was taken (the line editor's,
+    /// after [`stop_input`](Self::stop_input)): counted as refused.
+    pub fn refuse_line(&self, payload: &[u8]) {
+        let mut state = self.lock();
+        state.refused += 1;
+        state.first_refused.get_or_insert_with(|| payload.to_vec());
+    }
+
+    /// How many messages were read from the user and refused, never sent,
+    /// as the conversation had ended (pushed after the outbox closed or was
+    /// aborted, or entered after input stopped), and the first one's
+    /// payload.
+    pub fn refused(&self) -> (u64, Option<Vec<u8>>) {
+        let state = self.lock();
         (state.refused, state.first_refused.clone())
+    }
+
+    /// A line over the maximum was refused where it was typed (and said).
+    pub fn count_too_long(&self, lines: u64) {
+        self.lock().too_long += lines;
+    }
+
+    /// Lines refused for their length so far.
+    pub fn too_long(&self) -> u64 {
+        self.lock().too_long
     }
 
     /// Lines (messages) queued and not yet taken.
@@ -614,7 +641,10 @@ mod tests {
         outbox.close();
         let stopper = {
             let outbox = Arc::clone(&outbox);
-            thread::spawn(move || outbox.stop_input(Duration::from_secs(60)))
+            thread::spawn(move || {
+                outbox.stop_input(Duration::from_secs(60));
+                outbox.refused()
+            })
         };
         while !outbox.lock().input_stopped {
             thread::yield_now();
@@ -629,6 +659,8 @@ mod tests {
         let (refused, first) = stopper.join().unwrap();
         assert_eq!((refused, first.as_deref()), (2, Some(&b"late"[..])));
         assert!(!outbox.begin_input(), "no input is read once stopped");
+        outbox.refuse_line(b"entered after");
+        assert_eq!(outbox.refused(), (3, Some(b"late".to_vec())));
     }
 
     #[test]

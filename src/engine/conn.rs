@@ -378,6 +378,11 @@ impl Conn {
         self.wire.numbering
     }
 
+    /// A `BYE` is among the control frames read and not yet taken.
+    pub fn bye_unseen(&self) -> bool {
+        self.wire.controls.contains(&Control::Bye)
+    }
+
     /// The control frames read since the last call.
     pub fn take_controls(&mut self) -> Vec<Control> {
         std::mem::take(&mut self.wire.controls)

@@ -732,11 +732,12 @@ impl Conversations<'_> {
                 Some(current) => {
                     let again = current.ending;
                     current.ending = true;
-                    // What was typed before `q` goes first.
+                    // What was typed before `q` goes first, and counts.
                     let id = current.id;
+                    let (away, peer) = (current.away, current.peer);
+                    self.last_words(io);
                     let waiting = io.unacknowledged(id);
-                    if current.away && waiting > 0 && !again {
-                        let peer = current.peer;
+                    if away && waiting > 0 && !again {
                         let lines = match waiting {
                             1 => "1 line".to_string(),
                             n => format!("{n} lines"),
@@ -745,7 +746,6 @@ impl Conversations<'_> {
                             "waiting for {peer} to come back, to deliver {lines} (q again to end now)"
                         ));
                     }
-                    self.last_words(io);
                     io.happen(id, Happening::Quit);
                     self.set_prompt();
                 }
