@@ -7,9 +7,10 @@ interleaved run by run, so that the machine's drift falls on all alike:
 
 BINDIR holds chat-server and chat-client (a release build's target
 directory, or a copy); a BINDIR of two wrapper scripts that add
-`--protocol 1` measures version 1 with the same build.
+`--protocol 1` measures version 1 with the same build; `nc` as BINDIR
+measures OpenBSD nc (`nc -N` into `nc -l`) the same way.
 """
-import os, subprocess, sys, time, statistics
+import os, subprocess, sys, time, statistics, socket
 rounds, line_len = int(sys.argv[1]), int(sys.argv[2])
 builds = [a.split('=', 1) for a in sys.argv[3:]]
 path = f'/tmp/cpu-lines-{line_len}'
@@ -36,10 +37,26 @@ def run(bindir):
     el = time.time() - t0
     cpu = rc.ru_utime + rc.ru_stime + rs.ru_utime + rs.ru_stime
     return cpu * 1e9 / lines, el
+def run_nc():
+    probe = socket.socket()
+    probe.bind(('127.0.0.1', 0))
+    port = str(probe.getsockname()[1])
+    probe.close()
+    srv = subprocess.Popen(['nc', '-l', '127.0.0.1', port],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    time.sleep(0.2)
+    t0 = time.time()
+    cli = subprocess.Popen(['nc', '-N', '127.0.0.1', port], stdin=open(path, 'rb'),
+                           stdout=subprocess.DEVNULL)
+    _, _, rc = os.wait4(cli.pid, 0)
+    _, _, rs = os.wait4(srv.pid, 0)
+    el = time.time() - t0
+    cpu = rc.ru_utime + rc.ru_stime + rs.ru_utime + rs.ru_stime
+    return cpu * 1e9 / lines, el
 res = {n: [] for n, _ in builds}
 for r in range(rounds):
     for n, b in builds:
-        res[n].append(run(b))
+        res[n].append(run_nc() if b == 'nc' else run(b))
 for n, _ in builds:
     cpu = statistics.median(x[0] for x in res[n]); el = statistics.median(x[1] for x in res[n])
     print(f'{n}: CPU per line {cpu:.1f} ns (median of {rounds}), {total/el/1e6:.0f} MB/s; all: {[round(x[0],1) for x in res[n]]}')
