@@ -15,9 +15,10 @@
 //! session with no shell such as `ssh -t` or `xterm -e`).
 
 use std::io::{self, IsTerminal, Write};
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use anstyle::Style;
 use crossterm::event::{self, DisableBracketedPaste, EnableBracketedPaste, KeyEventKind};
@@ -62,6 +63,61 @@ struct Typing {
     after_quit: AfterQuit,
     /// The client stops taking lines after `q`.
     done: bool,
+    /// Whether the key reader may take keys from the terminal.
+    gate: Arc<KeyGate>,
+}
+
+/// Between the key reader and the editor's end: keys are taken from the
+/// terminal only while the editor will still handle them. Keys typed in
+/// the moment the program ended were read and then dropped unsaid, their
+/// line lost, exit 0 (a user trial, 5 runs in 20 with `q` typed on both
+/// sides at once); now they are handled (a line entered then is said not
+/// sent, and counted), or left unread for the shell.
+#[derive(Default)]
+struct KeyGate {
+    /// (no more keys are taken, the reader holds keys it took or waits
+    /// on the terminal for them)
+    state: Mutex<(bool, bool)>,
+    changed: Condvar,
+}
+
+/// How long the reader waits on the terminal at a time: the editor's end
+/// waits at most this for it.
+const KEY_WAIT: Duration = Duration::from_millis(100);
+
+impl KeyGate {
+    /// The reader may wait for keys and take them: false once stopped.
+    fn begin(&self) -> bool {
+        let mut state = crate::lock(&self.state);
+        state.1 = !state.0;
+        state.1
+    }
+
+    /// The reader handed over all it took.
+    fn end(&self) {
+        crate::lock(&self.state).1 = false;
+        self.changed.notify_all();
+    }
+
+    /// No more keys are taken: waits (a little longer than the reader's
+    /// wait on the terminal, at most) until the reader has handed over
+    /// what it took.
+    fn stop(&self) {
+        let until = Instant::now() + KEY_WAIT * 2;
+        let mut state = crate::lock(&self.state);
+        state.0 = true;
+        while state.1 {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
 }
 
 struct Editor {
@@ -111,6 +167,16 @@ pub(super) fn run(output: Arc<Output>, inbox: Receiver<Msg>, prompt: String, sha
             match msg {
                 Msg::Output => show = true,
                 Msg::Stop(ack) => {
+                    // Keys the reader took go to the line first (a line
+                    // entered now is said not sent, and counted).
+                    if let Some(typing) = &editor.typing {
+                        typing.gate.stop();
+                        while let Ok(msg) = inbox.try_recv() {
+                            if matches!(msg, Msg::Term(_)) {
+                                editor.handle(msg);
+                            }
+                        }
+                    }
                     editor.show_queued(&mut items);
                     editor.leave();
                     let _ = ack.send(());
@@ -186,13 +252,15 @@ impl Editor {
                 after_quit,
                 keys,
             } => {
+                let gate = Arc::new(KeyGate::default());
                 self.typing = Some(Typing {
                     composer,
                     events,
                     after_quit,
                     done: false,
+                    gate: Arc::clone(&gate),
                 });
-                spawn_key_reader(keys);
+                spawn_key_reader(keys, gate);
             }
             // Whatever stopped the program, the line is where it was drawn
             // (our own Ctrl-Z erased it first, and then nothing is drawn):
@@ -638,14 +706,25 @@ fn clamp_u16(n: usize) -> u16 {
     u16::try_from(n).unwrap_or(u16::MAX)
 }
 
-/// Reads keys on a thread of its own for the life of the program: it only
-/// waits on the terminal and forwards what it reads.
-fn spawn_key_reader(keys: Sender<Msg>) {
+/// Reads keys on a thread of its own until the editor ends: it only waits
+/// on the terminal and forwards what it reads. Waiting for keys takes them
+/// from the terminal (into crossterm's queue), so that is done only while
+/// `gate` lets it, and all that was taken is forwarded before it is asked
+/// again.
+fn spawn_key_reader(keys: Sender<Msg>, gate: Arc<KeyGate>) {
     let spawned = thread::Builder::new().name("keys".into()).spawn(move || {
-        loop {
-            let read = event::read();
-            let failed = read.is_err();
-            if keys.send(Msg::Term(read)).is_err() || failed {
+        while gate.begin() {
+            let mut ready = event::poll(KEY_WAIT);
+            while let Ok(true) = ready {
+                if keys.send(Msg::Term(event::read())).is_err() {
+                    gate.end();
+                    return;
+                }
+                ready = event::poll(Duration::ZERO);
+            }
+            gate.end();
+            if let Err(e) = ready {
+                let _ = keys.send(Msg::Term(Err(e)));
                 return;
             }
         }
