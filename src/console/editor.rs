@@ -18,7 +18,7 @@ use std::io::{self, IsTerminal, Write};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anstyle::Style;
 use crossterm::event::{self, DisableBracketedPaste, EnableBracketedPaste, KeyEventKind};
@@ -103,20 +103,12 @@ impl KeyGate {
     /// wait on the terminal, at most) until the reader has handed over
     /// what it took.
     fn stop(&self) {
-        let until = Instant::now() + KEY_WAIT * 2;
         let mut state = crate::lock(&self.state);
         state.0 = true;
-        while state.1 {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            state = self
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        let waited = self
+            .changed
+            .wait_timeout_while(state, KEY_WAIT * 2, |state| state.1);
+        drop(waited.unwrap_or_else(|e| e.into_inner()));
     }
 }
 

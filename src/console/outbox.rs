@@ -33,7 +33,7 @@ use std::collections::VecDeque;
 use std::mem;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How many bytes may wait for the socket before a waiting push blocks.
 pub const OUTBOX_LIMIT: usize = 1 << 20;
@@ -512,20 +512,12 @@ impl Outbox {
     /// was dropped, and the client said nothing of it; input not read yet
     /// stays unread.
     pub fn stop_input(&self, most: Duration) {
-        let until = Instant::now() + most;
         let mut state = self.lock();
         state.input_stopped = true;
-        while state.input_in_hand {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            state = self
-                .drained
-                .wait_timeout(state, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        let waited = self
+            .drained
+            .wait_timeout_while(state, most, |state| state.input_in_hand);
+        drop(waited.unwrap_or_else(|e| e.into_inner()));
     }
 
     /// A line the user entered once no more was taken (the line editor's,
