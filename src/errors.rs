@@ -45,6 +45,11 @@ pub fn describe_receive_failure(e: &io::Error, dead_after: Option<Duration>) -> 
     lost(e, dead_after).unwrap_or_else(|| describe_receive_error(e))
 }
 
+/// How a version 2 peer's end of stream without its `END` is said, after
+/// the peer's name: its program is gone, and the conversation did not end.
+pub const VANISHED: &str =
+    "closed the connection without ending the conversation (its program may have been killed)";
+
 /// [`describe_send_error`], with a lost peer said as
 /// [`describe_receive_failure`] says it.
 pub fn describe_send_failure(e: &io::Error, dead_after: Option<Duration>) -> String {

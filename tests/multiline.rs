@@ -41,7 +41,7 @@ fn member_taking_breaks(server: &Server, name: &str) -> TcpStream {
     stream.write_all(&OFFER).unwrap();
     // The greeting, then the room's offer and its `HELLO`.
     let hello = next_control(&mut stream);
-    assert_eq!(takes(&hello), 1, "the room takes them");
+    assert_eq!(takes(&hello) & 1, 1, "the room takes them");
     stream
         .write_all(&hello_frame([0; 16], [0; 16], 0, 1))
         .unwrap();
@@ -180,7 +180,7 @@ fn a_newcomer_is_shown_an_earlier_message_of_several_lines_whole_or_a_line_each(
 fn a_client_shows_a_message_of_several_lines_as_one_line_of_piped_output() {
     let (mut client, mut server) = support::client_of_a_hand_made_server(1);
     let hello = next_control(&mut server);
-    assert_eq!(takes(&hello), 1, "the client takes them");
+    assert_eq!(takes(&hello) & 1, 1, "the client takes them");
     server.write_all(&frame(b"first\nsecond\\n")).unwrap();
     server.write_all(&frame(b"plain")).unwrap();
     client.expect_message(&format!("first{BREAK}second\\n"));
@@ -196,7 +196,7 @@ fn a_server_shows_a_message_of_several_lines_from_a_client_that_sends_them() {
     let mut client = server.raw();
     client.write_all(&OFFER).unwrap();
     let hello = next_control(&mut client);
-    assert_eq!(takes(&hello), 1, "the server takes them");
+    assert_eq!(takes(&hello) & 1, 1, "the server takes them");
     client
         .write_all(&hello_frame([0; 16], [0; 16], 0, 1))
         .unwrap();

@@ -819,3 +819,49 @@ fn a_client_whose_servers_end_was_lost_comes_back_to_hear_what_was_taken() {
     );
     server.expect_status("came back to a conversation that had ended");
 }
+
+/// A client that comes back to a conversation the server ended, with too
+/// much of the server's unread to send again, is refused, but told how
+/// many of its messages the server took: it counts only the rest as not
+/// delivered. (A client cut off for reading nothing while a flood came to
+/// it counted lines the room had relayed as lost: a user trial.)
+#[test]
+fn a_refused_return_is_told_what_the_server_took() {
+    use std::io::Write;
+    use std::net::Shutdown;
+    let mut server = Server::start(&[]);
+    let mut first = server.raw();
+    let mut opening = vec![0; 32];
+    opening.extend_from_slice(&hello_frame([7; 16], [0; 16], 0, 1 | 2));
+    first.write_all(&opening).unwrap();
+    let hello = next_control(&mut first);
+    assert_eq!(hello[0], b'H', "{hello:?}");
+    let token: [u8; 16] = hello[2..18].try_into().unwrap();
+    assert_ne!(token, [0; 16], "the server names the session");
+    for line in ["one", "two", "three"] {
+        first.write_all(&support::frame(line.as_bytes())).unwrap();
+        server.expect_message(line);
+    }
+    // More than the server keeps of an ended session, never acknowledged.
+    let long = "x".repeat(1000);
+    for _ in 0..100 {
+        server.say(&long);
+    }
+    for _ in 0..100 {
+        assert_eq!(support::read_data(&mut first).as_deref(), Some(&*long));
+    }
+    first.write_all(&support::END).unwrap();
+    first.shutdown(Shutdown::Write).unwrap();
+    server.expect_status(" left");
+
+    let mut second = server.raw();
+    let mut opening = vec![0; 32];
+    opening.extend_from_slice(&hello_frame([8; 16], token, 0, 1 | 2));
+    second.write_all(&opening).unwrap();
+    let answer = next_control(&mut second);
+    assert_eq!(answer[0], b'H', "{answer:?}");
+    assert_eq!(&answer[2..18], &[0; 16], "not kept");
+    assert_eq!(&answer[18..34], &[0; 16], "resumes nothing");
+    assert_eq!(&answer[34..42], &3u64.to_be_bytes(), "it took three");
+    server.expect_status("no longer keeps; refused");
+}

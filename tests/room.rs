@@ -1239,3 +1239,21 @@ fn a_client_with_a_tiny_maximum_joins_a_room_and_hears_it() {
     server.say("a line longer than twenty bytes");
     tiny.expect_message("server: a line longer than twenty bytes");
 }
+
+/// A member killed (`kill -9`) is not said to have left as one that typed
+/// `q`: its system's end of stream came without its `END` (a user trial:
+/// `carl left`, as for a `q`).
+#[cfg(unix)]
+#[test]
+fn a_member_killed_is_not_said_to_have_left_as_if_it_quit() {
+    let mut server = start_room(&[]);
+    let mut alice = server.join_room("alice");
+    let mut carl = server.join_room("carl");
+    alice.expect_status("carl joined");
+    carl.say("before the kill");
+    alice.expect_message("carl: before the kill");
+    carl.signal("KILL");
+    let said = "carl left (without a word: its program may have been killed)";
+    alice.expect_status(said);
+    server.expect_status(said);
+}

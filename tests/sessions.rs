@@ -472,3 +472,103 @@ fn a_line_over_the_maximum_before_the_servers_hello_is_refused_with_why() {
         "-- refused: your message of 150 bytes is over the maximum of 100 bytes"
     );
 }
+
+/// A server whose `HELLO` says it says `END`, and whose end of stream
+/// comes without it, is gone (killed, crashed): the conversation did not
+/// end, and its client says so, exit 1 (it said `the server ended the
+/// conversation`, exit 0: a user trial, 3 of 3). With `END` first, the
+/// end of stream is the server's end of the conversation; so it is from a
+/// server from before `END` (its `HELLO` without the bit).
+#[test]
+fn an_end_of_stream_without_end_from_a_server_that_says_it_is_no_end() {
+    const VANISHED: &str = "the server closed the connection without ending the conversation (its program may have been killed)";
+    for (takes, end_first, said, code) in [
+        (1 | 2, false, VANISHED, 1),
+        (1 | 2, true, "the server ended the conversation", 0),
+        (1, false, "the server ended the conversation", 0),
+    ] {
+        let (mut client, mut server) = support::client_of_a_hand_made_server(takes);
+        client.say("taken");
+        assert_eq!(read_data(&mut server).as_deref(), Some("taken"));
+        // Acknowledged: nothing of the client's is undelivered.
+        server
+            .write_all(&[0x80, 0, 0, 9, b'A', 0, 0, 0, 0, 0, 0, 0, 1])
+            .unwrap();
+        if end_first {
+            server.write_all(&support::END).unwrap();
+        }
+        server.shutdown(Shutdown::Write).unwrap();
+        let line = client.expect_status(said);
+        assert_eq!(line.trim_start_matches("error: "), said, "takes {takes}");
+        assert_eq!(client.wait().code(), Some(code), "takes {takes}: {line}");
+    }
+}
+
+/// Each side ends on purpose with `END` after its last `ACK`, just
+/// before its end of stream: the client at its `q`, the server at its
+/// operator's.
+#[test]
+fn each_side_says_end_just_before_its_end_of_stream() {
+    let (mut client, mut server) = support::client_of_a_hand_made_server(1 | 2);
+    server.write_all(&frame(b"to acknowledge")).unwrap();
+    client.expect_message("to acknowledge");
+    client.say("q");
+    let kinds = support::controls_before_the_end(&mut server);
+    assert!(
+        kinds.ends_with(b"AE"),
+        "{:?}",
+        String::from_utf8_lossy(&kinds)
+    );
+    server.write_all(&support::END).unwrap();
+    server.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(client.wait().code(), Some(0));
+
+    let mut server = Server::start(&["--once"]);
+    let mut raw = server.raw();
+    let mut first = OFFER.to_vec();
+    first.extend(support::hello_frame([5; 16], [0; 16], 0, 1 | 2));
+    raw.write_all(&first).unwrap();
+    raw.write_all(&frame(b"to acknowledge")).unwrap();
+    server.expect_message("to acknowledge");
+    server.say("q");
+    let kinds = support::controls_before_the_end(&mut raw);
+    assert!(
+        kinds.ends_with(b"AE"),
+        "{:?}",
+        String::from_utf8_lossy(&kinds)
+    );
+    raw.write_all(&support::END).unwrap();
+    raw.shutdown(Shutdown::Write).unwrap();
+    server.expect_status("ended the conversation with");
+    assert_eq!(server.wait().code(), Some(0));
+}
+
+/// A program killed (`kill -9`) is not taken for one that ended the
+/// conversation: its system's end of stream comes without its `END`. (A
+/// user trial: the client said `the server ended the conversation`, exit
+/// 0, and the server `ADDR left`, as for a `q`.)
+#[cfg(unix)]
+#[test]
+fn a_program_killed_is_not_taken_for_one_that_ended_the_conversation() {
+    let mut server = Server::start(&[]);
+    let mut client = server.connect_client(&[]);
+    server.expect_status("connected");
+    client.say("before the kill");
+    server.expect_message("before the kill");
+    server.program.signal("KILL");
+    client.expect_status(
+        "the server closed the connection without ending the conversation (its program may have been killed)",
+    );
+    assert_eq!(client.wait().code(), Some(1));
+
+    let mut server = Server::start(&["--once"]);
+    let mut client = server.connect_client(&[]);
+    server.expect_status("connected");
+    server.say("before the kill");
+    client.expect_message("before the kill");
+    client.signal("KILL");
+    server.expect_status(
+        "closed the connection without ending the conversation (its program may have been killed)",
+    );
+    assert_eq!(server.wait().code(), Some(1));
+}

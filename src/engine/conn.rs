@@ -1020,6 +1020,14 @@ impl Conn {
     /// Send what is queued, then shut our half down.
     pub fn finish(&mut self) {
         if self.sending == Sending::Open {
+            // On purpose, in order: a peer that offered and has our offer
+            // reads `END` before our end of stream, and takes an end of
+            // stream without it for our program gone (see
+            // [`session::SAYS_END`]). (Not to one that did not offer: a
+            // version 1 peer reads a control frame as a huge message.)
+            if self.wire.numbering && self.wire.opening == Opening::Offered {
+                self.queue_control(&Control::End);
+            }
             self.sending = Sending::Finishing;
         }
     }

@@ -50,8 +50,8 @@ use crate::state::ending::{Closing, Ending, Happening, Rules};
 use crate::state::session::{Away, Session};
 use crate::state::throttle::Throttle;
 use crate::wire::session::{
-    Control, Hello, NO_TOKEN, OFFER_LEN, Opening, TAKES, TAKES_LINE_BREAKS, Token as SessionToken,
-    VERSION,
+    Control, Hello, NO_TOKEN, OFFER_LEN, Opening, SAYS_END, TAKES, TAKES_LINE_BREAKS,
+    Token as SessionToken, VERSION,
 };
 use conn::{Ahead, Conn, Flushed, ReadEnd};
 use gate::{Gate, Phase};
@@ -140,6 +140,10 @@ pub enum News {
     /// version 2 peer) had not acknowledged, and the first of them made
     /// safe to show, if it was still held.
     Unacknowledged { lines: u64, first: Option<String> },
+    /// Just before [`News::Ended`] with [`Ending::PeerLeft`]: the peer
+    /// closed without saying `END` or `BYE`, though its `HELLO` said it
+    /// would: its program is gone (killed, crashed), not done.
+    Vanished,
     /// Both halves are done and the connection is gone.
     Ended(Ending),
     /// The connection was lost (`why`), and the session is kept for its
@@ -240,6 +244,8 @@ struct Link {
     said_bye: bool,
     /// We said `BYE` to the peer.
     said_bye_ours: bool,
+    /// The peer said `END`: its side ended on purpose.
+    said_end: bool,
     /// The peer ended its sending half while the service had not started
     /// the ending (a client waiting in line whose input ended): a failure
     /// after it is its leaving (it cannot say `BYE` any more), not a loss.
@@ -1292,6 +1298,7 @@ impl Io {
             ending_started: false,
             said_bye: false,
             said_bye_ours: false,
+            said_end: false,
             finished_unjudged: false,
             received_seen: 0,
             opened_told: false,
@@ -1424,7 +1431,7 @@ impl Io {
             if self.answer_ended(id, &hello) {
                 return;
             }
-            return self.refuse_resume(id);
+            return self.refuse_resume(id, 0);
         };
         if self.links[old].away.is_none() {
             // Its client found the old connection dead before this side
@@ -1435,10 +1442,10 @@ impl Io {
         let link = &mut self.links[old];
         let session = link.session.as_mut().expect("a session");
         let Some((frames, count)) = link.conn.messages_from(first) else {
-            return self.refuse_resume(id);
+            return self.refuse_resume(id, 0);
         };
         if session.acked(hello.received, self.now).is_err() {
-            return self.refuse_resume(id);
+            return self.refuse_resume(id, 0);
         }
         // The new socket under the session's handle.
         let mut fresh = self.links.remove(id).conn;
@@ -1502,8 +1509,10 @@ impl Io {
 
     /// Tells connection `id`, which asked to resume a session this server
     /// does not keep, that it cannot: a `HELLO` that resumes nothing, then
-    /// the end (a version 1 client would not have asked).
-    fn refuse_resume(&mut self, id: Id) {
+    /// the end (a version 1 client would not have asked). `taken`: how
+    /// many of its messages we took, if known (else 0), so that it counts
+    /// the rest only as not delivered.
+    fn refuse_resume(&mut self, id: Id, taken: u64) {
         let Some(link) = self.links.get_mut(id) else {
             return;
         };
@@ -1512,7 +1521,7 @@ impl Io {
             (self.rules.dead_after, self.max_message_size),
             NO_TOKEN,
             NO_TOKEN,
-            0,
+            taken,
         )));
         let peer = link.conn.peer();
         self.gate.say(format!(
@@ -1774,6 +1783,7 @@ impl Io {
                 }
                 Control::Hello(_) | Control::Ping => {}
                 Control::Bye => link.said_bye = true,
+                Control::End => link.said_end = true,
                 Control::Ack(count) => match session.acked(count, now) {
                     Ok(_) => link.conn.acknowledged(count),
                     Err(over) => {
@@ -1798,7 +1808,14 @@ impl Io {
             match hello.resume_of == named && named != NO_TOKEN {
                 true => self.resumed(id, &hello),
                 false => {
-                    self.links[id].broken = true;
+                    // A refusal may say how many of ours the server took
+                    // before it ended the session: the rest is what was
+                    // not delivered.
+                    let link = &mut self.links[id];
+                    if let Some(session) = &mut link.session {
+                        let _ = session.acked(hello.received, now);
+                    }
+                    link.broken = true;
                     self.end(
                         id,
                         Ending::Failed {
@@ -1947,6 +1964,7 @@ impl Io {
                 .map(crate::wire::display::visible);
             (session.unacked(), first)
         });
+        let vanished = ending == Ending::PeerLeft && unsaid(link);
         self.remember_ended(id, &ending);
         self.remove(id);
         if let Some((lines, first)) = unacknowledged
@@ -1955,6 +1973,9 @@ impl Io {
             self.news
                 .push_back((id, News::Unacknowledged { lines, first }));
         }
+        if vanished {
+            self.news.push_back((id, News::Vanished));
+        }
         self.news.push_back((id, News::Ended(ending)));
     }
 
@@ -1962,7 +1983,12 @@ impl Io {
     /// (`ending`), for a late resume (see [`Ended`]).
     fn remember_ended(&mut self, id: Id, ending: &Ending) {
         let link = &self.links[id];
-        let on_purpose = matches!(ending, Ending::PeerLeft | Ending::Quit | Ending::Idle(_));
+        // (A peer cut off for taking nothing comes back when it reads
+        // again: told what we took, it counts only the rest as lost.)
+        let on_purpose = matches!(
+            ending,
+            Ending::PeerLeft | Ending::Quit | Ending::Idle(_) | Ending::CutOff { .. }
+        );
         let Some(session) = link.session.as_ref() else {
             return;
         };
@@ -2008,8 +2034,13 @@ impl Io {
         let Some(skip) = hello.received.checked_sub(ended.first - 1) else {
             return false;
         };
+        // Too much of ours to send again: refused, but told what we took
+        // (a client cut off for reading nothing while a flood came to it
+        // counted as lost lines the room had relayed: a user trial).
         let Some(frames) = &ended.frames else {
-            return false;
+            let taken = ended.taken;
+            self.refuse_resume(id, taken);
+            return true;
         };
         let again: Vec<u8> = crate::wire::frame::split_frames(frames)
             .skip(usize::try_from(skip).unwrap_or(usize::MAX))
@@ -2411,6 +2442,13 @@ impl Io {
             .is_some_and(|link| link.opened_told && link.peer_takes & TAKES_LINE_BREAKS != 0)
     }
 
+    /// Whether connection `id`'s peer, whose end of stream came, closed
+    /// without a word: its `HELLO` said it says `END`, and neither `END`
+    /// nor `BYE` came (its program is gone: killed, crashed).
+    pub fn closed_unsaid(&self, id: Id) -> bool {
+        self.links.get(id).is_some_and(unsaid)
+    }
+
     /// How many of the messages sent on connection `id` its peer (a
     /// version 2 peer) has not acknowledged, if they have waited long
     /// enough to be worth showing; `None` if none has, or no session.
@@ -2621,6 +2659,12 @@ fn count_taken(link: &mut Link, now: Instant) {
         now,
     );
     link.taken_seen = (frames, bytes);
+}
+
+/// Whether `link`'s peer closed (or would close now) without a word,
+/// though its `HELLO` said it says `END` (see [`Io::closed_unsaid`]).
+fn unsaid(link: &Link) -> bool {
+    link.opened_told && link.peer_takes & SAYS_END != 0 && !link.said_end && !link.said_bye
 }
 
 /// Whether `link`'s session is kept for its peer to resume when the

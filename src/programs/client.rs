@@ -472,6 +472,7 @@ pub fn run(connected: Connected, config: Config, shutdown: &Shutdown) -> Result<
         closing_from: None,
         cut_short: false,
         told_goodbye: false,
+        vanished: false,
         ending: None,
         session: false,
         unacknowledged: 0,
@@ -574,6 +575,9 @@ struct Talk<'a> {
     closing_from: Option<u64>,
     cut_short: bool,
     told_goodbye: bool,
+    /// The server closed without saying `END`, though it said it would:
+    /// its program is gone, and the conversation did not end.
+    vanished: bool,
     ending: Option<Ending>,
     /// The server speaks version 2: our lines are acknowledged.
     session: bool,
@@ -946,6 +950,17 @@ impl Talk<'_> {
                 });
                 Exit::Failure
             }
+            // A server killed or crashed: its system's end of stream is
+            // not the end of the conversation (it said `the server ended
+            // the conversation`, exit 0). A room says why it ends instead.
+            Ending::PeerLeft if !in_room && self.vanished => {
+                let why = Ending::Failed {
+                    why: format!("the server {}", crate::errors::VANISHED),
+                    undelivered: 0,
+                };
+                output.error(self.describe_failure(&why));
+                Exit::Failure
+            }
             // A server that closed before taking all our lines (one that
             // broke off for a line over its maximum, sent before its
             // `HELLO` said the maximum): not a clean end.
@@ -1175,6 +1190,7 @@ impl Service for Talk<'_> {
                 self.unacknowledged = lines;
                 self.first_undelivered = first;
             }
+            News::Vanished => self.vanished = true,
             News::Away { why, lines, within } => {
                 let within = within.as_secs();
                 let lines = match lines {

@@ -309,6 +309,9 @@ struct Current {
     marked: u64,
     /// Its connection is lost, and the conversation kept for its return.
     away: bool,
+    /// It closed without saying `END`, though it said it would: its
+    /// program is gone, and the conversation did not end.
+    vanished: bool,
 }
 
 /// A client waiting in line.
@@ -420,6 +423,7 @@ impl Conversations<'_> {
             first_undelivered: None,
             marked: 0,
             away: false,
+            vanished: false,
         });
         // What it sent while waiting is shown now: taken, and acknowledged.
         io.hold_acknowledgements(id, false);
@@ -775,6 +779,15 @@ impl Conversations<'_> {
     /// The conversation with `current` ended as `ending`.
     fn ended(&mut self, io: &mut Io, current: Current, ending: Ending) {
         self.console.recipient.set(None);
+        // A client killed or crashed has not left: its system closed for
+        // it (it said `ADDR left`).
+        let ending = match ending {
+            Ending::PeerLeft if current.vanished => Ending::Failed {
+                why: crate::errors::VANISHED.to_string(),
+                undelivered: 0,
+            },
+            ending => ending,
+        };
         // Said before the next in line is served; a client that connects
         // after reading the report is served at once all the same (the
         // loop takes it after this round).
@@ -908,6 +921,11 @@ impl Service for Conversations<'_> {
                     if let Some(current) = &mut self.current {
                         current.unacknowledged = lines;
                         current.first_undelivered = first;
+                    }
+                }
+                News::Vanished => {
+                    if let Some(current) = &mut self.current {
+                        current.vanished = true;
                     }
                 }
                 News::Away { why, lines, within } => {

@@ -67,6 +67,11 @@ pub enum Control {
     /// the waiting line, or interrupted): the session is not to be kept
     /// for a resume, whatever the connection's end looks like (a reset).
     Bye,
+    /// The sender's side ends on purpose, in order: its end of stream
+    /// follows. From a peer whose `HELLO` says [`SAYS_END`], an end of
+    /// stream without it (or a `BYE`) is its program gone (killed, crashed),
+    /// not the end of the conversation.
+    End,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,8 +103,13 @@ pub struct Hello {
 /// sent a message of several lines as one message per line.
 pub const TAKES_LINE_BREAKS: u32 = 1;
 
-/// What this build takes.
-pub const TAKES: u32 = TAKES_LINE_BREAKS;
+/// In [`Hello::takes`]: the sender says [`Control::End`] before its end
+/// of stream whenever its side ends on purpose (since 2026-12-07): an end
+/// of stream without it is its program gone.
+pub const SAYS_END: u32 = 2;
+
+/// What this build takes and does.
+pub const TAKES: u32 = TAKES_LINE_BREAKS | SAYS_END;
 
 /// The heartbeat a `HELLO` without one asks for.
 pub const DEFAULT_HEARTBEAT_MS: u32 = 5_000;
@@ -108,6 +118,7 @@ const HELLO: u8 = b'H';
 const ACK: u8 = b'A';
 const PING: u8 = b'P';
 const BYE: u8 = b'B';
+const END: u8 = b'E';
 
 /// A control frame the peer should not have sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -138,6 +149,7 @@ pub fn encode(out: &mut Vec<u8>, control: &Control) {
         }
         Control::Ping => payload.push(PING),
         Control::Bye => payload.push(BYE),
+        Control::End => payload.push(END),
     }
     let header = CONTROL_BIT | payload.len() as u32;
     out.extend_from_slice(&header.to_be_bytes());
@@ -176,6 +188,7 @@ pub fn decode(payload: &[u8]) -> Result<Option<Control>, BadControl> {
         ACK => Control::Ack(BigEndian::read_u64(rest.get(..8).ok_or_else(short)?)),
         PING => Control::Ping,
         BYE => Control::Bye,
+        END => Control::End,
         _ => return Ok(None),
     }))
 }
@@ -257,6 +270,7 @@ mod tests {
     fn controls_decode_to_what_was_encoded() {
         round_trip(Control::Ping);
         round_trip(Control::Bye);
+        round_trip(Control::End);
         round_trip(Control::Ack(0));
         round_trip(Control::Ack(u64::MAX));
         round_trip(Control::Hello(Hello {

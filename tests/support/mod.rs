@@ -456,6 +456,22 @@ pub fn last_ack_before_the_end(stream: &mut impl Read) -> Option<u64> {
     last
 }
 
+/// The kinds of the control frames a version 2 peer sent on `stream`
+/// (`b'A'` for an `ACK`, `b'E'` for an `END`), in order, reading
+/// everything up to its end of stream.
+pub fn controls_before_the_end(stream: &mut impl Read) -> Vec<u8> {
+    let mut kinds = Vec::new();
+    while let Some((control, payload)) = next_frame(stream) {
+        if control && let Some(&kind) = payload.first() {
+            kinds.push(kind);
+        }
+    }
+    kinds
+}
+
+/// A version 2 `END` control frame: the sender's side ends on purpose.
+pub const END: [u8; 5] = [0x80, 0, 0, 1, b'E'];
+
 /// The next frame from `stream`: whether it is a control frame (its
 /// length header's top bit, version 2), and its payload; `None` at a
 /// clean end of stream.

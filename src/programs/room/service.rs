@@ -371,6 +371,7 @@ impl Service for RoomService {
 
     fn news(&mut self, io: &mut Io, id: Id, news: News) {
         let takes_breaks = io.takes_line_breaks(id);
+        let unsaid = io.closed_unsaid(id);
         let mut world = Self::over(io, &self.output, &self.room);
         match news {
             News::Away { why, .. } => {
@@ -389,11 +390,17 @@ impl Service for RoomService {
             }
             // A client's, not a server's.
             News::NotResumed { .. } => {}
-            News::PeerClosed => self.room.leave(id, None, &mut world),
+            // A member killed (crashed) is not said to have left as if it
+            // had typed `q` (a user trial).
+            News::PeerClosed => {
+                let why = unsaid.then_some("without a word: its program may have been killed");
+                self.room.leave(id, why, &mut world)
+            }
             News::Failed(why) => self.room.leave(id, Some(&why), &mut world),
             News::WentIdle(idle) => self.room.went_idle(id, idle, &mut world),
             News::SessionOpened => self.room.hello_came(id, takes_breaks, &mut world),
-            News::StillWaiting { .. } | News::Unacknowledged { .. } => {}
+            // A room's members say why they leave, or are counted lost.
+            News::StillWaiting { .. } | News::Unacknowledged { .. } | News::Vanished => {}
             News::Ended(ending) => {
                 self.first_words.forget(id);
                 self.paused.remove(&id);
