@@ -214,6 +214,14 @@ fn a_closed_stderr_is_never_a_crash_and_loses_no_message() {
 /// socket, the end of stream too. The server's socket is kept open (closed
 /// with the client's offer unread, it would reset).
 fn stuck_client_of_a_server_that_said_more_and_ended() -> (Program, TcpStream) {
+    let (client, server) = stuck_client_of_a_server_that_said_more();
+    server.shutdown(Shutdown::Write).unwrap();
+    (client, server)
+}
+
+/// [`stuck_client_of_a_server_that_said_more_and_ended`], the server's
+/// side still open.
+fn stuck_client_of_a_server_that_said_more() -> (Program, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let client = Program::spawn_reading_stdout(CLIENT, &["--connect", &address], 1);
@@ -221,7 +229,6 @@ fn stuck_client_of_a_server_that_said_more_and_ended() -> (Program, TcpStream) {
     let line = "x".repeat(1000);
     let frames: Vec<u8> = (0..500).flat_map(|_| frame(line.as_bytes())).collect();
     server.write_all(&frames).unwrap();
-    server.shutdown(Shutdown::Write).unwrap();
     (client, server)
 }
 
@@ -233,6 +240,27 @@ fn stuck_client_of_a_server_that_said_more_and_ended() -> (Program, TcpStream) {
 #[test]
 fn messages_a_stuck_stdout_never_took_are_a_failure_said_aloud() {
     let (mut client, _server) = stuck_client_of_a_server_that_said_more_and_ended();
+    let said = client.expect_status("messages received were not written");
+    assert!(
+        said.contains("standard output took nothing for 10 s"),
+        "{said}"
+    );
+    assert_eq!(client.wait().code(), Some(1));
+}
+
+/// The same after a failure: the exit is 1 for it, and what the client
+/// took and could not write is said too (a user trial: a client whose
+/// stdout nobody read, cut off at its `q`, said only that its own lines
+/// were not delivered, while its server counted 174,000 lines as taken).
+#[test]
+fn messages_a_stuck_stdout_never_took_are_said_after_a_failure_too() {
+    let (mut client, server) = stuck_client_of_a_server_that_said_more();
+    // Reset, not ended: the conversation failed.
+    socket2::SockRef::from(&server)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(server);
+    client.expect_status("connection reset");
     let said = client.expect_status("messages received were not written");
     assert!(
         said.contains("standard output took nothing for 10 s"),

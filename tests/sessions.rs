@@ -572,3 +572,25 @@ fn a_program_killed_is_not_taken_for_one_that_ended_the_conversation() {
     );
     assert_eq!(server.wait().code(), Some(1));
 }
+
+/// The same in the waiting line: a waiting client killed has not left the
+/// line as one that typed `q` (its end of stream came without its `END`),
+/// and a server killed while a client waits is not said to have ended the
+/// connection (a user trial, 1 of 1 each).
+#[cfg(unix)]
+#[test]
+fn a_program_killed_while_a_client_waits_in_line_is_said_so() {
+    let mut server = Server::start(&[]);
+    let _first = server.admit_client();
+    let mut waiting = server.connect_client(&[]);
+    waiting.expect_status("number 1 in line");
+    waiting.signal("KILL");
+    server.expect_status("left the line without a word (its program may have been killed)");
+    let mut second = server.connect_client(&[]);
+    second.expect_status("number 1 in line");
+    server.program.signal("KILL");
+    second.expect_status(
+        "the server closed the connection before your turn without a word (its program may have been killed)",
+    );
+    assert_eq!(second.wait().code(), Some(1));
+}

@@ -240,8 +240,11 @@ impl Console {
             Exit::Success if self.shutdown.requested() => Exit::Interrupted,
             exit => exit,
         };
+        // Said after a failure too: the peer counted them as delivered (a
+        // client whose stdout nobody read, cut off at its `q`, exited 1
+        // saying only that its own lines were not delivered: a user trial).
         let exit = match (shown, exit) {
-            (false, Exit::Success) => {
+            (false, Exit::Success | Exit::Failure) => {
                 self.output.error(format!(
                     "messages received were not written: standard output took nothing for {} s",
                     patience.as_secs()

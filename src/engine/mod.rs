@@ -685,6 +685,7 @@ impl Engine {
             let tick = service.tick(&mut self.io);
             self.io.settle(service);
             if tick.done {
+                self.io.end_all();
                 return Ok(());
             }
             service_at = tick.wake_at;
@@ -2440,6 +2441,21 @@ impl Io {
         self.links
             .get(id)
             .is_some_and(|link| link.opened_told && link.peer_takes & TAKES_LINE_BREAKS != 0)
+    }
+
+    /// The loop ends (the service is done): each connection still open
+    /// ends on purpose, as far as its socket takes it now, so that a
+    /// version 2 peer reads `END` before the end of stream the system
+    /// sends for us (a client waiting in line of a `--once` server that
+    /// ended took it for the server killed).
+    fn end_all(&mut self) {
+        for (_, link) in self.links.iter_mut() {
+            // Not over a thread writing beside: what it began goes first.
+            if link.away.is_none() && link.beside.is_none() {
+                link.conn.finish();
+                let _ = link.conn.flush();
+            }
+        }
     }
 
     /// Whether connection `id`'s peer, whose end of stream came, closed

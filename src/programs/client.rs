@@ -251,7 +251,12 @@ fn retry_limit(limit: Duration, dead_after: Option<Duration>) -> Duration {
 type Dialed = Result<(TcpStream, Option<rustls::Connection>), (String, bool)>;
 
 /// Whether `e`, a failure to reach the server, is one that trying again
-/// cannot mend: not the network's, but the server's identity or the code.
+/// cannot mend: not the network's, but the server's identity or the code,
+/// or a server program no longer running (its machine refuses the
+/// connection: nothing listens there, and a server started again does not
+/// know the session). A client whose server was killed in mid-flood (its
+/// system reset the connection, unread data in it) tried again for 300 s
+/// (a user trial, 2 of 4).
 fn final_failure(e: &Error) -> bool {
     matches!(
         e,
@@ -259,7 +264,10 @@ fn final_failure(e: &Error) -> bool {
             ClientError::Untrusted(_)
                 | ClientError::Trust(_)
                 | ClientError::Code(crate::engine::tls::CodeFailure::WrongCode)
-        )
+        ) | Error::Connect {
+            why: Unreachable::Refused,
+            ..
+        }
     )
 }
 
@@ -906,6 +914,12 @@ impl Talk<'_> {
             }
             Ending::Failed { why, .. } => {
                 output.error(format!("{why}, while you waited in line{lines}"));
+                Exit::Failure
+            }
+            Ending::PeerLeft if self.vanished => {
+                output.error(format!(
+                    "the server closed the connection before your turn without a word (its program may have been killed){lines}"
+                ));
                 Exit::Failure
             }
             Ending::PeerLeft | Ending::Quit | Ending::Idle(_) => {

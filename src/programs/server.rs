@@ -625,9 +625,12 @@ impl Conversations<'_> {
             self.output()
                 .error(format!("{}: {why} (waiting in line)", waiting.peer));
         } else {
-            let how = match why.starts_with("connection lost") {
-                true => format!(" ({why})"),
-                false => String::new(),
+            let how = match why {
+                crate::errors::VANISHED => {
+                    " without a word (its program may have been killed)".to_string()
+                }
+                why if why.starts_with("connection lost") => format!(" ({why})"),
+                _ => String::new(),
             };
             self.output()
                 .status(format!("{} left the line{how}", waiting.peer));
@@ -990,6 +993,12 @@ impl Service for Conversations<'_> {
             return;
         };
         match news {
+            // Gone: its program was killed (its end of stream came without
+            // its `END`), and the reset at our keepalive would say it left
+            // the line as one that typed `q` does (a user trial).
+            News::PeerClosed if io.closed_unsaid(id) => {
+                self.leave_line(io, id, crate::errors::VANISHED)
+            }
             // Not gone: a client whose input ended reads on, and keeps its
             // place. One that closed altogether resets at the keepalive.
             News::PeerClosed => {
