@@ -250,6 +250,8 @@ struct Link {
     /// the ending (a client waiting in line whose input ended): a failure
     /// after it is its leaving (it cannot say `BYE` any more), not a loss.
     finished_unjudged: bool,
+    /// The peer's end of stream was read (an orderly one, not a failure).
+    peer_closed: bool,
     /// The service had started the connection's ending before it was
     /// lost: it starts again once the session is back (a client waiting in
     /// line has none).
@@ -1083,6 +1085,7 @@ impl Io {
                 }
                 return false;
             }
+            link.peer_closed |= happening == Happening::PeerClosed;
             match (link.closing.is_some(), happening) {
                 (true, happening) => self.happenings.push_back((id, happening)),
                 // Judged in `step`, where the session may be kept.
@@ -1301,6 +1304,7 @@ impl Io {
             said_bye_ours: false,
             said_end: false,
             finished_unjudged: false,
+            peer_closed: false,
             received_seen: 0,
             opened_told: false,
             peer_takes: 0,
@@ -1660,7 +1664,37 @@ impl Io {
                     return;
                 }
                 if link.closing.is_some() {
-                    self.happenings.push_back((id, Happening::SendFailed(why)));
+                    // A peer whose program is gone (its end of stream
+                    // without `END`, read or next to be read) resets what
+                    // we send after its close: that is its end, which the
+                    // read tells, not a lost link to resume (a client whose
+                    // `ACK` met its killed server's closed socket took it
+                    // for a loss, tried again and was refused: CI). A peer
+                    // that said `END` still reads: its reset is the link's.
+                    let gone = match link.conn.read_ended() {
+                        true => link.peer_closed && unsaid(link),
+                        false => {
+                            link.conn.set_readable();
+                            let ahead = link.conn.read_ahead(&mut self.scratch, BYE_LOOK_AHEAD);
+                            let bytes = link.conn.ahead();
+                            ahead == Ahead::Ended
+                                && !link.conn.read_ended()
+                                && unsaid(link)
+                                && !says(bytes, &Control::End)
+                                && !says(bytes, &Control::Bye)
+                        }
+                    };
+                    if gone && !link.conn.read_ended() && !self.again.contains(&id) {
+                        // What it sent before is read first, as always.
+                        self.again.push(id);
+                    }
+                    self.happenings.push_back((
+                        id,
+                        match gone {
+                            true => Happening::SendFinished,
+                            false => Happening::SendFailed(why),
+                        },
+                    ));
                 } else if matches!(link.phase, Phase::Admitted) {
                     // A client waiting its turn, gone (or away: `step`).
                     // What it sent before is read first, where the read
@@ -2116,7 +2150,7 @@ impl Io {
             if !link.conn.read_ended() {
                 let _ = link.conn.read_ahead(&mut self.scratch, BYE_LOOK_AHEAD);
             }
-            if link.conn.bye_unseen() || says_bye(link.conn.ahead()) {
+            if link.conn.bye_unseen() || says(link.conn.ahead(), &Control::Bye) {
                 link.said_bye = true;
                 let _ = self.registry.deregister(link.conn.stream_mut());
                 return self.end(
@@ -2634,7 +2668,7 @@ impl Io {
 
 /// Whether `bytes`, a version 2 peer's frames from a frame's start, hold
 /// a `BYE`.
-fn says_bye(bytes: &[u8]) -> bool {
+fn says(bytes: &[u8], what: &Control) -> bool {
     let mut at = 0;
     while let Some(header) = crate::wire::session::read_header(&bytes[at..]) {
         let (len, control) = match header {
@@ -2648,7 +2682,7 @@ fn says_bye(bytes: &[u8]) -> bool {
         if control
             && matches!(
                 crate::wire::session::decode(payload),
-                Ok(Some(Control::Bye))
+                Ok(Some(control)) if control == *what
             )
         {
             return true;

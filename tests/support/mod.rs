@@ -983,6 +983,32 @@ pub fn tcp_queues(from: u16, to: u16) -> Option<(u64, u64)> {
     })
 }
 
+/// Waits until every connection of port `port` (the server's end and its
+/// clients') holds nothing its program has not read, after `lag` (time
+/// for a due answer, such as an `ACK`, to arrive). A program killed with unread bytes in a socket
+/// is reset there by its system, not closed: what its peer sees then is a
+/// reset, as on a lost link, not the end of stream a test may look for.
+/// Elsewhere than Linux, the wait is `lag` alone.
+pub fn wait_until_all_read(port: u16, lag: Duration) {
+    thread::sleep(lag);
+    #[cfg(target_os = "linux")]
+    wait_until("the server read everything sent to it", || {
+        let table = fs::read_to_string("/proc/net/tcp").unwrap();
+        table.lines().skip(1).all(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let port = format!("{port:04X}");
+            let at = |address: &str| address.rsplit_once(':').map(|(_, p)| p) == Some(&port);
+            let listening = fields[3] == "0A";
+            let unread = fields[4].split_once(':').map_or("0", |(_, rx)| rx);
+            !(at(fields[1]) || at(fields[2]))
+                || listening
+                || u64::from_str_radix(unread, 16) == Ok(0)
+        })
+    });
+    #[cfg(not(target_os = "linux"))]
+    let _ = port;
+}
+
 /// The largest writable private mapping of process `pid`, in bytes, and
 /// its line of `/proc/PID/maps`: memory committed to, written or not. (The
 /// address space glibc reserves for each thread's arena is mapped without
