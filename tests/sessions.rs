@@ -13,7 +13,7 @@ use std::net::{Shutdown, TcpListener};
 use std::time::{Duration, Instant};
 
 use support::relay::Relay;
-use support::{OFFER, Program, Server, frame, read_data, read_frame, wait_until_all_read};
+use support::{OFFER, Program, Server, frame, read_data, read_frame};
 
 /// `--dead-after` here, and how late past it a loss may be noticed on a
 /// loaded machine.
@@ -555,7 +555,7 @@ fn a_program_killed_is_not_taken_for_one_that_ended_the_conversation() {
     server.expect_status("connected");
     client.say("before the kill");
     server.expect_message("before the kill");
-    wait_until_all_read(server.addr.port(), Duration::from_millis(200));
+    support::wait_until_all_read(server.addr.port(), Duration::from_millis(200));
     server.program.signal("KILL");
     client.expect_status(
         "the server closed the connection without ending the conversation (its program may have been killed)",
@@ -567,7 +567,7 @@ fn a_program_killed_is_not_taken_for_one_that_ended_the_conversation() {
     server.expect_status("connected");
     server.say("before the kill");
     client.expect_message("before the kill");
-    wait_until_all_read(server.addr.port(), Duration::from_millis(200));
+    support::wait_until_all_read(server.addr.port(), Duration::from_millis(200));
     client.signal("KILL");
     server.expect_status(
         "closed the connection without ending the conversation (its program may have been killed)",
@@ -586,7 +586,7 @@ fn a_program_killed_while_a_client_waits_in_line_is_said_so() {
     let _first = server.admit_client();
     let mut waiting = server.connect_client(&[]);
     waiting.expect_status("number 1 in line");
-    wait_until_all_read(server.addr.port(), Duration::from_millis(200));
+    support::wait_until_all_read(server.addr.port(), Duration::from_millis(200));
     waiting.signal("KILL");
     server.expect_status("left the line without a word (its program may have been killed)");
     let mut second = server.connect_client(&[]);
@@ -594,7 +594,7 @@ fn a_program_killed_while_a_client_waits_in_line_is_said_so() {
     // Its `ACK` of that notice read first (within 20 ms of the notice):
     // a server killed with it unread is reset, which its client cannot
     // tell from a lost link (1 run in 25 here).
-    wait_until_all_read(server.addr.port(), Duration::from_millis(200));
+    support::wait_until_all_read(server.addr.port(), Duration::from_millis(200));
     server.program.signal("KILL");
     second.expect_status(
         "the server closed the connection before your turn without a word (its program may have been killed)",
