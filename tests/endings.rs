@@ -253,6 +253,10 @@ fn messages_a_stuck_stdout_never_took_are_a_failure_said_aloud() {
 /// stdout nobody read, cut off at its `q`, said only that its own lines
 /// were not delivered, while its server counted 174,000 lines as taken).
 #[test]
+#[cfg_attr(
+    windows,
+    ignore = "under wine a close with SO_LINGER 0 is an orderly end, not a reset: no failure to say (its last frame cut short or not, by timing)"
+)]
 fn messages_a_stuck_stdout_never_took_are_said_after_a_failure_too() {
     let (mut client, server) = stuck_client_of_a_server_that_said_more();
     // Reset, not ended: the conversation failed.
@@ -266,12 +270,10 @@ fn messages_a_stuck_stdout_never_took_are_said_after_a_failure_too() {
         "{said}"
     );
     assert_eq!(client.wait().code(), Some(1));
-    // The failure is said as well: a reset (under wine, where a close with
-    // SO_LINGER 0 is an orderly end, the frame left cut short).
+    // The failure is said as well.
     let stderr = client.drain_stderr();
     assert!(
-        stderr.iter().any(|line| line.contains("connection reset")
-            || line.contains("connection closed mid-message")),
+        stderr.iter().any(|line| line.contains("connection reset")),
         "{stderr:?}"
     );
 }
