@@ -504,6 +504,42 @@ fn an_end_of_stream_without_end_from_a_server_that_says_it_is_no_end() {
     }
 }
 
+/// A server gone without `END` whose system then resets what the client
+/// sends (its end of stream, then a reset: a killed server whose socket
+/// the client's `ACK` met) is gone, not a lost link: the client says so
+/// and does not try to resume (CI: the client's `ACK` met its killed
+/// server's closed socket; it said `connection reset by peer while
+/// sending; reconnecting` and was refused). Both arrive while the client
+/// is stopped, so that its first send after its read meets the reset.
+#[cfg(unix)]
+#[test]
+fn a_reset_after_an_end_of_stream_without_end_is_the_servers_program_gone() {
+    let (mut client, mut server) = support::client_of_a_hand_made_server(1 | 2);
+    client.say("taken");
+    assert_eq!(read_data(&mut server).as_deref(), Some("taken"));
+    server
+        .write_all(&[0x80, 0, 0, 9, b'A', 0, 0, 0, 0, 0, 0, 0, 1])
+        .unwrap();
+    client.signal("STOP");
+    server.shutdown(Shutdown::Write).unwrap();
+    socket2::SockRef::from(&server)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(server);
+    // Both are in the client's socket before it goes on (loopback).
+    std::thread::sleep(Duration::from_millis(200));
+    client.signal("CONT");
+    client.expect_status(
+        "the server closed the connection without ending the conversation (its program may have been killed)",
+    );
+    assert_eq!(client.wait().code(), Some(1));
+    let stderr = client.drain_stderr();
+    assert!(
+        !stderr.iter().any(|line| line.contains("reconnecting")),
+        "{stderr:?}"
+    );
+}
+
 /// Each side ends on purpose with `END` after its last `ACK`, just
 /// before its end of stream: the client at its `q`, the server at its
 /// operator's.
