@@ -736,7 +736,7 @@ fn a_client_that_never_got_the_servers_hello_resumes_by_its_own_token() {
         .set_linger(Some(Duration::ZERO))
         .unwrap();
     drop(first);
-    server.expect_status("keeping the conversation for 300 s");
+    server.expect_status("keeping the conversation for 30 s");
 
     let mut second = server.raw();
     let mut opening = vec![0; 32];

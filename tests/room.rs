@@ -1260,3 +1260,23 @@ fn a_member_killed_is_not_said_to_have_left_as_if_it_quit() {
     alice.expect_status(said);
     server.expect_status(said);
 }
+
+/// The operator's `q` closes the room at once though a member is away: an
+/// away member cannot leave, and the room does not wait for its return (a
+/// user trial: 300 s, for a member killed in a flood whose reset was
+/// taken for a loss; a second `q` was needed, and nothing said so).
+#[cfg(unix)] // stops a member with SIGSTOP
+#[test]
+fn the_operators_q_does_not_wait_for_a_member_away() {
+    let mut server = start_room(&["--dead-after", "3"]);
+    let mut alice = server.join_room("alice");
+    let bob = server.join_room("bob");
+    alice.expect_status("bob joined");
+    bob.signal("STOP");
+    server.expect_status("bob lost the connection; keeping the place");
+    server.say("q");
+    alice.expect_status("server closed the room");
+    assert_eq!(server.wait().code(), Some(0));
+    assert_eq!(alice.wait().code(), Some(0));
+    bob.signal("CONT");
+}

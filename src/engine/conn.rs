@@ -122,6 +122,10 @@ pub struct Conn {
     fin_queued: bool,
     /// Another thread may write the socket too (see [`Conn::write_beside`]).
     beside: Option<Arc<Beside>>,
+    /// How our first send failed, if one did (see [`Conn::read_plaintext`]).
+    send_failed: Option<(ErrorKind, String)>,
+    /// A read or a send met a reset.
+    reset: bool,
     /// Version 2, as far as the bytes show it.
     wire: Wire,
 }
@@ -297,6 +301,8 @@ impl Conn {
             sent: 0,
             accepted: 0,
             moved: 0,
+            send_failed: None,
+            reset: false,
             readable: true,
             end_reported: false,
             read_end: None,
@@ -797,6 +803,11 @@ impl Conn {
 
     fn end_reading(&mut self, end: ReadEnd) {
         self.readable = false;
+        if let ReadEnd::Failed(e) = &end
+            && e.kind() == ErrorKind::ConnectionReset
+        {
+            self.reset = true;
+        }
         if self.read_end.is_none() {
             self.read_end = Some(Some(end));
         }
@@ -806,11 +817,23 @@ impl Conn {
     /// records decrypt to. 0 is the end of the stream.
     fn read_plaintext(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.read_plaintext_as_is(buf)?;
-        // An end of stream after a send beside failed is that failure.
-        if n == 0
-            && let Some(failure) = self.beside.as_ref().and_then(|beside| beside.failure())
-        {
-            return Err(failure);
+        // An end of stream after a send failed is that failure: the send
+        // took the socket's error, and the read meets only the end its
+        // reset left (a reset in a flood was read as the server's end, the
+        // rest of the input dropped, exit 0; a server that met its client's
+        // reset in an `ACK` took it for the client's end, not resumed).
+        // Not a broken pipe: a reset after the peer's end of stream is
+        // one (Linux), and then that end came first and is the peer's.
+        let failed = |kind: &ErrorKind| *kind != ErrorKind::BrokenPipe;
+        if n == 0 {
+            if let Some((kind, text)) = self.send_failed.as_ref().filter(|(kind, _)| failed(kind)) {
+                return Err(io::Error::new(*kind, text.clone()));
+            }
+            if let Some(failure) = self.beside.as_ref().and_then(|beside| beside.failure())
+                && failed(&failure.kind())
+            {
+                return Err(failure);
+            }
         }
         Ok(n)
     }
@@ -1054,6 +1077,7 @@ impl Conn {
             Err(e) => {
                 self.sending = Sending::Done;
                 self.out.clear();
+                self.note_send_failure(&e);
                 return Flushed::Failed(e);
             }
         }
@@ -1065,6 +1089,7 @@ impl Conn {
                     Ok(false) => return Flushed::Blocked,
                     Err(e) => {
                         self.sending = Sending::Done;
+                        self.note_send_failure(&e);
                         return Flushed::Failed(e);
                     }
                 }
@@ -1075,11 +1100,34 @@ impl Conn {
                 // The peer may already be gone entirely; that is its end,
                 // not our error.
                 Err(e) if e.kind() == ErrorKind::NotConnected => {}
-                Err(e) => return Flushed::Failed(e),
+                Err(e) => {
+                    self.note_send_failure(&e);
+                    return Flushed::Failed(e);
+                }
             }
             self.shut_unreported = true;
         }
         Flushed::Idle
+    }
+
+    /// Whether the connection ended in a reset (read, or met by a send
+    /// here or beside), not in silence or an end of stream.
+    pub fn was_reset(&self) -> bool {
+        self.reset
+            || self
+                .beside
+                .as_ref()
+                .and_then(|beside| beside.failure())
+                .is_some_and(|e| e.kind() == ErrorKind::ConnectionReset)
+    }
+
+    /// Keeps how our first send failed, for a version 2 peer's session
+    /// (for a version 1 peer, an end is an end), as [`Beside`] does.
+    fn note_send_failure(&mut self, e: &io::Error) {
+        self.reset |= e.kind() == ErrorKind::ConnectionReset;
+        if self.wire.numbering && self.send_failed.is_none() {
+            self.send_failed = Some((e.kind(), e.to_string()));
+        }
     }
 
     /// Ok(true) once everything queued (and sealed) is on the socket.

@@ -99,6 +99,9 @@ const RESUME_ANSWER: Duration = Duration::from_secs(15);
 /// How long a server keeps a lost session whose client's `HELLO` never
 /// came, at most (see `Io::park`).
 const UNNAMED_HOLD: Duration = Duration::from_secs(30);
+/// How long at most a server keeps a session whose connection a reset
+/// ended (see `Io::park`).
+const RESET_HOLD: Duration = Duration::from_secs(30);
 
 /// How many sessions that ended on purpose a server remembers for a late
 /// resume (see [`Ended`]); the oldest is forgotten first.
@@ -2146,7 +2149,8 @@ impl Io {
         // (It may have read it already, in this round, before it sent:
         // not yet seen, among the controls read. The full suite, 2 runs
         // in 6 of its resume tests: kept 300 s.)
-        if !self.client && (link.conn.bye_unseen() || !link.conn.read_ended()) {
+        // (Or read ahead already, by a send that met the failure.)
+        if !self.client {
             if !link.conn.read_ended() {
                 let _ = link.conn.read_ahead(&mut self.scratch, BYE_LOOK_AHEAD);
             }
@@ -2170,6 +2174,16 @@ impl Io {
         // conversation 300 s for nobody, its waiting line blocked).
         if !self.client && !link.opened_told {
             within = within.min(UNNAMED_HOLD);
+        }
+        // Lost to a reset, likewise: a client that met it is back within
+        // its first tries (one that hears nothing notices within its
+        // `--dead-after`), and a program killed with bytes unread resets
+        // too (a user trial: a client killed in a flood, or interrupted
+        // twice, kept its conversation 300 s, the waiting line blocked; a
+        // room member's name held as long).
+        if !self.client && link.conn.was_reset() {
+            let dead_after = self.rules.dead_after.unwrap_or_default();
+            within = within.min(RESET_HOLD.max(dead_after * 2));
         }
         let _ = self.registry.deregister(link.conn.stream_mut());
         if link.acks_held {
@@ -2278,10 +2292,11 @@ impl Io {
         self.news.push_back((id, News::NotResumed { why }));
     }
 
-    /// A client gives its lost session `id` up (`why`): it ends as failed,
-    /// with what was not delivered.
-    pub fn give_up(&mut self, id: Id, why: String) {
-        if self.links.get(id).is_some_and(|link| link.away.is_some()) {
+    /// Gives the lost session `id` up (`why`): it ends as failed, with
+    /// what was not delivered. False if it was not away.
+    pub fn give_up(&mut self, id: Id, why: String) -> bool {
+        let away = self.links.get(id).is_some_and(|link| link.away.is_some());
+        if away {
             self.end(
                 id,
                 Ending::Failed {
@@ -2290,6 +2305,7 @@ impl Io {
                 },
             );
         }
+        away
     }
 
     /// Connection `id`'s session may be resumed within `within` of a loss

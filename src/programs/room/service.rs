@@ -287,7 +287,12 @@ impl RoomService {
             .room
             .close(why, |id| sending.contains(&id), now, &mut world);
         for id in members {
-            io.happen(id, happening.clone());
+            // A member away cannot leave: the room does not wait for its
+            // return (a user trial: the operator's `q` waited 300 s for a
+            // member killed in a flood, its reset taken for a loss).
+            if !io.give_up(id, "the room closed while it was away".to_string()) {
+                io.happen(id, happening.clone());
+            }
         }
     }
 
