@@ -542,6 +542,42 @@ fn a_reset_after_an_end_of_stream_without_end_is_the_servers_program_gone() {
     );
 }
 
+/// A peer that said `BYE` and then reset the connection (a client
+/// interrupted twice: it does not wait for our end) has left, as with its
+/// end of stream after the `BYE`: not a failure, nor a loss to keep for a
+/// resume (a user trial: Ctrl-C twice, and the server said `connection
+/// reset by peer while sending`, 4 times in 4; in a flood, it kept the
+/// conversation 300 s).
+#[test]
+#[cfg_attr(
+    windows,
+    ignore = "under wine a close with SO_LINGER 0 is an orderly end, not a reset"
+)]
+fn a_reset_after_bye_is_the_peers_leaving() {
+    let mut server = Server::start(&["--once"]);
+    let mut raw = server.raw();
+    let mut first = OFFER.to_vec();
+    first.extend(support::hello_frame([5; 16], [0; 16], 0, 1 | 2));
+    first.extend(frame(b"before the bye"));
+    raw.write_all(&first).unwrap();
+    server.expect_message("before the bye");
+    // Something of the server's to send, that meets the reset.
+    server.say("unanswered");
+    raw.write_all(&support::BYE).unwrap();
+    socket2::SockRef::from(&raw)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(raw);
+    let said = server.expect_status(" left");
+    assert!(said.ends_with(" left"), "{said}");
+    assert_eq!(server.wait().code(), Some(0));
+    let stderr = server.drain_stderr();
+    assert!(
+        !stderr.iter().any(|line| line.contains("reset")),
+        "{stderr:?}"
+    );
+}
+
 /// Each side ends on purpose with `END` after its last `ACK`, just
 /// before its end of stream: the client at its `q`, the server at its
 /// operator's.

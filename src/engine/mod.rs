@@ -2149,22 +2149,19 @@ impl Io {
         // (It may have read it already, in this round, before it sent:
         // not yet seen, among the controls read. The full suite, 2 runs
         // in 6 of its resume tests: kept 300 s.)
-        // (Or read ahead already, by a send that met the failure.)
-        if !self.client {
-            if !link.conn.read_ended() {
-                let _ = link.conn.read_ahead(&mut self.scratch, BYE_LOOK_AHEAD);
-            }
-            if link.conn.bye_unseen() || says(link.conn.ahead(), &Control::Bye) {
-                link.said_bye = true;
-                let _ = self.registry.deregister(link.conn.stream_mut());
-                return self.end(
-                    id,
-                    Ending::Failed {
-                        why: format!("{why} (it had said it was leaving)"),
-                        undelivered: 0,
-                    },
-                );
-            }
+        // (Or read ahead already, by a send that met the failure.) So
+        // does a client: a server interrupted twice says `BYE` before its
+        // reset too. Either ends as the peer's leaving, as it would have
+        // with its end of stream after the `BYE` (a user trial: Ctrl-C
+        // twice on either side, and the other said `connection reset by
+        // peer while sending`, exit 1, or kept the conversation 300 s).
+        if !link.conn.read_ended() {
+            let _ = link.conn.read_ahead(&mut self.scratch, BYE_LOOK_AHEAD);
+        }
+        if link.conn.bye_unseen() || says(link.conn.ahead(), &Control::Bye) {
+            link.said_bye = true;
+            let _ = self.registry.deregister(link.conn.stream_mut());
+            return self.end(id, Ending::PeerLeft);
         }
         // A server whose client's `HELLO` never came keeps the session a
         // short while only: the client may know our token (its `HELLO` was
@@ -2541,6 +2538,19 @@ impl Io {
     /// happened, and does what it decides.
     fn step(&mut self, id: Id, happening: Option<Happening>) {
         self.take_written(id);
+        // A peer that said `BYE` has left: a reset after it is how it went
+        // (interrupted twice, it does not wait for our end), not a failure
+        // (a user trial: Ctrl-C twice, and the other side said `connection
+        // reset by peer while sending`, exit 1).
+        let happening = match happening {
+            Some(Happening::SendFailed(_)) if self.links.get(id).is_some_and(|l| l.said_bye) => {
+                Some(Happening::SendFinished)
+            }
+            Some(Happening::ReceiveFailed(_)) if self.links.get(id).is_some_and(|l| l.said_bye) => {
+                Some(Happening::PeerClosed)
+            }
+            happening => happening,
+        };
         if self.links.get(id).is_some_and(|link| link.away.is_some()) {
             return self.step_away(id, happening);
         }

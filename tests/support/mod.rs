@@ -472,6 +472,9 @@ pub fn controls_before_the_end(stream: &mut impl Read) -> Vec<u8> {
 /// A version 2 `END` control frame: the sender's side ends on purpose.
 pub const END: [u8; 5] = [0x80, 0, 0, 1, b'E'];
 
+/// A version 2 `BYE` control frame: the sender leaves at once.
+pub const BYE: [u8; 5] = [0x80, 0, 0, 1, b'B'];
+
 /// The next frame from `stream`: whether it is a control frame (its
 /// length header's top bit, version 2), and its payload; `None` at a
 /// clean end of stream.
