@@ -675,3 +675,19 @@ fn a_program_killed_while_a_client_waits_in_line_is_said_so() {
     );
     assert_eq!(second.wait().code(), Some(1));
 }
+
+/// A client interrupted while it waits in line says `BYE` before its end
+/// of stream: it left the line, and is not said to keep its place (a user
+/// trial: `has finished sending and keeps its place in line`, then `left
+/// the line`, 3 of 3).
+#[cfg(unix)] // sends a signal with kill
+#[test]
+fn a_client_interrupted_in_line_left_it() {
+    let mut server = Server::start(&[]);
+    let _first = server.admit_client();
+    let mut waiting = server.connect_client(&[]);
+    waiting.expect_status("number 1 in line");
+    waiting.signal("INT");
+    assert_eq!(waiting.wait().code(), Some(130));
+    server.expects_before("left the line", "keeps its place");
+}

@@ -2512,6 +2512,11 @@ impl Io {
         self.links.get(id).is_some_and(unsaid)
     }
 
+    /// Whether the peer of connection `id` said `BYE`: it left at once.
+    pub fn said_bye(&self, id: Id) -> bool {
+        self.links.get(id).is_some_and(|link| link.said_bye)
+    }
+
     /// How many of the messages sent on connection `id` its peer (a
     /// version 2 peer) has not acknowledged, if they have waited long
     /// enough to be worth showing; `None` if none has, or no session.

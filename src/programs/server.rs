@@ -999,6 +999,10 @@ impl Service for Conversations<'_> {
             News::PeerClosed if io.closed_unsaid(id) => {
                 self.leave_line(io, id, crate::errors::VANISHED)
             }
+            // Interrupted, or its `q`: it said `BYE` before its end, and
+            // has left (a user trial: `has finished sending and keeps its
+            // place in line`, then `left the line`, 3 of 3).
+            News::PeerClosed if io.said_bye(id) => self.leave_line(io, id, "it said BYE"),
             // Not gone: a client whose input ended reads on, and keeps its
             // place. One that closed altogether resets at the keepalive.
             News::PeerClosed => {
