@@ -32,7 +32,7 @@ use crate::wire::frame::{HEADER_LEN, split_frames};
 use std::collections::VecDeque;
 use std::mem;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// How many bytes may wait for the socket before a waiting push blocks.
@@ -58,8 +58,10 @@ pub type WriteNow = Box<dyn Fn(&[u8]) -> Option<usize> + Send + Sync>;
 #[derive(Default)]
 pub struct Outbox {
     state: Mutex<State>,
-    /// Lets a push write at once when the writer is idle.
-    write_now: OnceLock<WriteNow>,
+    /// Lets a push write at once when the writer is idle: through the
+    /// connection of the moment (each connection of a resumed session,
+    /// and a server's session once it opens, gives its own).
+    write_now: Mutex<Option<Arc<WriteNow>>>,
     /// Called when a push starts waiting for room: the peer is holding us up.
     on_backlog: Option<Box<dyn Fn() + Send + Sync>>,
     /// Called when frames are queued for the writer, an event loop.
@@ -225,10 +227,18 @@ impl Outbox {
     }
 
     /// Lets a push write its batch itself with `write_now` while the writer
-    /// (the loop) holds nothing and nothing is queued; once: a second
-    /// `write_now` is ignored.
+    /// (the loop) holds nothing and nothing is queued, in place of the one
+    /// given before: that one's connection is gone or superseded. (Kept
+    /// once given, the first held a copy of its socket open after the
+    /// connection was closed: a server that parked a stopped client sent
+    /// it no reset, and the client, continued, waited out its own
+    /// `--dead-after`, 15 s, to notice; a user trial.)
     pub fn write_at_once(&self, write_now: WriteNow) {
-        let _ = self.write_now.set(write_now);
+        *crate::lock(&self.write_now) = Some(Arc::new(write_now));
+    }
+
+    fn writer(&self) -> Option<Arc<WriteNow>> {
+        crate::lock(&self.write_now).clone()
     }
 
     /// For an event loop that writes the socket `write_now` writes: it is
@@ -311,7 +321,7 @@ impl Outbox {
 
     /// Whether a push may write its batch itself.
     pub fn writes_at_once(&self) -> bool {
-        self.write_now.get().is_some()
+        crate::lock(&self.write_now).is_some()
     }
 
     /// The peer takes messages of several lines as one, from now on.
@@ -373,7 +383,7 @@ impl Outbox {
         }
         state.accepted += batch.len() as u64;
         state.lines += lines.unwrap_or(0);
-        if let Some(write_now) = self.write_now.get()
+        if let Some(write_now) = self.writer()
             && state.queue.is_empty()
             && !state.sending
             && !state.writing_now
@@ -406,7 +416,7 @@ impl Outbox {
             }
             return Pushed::Queued;
         }
-        if let Some(write_now) = self.write_now.get()
+        if let Some(write_now) = self.writer()
             && state.queue.is_empty()
             && !state.sending
             && !state.writing_now
