@@ -260,10 +260,7 @@ fn messages_a_stuck_stdout_never_took_are_a_failure_said_aloud() {
 fn messages_a_stuck_stdout_never_took_are_said_after_a_failure_too() {
     let (mut client, server) = stuck_client_of_a_server_that_said_more();
     // Reset, not ended: the conversation failed.
-    socket2::SockRef::from(&server)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(server);
+    support::close_with_reset(server);
     let said = client.expect_status("messages received were not written");
     assert!(
         said.contains("standard output took nothing for 10 s"),

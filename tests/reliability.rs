@@ -7,9 +7,7 @@ use std::io::Write;
 use std::net::Shutdown;
 #[cfg(unix)]
 use std::net::TcpStream;
-use std::time::Duration;
 
-use socket2::SockRef;
 use support::{Server, frame};
 #[cfg(unix)]
 use support::{fds_and_threads, read_frame, status_kib, wait_until};
@@ -87,10 +85,7 @@ fn hostile_peers_each_get_one_line_and_the_next_client_is_served() {
     if cfg!(unix) {
         let peer = server.raw();
         (&peer).write_all(&[0, 0, 0, 100, b'h', b'a']).unwrap();
-        SockRef::from(&peer)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(peer);
+        support::close_with_reset(peer);
         server.expect_status("connection reset by peer");
     }
     server.serves_a_polite_client("after the reset");
@@ -266,7 +261,7 @@ fn out_of_descriptors_the_server_reports_without_flooding_its_log() {
     // kernel's backlog.
     let clients: Vec<TcpStream> = (0..30).map(|_| TcpStream::connect(addr).unwrap()).collect();
     server.expect_status("cannot accept a connection");
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(std::time::Duration::from_secs(3));
     let reports = server
         .drain_stderr()
         .iter()
@@ -295,7 +290,7 @@ fn an_interrupt_during_the_greeting_wait_still_closes_cleanly() {
     server.set_read_timeout(Some(support::PATIENCE)).unwrap();
     client.expect_status("connected to");
     client.say("said in the first second");
-    std::thread::sleep(Duration::from_millis(100));
+    std::thread::sleep(std::time::Duration::from_millis(100));
     client.interrupt();
     assert_eq!(client.wait().code(), Some(130));
     assert_eq!(read_text(&mut server), "said in the first second");

@@ -624,10 +624,7 @@ fn a_session_whose_clients_hello_never_came_is_kept_only_a_short_while() {
     let mut raw = server.raw();
     raw.write_all(&support::OFFER).unwrap();
     assert_eq!(next_control(&mut raw)[0], b'H', "the server's HELLO");
-    socket2::SockRef::from(&raw)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(raw);
+    support::close_with_reset(raw);
     let said = server.expect_status("keeping the conversation for");
     assert!(said.contains("for 30 s"), "{said}");
 }
@@ -739,10 +736,7 @@ fn a_client_that_never_got_the_servers_hello_resumes_by_its_own_token() {
     first.write_all(&opening).unwrap();
     server.expect_message("before the loss");
     // Lost, without a word (a reset), the server's `HELLO` never read.
-    socket2::SockRef::from(&first)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(first);
+    support::close_with_reset(first);
     server.expect_status("keeping the conversation for 30 s");
 
     let mut second = server.raw();
@@ -896,10 +890,7 @@ fn a_server_that_refuses_the_return_is_not_tried_again() {
         Some("not taken")
     );
     // Its listener is gone already: nothing listens there any more.
-    socket2::SockRef::from(&server)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(server);
+    support::close_with_reset(server);
     client.expect_status("reconnecting for up to 300 s");
     let said = client.expect_status("cannot resume: cannot connect to");
     assert!(

@@ -524,10 +524,7 @@ fn a_reset_after_an_end_of_stream_without_end_is_the_servers_program_gone() {
         .unwrap();
     client.signal("STOP");
     server.shutdown(Shutdown::Write).unwrap();
-    socket2::SockRef::from(&server)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(server);
+    support::close_with_reset(server);
     // Both are in the client's socket before it goes on (loopback).
     std::thread::sleep(Duration::from_millis(200));
     client.signal("CONT");
@@ -564,10 +561,7 @@ fn a_reset_after_bye_is_the_peers_leaving() {
     // Something of the server's to send, that meets the reset.
     server.say("unanswered");
     raw.write_all(&support::BYE).unwrap();
-    socket2::SockRef::from(&raw)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(raw);
+    support::close_with_reset(raw);
     let said = server.expect_status(" left");
     assert!(said.ends_with(" left"), "{said}");
     assert_eq!(server.wait().code(), Some(0));

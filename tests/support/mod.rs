@@ -986,6 +986,15 @@ pub fn tcp_queues(from: u16, to: u16) -> Option<(u64, u64)> {
     })
 }
 
+/// Closes `stream` with a reset, not an orderly end (SO_LINGER 0): a peer
+/// gone at once, or a path a router reset. (Under wine, an orderly end.)
+pub fn close_with_reset(stream: TcpStream) {
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(stream);
+}
+
 /// Waits until every connection of port `port` (the server's end and its
 /// clients') holds nothing its program has not read, after `lag` (time
 /// for a due answer, such as an `ACK`, to arrive). A program killed with unread bytes in a socket
