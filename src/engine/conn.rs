@@ -1111,20 +1111,23 @@ impl Conn {
     }
 
     /// Whether the connection ended in a reset (read, or met by a send
-    /// here or beside), not in silence or an end of stream.
+    /// here or beside), not in silence or an end of stream. A send's broken
+    /// pipe is one: a reset that came after the peer's end of stream (on
+    /// Linux; a program killed with nothing unread closes, and our next
+    /// bytes draw the reset), or after another took the first.
     pub fn was_reset(&self) -> bool {
         self.reset
             || self
                 .beside
                 .as_ref()
                 .and_then(|beside| beside.failure())
-                .is_some_and(|e| e.kind() == ErrorKind::ConnectionReset)
+                .is_some_and(|e| is_reset(e.kind()))
     }
 
     /// Keeps how our first send failed, for a version 2 peer's session
     /// (for a version 1 peer, an end is an end), as [`Beside`] does.
     fn note_send_failure(&mut self, e: &io::Error) {
-        self.reset |= e.kind() == ErrorKind::ConnectionReset;
+        self.reset |= is_reset(e.kind());
         if self.wire.numbering && self.send_failed.is_none() {
             self.send_failed = Some((e.kind(), e.to_string()));
         }
@@ -1462,6 +1465,11 @@ pub enum Handshake {
 /// A TLS failure on an established connection, as an I/O error.
 fn tls_error(e: rustls::Error) -> io::Error {
     io::Error::new(ErrorKind::InvalidData, crate::errors::TlsFailure(e))
+}
+
+/// Whether a send failed with `kind` because the peer reset the connection.
+fn is_reset(kind: ErrorKind) -> bool {
+    matches!(kind, ErrorKind::ConnectionReset | ErrorKind::BrokenPipe)
 }
 
 #[cfg(test)]
