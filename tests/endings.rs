@@ -294,6 +294,9 @@ fn a_stop_while_the_last_messages_are_written_is_an_interruption() {
         "{:?}",
         stopped.elapsed()
     );
+    // And it says what the stop cost: messages its server counted as
+    // delivered were not written.
+    client.expect_status("interrupted before every message received was written");
 }
 
 /// A client whose stdout nobody reads stops reading the server, heartbeats
