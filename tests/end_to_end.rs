@@ -116,7 +116,7 @@ fn end_of_client_input_keeps_it_listening_until_the_server_closes() {
     // The client has closed its sending half, yet still shows replies.
     server.expect_status("left");
     assert_eq!(server.wait().code(), Some(0));
-    assert_eq!(client.wait().code(), Some(0));
+    assert_eq!(client.wait().code(), Some(0), "{:?}", client.drain_stderr());
 
     // A raw server that answers only after the client's input has ended.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
